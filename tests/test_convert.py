@@ -1,0 +1,596 @@
+"""Checkpoint conversion on real weights: CTranslate2 tiny.en and base, Hugging Face folders built from them.
+
+The raw CTranslate2 parser/writer and the Hugging Face name map below are written independently of
+whisperms/convert.py, so that the two have to agree rather than share a mistake.
+"""
+import json
+import os
+import shutil
+import struct
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from whisperms.convert import (Checkpoint, assign_state, convert, detect_format, model_name, read_checkpoint,
+                               read_ctranslate2, read_huggingface, read_safetensors, read_whisperms,
+                               save_checkpoint, state_shapes)
+from whisperms.errors import CheckpointError, OptionsError
+from whisperms.model import ModelDimensions, Whisper
+
+TINY_EN_DIMS = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=384, n_audio_head=6, n_audio_layer=4,
+                               n_vocab=51864, n_text_ctx=448, n_text_state=384, n_text_head=6, n_text_layer=4)
+BASE_DIMS = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=512, n_audio_head=8, n_audio_layer=6,
+                            n_vocab=51865, n_text_ctx=448, n_text_state=512, n_text_head=8, n_text_layer=6)
+D = 384  # tiny's width
+
+
+# --- an independent reader/writer of CTranslate2 model.bin, binary version 6 -----------------------------------
+CT2_TYPES = ["float32", "int8", "int16", "int32", "float16", "bfloat16"]
+
+
+def ct2_load(path):
+    data = open(path, "rb").read()
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        values = struct.unpack_from("<" + fmt, data, pos)
+        pos += struct.calcsize("<" + fmt)
+        return values
+
+    def string():
+        nonlocal pos
+        (n,) = take("H")
+        pos += n
+        return data[pos - n:pos - 1].decode()
+
+    assert take("I") == (6,) and string() == "WhisperSpec"
+    take("I")
+    variables = {}
+    for _ in range(take("I")[0]):
+        name = string()
+        (rank,) = take("B")
+        shape = take(f"{rank}I")
+        type_name = CT2_TYPES[take("B")[0]]
+        (num_bytes,) = take("I")
+        assert type_name in ("float16", "int8", "int16"), (name, type_name)
+        variables[name] = np.frombuffer(data, type_name, num_bytes // np.dtype(type_name).itemsize,
+                                        pos).reshape(shape).copy()
+        pos += num_bytes
+    aliases = [(string(), string()) for _ in range(take("I")[0])]
+    assert pos == len(data)
+    return variables, aliases
+
+
+def ct2_save(path, variables, aliases, version=6, spec="WhisperSpec"):
+    """variables: name -> (type name, np.ndarray of the raw stored values)."""
+    def string(s):
+        return struct.pack("<H", len(s) + 1) + s.encode() + b"\0"
+
+    out = [struct.pack("<I", version), string(spec), struct.pack("<II", 3, len(variables))]
+    for name, (type_name, value) in sorted(variables.items()):
+        raw = np.ascontiguousarray(value).tobytes()
+        out += [string(name), struct.pack(f"<B{value.ndim}I", value.ndim, *value.shape),
+                struct.pack("<BI", CT2_TYPES.index(type_name), len(raw)), raw]
+    out.append(struct.pack("<I", len(aliases)))
+    out += [string(a) + string(b) for a, b in aliases]
+    with open(path, "wb") as f:
+        f.write(b"".join(out))
+
+
+def ct2_folder(tmp_path, src, model_bin=None, files=("config.json", "tokenizer.json")):
+    """A CTranslate2 folder in tmp_path with `src`'s side files and a symlink to (or given) model.bin."""
+    folder = tmp_path / "ct2"
+    folder.mkdir()
+    for name in files:
+        shutil.copy(src / name, folder / name)
+    if model_bin is None:
+        os.symlink(src / "model.bin", folder / "model.bin")
+    else:
+        (folder / "model.bin").write_bytes(model_bin)
+    return folder
+
+
+# --- an independent openai -> Hugging Face name map ------------------------------------------------------------
+HF_TOP = {
+    "encoder.conv1.weight": "model.encoder.conv1.weight", "encoder.conv1.bias": "model.encoder.conv1.bias",
+    "encoder.conv2.weight": "model.encoder.conv2.weight", "encoder.conv2.bias": "model.encoder.conv2.bias",
+    "encoder.positional_embedding": "model.encoder.embed_positions.weight",
+    "encoder.ln_post.weight": "model.encoder.layer_norm.weight",
+    "encoder.ln_post.bias": "model.encoder.layer_norm.bias",
+    "decoder.token_embedding.weight": "model.decoder.embed_tokens.weight",
+    "decoder.positional_embedding": "model.decoder.embed_positions.weight",
+    "decoder.ln.weight": "model.decoder.layer_norm.weight", "decoder.ln.bias": "model.decoder.layer_norm.bias",
+}
+HF_IN_BLOCK = {
+    "attn.query": "self_attn.q_proj", "attn.key": "self_attn.k_proj", "attn.value": "self_attn.v_proj",
+    "attn.out": "self_attn.out_proj", "attn_ln": "self_attn_layer_norm",
+    "cross_attn.query": "encoder_attn.q_proj", "cross_attn.key": "encoder_attn.k_proj",
+    "cross_attn.value": "encoder_attn.v_proj", "cross_attn.out": "encoder_attn.out_proj",
+    "cross_attn_ln": "encoder_attn_layer_norm", "mlp.0": "fc1", "mlp.2": "fc2", "mlp_ln": "final_layer_norm",
+}
+
+
+def hf_name(name):
+    if name in HF_TOP:
+        return HF_TOP[name]
+    side, blocks, layer, rest = name.split(".", 3)
+    assert blocks == "blocks"
+    module, leaf = rest.rsplit(".", 1)
+    return f"model.{side}.layers.{layer}.{HF_IN_BLOCK[module]}.{leaf}"
+
+
+def hf_folder(path, ckpt, shards=1, heads=((2, 2), (3, 0)), proj_out=None):
+    path.mkdir()
+    tensors = {hf_name(k): v for k, v in ckpt.state.items()}
+    tensors["proj_out.weight"] = ckpt.state["decoder.token_embedding.weight"] if proj_out is None else proj_out
+    d = ckpt.dims
+    config = {"model_type": "whisper", "_name_or_path": "openai/whisper-tiny.en", "num_mel_bins": d.n_mels,
+              "max_source_positions": d.n_audio_ctx, "d_model": d.n_audio_state,
+              "encoder_attention_heads": d.n_audio_head, "encoder_layers": d.n_audio_layer,
+              "vocab_size": d.n_vocab, "max_target_positions": d.n_text_ctx,
+              "decoder_attention_heads": d.n_text_head, "decoder_layers": d.n_text_layer}
+    (path / "config.json").write_text(json.dumps(config))
+    (path / "generation_config.json").write_text(json.dumps({"alignment_heads": [list(h) for h in heads]}))
+    shutil.copy(ckpt.tokenizer_path, path / "tokenizer.json")
+    if shards == 1:
+        save_file(tensors, str(path / "model.safetensors"))
+        return path
+    names = sorted(tensors)
+    weight_map = {}
+    for i in range(shards):
+        file = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = names[i::shards]
+        save_file({n: tensors[n] for n in part}, str(path / file))
+        weight_map.update({n: file for n in part})
+    index = {"metadata": {"total_size": sum(v.nbytes for v in tensors.values())}, "weight_map": weight_map}
+    (path / "model.safetensors.index.json").write_text(json.dumps(index))
+    return path
+
+
+# --- fixtures ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tiny_en_ct2_dir):
+    return read_ctranslate2(tiny_en_ct2_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny_raw(tiny_en_ct2_dir):
+    return ct2_load(tiny_en_ct2_dir / "model.bin")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny):
+    return Whisper(tiny.dims)
+
+
+def model_shapes(dims):
+    return {name: tuple(p.shape) for name, p in Whisper(dims).parameters_and_names()}
+
+
+def assert_one_line_error(excinfo, *fragments):
+    message = str(excinfo.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+# --- CTranslate2 ------------------------------------------------------------------------------------------------
+def test_ct2_tiny_en_dims_name_and_names(tiny, tiny_en_ct2_dir):
+    assert tiny.dims == TINY_EN_DIMS
+    assert tiny.name == "tiny.en"
+    assert detect_format(tiny_en_ct2_dir) == "ctranslate2"
+    assert {k: v.shape for k, v in tiny.state.items()} == model_shapes(TINY_EN_DIMS)
+    assert state_shapes(TINY_EN_DIMS) == model_shapes(TINY_EN_DIMS)
+    assert all(v.dtype == np.float16 for v in tiny.state.values())  # as stored: no silent up-cast
+    config = json.loads((tiny_en_ct2_dir / "config.json").read_text())
+    assert tiny.alignment_heads == config["alignment_heads"]
+    assert tiny.tokenizer_path == tiny_en_ct2_dir / "tokenizer.json"
+    assert tiny.source["format"] == "ctranslate2" and tiny.source["binary_version"] == 6
+
+
+def test_ct2_fused_projections_split(tiny, tiny_raw):
+    raw, aliases = tiny_raw
+    assert aliases == [("decoder/projection/weight", "decoder/embeddings/weight")]
+    qkv_w = raw["encoder/layer_1/self_attention/linear_0/weight"]
+    qkv_b = raw["encoder/layer_1/self_attention/linear_0/bias"]
+    assert qkv_w.shape == (3 * D, D) and qkv_b.shape == (3 * D,)
+    s = tiny.state
+    np.testing.assert_array_equal(s["encoder.blocks.1.attn.query.weight"], qkv_w[:D])
+    np.testing.assert_array_equal(s["encoder.blocks.1.attn.key.weight"], qkv_w[D:2 * D])
+    np.testing.assert_array_equal(s["encoder.blocks.1.attn.value.weight"], qkv_w[2 * D:])
+    np.testing.assert_array_equal(s["encoder.blocks.1.attn.query.bias"], qkv_b[:D])
+    np.testing.assert_array_equal(s["encoder.blocks.1.attn.value.bias"], qkv_b[2 * D:])
+    assert not np.any(qkv_b[D:2 * D])  # CTranslate2's key bias is all zero
+    assert np.any(qkv_b[:D]) and np.any(qkv_b[2 * D:])
+
+    kv_w = raw["decoder/layer_2/attention/linear_1/weight"]
+    kv_b = raw["decoder/layer_2/attention/linear_1/bias"]
+    assert kv_w.shape == (2 * D, D)
+    np.testing.assert_array_equal(s["decoder.blocks.2.cross_attn.key.weight"], kv_w[:D])
+    np.testing.assert_array_equal(s["decoder.blocks.2.cross_attn.value.weight"], kv_w[D:])
+    np.testing.assert_array_equal(s["decoder.blocks.2.cross_attn.value.bias"], kv_b[D:])
+    assert not np.any(kv_b[:D])
+    np.testing.assert_array_equal(s["decoder.blocks.2.cross_attn.query.weight"],
+                                  raw["decoder/layer_2/attention/linear_0/weight"])
+    np.testing.assert_array_equal(s["decoder.blocks.2.cross_attn.out.bias"],
+                                  raw["decoder/layer_2/attention/linear_2/bias"])
+    self_qkv = raw["decoder/layer_0/self_attention/linear_0/weight"]
+    np.testing.assert_array_equal(s["decoder.blocks.0.attn.value.weight"], self_qkv[2 * D:])
+    assert not np.any(raw["decoder/layer_0/self_attention/linear_0/bias"][D:2 * D])
+
+
+def test_ct2_unfused_tensors(tiny, tiny_raw):
+    raw, _ = tiny_raw
+    s = tiny.state
+    pairs = {"encoder.conv1.weight": "encoder/conv1/weight", "encoder.conv2.bias": "encoder/conv2/bias",
+             "encoder.positional_embedding": "encoder/position_encodings/encodings",
+             "encoder.ln_post.weight": "encoder/layer_norm/gamma", "encoder.ln_post.bias": "encoder/layer_norm/beta",
+             "decoder.token_embedding.weight": "decoder/embeddings/weight",
+             "decoder.positional_embedding": "decoder/position_encodings/encodings",
+             "decoder.ln.bias": "decoder/layer_norm/beta",
+             "encoder.blocks.3.attn_ln.weight": "encoder/layer_3/self_attention/layer_norm/gamma",
+             "encoder.blocks.3.attn.out.weight": "encoder/layer_3/self_attention/linear_1/weight",
+             "encoder.blocks.3.mlp.0.weight": "encoder/layer_3/ffn/linear_0/weight",
+             "encoder.blocks.3.mlp.2.bias": "encoder/layer_3/ffn/linear_1/bias",
+             "encoder.blocks.3.mlp_ln.bias": "encoder/layer_3/ffn/layer_norm/beta",
+             "decoder.blocks.1.cross_attn_ln.weight": "decoder/layer_1/attention/layer_norm/gamma"}
+    for ours, theirs in pairs.items():
+        np.testing.assert_array_equal(s[ours], raw[theirs], err_msg=ours)
+
+
+def test_ct2_base(base_ct2_dir):
+    ckpt = read_checkpoint(base_ct2_dir)
+    assert ckpt.dims == BASE_DIMS
+    assert ckpt.name == "base"
+    assert {k: v.shape for k, v in ckpt.state.items()} == state_shapes(BASE_DIMS)
+    config = json.loads((base_ct2_dir / "config.json").read_text())
+    assert ckpt.alignment_heads == config["alignment_heads"] == [[3, 1], [4, 2], [4, 3], [4, 7], [5, 1], [5, 2],
+                                                                 [5, 4], [5, 6]]
+
+
+def test_ct2_quantized_and_bfloat16_variables(tmp_path, tiny_en_ct2_dir, tiny_raw):
+    raw, aliases = tiny_raw
+    stored = {name: (str(v.dtype), v) for name, v in raw.items()}
+    # int8 with a per-row scale (CTranslate2: q = round(x * scale), scale = 127 / max|row|)
+    qkv = raw["encoder/layer_0/self_attention/linear_0/weight"].astype(np.float32)
+    scale8 = (127.0 / np.abs(qkv).max(axis=1)).astype(np.float32)
+    q8 = np.round(qkv * scale8[:, None]).astype(np.int8)
+    stored["encoder/layer_0/self_attention/linear_0/weight"] = ("int8", q8)
+    stored["encoder/layer_0/self_attention/linear_0/weight_scale"] = ("float32", scale8)
+    # int16 with one scale per tensor
+    fc1 = raw["decoder/layer_0/ffn/linear_0/weight"].astype(np.float32)
+    scale16 = np.float32(1000.0)
+    q16 = np.round(fc1 * scale16).astype(np.int16)
+    stored["decoder/layer_0/ffn/linear_0/weight"] = ("int16", q16)
+    stored["decoder/layer_0/ffn/linear_0/weight_scale"] = ("float32", np.array(scale16))
+    # bfloat16: the top 16 bits of a float32
+    conv2 = raw["encoder/conv2/weight"].astype(np.float32)
+    stored["encoder/conv2/weight"] = ("bfloat16", (conv2.view(np.uint32) >> 16).astype(np.uint16))
+
+    folder = tmp_path / "ct2q"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(tiny_en_ct2_dir / name, folder / name)
+    ct2_save(folder / "model.bin", stored, aliases)
+    s = read_ctranslate2(folder).state
+
+    deq = q8.astype(np.float32) / scale8[:, None]
+    np.testing.assert_allclose(s["encoder.blocks.0.attn.query.weight"], deq[:D], rtol=1e-6)
+    np.testing.assert_allclose(s["encoder.blocks.0.attn.value.weight"], deq[2 * D:], rtol=1e-6)
+    np.testing.assert_allclose(s["encoder.blocks.0.attn.query.weight"], qkv[:D], atol=0.5 / scale8[:D, None].min())
+    np.testing.assert_allclose(s["decoder.blocks.0.mlp.0.weight"], q16 / scale16, rtol=1e-6)
+    np.testing.assert_allclose(s["decoder.blocks.0.mlp.0.weight"], fc1, atol=0.5 / 1000 + 1e-7)
+    expected_bf16 = (conv2.view(np.uint32) & 0xFFFF0000).view(np.float32)
+    np.testing.assert_array_equal(s["encoder.conv2.weight"], expected_bf16)
+    assert s["encoder.conv2.weight"].dtype == np.float32
+    np.testing.assert_allclose(s["encoder.conv2.weight"], conv2, rtol=2 ** -7)
+
+
+def test_ct2_rejects_unknown_version_and_spec(tmp_path, tiny_en_ct2_dir):
+    for blob, fragment in ((struct.pack("<I", 7) + b"\0" * 64, "unsupported CTranslate2 binary version 7"),
+                           (struct.pack("<I", 0), "unsupported CTranslate2 binary version 0")):
+        folder = ct2_folder(tmp_path, tiny_en_ct2_dir, model_bin=blob)
+        with pytest.raises(CheckpointError) as excinfo:
+            read_checkpoint(folder)
+        assert_one_line_error(excinfo, "model.bin", fragment)
+        shutil.rmtree(folder)
+    ct2_save(tmp_path / "other.bin", {"x": ("float32", np.zeros(2, np.float32))}, [], spec="TransformerSpec")
+    folder = ct2_folder(tmp_path, tiny_en_ct2_dir, model_bin=(tmp_path / "other.bin").read_bytes())
+    with pytest.raises(CheckpointError) as excinfo:
+        read_ctranslate2(folder)
+    assert_one_line_error(excinfo, "TransformerSpec", "not a Whisper model")
+
+
+def test_ct2_truncated_model_bin(tmp_path, tiny_en_ct2_dir):
+    data = (tiny_en_ct2_dir / "model.bin").read_bytes()
+    for cut in (0, 3, 40, 1 << 20, len(data) - 10):
+        folder = ct2_folder(tmp_path, tiny_en_ct2_dir, model_bin=data[:cut])
+        with pytest.raises(CheckpointError) as excinfo:
+            read_checkpoint(folder)
+        assert_one_line_error(excinfo, str(folder / "model.bin"), "truncated or corrupted")
+        shutil.rmtree(folder)
+
+
+def test_ct2_needs_tokenizer_json(tmp_path, tiny_en_ct2_dir):
+    folder = ct2_folder(tmp_path, tiny_en_ct2_dir, files=("config.json", "vocabulary.txt"))
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(folder)
+    assert_one_line_error(excinfo, "tokenizer.json is needed", "vocabulary.txt")
+
+
+def test_ct2_bad_alignment_heads(tmp_path, tiny_en_ct2_dir):
+    folder = ct2_folder(tmp_path, tiny_en_ct2_dir)
+    (folder / "config.json").write_text(json.dumps({"alignment_heads": [[1, 0], [4, 0]]}))  # tiny has 4 layers
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(folder)
+    assert_one_line_error(excinfo, "config.json", "alignment_heads")
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(folder)
+    assert_one_line_error(excinfo, "config.json", "not valid JSON")
+
+
+def test_model_name_from_dims():
+    def dims(state, layers, mels=80, vocab=51865, text_layers=None):
+        return ModelDimensions(mels, 1500, state, state // 64, layers, vocab, 448, state, state // 64,
+                               text_layers or layers)
+
+    assert model_name(TINY_EN_DIMS) == "tiny.en"
+    assert model_name(BASE_DIMS) == "base"
+    assert model_name(dims(768, 12, vocab=51864)) == "small.en"
+    assert model_name(dims(1024, 24)) == "medium"
+    assert model_name(dims(1280, 32)) == "large-v2"
+    assert model_name(dims(1280, 32, mels=128, vocab=51866)) == "large-v3"
+    assert model_name(dims(1280, 32, mels=128, vocab=51866, text_layers=4)) == "large-v3-turbo"
+    assert model_name(dims(1280, 32, mels=128, vocab=51866, text_layers=2)) == "distil-large-v3"
+    assert model_name(dims(1024, 24, vocab=51864, text_layers=2)) == "distil-medium.en"
+    assert model_name(dims(256, 3)) is None
+
+
+# --- Hugging Face -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shards", [1, 3])
+def test_huggingface_folder(tmp_path, tiny, shards):
+    folder = hf_folder(tmp_path / "hf", tiny, shards=shards)
+    assert detect_format(folder) == "huggingface"
+    if shards > 1:
+        assert not (folder / "model.safetensors").exists()
+        assert len(list(folder.glob("model-0000?-of-00003.safetensors"))) == 3
+    ckpt = read_checkpoint(folder)
+    assert ckpt.dims == tiny.dims
+    assert ckpt.name == "tiny.en"
+    assert ckpt.alignment_heads == [[2, 2], [3, 0]]
+    assert ckpt.source["format"] == "huggingface"
+    assert ckpt.tokenizer_path == folder / "tokenizer.json"
+    assert sorted(ckpt.state) == sorted(tiny.state)
+    for name, value in tiny.state.items():
+        assert ckpt.state[name].dtype == value.dtype, name
+        np.testing.assert_array_equal(ckpt.state[name], value, err_msg=name)
+
+
+def test_huggingface_untied_projection_and_missing_tensor(tmp_path, tiny):
+    other = tiny.state["decoder.token_embedding.weight"].copy()
+    other[0, 0] += 1
+    with pytest.raises(CheckpointError) as excinfo:
+        read_huggingface(hf_folder(tmp_path / "untied", tiny, proj_out=other))
+    assert_one_line_error(excinfo, "proj_out.weight")
+
+    folder = hf_folder(tmp_path / "sharded", tiny, shards=2)
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    index["weight_map"]["model.encoder.layers.9.fc1.weight"] = "model-00001-of-00002.safetensors"
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError) as excinfo:
+        read_huggingface(folder)
+    assert_one_line_error(excinfo, "model.safetensors.index.json",
+                          "model.encoder.layers.9.fc1.weight is listed in the index but not found")
+
+    index["weight_map"].pop("model.encoder.layers.9.fc1.weight")
+    index["weight_map"].pop("model.decoder.layers.1.fc2.bias")
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError) as excinfo:
+        read_huggingface(folder)
+    assert_one_line_error(excinfo, "model.decoder.layers.1.fc2.bias is not listed in the index")
+
+    single = hf_folder(tmp_path / "incomplete", tiny)
+    tensors = read_safetensors(single / "model.safetensors")
+    del tensors["model.decoder.layers.3.encoder_attn.k_proj.weight"]
+    save_file(tensors, str(single / "model.safetensors"))
+    with pytest.raises(CheckpointError) as excinfo:
+        read_huggingface(single)
+    assert_one_line_error(excinfo, "missing tensor model.decoder.layers.3.encoder_attn.k_proj.weight")
+
+
+def test_huggingface_garbage_safetensors(tmp_path, tiny):
+    folder = hf_folder(tmp_path / "hf", tiny)
+    weights = folder / "model.safetensors"
+    good = weights.read_bytes()
+    for blob in (np.random.default_rng(0).bytes(4096), good[: len(good) // 2], b"\x10\0\0\0\0\0\0\0{not json}}}}}}"):
+        weights.write_bytes(blob)
+        with pytest.raises(CheckpointError) as excinfo:
+            read_checkpoint(folder)
+        assert_one_line_error(excinfo, str(weights), "truncated or corrupted")
+
+
+def test_safetensors_bfloat16(tmp_path):
+    values = np.array([[1.0, -2.5, 3.140625], [0.0, 1e-3, 65504.0]], np.float32)
+    bf16 = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
+    header = json.dumps({"__metadata__": {"format": "pt"},
+                         "w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, len(bf16)]}}).encode()
+    path = tmp_path / "bf16.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bf16)
+    w = read_safetensors(path)["w"]
+    assert w.dtype == np.float32
+    np.testing.assert_array_equal(w, (values.view(np.uint32) & 0xFFFF0000).view(np.float32))
+
+
+# --- whisperms folders ------------------------------------------------------------------------------------------
+def test_save_and_read_whisperms_float32(tmp_path, tiny):
+    dst = save_checkpoint(tiny, tmp_path / "out" / "tiny.en")
+    assert sorted(os.listdir(tmp_path / "out")) == ["tiny.en"]
+    assert sorted(os.listdir(dst)) == ["config.json", "model.safetensors", "tokenizer.json"]
+    config = json.loads((dst / "config.json").read_text())
+    assert config["format_version"] == 1 and config["name"] == "tiny.en"
+    assert config["dims"] == TINY_EN_DIMS.to_dict()
+    assert config["alignment_heads"] == tiny.alignment_heads
+    assert config["source"]["format"] == "ctranslate2"
+    assert (dst / "tokenizer.json").read_bytes() == tiny.tokenizer_path.read_bytes()
+    assert detect_format(dst) == "whisperms"
+    back = read_whisperms(dst)
+    assert (back.dims, back.name, back.alignment_heads, back.source) == (tiny.dims, tiny.name,
+                                                                        tiny.alignment_heads, tiny.source)
+    assert back.tokenizer_path == dst / "tokenizer.json"
+    assert sorted(back.state) == sorted(tiny.state)
+    for name, value in tiny.state.items():
+        assert back.state[name].dtype == np.float32
+        np.testing.assert_array_equal(back.state[name], value.astype(np.float32), err_msg=name)
+
+
+def test_save_float16_rounds(tmp_path, tiny):
+    rng = np.random.default_rng(0)
+    state32 = {k: v.astype(np.float32) * np.float32(1 + 1e-3) + rng.normal(0, 1e-6, v.shape).astype(np.float32)
+               for k, v in tiny.state.items()}
+    ckpt = Checkpoint(tiny.dims, state32, tiny.alignment_heads, tiny.tokenizer_path, tiny.name, tiny.source)
+    back = read_checkpoint(save_checkpoint(ckpt, tmp_path / "fp16", dtype="float16"))
+    changed = 0
+    for name, value in state32.items():
+        assert back.state[name].dtype == np.float16
+        got = back.state[name].astype(np.float32)
+        np.testing.assert_allclose(got, value, rtol=2 ** -11, atol=2 ** -25, err_msg=name)
+        changed += int(np.any(got != value))
+    assert changed > len(state32) // 2  # the values really went through float16
+
+
+def test_save_refuses_to_overwrite(tmp_path, tiny):
+    dst = save_checkpoint(tiny, tmp_path / "ckpt")
+    with pytest.raises(CheckpointError) as excinfo:
+        save_checkpoint(tiny, dst)
+    assert_one_line_error(excinfo, str(dst), "overwrite=True")
+    renamed = Checkpoint(tiny.dims, tiny.state, None, tiny.tokenizer_path, "renamed", tiny.source)
+    save_checkpoint(renamed, dst, overwrite=True)
+    assert read_whisperms(dst).name == "renamed" and read_whisperms(dst).alignment_heads is None
+    assert sorted(os.listdir(tmp_path)) == ["ckpt"]
+
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(CheckpointError) as excinfo:
+        save_checkpoint(tiny, other, overwrite=True)
+    assert_one_line_error(excinfo, "not a whisperms checkpoint")
+    assert os.listdir(other) == ["keep.txt"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert read_whisperms(save_checkpoint(tiny, empty)).name == "tiny.en"
+
+
+def test_save_failure_leaves_nothing(tmp_path, tiny):
+    broken = Checkpoint(tiny.dims, tiny.state, None, tmp_path / "no-such-tokenizer.json", "x", {})
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(CheckpointError) as excinfo:
+        save_checkpoint(broken, out / "ckpt")
+    assert_one_line_error(excinfo, "no-such-tokenizer.json")
+    assert os.listdir(out) == []  # neither the checkpoint nor a temporary folder
+
+    good = save_checkpoint(tiny, out / "good")  # a failed overwrite keeps the old checkpoint
+    with pytest.raises(CheckpointError):
+        save_checkpoint(broken, good, overwrite=True)
+    assert os.listdir(out) == ["good"]
+    assert read_whisperms(good).name == "tiny.en"
+
+    with pytest.raises(OptionsError, match="bfloat16"):
+        save_checkpoint(tiny, out / "bf16", dtype="bfloat16")
+    assert os.listdir(out) == ["good"]
+
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(CheckpointError) as excinfo:
+        save_checkpoint(tiny, tmp_path / "a-file" / "ckpt")
+    assert_one_line_error(excinfo, "a-file")
+    assert sorted(os.listdir(tmp_path)) == ["a-file", "out"]
+
+
+def test_convert_ct2_to_whisperms(tmp_path, tiny, tiny_en_ct2_dir):
+    dst = convert(tiny_en_ct2_dir, tmp_path / "tiny.en")
+    back = read_checkpoint(dst)
+    assert detect_format(dst) == "whisperms"
+    assert back.dims == tiny.dims and back.name == "tiny.en"
+    assert back.source["path"] == str(tiny_en_ct2_dir.resolve())
+    np.testing.assert_array_equal(back.state["decoder.blocks.3.mlp.2.weight"],
+                                  tiny.state["decoder.blocks.3.mlp.2.weight"].astype(np.float32))
+
+
+def test_whisperms_garbage_and_mismatched(tmp_path, tiny):
+    dst = save_checkpoint(tiny, tmp_path / "ckpt", dtype="float16")
+    (dst / "model.safetensors").write_bytes(b"\xff" * 100)
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(dst)
+    assert_one_line_error(excinfo, str(dst / "model.safetensors"))
+
+    state = dict(tiny.state)
+    del state["decoder.blocks.1.mlp_ln.bias"]
+    save_file(state, str(dst / "model.safetensors"))
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(dst)
+    assert_one_line_error(excinfo, "missing tensor decoder.blocks.1.mlp_ln.bias")
+
+    config = json.loads((dst / "config.json").read_text())
+    config["format_version"] = 2
+    (dst / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(dst)
+    assert_one_line_error(excinfo, "format_version 2")
+
+
+def test_unknown_and_missing_folders(tmp_path, tiny_en_ct2_dir):
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(tmp_path / "absent")
+    assert_one_line_error(excinfo, "absent", "no such checkpoint folder")
+
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "weights.pt").write_bytes(b"\0" * 10)
+    with pytest.raises(CheckpointError) as excinfo:
+        detect_format(odd)
+    assert_one_line_error(excinfo, str(odd), "expected model.bin")
+
+    split = tmp_path / "split"  # a split model.bin is not a CTranslate2 folder by itself
+    split.mkdir()
+    os.symlink(tiny_en_ct2_dir / "model.bin", split / "model.bin.part1")
+    with pytest.raises(CheckpointError):
+        read_checkpoint(split)
+
+    with pytest.raises(CheckpointError) as excinfo:
+        read_ctranslate2(odd)
+    assert_one_line_error(excinfo, "model.bin")
+    with pytest.raises(CheckpointError) as excinfo:
+        read_huggingface(odd)
+    assert_one_line_error(excinfo, "config.json")
+
+
+# --- loading into the network -----------------------------------------------------------------------------------
+def test_assign_state_loads_every_parameter(tiny, tiny_model):
+    assign_state(tiny_model, tiny.state)
+    for name, param in tiny_model.parameters_and_names():
+        np.testing.assert_array_equal(param.asnumpy(), tiny.state[name].astype(np.float32), err_msg=name)
+
+
+def test_assign_state_strict(tiny, tiny_model):
+    names = [name for name, _ in tiny_model.parameters_and_names()]
+    dropped = dict(tiny.state)
+    del dropped[names[40]], dropped[names[7]]
+    with pytest.raises(CheckpointError, match=rf"^missing parameter {names[7]}$"):
+        assign_state(tiny_model, dropped)
+
+    extra = dict(tiny.state)
+    extra["decoder.blocks.4.attn.key.weight"] = np.zeros((D, D), np.float16)
+    extra["encoder.proj.weight"] = np.zeros((D, D), np.float16)
+    with pytest.raises(CheckpointError, match=r"^unexpected tensor decoder\.blocks\.4\.attn\.key\.weight$"):
+        assign_state(tiny_model, extra)
+
+    reshaped = dict(tiny.state)
+    reshaped["encoder.blocks.2.mlp.0.weight"] = np.zeros((D, 4 * D), np.float16)
+    with pytest.raises(CheckpointError) as excinfo:
+        assign_state(tiny_model, reshaped)
+    assert str(excinfo.value) == ("shape mismatch for encoder.blocks.2.mlp.0.weight: "
+                                  "checkpoint (384, 1536) vs model (1536, 384)")
