@@ -1,0 +1,31 @@
+"""whisperms: Whisper speech recognition on MindSpore."""
+from pathlib import Path
+
+from .decoding import DecodingOptions, DecodingResult, decode, detect_language
+from .errors import AudioError, CheckpointError, OptionsError, WhispermsError
+from .hub import available_models
+from .model import ModelDimensions, Whisper
+
+__version__ = "0.1.0"
+__all__ = ["load_model", "available_models", "decode", "detect_language", "DecodingOptions", "DecodingResult",
+           "ModelDimensions", "Whisper", "WhispermsError", "AudioError", "CheckpointError", "OptionsError"]
+
+
+def load_model(name_or_path, device=None, dtype=None, download_root=None) -> Whisper:
+    """Load a model by name ("tiny.en", "base", ..., "large-v3-turbo") or from a whisperms, Hugging Face or
+    CTranslate2 folder (the latter two converted in memory). Parameters load strictly, one-to-one."""
+    from . import device as devices
+    from .convert import assign_state, read_checkpoint
+    from .hub import resolve
+
+    runtime = devices.select(device, dtype)
+    folder = resolve(name_or_path, download_root)
+    checkpoint = read_checkpoint(folder)
+    model = Whisper(checkpoint.dims)
+    assign_state(model, {k: v.astype(runtime.dtype) for k, v in checkpoint.state.items()})
+    model.set_train(False)
+    model.name = checkpoint.name
+    model.tokenizer_path = Path(checkpoint.tokenizer_path)
+    model.alignment_heads = checkpoint.alignment_heads
+    model.runtime = runtime
+    return model

@@ -1,0 +1,296 @@
+"""Decoding of one 30-second window: options, logit filters, token selection, language detection.
+
+Mirrors openai/whisper's decoding.py semantics. Logits reach the host once per step (B, n_vocab) and the filters
+run there in NumPy: on CPU that is cheaper than extra device graphs, and each rule stays small and testable.
+"""
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .audio import CHUNK_LENGTH, N_FRAMES
+from .errors import OptionsError
+from .tokenizer import Tokenizer, get_tokenizer, language_code
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    task: str = "transcribe"                  # "transcribe" or "translate" (X -> English)
+    language: Optional[str] = None            # code or name; None = detect (multilingual models)
+    temperature: float = 0.0                  # 0 = greedy argmax; > 0 = sampling
+    sample_len: Optional[int] = None          # max tokens to sample; None = n_text_ctx // 2
+    best_of: Optional[int] = None             # independent samples at temperature > 0, best one kept
+    beam_size: Optional[int] = None           # beams at temperature 0; None = greedy
+    patience: Optional[float] = None          # beam search: stop after round(beam_size * patience) finished
+    length_penalty: Optional[float] = None    # None = length-normalised sum of logprobs, else Google NMT alpha
+    prompt: Optional[Union[str, List[int]]] = None   # previous text (after <|startofprev|>)
+    prefix: Optional[Union[str, List[int]]] = None   # forced start of the current text
+    suppress_tokens: Optional[Union[str, Sequence[int]]] = "-1"  # "-1" = openai's non-speech set
+    suppress_blank: bool = True               # no blank/EOT as the first sampled token
+    without_timestamps: bool = False          # <|notimestamps|>: text tokens only
+    max_initial_timestamp: Optional[float] = 1.0     # seconds; the first timestamp may not be later
+
+
+@dataclass(frozen=True)
+class DecodingResult:
+    language: str
+    tokens: List[int] = field(default_factory=list)
+    text: str = ""
+    avg_logprob: float = np.nan
+    no_speech_prob: float = np.nan
+    temperature: float = np.nan
+    compression_ratio: float = np.nan
+    language_probs: Optional[Dict[str, float]] = None
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    m = logits.max(axis=-1, keepdims=True)
+    shifted = logits - m
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+# ---- logit filters: each mutates logits (B, V) in place given the tokens so far (B, T) ----
+
+class LogitFilter:
+    def apply(self, logits: np.ndarray, tokens: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+class SuppressBlank(LogitFilter):
+    """The first sampled token may be neither a blank nor EOT."""
+
+    def __init__(self, tokenizer: Tokenizer, sample_begin: int):
+        self.blank = tokenizer.encode(" ") + [tokenizer.eot]
+        self.sample_begin = sample_begin
+
+    def apply(self, logits, tokens):
+        if tokens.shape[1] == self.sample_begin:
+            logits[:, self.blank] = -np.inf
+
+
+class SuppressTokens(LogitFilter):
+    def __init__(self, suppress_tokens: Sequence[int]):
+        self.suppress_tokens = list(suppress_tokens)
+
+    def apply(self, logits, tokens):
+        logits[:, self.suppress_tokens] = -np.inf
+
+
+class ApplyTimestampRules(LogitFilter):
+    """openai's timestamp grammar: timestamps in pairs, never decreasing, a timestamp first (no later than
+    max_initial_timestamp), and a timestamp whenever timestamps together outweigh the best text token."""
+
+    def __init__(self, tokenizer: Tokenizer, sample_begin: int, max_initial_timestamp_index: Optional[int]):
+        self.eot = tokenizer.eot
+        self.no_timestamps = tokenizer.no_timestamps
+        self.timestamp_begin = tokenizer.timestamp_begin
+        self.sample_begin = sample_begin
+        self.max_initial_timestamp_index = max_initial_timestamp_index
+
+    def apply(self, logits, tokens):
+        ts = self.timestamp_begin
+        logits[:, self.no_timestamps] = -np.inf
+        for k in range(tokens.shape[0]):
+            sampled = tokens[k, self.sample_begin:]
+            last_was_timestamp = len(sampled) >= 1 and sampled[-1] >= ts
+            penultimate_was_timestamp = len(sampled) < 2 or sampled[-2] >= ts
+            if last_was_timestamp:
+                if penultimate_was_timestamp:  # a pair just closed: text (or EOT) must follow
+                    logits[k, ts:] = -np.inf
+                else:  # an open segment: only a timestamp or EOT
+                    logits[k, : self.eot] = -np.inf
+            timestamps = sampled[sampled >= ts]
+            if timestamps.size > 0:
+                # never decrease; a new segment's start may equal the previous end, other timestamps must advance
+                last = timestamps[-1] if last_was_timestamp and not penultimate_was_timestamp else timestamps[-1] + 1
+                logits[k, ts:last] = -np.inf
+        if tokens.shape[1] == self.sample_begin:
+            logits[:, :ts] = -np.inf
+            if self.max_initial_timestamp_index is not None:
+                logits[:, ts + self.max_initial_timestamp_index + 1:] = -np.inf
+        logprobs = log_softmax(logits)
+        for k in range(tokens.shape[0]):
+            timestamp_logprob = np.logaddexp.reduce(logprobs[k, ts:])
+            if timestamp_logprob > logprobs[k, :ts].max():
+                logits[k, :ts] = -np.inf
+
+
+# ---- token selection ----
+
+class GreedyDecoder:
+    """Argmax at temperature 0, else sampling from softmax(logits / temperature)."""
+
+    def __init__(self, temperature: float, eot: int, rng: Optional[np.random.Generator] = None):
+        self.temperature = temperature
+        self.eot = eot
+        self.rng = rng or np.random.default_rng()
+
+    def select(self, logits: np.ndarray, tokens: np.ndarray, sum_logprobs: np.ndarray):
+        """Return the next tokens (B,), updating sum_logprobs for rows not yet finished."""
+        if self.temperature == 0:
+            next_tokens = logits.argmax(axis=-1)
+        else:
+            probs = np.exp(log_softmax(logits / self.temperature))
+            next_tokens = np.array([self.rng.choice(len(p), p=p / p.sum()) for p in probs])
+        logprobs = log_softmax(logits)
+        current = logprobs[np.arange(len(next_tokens)), next_tokens]
+        sum_logprobs += current * (tokens[:, -1] != self.eot)
+        finished = tokens[:, -1] == self.eot
+        return np.where(finished, self.eot, next_tokens)
+
+
+# ---- the decoding task ----
+
+def build_tokenizer(model, language=None, task="transcribe") -> Tokenizer:
+    if not model.is_multilingual and language is not None and language_code(language) != "en":
+        raise OptionsError(f"this model is English-only; it cannot decode language '{language}'")
+    return get_tokenizer(model.tokenizer_path, multilingual=model.is_multilingual,
+                         num_languages=model.num_languages, language=language, task=task)
+
+
+def _verify_options(options: DecodingOptions) -> DecodingOptions:
+    if options.beam_size is not None and options.best_of is not None:
+        raise OptionsError("beam_size and best_of can't be given together")
+    if options.temperature == 0 and options.best_of is not None:
+        raise OptionsError("best_of with greedy sampling (temperature 0) is not compatible")
+    if options.patience is not None and options.beam_size is None:
+        raise OptionsError("patience requires beam_size to be given")
+    if options.length_penalty is not None and not 0 <= options.length_penalty <= 1:
+        raise OptionsError("length_penalty (alpha) should be a value between 0 and 1")
+    if options.task not in ("transcribe", "translate"):
+        raise OptionsError(f"unknown task '{options.task}': use 'transcribe' or 'translate'")
+    if options.beam_size is not None:
+        raise OptionsError("beam search is not implemented yet in whisperms; use greedy (beam_size=None)")
+    return options
+
+
+class DecodingTask:
+    def __init__(self, model, options: DecodingOptions):
+        self.model = model
+        self.options = _verify_options(options)
+        self.tokenizer = build_tokenizer(model, options.language or "en", options.task)
+        self.n_ctx = model.dims.n_text_ctx
+        self.sample_len = options.sample_len or self.n_ctx // 2
+        tok = self.tokenizer
+        self.sot_sequence = tok.sot_sequence_including_notimestamps if options.without_timestamps \
+            else tok.sot_sequence
+        self.initial_tokens = self._initial_tokens()
+        self.sample_begin = len(self.initial_tokens)
+        self.sot_index = self.initial_tokens.index(tok.sot)
+        self.logit_filters = self._logit_filters()
+
+    def _encode_text(self, text):
+        return self.tokenizer.encode(" " + text.strip()) if isinstance(text, str) else list(text)
+
+    def _initial_tokens(self) -> Tuple[int, ...]:
+        tokens = list(self.sot_sequence)
+        if self.options.prefix:
+            prefix = self._encode_text(self.options.prefix)
+            max_prefix_len = self.n_ctx // 2 - self.sample_len
+            tokens += prefix[-max_prefix_len:] if max_prefix_len > 0 else []
+        if self.options.prompt:
+            prompt = self._encode_text(self.options.prompt)
+            tokens = [self.tokenizer.sot_prev] + prompt[-(self.n_ctx // 2 - 1):] + tokens
+        return tuple(tokens)
+
+    def suppress_tokens(self) -> Tuple[int, ...]:
+        tok = self.tokenizer
+        requested = self.options.suppress_tokens
+        if isinstance(requested, str):
+            requested = [int(t) for t in requested.split(",") if t.strip()]
+        requested = list(requested or [])
+        if -1 in requested:
+            requested = [t for t in requested if t >= 0] + list(tok.non_speech_tokens)
+        requested += [tok.transcribe, tok.translate, tok.sot, tok.sot_prev, tok.sot_lm, tok.no_speech]
+        return tuple(sorted(set(requested)))
+
+    def _logit_filters(self) -> List[LogitFilter]:
+        filters: List[LogitFilter] = []
+        if self.options.suppress_blank:
+            filters.append(SuppressBlank(self.tokenizer, self.sample_begin))
+        if self.options.suppress_tokens:
+            filters.append(SuppressTokens(self.suppress_tokens()))
+        if not self.options.without_timestamps:
+            precision = CHUNK_LENGTH / self.model.dims.n_audio_ctx
+            index = None
+            if self.options.max_initial_timestamp:
+                index = round(self.options.max_initial_timestamp / precision)
+            filters.append(ApplyTimestampRules(self.tokenizer, self.sample_begin, index))
+        return filters
+
+    def run(self, audio_features, language: str) -> DecodingResult:
+        """Decode one window (batch of 1) whose audio features are already computed."""
+        inference = self.model.inference
+        tok = self.tokenizer
+        tokens = np.array([self.initial_tokens], np.int64)
+        decoder = GreedyDecoder(self.options.temperature, tok.eot)
+        sum_logprobs = np.zeros(1, np.float64)
+        logits, cache = inference.start(audio_features, tokens, [self.sot_index, self.sample_begin - 1])
+        no_speech_prob = float(np.exp(log_softmax(logits[:, 0].astype(np.float64)))[0, tok.no_speech])
+        logits = logits[:, 1]
+        for _ in range(self.sample_len):
+            for logit_filter in self.logit_filters:
+                logit_filter.apply(logits, tokens)
+            next_tokens = decoder.select(logits, tokens, sum_logprobs)
+            tokens = np.concatenate([tokens, next_tokens[:, None]], axis=1)
+            if (next_tokens == tok.eot).all() or tokens.shape[1] >= self.n_ctx:
+                break
+            logits, cache = inference.step(next_tokens, cache)
+        sampled = tokens[0, self.sample_begin:].tolist()
+        if tok.eot in sampled:
+            sampled = sampled[: sampled.index(tok.eot)]
+        text = tok.decode(sampled).strip()
+        return DecodingResult(language=language, tokens=sampled, text=text,
+                              avg_logprob=float(sum_logprobs[0]) / (len(sampled) + 1),
+                              no_speech_prob=no_speech_prob, temperature=self.options.temperature,
+                              compression_ratio=compression_ratio(text))
+
+
+def _features(model, mel):
+    mel = np.asarray(mel, np.float32)
+    if mel.ndim == 2:
+        mel = mel[None]
+    if mel.shape[-2:] != (model.dims.n_mels, N_FRAMES):
+        raise OptionsError(f"mel must be (n_mels={model.dims.n_mels}, {N_FRAMES}) for one window, got "
+                           f"{tuple(mel.shape[-2:])}: use pad_or_trim on the audio or the mel first")
+    if mel.shape[0] != 1:
+        raise OptionsError("decode takes one window at a time (batch of 1)")
+    return model.inference.embed_audio(mel)
+
+
+def detect_language(model, mel, tokenizer: Optional[Tokenizer] = None, audio_features=None):
+    """Most likely language of one window, and the probability of each language: a single prefill of <|sot|>."""
+    if not model.is_multilingual:
+        raise OptionsError("language detection needs a multilingual model; this one is English-only")
+    tokenizer = tokenizer or build_tokenizer(model)
+    if audio_features is None:
+        audio_features = _features(model, mel)
+    logits, _ = model.inference.start(audio_features, [[tokenizer.sot]], [0])
+    logits = logits[0, 0].astype(np.float64)
+    ids = np.array(tokenizer.all_language_tokens)
+    mask = np.full_like(logits, -np.inf)
+    mask[ids] = 0
+    probs = np.exp(log_softmax(logits + mask))
+    language_probs = {code: float(probs[i]) for code, i in zip(tokenizer.all_language_codes, ids)}
+    return max(language_probs, key=language_probs.get), language_probs
+
+
+def decode(model, mel, options: Optional[DecodingOptions] = None, **kwargs) -> DecodingResult:
+    """Decode one 30-second window: mel (n_mels, 3000) or (1, n_mels, 3000)."""
+    options = replace(options or DecodingOptions(), **kwargs)
+    audio_features = _features(model, mel)
+    language, language_probs = options.language, None
+    if language is None:
+        if model.is_multilingual:
+            language, language_probs = detect_language(model, None, audio_features=audio_features)
+        else:
+            language = "en"
+    language = language_code(language)
+    task = DecodingTask(model, replace(options, language=language))
+    return replace(task.run(audio_features, language), language_probs=language_probs)

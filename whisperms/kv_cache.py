@@ -1,0 +1,30 @@
+"""Decoder state for one window: preallocated self-attention cache plus the window's cross-attention K/V.
+
+Explicit and immutable: every decoder call takes a KVCache and returns the next one; nothing hides in the model.
+"""
+from dataclasses import dataclass, replace
+
+import numpy as np
+from mindspore import Tensor, ops
+
+
+@dataclass(frozen=True)
+class KVCache:
+    self_k: tuple    # per layer (B, n_head, n_text_ctx, head_dim); positions >= length are stale or padding
+    self_v: tuple
+    cross_k: tuple   # per layer (B, n_head, n_audio_ctx, head_dim), computed once per window
+    cross_v: tuple
+    length: int      # positions filled so far = position of the next token
+
+    @property
+    def batch_size(self):
+        return self.self_k[0].shape[0]
+
+    def reorder(self, source_indices):
+        """Rows picked by beam search: row i of the result continues row source_indices[i]."""
+        index = Tensor(np.asarray(source_indices, np.int32))
+
+        def pick(tensors):
+            return tuple(ops.gather(t, index, 0) for t in tensors)
+        return replace(self, self_k=pick(self.self_k), self_v=pick(self.self_v), cross_k=pick(self.cross_k),
+                       cross_v=pick(self.cross_v))

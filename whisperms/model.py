@@ -1,0 +1,274 @@
+"""The Whisper network as MindSpore Cells, parameter names equal to openai's state dict.
+
+The decoder keeps no hidden state: `prefill` builds the self-attention cache for a prompt, `step` extends it by one
+token at an explicit position, and both take the per-window cross-attention K/V from `cross_kv`. Shapes are static
+(the cache is preallocated to n_text_ctx), so each entry point compiles once per batch size and prompt bucket.
+"""
+from dataclasses import dataclass, asdict
+
+import numpy as np
+import mindspore as ms
+from mindspore import nn, ops, Parameter, Tensor
+
+from .attention import eager_attention, merge_heads, split_heads
+
+LAYER_NORM_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class ModelDimensions:
+    n_mels: int
+    n_audio_ctx: int
+    n_audio_state: int
+    n_audio_head: int
+    n_audio_layer: int
+    n_vocab: int
+    n_text_ctx: int
+    n_text_state: int
+    n_text_head: int
+    n_text_layer: int
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def sinusoids(length, channels, max_timescale=10000):
+    """openai's sinusoidal position table for the encoder (also stored in checkpoints)."""
+    log_timescale_increment = np.log(max_timescale) / (channels // 2 - 1)
+    inv_timescales = np.exp(-log_timescale_increment * np.arange(channels // 2))
+    scaled_time = np.arange(length)[:, None] * inv_timescales[None, :]
+    return np.concatenate([np.sin(scaled_time), np.cos(scaled_time)], axis=1).astype(np.float32)
+
+
+def _zeros(*shape):
+    return Tensor(np.zeros(shape, np.float32))
+
+
+class LayerNorm(nn.Cell):
+    """LayerNorm computed in float32 (also for float16 weights), with openai's `weight`/`bias` names."""
+
+    def __init__(self, n_state):
+        super().__init__()
+        self.weight = Parameter(Tensor(np.ones(n_state, np.float32)), name="weight")
+        self.bias = Parameter(_zeros(n_state), name="bias")
+        self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=LAYER_NORM_EPS)
+
+    def construct(self, x):
+        y = self.norm(x.astype(ms.float32), self.weight.astype(ms.float32), self.bias.astype(ms.float32))[0]
+        return y.astype(x.dtype)
+
+
+class Linear(nn.Cell):
+    def __init__(self, n_in, n_out, bias=True):
+        super().__init__()
+        self.weight = Parameter(_zeros(n_out, n_in), name="weight")
+        self.bias = Parameter(_zeros(n_out), name="bias") if bias else None
+        self.matmul = ops.MatMul(transpose_b=True)
+
+    def construct(self, x):
+        lead = x.shape[:-1]
+        y = self.matmul(x.reshape(-1, x.shape[-1]), self.weight)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(lead + (y.shape[-1],))
+
+
+class Conv1d(nn.Cell):
+    """Kernel-3, padding-1 1-D convolution with openai's (out, in, k) weight; the kernel comes from device.py."""
+
+    def __init__(self, n_in, n_out, kernel_size=3, stride=1, padding=1):
+        super().__init__()
+        self.weight = Parameter(_zeros(n_out, n_in, kernel_size), name="weight")
+        self.bias = Parameter(_zeros(n_out), name="bias")
+        self.conv = ops.Conv2D(n_out, (1, kernel_size), pad_mode="pad", pad=(0, 0, padding, padding),
+                               stride=(1, stride))
+
+    def construct(self, x):
+        y = self.conv(x.expand_dims(2), self.weight.expand_dims(2)).squeeze(2)
+        return y + self.bias.reshape(1, -1, 1)
+
+
+class Embedding(nn.Cell):
+    def __init__(self, n_vocab, n_state):
+        super().__init__()
+        self.weight = Parameter(_zeros(n_vocab, n_state), name="weight")
+
+    def construct(self, tokens):
+        return ops.gather(self.weight, tokens, 0)
+
+
+class MultiHeadAttention(nn.Cell):
+    def __init__(self, n_state, n_head):
+        super().__init__()
+        self.n_head = n_head
+        self.query = Linear(n_state, n_state)
+        self.key = Linear(n_state, n_state, bias=False)
+        self.value = Linear(n_state, n_state)
+        self.out = Linear(n_state, n_state)
+
+    def project_kv(self, x):
+        """Keys and values of `x` split into heads: (B, H, T, Dh) each."""
+        return split_heads(self.key(x), self.n_head), split_heads(self.value(x), self.n_head)
+
+    def attend(self, x, k, v, mask=None):
+        """Attention of the queries of `x` over given keys/values; returns (output, weights)."""
+        q = split_heads(self.query(x), self.n_head)
+        out, weights = eager_attention(q, k, v, mask)
+        return self.out(merge_heads(out)), weights
+
+
+class ResidualAttentionBlock(nn.Cell):
+    def __init__(self, n_state, n_head, cross_attention=False):
+        super().__init__()
+        self.attn = MultiHeadAttention(n_state, n_head)
+        self.attn_ln = LayerNorm(n_state)
+        self.cross_attn = MultiHeadAttention(n_state, n_head) if cross_attention else None
+        self.cross_attn_ln = LayerNorm(n_state) if cross_attention else None
+        self.mlp = nn.SequentialCell([Linear(n_state, 4 * n_state), nn.GELU(approximate=False),
+                                      Linear(4 * n_state, n_state)])
+        self.mlp_ln = LayerNorm(n_state)
+
+    def encode(self, x):
+        h = self.attn_ln(x)
+        k, v = self.attn.project_kv(h)
+        x = x + self.attn.attend(h, k, v)[0]
+        return x + self.mlp(self.mlp_ln(x))
+
+    def decode(self, x, self_k, self_v, self_mask, cross_k, cross_v):
+        """One decoder block over new positions `x`, given the full self-attention keys/values to attend to."""
+        x = x + self.attn.attend(self.attn_ln(x), self_k, self_v, self_mask)[0]
+        h, cross_weights = self.cross_attn.attend(self.cross_attn_ln(x), cross_k, cross_v)
+        x = x + h
+        return x + self.mlp(self.mlp_ln(x)), cross_weights
+
+
+class AudioEncoder(nn.Cell):
+    def __init__(self, n_mels, n_ctx, n_state, n_head, n_layer):
+        super().__init__()
+        self.conv1 = Conv1d(n_mels, n_state)
+        self.conv2 = Conv1d(n_state, n_state, stride=2)
+        self.positional_embedding = Parameter(Tensor(sinusoids(n_ctx, n_state)), name="positional_embedding",
+                                              requires_grad=False)
+        self.blocks = nn.CellList([ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer)])
+        self.ln_post = LayerNorm(n_state)
+        self.gelu = nn.GELU(approximate=False)
+
+    def construct(self, mel):
+        """mel (B, n_mels, 2 * n_audio_ctx) -> audio features (B, n_audio_ctx, n_state)."""
+        x = self.gelu(self.conv1(mel.astype(self.conv1.weight.dtype)))
+        x = self.gelu(self.conv2(x))
+        x = x.transpose(0, 2, 1) + self.positional_embedding.astype(x.dtype)
+        for block in self.blocks:
+            x = block.encode(x)
+        return self.ln_post(x)
+
+
+class TextDecoder(nn.Cell):
+    def __init__(self, n_vocab, n_ctx, n_state, n_head, n_layer):
+        super().__init__()
+        self.n_ctx = n_ctx
+        self.n_head = n_head
+        self.token_embedding = Embedding(n_vocab, n_state)
+        self.positional_embedding = Parameter(_zeros(n_ctx, n_state), name="positional_embedding")
+        self.blocks = nn.CellList([ResidualAttentionBlock(n_state, n_head, cross_attention=True)
+                                   for _ in range(n_layer)])
+        self.ln = LayerNorm(n_state)
+        causal = np.triu(np.full((n_ctx, n_ctx), -np.inf, np.float32), 1)
+        self.causal_mask = Tensor(causal)
+        self.positions = Tensor(np.arange(n_ctx, dtype=np.int32))
+        self.project = ops.MatMul(transpose_b=True)
+
+    def cross_kv(self, audio_features):
+        """Cross-attention keys and values, a tuple of (B, H, n_audio_ctx, Dh) per layer; once per window."""
+        ks, vs = [], []
+        for block in self.blocks:
+            k, v = block.cross_attn.project_kv(audio_features)
+            ks.append(k)
+            vs.append(v)
+        return tuple(ks), tuple(vs)
+
+    def logits(self, x):
+        """Tied output projection; (B, T, D) -> (B, T, n_vocab) float32. MatMul(transpose_b) avoids a transposed copy."""
+        x = self.ln(x)
+        b, t, d = x.shape
+        y = self.project(x.reshape(b * t, d), self.token_embedding.weight.astype(x.dtype))
+        return y.astype(ms.float32).reshape(b, t, -1)
+
+    def prefill(self, tokens, gather_at, cross_k, cross_v):
+        """Run a (possibly right-padded) prompt `tokens` (B, T) from position 0.
+
+        Returns the logits at the positions `gather_at` (B, len(gather_at), n_vocab) and a fresh self-attention
+        cache, a tuple of (B, H, n_ctx, Dh) per layer for keys and for values; positions past the prompt hold padding
+        that later steps overwrite before it is attended to. Tuples, not stacked tensors: indexing a stacked tensor
+        inside a CPU graph costs ~14 ms per slice; callers pass the tuples as `mindspore.mutable` to avoid recompiles.
+        """
+        b, t = tokens.shape
+        x = self.token_embedding(tokens) + self.positional_embedding[:t].astype(self.token_embedding.weight.dtype)
+        mask = self.causal_mask[:t, :t]
+        ks, vs = [], []
+        for i, block in enumerate(self.blocks):
+            k, v = block.attn.project_kv(block.attn_ln(x))
+            x = block.decode(x, k, v, mask, cross_k[i], cross_v[i])[0]
+            tail = ops.zeros((b, k.shape[1], self.n_ctx - t, k.shape[3]), k.dtype)
+            ks.append(ops.concat((k, tail), 2))
+            vs.append(ops.concat((v, tail), 2))
+        return self.logits(ops.gather(x, gather_at, 1)), tuple(ks), tuple(vs)
+
+    def step(self, tokens, offset, self_k, self_v, cross_k, cross_v):
+        """Decode one token per row (B, 1) at position `offset`, writing its keys/values into the caches."""
+        x = self.token_embedding(tokens) + ops.gather(self.positional_embedding, offset.reshape(1), 0).astype(
+            self.token_embedding.weight.dtype)
+        here = (self.positions == offset).reshape(1, 1, -1, 1)
+        mask = ops.select(self.positions <= offset, ops.zeros((), ms.float32), ops.fill(ms.float32, (), -np.inf))
+        mask = mask.reshape(1, 1, 1, -1)
+        new_k, new_v = [], []
+        for i, block in enumerate(self.blocks):
+            k, v = block.attn.project_kv(block.attn_ln(x))
+            k = ops.select(here, k, self_k[i])
+            v = ops.select(here, v, self_v[i])
+            x = block.decode(x, k, v, mask, cross_k[i], cross_v[i])[0]
+            new_k.append(k)
+            new_v.append(v)
+        return self.logits(x)[:, 0], tuple(new_k), tuple(new_v)
+
+
+class Whisper(nn.Cell):
+    def __init__(self, dims: ModelDimensions):
+        super().__init__()
+        self.dims = dims
+        self.name = None            # set by load_model: "tiny.en", ...
+        self.tokenizer_path = None  # set by load_model: the checkpoint's tokenizer.json
+        self.alignment_heads = None
+        self.runtime = None
+        self._inference = None
+        self.encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head,
+                                    dims.n_audio_layer)
+        self.decoder = TextDecoder(dims.n_vocab, dims.n_text_ctx, dims.n_text_state, dims.n_text_head,
+                                   dims.n_text_layer)
+
+    @property
+    def is_multilingual(self):
+        return self.dims.n_vocab >= 51865
+
+    @property
+    def num_languages(self):
+        return self.dims.n_vocab - 51765 - int(self.is_multilingual)
+
+    def embed_audio(self, mel):
+        return self.encoder(mel)
+
+    @property
+    def inference(self):
+        """Compiled entry points, built on first use (see inference.py)."""
+        if self._inference is None:
+            from .inference import Inference
+            self._inference = Inference(self)
+        return self._inference
+
+    def decode(self, mel, options=None, **kwargs):
+        from .decoding import decode
+        return decode(self, mel, options, **kwargs)
+
+    def detect_language(self, mel):
+        from .decoding import detect_language
+        return detect_language(self, mel)
