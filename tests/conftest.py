@@ -49,3 +49,21 @@ def manifest():
 def short_clips(manifest):
     """All clips under 30 s (one decoding window)."""
     return [row for row in manifest if float(row["duration_s"]) < 30.0]
+
+
+@pytest.fixture(scope="session")
+def tiny_en_model(tiny_en_ct2_dir):
+    from whisperms import load_model
+    return load_model(tiny_en_ct2_dir)
+
+
+@pytest.fixture(scope="session")
+def base_model(base_ct2_dir):
+    from whisperms import load_model
+    return load_model(base_ct2_dir)
+
+
+def window_mel(path, n_mels=80):
+    """The mel of a clip's first 30-s window, as decode() expects it."""
+    from whisperms.audio import load_audio, log_mel_spectrogram, pad_or_trim
+    return log_mel_spectrogram(pad_or_trim(load_audio(str(path))), n_mels)

@@ -193,7 +193,7 @@ class DecodingTask:
         if self.options.prefix:
             prefix = self._encode_text(self.options.prefix)
             max_prefix_len = self.n_ctx // 2 - self.sample_len
-            tokens += prefix[-max_prefix_len:] if max_prefix_len > 0 else []
+            tokens += prefix[-max_prefix_len:]  # openai's slice: 0 keeps the whole prefix
         if self.options.prompt:
             prompt = self._encode_text(self.options.prompt)
             tokens = [self.tokenizer.sot_prev] + prompt[-(self.n_ctx // 2 - 1):] + tokens
