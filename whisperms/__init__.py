@@ -5,9 +5,11 @@ from .decoding import DecodingOptions, DecodingResult, decode, detect_language
 from .errors import AudioError, CheckpointError, OptionsError, WhispermsError
 from .hub import available_models
 from .model import ModelDimensions, Whisper
+from .transcribe import Segment, TranscriptionInfo, TranscriptionResult, transcribe
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "available_models", "decode", "detect_language", "DecodingOptions", "DecodingResult",
+__all__ = ["load_model", "available_models", "transcribe", "decode", "detect_language", "DecodingOptions",
+           "DecodingResult", "Segment", "TranscriptionInfo", "TranscriptionResult",
            "ModelDimensions", "Whisper", "WhispermsError", "AudioError", "CheckpointError", "OptionsError"]
 
 

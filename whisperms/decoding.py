@@ -224,12 +224,28 @@ class DecodingTask:
             filters.append(ApplyTimestampRules(self.tokenizer, self.sample_begin, index))
         return filters
 
-    def run(self, audio_features, language: str) -> DecodingResult:
-        """Decode one window (batch of 1) whose audio features are already computed."""
+    def run(self, audio_features, language: str, rng: Optional[np.random.Generator] = None) -> DecodingResult:
+        """Decode one window (batch of 1) whose audio features are already computed.
+
+        At temperature > 0 with best_of, the samples are drawn one after another and ranked as openai does
+        (sum of logprobs over length, or over the Google NMT penalty when length_penalty is set).
+        """
+        n_samples = (self.options.best_of or 1) if self.options.temperature > 0 else 1
+        rng = rng or np.random.default_rng()
+        candidates = [self._sample(audio_features, rng) for _ in range(n_samples)]
+        scores = [rank_score(logprob, len(tokens), self.options.length_penalty) for tokens, logprob, _ in candidates]
+        sampled, sum_logprob, no_speech_prob = candidates[int(np.argmax(scores))]
+        text = self.tokenizer.decode(sampled).strip()
+        return DecodingResult(language=language, tokens=sampled, text=text, avg_logprob=sum_logprob / (len(sampled) + 1),
+                              no_speech_prob=no_speech_prob, temperature=self.options.temperature,
+                              compression_ratio=compression_ratio(text))
+
+    def _sample(self, audio_features, rng):
+        """One sequence: (sampled tokens without EOT, sum of logprobs incl. EOT, no-speech probability)."""
         inference = self.model.inference
         tok = self.tokenizer
         tokens = np.array([self.initial_tokens], np.int64)
-        decoder = GreedyDecoder(self.options.temperature, tok.eot)
+        decoder = GreedyDecoder(self.options.temperature, tok.eot, rng)
         sum_logprobs = np.zeros(1, np.float64)
         logits, cache = inference.start(audio_features, tokens, [self.sot_index, self.sample_begin - 1])
         no_speech_prob = float(np.exp(log_softmax(logits[:, 0].astype(np.float64)))[0, tok.no_speech])
@@ -245,11 +261,13 @@ class DecodingTask:
         sampled = tokens[0, self.sample_begin:].tolist()
         if tok.eot in sampled:
             sampled = sampled[: sampled.index(tok.eot)]
-        text = tok.decode(sampled).strip()
-        return DecodingResult(language=language, tokens=sampled, text=text,
-                              avg_logprob=float(sum_logprobs[0]) / (len(sampled) + 1),
-                              no_speech_prob=no_speech_prob, temperature=self.options.temperature,
-                              compression_ratio=compression_ratio(text))
+        return sampled, float(sum_logprobs[0]), no_speech_prob
+
+
+def rank_score(sum_logprob: float, length: int, length_penalty: Optional[float]) -> float:
+    """openai's MaximumLikelihoodRanker score of one candidate."""
+    penalty = length if length_penalty is None else ((5 + length) / 6) ** length_penalty
+    return sum_logprob / penalty if penalty else sum_logprob
 
 
 def _features(model, mel):

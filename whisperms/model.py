@@ -272,3 +272,7 @@ class Whisper(nn.Cell):
     def detect_language(self, mel):
         from .decoding import detect_language
         return detect_language(self, mel)
+
+    def transcribe(self, audio, **kwargs):
+        from .transcribe import transcribe
+        return transcribe(self, audio, **kwargs)

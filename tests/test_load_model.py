@@ -1,0 +1,114 @@
+"""load_model over the three folder kinds, and the one-line errors users see for bad checkpoints and inputs."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import DATA, window_mel
+from test_convert import hf_folder
+from whisperms import AudioError, CheckpointError, OptionsError, load_model
+from whisperms.convert import convert, read_ctranslate2
+
+JFK = DATA / "jfk_inaugural_1961.flac"
+
+
+def one_line(excinfo, *fragments):
+    message = str(excinfo.value)
+    assert "\n" not in message and message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+@pytest.fixture(scope="module")
+def jfk_tokens(tiny_en_model):
+    return tiny_en_model.decode(window_mel(JFK)).tokens
+
+
+def test_ctranslate2_folder(tiny_en_model):
+    assert tiny_en_model.name == "tiny.en" and not tiny_en_model.is_multilingual
+    assert tiny_en_model.alignment_heads == [[1, 0], [2, 0], [2, 5], [3, 0], [3, 1], [3, 2], [3, 3], [3, 4]]
+    assert tiny_en_model.runtime.device == "CPU" and tiny_en_model.runtime.dtype == "float32"
+
+
+def test_whisperms_folder_gives_the_same_tokens(tmp_path, tiny_en_ct2_dir, jfk_tokens):
+    folder = convert(tiny_en_ct2_dir, tmp_path / "tiny.en")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    model = load_model(folder)
+    assert model.decode(window_mel(JFK)).tokens == jfk_tokens
+
+
+def test_huggingface_folder_gives_the_same_tokens(tmp_path, tiny_en_ct2_dir, jfk_tokens):
+    folder = hf_folder(tmp_path / "hf", read_ctranslate2(tiny_en_ct2_dir), shards=2)
+    model = load_model(folder)
+    assert model.alignment_heads == [[2, 2], [3, 0]]
+    assert model.decode(window_mel(JFK)).tokens == jfk_tokens
+
+
+def test_named_model_from_the_weights_folder(tmp_path, monkeypatch, tiny_en_ct2_dir, jfk_tokens):
+    convert(tiny_en_ct2_dir, tmp_path / "tiny.en")
+    monkeypatch.setenv("WHISPERMS_WEIGHTS", str(tmp_path))
+    assert load_model("tiny.en").decode(window_mel(JFK)).tokens == jfk_tokens
+
+
+def test_named_model_offline_says_where_to_put_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("WHISPERMS_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError) as excinfo:
+        load_model("base.en")
+    one_line(excinfo, "base.en", str(tmp_path / "base.en"))
+
+
+def test_unknown_name(tmp_path):
+    with pytest.raises(CheckpointError) as excinfo:
+        load_model("tiny-v9")
+    one_line(excinfo, "tiny-v9", "tiny.en")
+
+
+def test_mismatched_checkpoint(tmp_path, tiny_en_ct2_dir):
+    folder = convert(tiny_en_ct2_dir, tmp_path / "tiny.en")
+    config = json.loads((folder / "config.json").read_text())
+    config["dims"]["n_text_layer"] = 5
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as excinfo:
+        load_model(folder)
+    one_line(excinfo, "decoder.blocks.4")
+
+
+def test_corrupted_checkpoint(tmp_path, tiny_en_ct2_dir):
+    folder = convert(tiny_en_ct2_dir, tmp_path / "tiny.en")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: 1 << 20])
+    with pytest.raises(CheckpointError) as excinfo:
+        load_model(folder)
+    one_line(excinfo, "model.safetensors")
+
+
+def test_missing_and_undecodable_audio(tmp_path, tiny_en_model):
+    with pytest.raises(AudioError) as excinfo:
+        tiny_en_model.transcribe(str(tmp_path / "nothere.wav"))
+    one_line(excinfo, "nothere.wav")
+    bad = tmp_path / "noise.flac"
+    bad.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(AudioError) as excinfo:
+        tiny_en_model.transcribe(str(bad))
+    one_line(excinfo, "noise.flac")
+
+
+def test_language_errors(tiny_en_model, base_model):
+    with pytest.raises(OptionsError) as excinfo:
+        tiny_en_model.transcribe(str(JFK), language="de")
+    one_line(excinfo, "English-only")
+    with pytest.raises(OptionsError) as excinfo:
+        base_model.transcribe(str(JFK), language="xx")
+    one_line(excinfo, "xx")
+    with pytest.raises(OptionsError):
+        tiny_en_model.detect_language(window_mel(JFK))
+
+
+def test_unknown_device_and_dtype(tiny_en_ct2_dir):
+    with pytest.raises(OptionsError) as excinfo:
+        load_model(tiny_en_ct2_dir, device="TPU")
+    one_line(excinfo, "TPU")
+    with pytest.raises(OptionsError) as excinfo:
+        load_model(tiny_en_ct2_dir, device="Ascend")
+    one_line(excinfo, "Ascend")

@@ -1,0 +1,244 @@
+"""Long-form transcription: openai's sequential algorithm over 30-second windows.
+
+Each window is encoded once; the window is decoded at increasing temperatures until the result is neither too
+repetitive nor too unlikely; segments are cut at timestamp pairs and the window advances to the last complete
+timestamp. The loop's state lives in one small `_SeekState`; segments are yielded as soon as a window is done.
+"""
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
+from .decoding import DecodingOptions, DecodingResult, DecodingTask, build_tokenizer, detect_language
+from .errors import OptionsError
+from .tokenizer import LANGUAGES, language_code
+
+DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass
+class Segment:
+    id: int
+    seek: int                 # mel frame where this segment's window started
+    start: float              # seconds
+    end: float
+    text: str
+    tokens: List[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: Optional[list] = None
+
+    def to_dict(self):
+        d = asdict(self)
+        if d["words"] is None:
+            del d["words"]
+        return d
+
+
+@dataclass(frozen=True)
+class TranscriptionInfo:
+    language: str
+    language_probability: float   # from language detection; 1.0 when the language was given
+    duration: float               # seconds of audio
+
+
+@dataclass
+class TranscriptionResult:
+    text: str
+    segments: List[Segment]
+    language: str
+    info: TranscriptionInfo
+
+    def to_dict(self):
+        """openai's result layout: text, segments (dicts), language."""
+        return {"text": self.text, "segments": [s.to_dict() for s in self.segments], "language": self.language}
+
+
+@dataclass
+class _SeekState:
+    """Everything the seek loop carries from one window to the next."""
+    seek: int                      # current mel frame
+    clips: List[Tuple[int, int]]   # (start, end) frames still to transcribe
+    clip_index: int = 0
+    all_tokens: List[int] = field(default_factory=list)
+    prompt_reset_since: int = 0
+    n_segments: int = 0
+
+
+def _seek_clips(clip_timestamps: Union[str, Sequence[float]], content_frames: int) -> List[Tuple[int, int]]:
+    if isinstance(clip_timestamps, str):
+        try:
+            clip_timestamps = [float(ts) for ts in clip_timestamps.split(",") if ts.strip()]
+        except ValueError:
+            raise OptionsError(f"clip_timestamps must be comma-separated seconds, got '{clip_timestamps}'") from None
+    points = [round(ts * FRAMES_PER_SECOND) for ts in clip_timestamps] or [0]
+    if len(points) % 2 == 1:
+        points.append(content_frames)
+    clips = list(zip(points[::2], points[1::2]))
+    if any(end < start or start < 0 for start, end in clips):
+        raise OptionsError("clip_timestamps must be non-negative start,end pairs with end >= start")
+    return clips
+
+
+def _needs_fallback(result: DecodingResult, compression_ratio_threshold, logprob_threshold, no_speech_threshold):
+    too_repetitive = compression_ratio_threshold is not None and result.compression_ratio > compression_ratio_threshold
+    too_unlikely = logprob_threshold is not None and result.avg_logprob < logprob_threshold
+    silence = (no_speech_threshold is not None and result.no_speech_prob > no_speech_threshold
+               and logprob_threshold is not None and result.avg_logprob < logprob_threshold)
+    return (too_repetitive or too_unlikely) and not silence
+
+
+def _split_segments(tokens: List[int], timestamp_begin: int, time_offset: float, segment_frames: int,
+                    time_precision: float, input_stride: int):
+    """Cut a window's tokens at timestamp pairs: [(start, end, tokens)], and how many frames to advance."""
+    is_ts = [t >= timestamp_begin for t in tokens]
+    single_timestamp_ending = is_ts[-2:] == [False, True]
+    consecutive = [i + 1 for i in range(len(tokens) - 1) if is_ts[i] and is_ts[i + 1]]
+    pieces = []
+    if consecutive:
+        slices = consecutive + ([len(tokens)] if single_timestamp_ending else [])
+        last = 0
+        for current in slices:
+            part = tokens[last:current]
+            pieces.append((time_offset + (part[0] - timestamp_begin) * time_precision,
+                           time_offset + (part[-1] - timestamp_begin) * time_precision, part))
+            last = current
+        advance = segment_frames if single_timestamp_ending else (tokens[last - 1] - timestamp_begin) * input_stride
+    else:
+        duration = segment_frames * HOP_LENGTH / SAMPLE_RATE
+        timestamps = [t for t in tokens if t >= timestamp_begin]
+        if timestamps and timestamps[-1] != timestamp_begin:
+            duration = (timestamps[-1] - timestamp_begin) * time_precision
+        pieces.append((time_offset, time_offset + duration, tokens))
+        advance = segment_frames
+    return pieces, advance
+
+
+class Transcriber:
+    """One transcription in progress: options resolved, mel computed, segments produced by `segments()`."""
+
+    def __init__(self, model, audio, *, verbose=None, temperature=DEFAULT_TEMPERATURES,
+                 compression_ratio_threshold=2.4, logprob_threshold=-1.0, no_speech_threshold=0.6,
+                 condition_on_previous_text=True, initial_prompt=None, carry_initial_prompt=False,
+                 word_timestamps=False, clip_timestamps="0", hallucination_silence_threshold=None,
+                 **decode_options):
+        if word_timestamps:
+            raise OptionsError("word_timestamps is not implemented yet in whisperms")
+        if hallucination_silence_threshold is not None:
+            raise OptionsError("hallucination_silence_threshold needs word timestamps, not implemented yet")
+        self.model = model
+        self.verbose = verbose
+        self.temperatures = (temperature,) if isinstance(temperature, (int, float)) else tuple(temperature)
+        self.thresholds = (compression_ratio_threshold, logprob_threshold, no_speech_threshold)
+        self.condition_on_previous_text = condition_on_previous_text
+        self.carry_initial_prompt = carry_initial_prompt
+        self.options = DecodingOptions(**decode_options)
+        self.mel = log_mel_spectrogram(audio, model.dims.n_mels, padding=N_SAMPLES)
+        self.content_frames = self.mel.shape[-1] - N_FRAMES
+        self.duration = self.content_frames * HOP_LENGTH / SAMPLE_RATE
+        self.clips = _seek_clips(clip_timestamps, self.content_frames)
+        self.language, probability = self._language()
+        self.info = TranscriptionInfo(self.language, probability, self.duration)
+        self.tokenizer = build_tokenizer(model, self.language, self.options.task)
+        self.options = replace(self.options, language=self.language)
+        self.initial_prompt_tokens = self.tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else []
+        self.input_stride = N_FRAMES // model.dims.n_audio_ctx
+        self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE
+
+    def _language(self):
+        if self.options.language is not None:
+            code = language_code(self.options.language)
+            return code, 1.0
+        if not self.model.is_multilingual:
+            return "en", 1.0
+        start = self.clips[0][0]
+        language, probs = detect_language(self.model, pad_or_trim(self.mel[:, start:start + N_FRAMES], N_FRAMES))
+        if self.verbose:
+            print(f"Detected language: {LANGUAGES[language].title()}")
+        return language, probs[language]
+
+    def _decode_window(self, mel_segment, prompt) -> DecodingResult:
+        audio_features = self.model.inference.embed_audio(mel_segment[None])
+        result = None
+        for t in self.temperatures:
+            options = replace(self.options, temperature=t, prompt=prompt)
+            if t > 0:
+                options = replace(options, beam_size=None, patience=None)
+            else:
+                options = replace(options, best_of=None)
+            result = DecodingTask(self.model, options).run(audio_features, self.language)
+            if not _needs_fallback(result, *self.thresholds):
+                break
+        return result
+
+    def _prompt(self, state: _SeekState) -> List[int]:
+        if self.carry_initial_prompt:
+            remaining = self.model.dims.n_text_ctx // 2 - 1 - len(self.initial_prompt_tokens)
+            ignored = max(len(self.initial_prompt_tokens), state.prompt_reset_since)
+            return self.initial_prompt_tokens + state.all_tokens[ignored:][-remaining:]
+        return state.all_tokens[state.prompt_reset_since:]
+
+    def segments(self) -> Iterator[Segment]:
+        state = _SeekState(seek=self.clips[0][0], clips=self.clips, all_tokens=list(self.initial_prompt_tokens))
+        _, logprob_threshold, no_speech_threshold = self.thresholds
+        while state.clip_index < len(state.clips):
+            clip_start, clip_end = state.clips[state.clip_index]
+            state.seek = max(state.seek, clip_start)
+            if state.seek >= clip_end:
+                state.clip_index += 1
+                if state.clip_index < len(state.clips):
+                    state.seek = state.clips[state.clip_index][0]
+                continue
+            time_offset = state.seek * HOP_LENGTH / SAMPLE_RATE
+            segment_frames = min(N_FRAMES, self.content_frames - state.seek, clip_end - state.seek)
+            mel_segment = pad_or_trim(self.mel[:, state.seek:state.seek + segment_frames], N_FRAMES)
+            result = self._decode_window(mel_segment, self._prompt(state))
+
+            if no_speech_threshold is not None and result.no_speech_prob > no_speech_threshold and not (
+                    logprob_threshold is not None and result.avg_logprob > logprob_threshold):
+                state.seek += segment_frames  # silence: skip the whole window
+                continue
+
+            pieces, advance = _split_segments(result.tokens, self.tokenizer.timestamp_begin, time_offset,
+                                              segment_frames, self.time_precision, self.input_stride)
+            window_seek = state.seek
+            state.seek += advance
+            for start, end, tokens in pieces:
+                text = self.tokenizer.decode([t for t in tokens if t < self.tokenizer.eot])
+                if start == end or not text.strip():  # instantaneous or empty: kept, but cleared, as openai
+                    text, tokens = "", []
+                segment = Segment(id=state.n_segments, seek=window_seek, start=round(start, 3), end=round(end, 3),
+                                  text=text, tokens=list(tokens), temperature=result.temperature,
+                                  avg_logprob=result.avg_logprob, compression_ratio=result.compression_ratio,
+                                  no_speech_prob=result.no_speech_prob)
+                state.n_segments += 1
+                state.all_tokens.extend(segment.tokens)
+                if self.verbose:
+                    print(f"[{_clock(segment.start)} --> {_clock(segment.end)}] {segment.text}", file=sys.stdout,
+                          flush=True)
+                yield segment
+            if not self.condition_on_previous_text or result.temperature > 0.5:
+                state.prompt_reset_since = len(state.all_tokens)
+
+    def run(self) -> TranscriptionResult:
+        segments = list(self.segments())
+        all_tokens = [t for s in segments for t in s.tokens]
+        return TranscriptionResult(text=self.tokenizer.decode(all_tokens), segments=segments,
+                                   language=self.language, info=self.info)
+
+
+def _clock(seconds: float) -> str:
+    milliseconds = round(seconds * 1000.0)
+    hours, milliseconds = divmod(milliseconds, 3_600_000)
+    minutes, milliseconds = divmod(milliseconds, 60_000)
+    seconds, milliseconds = divmod(milliseconds, 1_000)
+    return (f"{hours:02d}:" if hours else "") + f"{minutes:02d}:{seconds:02d}.{milliseconds:03d}"
+
+
+def transcribe(model, audio, **kwargs) -> TranscriptionResult:
+    """Transcribe a file path or a float32 16 kHz waveform; keyword options as openai's transcribe()."""
+    return Transcriber(model, audio, **kwargs).run()
