@@ -4,6 +4,7 @@ CPU: float32 (bfloat16 matmul is unsupported there and float16 is no faster), ea
 Ascend kernels (FlashAttention-2, native conv1d) are selected here once they are wired in; until then every device
 runs the reference paths.
 """
+import os
 from dataclasses import dataclass
 
 import mindspore as ms
@@ -22,10 +23,18 @@ class Runtime:
     conv: str
 
 
+CANN_HOMES = ("ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME")
+CANN_DEFAULT = "/usr/local/Ascend"
+
+
 def ascend_available() -> bool:
+    """True when MindSpore sees an Ascend device. Without a CANN installation there can be none, and MindSpore's
+    probe would print plugin-loading warnings on every CPU run, so it is only asked when CANN is present."""
+    if not any(os.environ.get(name) for name in CANN_HOMES) and not os.path.isdir(CANN_DEFAULT):
+        return False
     try:
         return ms.hal.is_available("Ascend")
-    except Exception:  # older MindSpore, or no Ascend runtime installed: both mean no Ascend here
+    except Exception:  # older MindSpore or a broken runtime: both mean no usable Ascend here
         return False
 
 

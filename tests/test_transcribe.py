@@ -1,0 +1,110 @@
+"""Long-form transcription: segment bookkeeping on real and synthetic long audio, WER vs faster-whisper."""
+import re
+
+import numpy as np
+import pytest
+
+from conftest import DATA, read_manifest
+from whisperms.audio import SAMPLE_RATE, load_audio
+
+faster_whisper = pytest.importorskip("faster_whisper", reason="reference engine: pip install -e .[test]")
+
+SILENCE_S = 1.5
+WER_MARGIN = 0.01  # whisperms may be at most 1 point worse than faster-whisper on the same weights
+
+
+def normalize(text):
+    text = re.sub(r"[^\w\s']", " ", text.lower()).replace("'", "")
+    return text.split()
+
+
+def wer(reference, hypothesis):
+    r, h = normalize(reference), normalize(hypothesis)
+    d = np.arange(len(h) + 1)
+    for i in range(1, len(r) + 1):
+        prev, d[0] = d.copy(), i
+        for j in range(1, len(h) + 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r[i - 1] != h[j - 1]))
+    return d[len(h)] / max(len(r), 1)
+
+
+@pytest.fixture(scope="module")
+def synthetic_long():
+    """~3.5 minutes: every English clip under 12 s, in manifest order, separated by 1.5 s of silence."""
+    rows = [r for r in read_manifest() if r["language"] == "en" and float(r["duration_s"]) < 12]
+    gap = np.zeros(int(SILENCE_S * SAMPLE_RATE), np.float32)
+    audio = np.concatenate([part for r in rows for part in (load_audio(str(DATA / r["file"])), gap)])
+    return audio, " ".join(r["reference"] for r in rows)
+
+
+@pytest.fixture(scope="module")
+def fw_tiny_en(tiny_en_ct2_dir):
+    return faster_whisper.WhisperModel(str(tiny_en_ct2_dir), device="cpu", compute_type="float32")
+
+
+def faster_whisper_text(model, audio):
+    segments, _ = model.transcribe(audio, beam_size=1, best_of=1, language="en", vad_filter=False)
+    return " ".join(s.text.strip() for s in segments)
+
+
+def check_segments(result, duration):
+    segments = [s for s in result.segments if s.text]
+    assert segments
+    starts = [s.start for s in segments]
+    assert starts == sorted(starts)
+    for a, b in zip(segments, segments[1:]):
+        assert a.end <= b.start + 1e-6, (a, b)
+    for s in segments:
+        assert 0 <= s.start <= s.end <= duration + 1e-6, s
+    assert [s.id for s in result.segments] == list(range(len(result.segments)))
+
+
+def test_jfk_transcript(tiny_en_model):
+    result = tiny_en_model.transcribe(str(DATA / "jfk_inaugural_1961.flac"))
+    assert result.language == "en" and result.info.duration == pytest.approx(11.0, abs=0.01)
+    assert normalize(result.text) == normalize("And so my fellow Americans ask not what your country can do for "
+                                               "you ask what you can do for your country")
+    check_segments(result, 11.0)
+    as_dict = result.to_dict()
+    assert set(as_dict) == {"text", "segments", "language"} and as_dict["segments"][0]["tokens"]
+
+
+@pytest.mark.parametrize("clip", ["librivox_shakespeare-sonnet-001.mp3", "librivox_shakespeare-sonnet-002.mp3"])
+def test_real_clip_over_30s(tiny_en_model, fw_tiny_en, clip):
+    row = next(r for r in read_manifest() if r["file"] == clip)
+    audio = load_audio(str(DATA / clip))
+    result = tiny_en_model.transcribe(audio)
+    duration = len(audio) / SAMPLE_RATE
+    check_segments(result, duration)
+    assert result.segments[-1].end > 30  # more than one window was transcribed
+    ours, theirs = wer(row["reference"], result.text), wer(row["reference"], faster_whisper_text(fw_tiny_en, audio))
+    print(f"{clip}: WER whisperms {ours:.3f}, faster-whisper {theirs:.3f}")
+    assert ours <= theirs + WER_MARGIN
+
+
+def test_synthetic_long_clip(tiny_en_model, fw_tiny_en, synthetic_long):
+    audio, reference = synthetic_long
+    duration = len(audio) / SAMPLE_RATE
+    assert duration > 180
+    result = tiny_en_model.transcribe(audio)
+    check_segments(result, duration)
+    assert result.segments[-1].end > duration - 20  # reached the end
+    ours, theirs = wer(reference, result.text), wer(reference, faster_whisper_text(fw_tiny_en, audio))
+    print(f"synthetic {duration:.0f} s: WER whisperms {ours:.3f}, faster-whisper {theirs:.3f}")
+    assert ours <= theirs + WER_MARGIN
+    # no text repeated at window boundaries: no 6-word sequence appears twice unless the reference has it twice
+    words = normalize(result.text)
+    grams = [tuple(words[i:i + 6]) for i in range(len(words) - 5)]
+    ref_words = normalize(reference)
+    ref_grams = {tuple(ref_words[i:i + 6]) for i in range(len(ref_words) - 5)}
+    repeated = {g for g in grams if grams.count(g) > 1 and g not in ref_grams}
+    assert not repeated, repeated
+
+
+def test_german_with_base(base_model):
+    """Language detection inside transcribe, on a 68-s German recording."""
+    result = base_model.transcribe(str(DATA / "librivox_de_simplicissimus-titlepage.mp3"))
+    assert result.language == "de" and result.info.language_probability > 0.5
+    check_segments(result, 68.1)
+    words = set(normalize(result.text))
+    assert {"grimmelshausen", "abenteuerliche", "wahrheit"} <= words, result.text

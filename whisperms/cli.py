@@ -1,0 +1,176 @@
+"""The `whisperms` command: openai-whisper's options and defaults, plus `convert` and `models` subcommands.
+
+Every user-facing problem ends as one line on stderr: exit 2 for usage (bad option values or combinations),
+exit 1 for runtime failures (a missing or undecodable file, a bad checkpoint); other files in a batch still run.
+"""
+import argparse
+import os
+import sys
+
+from .errors import OptionsError, WhispermsError
+
+OUTPUT_FORMATS = ("txt", "vtt", "srt", "tsv", "json", "all")
+EXIT_RUNTIME, EXIT_USAGE = 1, 2
+
+
+def str2bool(value):
+    lowered = str(value).lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got '{value}'")
+
+
+def optional(kind):
+    return lambda value: None if value == "None" else kind(value)
+
+
+def transcribe_parser():
+    from .hub import available_models
+    p = argparse.ArgumentParser(prog="whisperms", description="Transcribe audio with Whisper on MindSpore.",
+                                epilog="Also: 'whisperms convert SRC DST' and 'whisperms models'.")
+    p.add_argument("audio", nargs="+", help="audio file(s) to transcribe")
+    p.add_argument("--model", default="tiny.en",
+                   help=f"model name ({', '.join(available_models())}) or checkpoint folder")
+    p.add_argument("--model_dir", default=None, help="where named models are looked up and cached")
+    p.add_argument("--device", default=None, help="CPU or Ascend (default: Ascend when present)")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16"], help="default: float32 on CPU")
+    p.add_argument("--attn_implementation", default="auto", choices=["auto", "eager", "flash_attention_2"])
+    p.add_argument("--output_dir", "-o", default=".")
+    p.add_argument("--output_format", "-f", default="all", choices=OUTPUT_FORMATS)
+    p.add_argument("--verbose", type=str2bool, default=True, help="print segments as they are decoded")
+    p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    p.add_argument("--language", default=None, help="language code or name (default: detect)")
+    p.add_argument("--temperature", type=float, default=0)
+    p.add_argument("--best_of", type=optional(int), default=5)
+    p.add_argument("--beam_size", type=optional(int), default=5)
+    p.add_argument("--patience", type=float, default=None)
+    p.add_argument("--length_penalty", type=float, default=None)
+    p.add_argument("--suppress_tokens", default="-1")
+    p.add_argument("--initial_prompt", default=None)
+    p.add_argument("--carry_initial_prompt", type=str2bool, default=False)
+    p.add_argument("--condition_on_previous_text", type=str2bool, default=True)
+    p.add_argument("--temperature_increment_on_fallback", type=optional(float), default=0.2)
+    p.add_argument("--compression_ratio_threshold", type=optional(float), default=2.4)
+    p.add_argument("--logprob_threshold", type=optional(float), default=-1.0)
+    p.add_argument("--no_speech_threshold", type=optional(float), default=0.6)
+    p.add_argument("--word_timestamps", type=str2bool, default=False)
+    p.add_argument("--prepend_punctuations", default="\"'“¿([{-")
+    p.add_argument("--append_punctuations", default="\"'.。,，!！?？:：”)]}、")
+    p.add_argument("--highlight_words", type=str2bool, default=False)
+    p.add_argument("--max_line_width", type=optional(int), default=None)
+    p.add_argument("--max_line_count", type=optional(int), default=None)
+    p.add_argument("--max_words_per_line", type=optional(int), default=None)
+    p.add_argument("--clip_timestamps", default="0")
+    p.add_argument("--hallucination_silence_threshold", type=optional(float), default=None)
+    return p
+
+
+def _temperatures(args):
+    if args.temperature_increment_on_fallback is None:
+        return (args.temperature,)
+    steps = int(round((1.0 - args.temperature) / args.temperature_increment_on_fallback)) + 1 \
+        if args.temperature < 1.0 else 1
+    return tuple(round(args.temperature + i * args.temperature_increment_on_fallback, 6) for i in range(steps))
+
+
+def _transcribe_main(argv):
+    args = transcribe_parser().parse_args(argv)
+    from . import load_model
+    from .transcribe import Transcriber
+    from .writers import get_writer
+
+    if args.beam_size is not None:
+        # Beam search is not implemented yet: openai's default (beam 5) falls back to greedy, said once.
+        print("whisperms: note: beam search is not implemented yet; decoding greedily", file=sys.stderr)
+        args.beam_size, args.patience = None, None
+    writer_args = {k: getattr(args, k) for k in ("highlight_words", "max_line_count", "max_line_width",
+                                                  "max_words_per_line")}
+    if writer_args["max_line_count"] and not writer_args["max_line_width"]:
+        return _usage("--max_line_count has no effect without --max_line_width")
+    if writer_args["max_words_per_line"] and writer_args["max_line_width"]:
+        return _usage("--max_words_per_line has no effect with --max_line_width")
+    decode = dict(task=args.task, language=args.language, best_of=args.best_of, beam_size=args.beam_size,
+                  patience=args.patience, length_penalty=args.length_penalty, suppress_tokens=args.suppress_tokens)
+    if args.temperature == 0 and args.temperature_increment_on_fallback is None:
+        decode["best_of"] = None
+    try:
+        model = load_model(args.model, device=args.device, dtype=args.dtype, download_root=args.model_dir)
+    except OptionsError as error:
+        return _usage(str(error))
+    except WhispermsError as error:
+        return _fail(str(error))
+    os.makedirs(args.output_dir, exist_ok=True)
+    writer = get_writer(args.output_format, args.output_dir)
+    status = 0
+    for path in args.audio:
+        try:
+            transcriber = Transcriber(
+                model, path, verbose=args.verbose, temperature=_temperatures(args),
+                compression_ratio_threshold=args.compression_ratio_threshold,
+                logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
+                condition_on_previous_text=args.condition_on_previous_text, initial_prompt=args.initial_prompt,
+                carry_initial_prompt=args.carry_initial_prompt, word_timestamps=args.word_timestamps,
+                clip_timestamps=args.clip_timestamps,
+                hallucination_silence_threshold=args.hallucination_silence_threshold, **decode)
+            result = transcriber.run()
+            writer(result.to_dict(), path, **writer_args)
+        except OptionsError as error:
+            return _usage(str(error))
+        except WhispermsError as error:
+            status = _fail(f"{path}: {error}" if path not in str(error) else str(error))
+    return status
+
+
+def _convert_main(argv):
+    p = argparse.ArgumentParser(prog="whisperms convert",
+                                description="Convert a Hugging Face or CTranslate2 Whisper folder to whisperms.")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    from .convert import convert
+    try:
+        out = convert(args.src, args.dst, dtype=args.dtype, overwrite=args.overwrite)
+    except WhispermsError as error:
+        return _fail(str(error))
+    print(out)
+    return 0
+
+
+def _models_main(argv):
+    argparse.ArgumentParser(prog="whisperms models", description="Known model names and local copies.") \
+        .parse_args(argv)
+    from .hub import ALIASES, RELEASED_DIMENSIONS, weights_root
+    root = weights_root()
+    for name in RELEASED_DIMENSIONS:
+        local = root / name / "model.safetensors"
+        where = f"{local.stat().st_size / 1e6:.0f} MB at {local.parent}" if local.is_file() else "not downloaded"
+        print(f"{name:16s} {where}")
+    for alias, name in ALIASES.items():
+        print(f"{alias:16s} -> {name}")
+    return 0
+
+
+def _usage(message):
+    print(f"whisperms: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _fail(message):
+    print(f"whisperms: error: {message}", file=sys.stderr)
+    return EXIT_RUNTIME
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"convert": _convert_main, "models": _models_main}
+    if argv and argv[0] in commands:
+        return commands[argv[0]](argv[1:])
+    return _transcribe_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
