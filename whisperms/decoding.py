@@ -145,6 +145,58 @@ class GreedyDecoder:
         return np.where(finished, self.eot, next_tokens)
 
 
+class BeamSearchDecoder:
+    """openai's beam search for one audio: beam_size rows decoded as one batch.
+
+    Each step proposes the top beam_size + 1 continuations of every row; the best beam_size unfinished sequences
+    continue, and finished ones are kept until round(beam_size * patience) of them exist.
+    """
+
+    def __init__(self, beam_size: int, eot: int, patience: Optional[float] = None):
+        self.beam_size = beam_size
+        self.eot = eot
+        self.max_candidates = round(beam_size * (patience or 1.0))
+        self.finished: Dict[Tuple[int, ...], float] = {}
+
+    def update(self, tokens: np.ndarray, logits: np.ndarray, sum_logprobs: np.ndarray):
+        """Return (next tokens (beam, T+1), source row of each, completed); sum_logprobs is rewritten in place."""
+        logprobs = log_softmax(logits.astype(np.float64))
+        scores, sources = {}, {}
+        for row in range(tokens.shape[0]):
+            prefix = tuple(tokens[row].tolist())
+            top = np.argsort(-logprobs[row], kind="stable")[: self.beam_size + 1]
+            for token in top.tolist():
+                sequence = prefix + (token,)
+                scores[sequence] = sum_logprobs[row] + logprobs[row, token]
+                sources[sequence] = row
+        kept, source_rows, newly_finished = [], [], {}
+        for sequence in sorted(scores, key=scores.get, reverse=True):
+            if sequence[-1] == self.eot:
+                newly_finished[sequence] = scores[sequence]
+            else:
+                sum_logprobs[len(kept)] = scores[sequence]
+                kept.append(sequence)
+                source_rows.append(sources[sequence])
+                if len(kept) == self.beam_size:
+                    break
+        for sequence in sorted(newly_finished, key=newly_finished.get, reverse=True):
+            if len(self.finished) >= self.max_candidates:
+                break
+            self.finished[sequence] = newly_finished[sequence]
+        completed = len(self.finished) >= self.max_candidates
+        return np.array(kept, np.int64), source_rows, completed
+
+    def finalize(self, tokens: np.ndarray, sum_logprobs: np.ndarray) -> Dict[Tuple[int, ...], float]:
+        """Finished candidates, topped up with the best unfinished beams (EOT appended) if fewer than beam_size."""
+        finished = dict(self.finished)
+        if len(finished) < self.beam_size:
+            for row in np.argsort(-sum_logprobs, kind="stable"):
+                finished[tuple(tokens[row].tolist()) + (self.eot,)] = float(sum_logprobs[row])
+                if len(finished) >= self.beam_size:
+                    break
+        return finished
+
+
 # ---- the decoding task ----
 
 def build_tokenizer(model, language=None, task="transcribe") -> Tokenizer:
@@ -165,8 +217,12 @@ def _verify_options(options: DecodingOptions) -> DecodingOptions:
         raise OptionsError("length_penalty (alpha) should be a value between 0 and 1")
     if options.task not in ("transcribe", "translate"):
         raise OptionsError(f"unknown task '{options.task}': use 'transcribe' or 'translate'")
-    if options.beam_size is not None:
-        raise OptionsError("beam search is not implemented yet in whisperms; use greedy (beam_size=None)")
+    if options.beam_size is not None and options.beam_size < 1:
+        raise OptionsError(f"beam_size must be at least 1, got {options.beam_size}")
+    if options.best_of is not None and options.best_of < 1:
+        raise OptionsError(f"best_of must be at least 1, got {options.best_of}")
+    if options.patience is not None and round(options.beam_size * options.patience) < 1:
+        raise OptionsError(f"patience {options.patience} leaves no finished candidate to wait for")
     return options
 
 
@@ -230,9 +286,12 @@ class DecodingTask:
         At temperature > 0 with best_of, the samples are drawn one after another and ranked as openai does
         (sum of logprobs over length, or over the Google NMT penalty when length_penalty is set).
         """
-        n_samples = (self.options.best_of or 1) if self.options.temperature > 0 else 1
-        rng = rng or np.random.default_rng()
-        candidates = [self._sample(audio_features, rng) for _ in range(n_samples)]
+        if self.options.beam_size is not None and self.options.temperature == 0:
+            candidates = self._beam_search(audio_features)
+        else:
+            n_samples = (self.options.best_of or 1) if self.options.temperature > 0 else 1
+            rng = rng or np.random.default_rng()
+            candidates = [self._sample(audio_features, rng) for _ in range(n_samples)]
         scores = [rank_score(logprob, len(tokens), self.options.length_penalty) for tokens, logprob, _ in candidates]
         sampled, sum_logprob, no_speech_prob = candidates[int(np.argmax(scores))]
         text = self.tokenizer.decode(sampled).strip()
@@ -262,6 +321,34 @@ class DecodingTask:
         if tok.eot in sampled:
             sampled = sampled[: sampled.index(tok.eot)]
         return sampled, float(sum_logprobs[0]), no_speech_prob
+
+
+    def _beam_search(self, audio_features):
+        """Candidates (tokens without EOT, sum of logprobs, no-speech probability) from one batched beam search.
+
+        The prompt runs once (batch 1) and its cache is copied to the beams; the window's cross-attention K/V is
+        shared by every beam, so reordering after each step only gathers the self-attention cache.
+        """
+        inference = self.model.inference
+        tok = self.tokenizer
+        beam = BeamSearchDecoder(self.options.beam_size, tok.eot, self.options.patience)
+        logits, cache = inference.start(audio_features, np.array([self.initial_tokens]),
+                                        [self.sot_index, self.sample_begin - 1])
+        no_speech_prob = float(np.exp(log_softmax(logits[:, 0].astype(np.float64)))[0, tok.no_speech])
+        rows = [0] * beam.beam_size
+        cache = cache.reorder(rows, cross=True)
+        tokens = np.array([self.initial_tokens] * beam.beam_size, np.int64)
+        logits = np.repeat(logits[:, 1], beam.beam_size, axis=0)
+        sum_logprobs = np.zeros(beam.beam_size, np.float64)
+        for _ in range(self.sample_len):
+            for logit_filter in self.logit_filters:
+                logit_filter.apply(logits, tokens)
+            tokens, rows, completed = beam.update(tokens, logits, sum_logprobs)
+            if completed or tokens.shape[1] >= self.n_ctx:
+                break
+            logits, cache = inference.step(tokens[:, -1], cache.reorder(rows))
+        finished = beam.finalize(tokens, sum_logprobs)
+        return [(list(seq[self.sample_begin:-1]), logprob, no_speech_prob) for seq, logprob in finished.items()]
 
 
 def rank_score(sum_logprob: float, length: int, length_penalty: Optional[float]) -> float:

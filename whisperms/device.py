@@ -50,5 +50,17 @@ def select(device=None, dtype=None) -> Runtime:
     dtype = dtype or ("float16" if device == "Ascend" else "float32")
     if dtype not in DTYPES:
         raise OptionsError(f"unknown dtype '{dtype}': use one of {', '.join(DTYPES)}")
-    ms.set_device(device)
+    _use_device(device)
     return Runtime(device=device, dtype=dtype, attn_implementation="eager", conv="conv2d")
+
+
+def _use_device(device: str):
+    """Point MindSpore at `device` once: it refuses a change after its runtime has run a kernel, so a second
+    load_model on the same device must not ask again, and a switch mid-process is a clear error."""
+    if ms.get_context("device_target") == device:
+        return
+    try:
+        ms.set_device(device)
+    except RuntimeError:
+        raise OptionsError(f"MindSpore already runs on {ms.get_context('device_target')} in this process; "
+                           f"device '{device}' must be chosen before anything runs") from None

@@ -20,11 +20,17 @@ class KVCache:
     def batch_size(self):
         return self.self_k[0].shape[0]
 
-    def reorder(self, source_indices):
-        """Rows picked by beam search: row i of the result continues row source_indices[i]."""
+    def reorder(self, source_indices, cross=False):
+        """Rows picked by beam search: row i of the result continues row source_indices[i].
+
+        The cross-attention K/V is gathered only with cross=True (when the batch size changes): beams of one audio
+        share it, so reordering them leaves it as it is.
+        """
         index = Tensor(np.asarray(source_indices, np.int32))
 
         def pick(tensors):
             return tuple(ops.gather(t, index, 0) for t in tensors)
-        return replace(self, self_k=pick(self.self_k), self_v=pick(self.self_v), cross_k=pick(self.cross_k),
-                       cross_v=pick(self.cross_v))
+        if cross:
+            return replace(self, self_k=pick(self.self_k), self_v=pick(self.self_v), cross_k=pick(self.cross_k),
+                           cross_v=pick(self.cross_v))
+        return replace(self, self_k=pick(self.self_k), self_v=pick(self.self_v))
