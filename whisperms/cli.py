@@ -81,10 +81,6 @@ def _transcribe_main(argv):
     from .transcribe import Transcriber
     from .writers import get_writer
 
-    if args.beam_size is not None:
-        # Beam search is not implemented yet: openai's default (beam 5) falls back to greedy, said once.
-        print("whisperms: note: beam search is not implemented yet; decoding greedily", file=sys.stderr)
-        args.beam_size, args.patience = None, None
     writer_args = {k: getattr(args, k) for k in ("highlight_words", "max_line_count", "max_line_width",
                                                   "max_words_per_line")}
     if writer_args["max_line_count"] and not writer_args["max_line_width"]:
