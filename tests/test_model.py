@@ -33,9 +33,10 @@ def test_v3_and_turbo_shapes():
     assert (turbo.n_text_layer, turbo.n_audio_layer) == (4, 32)
 
 
-@pytest.mark.parametrize("name", ["tiny.en", "base", "large-v3-turbo"])
+@pytest.mark.parametrize("name", ["tiny.en", "base"])
 def test_cells_have_openai_names_and_shapes(name):
-    """The Cells' parameters are exactly the checkpoint names and shapes (large-v3-turbo built for real: ~3 GB)."""
+    """The Cells' parameters are exactly the checkpoint names and shapes (larger sizes differ only in numbers,
+    checked through state_shapes above; building them for real would hold gigabytes for the whole test run)."""
     dims = RELEASED_DIMENSIONS[name]
     model = Whisper(dims)
     cells = {n: tuple(p.shape) for n, p in model.parameters_and_names()}
