@@ -13,21 +13,27 @@ __all__ = ["load_model", "available_models", "transcribe", "decode", "detect_lan
            "ModelDimensions", "Whisper", "WhispermsError", "AudioError", "CheckpointError", "OptionsError"]
 
 
-def load_model(name_or_path, device=None, dtype=None, download_root=None) -> Whisper:
+def load_model(name_or_path, device=None, dtype=None, download_root=None, attn_implementation="auto") -> Whisper:
     """Load a model by name ("tiny.en", "base", ..., "large-v3-turbo") or from a whisperms, Hugging Face or
-    CTranslate2 folder (the latter two converted in memory). Parameters load strictly, one-to-one."""
+    CTranslate2 folder (the latter two converted in memory). Parameters load strictly, one-to-one.
+
+    device: None (Ascend when MindSpore reports one, else CPU), "CPU" or "Ascend". dtype: None (float16 on Ascend,
+    float32 on CPU), "float16" or "float32". attn_implementation: "auto" (flash_attention_2 on Ascend, eager
+    elsewhere), "eager" or "flash_attention_2" (Ascend only). The choices are on `model.runtime`.
+    """
     from . import device as devices
     from .convert import assign_state, read_checkpoint
     from .hub import resolve
 
-    runtime = devices.select(device, dtype)
+    runtime = devices.select(device, dtype, attn_implementation)
     folder = resolve(name_or_path, download_root)
     checkpoint = read_checkpoint(folder)
     model = Whisper(checkpoint.dims)
+    for param in model.get_parameters():  # assign_state writes each value in its parameter's dtype
+        param.set_dtype(devices.DTYPES[runtime.dtype])
     assign_state(model, {k: v.astype(runtime.dtype) for k, v in checkpoint.state.items()})
     model.set_train(False)
     model.name = checkpoint.name
     model.tokenizer_path = Path(checkpoint.tokenizer_path)
     model.alignment_heads = checkpoint.alignment_heads
-    model.runtime = runtime
-    return model
+    return devices.apply(model, runtime)

@@ -1,12 +1,36 @@
-"""Attention kernels behind one function.
+"""Attention kernels behind one function, `attention`.
 
 "eager" is the reference math and runs on any device. Scores and softmax are computed in float32 whatever the
 activation dtype, so float16 runs keep their precision where it matters.
+
+"flash_attention_2" runs Ascend's fused kernels (documented contract, Atlas A2): `flash_attention_score` for full
+sequences (encoder self-attention, the decoder prompt's causal self-attention, cross-attention) and
+`incre_flash_attention` for a one-token decode step over the preallocated cache, told how many cache positions are
+valid. Both take float16/bfloat16 only (inputs are cast here and the output cast back), layout BNSD (the cache's),
+head dim a multiple of 16; the scale keyword is `scalar_value` for the first and `scale_value` for the second; in
+their masks 1 means discard. Fused kernels return no attention weights: callers that need them (word timestamps)
+ask for `eager` on those calls.
 """
+import numpy as np
 import mindspore as ms
-from mindspore import ops
+from mindspore import Tensor, ops
 
 EAGER = "eager"
+FLASH = "flash_attention_2"
+IMPLEMENTATIONS = (EAGER, FLASH)
+
+# The fused kernels, looked up here at trace/call time so tests can substitute emulations of their contracts.
+KERNELS = {"flash_attention_score": ops.flash_attention_score, "incre_flash_attention": ops.incre_flash_attention}
+
+FLASH_DTYPES = (ms.float16, ms.bfloat16)
+FLASH_LAYOUT = "BNSD"           # (B, heads, seq, head_dim): how split_heads and the KV cache hold tensors
+CAUSAL_SPARSE_MODE = 3          # rightDownCausal: the causal diagonal ends in the bottom-right corner
+COMPRESSED_MASK_SIZE = 2048     # sparse modes 2-4 take this fixed-size mask whatever the sequence lengths
+
+
+def compressed_causal_mask():
+    """The (2048, 2048) mask `flash_attention_score` expects with sparse_mode 3: 1 above the diagonal = discard."""
+    return Tensor(np.triu(np.ones((COMPRESSED_MASK_SIZE, COMPRESSED_MASK_SIZE), np.uint8), 1))
 
 
 def split_heads(x, n_head):
@@ -21,6 +45,22 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(b, t, h * dh)
 
 
+def attention(q, k, v, implementation=EAGER, mask=None, causal_mask=None, kv_length=None):
+    """Scaled dot-product attention of q (B, H, Tq, Dh) over k, v (B, H, Tk, Dh).
+
+    Returns the output (B, H, Tq, Dh) in q's dtype and the weights (B, H, Tq, Tk) float32, or None from the fused
+    kernels. The masking is given in the form each implementation takes, and callers give both:
+      mask         additive (0 keep, -inf discard), used by "eager";
+      causal_mask  the compressed causal mask (`compressed_causal_mask`), used by "flash_attention_2" (sparse_mode 3:
+                   query i sees keys j <= i + Tk - Tq);
+      kv_length    int scalar Tensor, the number of valid keys, used by "flash_attention_2" for a decode step
+                   (Tq == 1) over a preallocated cache whose positions from kv_length on are not attended.
+    """
+    if implementation == EAGER:
+        return eager_attention(q, k, v, mask)
+    return flash_attention(q, k, v, causal_mask, kv_length), None
+
+
 def eager_attention(q, k, v, mask=None):
     """Scaled dot-product attention on (B, H, T, Dh) tensors; `mask` is additive (0 keep, -inf discard).
 
@@ -33,3 +73,22 @@ def eager_attention(q, k, v, mask=None):
     weights = ops.softmax(scores, axis=-1)
     out = ops.matmul(weights.astype(v.dtype), v)
     return out, weights
+
+
+def flash_attention(q, k, v, causal_mask=None, kv_length=None):
+    """The fused kernels on BNSD tensors; the scale (1/sqrt(Dh)) is applied by the kernel, never to q or k here."""
+    b, n_head, _, head_dim = q.shape
+    dtype = q.dtype
+    if dtype not in FLASH_DTYPES:
+        q, k, v = q.astype(ms.float16), k.astype(ms.float16), v.astype(ms.float16)
+    scale = head_dim ** -0.5
+    if kv_length is not None:
+        lengths = ops.broadcast_to(kv_length.astype(ms.int64).reshape(1), (b,))
+        out = KERNELS["incre_flash_attention"](q, [k], [v], actual_seq_lengths=lengths, num_heads=n_head,
+                                               input_layout=FLASH_LAYOUT, scale_value=scale)
+    elif causal_mask is not None:
+        out = KERNELS["flash_attention_score"](q, k, v, n_head, attn_mask=causal_mask, scalar_value=scale,
+                                               input_layout=FLASH_LAYOUT, sparse_mode=CAUSAL_SPARSE_MODE)
+    else:
+        out = KERNELS["flash_attention_score"](q, k, v, n_head, scalar_value=scale, input_layout=FLASH_LAYOUT)
+    return out.astype(dtype)

@@ -1,26 +1,38 @@
 """Which device we run on and what it offers, decided in one place.
 
-CPU: float32 (bfloat16 matmul is unsupported there and float16 is no faster), eager attention, Conv2D-based conv.
-Ascend kernels (FlashAttention-2, native conv1d) are selected here once they are wired in; until then every device
-runs the reference paths.
+CPU: float32 (bfloat16 matmul is unsupported there and float16 is no faster), eager attention compiled under jit,
+and the Conv2D-based conv stem. Measured under `mindspore.jit` on CPU for conv1 (80 -> d, 3000 frames) and conv2
+(d -> d, stride 2) at d = 384 and 512, Conv2D (ExpandDims -> Conv2D -> Squeeze) was the fastest correct path,
+tied with unfold (Im2Col) + MatMul and ahead of slicing-based im2col + MatMul by 1.5-2x on conv2; the native
+`mint` conv1d is unregistered on CPU.
+Ascend: float16 weights and activations (LayerNorm, softmax and logits in float32), FlashAttention-2 kernels
+(attention.py) and the native `mint.nn.functional.conv1d`.
 """
 import os
 from dataclasses import dataclass
 
 import mindspore as ms
+from mindspore import mint
 
+from .attention import EAGER, FLASH, IMPLEMENTATIONS, compressed_causal_mask
 from .errors import OptionsError
 
 DEVICES = ("CPU", "Ascend")
 DTYPES = {"float32": ms.float32, "float16": ms.float16}
+AUTO = "auto"
+
+CONV2D = "conv2d"               # ExpandDims -> Conv2D -> Squeeze: any device
+NATIVE_CONV1D = "mint_conv1d"   # Conv1DExt: Ascend only ("kernel unregistered" on CPU)
+# The Ascend-only conv kernel, looked up at trace/call time so tests can substitute an emulation of its contract.
+CONV_KERNELS = {"conv1d": mint.nn.functional.conv1d}
 
 
 @dataclass(frozen=True)
 class Runtime:
-    device: str            # "CPU" or "Ascend"
-    dtype: str             # parameter and activation dtype; LayerNorm and softmax always run in float32
-    attn_implementation: str
-    conv: str
+    device: str               # "CPU" or "Ascend"
+    dtype: str                # parameter and activation dtype; LayerNorm, softmax and logits always run in float32
+    attn_implementation: str  # "eager" or "flash_attention_2" (attention.py)
+    conv: str                 # CONV2D or NATIVE_CONV1D
 
 
 CANN_HOMES = ("ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME")
@@ -38,7 +50,18 @@ def ascend_available() -> bool:
         return False
 
 
-def select(device=None, dtype=None) -> Runtime:
+def _attn_implementation(requested, device):
+    if requested in (None, AUTO):
+        return FLASH if device == "Ascend" else EAGER
+    if requested not in IMPLEMENTATIONS:
+        raise OptionsError(f"unknown attn_implementation '{requested}': use one of auto, {', '.join(IMPLEMENTATIONS)}")
+    if requested == FLASH and device != "Ascend":
+        raise OptionsError(f"attn_implementation '{FLASH}' needs an Ascend device: MindSpore's FlashAttention kernels "
+                           f"are Ascend-only ('kernel unregistered' on {device}); use 'eager' or 'auto'")
+    return requested
+
+
+def select(device=None, dtype=None, attn_implementation=AUTO) -> Runtime:
     if device is None:
         device = "Ascend" if ascend_available() else "CPU"
     matches = [d for d in DEVICES if d.lower() == str(device).lower()]
@@ -50,8 +73,27 @@ def select(device=None, dtype=None) -> Runtime:
     dtype = dtype or ("float16" if device == "Ascend" else "float32")
     if dtype not in DTYPES:
         raise OptionsError(f"unknown dtype '{dtype}': use one of {', '.join(DTYPES)}")
+    attn = _attn_implementation(attn_implementation, device)
     _use_device(device)
-    return Runtime(device=device, dtype=dtype, attn_implementation="eager", conv="conv2d")
+    return Runtime(device=device, dtype=dtype, attn_implementation=attn,
+                   conv=NATIVE_CONV1D if device == "Ascend" else CONV2D)
+
+
+def apply(model, runtime: Runtime):
+    """Point the model's attention and conv cells at the runtime's kernels and record the runtime on the model.
+
+    Compiled entry points are dropped, so the next use traces the new kernels.
+    """
+    causal_mask = compressed_causal_mask() if runtime.attn_implementation == FLASH else None
+    for _, cell in model.cells_and_names():
+        if hasattr(cell, "attn_implementation"):
+            cell.attn_implementation = runtime.attn_implementation
+            cell.flash_causal_mask = causal_mask
+        if hasattr(cell, "conv_kernel"):
+            cell.conv_kernel = runtime.conv
+    model.runtime = runtime
+    model._inference = None
+    return model
 
 
 def _use_device(device: str):
