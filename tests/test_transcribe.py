@@ -101,10 +101,30 @@ def test_synthetic_long_clip(tiny_en_model, fw_tiny_en, synthetic_long):
     assert not repeated, repeated
 
 
-def test_german_with_base(base_model):
-    """Language detection inside transcribe, on a 68-s German recording."""
-    result = base_model.transcribe(str(DATA / "librivox_de_simplicissimus-titlepage.mp3"))
+def test_german_with_base(base_model, base_ct2_dir):
+    """The dev set's one real clip over 60 s (68-s German): language detection inside transcribe, and WER vs
+    faster-whisper on the same weights (the reference is forced-alignment text, the same for both)."""
+    clip = "librivox_de_simplicissimus-titlepage.mp3"
+    row = next(r for r in read_manifest() if r["file"] == clip)
+    audio = load_audio(str(DATA / clip))
+    result = base_model.transcribe(audio)
     assert result.language == "de" and result.info.language_probability > 0.5
     check_segments(result, 68.1)
+    fw = faster_whisper.WhisperModel(str(base_ct2_dir), device="cpu", compute_type="float32")
+    segments, _ = fw.transcribe(audio, beam_size=1, best_of=1, vad_filter=False)
+    theirs = " ".join(s.text.strip() for s in segments)
+    ours_wer, theirs_wer = wer(row["reference"], result.text), wer(row["reference"], theirs)
+    print(f"{clip}: WER whisperms {ours_wer:.3f}, faster-whisper {theirs_wer:.3f}")
+    assert ours_wer <= theirs_wer + WER_MARGIN
     words = set(normalize(result.text))
     assert {"grimmelshausen", "abenteuerliche", "wahrheit"} <= words, result.text
+
+
+def test_hallucination_silence_threshold_keeps_speech(tiny_en_model, synthetic_long):
+    audio, reference = synthetic_long
+    audio = audio[: 60 * SAMPLE_RATE]
+    plain = tiny_en_model.transcribe(audio, word_timestamps=True)
+    guarded = tiny_en_model.transcribe(audio, word_timestamps=True, hallucination_silence_threshold=2.0)
+    check_segments(guarded, 60.0)
+    # on clean read speech nothing is a hallucination: the guard must not lose words
+    assert abs(len(normalize(guarded.text)) - len(normalize(plain.text))) <= 2

@@ -68,3 +68,16 @@ class Inference:
         logits, self_k, self_v = self._step(tokens, Tensor(np.int32(cache.length)), mutable(cache.self_k),
                                             mutable(cache.self_v), mutable(cache.cross_k), mutable(cache.cross_v))
         return logits.asnumpy(), KVCache(self_k, self_v, cache.cross_k, cache.cross_v, cache.length + 1)
+
+    def cross_attention(self, audio_features, tokens, heads):
+        """Logits (T, V) and log cross-attention weights (len(heads), T, n_audio_ctx) of `tokens` for word timing.
+
+        Runs once per window with weights requested, so it stays in PyNative (eager attention) rather than adding
+        a graph per token count. Log weights equal the pre-softmax scores up to a per-row constant, which the
+        softmax over a frame range in timing.py cancels.
+        """
+        tokens = Tensor(np.asarray([tokens], np.int32))
+        cross_k, cross_v = self._cross_kv(audio_features)
+        logits, weights = self.model.decoder.cross_attention_weights(tokens, cross_k, cross_v)
+        picked = np.stack([weights[layer].asnumpy()[0, head] for layer, head in heads])
+        return logits.asnumpy()[0], np.log(np.maximum(picked, np.finfo(np.float32).tiny))

@@ -10,7 +10,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops, Parameter, Tensor
 
-from .attention import eager_attention, merge_heads, split_heads
+from .attention import EAGER, attention, merge_heads, split_heads
+from .device import CONV2D, CONV_KERNELS, NATIVE_CONV1D
 
 LAYER_NORM_EPS = 1e-5
 
@@ -74,16 +75,25 @@ class Linear(nn.Cell):
 
 
 class Conv1d(nn.Cell):
-    """Kernel-3, padding-1 1-D convolution with openai's (out, in, k) weight; the kernel comes from device.py."""
+    """Kernel-3, padding-1 1-D convolution with openai's (out, in, k) weight.
+
+    `conv_kernel` is set by device.py: CONV2D (ExpandDims -> Conv2D -> Squeeze, any device; the fastest measured on CPU)
+    or NATIVE_CONV1D (`mint.nn.functional.conv1d`, Ascend only).
+    """
 
     def __init__(self, n_in, n_out, kernel_size=3, stride=1, padding=1):
         super().__init__()
         self.weight = Parameter(_zeros(n_out, n_in, kernel_size), name="weight")
         self.bias = Parameter(_zeros(n_out), name="bias")
+        self.stride = stride
+        self.padding = padding
+        self.conv_kernel = CONV2D
         self.conv = ops.Conv2D(n_out, (1, kernel_size), pad_mode="pad", pad=(0, 0, padding, padding),
                                stride=(1, stride))
 
     def construct(self, x):
+        if self.conv_kernel == NATIVE_CONV1D:
+            return CONV_KERNELS["conv1d"](x, self.weight, self.bias, self.stride, self.padding)
         y = self.conv(x.expand_dims(2), self.weight.expand_dims(2)).squeeze(2)
         return y + self.bias.reshape(1, -1, 1)
 
@@ -105,15 +115,23 @@ class MultiHeadAttention(nn.Cell):
         self.key = Linear(n_state, n_state, bias=False)
         self.value = Linear(n_state, n_state)
         self.out = Linear(n_state, n_state)
+        self.attn_implementation = EAGER  # set by device.py, with the fused kernels' causal mask
+        self.flash_causal_mask = None
 
     def project_kv(self, x):
         """Keys and values of `x` split into heads: (B, H, T, Dh) each."""
         return split_heads(self.key(x), self.n_head), split_heads(self.value(x), self.n_head)
 
-    def attend(self, x, k, v, mask=None):
-        """Attention of the queries of `x` over given keys/values; returns (output, weights)."""
+    def attend(self, x, k, v, mask=None, causal=False, kv_length=None, need_weights=False):
+        """Attention of the queries of `x` over given keys/values; returns (output, weights).
+
+        The masking comes in both forms attention.py's kernels take: `mask` additive for eager; `causal` (queries
+        over keys ending at the same position) or `kv_length` (a one-token step over the first kv_length cache
+        positions) for the fused kernels. Weights are None from fused kernels; `need_weights` computes eagerly.
+        """
         q = split_heads(self.query(x), self.n_head)
-        out, weights = eager_attention(q, k, v, mask)
+        implementation = EAGER if need_weights else self.attn_implementation
+        out, weights = attention(q, k, v, implementation, mask, self.flash_causal_mask if causal else None, kv_length)
         return self.out(merge_heads(out)), weights
 
 
@@ -134,9 +152,9 @@ class ResidualAttentionBlock(nn.Cell):
         x = x + self.attn.attend(h, k, v)[0]
         return x + self.mlp(self.mlp_ln(x))
 
-    def decode(self, x, self_k, self_v, self_mask, cross_k, cross_v):
+    def decode(self, x, self_k, self_v, self_mask, cross_k, cross_v, causal=False, kv_length=None):
         """One decoder block over new positions `x`, given the full self-attention keys/values to attend to."""
-        x = x + self.attn.attend(self.attn_ln(x), self_k, self_v, self_mask)[0]
+        x = x + self.attn.attend(self.attn_ln(x), self_k, self_v, self_mask, causal, kv_length)[0]
         h, cross_weights = self.cross_attn.attend(self.cross_attn_ln(x), cross_k, cross_v)
         x = x + h
         return x + self.mlp(self.mlp_ln(x)), cross_weights
@@ -208,7 +226,7 @@ class TextDecoder(nn.Cell):
         ks, vs = [], []
         for i, block in enumerate(self.blocks):
             k, v = block.attn.project_kv(block.attn_ln(x))
-            x = block.decode(x, k, v, mask, cross_k[i], cross_v[i])[0]
+            x = block.decode(x, k, v, mask, cross_k[i], cross_v[i], causal=True)[0]
             tail = ops.zeros((b, k.shape[1], self.n_ctx - t, k.shape[3]), k.dtype)
             ks.append(ops.concat((k, tail), 2))
             vs.append(ops.concat((v, tail), 2))
@@ -221,15 +239,34 @@ class TextDecoder(nn.Cell):
         here = (self.positions == offset).reshape(1, 1, -1, 1)
         mask = ops.select(self.positions <= offset, ops.zeros((), ms.float32), ops.fill(ms.float32, (), -np.inf))
         mask = mask.reshape(1, 1, 1, -1)
+        kv_length = offset + 1
         new_k, new_v = [], []
         for i, block in enumerate(self.blocks):
             k, v = block.attn.project_kv(block.attn_ln(x))
             k = ops.select(here, k, self_k[i])
             v = ops.select(here, v, self_v[i])
-            x = block.decode(x, k, v, mask, cross_k[i], cross_v[i])[0]
+            x = block.decode(x, k, v, mask, cross_k[i], cross_v[i], kv_length=kv_length)[0]
             new_k.append(k)
             new_v.append(v)
         return self.logits(x)[:, 0], tuple(new_k), tuple(new_v)
+
+
+    def cross_attention_weights(self, tokens, cross_k, cross_v):
+        """Logits (B, T, n_vocab) of a whole sequence from position 0, and every layer's cross-attention weights
+        (B, H, T, n_audio_ctx), computed the eager way (fused kernels return no weights): for word timestamps."""
+        t = tokens.shape[1]
+        x = self.token_embedding(tokens) + self.positional_embedding[:t].astype(self.token_embedding.weight.dtype)
+        mask = self.causal_mask[:t, :t]
+        weights = []
+        for i, block in enumerate(self.blocks):
+            h = block.attn_ln(x)
+            k, v = block.attn.project_kv(h)
+            x = x + block.attn.attend(h, k, v, mask, need_weights=True)[0]
+            h, w = block.cross_attn.attend(block.cross_attn_ln(x), cross_k[i], cross_v[i], need_weights=True)
+            x = x + h
+            x = x + block.mlp(block.mlp_ln(x))
+            weights.append(w)
+        return self.logits(x), tuple(weights)
 
 
 class Whisper(nn.Cell):

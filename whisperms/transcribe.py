@@ -13,6 +13,8 @@ import numpy as np
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
 from .decoding import DecodingOptions, DecodingResult, DecodingTask, build_tokenizer, detect_language
 from .errors import OptionsError
+from .timing import (APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, add_word_timestamps, is_segment_anomaly,
+                     last_word_end, next_words_segment)
 from .tokenizer import LANGUAGES, language_code
 
 DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -67,6 +69,7 @@ class _SeekState:
     all_tokens: List[int] = field(default_factory=list)
     prompt_reset_since: int = 0
     n_segments: int = 0
+    last_speech_timestamp: float = 0.0
 
 
 def _seek_clips(clip_timestamps: Union[str, Sequence[float]], content_frames: int) -> List[Tuple[int, int]]:
@@ -115,7 +118,7 @@ def _split_segments(tokens: List[int], timestamp_begin: int, time_offset: float,
             duration = (timestamps[-1] - timestamp_begin) * time_precision
         pieces.append((time_offset, time_offset + duration, tokens))
         advance = segment_frames
-    return pieces, advance
+    return pieces, advance, single_timestamp_ending
 
 
 class Transcriber:
@@ -124,12 +127,16 @@ class Transcriber:
     def __init__(self, model, audio, *, verbose=None, temperature=DEFAULT_TEMPERATURES,
                  compression_ratio_threshold=2.4, logprob_threshold=-1.0, no_speech_threshold=0.6,
                  condition_on_previous_text=True, initial_prompt=None, carry_initial_prompt=False,
-                 word_timestamps=False, clip_timestamps="0", hallucination_silence_threshold=None,
+                 word_timestamps=False, prepend_punctuations=PREPEND_PUNCTUATIONS,
+                 append_punctuations=APPEND_PUNCTUATIONS, clip_timestamps="0", hallucination_silence_threshold=None,
                  **decode_options):
-        if word_timestamps:
-            raise OptionsError("word_timestamps is not implemented yet in whisperms")
-        if hallucination_silence_threshold is not None:
-            raise OptionsError("hallucination_silence_threshold needs word timestamps, not implemented yet")
+        if hallucination_silence_threshold is not None and not word_timestamps:
+            raise OptionsError("hallucination_silence_threshold needs word_timestamps=True")
+        self.hallucination_silence_threshold = hallucination_silence_threshold
+        if word_timestamps and not model.alignment_heads:
+            raise OptionsError("word_timestamps needs the checkpoint's alignment heads, and this one has none")
+        self.word_timestamps = word_timestamps
+        self.punctuations = dict(prepend_punctuations=prepend_punctuations, append_punctuations=append_punctuations)
         self.model = model
         self.verbose = verbose
         self.temperatures = (temperature,) if isinstance(temperature, (int, float)) else tuple(temperature)
@@ -161,7 +168,8 @@ class Transcriber:
             print(f"Detected language: {LANGUAGES[language].title()}")
         return language, probs[language]
 
-    def _decode_window(self, mel_segment, prompt) -> DecodingResult:
+    def _decode_window(self, mel_segment, prompt):
+        """(result, audio features): the window is encoded once for every temperature and for word timing."""
         audio_features = self.model.inference.embed_audio(mel_segment[None])
         result = None
         for t in self.temperatures:
@@ -173,7 +181,45 @@ class Transcriber:
             result = DecodingTask(self.model, options).run(audio_features, self.language)
             if not _needs_fallback(result, *self.thresholds):
                 break
-        return result
+        return result, audio_features
+
+    def _skip_hallucinations(self, current, state, window_seek, segment_frames, single_timestamp_ending):
+        """openai's hallucination_silence_threshold: skip silence before likely hallucinations. Returns the
+        segments to keep and whether the whole window is to be skipped; moves state.seek."""
+        threshold = self.hallucination_silence_threshold
+        time_offset = window_seek * HOP_LENGTH / SAMPLE_RATE
+        window_end_time = (window_seek + N_FRAMES) * HOP_LENGTH / SAMPLE_RATE
+        segment_duration = segment_frames * HOP_LENGTH / SAMPLE_RATE
+        if not single_timestamp_ending:
+            end = last_word_end(current)
+            if end is not None and end > time_offset:
+                remaining = window_end_time - end
+                state.seek = round(end * FRAMES_PER_SECOND) if remaining > threshold else window_seek + segment_frames
+        first = next_words_segment(current)
+        if first is not None and is_segment_anomaly(first):
+            gap = first.start - time_offset
+            if gap > threshold:
+                state.seek = window_seek + round(gap * FRAMES_PER_SECOND)
+                return current, True
+        hal_last_end = state.last_speech_timestamp
+        for i, segment in enumerate(current):
+            if not segment.words:
+                continue
+            if is_segment_anomaly(segment):
+                following = next_words_segment(current[i + 1:])
+                hal_next_start = following.words[0]["start"] if following is not None \
+                    else time_offset + segment_duration
+                silence_before = (segment.start - hal_last_end > threshold or segment.start < threshold
+                                  or segment.start - time_offset < 2.0)
+                silence_after = (hal_next_start - segment.end > threshold or is_segment_anomaly(following)
+                                 or window_end_time - segment.end < 2.0)
+                if silence_before and silence_after:
+                    state.seek = round(max(time_offset + 1, segment.start) * FRAMES_PER_SECOND)
+                    if self.duration - segment.end < threshold:
+                        state.seek = self.content_frames
+                    return current[:i], False
+            hal_last_end = segment.end
+        return current, False
 
     def _prompt(self, state: _SeekState) -> List[int]:
         if self.carry_initial_prompt:
@@ -196,30 +242,47 @@ class Transcriber:
             time_offset = state.seek * HOP_LENGTH / SAMPLE_RATE
             segment_frames = min(N_FRAMES, self.content_frames - state.seek, clip_end - state.seek)
             mel_segment = pad_or_trim(self.mel[:, state.seek:state.seek + segment_frames], N_FRAMES)
-            result = self._decode_window(mel_segment, self._prompt(state))
+            result, audio_features = self._decode_window(mel_segment, self._prompt(state))
 
             if no_speech_threshold is not None and result.no_speech_prob > no_speech_threshold and not (
                     logprob_threshold is not None and result.avg_logprob > logprob_threshold):
                 state.seek += segment_frames  # silence: skip the whole window
                 continue
 
-            pieces, advance = _split_segments(result.tokens, self.tokenizer.timestamp_begin, time_offset,
-                                              segment_frames, self.time_precision, self.input_stride)
+            pieces, advance, single_timestamp_ending = _split_segments(
+                result.tokens, self.tokenizer.timestamp_begin, time_offset, segment_frames, self.time_precision,
+                self.input_stride)
             window_seek = state.seek
             state.seek += advance
-            for start, end, tokens in pieces:
-                text = self.tokenizer.decode([t for t in tokens if t < self.tokenizer.eot])
-                if start == end or not text.strip():  # instantaneous or empty: kept, but cleared, as openai
-                    text, tokens = "", []
-                segment = Segment(id=state.n_segments, seek=window_seek, start=round(start, 3), end=round(end, 3),
-                                  text=text, tokens=list(tokens), temperature=result.temperature,
-                                  avg_logprob=result.avg_logprob, compression_ratio=result.compression_ratio,
-                                  no_speech_prob=result.no_speech_prob)
-                state.n_segments += 1
-                state.all_tokens.extend(segment.tokens)
+            current = [Segment(id=0, seek=window_seek, start=start, end=end, text=self.tokenizer.decode(
+                [t for t in tokens if t < self.tokenizer.eot]), tokens=list(tokens), temperature=result.temperature,
+                avg_logprob=result.avg_logprob, compression_ratio=result.compression_ratio,
+                no_speech_prob=result.no_speech_prob) for start, end, tokens in pieces]
+            if self.word_timestamps:
+                add_word_timestamps(segments=current, model=self.model, tokenizer=self.tokenizer,
+                                    audio_features=audio_features, num_frames=segment_frames,
+                                    last_speech_timestamp=state.last_speech_timestamp, **self.punctuations)
+                end = last_word_end(current)
+                if not single_timestamp_ending and end is not None and end > time_offset:
+                    state.seek = round(end * FRAMES_PER_SECOND)
+                if self.hallucination_silence_threshold is not None:
+                    current, skip = self._skip_hallucinations(current, state, window_seek, segment_frames,
+                                                              single_timestamp_ending)
+                    if skip:
+                        continue
+                end = last_word_end(current)
+                if end is not None:
+                    state.last_speech_timestamp = end
+            for segment in current:
                 if self.verbose:
                     print(f"[{_clock(segment.start)} --> {_clock(segment.end)}] {segment.text}", file=sys.stdout,
                           flush=True)
+                if segment.start == segment.end or not segment.text.strip():  # kept but cleared, as openai
+                    segment.text, segment.tokens, segment.words = "", [], ([] if self.word_timestamps else None)
+                segment.id = state.n_segments
+                segment.start, segment.end = round(segment.start, 3), round(segment.end, 3)
+                state.n_segments += 1
+                state.all_tokens.extend(segment.tokens)
                 yield segment
             if not self.condition_on_previous_text or result.temperature > 0.5:
                 state.prompt_reset_since = len(state.all_tokens)

@@ -1,0 +1,83 @@
+"""Word timestamps: DTW and median filter on hand-built inputs, then real clips vs faster-whisper's words."""
+import numpy as np
+import pytest
+
+from conftest import DATA
+from whisperms.timing import WordTiming, dtw, median_filter, merge_punctuations
+
+MAX_MEAN_ABS_DIFF = 0.2  # seconds, word starts and ends vs faster-whisper on the same weights
+
+
+def test_median_filter_reflects_at_edges():
+    x = np.array([[1.0, 9.0, 2.0, 8.0, 3.0]])
+    np.testing.assert_array_equal(median_filter(x, 3), [[9.0, 2.0, 8.0, 3.0, 8.0]])
+    assert median_filter(np.array([[1.0]]), 7).tolist() == [[1.0]]  # too short: unchanged, as openai
+
+
+def reference_dtw(x):
+    """openai's dtw_cpu + backtrace, transcribed literally (loops)."""
+    n, m = x.shape
+    cost = np.full((n + 1, m + 1), np.inf)
+    trace = -np.ones((n + 1, m + 1))
+    cost[0, 0] = 0
+    for j in range(1, m + 1):
+        for i in range(1, n + 1):
+            c0, c1, c2 = cost[i - 1, j - 1], cost[i - 1, j], cost[i, j - 1]
+            if c0 < c1 and c0 < c2:
+                c, t = c0, 0
+            elif c1 < c0 and c1 < c2:
+                c, t = c1, 1
+            else:
+                c, t = c2, 2
+            cost[i, j] = x[i - 1, j - 1] + c
+            trace[i, j] = t
+    i, j = n, m
+    trace[0, :], trace[:, 0] = 2, 1
+    path = []
+    while i > 0 or j > 0:
+        path.append((i - 1, j - 1))
+        if trace[i, j] == 0:
+            i, j = i - 1, j - 1
+        elif trace[i, j] == 1:
+            i -= 1
+        else:
+            j -= 1
+    return np.array(path[::-1]).T
+
+
+@pytest.mark.parametrize("shape, seed", [((5, 20), 0), ((12, 60), 1), ((1, 7), 2), ((7, 7), 3)])
+def test_dtw_equals_openai_loops(shape, seed):
+    x = np.random.default_rng(seed).normal(size=shape)
+    np.testing.assert_array_equal(dtw(x), reference_dtw(x))
+    ties = np.round(np.random.default_rng(seed).uniform(size=shape), 1)  # many equal costs: tie-breaking matters
+    np.testing.assert_array_equal(dtw(ties), reference_dtw(ties))
+
+
+def test_merge_punctuations():
+    words = [WordTiming(w, [i], i, i + 1, 1.0) for i, w in enumerate([" \"", "Hello", ",", " world", "."])]
+    merge_punctuations(words, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
+    assert [w.word for w in words] == ["", " \"Hello,", "", " world.", ""]
+    assert words[1].tokens == [0, 1, 2]
+
+
+@pytest.mark.parametrize("clip", ["jfk_inaugural_1961.flac", "librispeech-dev-clean_1988-24833-0001.flac",
+                                  "librispeech-test-clean_1995-1837-0001.wav"])
+def test_words_match_faster_whisper(tiny_en_model, tiny_en_ct2_dir, clip):
+    faster_whisper = pytest.importorskip("faster_whisper")
+    fw = faster_whisper.WhisperModel(str(tiny_en_ct2_dir), device="cpu", compute_type="float32")
+    result = tiny_en_model.transcribe(str(DATA / clip), word_timestamps=True, beam_size=5, temperature=0.0)
+    segments, _ = fw.transcribe(str(DATA / clip), word_timestamps=True, beam_size=5, temperature=0.0,
+                                language="en", vad_filter=False)
+    theirs = [w for s in segments for w in s.words]
+    ours = [w for s in result.segments for w in s.words]
+    previous_end = 0.0
+    for segment in result.segments:
+        for w in segment.words:
+            assert segment.start - 1e-6 <= w["start"] <= w["end"] <= segment.end + 1e-6, (segment, w)
+            assert w["start"] >= previous_end - 1e-6
+            previous_end = w["end"]
+    assert [w["word"].strip() for w in ours] == [w.word.strip() for w in theirs]
+    diffs = [abs(a["start"] - b.start) for a, b in zip(ours, theirs)] + \
+            [abs(a["end"] - b.end) for a, b in zip(ours, theirs)]
+    print(f"{clip}: {len(ours)} words, mean |diff| {np.mean(diffs):.3f} s, max {np.max(diffs):.2f} s")
+    assert np.mean(diffs) <= MAX_MEAN_ABS_DIFF
