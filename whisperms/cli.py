@@ -92,7 +92,8 @@ def _transcribe_main(argv):
     if args.temperature == 0 and args.temperature_increment_on_fallback is None:
         decode["best_of"] = None
     try:
-        model = load_model(args.model, device=args.device, dtype=args.dtype, download_root=args.model_dir)
+        model = load_model(args.model, device=args.device, dtype=args.dtype, download_root=args.model_dir,
+                           attn_implementation=args.attn_implementation)
     except OptionsError as error:
         return _usage(str(error))
     except WhispermsError as error:
@@ -108,6 +109,7 @@ def _transcribe_main(argv):
                 logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
                 condition_on_previous_text=args.condition_on_previous_text, initial_prompt=args.initial_prompt,
                 carry_initial_prompt=args.carry_initial_prompt, word_timestamps=args.word_timestamps,
+                prepend_punctuations=args.prepend_punctuations, append_punctuations=args.append_punctuations,
                 clip_timestamps=args.clip_timestamps,
                 hallucination_silence_threshold=args.hallucination_silence_threshold, **decode)
             result = transcriber.run()
