@@ -219,9 +219,11 @@ def instrument_whisperms(model, holder):
     """Wrap the public pieces with timing shims on this process's objects (instance attributes and the module
     globals transcribe.py calls), counting calls. holder[0] is the Stats of the current pass.
 
-    No explicit synchronization is added: on CPU a MindSpore jit call returns after its computation (checked:
-    `.asnumpy()` right after `embed_audio` takes < 6 ms of a 0.8-s encoder call; `mindspore.runtime.synchronize`
-    is Ascend/GPU-only and only logs an error on CPU). On Ascend, wrap with a device sync before trusting the split."""
+    No explicit synchronization is added: `start` and `step` end with the logits' `.asnumpy()` (a host sync), and
+    on CPU the encoder's jit call was checked to block until done (`.asnumpy()` right after `embed_audio` takes
+    < 6 ms of a 0.8-s call), whereas a step's jit call returns after dispatch (~1-3 ms) and is waited for in
+    `.asnumpy()`. `mindspore.runtime.synchronize` is Ascend/GPU-only (it only logs an error on CPU). On Ascend,
+    add a device sync after `embed_audio` before trusting the encoder / prefill split."""
     import importlib
 
     waudio = importlib.import_module("whisperms.audio")
@@ -245,11 +247,12 @@ def instrument_whisperms(model, holder):
             return out
         return shim
 
-    def compile_counter(name, fn):
+    def compile_counter(name, fn):  # also times the bare jit call
         def shim(*args, **kwargs):
             before = len(compile_cache)
             t = perf()
             out = fn(*args, **kwargs)
+            holder[0].add(f"jit:{name}", perf() - t)  # the graph call alone, inside the public piece's time
             grew = len(compile_cache) - before
             if grew:
                 n, secs = holder[0].compiles.get(name, (0, 0.0))
@@ -555,7 +558,7 @@ def run_all(args):
     report["not_available"] = {f"{k[0]} beam {k[1]}": v for k, v in skip.items() if isinstance(k, tuple)}
     report["load_at_end"] = os.getloadavg()
     json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    md = render([report], args.stat)
+    md = render([report], args.stat, args.note or ())
     json_path.with_suffix(".md").write_text(md)
     (out_dir / "latest.md").write_text(md)
     print(md)
@@ -594,16 +597,18 @@ def _source(report):
     return f"snapshot of commit {src['commit'][:10]} ({src['rev']}); uncommitted work-tree changes not measured"
 
 
-def render(reports, stat="auto"):
+def render(reports, stat="auto", notes=()):
     runs = [r for rep in reports for r in rep["runs"]]
     first = reports[0]
     loads = [r["load_before"][0] for r in runs if "load_before" in r]
     ncpu = first["versions"].get("cpus_usable") or 1
     if stat == "auto":
         stat = "min" if max(rep["load_at_start"][0] for rep in reports) >= 1.0 else "median"
-    groups = {}
-    for r in runs:
-        groups.setdefault((r["model"], r["clip"], r["beam_size"], r["engine"]), []).append(r)
+    groups = {}  # (model, clip, "beam[, environment]", engine) -> runs; ratios only within one such setting
+    for rep in reports:
+        env = f", OMP_WAIT_POLICY={rep['omp_wait_policy']}" if rep.get("omp_wait_policy") else ""
+        for r in rep["runs"]:
+            groups.setdefault((r["model"], r["clip"], f"{r['beam_size']}{env}", r["engine"]), []).append(r)
     lines = ["# whisperms vs faster-whisper: transcription benchmark", ""]
     v = first["versions"]
     lines += [f"- Date (UTC): {', '.join(rep['date_utc'] for rep in reports)}",
@@ -627,8 +632,9 @@ def render(reports, stat="auto"):
               "- cold e2e = process spawn to the end of the first transcription (interpreter start, imports, load, "
               "graph compilation, first file); cold = load + first transcription in-process; warm = the same "
               "audio again in the same process. RTF = audio seconds / warm wall seconds (higher is faster). WER: "
-              "lowercased, punctuation stripped, corpus-level (characters for ja).", ""]
-    lines += ["| model | clip (audio s) | beam | engine | n | cold e2e s | cold s | warm s | warm range s | RTF warm | "
+              "lowercased, punctuation stripped, corpus-level (characters for ja).",
+              *[f"- **Note:** {n}" for n in notes], ""]
+    lines += ["| model | clip (audio s) | beam, env | engine | n | cold e2e s | cold s | warm s | warm range s | RTF warm | "
               "peak RSS MB | WER |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     unavailable = {}
     for rep in reports:
@@ -655,7 +661,9 @@ def render(reports, stat="auto"):
     for name, reason in unavailable.items():
         lines.append(f"| | | | {name} | 0 | {reason} | | | | | | |")
     lines += ["", f"## Ratios whisperms / faster-whisper ({stat} over repeats; lower is better for whisperms)", "",
-              "| model | clip | beam | vs | warm time | cold e2e | cold in-process | peak RSS | same text |",
+              "same text = warm transcripts identical (whitespace-normalized) to that engine's, clips out of clips "
+              "(first repetition of each).", "",
+              "| model | clip | beam, env | vs | warm time | cold e2e | cold in-process | peak RSS | same text |",
               "|---|---|---|---|---|---|---|---|---|"]
     for (model, clip, beam, engine) in sorted(groups, key=lambda k: (k[0], k[1], k[2])):
         if engine != "whisperms":
@@ -683,7 +691,7 @@ def render(reports, stat="auto"):
               "rest (logit filters, token selection, segmenting, tokenizer, temperature-fallback bookkeeping). Graph "
               "compilations are the growth of MindSpore's jit compile cache (`mindspore.graph.api.ms_compile_cache`) "
               "during each pass.", "",
-              "| model | clip | beam | pass | wall | audio+mel | encoder (calls) | prefill (calls) | steps (count) | "
+              "| model | clip | beam, env | pass | wall | audio+mel | encoder (calls) | prefill (calls) | steps (count) | "
               "ms/step mean / median | host logic | graph compiles (by function) | compile-call s |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (model, clip, beam, engine), rs in sorted(groups.items()):
@@ -718,7 +726,7 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"], choices=["tiny.en", "base"])
     parser.add_argument("--clips", nargs="+", default=["short", "long"],
                         choices=["short", "long", "long-en", "long-de", "devset"],
-                        help="long = long-en (synthetic 75 s) and, for multilingual models, long-de (68 s)")
+                        help="long = long-en (English dev clips joined to >= 75 s: 78.7 s) and, for multilingual models, long-de (68 s)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--engines", nargs="+", default=["whisperms", "faster-whisper-fp32", "faster-whisper-int8"],
                         choices=ENGINES)
@@ -736,6 +744,7 @@ def main(argv=None):
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--name", help="results file stem (default: UTC timestamp)")
     parser.add_argument("--render", nargs="+", metavar="JSON", help="only rewrite latest.md from these result files")
+    parser.add_argument("--note", action="append", help="a line of interpretation to print under the header")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--prepare-openai", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -746,7 +755,7 @@ def main(argv=None):
         prepare_openai(*args.prepare_openai)
         return
     if args.render:
-        md = render([json.loads(Path(p).read_text()) for p in args.render], args.stat)
+        md = render([json.loads(Path(p).read_text()) for p in args.render], args.stat, args.note or ())
         Path(args.out, "latest.md").write_text(md)
         print(md)
         return
