@@ -2,9 +2,10 @@
 
 Without an Ascend card, the fused kernels' NumPy emulation (tests/emulation.py) is substituted for them through the
 kernel tables (attention.KERNELS, device.CONV_KERNELS). NumPy cannot run inside a graph, so those runs are PyNative:
-MS_JIT=0 makes MindSpore's jit-wrapped entry points run their Python bodies. PyNative decoding is slow (~1 s per
-token here), so the greedy-token comparison runs DEFAULT_CLIPS clips per model by default (~3 min) and every clip
-under 30 s only with `-m slow`. Tests marked `ascend` run the real kernels; elsewhere they are skipped with the reason.
+MS_JIT=0 makes MindSpore's jit-wrapped entry points run their Python bodies. PyNative decoding is slow (0.2-1 s per
+token on this 2-core machine, by load), so the greedy-token comparison runs DEFAULT_CLIPS clips per model by default
+(this whole file: ~2 min idle) and every clip under 30 s only with `-m slow` (72 min under load: 34/35 identical for
+tiny.en and for base). Tests marked `ascend` run the real kernels; elsewhere they are skipped with the reason.
 
 Precision: the flash model runs float16 weights and activations (LayerNorm, softmax and logits in float32), the
 reference runs eager float32; the tolerances below are float16 ones, each with the values measured here.
@@ -32,7 +33,7 @@ ENCODER_MAX_RTOL = 0.1   # largest |diff| over the largest |eager output|
 LOGITS_RTOL = 1e-2       # largest |diff| over the largest |eager logit|, prompt rows and step rows separately
 MIN_SAME_ARGMAX = 0.95
 MIN_IDENTICAL = 0.95
-DEFAULT_CLIPS = 3     # per model; the full sweep (every clip under 30 s, ~40 min here) runs with -m slow
+DEFAULT_CLIPS = 3     # per model; the full sweep (every clip under 30 s) runs with -m slow
 STEPS = 8             # decode steps compared after the prompt
 
 JFK = DATA / "jfk_inaugural_1961.flac"
@@ -412,7 +413,7 @@ def test_greedy_tokens_flash_float16_match_eager_float32(which, request, short_c
 @pytest.mark.parametrize("which", ["tiny.en", "base"])
 def test_greedy_tokens_flash_float16_match_eager_float32_all_clips(which, request, short_clips):
     if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("the full sweep takes ~40 min in PyNative: run it with -m slow")
+        pytest.skip("the full sweep takes 15-70 min in PyNative: run it with -m slow")
     eager, flash = models(request, which)
     assert greedy_sweep(eager, flash, short_clips, which == "base") >= MIN_IDENTICAL
 

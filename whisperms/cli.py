@@ -98,6 +98,10 @@ def _transcribe_main(argv):
         return _usage(str(error))
     except WhispermsError as error:
         return _fail(str(error))
+    if args.verbose:
+        rt = model.runtime
+        print(f"whisperms: {model.name or args.model} on {rt.device}, {rt.dtype}, attention {rt.attn_implementation}, "
+              f"conv {rt.conv}", file=sys.stderr)
     os.makedirs(args.output_dir, exist_ok=True)
     writer = get_writer(args.output_format, args.output_dir)
     status = 0
