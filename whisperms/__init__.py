@@ -13,19 +13,22 @@ __all__ = ["load_model", "available_models", "transcribe", "decode", "detect_lan
            "ModelDimensions", "Whisper", "WhispermsError", "AudioError", "CheckpointError", "OptionsError"]
 
 
-def load_model(name_or_path, device=None, dtype=None, download_root=None, attn_implementation="auto") -> Whisper:
+def load_model(name_or_path, device=None, dtype=None, download_root=None, attn_implementation="auto", threads=None,
+               jit=True) -> Whisper:
     """Load a model by name ("tiny.en", "base", ..., "large-v3-turbo") or from a whisperms, Hugging Face or
     CTranslate2 folder (the latter two converted in memory). Parameters load strictly, one-to-one.
 
     device: None (Ascend when MindSpore reports one, else CPU), "CPU" or "Ascend". dtype: None (float16 on Ascend,
     float32 on CPU), "float16" or "float32". attn_implementation: "auto" (flash_attention_2 on Ascend, eager
-    elsewhere), "eager" or "flash_attention_2" (Ascend only). The choices are on `model.runtime`.
+    elsewhere), "eager" or "flash_attention_2" (Ascend only). threads: CPU cores to use (None: all). jit=False runs
+    everything eagerly (PyNative): much slower, the reference the compiled path is tested against. The choices are on
+    `model.runtime`.
     """
     from . import device as devices
     from .convert import assign_state, read_checkpoint
     from .hub import resolve
 
-    runtime = devices.select(device, dtype, attn_implementation)
+    runtime = devices.select(device, dtype, attn_implementation, jit, threads)
     folder = resolve(name_or_path, download_root)
     checkpoint = read_checkpoint(folder)
     model = Whisper(checkpoint.dims)

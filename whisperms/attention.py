@@ -27,6 +27,10 @@ FLASH_LAYOUT = "BNSD"           # (B, heads, seq, head_dim): how split_heads and
 CAUSAL_SPARSE_MODE = 3          # rightDownCausal: the causal diagonal ends in the bottom-right corner
 COMPRESSED_MASK_SIZE = 2048     # sparse modes 2-4 take this fixed-size mask whatever the sequence lengths
 
+# q @ k^T without materializing k^T: a swapaxes made the CPU graph copy the whole (cross-attention) cache every step.
+_QK = ops.BatchMatMul(transpose_b=True)
+_WV = ops.BatchMatMul()
+
 
 def compressed_causal_mask():
     """The (2048, 2048) mask `flash_attention_score` expects with sparse_mode 3: 1 above the diagonal = discard."""
@@ -67,11 +71,11 @@ def eager_attention(q, k, v, mask=None):
     Returns the output (B, H, Tq, Dh) and the attention weights (B, H, Tq, Tk), the latter for word timestamps.
     """
     scale = q.shape[-1] ** -0.5
-    scores = ops.matmul(q, k.swapaxes(-1, -2)).astype(ms.float32) * scale
+    scores = _QK(q, k).astype(ms.float32) * scale
     if mask is not None:
         scores = scores + mask
     weights = ops.softmax(scores, axis=-1)
-    out = ops.matmul(weights.astype(v.dtype), v)
+    out = _WV(weights.astype(v.dtype), v)
     return out, weights
 
 

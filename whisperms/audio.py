@@ -102,14 +102,45 @@ def pad_or_trim(array, length: int = N_SAMPLES, *, axis: int = -1):
 
 @lru_cache(maxsize=None)
 def mel_filters(n_mels: int) -> np.ndarray:
-    """Slaney mel bank, exactly how openai generated `mel_filters.npz` (librosa defaults); 80 or 128 bins only."""
+    """Slaney mel bank, exactly how openai generated `mel_filters.npz` (librosa.filters.mel defaults); 80 or 128 bins.
+
+    Written out (same float64/float32 steps as librosa) rather than imported: importing librosa took ~1.1 s of a
+    cold start. tests/test_audio.py checks it equals librosa's.
+    """
     if n_mels not in (80, 128):
         raise ValueError(f"unsupported n_mels {n_mels}: Whisper models use 80 or 128 mel bins")
-    import librosa  # imported here: it is slow to import and only needed once per n_mels
-
-    filters = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels).astype(np.float32)
+    fft_freqs = np.fft.rfftfreq(n=N_FFT, d=1.0 / SAMPLE_RATE)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    filters = np.zeros((n_mels, len(fft_freqs)), np.float32)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        filters[i] = np.maximum(0, np.minimum(lower, upper))
+    filters *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
     filters.setflags(write=False)  # shared through the cache
     return filters
+
+
+# Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
+_MEL_F_SP = 200.0 / 3
+_MEL_MIN_LOG_HZ = 1000.0
+_MEL_MIN_LOG_MEL = _MEL_MIN_LOG_HZ / _MEL_F_SP
+_MEL_LOGSTEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(freq):
+    if freq >= _MEL_MIN_LOG_HZ:
+        return _MEL_MIN_LOG_MEL + np.log(freq / _MEL_MIN_LOG_HZ) / _MEL_LOGSTEP
+    return freq / _MEL_F_SP
+
+
+def _mel_to_hz(mels):
+    freqs = _MEL_F_SP * mels
+    log_t = mels >= _MEL_MIN_LOG_MEL
+    freqs[log_t] = _MEL_MIN_LOG_HZ * np.exp(_MEL_LOGSTEP * (mels[log_t] - _MEL_MIN_LOG_MEL))
+    return freqs
 
 
 def log_mel_spectrogram(audio, n_mels: int = 80, padding: int = 0) -> np.ndarray:

@@ -10,6 +10,7 @@ Ascend: float16 weights and activations (LayerNorm, softmax and logits in float3
 """
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import mindspore as ms
 from mindspore import mint
@@ -33,6 +34,8 @@ class Runtime:
     dtype: str                # parameter and activation dtype; LayerNorm, softmax and logits always run in float32
     attn_implementation: str  # "eager" or "flash_attention_2" (attention.py)
     conv: str                 # CONV2D or NATIVE_CONV1D
+    jit: bool = True          # False: every entry point runs eagerly (slow; the reference for the compiled path)
+    threads: Optional[int] = None  # CPU cores used, None = all (see `use_threads`)
 
 
 CANN_HOMES = ("ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME")
@@ -61,7 +64,7 @@ def _attn_implementation(requested, device):
     return requested
 
 
-def select(device=None, dtype=None, attn_implementation=AUTO) -> Runtime:
+def select(device=None, dtype=None, attn_implementation=AUTO, jit=True, threads=None) -> Runtime:
     if device is None:
         device = "Ascend" if ascend_available() else "CPU"
     matches = [d for d in DEVICES if d.lower() == str(device).lower()]
@@ -75,8 +78,34 @@ def select(device=None, dtype=None, attn_implementation=AUTO) -> Runtime:
         raise OptionsError(f"unknown dtype '{dtype}': use one of {', '.join(DTYPES)}")
     attn = _attn_implementation(attn_implementation, device)
     _use_device(device)
+    use_threads(threads)
     return Runtime(device=device, dtype=dtype, attn_implementation=attn,
-                   conv=NATIVE_CONV1D if device == "Ascend" else CONV2D)
+                   conv=NATIVE_CONV1D if device == "Ascend" else CONV2D, jit=bool(jit), threads=threads)
+
+
+def use_threads(threads):
+    """Run on `threads` CPU cores (None: all of them), like openai's --threads.
+
+    MindSpore's CPU kernels ignore `op_tuning.threads_num` for their thread count (measured: a 1500x384x1536
+    MatMul used 2 cores with threads_num(1)), so on Linux the process and its existing threads are pinned to the
+    first `threads` cores it may use; the MindSpore setting is made as well.
+    """
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise OptionsError(f"threads must be a positive integer, got {threads!r}")
+    if hasattr(os, "sched_getaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        if threads < len(cores):
+            for task in os.listdir("/proc/self/task"):
+                try:
+                    os.sched_setaffinity(int(task), cores[:threads])
+                except OSError:  # a thread that ended meanwhile
+                    pass
+    try:
+        ms.device_context.cpu.op_tuning.threads_num(threads)
+    except (RuntimeError, ValueError, AttributeError):  # already set in this process, or an older MindSpore
+        pass
 
 
 def apply(model, runtime: Runtime):

@@ -40,6 +40,9 @@ class Segment:
             del d["words"]
         return d
 
+    def __getitem__(self, key):
+        return _item(self, key)
+
 
 @dataclass(frozen=True)
 class TranscriptionInfo:
@@ -58,6 +61,19 @@ class TranscriptionResult:
     def to_dict(self):
         """openai's result layout: text, segments (dicts), language."""
         return {"text": self.text, "segments": [s.to_dict() for s in self.segments], "language": self.language}
+
+    def __getitem__(self, key):
+        return _item(self, key)
+
+
+def _item(result, key):
+    """openai returns dicts, so `result["text"]` and `result["segments"][0]["start"]` work here too."""
+    if key not in ("text", "segments", "language") and key not in Segment.__dataclass_fields__:
+        raise KeyError(key)
+    value = getattr(result, key, None)
+    if value is None:
+        raise KeyError(key)
+    return value
 
 
 @dataclass
