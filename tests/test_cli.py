@@ -1,9 +1,15 @@
 """The `whisperms` command run for real in a subprocess: output files parsed back, exit codes, one-line errors."""
+import fcntl
+import io
 import json
 import os
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
+import threading
 
 import pytest
 
@@ -86,6 +92,8 @@ def test_missing_file_fails_alone(tmp_path, tiny_en_ct2_dir):
     proc = run(tmp_path / "missing.wav", SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt")
     assert_clean_error(proc, 1, "missing.wav")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ljspeech_LJ001-0002.txt"]
+    # --verbose True (the default) prints segments; stderr is a pipe here, so no progress bar
+    assert SEGMENT_LINE.match(proc.stdout.splitlines()[0]) and not BAR.search(proc.stderr), proc.stderr
 
 
 def test_undecodable_file(tmp_path, tiny_en_ct2_dir):
@@ -108,3 +116,109 @@ def test_convert_subcommand(tmp_path, tiny_en_ct2_dir):
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "tiny.en" / "config.json").read_text())["name"] == "tiny.en"
     assert_clean_error(run("convert", tmp_path / "nowhere", tmp_path / "x"), 1, "nowhere")
+
+
+# --- --threads ----------------------------------------------------------------------------------------------------
+def test_threads(tmp_path, tiny_en_ct2_dir, all_formats):
+    proc = run(SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "cores 1" in proc.stderr  # the runtime line: load_model got threads=1
+    expected = (all_formats / "ljspeech_LJ001-0002.txt").read_text()
+    assert (tmp_path / "ljspeech_LJ001-0002.txt").read_text() == expected and expected.strip()
+    out = tmp_path / "out"
+    assert_clean_error(run(SHORT, "--model", tiny_en_ct2_dir, "-o", out, "--threads", "-1"), 2, "--threads", "-1")
+    assert not out.exists()
+
+
+# --- progress bar -------------------------------------------------------------------------------------------------
+BAR = re.compile(r"(\d+\.\d)/(\d+\.\d) s audio")
+SEGMENT_LINE = re.compile(r"^\[(\d{2}:)?\d{2}:\d{2}\.\d{3} --> (\d{2}:)?\d{2}:\d{2}\.\d{3}\]  ?\S")
+
+
+class Stream:
+    def __init__(self, tty):
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_rule():
+    from whisperms.cli import show_progress
+    assert show_progress(True, Stream(True))
+    assert not show_progress(False, Stream(True))  # --verbose False prints nothing, on a terminal too
+    assert not show_progress(True, Stream(False))  # pipes, files, subprocesses of tests
+    assert not show_progress(True, object())       # a stream without isatty
+    assert not show_progress(True, io.StringIO())
+
+
+def bar_counts(text):
+    counts = [(float(done), float(total)) for done, total in BAR.findall(text)]
+    assert counts, text
+    return [done for done, _ in counts], {total for _, total in counts}
+
+
+def test_python_api_bar_follows_openai(tiny_en_model, capsys):
+    """verbose=False: a bar over the audio's seconds that rises window by window to the total; None: silence."""
+    sonnet = DATA / "librivox_shakespeare-sonnet-001.mp3"  # 53.3 s: two windows at least
+    result = tiny_en_model.transcribe(str(sonnet), verbose=False)
+    out, err = capsys.readouterr()
+    assert out == "" and result.text
+    done, totals = bar_counts(err)
+    assert totals == {53.3}
+    assert done == sorted(done) and done[-1] == 53.3 and any(0 < d < 53.3 for d in done), err
+    assert "100%" in err
+
+    tiny_en_model.transcribe(str(SHORT), verbose=None)
+    assert capsys.readouterr() == ("", "")
+    tiny_en_model.transcribe(str(SHORT), verbose=True)
+    out, err = capsys.readouterr()
+    assert SEGMENT_LINE.match(out.splitlines()[0]) and not BAR.search(err)
+
+
+def run_on_terminal(*args):
+    """The CLI with stderr on a pseudo-terminal (stdout a pipe): returns (status, stdout, what the terminal got)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "whisperms", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=slave, stdin=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    chunks = []
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other end is closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    stdout, _ = proc.communicate(timeout=600)
+    reader.join(timeout=60)
+    os.close(master)
+    return proc.returncode, stdout.decode(), b"".join(chunks).decode(errors="replace")
+
+
+def test_cli_bar_on_a_terminal(tmp_path, tiny_en_ct2_dir):
+    status, out, terminal = run_on_terminal(JFK, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt")
+    assert status == 0, terminal
+    assert "whisperms: tiny.en on CPU" in terminal
+    done, totals = bar_counts(terminal)
+    assert totals == {11.0} and done[-1] == 11.0 and "100%" in terminal
+    lines = out.splitlines()  # segments still printed, on stdout, whole lines
+    assert lines and all(SEGMENT_LINE.match(line) for line in lines), out
+    texts = [line.split("] ", 1)[1].strip() for line in lines]
+    assert texts == (tmp_path / "jfk_inaugural_1961.txt").read_text().splitlines() and "Americans" in texts[0]
+
+
+def test_cli_verbose_false_on_a_terminal_prints_nothing(tmp_path, tiny_en_ct2_dir):
+    status, out, terminal = run_on_terminal(SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt",
+                                            "--verbose", "False")
+    assert status == 0, terminal
+    assert out == "" and not BAR.search(terminal) and "%|" not in terminal
+    assert (tmp_path / "ljspeech_LJ001-0002.txt").read_text().strip()

@@ -2,6 +2,10 @@
 
 Every user-facing problem ends as one line on stderr: exit 2 for usage (bad option values or combinations),
 exit 1 for runtime failures (a missing or undecodable file, a bad checkpoint); other files in a batch still run.
+
+What is printed: `--verbose True` (the default) prints the runtime, each segment as it is decoded (stdout) and, when
+stderr is a terminal, a progress bar over seconds of audio (stderr); `--verbose False` prints nothing but errors.
+openai's CLI differs in one point: it shows its bar only with `--verbose False`, instead of the segment lines.
 """
 import argparse
 import os
@@ -26,6 +30,14 @@ def optional(kind):
     return lambda value: None if value == "None" else kind(value)
 
 
+def show_progress(verbose: bool, stream=None) -> bool:
+    """Whether the CLI shows the progress bar: with --verbose True and stderr (or `stream`) a terminal, so never in
+    a pipe, a log file or a test's subprocess."""
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return bool(verbose) and callable(isatty) and bool(isatty())
+
+
 def transcribe_parser():
     from .hub import available_models
     p = argparse.ArgumentParser(prog="whisperms", description="Transcribe audio with Whisper on MindSpore.",
@@ -39,7 +51,9 @@ def transcribe_parser():
     p.add_argument("--attn_implementation", default="auto", choices=["auto", "eager", "flash_attention_2"])
     p.add_argument("--output_dir", "-o", default=".")
     p.add_argument("--output_format", "-f", default="all", choices=OUTPUT_FORMATS)
-    p.add_argument("--verbose", type=str2bool, default=True, help="print segments as they are decoded")
+    p.add_argument("--verbose", type=str2bool, default=True,
+                   help="True: print the runtime, each segment as it is decoded and, when stderr is a terminal, a "
+                        "progress bar over seconds of audio; False: print nothing but errors")
     p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
     p.add_argument("--language", default=None, help="language code or name (default: detect)")
     p.add_argument("--temperature", type=float, default=0)
@@ -64,6 +78,7 @@ def transcribe_parser():
     p.add_argument("--max_words_per_line", type=optional(int), default=None)
     p.add_argument("--clip_timestamps", default="0")
     p.add_argument("--hallucination_silence_threshold", type=optional(float), default=None)
+    p.add_argument("--threads", type=int, default=0, help="CPU cores to use (default 0: all of them)")
     return p
 
 
@@ -87,13 +102,15 @@ def _transcribe_main(argv):
         return _usage("--max_line_count has no effect without --max_line_width")
     if writer_args["max_words_per_line"] and writer_args["max_line_width"]:
         return _usage("--max_words_per_line has no effect with --max_line_width")
+    if args.threads < 0:
+        return _usage(f"--threads must be 0 (all cores) or a positive number of cores, got {args.threads}")
     decode = dict(task=args.task, language=args.language, best_of=args.best_of, beam_size=args.beam_size,
                   patience=args.patience, length_penalty=args.length_penalty, suppress_tokens=args.suppress_tokens)
     if args.temperature == 0 and args.temperature_increment_on_fallback is None:
         decode["best_of"] = None
     try:
         model = load_model(args.model, device=args.device, dtype=args.dtype, download_root=args.model_dir,
-                           attn_implementation=args.attn_implementation)
+                           attn_implementation=args.attn_implementation, threads=args.threads or None)
     except OptionsError as error:
         return _usage(str(error))
     except WhispermsError as error:
@@ -101,14 +118,15 @@ def _transcribe_main(argv):
     if args.verbose:
         rt = model.runtime
         print(f"whisperms: {model.name or args.model} on {rt.device}, {rt.dtype}, attention {rt.attn_implementation}, "
-              f"conv {rt.conv}", file=sys.stderr)
+              f"conv {rt.conv}, cores {rt.threads or 'all'}", file=sys.stderr)
     os.makedirs(args.output_dir, exist_ok=True)
     writer = get_writer(args.output_format, args.output_dir)
     status = 0
     for path in args.audio:
         try:
             transcriber = Transcriber(
-                model, path, verbose=args.verbose, temperature=_temperatures(args),
+                model, path, verbose=args.verbose, progress=show_progress(args.verbose),
+                temperature=_temperatures(args),
                 compression_ratio_threshold=args.compression_ratio_threshold,
                 logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
                 condition_on_previous_text=args.condition_on_previous_text, initial_prompt=args.initial_prompt,

@@ -3,12 +3,17 @@
 Each window is encoded once; the window is decoded at increasing temperatures until the result is neither too
 repetitive nor too unlikely; segments are cut at timestamp pairs and the window advances to the last complete
 timestamp. The loop's state lives in one small `_SeekState`; segments are yielded as soon as a window is done.
+
+What is shown while it runs follows openai's `verbose`: None shows nothing, True prints each segment as it is
+decoded, False shows a tqdm progress bar over seconds of audio on stderr. `progress` overrides the bar alone (the
+CLI shows it next to the segment lines, on a terminal only).
 """
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from tqdm import tqdm
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
 from .decoding import DecodingOptions, DecodingResult, DecodingTask, build_tokenizer, detect_language
@@ -87,6 +92,20 @@ class _SeekState:
     n_segments: int = 0
     last_speech_timestamp: float = 0.0
 
+    def frames_done(self, content_frames: int) -> int:
+        """Frames of audio behind the seek point, counting only the clips to transcribe: the progress bar's count."""
+        done = 0
+        for i, (start, end) in enumerate(self.clips[:self.clip_index + 1]):
+            start, end = min(start, content_frames), min(end, content_frames)
+            done += end - start if i < self.clip_index else min(max(self.seek - start, 0), end - start)
+        return done
+
+
+def _progress_bar(total_frames: int, enabled: bool) -> tqdm:
+    """A bar on stderr that counts mel frames and shows them as seconds of audio; a no-op when not enabled."""
+    return tqdm(total=total_frames, unit_scale=1 / FRAMES_PER_SECOND, unit="s", disable=not enabled,
+                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+
 
 def _seek_clips(clip_timestamps: Union[str, Sequence[float]], content_frames: int) -> List[Tuple[int, int]]:
     if isinstance(clip_timestamps, str):
@@ -140,7 +159,7 @@ def _split_segments(tokens: List[int], timestamp_begin: int, time_offset: float,
 class Transcriber:
     """One transcription in progress: options resolved, mel computed, segments produced by `segments()`."""
 
-    def __init__(self, model, audio, *, verbose=None, temperature=DEFAULT_TEMPERATURES,
+    def __init__(self, model, audio, *, verbose=None, progress=None, temperature=DEFAULT_TEMPERATURES,
                  compression_ratio_threshold=2.4, logprob_threshold=-1.0, no_speech_threshold=0.6,
                  condition_on_previous_text=True, initial_prompt=None, carry_initial_prompt=False,
                  word_timestamps=False, prepend_punctuations=PREPEND_PUNCTUATIONS,
@@ -155,6 +174,7 @@ class Transcriber:
         self.punctuations = dict(prepend_punctuations=prepend_punctuations, append_punctuations=append_punctuations)
         self.model = model
         self.verbose = verbose
+        self.progress = verbose is False if progress is None else bool(progress)  # openai: a bar iff verbose=False
         self.temperatures = (temperature,) if isinstance(temperature, (int, float)) else tuple(temperature)
         self.thresholds = (compression_ratio_threshold, logprob_threshold, no_speech_threshold)
         self.condition_on_previous_text = condition_on_previous_text
@@ -246,62 +266,69 @@ class Transcriber:
 
     def segments(self) -> Iterator[Segment]:
         state = _SeekState(seek=self.clips[0][0], clips=self.clips, all_tokens=list(self.initial_prompt_tokens))
+        total = sum(min(end, self.content_frames) - min(start, self.content_frames) for start, end in self.clips)
+        with _progress_bar(total, self.progress) as bar:
+            while state.clip_index < len(state.clips):
+                yield from self._window(state)
+                bar.update(max(state.frames_done(self.content_frames) - bar.n, 0))
+
+    def _window(self, state: _SeekState) -> Iterator[Segment]:
+        """Transcribe the window at state.seek (or move on to the next clip): yield its segments, advance state."""
         _, logprob_threshold, no_speech_threshold = self.thresholds
-        while state.clip_index < len(state.clips):
-            clip_start, clip_end = state.clips[state.clip_index]
-            state.seek = max(state.seek, clip_start)
-            if state.seek >= clip_end:
-                state.clip_index += 1
-                if state.clip_index < len(state.clips):
-                    state.seek = state.clips[state.clip_index][0]
-                continue
-            time_offset = state.seek * HOP_LENGTH / SAMPLE_RATE
-            segment_frames = min(N_FRAMES, self.content_frames - state.seek, clip_end - state.seek)
-            mel_segment = pad_or_trim(self.mel[:, state.seek:state.seek + segment_frames], N_FRAMES)
-            result, audio_features = self._decode_window(mel_segment, self._prompt(state))
+        clip_start, clip_end = state.clips[state.clip_index]
+        state.seek = max(state.seek, clip_start)
+        if state.seek >= clip_end:
+            state.clip_index += 1
+            if state.clip_index < len(state.clips):
+                state.seek = state.clips[state.clip_index][0]
+            return
+        time_offset = state.seek * HOP_LENGTH / SAMPLE_RATE
+        segment_frames = min(N_FRAMES, self.content_frames - state.seek, clip_end - state.seek)
+        mel_segment = pad_or_trim(self.mel[:, state.seek:state.seek + segment_frames], N_FRAMES)
+        result, audio_features = self._decode_window(mel_segment, self._prompt(state))
 
-            if no_speech_threshold is not None and result.no_speech_prob > no_speech_threshold and not (
-                    logprob_threshold is not None and result.avg_logprob > logprob_threshold):
-                state.seek += segment_frames  # silence: skip the whole window
-                continue
+        if no_speech_threshold is not None and result.no_speech_prob > no_speech_threshold and not (
+                logprob_threshold is not None and result.avg_logprob > logprob_threshold):
+            state.seek += segment_frames  # silence: skip the whole window
+            return
 
-            pieces, advance, single_timestamp_ending = _split_segments(
-                result.tokens, self.tokenizer.timestamp_begin, time_offset, segment_frames, self.time_precision,
-                self.input_stride)
-            window_seek = state.seek
-            state.seek += advance
-            current = [Segment(id=0, seek=window_seek, start=start, end=end, text=self.tokenizer.decode(
-                [t for t in tokens if t < self.tokenizer.eot]), tokens=list(tokens), temperature=result.temperature,
-                avg_logprob=result.avg_logprob, compression_ratio=result.compression_ratio,
-                no_speech_prob=result.no_speech_prob) for start, end, tokens in pieces]
-            if self.word_timestamps:
-                add_word_timestamps(segments=current, model=self.model, tokenizer=self.tokenizer,
-                                    audio_features=audio_features, num_frames=segment_frames,
-                                    last_speech_timestamp=state.last_speech_timestamp, **self.punctuations)
-                end = last_word_end(current)
-                if not single_timestamp_ending and end is not None and end > time_offset:
-                    state.seek = round(end * FRAMES_PER_SECOND)
-                if self.hallucination_silence_threshold is not None:
-                    current, skip = self._skip_hallucinations(current, state, window_seek, segment_frames,
-                                                              single_timestamp_ending)
-                    if skip:
-                        continue
-                end = last_word_end(current)
-                if end is not None:
-                    state.last_speech_timestamp = end
-            for segment in current:
-                if self.verbose:
-                    print(f"[{_clock(segment.start)} --> {_clock(segment.end)}] {segment.text}", file=sys.stdout,
-                          flush=True)
-                if segment.start == segment.end or not segment.text.strip():  # kept but cleared, as openai
-                    segment.text, segment.tokens, segment.words = "", [], ([] if self.word_timestamps else None)
-                segment.id = state.n_segments
-                segment.start, segment.end = round(segment.start, 3), round(segment.end, 3)
-                state.n_segments += 1
-                state.all_tokens.extend(segment.tokens)
-                yield segment
-            if not self.condition_on_previous_text or result.temperature > 0.5:
-                state.prompt_reset_since = len(state.all_tokens)
+        pieces, advance, single_timestamp_ending = _split_segments(
+            result.tokens, self.tokenizer.timestamp_begin, time_offset, segment_frames, self.time_precision,
+            self.input_stride)
+        window_seek = state.seek
+        state.seek += advance
+        current = [Segment(id=0, seek=window_seek, start=start, end=end, text=self.tokenizer.decode(
+            [t for t in tokens if t < self.tokenizer.eot]), tokens=list(tokens), temperature=result.temperature,
+            avg_logprob=result.avg_logprob, compression_ratio=result.compression_ratio,
+            no_speech_prob=result.no_speech_prob) for start, end, tokens in pieces]
+        if self.word_timestamps:
+            add_word_timestamps(segments=current, model=self.model, tokenizer=self.tokenizer,
+                                audio_features=audio_features, num_frames=segment_frames,
+                                last_speech_timestamp=state.last_speech_timestamp, **self.punctuations)
+            end = last_word_end(current)
+            if not single_timestamp_ending and end is not None and end > time_offset:
+                state.seek = round(end * FRAMES_PER_SECOND)
+            if self.hallucination_silence_threshold is not None:
+                current, skip = self._skip_hallucinations(current, state, window_seek, segment_frames,
+                                                          single_timestamp_ending)
+                if skip:
+                    return
+            end = last_word_end(current)
+            if end is not None:
+                state.last_speech_timestamp = end
+        for segment in current:
+            if self.verbose:
+                tqdm.write(f"[{_clock(segment.start)} --> {_clock(segment.end)}] {segment.text}", file=sys.stdout)
+                sys.stdout.flush()  # the bar, if any, is cleared and redrawn around the line
+            if segment.start == segment.end or not segment.text.strip():  # kept but cleared, as openai
+                segment.text, segment.tokens, segment.words = "", [], ([] if self.word_timestamps else None)
+            segment.id = state.n_segments
+            segment.start, segment.end = round(segment.start, 3), round(segment.end, 3)
+            state.n_segments += 1
+            state.all_tokens.extend(segment.tokens)
+            yield segment
+        if not self.condition_on_previous_text or result.temperature > 0.5:
+            state.prompt_reset_since = len(state.all_tokens)
 
     def run(self) -> TranscriptionResult:
         segments = list(self.segments())
