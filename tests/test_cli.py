@@ -10,6 +10,7 @@ import subprocess
 import sys
 import termios
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,15 @@ def test_cli_verbose_false_on_a_terminal_prints_nothing(tmp_path, tiny_en_ct2_di
     assert status == 0, terminal
     assert out == "" and not BAR.search(terminal) and "%|" not in terminal
     assert (tmp_path / "ljspeech_LJ001-0002.txt").read_text().strip()
+
+
+def test_readme_options_table_matches_the_parser():
+    """README's options table lists every transcription option once, with the default the parser really has."""
+    from whisperms.cli import transcribe_parser
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(--\w+)`(?:, `-\w`)? \| `(.*?)` \| .+ \|$", readme, re.M)
+    table = dict(rows)
+    options = [a for a in transcribe_parser()._actions if a.option_strings and a.dest != "help"]
+    assert len(rows) == len(table) == len(options)
+    for action in options:
+        assert table[action.option_strings[0]] == str(action.default), action.option_strings[0]

@@ -97,3 +97,22 @@ def test_profile_run(tmp_path, tiny_en_ct2_dir):
     with open(table, newline="") as f:
         by_type = {row["op_type"]: float(row["total_compute_time"]) for row in csv.DictReader(f)}
     assert [by_type[row[0]] for row in rows] == sorted(by_type.values(), reverse=True)[:5]
+
+
+def test_readme_python_api(tmp_path, monkeypatch, capsys, tiny_en_ct2_dir):
+    """README's Python block, run as written: only the audio file names are replaced by real clips."""
+    from whisperms.convert import convert
+    convert(tiny_en_ct2_dir, tmp_path / "tiny.en")
+    monkeypatch.setenv("WHISPERMS_WEIGHTS", str(tmp_path))  # so that load_model("tiny.en") finds it
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    code = readme.split("## Python API\n```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('"talk.mp3"', repr(str(JFK))).replace('"clip.wav"', repr(str(SHORT)))
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert "fellow Americans" in out[0] and out[0].endswith(" en")  # result.text, result.language
+    assert out[1] == out[0][:-len("en")] + "0.0"  # result["text"], result["segments"][0]["start"]
+    segments = [line for line in out if re.match(r"^\[\d+\.\d\d --> \d+\.\d\d\] ", line)]
+    words = [line.split(maxsplit=2) for line in out if re.match(r"^ *\d+\.\d\d +\d+\.\d\d  \S", line)]
+    assert len(segments) >= 2 and out[2:2 + len(segments)] == segments
+    assert len(words) >= 5 and all(float(start) <= float(end) for start, end, _ in words)
+    assert out[-1].strip() == "in being comparatively modern."

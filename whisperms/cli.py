@@ -45,39 +45,62 @@ def transcribe_parser():
     p.add_argument("audio", nargs="+", help="audio file(s) to transcribe")
     p.add_argument("--model", default="tiny.en",
                    help=f"model name ({', '.join(available_models())}) or checkpoint folder")
-    p.add_argument("--model_dir", default=None, help="where named models are looked up and cached")
-    p.add_argument("--device", default=None, help="CPU or Ascend (default: Ascend when present)")
-    p.add_argument("--dtype", default=None, choices=["float32", "float16"], help="default: float32 on CPU")
-    p.add_argument("--attn_implementation", default="auto", choices=["auto", "eager", "flash_attention_2"])
-    p.add_argument("--output_dir", "-o", default=".")
-    p.add_argument("--output_format", "-f", default="all", choices=OUTPUT_FORMATS)
+    p.add_argument("--model_dir", default=None,
+                   help="where named models are looked up and cached (default: $WHISPERMS_WEIGHTS, else the "
+                        "repository's weights/, else ~/.cache/whisperms)")
+    p.add_argument("--device", default=None, help="CPU or Ascend (default: Ascend when MindSpore reports one)")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16"],
+                   help="weights and activations (default: float16 on Ascend, float32 on CPU)")
+    p.add_argument("--attn_implementation", default="auto", choices=["auto", "eager", "flash_attention_2"],
+                   help="attention kernel (auto: flash_attention_2 on Ascend, eager elsewhere)")
+    p.add_argument("--output_dir", "-o", default=".", help="folder for the transcripts")
+    p.add_argument("--output_format", "-f", default="all", choices=OUTPUT_FORMATS,
+                   help="transcript format; all: one file of each")
     p.add_argument("--verbose", type=str2bool, default=True,
                    help="True: print the runtime, each segment as it is decoded and, when stderr is a terminal, a "
                         "progress bar over seconds of audio; False: print nothing but errors")
-    p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"],
+                   help="transcribe, or translate into English")
     p.add_argument("--language", default=None, help="language code or name (default: detect)")
-    p.add_argument("--temperature", type=float, default=0)
-    p.add_argument("--best_of", type=optional(int), default=5)
-    p.add_argument("--beam_size", type=optional(int), default=5)
-    p.add_argument("--patience", type=float, default=None)
-    p.add_argument("--length_penalty", type=float, default=None)
-    p.add_argument("--suppress_tokens", default="-1")
-    p.add_argument("--initial_prompt", default=None)
-    p.add_argument("--carry_initial_prompt", type=str2bool, default=False)
-    p.add_argument("--condition_on_previous_text", type=str2bool, default=True)
-    p.add_argument("--temperature_increment_on_fallback", type=optional(float), default=0.2)
-    p.add_argument("--compression_ratio_threshold", type=optional(float), default=2.4)
-    p.add_argument("--logprob_threshold", type=optional(float), default=-1.0)
-    p.add_argument("--no_speech_threshold", type=optional(float), default=0.6)
-    p.add_argument("--word_timestamps", type=str2bool, default=False)
-    p.add_argument("--prepend_punctuations", default="\"'“¿([{-")
-    p.add_argument("--append_punctuations", default="\"'.。,，!！?？:：”)]}、")
-    p.add_argument("--highlight_words", type=str2bool, default=False)
-    p.add_argument("--max_line_width", type=optional(int), default=None)
-    p.add_argument("--max_line_count", type=optional(int), default=None)
-    p.add_argument("--max_words_per_line", type=optional(int), default=None)
-    p.add_argument("--clip_timestamps", default="0")
-    p.add_argument("--hallucination_silence_threshold", type=optional(float), default=None)
+    p.add_argument("--temperature", type=float, default=0, help="sampling temperature of the first attempt")
+    p.add_argument("--best_of", type=optional(int), default=5, help="candidates sampled when temperature > 0")
+    p.add_argument("--beam_size", type=optional(int), default=5,
+                   help="beams of beam search at temperature 0 (None: greedy)")
+    p.add_argument("--patience", type=float, default=None, help="beam search patience (None: 1.0)")
+    p.add_argument("--length_penalty", type=float, default=None,
+                   help="length penalty alpha for ranking (None: divide by the length)")
+    p.add_argument("--suppress_tokens", default="-1",
+                   help="comma-separated token ids never to emit; -1: most symbols and special tokens")
+    p.add_argument("--initial_prompt", default=None, help="text given as the prompt of the first window")
+    p.add_argument("--carry_initial_prompt", type=str2bool, default=False,
+                   help="prepend the initial prompt to every window's prompt")
+    p.add_argument("--condition_on_previous_text", type=str2bool, default=True,
+                   help="prompt each window with the text before it")
+    p.add_argument("--temperature_increment_on_fallback", type=optional(float), default=0.2,
+                   help="step up the temperature by this when a window fails the thresholds (None: no fallback)")
+    p.add_argument("--compression_ratio_threshold", type=optional(float), default=2.4,
+                   help="gzip compression ratio above which a window's text counts as failed (repetitive)")
+    p.add_argument("--logprob_threshold", type=optional(float), default=-1.0,
+                   help="average log probability below which a window's text counts as failed")
+    p.add_argument("--no_speech_threshold", type=optional(float), default=0.6,
+                   help="no-speech probability above which a failed window counts as silence")
+    p.add_argument("--word_timestamps", type=str2bool, default=False, help="add word-level timestamps")
+    p.add_argument("--prepend_punctuations", default="\"'“¿([{-",
+                   help="with word timestamps: symbols merged into the next word")
+    p.add_argument("--append_punctuations", default="\"'.。,，!！?？:：”)]}、",
+                   help="with word timestamps: symbols merged into the previous word")
+    p.add_argument("--highlight_words", type=str2bool, default=False,
+                   help="with word timestamps: underline each word as it is spoken in srt and vtt")
+    p.add_argument("--max_line_width", type=optional(int), default=None,
+                   help="with word timestamps: characters per subtitle line before a line break")
+    p.add_argument("--max_line_count", type=optional(int), default=None,
+                   help="with --max_line_width: lines per subtitle")
+    p.add_argument("--max_words_per_line", type=optional(int), default=None,
+                   help="with word timestamps and no --max_line_width: words per subtitle line")
+    p.add_argument("--clip_timestamps", default="0",
+                   help="start,end,start,end,... seconds of the clips to transcribe; the last end defaults to the end")
+    p.add_argument("--hallucination_silence_threshold", type=optional(float), default=None,
+                   help="with word timestamps: skip silences longer than this (s) around a likely hallucination")
     p.add_argument("--threads", type=int, default=0, help="CPU cores to use (default 0: all of them)")
     return p
 
