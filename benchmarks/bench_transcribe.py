@@ -627,7 +627,8 @@ def render(reports, stat="auto", notes=()):
               f"disturbed by other work); the JSON has every run.",
               "- Settings, equal for all engines: the same CTranslate2 weights and audio files; language given; "
               "temperature fallback (0.0, 0.2, ..., 1.0); condition_on_previous_text; best_of 1; no VAD; faster-whisper "
-              f"cpu_threads={first['threads']}; whisperms: MindSpore's default threading; OMP_WAIT_POLICY "
+              f"cpu_threads={first['threads']}; whisperms: threads={first['threads']} where its load_model takes "
+              f"it, else MindSpore's default threading; OMP_WAIT_POLICY "
               f"{', '.join(sorted({str(rep.get('omp_wait_policy') or 'unset (OpenMP default: threads spin)') for rep in reports}))}.",
               "- cold e2e = process spawn to the end of the first transcription (interpreter start, imports, load, "
               "graph compilation, first file); cold = load + first transcription in-process; warm = the same "
