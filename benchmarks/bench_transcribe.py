@@ -16,7 +16,8 @@ compilations, read from MindSpore's own jit compile cache (mindspore.graph.api.m
     python benchmarks/bench_transcribe.py --models tiny.en base --clips short long --repeats 3 --beam-sizes 1
     python benchmarks/bench_transcribe.py --render benchmarks/results/A.json benchmarks/results/B.json
 
-Only the standard library is imported in the parent; each worker imports only its engine.
+Only the standard library is imported in the parent; each worker imports only its engine. openai-whisper workers
+run with --openai-python (a separate venv with torch; see benchmarks/README.md), all others with this interpreter.
 """
 import argparse
 import csv
@@ -318,11 +319,18 @@ def run_worker(spec):
             return "".join(s.text for s in segments)
     elif engine == "openai-whisper":
         # Same weights: the CTranslate2 folder converted to openai's parameter names by a prepare step
-        # (whisperms.convert, in its own process). Untested here: openai-whisper is not installed on this machine.
+        # (whisperms.convert, in its own process, with the parent's interpreter). This worker runs with
+        # --openai-python (openai-whisper needs torch, which the main venv does not have). Audio is decoded by
+        # openai-whisper's own load_audio (the ffmpeg binary, resampled to 16 kHz mono by ffmpeg).
         import numpy as np
         import torch
         import whisper
         out["t_import_s"] = time.perf_counter() - t0
+        out["memory_mb_after_import"] = _memory_mb()
+        out["python"] = sys.executable
+        out["engine_versions"] = {"openai-whisper": whisper.__version__, "torch": torch.__version__,
+                                  "numpy": np.__version__}
+        out["audio_decoder"] = f"ffmpeg ({shutil.which('ffmpeg')}) via whisper.audio.load_audio"
         t = time.perf_counter()
         torch.set_num_threads(spec["threads"])
         prepared = Path(spec["openai_npz"])
@@ -402,7 +410,7 @@ def prepare_openai(folder, dest):
 
 # --- Parent --------------------------------------------------------------------------------------------------------
 
-def versions():
+def versions(openai_env=None):
     info = {"python": platform.python_version(), "platform": platform.platform()}
     for dist in ("mindspore", "faster-whisper", "ctranslate2", "numpy", "whisperms", "openai-whisper", "torch",
                  "soundfile", "soxr", "av"):
@@ -410,6 +418,9 @@ def versions():
             info[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             info[dist] = None
+    if openai_env:  # the interpreter of the openai-whisper workers (--openai-python), usually another venv
+        info["openai_env"] = openai_env
+        info["openai-whisper"] = info["openai-whisper"] or openai_env.get("openai-whisper")
     cpu = None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -437,11 +448,49 @@ def versions():
 
 
 def engine_available(engine):
-    if engine == "openai-whisper":
-        return util.find_spec("whisper") is not None and util.find_spec("torch") is not None
     if engine.startswith("faster-whisper"):
         return util.find_spec("faster_whisper") is not None
     return util.find_spec("whisperms") is not None
+
+
+# Run with --openai-python: prints what that interpreter has for the openai-whisper workers (one JSON line).
+OPENAI_PROBE = """
+import json, shutil, subprocess, sys
+from importlib import metadata, util
+info = {"python": sys.executable, "python_version": sys.version.split()[0]}
+for dist in ("openai-whisper", "torch", "numpy", "numba", "tiktoken"):
+    try:
+        info[dist] = metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        info[dist] = None
+info["importable"] = all(util.find_spec(m) is not None for m in ("whisper", "torch"))
+ffmpeg = shutil.which("ffmpeg")
+info["ffmpeg"] = ffmpeg and (subprocess.run([ffmpeg, "-version"], capture_output=True, text=True).stdout
+                             .splitlines() or [ffmpeg])[0]
+print(json.dumps(info))
+"""
+
+
+def default_openai_python():
+    """The venv made for openai-whisper (benchmarks/README.md) if there is one, else this interpreter."""
+    for venv in (ROOT.parent / "venv-openai", Path("/work/venv-openai")):
+        if (venv / "bin" / "python").is_file():
+            return str(venv / "bin" / "python")  # not resolved: the symlink is what makes it the venv's python
+    return sys.executable
+
+
+def probe_openai(python):
+    """(info, reason): what `python` has for openai-whisper; reason is None when the engine can run."""
+    try:
+        proc = subprocess.run([python, "-c", OPENAI_PROBE], capture_output=True, text=True, timeout=120)
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as e:
+        return {"python": python}, f"not installed (cannot probe {python}: {e})"
+    if not info["importable"]:
+        return info, f"not installed (whisper and torch not importable by {python})"
+    if not info["ffmpeg"]:
+        return info, "ffmpeg not on PATH (openai-whisper decodes audio with it: apt-get install ffmpeg)"
+    return info, None
 
 
 def whisperms_source(rev):
@@ -475,10 +524,10 @@ def worker_env(src_folder, omp_wait_policy=None):
     return env
 
 
-def spawn(spec, timeout, env):
+def spawn(spec, timeout, env, python=None):
     load_before = os.getloadavg()
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+    proc = subprocess.run([python or sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
                           capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=env)
     process_wall = time.monotonic() - start
     result = None
@@ -499,7 +548,12 @@ def spawn(spec, timeout, env):
 def run_all(args):
     manifest = read_manifest()
     engines = [e for e in args.engines]
-    unavailable = {e: "not installed" for e in engines if not engine_available(e)}
+    unavailable = {e: "not installed" for e in engines if e != "openai-whisper" and not engine_available(e)}
+    openai_env = None
+    if "openai-whisper" in engines:
+        openai_env, reason = probe_openai(args.openai_python)
+        if reason:
+            unavailable["openai-whisper"] = reason
     cells, runs = [], []
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(args.out)
@@ -508,7 +562,7 @@ def run_all(args):
     src_commit, src_folder = whisperms_source(args.whisperms_src)
     env = worker_env(src_folder, args.omp_wait_policy)
     report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "cwd": os.getcwd(),
-              "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(),
+              "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(openai_env),
               "load_at_start": os.getloadavg(), "threads": args.threads, "repeats": args.repeats,
               "omp_wait_policy": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY"),
               "whisperms_source": {"rev": args.whisperms_src, "commit": src_commit,
@@ -542,7 +596,8 @@ def run_all(args):
                         "files": clips["files"], "languages": clips["languages"],
                         "openai_npz": str(openai_npz) if openai_npz else None}
                 try:
-                    result = spawn(spec, args.timeout, env)
+                    result = spawn(spec, args.timeout, env,
+                                   args.openai_python if engine == "openai-whisper" else sys.executable)
                 except subprocess.TimeoutExpired:
                     result = {"engine": engine, "status": "timeout", "timeout_s": args.timeout}
                 result.update({"model": model, "clip": clips["name"], "beam_size": beam, "repeat": rep,
@@ -736,6 +791,10 @@ def main(argv=None):
     parser.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"],
                         help="set OMP_WAIT_POLICY for every worker (CTranslate2's OpenMP threads spin by default, "
                              "which collapses under oversubscription on a shared machine)")
+    parser.add_argument("--openai-python", default=default_openai_python(), metavar="PATH",
+                        help="python interpreter for the openai-whisper workers only, one with openai-whisper and "
+                             "torch (default: ../venv-openai/bin/python beside the repo, or /work/venv-openai, if "
+                             "present, else this interpreter)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     parser.add_argument("--stat", choices=["auto", "min", "median"], default="auto",
                         help="auto = min if the 1-min load average at start is >= 1, else median")
