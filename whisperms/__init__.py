@@ -34,7 +34,7 @@ def load_model(name_or_path, device=None, dtype=None, download_root=None, attn_i
     model = Whisper(checkpoint.dims)
     for param in model.get_parameters():  # assign_state writes each value in its parameter's dtype
         param.set_dtype(devices.DTYPES[runtime.dtype])
-    assign_state(model, {k: v.astype(runtime.dtype) for k, v in checkpoint.state.items()})
+    assign_state(model, checkpoint.state)  # converts each tensor to its parameter's dtype
     model.set_train(False)
     model.name = checkpoint.name
     model.tokenizer_path = Path(checkpoint.tokenizer_path)

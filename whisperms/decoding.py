@@ -346,7 +346,7 @@ class DecodingTask:
             tokens, rows, completed = beam.update(tokens, logits, sum_logprobs)
             if completed or tokens.shape[1] >= self.n_ctx:
                 break
-            logits, cache = inference.step(tokens[:, -1], cache.reorder(rows))
+            logits, cache = inference.step(tokens[:, -1], cache, rows=rows)
         finished = beam.finalize(tokens, sum_logprobs)
         return [(list(seq[self.sample_begin:-1]), logprob, no_speech_prob) for seq, logprob in finished.items()]
 

@@ -1,17 +1,20 @@
 """Compiled entry points of a loaded model: encoder, cross-attention K/V, prompt prefill and one-token step.
 
-Each is a `mindspore.jit` function over static shapes: the encoder per batch size, the prefill per prompt bucket
-(prompts are right-padded to the next bucket), the step per batch size. So a long transcription compiles a small,
-fixed number of graphs, and each decoded token costs one graph call and one host sync. Tuples of per-layer tensors
-are passed as `mutable`: without it, jit treats a new tuple as a new constant and recompiles on every step.
+Each is a `mindspore.jit` function over static shapes, so a long transcription compiles a small, fixed number of
+graphs (at most: encoder stem, encoder block, ln_post, cross K/V, a prompt block per bucket used, prompt logits, and
+one step graph per batch size), and each decoded token costs one graph call and one host sync. Tuples of per-layer
+tensors are passed as `mutable`: without it, jit treats a new tuple as a new constant and recompiles every step.
 
-Compiling is paid per process (CPU, tiny.en: encoder ~1.7 s, a prefill bucket ~2 s, the step ~1.7 s, cross K/V
-~0.4 s), so graphs are only built where they pay off. The step always runs compiled: it runs for every token. The
-once-per-window entry points run eagerly (PyNative) for their first calls and are compiled when called again
-(`EAGER_CALLS`): one 30-s window is decoded without compiling the encoder, and prompts of up to
-`STEP_PROMPT_MAX` tokens (a window without previous text) are fed through the step graph instead of a prefill graph.
+Compiling is paid once per process and costs more than running (CPU, tiny.en: ~1.4 s for the step graph, ~0.8 s for
+an encoder block), so:
+- the encoder and the prompt run block by block, one graph for all layers with the weights as inputs (the unrolled
+  encoder compiled in ~1.7 s and kept every layer's activations in memory; an unrolled prompt graph ~2 s per bucket);
+- prompts of up to `STEP_PROMPT_MAX` tokens (a window without previous text) go through the step graph;
+- cross K/V runs eagerly for its first `EAGER_CALLS` calls (0.08 s each against a 0.4 s compile).
+The step is one unrolled graph: it runs for every token, where per-layer calls would add their dispatch cost.
 MindSpore's own compile cache is not used: its cached graphs are matched by compile order, not by shapes, so a
-process that compiles in a different order runs the wrong graphs (seen here with two toy shapes).
+process that compiles in a different order runs the wrong graphs (reproduced with two toy shapes), and graphs of
+free functions came back with garbage parameters (NaN logits).
 """
 from collections import Counter
 
@@ -23,10 +26,9 @@ from .kv_cache import KVCache
 
 PROMPT_BUCKETS = (8, 32, 64, 128, 256)
 STEP_PROMPT_MAX = 8
-# Eager calls of each entry point (per input shape) before it is compiled. Measured on CPU, tiny.en: encoder eager
-# 1.2 s vs compiled 0.56 s + 1.7 s compile; cross K/V 0.08 s vs 0.4 s compile; a prefill bucket 0.4-0.7 s vs
-# 0.1 s + ~2 s compile.
-EAGER_CALLS = {"encode": 1, "cross_kv": 4, "prefill": 2}
+# Eager calls of each entry point (per input shape) before it is compiled. Eager (PyNative) is slow on CPU (the
+# encoder 1.2 s vs 0.5 s compiled, a prompt 0.4-0.7 s vs 0.1 s), so only cross K/V, cheap either way, waits.
+EAGER_CALLS = {"encode": 0, "cross_kv": 4, "prefill": 0}
 
 
 class _Graph:
@@ -46,34 +48,71 @@ class _Graph:
 
 
 class Inference:
-    """`compiled=False` runs every entry point eagerly: the reference the compiled path is tested against."""
+    """`compiled=False` runs every entry point eagerly: the reference the compiled path is tested against.
+    `eager_calls` overrides `EAGER_CALLS` (tests set it to zeros to exercise every graph)."""
 
-    def __init__(self, model, compiled=True):
+    def __init__(self, model, compiled=True, eager_calls=None):
         self.model = model
         self.n_ctx = model.dims.n_text_ctx
         encoder, decoder = model.encoder, model.decoder
-        eager = (lambda name: EAGER_CALLS[name]) if compiled else (lambda name: float("inf"))
+        eager_calls = {**EAGER_CALLS, **(eager_calls or {})}
+        eager = (lambda name: eager_calls[name]) if compiled else (lambda name: float("inf"))
 
-        def encode(mel):
-            return encoder(mel)
+        from .model import encoder_block
+
+        def stem(mel):
+            return encoder.stem(mel)
+
+        n_head, implementation = encoder.blocks[0].attn.n_head, encoder.blocks[0].attn.attn_implementation
+
+        def block(x, weights):
+            return encoder_block(x, weights, n_head, implementation)
+
+        def post(x):
+            return encoder.ln_post(x)
 
         def cross_kv(audio_features):
             return decoder.cross_kv(audio_features)
 
-        def prefill(tokens, gather_at, cross_k, cross_v):
-            return decoder.prefill(tokens, gather_at, cross_k, cross_v)
+        def prompt_block(x, weights, cross_k, cross_v):
+            return decoder.prompt_block(x, weights, cross_k, cross_v)
+
+        def prompt_logits(x):
+            return decoder.logits(x)
 
         def step(tokens, offset, self_k, self_v, cross_k, cross_v):
             return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v)
 
-        self._encode = _Graph(encode, eager("encode"))
+        def step_t(tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t):
+            return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t)
+
+        def step_rows(tokens, offset, self_k, self_v, cross_k, cross_v, rows):
+            return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, rows=rows)
+
+        self._stem = _Graph(stem, eager("encode"))
+        self._block = _Graph(block, eager("encode"))
+        self._post = _Graph(post, eager("encode"))
+        self._block_weights = [mutable(b.encoder_weights()) for b in encoder.blocks]
         self._cross_kv = _Graph(cross_kv, eager("cross_kv"))
-        self._prefill = _Graph(prefill, eager("prefill"))
+        self._prompt_block = _Graph(prompt_block, eager("prefill"))
+        self._prompt_logits = _Graph(prompt_logits, eager("prefill"))
+        self._decoder_weights = [mutable(b.decoder_weights()) for b in decoder.blocks]
         self._step = _Graph(step, 0 if compiled else float("inf"))
+        # Greedy steps (one row) on CPU project with a transposed copy of the embedding (+n_vocab x D floats): see
+        # TextDecoder.logits. Batches (beams) keep transpose_b, which was faster for 5 rows (7.7 vs 10.4 ms).
+        self._step_t = _Graph(step_t, 0 if compiled else float("inf"))
+        self._step_rows = _Graph(step_rows, 0 if compiled else float("inf"))
+        self._embedding_t = None
+        if model.runtime is not None and model.runtime.device == "CPU":
+            weight = decoder.token_embedding.weight
+            self._embedding_t = Tensor(np.ascontiguousarray(weight.asnumpy().T))
 
     def embed_audio(self, mel):
         """mel (B, n_mels, N_FRAMES) numpy -> audio features Tensor (B, n_audio_ctx, n_audio_state)."""
-        return self._encode(mel.shape, Tensor(np.ascontiguousarray(mel, np.float32)))
+        x = self._stem(mel.shape, Tensor(np.ascontiguousarray(mel, np.float32)))
+        for weights in self._block_weights:
+            x = self._block(mel.shape, x, weights)
+        return self._post(mel.shape, x)
 
     def bucket(self, length):
         for size in PROMPT_BUCKETS:
@@ -94,13 +133,24 @@ class Inference:
         cross_v = tuple(v.contiguous() for v in cross_v)
         if t <= STEP_PROMPT_MAX:
             return self._start_by_steps(tokens, gather_at, cross_k, cross_v)
+        return self._prefill(tokens, gather_at, cross_k, cross_v)
+
+    def _prefill(self, tokens, gather_at, cross_k, cross_v):
+        """A prompt right-padded to its bucket, run block by block: one graph per bucket serves every layer (the
+        weights are inputs), where the unrolled prefill compiled for ~2 s per bucket."""
+        b, t = tokens.shape
         bucket = self.bucket(t)
         padded = np.zeros((b, bucket), np.int32)
         padded[:, :t] = tokens
-        gather_at = np.asarray(gather_at, np.int32)
-        logits, self_k, self_v = self._prefill((b, bucket, gather_at.shape), Tensor(padded), Tensor(gather_at),
-                                               mutable(cross_k), mutable(cross_v))
-        return logits.asnumpy(), KVCache(self_k, self_v, cross_k, cross_v, t)
+        x = self.model.decoder.embed(Tensor(padded))
+        self_k, self_v = [], []
+        for weights, k_cross, v_cross in zip(self._decoder_weights, cross_k, cross_v):
+            x, k, v = self._prompt_block((b, bucket), x, weights, k_cross, v_cross)
+            self_k.append(k)
+            self_v.append(v)
+        picked = ms.ops.gather(x, Tensor(np.asarray(gather_at, np.int32)), 1)
+        logits = self._prompt_logits(picked.shape, picked)
+        return logits.asnumpy(), KVCache(tuple(self_k), tuple(self_v), cross_k, cross_v, t)
 
     def _start_by_steps(self, tokens, gather_at, cross_k, cross_v):
         """A short prompt fed one token at a time through the step graph (no prefill graph to compile)."""
@@ -117,13 +167,23 @@ class Inference:
             picked[position] = logits
         return np.stack([picked[int(i)] for i in gather_at], axis=1), cache
 
-    def step(self, tokens, cache):
-        """Feed one token per row (B,) at position cache.length; return logits (B, V) and the next cache."""
+    def step(self, tokens, cache, rows=None):
+        """Feed one token per row (B,) at position cache.length; return logits (B, V) and the next cache.
+
+        With `rows`, the cache is first reordered as `cache.reorder(rows)` would, inside the same graph call.
+        """
         if cache.length >= self.n_ctx:
             raise ValueError(f"decoding ran past the {self.n_ctx}-token context")
         tokens = Tensor(np.asarray(tokens, np.int32).reshape(-1, 1))
-        logits, self_k, self_v = self._step(tokens.shape, tokens, Tensor(np.int32(cache.length)), mutable(cache.self_k),
-                                            mutable(cache.self_v), mutable(cache.cross_k), mutable(cache.cross_v))
+        args = (tokens, Tensor(np.int32(cache.length)), mutable(cache.self_k), mutable(cache.self_v),
+                mutable(cache.cross_k), mutable(cache.cross_v))
+        if rows is not None:
+            rows = Tensor(np.asarray(rows, np.int32))
+            logits, self_k, self_v = self._step_rows(tokens.shape, *args, rows)
+        elif tokens.shape[0] == 1 and self._embedding_t is not None:
+            logits, self_k, self_v = self._step_t(tokens.shape, *args, self._embedding_t)
+        else:
+            logits, self_k, self_v = self._step(tokens.shape, *args)
         return logits.asnumpy(), KVCache(self_k, self_v, cache.cross_k, cache.cross_v, cache.length + 1)
 
     def cross_attention(self, audio_features, tokens, heads):

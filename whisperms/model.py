@@ -9,6 +9,7 @@ from dataclasses import dataclass, asdict
 import numpy as np
 import mindspore as ms
 from mindspore import nn, ops, Parameter, Tensor
+from mindspore.common.initializer import initializer
 
 from .attention import EAGER, attention, merge_heads, split_heads
 from .device import CONV2D, CONV_KERNELS, NATIVE_CONV1D
@@ -42,21 +43,43 @@ def sinusoids(length, channels, max_timescale=10000):
 
 
 def _zeros(*shape):
-    return Tensor(np.zeros(shape, np.float32))
+    """A lazily initialized placeholder: load_model replaces every parameter, so zeros are never materialized
+    (eager zeros cost ~150 MB of RSS for tiny.en that the allocator kept after loading)."""
+    return initializer("zeros", shape, ms.float32)
+
+
+_LAYER_NORM = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=LAYER_NORM_EPS)
+_MATMUL_T = ops.MatMul(transpose_b=True)  # x @ W^T without a transposed copy of W
+
+
+def layer_norm(x, weight, bias):
+    """LayerNorm computed in float32 (also for float16 weights)."""
+    y = _LAYER_NORM(x.astype(ms.float32), weight.astype(ms.float32), bias.astype(ms.float32))[0]
+    return y.astype(x.dtype)
+
+
+def linear(x, weight, bias=None):
+    lead = x.shape[:-1]
+    y = _MATMUL_T(x.reshape(-1, x.shape[-1]), weight)
+    if bias is not None:
+        y = y + bias
+    return y.reshape(lead + (y.shape[-1],))
+
+
+def gelu(x):
+    return ops.gelu(x, approximate="none")
 
 
 class LayerNorm(nn.Cell):
-    """LayerNorm computed in float32 (also for float16 weights), with openai's `weight`/`bias` names."""
+    """openai's `weight`/`bias` names around `layer_norm`."""
 
     def __init__(self, n_state):
         super().__init__()
         self.weight = Parameter(Tensor(np.ones(n_state, np.float32)), name="weight")
         self.bias = Parameter(_zeros(n_state), name="bias")
-        self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=LAYER_NORM_EPS)
 
     def construct(self, x):
-        y = self.norm(x.astype(ms.float32), self.weight.astype(ms.float32), self.bias.astype(ms.float32))[0]
-        return y.astype(x.dtype)
+        return layer_norm(x, self.weight, self.bias)
 
 
 class Linear(nn.Cell):
@@ -64,14 +87,14 @@ class Linear(nn.Cell):
         super().__init__()
         self.weight = Parameter(_zeros(n_out, n_in), name="weight")
         self.bias = Parameter(_zeros(n_out), name="bias") if bias else None
-        self.matmul = ops.MatMul(transpose_b=True)
 
     def construct(self, x):
-        lead = x.shape[:-1]
-        y = self.matmul(x.reshape(-1, x.shape[-1]), self.weight)
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(lead + (y.shape[-1],))
+        return linear(x, self.weight, self.bias)
+
+
+class GELU(nn.Cell):
+    def construct(self, x):
+        return gelu(x)
 
 
 class Conv1d(nn.Cell):
@@ -142,22 +165,74 @@ class ResidualAttentionBlock(nn.Cell):
         self.attn_ln = LayerNorm(n_state)
         self.cross_attn = MultiHeadAttention(n_state, n_head) if cross_attention else None
         self.cross_attn_ln = LayerNorm(n_state) if cross_attention else None
-        self.mlp = nn.SequentialCell([Linear(n_state, 4 * n_state), nn.GELU(approximate=False),
+        self.mlp = nn.SequentialCell([Linear(n_state, 4 * n_state), GELU(),
                                       Linear(4 * n_state, n_state)])
         self.mlp_ln = LayerNorm(n_state)
 
+    def encoder_weights(self):
+        """This block's parameters in `encoder_block`'s order."""
+        a, mlp = self.attn, self.mlp
+        return (self.attn_ln.weight, self.attn_ln.bias, a.query.weight, a.query.bias, a.key.weight, a.value.weight,
+                a.value.bias, a.out.weight, a.out.bias, self.mlp_ln.weight, self.mlp_ln.bias, mlp[0].weight,
+                mlp[0].bias, mlp[2].weight, mlp[2].bias)
+
     def encode(self, x):
-        h = self.attn_ln(x)
-        k, v = self.attn.project_kv(h)
-        x = x + self.attn.attend(h, k, v)[0]
-        return x + self.mlp(self.mlp_ln(x))
+        return encoder_block(x, self.encoder_weights(), self.attn.n_head, self.attn.attn_implementation)
+
+    def decoder_weights(self):
+        """This block's parameters in `decoder_block`'s order. The cross-attention key/value projections are not
+        among them: `TextDecoder.cross_kv` applies those once per window."""
+        a, c, mlp = self.attn, self.cross_attn, self.mlp
+        return (self.attn_ln.weight, self.attn_ln.bias, a.query.weight, a.query.bias, a.key.weight, a.value.weight,
+                a.value.bias, a.out.weight, a.out.bias, self.cross_attn_ln.weight, self.cross_attn_ln.bias,
+                c.query.weight, c.query.bias, c.out.weight, c.out.bias, self.mlp_ln.weight, self.mlp_ln.bias,
+                mlp[0].weight, mlp[0].bias, mlp[2].weight, mlp[2].bias)
 
     def decode(self, x, self_k, self_v, self_mask, cross_k, cross_v, causal=False, kv_length=None):
         """One decoder block over new positions `x`, given the full self-attention keys/values to attend to."""
-        x = x + self.attn.attend(self.attn_ln(x), self_k, self_v, self_mask, causal, kv_length)[0]
-        h, cross_weights = self.cross_attn.attend(self.cross_attn_ln(x), cross_k, cross_v)
-        x = x + h
-        return x + self.mlp(self.mlp_ln(x)), cross_weights
+        causal_mask = self.attn.flash_causal_mask if causal else None
+        return decoder_block(x, self_k, self_v, cross_k, cross_v, self.decoder_weights(), self.attn.n_head,
+                             self.attn.attn_implementation, self_mask, causal_mask, kv_length)
+
+
+def self_kv(x, weights, n_head):
+    """Self-attention keys and values (B, H, T, Dh) of new decoder positions `x` (`decoder_weights()` order)."""
+    h = layer_norm(x, weights[0], weights[1])
+    return split_heads(linear(h, weights[4]), n_head), split_heads(linear(h, weights[5], weights[6]), n_head)
+
+
+def decoder_block(x, self_k, self_v, cross_k, cross_v, weights, n_head, implementation=EAGER, mask=None,
+                  causal_mask=None, kv_length=None):
+    """One decoder block with its weights passed in, so inference.py can compile one prompt graph for all layers.
+
+    The masking arguments are those of attention.attention: `mask` for eager, `causal_mask` (a prompt) or
+    `kv_length` (a one-token step) for the fused kernels.
+    """
+    (ln1_w, ln1_b, q_w, q_b, _, _, _, out_w, out_b, lnx_w, lnx_b, xq_w, xq_b, xout_w, xout_b, ln2_w, ln2_b, fc1_w,
+     fc1_b, fc2_w, fc2_b) = weights
+    q = split_heads(linear(layer_norm(x, ln1_w, ln1_b), q_w, q_b), n_head)
+    out = attention(q, self_k, self_v, implementation, mask, causal_mask, kv_length)[0]
+    x = x + linear(merge_heads(out), out_w, out_b)
+    q = split_heads(linear(layer_norm(x, lnx_w, lnx_b), xq_w, xq_b), n_head)
+    x = x + linear(merge_heads(attention(q, cross_k, cross_v, implementation)[0]), xout_w, xout_b)
+    h = layer_norm(x, ln2_w, ln2_b)
+    return x + linear(gelu(linear(h, fc1_w, fc1_b)), fc2_w, fc2_b)
+
+
+def encoder_block(x, weights, n_head, implementation=EAGER):
+    """One encoder block with its weights passed in (`encoder_weights()` order).
+
+    A function of its weights so inference.py compiles one graph and runs it for every layer: compiling the
+    unrolled encoder took ~1.7 s and its graph kept every layer's activations (~130 MB per tiny.en layer) in memory.
+    """
+    (ln1_w, ln1_b, q_w, q_b, k_w, v_w, v_b, out_w, out_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b) = weights
+    h = layer_norm(x, ln1_w, ln1_b)
+    q = split_heads(linear(h, q_w, q_b), n_head)
+    k = split_heads(linear(h, k_w), n_head)
+    v = split_heads(linear(h, v_w, v_b), n_head)
+    x = x + linear(merge_heads(attention(q, k, v, implementation)[0]), out_w, out_b)
+    h = layer_norm(x, ln2_w, ln2_b)
+    return x + linear(gelu(linear(h, fc1_w, fc1_b)), fc2_w, fc2_b)
 
 
 class AudioEncoder(nn.Cell):
@@ -169,13 +244,16 @@ class AudioEncoder(nn.Cell):
                                               requires_grad=False)
         self.blocks = nn.CellList([ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer)])
         self.ln_post = LayerNorm(n_state)
-        self.gelu = nn.GELU(approximate=False)
+
+    def stem(self, mel):
+        """mel (B, n_mels, 2 * n_audio_ctx) -> the first block's input (B, n_audio_ctx, n_state)."""
+        x = gelu(self.conv1(mel.astype(self.conv1.weight.dtype)))
+        x = gelu(self.conv2(x))
+        return x.transpose(0, 2, 1) + self.positional_embedding.astype(x.dtype)
 
     def construct(self, mel):
         """mel (B, n_mels, 2 * n_audio_ctx) -> audio features (B, n_audio_ctx, n_state)."""
-        x = self.gelu(self.conv1(mel.astype(self.conv1.weight.dtype)))
-        x = self.gelu(self.conv2(x))
-        x = x.transpose(0, 2, 1) + self.positional_embedding.astype(x.dtype)
+        x = self.stem(mel)
         for block in self.blocks:
             x = block.encode(x)
         return self.ln_post(x)
@@ -205,35 +283,60 @@ class TextDecoder(nn.Cell):
             vs.append(v)
         return tuple(ks), tuple(vs)
 
-    def logits(self, x):
-        """Tied output projection; (B, T, D) -> (B, T, n_vocab) float32. MatMul(transpose_b) avoids a transposed copy."""
+    def logits(self, x, embedding_t=None):
+        """Tied output projection; (B, T, D) -> (B, T, n_vocab) float32.
+
+        By default MatMul(transpose_b) on the (n_vocab, D) embedding, without a transposed copy. `embedding_t`, a
+        (D, n_vocab) copy, serves single-row steps on CPU, where x @ E^T read E 1.6x slower (3.3 vs 2.1 ms, tiny.en).
+        """
         x = self.ln(x)
         b, t, d = x.shape
-        y = self.project(x.reshape(b * t, d), self.token_embedding.weight.astype(x.dtype))
+        if embedding_t is None:
+            y = self.project(x.reshape(b * t, d), self.token_embedding.weight.astype(x.dtype))
+        else:
+            y = ops.matmul(x.reshape(b * t, d), embedding_t)
         return y.astype(ms.float32).reshape(b, t, -1)
+
+    def embed(self, tokens):
+        """Token plus position embeddings of a prompt (B, T) starting at position 0."""
+        t = tokens.shape[1]
+        return self.token_embedding(tokens) + self.positional_embedding[:t].astype(self.token_embedding.weight.dtype)
+
+    def prompt_block(self, x, weights, cross_k, cross_v):
+        """One block over a prompt from position 0 (`weights` in decoder_weights() order).
+
+        Returns the block's output and its self-attention cache, keys and values (B, H, n_ctx, Dh) whose positions
+        past the prompt hold padding that later steps overwrite before it is attended to.
+        """
+        b, t, _ = x.shape
+        attn = self.blocks[0].attn
+        k, v = self_kv(x, weights, self.n_head)
+        x = decoder_block(x, k, v, cross_k, cross_v, weights, self.n_head, attn.attn_implementation,
+                          self.causal_mask[:t, :t], attn.flash_causal_mask)
+        tail = ops.zeros((b, k.shape[1], self.n_ctx - t, k.shape[3]), k.dtype)
+        return x, ops.concat((k, tail), 2), ops.concat((v, tail), 2)
 
     def prefill(self, tokens, gather_at, cross_k, cross_v):
         """Run a (possibly right-padded) prompt `tokens` (B, T) from position 0.
 
         Returns the logits at the positions `gather_at` (B, len(gather_at), n_vocab) and a fresh self-attention
-        cache, a tuple of (B, H, n_ctx, Dh) per layer for keys and for values; positions past the prompt hold padding
-        that later steps overwrite before it is attended to. Tuples, not stacked tensors: indexing a stacked tensor
-        inside a CPU graph costs ~14 ms per slice; callers pass the tuples as `mindspore.mutable` to avoid recompiles.
+        cache, a tuple of (B, H, n_ctx, Dh) per layer for keys and for values. Tuples, not stacked tensors: indexing
+        a stacked tensor inside a CPU graph costs ~14 ms per slice; callers pass the tuples as `mindspore.mutable`.
         """
-        b, t = tokens.shape
-        x = self.token_embedding(tokens) + self.positional_embedding[:t].astype(self.token_embedding.weight.dtype)
-        mask = self.causal_mask[:t, :t]
+        x = self.embed(tokens)
         ks, vs = [], []
         for i, block in enumerate(self.blocks):
-            k, v = block.attn.project_kv(block.attn_ln(x))
-            x = block.decode(x, k, v, mask, cross_k[i], cross_v[i], causal=True)[0]
-            tail = ops.zeros((b, k.shape[1], self.n_ctx - t, k.shape[3]), k.dtype)
-            ks.append(ops.concat((k, tail), 2))
-            vs.append(ops.concat((v, tail), 2))
+            x, k, v = self.prompt_block(x, block.decoder_weights(), cross_k[i], cross_v[i])
+            ks.append(k)
+            vs.append(v)
         return self.logits(ops.gather(x, gather_at, 1)), tuple(ks), tuple(vs)
 
-    def step(self, tokens, offset, self_k, self_v, cross_k, cross_v):
-        """Decode one token per row (B, 1) at position `offset`, writing its keys/values into the caches."""
+    def step(self, tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=None, rows=None):
+        """Decode one token per row (B, 1) at position `offset`, writing its keys/values into the caches.
+
+        `rows` (B,) reorders the self-attention caches first (beam search: row i continues row rows[i]); doing it
+        inside the graph saved the eager gathers per layer that cost more than the reordering itself.
+        """
         x = self.token_embedding(tokens) + ops.gather(self.positional_embedding, offset.reshape(1), 0).astype(
             self.token_embedding.weight.dtype)
         here = (self.positions == offset).reshape(1, 1, -1, 1)
@@ -242,14 +345,17 @@ class TextDecoder(nn.Cell):
         kv_length = offset + 1
         new_k, new_v = [], []
         for i, block in enumerate(self.blocks):
-            k, v = block.attn.project_kv(block.attn_ln(x))
-            k = ops.select(here, k, self_k[i])
-            v = ops.select(here, v, self_v[i])
-            x = block.decode(x, k, v, mask, cross_k[i], cross_v[i], kv_length=kv_length)[0]
+            k, v = self_kv(x, block.decoder_weights(), self.n_head)
+            cached_k, cached_v = self_k[i], self_v[i]
+            if rows is not None:
+                cached_k, cached_v = ops.gather(cached_k, rows, 0), ops.gather(cached_v, rows, 0)
+            k = ops.select(here, k, cached_k)
+            v = ops.select(here, v, cached_v)
+            x = block.decode(x, k, v, mask, cross_k[i], cross_v[i], kv_length=kv_length)
             new_k.append(k)
             new_v.append(v)
         # reshape, not [:, 0]: that StridedSlice cost ~1.9 ms per step on CPU (profiled).
-        return self.logits(x).reshape(x.shape[0], -1), tuple(new_k), tuple(new_v)
+        return self.logits(x, embedding_t).reshape(x.shape[0], -1), tuple(new_k), tuple(new_v)
 
     def cross_attention_weights(self, tokens, cross_k, cross_v):
         """Logits (B, T, n_vocab) of a whole sequence from position 0, and every layer's cross-attention weights
