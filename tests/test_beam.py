@@ -85,3 +85,18 @@ def test_beam_decode_is_deterministic_and_ends_cleanly(tiny_en_model):
     mel = window_mel(DATA / "jfk_inaugural_1961.flac")
     a, b = tiny_en_model.decode(mel, beam_size=5), tiny_en_model.decode(mel, beam_size=5)
     assert a.tokens == b.tokens and a.tokens[0] == 50363 and 50256 not in a.tokens
+
+
+def test_top_k_stable_equals_full_stable_sort():
+    """The partial sort beam search uses picks what a full stable argsort would, ties broken by index."""
+    from whisperms.decoding import top_k_stable
+    values = np.array([0.5, 2.0, -np.inf, 2.0, 1.0, 2.0, 0.5])
+    assert top_k_stable(values, 2).tolist() == [1, 3]            # three-way tie at the top: lowest indices first
+    assert top_k_stable(values, 4).tolist() == [1, 3, 5, 4]
+    assert top_k_stable(values, 6).tolist() == [1, 3, 5, 4, 0, 6]  # tie at the cut: index 0 before 6
+    assert top_k_stable(values, 9).tolist() == [1, 3, 5, 4, 0, 6, 2]
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        v = rng.integers(-3, 3, rng.integers(1, 40)).astype(np.float64)
+        k = int(rng.integers(1, 8))
+        assert top_k_stable(v, k).tolist() == np.argsort(-v, kind="stable")[:k].tolist()

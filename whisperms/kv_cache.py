@@ -23,8 +23,8 @@ class KVCache:
     def reorder(self, source_indices, cross=False):
         """Rows picked by beam search: row i of the result continues row source_indices[i].
 
-        The cross-attention K/V is gathered only with cross=True (when the batch size changes): beams of one audio
-        share it, so reordering them leaves it as it is.
+        The cross-attention K/V is gathered only with cross=True: beams of one audio share it (batch 1, see
+        model._cross_attention), so reordering or expanding them leaves it as it is.
         """
         index = Tensor(np.asarray(source_indices, np.int32))
 

@@ -195,6 +195,19 @@ class ResidualAttentionBlock(nn.Cell):
                              self.attn.attn_implementation, self_mask, causal_mask, kv_length)
 
 
+def _cross_attention(q, cross_k, cross_v, implementation):
+    """Cross-attention; B one-token queries over one audio's K/V (beam search) attend as one sequence of B queries.
+
+    Beams share their audio, so their cross K/V stays batch 1 instead of B copies: the step then reads the window's
+    K/V once, not once per beam (a 5-beam tiny.en step spent 3.8 ms in these products with copies).
+    """
+    b, _, t, _ = q.shape
+    if b > 1 and t == 1 and cross_k.shape[0] == 1:
+        out = attention(q.transpose(2, 1, 0, 3), cross_k, cross_v, implementation)[0]
+        return out.transpose(2, 1, 0, 3)
+    return attention(q, cross_k, cross_v, implementation)[0]
+
+
 def self_kv(x, weights, n_head):
     """Self-attention keys and values (B, H, T, Dh) of new decoder positions `x` (`decoder_weights()` order)."""
     h = layer_norm(x, weights[0], weights[1])
@@ -214,7 +227,7 @@ def decoder_block(x, self_k, self_v, cross_k, cross_v, weights, n_head, implemen
     out = attention(q, self_k, self_v, implementation, mask, causal_mask, kv_length)[0]
     x = x + linear(merge_heads(out), out_w, out_b)
     q = split_heads(linear(layer_norm(x, lnx_w, lnx_b), xq_w, xq_b), n_head)
-    x = x + linear(merge_heads(attention(q, cross_k, cross_v, implementation)[0]), xout_w, xout_b)
+    x = x + linear(merge_heads(_cross_attention(q, cross_k, cross_v, implementation)), xout_w, xout_b)
     h = layer_norm(x, ln2_w, ln2_b)
     return x + linear(gelu(linear(h, fc1_w, fc1_b)), fc2_w, fc2_b)
 
