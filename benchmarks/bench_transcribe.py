@@ -268,9 +268,14 @@ def instrument_whisperms(model, holder):
     wtranscribe.log_mel_spectrogram = timed("audio+mel", wtranscribe.log_mel_spectrogram)
     waudio.load_audio = timed("load_audio", waudio.load_audio)  # called inside log_mel_spectrogram
     if compile_cache is not None:
-        for attr in ("_encode", "_cross_kv", "_prefill", "_step"):
-            if callable(getattr(inference, attr, None)):
-                setattr(inference, attr, compile_counter(attr.lstrip("_"), getattr(inference, attr)))
+        # every jit entry point: the `_Graph` attributes of whisperms.inference.Inference (older snapshots: the
+        # plain jit functions _encode, _cross_kv, _prefill, _step)
+        graph_type = getattr(importlib.import_module("whisperms.inference"), "_Graph", None)
+        for attr, value in list(vars(inference).items()):
+            is_graph = isinstance(value, graph_type) if graph_type else attr in ("_encode", "_cross_kv", "_prefill",
+                                                                                 "_step")
+            if is_graph and callable(value):
+                setattr(inference, attr, compile_counter(attr.lstrip("_"), value))
     return compile_cache is not None
 
 
