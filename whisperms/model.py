@@ -50,6 +50,8 @@ def _zeros(*shape):
 
 _LAYER_NORM = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=LAYER_NORM_EPS)
 _MATMUL_T = ops.MatMul(transpose_b=True)  # x @ W^T without a transposed copy of W
+# BiasAdd, not a broadcasting `+`: on CPU the latter took 6.6 ms for a (1500, 1536) output, BiasAdd ~0 (same bits).
+_BIAS_ADD = ops.BiasAdd()
 
 
 def layer_norm(x, weight, bias):
@@ -62,7 +64,7 @@ def linear(x, weight, bias=None):
     lead = x.shape[:-1]
     y = _MATMUL_T(x.reshape(-1, x.shape[-1]), weight)
     if bias is not None:
-        y = y + bias
+        y = _BIAS_ADD(y, bias)
     return y.reshape(lead + (y.shape[-1],))
 
 
@@ -118,7 +120,7 @@ class Conv1d(nn.Cell):
         if self.conv_kernel == NATIVE_CONV1D:
             return CONV_KERNELS["conv1d"](x, self.weight, self.bias, self.stride, self.padding)
         y = self.conv(x.expand_dims(2), self.weight.expand_dims(2)).squeeze(2)
-        return y + self.bias.reshape(1, -1, 1)
+        return _BIAS_ADD(y, self.bias)
 
 
 class Embedding(nn.Cell):
