@@ -29,7 +29,7 @@ STEP_PROMPT_MAX = 8
 # Eager calls of each entry point (per input shape) before it is compiled. Eager (PyNative) is slow on CPU (the
 # encoder 1.2 s vs 0.5 s compiled, a prompt 0.4-0.7 s vs 0.1 s), but cross K/V, 8 large matmuls, ran as fast
 # eagerly (57 ms, tiny.en) as compiled (74 ms), so it is never compiled: its ~0.3 s compile bought nothing.
-EAGER_CALLS = {"encode": 0, "cross_kv": float("inf"), "prefill": 0}
+EAGER_CALLS = {"encode": 0, "cross_kv": float("inf"), "prefill": 0, "step": 0}
 
 
 class _Graph:
@@ -98,11 +98,11 @@ class Inference:
         self._prompt_block = _Graph(prompt_block, eager("prefill"))
         self._prompt_logits = _Graph(prompt_logits, eager("prefill"))
         self._decoder_weights = [mutable(b.decoder_weights()) for b in decoder.blocks]
-        self._step = _Graph(step, 0 if compiled else float("inf"))
+        self._step = _Graph(step, eager("step"))
         # Greedy steps (one row) on CPU project with a transposed copy of the embedding (+n_vocab x D floats): see
         # TextDecoder.logits. Batches (beams) keep transpose_b, which was faster for 5 rows (7.7 vs 10.4 ms).
-        self._step_t = _Graph(step_t, 0 if compiled else float("inf"))
-        self._step_rows = _Graph(step_rows, 0 if compiled else float("inf"))
+        self._step_t = _Graph(step_t, eager("step"))
+        self._step_rows = _Graph(step_rows, eager("step"))
         self._embedding_t = None
         if model.runtime is not None and model.runtime.device == "CPU":
             weight = decoder.token_embedding.weight

@@ -20,17 +20,12 @@ class KVCache:
     def batch_size(self):
         return self.self_k[0].shape[0]
 
-    def reorder(self, source_indices, cross=False):
+    def reorder(self, source_indices):
         """Rows picked by beam search: row i of the result continues row source_indices[i].
 
-        The cross-attention K/V is gathered only with cross=True: beams of one audio share it (batch 1, see
+        Only the self-attention cache is gathered: beams of one audio share its cross-attention K/V (batch 1, see
         model._cross_attention), so reordering or expanding them leaves it as it is.
         """
         index = Tensor(np.asarray(source_indices, np.int32))
-
-        def pick(tensors):
-            return tuple(ops.gather(t, index, 0) for t in tensors)
-        if cross:
-            return replace(self, self_k=pick(self.self_k), self_v=pick(self.self_v), cross_k=pick(self.cross_k),
-                           cross_v=pick(self.cross_v))
-        return replace(self, self_k=pick(self.self_k), self_v=pick(self.self_v))
+        return replace(self, self_k=tuple(ops.gather(t, index, 0) for t in self.self_k),
+                       self_v=tuple(ops.gather(t, index, 0) for t in self.self_v))

@@ -147,16 +147,14 @@ class MultiHeadAttention(nn.Cell):
         """Keys and values of `x` split into heads: (B, H, T, Dh) each."""
         return split_heads(self.key(x), self.n_head), split_heads(self.value(x), self.n_head)
 
-    def attend(self, x, k, v, mask=None, causal=False, kv_length=None, need_weights=False):
-        """Attention of the queries of `x` over given keys/values; returns (output, weights).
+    def attend(self, x, k, v, mask=None):
+        """Eager attention of the queries of `x` over given keys/values; returns (output, weights).
 
-        The masking comes in both forms attention.py's kernels take: `mask` additive for eager; `causal` (queries
-        over keys ending at the same position) or `kv_length` (a one-token step over the first kv_length cache
-        positions) for the fused kernels. Weights are None from fused kernels; `need_weights` computes eagerly.
+        Only for word timestamps, which need the weights the fused kernels do not return; the decoding paths go
+        through `decoder_block` / `encoder_block` and the runtime's kernels.
         """
         q = split_heads(self.query(x), self.n_head)
-        implementation = EAGER if need_weights else self.attn_implementation
-        out, weights = attention(q, k, v, implementation, mask, self.flash_causal_mask if causal else None, kv_length)
+        out, weights = attention(q, k, v, EAGER, mask)
         return self.out(merge_heads(out)), weights
 
 
@@ -382,8 +380,8 @@ class TextDecoder(nn.Cell):
         for i, block in enumerate(self.blocks):
             h = block.attn_ln(x)
             k, v = block.attn.project_kv(h)
-            x = x + block.attn.attend(h, k, v, mask, need_weights=True)[0]
-            h, w = block.cross_attn.attend(block.cross_attn_ln(x), cross_k[i], cross_v[i], need_weights=True)
+            x = x + block.attn.attend(h, k, v, mask)[0]
+            h, w = block.cross_attn.attend(block.cross_attn_ln(x), cross_k[i], cross_v[i])
             x = x + h
             x = x + block.mlp(block.mlp_ln(x))
             weights.append(w)
