@@ -28,6 +28,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import tempfile
 import sys
 import time
 import unicodedata
@@ -288,6 +289,13 @@ def run_worker(spec):
         import inspect
         import whisperms
         out["t_import_s"] = time.perf_counter() - t0
+        try:
+            from whisperms.fusion import kernel_cache
+            meta = kernel_cache() / "akg_kernel_meta"
+            out["kernel_cache"] = {"folder": str(kernel_cache()),
+                                   "kernels_at_start": len(list(meta.glob("*.so"))) if meta.is_dir() else 0}
+        except ImportError:  # a whisperms revision without fusion.py
+            pass
         out["whisperms_file"] = whisperms.__file__
         out["memory_mb_after_import"] = _memory_mb()
         t = time.perf_counter()
@@ -570,6 +578,7 @@ def run_all(args):
               "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(openai_env),
               "load_at_start": os.getloadavg(), "threads": args.threads, "repeats": args.repeats,
               "omp_wait_policy": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY"),
+              "kernel_cache": args.kernel_cache,
               "whisperms_source": {"rev": args.whisperms_src, "commit": src_commit,
                                    "folder": str(src_folder) if src_folder else str(ROOT / "whisperms")},
               "settings": {"temperature": list(TEMPERATURES), "condition_on_previous_text": True, "best_of": 1,
@@ -600,8 +609,12 @@ def run_all(args):
                 spec = {"engine": engine, "folder": folder, "beam_size": beam, "threads": args.threads,
                         "files": clips["files"], "languages": clips["languages"],
                         "openai_npz": str(openai_npz) if openai_npz else None}
+                run_env = env
+                if engine == "whisperms" and args.kernel_cache == "fresh":
+                    fresh = tempfile.mkdtemp(prefix="bench-kernels-")
+                    run_env = {**env, "MS_COMPILER_CACHE_PATH": fresh}
                 try:
-                    result = spawn(spec, args.timeout, env,
+                    result = spawn(spec, args.timeout, run_env,
                                    args.openai_python if engine == "openai-whisper" else sys.executable)
                 except subprocess.TimeoutExpired:
                     result = {"engine": engine, "status": "timeout", "timeout_s": args.timeout}
@@ -667,6 +680,8 @@ def render(reports, stat="auto", notes=()):
     groups = {}  # (model, clip, "beam[, environment]", engine) -> runs; ratios only within one such setting
     for rep in reports:
         env = f", OMP_WAIT_POLICY={rep['omp_wait_policy']}" if rep.get("omp_wait_policy") else ""
+        if rep.get("kernel_cache") == "fresh":
+            env += ", fresh kernel cache"
         for r in rep["runs"]:
             groups.setdefault((r["model"], r["clip"], f"{r['beam_size']}{env}", r["engine"]), []).append(r)
     lines = ["# whisperms vs faster-whisper: transcription benchmark", ""]
@@ -694,6 +709,9 @@ def render(reports, stat="auto", notes=()):
               "graph compilation, first file); cold = load + first transcription in-process; warm = the same "
               "audio again in the same process. RTF = audio seconds / warm wall seconds (higher is faster). WER: "
               "lowercased, punctuation stripped, corpus-level (characters for ja).",
+              "- whisperms' fused kernels (whisperms/fusion.py) are generated on first use and kept on disk: cold "
+              "runs reuse those of earlier runs (as a user's second and later runs do) unless the row says "
+              "'fresh kernel cache' (an empty cache per process: a first-ever run).",
               *[f"- **Note:** {n}" for n in notes], ""]
     lines += ["| model | clip (audio s) | beam, env | engine | n | cold e2e s | cold s | warm s | warm range s | RTF warm | "
               "peak RSS MB | WER |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -800,6 +818,10 @@ def main(argv=None):
                         help="python interpreter for the openai-whisper workers only, one with openai-whisper and "
                              "torch (default: ../venv-openai/bin/python beside the repo, or /work/venv-openai, if "
                              "present, else this interpreter)")
+    parser.add_argument("--kernel-cache", choices=["shared", "fresh"], default="shared",
+                        help="whisperms' cache of generated (fused) kernels: shared = the one a user has "
+                             "(~/.cache/whisperms/kernels, or $MS_COMPILER_CACHE_PATH), filled by earlier runs; fresh = "
+                             "an empty folder for every whisperms process, i.e. a first-ever run's cold start")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     parser.add_argument("--stat", choices=["auto", "min", "median"], default="auto",
                         help="auto = min if the 1-min load average at start is >= 1, else median")

@@ -1,9 +1,10 @@
 """The compiled path against the eager reference: identical tokens and transcripts on real clips.
 
 The compiled path differs from `load_model(jit=False)` in everything issue #5 added for speed: graphs per entry
-point, the encoder run block by block with weights as inputs, short prompts fed through the step graph, the
-transposed projection for single-row steps, beam reordering inside the step graph, prompt buckets. Here every
-graph is compiled from its first call (no eager warm-up calls), so each of those paths runs.
+point compiled with graph-kernel fusion, the encoder run block by block with weights as inputs, short prompts fed
+through the step graph, the transposed projection for single-row steps, beam reordering inside the step graph,
+prompt buckets. Here every graph is compiled from its first call (no eager warm-up calls), so each of those paths
+runs.
 """
 import pytest
 
@@ -27,6 +28,7 @@ def eager_model(tiny_en_ct2_dir):
 def compiled_model(tiny_en_ct2_dir):
     model = load_model(tiny_en_ct2_dir)
     model._inference = Inference(model, eager_calls={name: 0 for name in EAGER_CALLS})
+    assert model._inference.fuse  # CPU float32: compiled with graph-kernel fusion (fusion.py), as users run it
     return model
 
 

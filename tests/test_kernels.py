@@ -426,7 +426,7 @@ def graph_flash_attention_score(query, key, value, head_num, attn_mask=None, sca
     if attn_mask is not None:  # sparse_mode 3: the compressed mask's rows from S2 - S1 on
         s1, s2 = scores.shape[-2], scores.shape[-1]
         discard = attn_mask[s2 - s1: s2, :s2].astype(ms.bool_)
-        scores = ops.masked_fill(scores, discard, float("-inf"))
+        scores = ops.masked_fill(scores, discard, attn.MASKED)  # not -inf: see attention.MASKED
     return ops.matmul(ops.softmax(scores, -1), value.astype(ms.float32)).astype(query.dtype)
 
 
@@ -435,7 +435,7 @@ def graph_incre_flash_attention(query, key, value, actual_seq_lengths=None, num_
     k, v = key[0].astype(ms.float32), value[0].astype(ms.float32)
     scores = ops.matmul(query.astype(ms.float32), k.swapaxes(-1, -2)) * scale_value
     valid = ops.arange(k.shape[2]).reshape(1, 1, 1, -1) < actual_seq_lengths.reshape(-1, 1, 1, 1)
-    scores = ops.masked_fill(scores, ops.logical_not(valid), float("-inf"))
+    scores = ops.masked_fill(scores, ops.logical_not(valid), attn.MASKED)
     return ops.matmul(ops.softmax(scores, -1), v).astype(query.dtype)
 
 

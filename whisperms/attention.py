@@ -29,6 +29,9 @@ COMPRESSED_MASK_SIZE = 2048     # sparse modes 2-4 take this fixed-size mask wha
 
 # q @ k^T without materializing k^T: a swapaxes made the CPU graph copy the whole (cross-attention) cache every step.
 _QK = ops.BatchMatMul(transpose_b=True)
+# Masked scores get this added, not -inf: exp() underflows to exactly 0 all the same, but fused (graph-kernel) exp
+# and max kernels turn -inf into NaN.
+MASKED = -1e9
 _WV = ops.BatchMatMul()
 
 
@@ -54,7 +57,7 @@ def attention(q, k, v, implementation=EAGER, mask=None, causal_mask=None, kv_len
 
     Returns the output (B, H, Tq, Dh) in q's dtype and the weights (B, H, Tq, Tk) float32, or None from the fused
     kernels. The masking is given in the form each implementation takes, and callers give both:
-      mask         additive (0 keep, -inf discard), used by "eager";
+      mask         additive (0 keep, MASKED discard), used by "eager";
       causal_mask  the compressed causal mask (`compressed_causal_mask`), used by "flash_attention_2" (sparse_mode 3:
                    query i sees keys j <= i + Tk - Tq);
       kv_length    int scalar Tensor, the number of valid keys, used by "flash_attention_2" for a decode step
@@ -66,7 +69,7 @@ def attention(q, k, v, implementation=EAGER, mask=None, causal_mask=None, kv_len
 
 
 def eager_attention(q, k, v, mask=None):
-    """Scaled dot-product attention on (B, H, T, Dh) tensors; `mask` is additive (0 keep, -inf discard).
+    """Scaled dot-product attention on (B, H, T, Dh) tensors; `mask` is additive (0 keep, MASKED discard).
 
     Returns the output (B, H, Tq, Dh) and the attention weights (B, H, Tq, Tk), the latter for word timestamps.
     """

@@ -6,58 +6,81 @@ one step graph per batch size), and each decoded token costs one graph call and 
 tensors are passed as `mutable`: without it, jit treats a new tuple as a new constant and recompiles every step.
 
 Compiling is paid once per process and costs more than running (CPU, tiny.en: ~1.4 s for the step graph, ~0.8 s for
-an encoder block), so:
+an encoder block, more when fusion.py generates kernels not yet in its on-disk cache), so:
 - the encoder and the prompt run block by block, one graph for all layers with the weights as inputs (the unrolled
   encoder compiled in ~1.7 s and kept every layer's activations in memory; an unrolled prompt graph ~2 s per bucket);
 - prompts of up to `STEP_PROMPT_MAX` tokens (a window without previous text) go through the step graph;
-- cross K/V runs eagerly (`EAGER_CALLS`): compiling it made it no faster.
+- cross K/V runs eagerly for a file's first window and compiled from the second (`EAGER_CALLS`).
 The step is one unrolled graph: it runs for every token, where per-layer calls would add their dispatch cost.
+On CPU every graph is compiled with graph-kernel fusion (fusion.py).
 MindSpore's own compile cache is not used: its cached graphs are matched by compile order, not by shapes, so a
 process that compiles in a different order runs the wrong graphs (reproduced with two toy shapes), and graphs of
 free functions came back with garbage parameters (NaN logits).
 """
+import warnings
 from collections import Counter
 
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor, mutable
 
+from .attention import EAGER
+from .fusion import fused_compile
 from .kv_cache import KVCache
 
 PROMPT_BUCKETS = (8, 32, 64, 128, 256)
 STEP_PROMPT_MAX = 8
 # Eager calls of each entry point (per input shape) before it is compiled. Eager (PyNative) is slow on CPU (the
-# encoder 1.2 s vs 0.5 s compiled, a prompt 0.4-0.7 s vs 0.1 s), but cross K/V, 8 large matmuls, ran as fast
-# eagerly (57 ms, tiny.en) as compiled (74 ms), so it is never compiled: its ~0.3 s compile bought nothing.
-EAGER_CALLS = {"encode": 0, "cross_kv": float("inf"), "prefill": 0, "step": 0}
+# encoder 1.2 s vs 0.33 s compiled, a prompt 0.4-0.7 s vs 0.05 s). Cross K/V (8 large matmuls, tiny.en) took ~90 ms
+# eagerly and ~37 ms compiled with fusion: a one-window file does not repay its compile, a longer one does.
+EAGER_CALLS = {"encode": 0, "cross_kv": 1, "prefill": 0, "step": 0}
 
 
 class _Graph:
-    """`fn` run eagerly for its first `eager_calls` calls with a given key (shapes), compiled after that."""
+    """`fn` run eagerly for its first `eager_calls` calls with a given key (shapes), compiled after that; with
+    `fuse`, the compile (the first compiled call per key) fuses elementwise ops (fusion.py)."""
 
-    def __init__(self, fn, eager_calls=0):
+    def __init__(self, fn, eager_calls=0, fuse=False):
         self.fn = fn
         self.compiled = ms.jit(fn)
         self.eager_calls = eager_calls
+        self.fuse = fuse
         self.calls = Counter()
 
     def __call__(self, key, *args):
         self.calls[key] += 1
         if self.calls[key] <= self.eager_calls:
             return self.fn(*args)
+        if self.fuse and self.calls[key] == self.eager_calls + 1:
+            try:
+                with fused_compile():
+                    return self.compiled(*args)
+            except Exception as error:  # kernel generation failed: compile unfused, as without fusion.py
+                warnings.warn(f"whisperms: fused compile failed ({str(error).splitlines()[0][:200]}); "
+                              f"compiling without fusion", RuntimeWarning, stacklevel=2)
+                self.fuse = False
+                self.compiled = ms.jit(self.fn)
         return self.compiled(*args)
 
 
 class Inference:
     """`compiled=False` runs every entry point eagerly: the reference the compiled path is tested against.
-    `eager_calls` overrides `EAGER_CALLS` (tests set it to zeros to exercise every graph)."""
+    `eager_calls` overrides `EAGER_CALLS` (tests set it to zeros to exercise every graph). `fuse` (default: on CPU)
+    compiles with graph-kernel fusion (fusion.py)."""
 
-    def __init__(self, model, compiled=True, eager_calls=None):
+    def __init__(self, model, compiled=True, eager_calls=None, fuse=None):
         self.model = model
         self.n_ctx = model.dims.n_text_ctx
         encoder, decoder = model.encoder, model.decoder
         eager_calls = {**EAGER_CALLS, **(eager_calls or {})}
         eager = (lambda name: eager_calls[name]) if compiled else (lambda name: float("inf"))
+        runtime = model.runtime
+        device = runtime.device if runtime is not None else ms.get_context("device_target")
+        tested = runtime is None or (runtime.attn_implementation == EAGER and runtime.dtype == "float32")
+        # Fusion is what runs (and is tested) on CPU in float32 with eager attention; the Ascend kernels' CPU
+        # stand-ins in the tests (float16 casts, int64 lengths) came out as NaN when fused, so anything else
+        # compiles unfused.
+        self.fuse = (compiled and device == "CPU" and tested) if fuse is None else fuse
 
         from .model import encoder_block
 
@@ -90,19 +113,19 @@ class Inference:
         def step_rows(tokens, offset, self_k, self_v, cross_k, cross_v, rows):
             return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, rows=rows)
 
-        self._stem = _Graph(stem, eager("encode"))
-        self._block = _Graph(block, eager("encode"))
-        self._post = _Graph(post, eager("encode"))
+        self._stem = _Graph(stem, eager("encode"), self.fuse)
+        self._block = _Graph(block, eager("encode"), self.fuse)
+        self._post = _Graph(post, eager("encode"), self.fuse)
         self._block_weights = [mutable(b.encoder_weights()) for b in encoder.blocks]
-        self._cross_kv = _Graph(cross_kv, eager("cross_kv"))
-        self._prompt_block = _Graph(prompt_block, eager("prefill"))
-        self._prompt_logits = _Graph(prompt_logits, eager("prefill"))
+        self._cross_kv = _Graph(cross_kv, eager("cross_kv"), self.fuse)
+        self._prompt_block = _Graph(prompt_block, eager("prefill"), self.fuse)
+        self._prompt_logits = _Graph(prompt_logits, eager("prefill"), self.fuse)
         self._decoder_weights = [mutable(b.decoder_weights()) for b in decoder.blocks]
-        self._step = _Graph(step, eager("step"))
+        self._step = _Graph(step, eager("step"), self.fuse)
         # Greedy steps (one row) on CPU project with a transposed copy of the embedding (+n_vocab x D floats): see
         # TextDecoder.logits. Batches (beams) keep transpose_b, which was faster for 5 rows (7.7 vs 10.4 ms).
-        self._step_t = _Graph(step_t, eager("step"))
-        self._step_rows = _Graph(step_rows, eager("step"))
+        self._step_t = _Graph(step_t, eager("step"), self.fuse)
+        self._step_rows = _Graph(step_rows, eager("step"), self.fuse)
         self._embedding_t = None
         if model.runtime is not None and model.runtime.device == "CPU":
             weight = decoder.token_embedding.weight

@@ -1,0 +1,54 @@
+"""Graph-kernel fusion (fusion.py) and the fusible exact GELU it relies on (model.erf)."""
+import math
+import os
+
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor
+
+from whisperms import fusion
+from whisperms.model import erf, gelu
+
+
+def _exact_gelu(x):
+    x = x.astype(np.float64)
+    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+
+
+def test_erf_is_float32_accurate_everywhere():
+    x = np.linspace(-12.0, 12.0, 240_001).astype(np.float32)
+    got = erf(Tensor(x)).asnumpy()
+    want = np.vectorize(math.erf)(x.astype(np.float64))
+    assert np.abs(got - want).max() < 5e-7
+    assert got[0] == -1.0 and got[-1] == 1.0
+
+
+def test_fused_gelu_matches_exact_gelu(tmp_path, monkeypatch):
+    """Compiled with fusion, from a scratch directory: same values as the float64 formula, and no file left in the
+    current directory (AKG writes a log into it unless fused_compile moves it)."""
+    monkeypatch.chdir(tmp_path)
+    x = np.random.default_rng(0).normal(0.0, 3.0, (300, 1536)).astype(np.float32)
+
+    def scaled_gelu(t):
+        return gelu(t) * 1.0
+
+    compiled = ms.jit(scaled_gelu)
+    before = ms.get_context("enable_graph_kernel")
+    with fusion.fused_compile():
+        got = compiled(Tensor(x)).asnumpy()
+    assert os.getcwd() == str(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    assert ms.get_context("enable_graph_kernel") == before
+    assert fusion.FLAGS_ENV not in os.environ or os.environ[fusion.FLAGS_ENV] != fusion.FLAGS
+    assert np.abs(got - _exact_gelu(x)).max() < 2e-6
+    kernels = fusion.kernel_cache() / "akg_kernel_meta"
+    assert any(p.suffix == ".so" for p in kernels.iterdir())  # fused kernels were generated and kept
+
+
+def test_kernel_cache_falls_back_to_a_temporary_folder(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setattr(fusion, "_cache", None)
+    monkeypatch.setenv(fusion.CACHE_ENV, str(blocked / "kernels"))
+    cache = fusion.kernel_cache()
+    assert cache.is_dir() and os.access(cache, os.W_OK) and "whisperms-kernels-" in cache.name
