@@ -10,7 +10,7 @@ an encoder block, more when fusion.py generates kernels not yet in its on-disk c
 - the encoder and the prompt run block by block, one graph for all layers with the weights as inputs (the unrolled
   encoder compiled in ~1.7 s and kept every layer's activations in memory; an unrolled prompt graph ~2 s per bucket);
 - prompts of up to `STEP_PROMPT_MAX` tokens (a window without previous text) go through the step graph;
-- cross K/V runs eagerly for a file's first window and compiled from the second (`EAGER_CALLS`).
+- cross K/V runs eagerly for the process's first windows and compiled after that (`EAGER_CALLS`).
 The step is one unrolled graph: it runs for every token, where per-layer calls would add their dispatch cost.
 On CPU every graph is compiled with graph-kernel fusion (fusion.py).
 MindSpore's own compile cache is not used: its cached graphs are matched by compile order, not by shapes, so a
@@ -31,9 +31,11 @@ from .kv_cache import KVCache
 PROMPT_BUCKETS = (8, 32, 64, 128, 256)
 STEP_PROMPT_MAX = 8
 # Eager calls of each entry point (per input shape) before it is compiled. Eager (PyNative) is slow on CPU (the
-# encoder 1.2 s vs 0.33 s compiled, a prompt 0.4-0.7 s vs 0.05 s). Cross K/V (8 large matmuls, tiny.en) took ~90 ms
-# eagerly and ~37 ms compiled with fusion: a one-window file does not repay its compile, a longer one does.
-EAGER_CALLS = {"encode": 0, "cross_kv": 1, "prefill": 0, "step": 0}
+# encoder 1.2 s vs 0.33 s compiled, a prompt 0.4-0.7 s vs 0.05 s). Cross K/V (8 large matmuls, tiny.en) took 57-90 ms
+# eagerly and ~37 ms compiled, but compiling it took ~0.34 s: that pays back only after ~8 windows (4 minutes of
+# audio), so the first 8 windows of a process run it eagerly (compiling it on the second made a second short file
+# 0.34 s slower).
+EAGER_CALLS = {"encode": 0, "cross_kv": 8, "prefill": 0, "step": 0}
 
 
 class _Graph:
