@@ -28,10 +28,11 @@ import re
 import shutil
 import statistics
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 import unicodedata
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from importlib import metadata, util
 from pathlib import Path
@@ -292,7 +293,7 @@ def run_worker(spec):
         try:
             from whisperms.fusion import kernel_cache
             meta = kernel_cache() / "akg_kernel_meta"
-            out["kernel_cache"] = {"folder": str(kernel_cache()),
+            out["kernel_cache"] = {"folder": str(meta.parent),
                                    "kernels_at_start": len(list(meta.glob("*.so"))) if meta.is_dir() else 0}
         except ImportError:  # a whisperms revision without fusion.py
             pass
@@ -609,15 +610,14 @@ def run_all(args):
                 spec = {"engine": engine, "folder": folder, "beam_size": beam, "threads": args.threads,
                         "files": clips["files"], "languages": clips["languages"],
                         "openai_npz": str(openai_npz) if openai_npz else None}
-                run_env = env
-                if engine == "whisperms" and args.kernel_cache == "fresh":
-                    fresh = tempfile.mkdtemp(prefix="bench-kernels-")
-                    run_env = {**env, "MS_COMPILER_CACHE_PATH": fresh}
-                try:
-                    result = spawn(spec, args.timeout, run_env,
-                                   args.openai_python if engine == "openai-whisper" else sys.executable)
-                except subprocess.TimeoutExpired:
-                    result = {"engine": engine, "status": "timeout", "timeout_s": args.timeout}
+                fresh = engine == "whisperms" and args.kernel_cache == "fresh"
+                with tempfile.TemporaryDirectory(prefix="bench-kernels-") if fresh else nullcontext() as kernels:
+                    run_env = {**env, "MS_COMPILER_CACHE_PATH": kernels} if fresh else env
+                    try:
+                        result = spawn(spec, args.timeout, run_env,
+                                       args.openai_python if engine == "openai-whisper" else sys.executable)
+                    except subprocess.TimeoutExpired:
+                        result = {"engine": engine, "status": "timeout", "timeout_s": args.timeout}
                 result.update({"model": model, "clip": clips["name"], "beam_size": beam, "repeat": rep,
                                "audio_s": clips["duration_s"]})
                 for p in result.get("passes", []):

@@ -69,7 +69,7 @@ def linear(x, weight, bias=None):
 
 
 # erf as Eigen's (and XLA's) float32 rational approximation, |error| < 5e-7 on every input (checked against
-# scipy in tests): elementwise multiply-adds that MindSpore's graph-kernel fusion turns into one loop. Its Erf
+# math.erf in tests): elementwise multiply-adds that MindSpore's graph-kernel fusion turns into one loop. Its Erf
 # kernel is not fusible and cost ~20 ms per (1500, 1536) tiny.en MLP activation on CPU; this fused, ~1.3 ms.
 _ERF_CLIP = 4.0  # |erf(x)| rounds to 1 in float32 beyond this
 _ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
