@@ -3,14 +3,12 @@
 The compiled path differs from `load_model(jit=False)` in everything issue #5 added for speed: graphs per entry
 point compiled with graph-kernel fusion, the encoder run block by block with weights as inputs, short prompts fed
 through the step graph, the transposed projection for single-row steps, beam reordering inside the step graph,
-prompt buckets. Here every graph is compiled from its first call (no eager warm-up calls), so each of those paths
-runs.
+prompt buckets; every graph is compiled from its first call, so each of those paths runs.
 """
 import pytest
 
 from conftest import DATA, read_manifest
 from whisperms import load_model
-from whisperms.inference import EAGER_CALLS, Inference
 
 ENGLISH = [row["file"] for row in read_manifest() if row["language"] == "en" and float(row["duration_s"]) < 30.0]
 DEFAULT_CLIPS = ENGLISH[::4]  # a spread of sources in the default run; the rest with -m slow
@@ -27,8 +25,7 @@ def eager_model(tiny_en_ct2_dir):
 @pytest.fixture(scope="module")
 def compiled_model(tiny_en_ct2_dir):
     model = load_model(tiny_en_ct2_dir)
-    model._inference = Inference(model, eager_calls={name: 0 for name in EAGER_CALLS})
-    assert model._inference.fuse  # CPU float32: compiled with graph-kernel fusion (fusion.py), as users run it
+    assert model.inference.fuse  # CPU float32: compiled with graph-kernel fusion (fusion.py), as users run it
     return model
 
 

@@ -1,16 +1,16 @@
 """Compiled entry points of a loaded model: encoder, cross-attention K/V, prompt prefill and one-token step.
 
 Each is a `mindspore.jit` function over static shapes, so a long transcription compiles a small, fixed number of
-graphs (at most: encoder stem, encoder block, ln_post, cross K/V, a prompt block per bucket used, prompt logits, and
-one step graph per batch size), and each decoded token costs one graph call and one host sync. Tuples of per-layer
+graphs (at most: encoder stem, encoder block, ln_post, a layer's cross K/V, a prompt block per bucket used, prompt
+logits, and one step graph per batch size), and each decoded token costs one graph call and one host sync. Tuples of per-layer
 tensors are passed as `mutable`: without it, jit treats a new tuple as a new constant and recompiles every step.
 
 Compiling is paid once per process and costs more than running (CPU, tiny.en: ~1.4 s for the step graph, ~0.8 s for
 an encoder block, more when fusion.py generates kernels not yet in its on-disk cache), so:
-- the encoder and the prompt run block by block, one graph for all layers with the weights as inputs (the unrolled
-  encoder compiled in ~1.7 s and kept every layer's activations in memory; an unrolled prompt graph ~2 s per bucket);
-- prompts of up to `STEP_PROMPT_MAX` tokens (a window without previous text) go through the step graph;
-- cross K/V runs eagerly for the process's first windows and compiled after that (`EAGER_CALLS`).
+- the encoder, the prompt and the cross K/V run layer by layer, one graph for all layers with the weights as inputs
+  (the unrolled encoder compiled in ~1.7 s and kept every layer's activations in memory; an unrolled prompt graph
+  ~2 s per bucket; the unrolled cross K/V 0.34 s, so it ran eagerly, 2-3x slower, for a process's first windows);
+- prompts of up to `STEP_PROMPT_MAX` tokens (a window without previous text) go through the step graph.
 The step is one unrolled graph: it runs for every token, where per-layer calls would add their dispatch cost.
 On CPU every graph is compiled with graph-kernel fusion (fusion.py).
 MindSpore's own compile cache is not used: its cached graphs are matched by compile order, not by shapes, so a
@@ -30,30 +30,23 @@ from .kv_cache import KVCache
 
 PROMPT_BUCKETS = (8, 32, 64, 128, 256)
 STEP_PROMPT_MAX = 8
-# Eager calls of each entry point (per input shape) before it is compiled. Eager (PyNative) is slow on CPU (the
-# encoder 1.2 s vs 0.33 s compiled, a prompt 0.4-0.7 s vs 0.05 s). Cross K/V (8 large matmuls, tiny.en) took 57-90 ms
-# eagerly and ~37 ms compiled, but compiling it took ~0.34 s: that pays back only after ~8 windows (4 minutes of
-# audio), so the first 8 windows of a process run it eagerly (compiling it on the second made a second short file
-# 0.34 s slower).
-EAGER_CALLS = {"encode": 0, "cross_kv": 8, "prefill": 0, "step": 0}
 
 
 class _Graph:
-    """`fn` run eagerly for its first `eager_calls` calls with a given key (shapes), compiled after that; with
-    `fuse`, the compile (the first compiled call per key) fuses elementwise ops (fusion.py)."""
+    """`fn` compiled (or run eagerly when not `compiled`); with `fuse`, the compile (the first call per key, the
+    input shapes) fuses elementwise ops (fusion.py)."""
 
-    def __init__(self, fn, eager_calls=0, fuse=False):
+    def __init__(self, fn, compiled=True, fuse=False):
         self.fn = fn
-        self.compiled = ms.jit(fn)
-        self.eager_calls = eager_calls
-        self.fuse = fuse
+        self.compiled = ms.jit(fn) if compiled else None
+        self.fuse = fuse and compiled
         self.calls = Counter()
 
     def __call__(self, key, *args):
-        self.calls[key] += 1
-        if self.calls[key] <= self.eager_calls:
+        if self.compiled is None:
             return self.fn(*args)
-        if self.fuse and self.calls[key] == self.eager_calls + 1:
+        self.calls[key] += 1
+        if self.fuse and self.calls[key] == 1:
             try:
                 with fused_compile():
                     return self.compiled(*args)
@@ -67,15 +60,12 @@ class _Graph:
 
 class Inference:
     """`compiled=False` runs every entry point eagerly: the reference the compiled path is tested against.
-    `eager_calls` overrides `EAGER_CALLS` (tests set it to zeros to exercise every graph). `fuse` (default: on CPU)
-    compiles with graph-kernel fusion (fusion.py)."""
+    `fuse` (default: on CPU) compiles with graph-kernel fusion (fusion.py)."""
 
-    def __init__(self, model, compiled=True, eager_calls=None, fuse=None):
+    def __init__(self, model, compiled=True, fuse=None):
         self.model = model
         self.n_ctx = model.dims.n_text_ctx
         encoder, decoder = model.encoder, model.decoder
-        eager_calls = {**EAGER_CALLS, **(eager_calls or {})}
-        eager = (lambda name: eager_calls[name]) if compiled else (lambda name: float("inf"))
         runtime = model.runtime
         device = runtime.device if runtime is not None else ms.get_context("device_target")
         tested = runtime is None or (runtime.attn_implementation == EAGER and runtime.dtype == "float32")
@@ -84,7 +74,7 @@ class Inference:
         # compiles unfused.
         self.fuse = (compiled and device == "CPU" and tested) if fuse is None else fuse
 
-        from .model import encoder_block
+        from .model import cross_kv, encoder_block
 
         def stem(mel):
             return encoder.stem(mel)
@@ -97,8 +87,8 @@ class Inference:
         def post(x):
             return encoder.ln_post(x)
 
-        def cross_kv(audio_features):
-            return decoder.cross_kv(audio_features)
+        def cross_kv_layer(audio_features, weights):
+            return cross_kv(audio_features, weights, decoder.n_head)
 
         def prompt_block(x, weights, cross_k, cross_v):
             return decoder.prompt_block(x, weights, cross_k, cross_v)
@@ -115,19 +105,20 @@ class Inference:
         def step_rows(tokens, offset, self_k, self_v, cross_k, cross_v, rows):
             return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, rows=rows)
 
-        self._stem = _Graph(stem, eager("encode"), self.fuse)
-        self._block = _Graph(block, eager("encode"), self.fuse)
-        self._post = _Graph(post, eager("encode"), self.fuse)
+        self._stem = _Graph(stem, compiled, self.fuse)
+        self._block = _Graph(block, compiled, self.fuse)
+        self._post = _Graph(post, compiled, self.fuse)
         self._block_weights = [mutable(b.encoder_weights()) for b in encoder.blocks]
-        self._cross_kv = _Graph(cross_kv, eager("cross_kv"), self.fuse)
-        self._prompt_block = _Graph(prompt_block, eager("prefill"), self.fuse)
-        self._prompt_logits = _Graph(prompt_logits, eager("prefill"), self.fuse)
+        self._cross_kv = _Graph(cross_kv_layer, compiled, self.fuse)
+        self._cross_kv_weights = [mutable(b.cross_kv_weights()) for b in decoder.blocks]
+        self._prompt_block = _Graph(prompt_block, compiled, self.fuse)
+        self._prompt_logits = _Graph(prompt_logits, compiled, self.fuse)
         self._decoder_weights = [mutable(b.decoder_weights()) for b in decoder.blocks]
-        self._step = _Graph(step, eager("step"), self.fuse)
+        self._step = _Graph(step, compiled, self.fuse)
         # Greedy steps (one row) on CPU project with a transposed copy of the embedding (+n_vocab x D floats): see
         # TextDecoder.logits. Batches (beams) keep transpose_b, which was faster for 5 rows (7.7 vs 10.4 ms).
-        self._step_t = _Graph(step_t, eager("step"), self.fuse)
-        self._step_rows = _Graph(step_rows, eager("step"), self.fuse)
+        self._step_t = _Graph(step_t, compiled, self.fuse)
+        self._step_rows = _Graph(step_rows, compiled, self.fuse)
         self._embedding_t = None
         if model.runtime is not None and model.runtime.device == "CPU":
             weight = decoder.token_embedding.weight
@@ -139,6 +130,17 @@ class Inference:
         for weights in self._block_weights:
             x = self._block(mel.shape, x, weights)
         return self._post(mel.shape, x)
+
+    def cross_kv(self, audio_features):
+        """Cross-attention keys and values of a window, a tuple of (B, H, n_audio_ctx, Dh) per layer."""
+        keys, values = [], []
+        for weights in self._cross_kv_weights:
+            k, v = self._cross_kv(audio_features.shape, audio_features, weights)
+            # Eager (PyNative) results can be strided views (split_heads' transpose); a graph fed a view copies it to
+            # a contiguous tensor on every call, which made each step 3x slower. Copy once per window instead.
+            keys.append(k.contiguous())
+            values.append(v.contiguous())
+        return tuple(keys), tuple(values)
 
     def bucket(self, length):
         for size in PROMPT_BUCKETS:
@@ -152,11 +154,7 @@ class Inference:
         b, t = tokens.shape
         if t >= self.n_ctx:
             raise ValueError(f"prompt of {t} tokens does not fit the {self.n_ctx}-token context")
-        cross_k, cross_v = self._cross_kv(audio_features.shape, audio_features)
-        # Eager (PyNative) results can be strided views (split_heads' transpose); a graph fed a view copies it to a
-        # contiguous tensor on every call, which made each step 3x slower. Copy once per window instead.
-        cross_k = tuple(k.contiguous() for k in cross_k)
-        cross_v = tuple(v.contiguous() for v in cross_v)
+        cross_k, cross_v = self.cross_kv(audio_features)
         if t <= STEP_PROMPT_MAX:
             return self._start_by_steps(tokens, gather_at, cross_k, cross_v)
         return self._prefill(tokens, gather_at, cross_k, cross_v)
@@ -220,7 +218,7 @@ class Inference:
         softmax over a frame range in timing.py cancels.
         """
         tokens = Tensor(np.asarray([tokens], np.int32))
-        cross_k, cross_v = self._cross_kv(audio_features.shape, audio_features)
+        cross_k, cross_v = self.cross_kv(audio_features)
         logits, weights = self.model.decoder.cross_attention_weights(tokens, cross_k, cross_v)
         picked = np.stack([weights[layer].asnumpy()[0, head] for layer, head in heads])
         return logits.asnumpy()[0], np.log(np.maximum(picked, np.finfo(np.float32).tiny))

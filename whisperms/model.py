@@ -215,6 +215,11 @@ class ResidualAttentionBlock(nn.Cell):
                 c.query.weight, c.query.bias, c.out.weight, c.out.bias, self.mlp_ln.weight, self.mlp_ln.bias,
                 mlp[0].weight, mlp[0].bias, mlp[2].weight, mlp[2].bias)
 
+    def cross_kv_weights(self):
+        """The cross-attention key (no bias) and value projections, in `cross_kv`'s order."""
+        c = self.cross_attn
+        return c.key.weight, c.value.weight, c.value.bias
+
     def decode(self, x, self_k, self_v, self_mask, cross_k, cross_v, causal=False, kv_length=None):
         """One decoder block over new positions `x`, given the full self-attention keys/values to attend to."""
         causal_mask = self.attn.flash_causal_mask if causal else None
@@ -233,6 +238,13 @@ def _cross_attention(q, cross_k, cross_v, implementation):
         out = attention(q.transpose(2, 1, 0, 3), cross_k, cross_v, implementation)[0]
         return out.transpose(2, 1, 0, 3)
     return attention(q, cross_k, cross_v, implementation)[0]
+
+
+def cross_kv(audio_features, weights, n_head):
+    """One decoder layer's cross-attention keys and values (B, H, n_audio_ctx, Dh) (`cross_kv_weights()` order): a
+    function of its weights so inference.py compiles one small graph for every layer."""
+    k_w, v_w, v_b = weights
+    return split_heads(linear(audio_features, k_w), n_head), split_heads(linear(audio_features, v_w, v_b), n_head)
 
 
 def self_kv(x, weights, n_head):
@@ -318,7 +330,7 @@ class TextDecoder(nn.Cell):
         """Cross-attention keys and values, a tuple of (B, H, n_audio_ctx, Dh) per layer; once per window."""
         ks, vs = [], []
         for block in self.blocks:
-            k, v = block.cross_attn.project_kv(audio_features)
+            k, v = cross_kv(audio_features, block.cross_kv_weights(), self.n_head)
             ks.append(k)
             vs.append(v)
         return tuple(ks), tuple(vs)
