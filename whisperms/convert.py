@@ -604,10 +604,10 @@ def assign_state(model, state: dict):
             raise CheckpointError(f"unexpected tensor {name}")
     np_types = {ms.float32: np.float32, ms.float16: np.float16}
     for name, param in params:
-        value = np.asarray(state[name])
-        if param.dtype in np_types:
-            tensor = ms.Tensor(np.ascontiguousarray(value, dtype=np_types[param.dtype]))
-        else:  # e.g. bfloat16, which numpy lacks
-            tensor = ms.Tensor(np.ascontiguousarray(value, dtype=np.float32)).astype(param.dtype)
-        param.set_data(tensor)
+        array = np.ascontiguousarray(state[name], dtype=np_types.get(param.dtype, np.float32))
+        if not (array.flags.owndata and array.flags.writeable):  # a view of the file or of the caller's array
+            array = array.copy()
+        # from_numpy shares the array's memory: Tensor(array) copied it again (0.13 s for base's 290 MB)
+        tensor = ms.Tensor.from_numpy(array)
+        param.set_data(tensor if param.dtype in np_types else tensor.astype(param.dtype))  # e.g. bfloat16
     return model
