@@ -790,6 +790,7 @@ def render(reports, stat="auto", notes=()):
                          f"{_fmt(b.get('step_ms_mean'), 1)} / {_fmt(b.get('step_ms_median'), 1)} | "
                          f"{_fmt(b['host_logic_s'])} | {b['n_compiles']} ({comp}) | "
                          f"{_fmt(sum(b['compile_call_s'].values()))} |")
+    lines += _stages(groups, stat)
     for rep in reports:
         long_en = rep.get("clips", {}).get("long-en")
         if long_en and long_en.get("recipe"):
@@ -797,6 +798,31 @@ def render(reports, stat="auto", notes=()):
                       + ", ".join(c["file"] for c in long_en["recipe"]["clips"]) + "."]
             break
     return "\n".join(lines) + "\n"
+
+
+def _stages(groups, stat):
+    """Cold start and memory stage by stage (greedy rows): what each engine's imports alone cost, the floor under
+    any whisperms cold start and peak RSS (MindSpore is imported before anything of whisperms runs)."""
+    lines = ["", f"## Cold start and memory by stage (greedy; {stat} over repeats)", "",
+             "start+import = cold e2e - load - first transcription (process spawn, interpreter, imports); RSS after "
+             "import / after load / peak from /proc/self/status in the worker. whisperms' import is MindSpore's "
+             "(`import mindspore` is most of it).", "",
+             "| model | clip | engine | start+import s | load s | first transcription s | cold e2e s | "
+             "RSS after import MB | RSS after load MB | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    order = {e: i for i, e in enumerate(ENGINES)}
+    for (model, clip, beam, engine) in sorted(groups, key=lambda k: (k[0], k[1], k[2], order.get(k[3], 9))):
+        ok = [r for r in groups[(model, clip, beam, engine)] if r["status"] == "ok" and r.get("cold_e2e_s")]
+        if not beam.startswith("1") or not ok:
+            continue
+        first = [r["passes"][0]["wall_s"] for r in ok]
+        start = [r["cold_e2e_s"] - r["t_load_s"] - f for r, f in zip(ok, first)]
+        after_import = [r.get("memory_mb_after_import", {}).get("VmRSS") for r in ok]
+        after_load = [r.get("memory_mb", {}).get("after_import_and_load", {}).get("VmRSS") for r in ok]
+        lines.append(f"| {model} | {clip} | {engine} | {_fmt(_stat(start, stat))} | "
+                     f"{_fmt(_stat([r['t_load_s'] for r in ok], stat))} | {_fmt(_stat(first, stat))} | "
+                     f"{_fmt(_stat([r['cold_e2e_s'] for r in ok], stat))} | {_fmt(_stat(after_import, stat), 0)} | "
+                     f"{_fmt(_stat(after_load, stat), 0)} | {_fmt(_stat([r['ru_maxrss_mb'] for r in ok], stat), 0)} |")
+    return lines
 
 
 def main(argv=None):
