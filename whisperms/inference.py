@@ -2,11 +2,13 @@
 
 Each is a `mindspore.jit` function over static shapes, so a long transcription compiles a small, fixed number of
 graphs (at most: encoder stem, encoder block, ln_post, a layer's cross K/V, a prompt block per bucket used, prompt
-logits, and one step graph per batch size), and each decoded token costs one graph call and one host sync. Tuples of per-layer
-tensors are passed as `mutable`: without it, jit treats a new tuple as a new constant and recompiles every step.
+logits, and one step graph per batch size), and each decoded token costs one graph call and one host sync. Tuples of
+per-layer tensors are passed as `mutable`: without it, jit treats a new tuple as a new constant and recompiles every
+step.
 
-Compiling is paid once per process and costs more than running (CPU, tiny.en: ~1.4 s for the step graph, ~0.8 s for
-an encoder block, more when fusion.py generates kernels not yet in its on-disk cache), so:
+Compiling is paid once per process and costs more than running (CPU, tiny.en, kernels cached: ~1.2 s for the step
+graph, ~0.4-0.6 s for an encoder block, ~0.4 s for the stem, ~0.17 s for a layer's cross K/V; mostly MindSpore's
+frontend, a few ms per op), so:
 - the encoder, the prompt and the cross K/V run layer by layer, one graph for all layers with the weights as inputs
   (the unrolled encoder compiled in ~1.7 s and kept every layer's activations in memory; an unrolled prompt graph
   ~2 s per bucket; the unrolled cross K/V 0.34 s, so it ran eagerly, 2-3x slower, for a process's first windows);
