@@ -767,7 +767,9 @@ def render(reports, stat="auto", notes=()):
               "Timed at run time around the public pieces: audio+mel = `log_mel_spectrogram` incl. `load_audio`; encoder = "
               "`model.inference.embed_audio`; prefill = `model.inference.start` (cross-attention K/V + "
               "prompt); steps = `model.inference.step` (one token, incl. the host copy of the logits); host logic = the "
-              "rest (logit filters, token selection, segmenting, tokenizer, temperature-fallback bookkeeping). Graph "
+              "rest (logit filters, token selection, segmenting, tokenizer, temperature-fallback bookkeeping). A "
+              "prompt of up to 8 tokens runs through the step graph, so its steps (and, cold, the step graph's "
+              "compile) count in both prefill and steps, and host logic can come out negative on a cold pass. Graph "
               "compilations are the growth of MindSpore's jit compile cache (`mindspore.graph.api.ms_compile_cache`) "
               "during each pass.", "",
               "| model | clip | beam, env | pass | wall | audio+mel | encoder (calls) | prefill (calls) | steps (count) | "
