@@ -33,6 +33,8 @@ _QK = ops.BatchMatMul(transpose_b=True)
 # and max kernels turn -inf into NaN.
 MASKED = -1e9
 _WV = ops.BatchMatMul()
+# The primitive, not ops.softmax: the graph frontend parses that wrapper's Python body into each graph (~50 ms).
+_SOFTMAX = ops.Softmax(axis=-1)
 
 
 def compressed_causal_mask():
@@ -75,11 +77,13 @@ def eager_attention(q, k, v, mask=None):
     """
     # Scaling q rather than the scores keeps a (B, H, Tq, Tk) temporary out of the graph (the encoder's are 54 MB
     # each); for Whisper's head size 64 the scale is 1/8, exact in binary, so the results are bit-identical.
-    scores = _QK(q * (q.shape[-1] ** -0.5), k).astype(ms.float32)
+    scores = _QK(q * (q.shape[-1] ** -0.5), k)
+    if scores.dtype != ms.float32:
+        scores = scores.astype(ms.float32)
     if mask is not None:
         scores = scores + mask
-    weights = ops.softmax(scores, axis=-1)
-    out = _WV(weights.astype(v.dtype), v)
+    weights = _SOFTMAX(scores)
+    out = _WV(weights if v.dtype == ms.float32 else weights.astype(v.dtype), v)
     return out, weights
 
 

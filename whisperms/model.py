@@ -52,10 +52,21 @@ _LAYER_NORM = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=LA
 _MATMUL_T = ops.MatMul(transpose_b=True)  # x @ W^T without a transposed copy of W
 # BiasAdd, not a broadcasting `+`: on CPU the latter took 6.6 ms for a (1500, 1536) output, BiasAdd ~0 (same bits).
 _BIAS_ADD = ops.BiasAdd()
+# Primitives rather than their functional wrappers (ops.gather, ops.minimum, ...): the graph frontend parses a
+# wrapper's Python body into every graph that calls it (ops.softmax: ~50 ms per graph). With these and the skipped
+# no-op casts, a tiny.en process's first file compiled in 2.33 s instead of 2.76 s (median of 5).
+_GATHER = ops.Gather()
+_MINIMUM = ops.Minimum()
+_MAXIMUM = ops.Maximum()
+_RECIPROCAL = ops.Reciprocal()
+_MATMUL = ops.MatMul()
+_CONCAT_SEQ = ops.Concat(2)
 
 
 def layer_norm(x, weight, bias):
     """LayerNorm computed in float32 (also for float16 weights)."""
+    if x.dtype == ms.float32 and weight.dtype == ms.float32:  # no casts: each one parsed costs compile time
+        return _LAYER_NORM(x, weight, bias)[0]
     y = _LAYER_NORM(x.astype(ms.float32), weight.astype(ms.float32), bias.astype(ms.float32))[0]
     return y.astype(x.dtype)
 
@@ -80,7 +91,7 @@ _SQRT_HALF = 0.7071067811865476
 
 
 def erf(x):
-    z = ops.minimum(ops.maximum(x, -_ERF_CLIP), _ERF_CLIP)
+    z = _MINIMUM(_MAXIMUM(x, -_ERF_CLIP), _ERF_CLIP)
     z2 = z * z
     p = _ERF_P[0] * z2 + _ERF_P[1]
     for c in _ERF_P[2:]:
@@ -88,7 +99,7 @@ def erf(x):
     q = _ERF_Q[0] * z2 + _ERF_Q[1]
     for c in _ERF_Q[2:]:
         q = q * z2 + c
-    return z * p * ops.reciprocal(q)
+    return z * p * _RECIPROCAL(q)
 
 
 def gelu(x):
@@ -156,7 +167,7 @@ class Embedding(nn.Cell):
         self.weight = Parameter(_zeros(n_vocab, n_state), name="weight")
 
     def construct(self, tokens):
-        return ops.gather(self.weight, tokens, 0)
+        return _GATHER(self.weight, tokens, 0)
 
 
 class MultiHeadAttention(nn.Cell):
@@ -346,7 +357,7 @@ class TextDecoder(nn.Cell):
         if embedding_t is None:
             y = self.project(x.reshape(b * t, d), self.token_embedding.weight.astype(x.dtype))
         else:
-            y = ops.matmul(x.reshape(b * t, d), embedding_t)
+            y = _MATMUL(x.reshape(b * t, d), embedding_t)
         return y.astype(ms.float32).reshape(b, t, -1)
 
     def embed(self, tokens):
@@ -366,7 +377,7 @@ class TextDecoder(nn.Cell):
         x = decoder_block(x, k, v, cross_k, cross_v, weights, self.n_head, attn.attn_implementation,
                           self.causal_mask[:t, :t], attn.flash_causal_mask)
         tail = ops.zeros((b, k.shape[1], self.n_ctx - t, k.shape[3]), k.dtype)
-        return x, ops.concat((k, tail), 2), ops.concat((v, tail), 2)
+        return x, _CONCAT_SEQ((k, tail)), _CONCAT_SEQ((v, tail))
 
     def prefill(self, tokens, gather_at, cross_k, cross_v):
         """Run a (possibly right-padded) prompt `tokens` (B, T) from position 0.
@@ -381,7 +392,7 @@ class TextDecoder(nn.Cell):
             x, k, v = self.prompt_block(x, block.decoder_weights(), cross_k[i], cross_v[i])
             ks.append(k)
             vs.append(v)
-        return self.logits(ops.gather(x, gather_at, 1)), tuple(ks), tuple(vs)
+        return self.logits(_GATHER(x, gather_at, 1)), tuple(ks), tuple(vs)
 
     def step(self, tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=None, rows=None):
         """Decode one token per row (B, 1) at position `offset`, writing its keys/values into the caches.
@@ -389,7 +400,7 @@ class TextDecoder(nn.Cell):
         `rows` (B,) reorders the self-attention caches first (beam search: row i continues row rows[i]); doing it
         inside the graph saved the eager gathers per layer that cost more than the reordering itself.
         """
-        x = self.token_embedding(tokens) + ops.gather(self.positional_embedding, offset.reshape(1), 0).astype(
+        x = self.token_embedding(tokens) + _GATHER(self.positional_embedding, offset.reshape(1), 0).astype(
             self.token_embedding.weight.dtype)
         # The new keys/values are blended in: cache * (1 - here) + new * here is exact for 0/1 `here` and fuses into
         # one loop; a Select was not fusible (fusion.py) and cost ~0.85 ms per tiny.en step.
@@ -402,7 +413,7 @@ class TextDecoder(nn.Cell):
             k, v = self_kv(x, block.decoder_weights(), self.n_head)
             cached_k, cached_v = self_k[i], self_v[i]
             if rows is not None:
-                cached_k, cached_v = ops.gather(cached_k, rows, 0), ops.gather(cached_v, rows, 0)
+                cached_k, cached_v = _GATHER(cached_k, rows, 0), _GATHER(cached_v, rows, 0)
             k = cached_k * keep + k * here
             v = cached_v * keep + v * here
             x = block.decode(x, k, v, mask, cross_k[i], cross_v[i], kv_length=kv_length)
