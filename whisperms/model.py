@@ -54,7 +54,7 @@ _MATMUL_T = ops.MatMul(transpose_b=True)  # x @ W^T without a transposed copy of
 _BIAS_ADD = ops.BiasAdd()
 # Primitives rather than their functional wrappers (ops.gather, ops.minimum, ...): the graph frontend parses a
 # wrapper's Python body into every graph that calls it (ops.softmax: ~50 ms per graph). With these and the skipped
-# no-op casts, a tiny.en process's first file compiled in 2.33 s instead of 2.76 s (median of 5).
+# no-op casts, a tiny.en process's first file spent 2.3-2.5 s instead of 2.8 s compiling (medians of 4-5 runs).
 _GATHER = ops.Gather()
 _MINIMUM = ops.Minimum()
 _MAXIMUM = ops.Maximum()
