@@ -76,7 +76,7 @@ class Inference:
         # compiles unfused.
         self.fuse = (compiled and device == "CPU" and tested) if fuse is None else fuse
 
-        from .model import cross_kv, encoder_block
+        from .model import encoder_block, project_kv
 
         def stem(mel):
             return encoder.stem(mel)
@@ -90,7 +90,7 @@ class Inference:
             return encoder.ln_post(x)
 
         def cross_kv_layer(audio_features, weights):
-            return cross_kv(audio_features, weights, decoder.n_head)
+            return project_kv(audio_features, weights, decoder.n_head)
 
         def prompt_block(x, weights, cross_k, cross_v):
             return decoder.prompt_block(x, weights, cross_k, cross_v)
@@ -112,7 +112,7 @@ class Inference:
         self._post = _Graph(post, compiled, self.fuse)
         self._block_weights = [mutable(b.encoder_weights()) for b in encoder.blocks]
         self._cross_kv = _Graph(cross_kv_layer, compiled, self.fuse)
-        self._cross_kv_weights = [mutable(b.cross_kv_weights()) for b in decoder.blocks]
+        self._cross_kv_weights = [mutable(b.cross_attn.kv_weights()) for b in decoder.blocks]
         self._prompt_block = _Graph(prompt_block, compiled, self.fuse)
         self._prompt_logits = _Graph(prompt_logits, compiled, self.fuse)
         self._decoder_weights = [mutable(b.decoder_weights()) for b in decoder.blocks]

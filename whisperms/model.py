@@ -181,9 +181,13 @@ class MultiHeadAttention(nn.Cell):
         self.attn_implementation = EAGER  # set by device.py, with the fused kernels' causal mask
         self.flash_causal_mask = None
 
+    def kv_weights(self):
+        """The key (no bias) and value projections, in `project_kv`'s order."""
+        return self.key.weight, self.value.weight, self.value.bias
+
     def project_kv(self, x):
         """Keys and values of `x` split into heads: (B, H, T, Dh) each."""
-        return split_heads(self.key(x), self.n_head), split_heads(self.value(x), self.n_head)
+        return project_kv(x, self.kv_weights(), self.n_head)
 
     def attend(self, x, k, v, mask=None):
         """Eager attention of the queries of `x` over given keys/values; returns (output, weights).
@@ -226,11 +230,6 @@ class ResidualAttentionBlock(nn.Cell):
                 c.query.weight, c.query.bias, c.out.weight, c.out.bias, self.mlp_ln.weight, self.mlp_ln.bias,
                 mlp[0].weight, mlp[0].bias, mlp[2].weight, mlp[2].bias)
 
-    def cross_kv_weights(self):
-        """The cross-attention key (no bias) and value projections, in `cross_kv`'s order."""
-        c = self.cross_attn
-        return c.key.weight, c.value.weight, c.value.bias
-
     def decode(self, x, self_k, self_v, self_mask, cross_k, cross_v, causal=False, kv_length=None):
         """One decoder block over new positions `x`, given the full self-attention keys/values to attend to."""
         causal_mask = self.attn.flash_causal_mask if causal else None
@@ -251,17 +250,16 @@ def _cross_attention(q, cross_k, cross_v, implementation):
     return attention(q, cross_k, cross_v, implementation)[0]
 
 
-def cross_kv(audio_features, weights, n_head):
-    """One decoder layer's cross-attention keys and values (B, H, n_audio_ctx, Dh) (`cross_kv_weights()` order): a
-    function of its weights so inference.py compiles one small graph for every layer."""
+def project_kv(x, weights, n_head):
+    """Keys and values (B, H, T, Dh) of `x` with the weights passed in (`MultiHeadAttention.kv_weights()` order),
+    so inference.py compiles one small cross K/V graph for every layer."""
     k_w, v_w, v_b = weights
-    return split_heads(linear(audio_features, k_w), n_head), split_heads(linear(audio_features, v_w, v_b), n_head)
+    return split_heads(linear(x, k_w), n_head), split_heads(linear(x, v_w, v_b), n_head)
 
 
 def self_kv(x, weights, n_head):
     """Self-attention keys and values (B, H, T, Dh) of new decoder positions `x` (`decoder_weights()` order)."""
-    h = layer_norm(x, weights[0], weights[1])
-    return split_heads(linear(h, weights[4]), n_head), split_heads(linear(h, weights[5], weights[6]), n_head)
+    return project_kv(layer_norm(x, weights[0], weights[1]), (weights[4], weights[5], weights[6]), n_head)
 
 
 def decoder_block(x, self_k, self_v, cross_k, cross_v, weights, n_head, implementation=EAGER, mask=None,
@@ -341,7 +339,7 @@ class TextDecoder(nn.Cell):
         """Cross-attention keys and values, a tuple of (B, H, n_audio_ctx, Dh) per layer; once per window."""
         ks, vs = [], []
         for block in self.blocks:
-            k, v = cross_kv(audio_features, block.cross_kv_weights(), self.n_head)
+            k, v = block.cross_attn.project_kv(audio_features)
             ks.append(k)
             vs.append(v)
         return tuple(ks), tuple(vs)
