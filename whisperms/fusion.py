@@ -20,6 +20,8 @@ from pathlib import Path
 
 import mindspore as ms
 
+from .graph_cache import user_cache, writable
+
 FLAGS_ENV = "MS_DEV_GRAPH_KERNEL_FLAGS"
 CACHE_ENV = "MS_COMPILER_CACHE_PATH"
 FLAGS = "--disable_cluster_ops=Select"
@@ -31,16 +33,9 @@ def kernel_cache() -> Path:
     """The folder generated kernels are kept in (created on first use)."""
     global _cache
     if _cache is None:
-        preferred = os.environ.get(CACHE_ENV) or (
-            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "whisperms" / "kernels"
-            / f"mindspore-{ms.__version__}")
-        try:
-            Path(preferred).mkdir(parents=True, exist_ok=True)
-            if not os.access(preferred, os.W_OK):
-                raise PermissionError(preferred)
-            _cache = Path(preferred)
-        except OSError:
-            _cache = Path(tempfile.mkdtemp(prefix="whisperms-kernels-"))
+        preferred = os.environ.get(CACHE_ENV)
+        _cache = (writable(preferred) if preferred else user_cache("kernels")) or Path(
+            tempfile.mkdtemp(prefix="whisperms-kernels-"))
     return _cache
 
 

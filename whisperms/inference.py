@@ -17,7 +17,9 @@ The step is one unrolled graph: it runs for every token, where per-layer calls w
 On CPU every graph is compiled with graph-kernel fusion (fusion.py).
 MindSpore's own compile cache is not used: its cached graphs are matched by compile order, not by shapes, so a
 process that compiles in a different order runs the wrong graphs (reproduced with two toy shapes), and graphs of
-free functions came back with garbage parameters (NaN logits).
+free functions came back with garbage parameters (NaN logits). whisperms keeps its own (graph_cache.py): each entry
+point exported once to MindIR under a name hashed from everything it depends on, then loaded by later processes,
+which skips the frontend (CPU float32 with eager attention, the tested case; elsewhere graphs compile as above).
 """
 import warnings
 from collections import Counter
@@ -28,6 +30,7 @@ from mindspore import Tensor, mutable
 
 from .attention import EAGER
 from .fusion import fused_compile
+from .graph_cache import GraphCache, flatten, graph_folder
 from .kv_cache import KVCache
 
 PROMPT_BUCKETS = (8, 32, 64, 128, 256)
@@ -35,36 +38,78 @@ STEP_PROMPT_MAX = 8
 
 
 class _Graph:
-    """`fn` compiled (or run eagerly when not `compiled`); with `fuse`, the compile (the first call per key, the
-    input shapes) fuses elementwise ops (fusion.py)."""
+    """`fn` compiled (or run eagerly when not `compiled`), or loaded from the graph cache when one is given; with
+    `fuse`, the compile (the first call per key, the input shapes) fuses elementwise ops (fusion.py). A graph that
+    fails to export or load from the cache is compiled by `mindspore.jit` instead, with a warning."""
 
-    def __init__(self, fn, compiled=True, fuse=False):
+    def __init__(self, name, fn, compiled=True, fuse=False, cache=None):
+        self.name = name
         self.fn = fn
         self.compiled = ms.jit(fn) if compiled else None
         self.fuse = fuse and compiled
+        self.cache = cache if compiled else None
+        self.cells = {}
         self.calls = Counter()
 
     def __call__(self, key, *args):
         if self.compiled is None:
             return self.fn(*args)
         self.calls[key] += 1
-        if self.fuse and self.calls[key] == 1:
-            try:
-                with fused_compile():
-                    return self.compiled(*args)
-            except Exception as error:  # kernel generation failed: compile unfused, as without fusion.py
-                warnings.warn(f"whisperms: fused compile failed ({str(error).splitlines()[0][:200]}); "
-                              f"compiling without fusion", RuntimeWarning, stacklevel=2)
-                self.fuse = False
-                self.compiled = ms.jit(self.fn)
-        return self.compiled(*args)
+        first = self.calls[key] == 1
+        if self.cache is not None:
+            if first:
+                self.cells[key] = self._load(args)
+            cell = self.cells[key]
+            if cell is not None:
+                flat = flatten(args)[0]
+                return self._first_call(cell, flat) if first else cell(*flat)
+        return self._first_call(self.compiled, args) if first else self.compiled(*args)
+
+    def _load(self, args):
+        try:
+            return self.cache.load(self.name, self.fn, args)
+        except Exception as error:
+            _warn(f"graph cache failed for {self.name} ({_first_line(error)}); compiling it instead")
+            return None
+
+    def _first_call(self, compiled, args):
+        """The call that compiles: fused when asked; if kernel generation fails, unfused, as without fusion.py."""
+        if not self.fuse:
+            return compiled(*args)
+        try:
+            with fused_compile():
+                return compiled(*args)
+        except Exception as error:
+            _warn(f"fused compile failed ({_first_line(error)}); compiling without fusion")
+            self.fuse = False
+            if compiled is self.compiled:
+                self.compiled = compiled = ms.jit(self.fn)
+            return compiled(*args)
+
+
+def _inputs(weights):
+    """Parameters as graph inputs: plain tensors sharing their memory, in `mutable` tuples. A GraphCell keys its
+    compiled graph on Parameter identity (each layer's weights compiled again, ~0.1-0.2 s per layer), a plain
+    tensor on shape and dtype only."""
+    if isinstance(weights, tuple):
+        return mutable(tuple(_inputs(w) for w in weights))
+    return Tensor.from_numpy(weights.asnumpy())
+
+
+def _first_line(error):
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+
+
+def _warn(message):
+    warnings.warn(f"whisperms: {message}", RuntimeWarning, stacklevel=4)
 
 
 class Inference:
     """`compiled=False` runs every entry point eagerly: the reference the compiled path is tested against.
-    `fuse` (default: on CPU) compiles with graph-kernel fusion (fusion.py)."""
+    `fuse` (default: on CPU) compiles with graph-kernel fusion (fusion.py). `graph_cache`: a folder for the
+    graph cache (graph_cache.py), False for none; default from `$WHISPERMS_GRAPH_CACHE`."""
 
-    def __init__(self, model, compiled=True, fuse=None):
+    def __init__(self, model, compiled=True, fuse=None, graph_cache=None):
         self.model = model
         self.n_ctx = model.dims.n_text_ctx
         encoder, decoder = model.encoder, model.decoder
@@ -73,21 +118,29 @@ class Inference:
         tested = runtime is None or (runtime.attn_implementation == EAGER and runtime.dtype == "float32")
         # Fusion is what runs (and is tested) on CPU in float32 with eager attention; the Ascend kernels' CPU
         # stand-ins in the tests (float16 casts, int64 lengths) came out as NaN when fused, so anything else
-        # compiles unfused.
+        # compiles unfused. The graph cache is verified for the same case only (graph_cache.py).
         self.fuse = (compiled and device == "CPU" and tested) if fuse is None else fuse
+        folder = graph_folder() if graph_cache is None else graph_cache
+        cache = None
+        if compiled and folder and device == "CPU" and tested:
+            described = runtime and [runtime.dtype, runtime.attn_implementation, runtime.conv]
+            cache = GraphCache(folder, [model.dims.to_dict(), device, described])
+        self.graph_cache = cache
 
-        from .model import encoder_block, project_kv
-
-        def stem(mel):
-            return encoder.stem(mel)
+        from .model import encoder_block, layer_norm, project_kv
 
         n_head, implementation = encoder.blocks[0].attn.n_head, encoder.blocks[0].attn.attn_implementation
+
+        # Every entry point is a function of its inputs, weights included: no graph holds a parameter, so cached
+        # graphs serve any checkpoint of the same size (graph_cache.py).
+        def stem(mel, weights):
+            return encoder.stem(mel, weights)
 
         def block(x, weights):
             return encoder_block(x, weights, n_head, implementation)
 
-        def post(x):
-            return encoder.ln_post(x)
+        def post(x, weight, bias):
+            return layer_norm(x, weight, bias)
 
         def cross_kv_layer(audio_features, weights):
             return project_kv(audio_features, weights, decoder.n_head)
@@ -95,32 +148,40 @@ class Inference:
         def prompt_block(x, weights, cross_k, cross_v):
             return decoder.prompt_block(x, weights, cross_k, cross_v)
 
-        def prompt_logits(x):
-            return decoder.logits(x)
+        def prompt_logits(x, weights):
+            return decoder.logits(x, weights)
 
-        def step(tokens, offset, self_k, self_v, cross_k, cross_v):
-            return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v)
+        def step(tokens, offset, self_k, self_v, cross_k, cross_v, weights):
+            return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, weights)
 
-        def step_t(tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t):
-            return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t)
+        def step_t(tokens, offset, self_k, self_v, cross_k, cross_v, weights, embedding_t):
+            return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, weights, embedding_t)
 
-        def step_rows(tokens, offset, self_k, self_v, cross_k, cross_v, rows):
-            return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, rows=rows)
+        def step_rows(tokens, offset, self_k, self_v, cross_k, cross_v, weights, rows):
+            # positional: the graph frontend bound rows=rows to embedding_t once `weights` came before it
+            return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, weights, None, rows)
 
-        self._stem = _Graph(stem, compiled, self.fuse)
-        self._block = _Graph(block, compiled, self.fuse)
-        self._post = _Graph(post, compiled, self.fuse)
-        self._block_weights = [mutable(b.encoder_weights()) for b in encoder.blocks]
-        self._cross_kv = _Graph(cross_kv_layer, compiled, self.fuse)
-        self._cross_kv_weights = [mutable(b.cross_attn.kv_weights()) for b in decoder.blocks]
-        self._prompt_block = _Graph(prompt_block, compiled, self.fuse)
-        self._prompt_logits = _Graph(prompt_logits, compiled, self.fuse)
-        self._decoder_weights = [mutable(b.decoder_weights()) for b in decoder.blocks]
-        self._step = _Graph(step, compiled, self.fuse)
+        def graph(fn):
+            return _Graph(fn.__name__, fn, compiled, self.fuse, cache)
+
+        self._stem = graph(stem)
+        self._stem_weights = _inputs(encoder.stem_weights())
+        self._block = graph(block)
+        self._block_weights = [_inputs(b.encoder_weights()) for b in encoder.blocks]
+        self._post = graph(post)
+        self._post_weights = _inputs((encoder.ln_post.weight, encoder.ln_post.bias))
+        self._cross_kv = graph(cross_kv_layer)
+        self._cross_kv_weights = [_inputs(b.cross_attn.kv_weights()) for b in decoder.blocks]
+        self._prompt_block = graph(prompt_block)
+        self._prompt_logits = graph(prompt_logits)
+        self._head_weights = _inputs(decoder.head_weights())
+        self._decoder_weights = [_inputs(b.decoder_weights()) for b in decoder.blocks]
+        self._step = graph(step)
+        self._step_weights = _inputs(decoder.step_weights())
         # Greedy steps (one row) on CPU project with a transposed copy of the embedding (+n_vocab x D floats): see
         # TextDecoder.logits. Batches (beams) keep transpose_b, which was faster for 5 rows (7.7 vs 10.4 ms).
-        self._step_t = _Graph(step_t, compiled, self.fuse)
-        self._step_rows = _Graph(step_rows, compiled, self.fuse)
+        self._step_t = graph(step_t)
+        self._step_rows = graph(step_rows)
         self._embedding_t = None
         if model.runtime is not None and model.runtime.device == "CPU":
             weight = decoder.token_embedding.weight
@@ -128,10 +189,10 @@ class Inference:
 
     def embed_audio(self, mel):
         """mel (B, n_mels, N_FRAMES) numpy -> audio features Tensor (B, n_audio_ctx, n_audio_state)."""
-        x = self._stem(mel.shape, Tensor(np.ascontiguousarray(mel, np.float32)))
+        x = self._stem(mel.shape, Tensor(np.ascontiguousarray(mel, np.float32)), self._stem_weights)
         for weights in self._block_weights:
             x = self._block(mel.shape, x, weights)
-        return self._post(mel.shape, x)
+        return self._post(mel.shape, x, *self._post_weights)
 
     def cross_kv(self, audio_features):
         """Cross-attention keys and values of a window, a tuple of (B, H, n_audio_ctx, Dh) per layer."""
@@ -175,7 +236,7 @@ class Inference:
             self_k.append(k)
             self_v.append(v)
         picked = ms.ops.gather(x, Tensor(np.asarray(gather_at, np.int32)), 1)
-        logits = self._prompt_logits(picked.shape, picked)
+        logits = self._prompt_logits(picked.shape, picked, self._head_weights)
         return logits.asnumpy(), KVCache(tuple(self_k), tuple(self_v), cross_k, cross_v, t)
 
     def _start_by_steps(self, tokens, gather_at, cross_k, cross_v):
@@ -202,7 +263,7 @@ class Inference:
             raise ValueError(f"decoding ran past the {self.n_ctx}-token context")
         tokens = Tensor(np.asarray(tokens, np.int32).reshape(-1, 1))
         args = (tokens, Tensor(np.int32(cache.length)), mutable(cache.self_k), mutable(cache.self_v),
-                mutable(cache.cross_k), mutable(cache.cross_v))
+                mutable(cache.cross_k), mutable(cache.cross_v), self._step_weights)
         if rows is not None:
             rows = Tensor(np.asarray(rows, np.int32))
             logits, self_k, self_v = self._step_rows(tokens.shape, *args, rows)
