@@ -11,7 +11,7 @@ of the first transcription (what a CLI user waits for). whisperms runs additiona
 measured by timing the public pieces at run time (nothing is reimplemented): audio+mel
 (whisperms.transcribe.log_mel_spectrogram), encoder (model.inference.embed_audio), decoder prefill
 (model.inference.start) and steps (model.inference.step), host logic = the rest; and the number of graph
-compilations, read from MindSpore's own jit compile cache (mindspore.graph.api.ms_compile_cache).
+compilations: each compiled entry point's new input signatures (a compile, or a load from whisperms' graph cache).
 
     python benchmarks/bench_transcribe.py --models tiny.en base --clips short long --repeats 3 --beam-sizes 1
     python benchmarks/bench_transcribe.py --render benchmarks/results/A.json benchmarks/results/B.json
@@ -251,12 +251,17 @@ def instrument_whisperms(model, holder):
         return shim
 
     def compile_counter(name, fn):  # also times the bare jit call
+        # A `_Graph` counts its calls per input signature: a new signature is a compile (or a load from the graph
+        # cache, which MindSpore's jit cache does not see); plain jit functions (older snapshots) grow that cache.
+        def size():
+            return len(fn.calls) if hasattr(fn, "calls") else len(compile_cache)
+
         def shim(*args, **kwargs):
-            before = len(compile_cache)
+            before = size()
             t = perf()
             out = fn(*args, **kwargs)
             holder[0].add(f"jit:{name}", perf() - t)  # the graph call alone, inside the public piece's time
-            grew = len(compile_cache) - before
+            grew = size() - before
             if grew:
                 n, secs = holder[0].compiles.get(name, (0, 0.0))
                 holder[0].compiles[name] = (n + grew, secs + perf() - t)
@@ -297,13 +302,22 @@ def run_worker(spec):
                                    "kernels_at_start": len(list(meta.glob("*.so"))) if meta.is_dir() else 0}
         except ImportError:  # a whisperms revision without fusion.py
             pass
+        try:
+            from whisperms.graph_cache import graph_folder
+            graphs = graph_folder()
+            out["graph_cache"] = {"folder": str(graphs) if graphs else None,
+                                  "graphs_at_start": len(list(graphs.glob("*.mindir"))) if graphs else 0}
+        except ImportError:  # a whisperms revision without graph_cache.py
+            pass
         out["whisperms_file"] = whisperms.__file__
         out["memory_mb_after_import"] = _memory_mb()
         t = time.perf_counter()
         kwargs = {"threads": spec["threads"]} if "threads" in inspect.signature(whisperms.load_model).parameters else {}
         out["threads_applied"] = bool(kwargs)
         model = whisperms.load_model(folder, **kwargs)
-        out["compile_count_method"] = ("mindspore.graph.api.ms_compile_cache growth around the jit calls"
+        out["compile_count_method"] = ("new input signatures of each whisperms.inference._Graph (a compile, or a "
+                                       "load from the graph cache), else mindspore.graph.api.ms_compile_cache growth "
+                                       "around the jit calls"
                                        if instrument_whisperms(model, holder) else "not measured")
         out["t_load_s"] = time.perf_counter() - t
         options = {"temperature": TEMPERATURES, "condition_on_previous_text": True}
@@ -579,7 +593,7 @@ def run_all(args):
               "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(openai_env),
               "load_at_start": os.getloadavg(), "threads": args.threads, "repeats": args.repeats,
               "omp_wait_policy": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY"),
-              "kernel_cache": args.kernel_cache,
+              "kernel_cache": args.kernel_cache, "graph_cache": args.graph_cache,
               "whisperms_source": {"rev": args.whisperms_src, "commit": src_commit,
                                    "folder": str(src_folder) if src_folder else str(ROOT / "whisperms")},
               "settings": {"temperature": list(TEMPERATURES), "condition_on_previous_text": True, "best_of": 1,
@@ -611,8 +625,12 @@ def run_all(args):
                         "files": clips["files"], "languages": clips["languages"],
                         "openai_npz": str(openai_npz) if openai_npz else None}
                 fresh = engine == "whisperms" and args.kernel_cache == "fresh"
-                with tempfile.TemporaryDirectory(prefix="bench-kernels-") if fresh else nullcontext() as kernels:
-                    run_env = {**env, "MS_COMPILER_CACHE_PATH": kernels} if fresh else env
+                fresh_graphs = engine == "whisperms" and args.graph_cache == "fresh"
+                with tempfile.TemporaryDirectory(prefix="bench-kernels-") if fresh else nullcontext() as kernels, \
+                        tempfile.TemporaryDirectory(prefix="bench-graphs-") if fresh_graphs else nullcontext() as graphs:
+                    run_env = {**env, "MS_COMPILER_CACHE_PATH": kernels} if fresh else dict(env)
+                    if engine == "whisperms" and args.graph_cache != "shared":
+                        run_env["WHISPERMS_GRAPH_CACHE"] = graphs if fresh_graphs else "0"
                     try:
                         result = spawn(spec, args.timeout, run_env,
                                        args.openai_python if engine == "openai-whisper" else sys.executable)
@@ -682,6 +700,8 @@ def render(reports, stat="auto", notes=()):
         env = f", OMP_WAIT_POLICY={rep['omp_wait_policy']}" if rep.get("omp_wait_policy") else ""
         if rep.get("kernel_cache") == "fresh":
             env += ", fresh kernel cache"
+        if rep.get("graph_cache", "shared") != "shared":
+            env += f", graph cache {rep['graph_cache']}"
         for r in rep["runs"]:
             groups.setdefault((r["model"], r["clip"], f"{r['beam_size']}{env}", r["engine"]), []).append(r)
     lines = ["# whisperms vs faster-whisper: transcription benchmark", ""]
@@ -712,6 +732,10 @@ def render(reports, stat="auto", notes=()):
               "- whisperms' fused kernels (whisperms/fusion.py) are generated on first use and kept on disk: cold "
               "runs reuse those of earlier runs (as a user's second and later runs do) unless the row says "
               "'fresh kernel cache' (an empty cache per process: a first-ever run).",
+              "- whisperms' compiled graphs (whisperms/graph_cache.py) are exported on first use and loaded from disk "
+              "by later processes, likewise: rows saying 'graph cache fresh' start every process with an empty one "
+              "(a first-ever run: each graph is exported, then loaded), 'graph cache off' compile with mindspore.jit "
+              "(no cache, as before the cache existed). Snapshots older than the cache ignore the setting.",
               *[f"- **Note:** {n}" for n in notes], ""]
     lines += ["| model | clip (audio s) | beam, env | engine | n | cold e2e s | cold s | warm s | warm range s | RTF warm | "
               "peak RSS MB | WER |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -770,8 +794,8 @@ def render(reports, stat="auto", notes=()):
               "rest (logit filters, token selection, segmenting, tokenizer, temperature-fallback bookkeeping). A "
               "prompt of up to 8 tokens runs through the step graph, so its steps (and, cold, the step graph's "
               "compile) count in both prefill and steps, and host logic can come out negative on a cold pass. Graph "
-              "compilations are the growth of MindSpore's jit compile cache (`mindspore.graph.api.ms_compile_cache`) "
-              "during each pass.", "",
+              "compiles are the entry points' new input signatures during each pass, each one a compile or a load "
+              "from whisperms' graph cache (older snapshots: the growth of MindSpore's jit compile cache).", "",
               "| model | clip | beam, env | pass | wall | audio+mel | encoder (calls) | prefill (calls) | steps (count) | "
               "ms/step mean / median | host logic | graph compiles (by function) | compile-call s |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -850,6 +874,10 @@ def main(argv=None):
                         help="whisperms' cache of generated (fused) kernels: shared = the one a user has "
                              "(~/.cache/whisperms/kernels, or $MS_COMPILER_CACHE_PATH), filled by earlier runs; fresh = "
                              "an empty folder for every whisperms process, i.e. a first-ever run's cold start")
+    parser.add_argument("--graph-cache", choices=["shared", "fresh", "off"], default="shared",
+                        help="whisperms' cache of compiled graphs: shared = the user's (~/.cache/whisperms/graphs, or "
+                             "$WHISPERMS_GRAPH_CACHE), filled by earlier runs; fresh = an empty folder for every "
+                             "whisperms process (a first-ever run); off = no cache, graphs compiled by mindspore.jit")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     parser.add_argument("--stat", choices=["auto", "min", "median"], default="auto",
                         help="auto = min if the 1-min load average at start is >= 1, else median")
