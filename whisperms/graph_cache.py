@@ -1,19 +1,21 @@
 """Compiled graphs kept on disk as MindIR, so a later process skips most of the compile.
 
-Compiling is mostly MindSpore's graph frontend turning the Python body into a graph; a graph exported once to MindIR
-and loaded into `nn.GraphCell` skips that and only goes through the backend. CPU, tiny.en, first call including one
-run: step graph ~1.4 s compiled, ~0.35-0.45 s loaded; an encoder block ~0.75 vs ~0.35-0.4 s (probe, same outputs
-bit for bit).
+Compiling is mostly MindSpore's graph frontend turning the Python body into a graph. The first process compiles
+each entry point with `mindspore.jit` as usual and saves the graph the frontend produced (~15 ms); later processes
+load it into `nn.GraphCell`, which only goes through the backend. CPU, tiny.en, first call including one run: step
+graph ~1.1-1.4 s compiled, ~0.3-0.45 s loaded; results bit for bit the same.
 
 - Entry points take every weight as an input (model.py), so a cached graph holds no weights: one file serves any
-  checkpoint of that size, and a graph that came out with parameters is refused (their values would not load).
+  checkpoint of that size. A graph with parameters is not saved (the file would not keep their values).
 - A file is named by a hash of whisperms' source, MindSpore's version, the model's dimensions and runtime, the
   entry point's name, and its inputs' structure, shapes and dtypes: a changed input is a new file, never a stale
   graph. (MindSpore's own compile cache matched graphs by compile order; see inference.py.)
 - Files are written under a temporary name and renamed, so a concurrent process never reads half a file; a file
-  that fails to load is exported again.
+  that fails to load is removed and saved again.
+- The graph is read from MindSpore's jit executor (`get_func_graph_proto` on the phase the first call added to
+  `ms_compile_cache`), which is not public API: any failure there only means the graph is not cached.
 - Where: `$WHISPERMS_GRAPH_CACHE` if set (`0` turns the cache off), else ~/.cache/whisperms/graphs/mindspore-<ver>
-  (under `$XDG_CACHE_HOME` if set). Without a writable folder graphs are compiled as before.
+  (under `$XDG_CACHE_HOME` if set). Without a writable folder nothing is cached.
 """
 import hashlib
 import json
@@ -22,6 +24,9 @@ from pathlib import Path
 
 import mindspore as ms
 from mindspore import nn
+from mindspore._c_expression import JitExecutor_
+from mindspore.graph import api as graph_api
+from mindspore.train.mind_ir_pb2 import ModelProto
 
 GRAPH_CACHE_ENV = "WHISPERMS_GRAPH_CACHE"
 OFF = ("0", "off", "false", "no")
@@ -60,76 +65,56 @@ def source_fingerprint():
     return digest.hexdigest()
 
 
-def flatten(args):
-    """Nested tuples of tensors -> (flat list of tensors, spec): spec is None for a tensor, else a tuple of specs."""
-    flat = []
-
-    def walk(value):
-        if isinstance(value, (tuple, list)):
-            return tuple(walk(item) for item in value)
-        flat.append(value)
-        return None
-
-    return flat, walk(tuple(args))
-
-
-def unflatten(flat, spec, start):
-    """Inverse of `flatten`, written so MindSpore's graph frontend can parse it (spec is a constant)."""
-    if spec is None:
-        return flat[start], start + 1
-    items = []
-    for item_spec in spec:
-        item, start = unflatten(flat, item_spec, start)
-        items.append(item)
-    return tuple(items), start
-
-
-class _Flat(nn.Cell):
-    """`fn` over flat tensor inputs: a MindIR graph takes tensors, not nested tuples."""
-
-    def __init__(self, fn, spec):
-        super().__init__()
-        self.fn = fn
-        self.spec = spec
-
-    def construct(self, *flat):
-        args, _ = unflatten(flat, self.spec, 0)
-        return self.fn(*args)
+def signature(args):
+    """Structure, shapes and dtypes of nested tuples of tensors: what a compiled graph is specialized to."""
+    if isinstance(args, (tuple, list)):
+        return [signature(item) for item in args]
+    return [list(args.shape), str(args.dtype)]
 
 
 class GraphCache:
-    """Loads (or exports, then loads) `nn.GraphCell`s for one model's entry points from `folder`."""
+    """One model's compiled entry points in `folder`: saved from the first jit compile, loaded as `nn.GraphCell`."""
 
     def __init__(self, folder, context):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.salt = [source_fingerprint(), ms.__version__, context]
 
-    def path(self, name, flat, spec):
-        signature = [(tuple(int(n) for n in t.shape), str(t.dtype)) for t in flat]
-        key = hashlib.sha256(json.dumps([self.salt, name, repr(spec), signature]).encode()).hexdigest()
+    def path(self, name, args):
+        key = hashlib.sha256(json.dumps([self.salt, name, signature(args)]).encode()).hexdigest()
         return self.folder / f"{name}-{key[:32]}.mindir"
 
-    def load(self, name, fn, args):
-        """A GraphCell computing fn(*args) from `flatten(args)[0]`; exported to the folder on first use."""
-        flat, spec = flatten(args)
-        path = self.path(name, flat, spec)
-        if path.exists():
-            try:
-                return _graph_cell(path)
-            except Exception:  # unreadable (truncated, other build): export it again
-                path.unlink(missing_ok=True)
-        temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp.mindir")
+    def load(self, name, args):
+        """The cached graph for fn(*args) as a GraphCell (called with the same args), or None if there is none or
+        it does not load (then it is removed, to be saved again)."""
+        path = self.path(name, args)
+        if not path.exists():
+            return None
         try:
-            ms.export(_Flat(fn, spec), *flat, file_name=str(temporary), file_format="MINDIR")
+            return nn.GraphCell(ms.load(str(path)))
+        except Exception:  # truncated, or from another build
+            path.unlink(missing_ok=True)
+            return None
+
+    @staticmethod
+    def phases():
+        """The jit phases compiled so far in this process; `save` finds the new graph by comparing with these."""
+        return set(graph_api.ms_compile_cache)
+
+    def save(self, name, args, before):
+        """Save the graph jit compiled for fn(*args) since `phases()` returned `before`."""
+        phases = self.phases() - before
+        if len(phases) != 1:
+            raise ValueError(f"expected one new compiled graph, found {len(phases)}")
+        stream = JitExecutor_.get_instance().get_func_graph_proto(phases.pop(), "mind_ir", False)
+        model = ModelProto()
+        model.ParseFromString(stream)
+        path = self.path(name, args)
+        if len(model.graph.parameter):
+            raise ValueError(f"{path.stem} holds parameters, whose values the file would not keep")
+        temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+        try:
+            temporary.write_bytes(stream)
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
-        return _graph_cell(path)
-
-
-def _graph_cell(path):
-    cell = nn.GraphCell(ms.load(str(path)))
-    if cell.parameters_dict():
-        raise ValueError(f"{path.name}: the exported graph holds parameters, whose values MindIR did not keep")
-    return cell

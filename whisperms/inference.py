@@ -18,8 +18,9 @@ On CPU every graph is compiled with graph-kernel fusion (fusion.py).
 MindSpore's own compile cache is not used: its cached graphs are matched by compile order, not by shapes, so a
 process that compiles in a different order runs the wrong graphs (reproduced with two toy shapes), and graphs of
 free functions came back with garbage parameters (NaN logits). whisperms keeps its own (graph_cache.py): each entry
-point exported once to MindIR under a name hashed from everything it depends on, then loaded by later processes,
-which skips the frontend (CPU float32 with eager attention, the tested case; elsewhere graphs compile as above).
+point's graph is saved as MindIR after its first compile, under a name hashed from everything it depends on, and
+later processes load it, skipping the frontend (CPU float32 with eager attention, the tested case; elsewhere graphs
+compile as above).
 """
 import warnings
 from collections import Counter
@@ -30,7 +31,7 @@ from mindspore import Tensor, mutable
 
 from .attention import EAGER
 from .fusion import fused_compile
-from .graph_cache import GraphCache, flatten, graph_folder
+from .graph_cache import GraphCache, graph_folder
 from .kv_cache import KVCache
 
 PROMPT_BUCKETS = (8, 32, 64, 128, 256)
@@ -38,9 +39,9 @@ STEP_PROMPT_MAX = 8
 
 
 class _Graph:
-    """`fn` compiled (or run eagerly when not `compiled`), or loaded from the graph cache when one is given; with
-    `fuse`, the compile (the first call per key, the input shapes) fuses elementwise ops (fusion.py). A graph that
-    fails to export or load from the cache is compiled by `mindspore.jit` instead, with a warning."""
+    """`fn` compiled (or run eagerly when not `compiled`); with `fuse`, the compile (the first call per key, the
+    input shapes) fuses elementwise ops (fusion.py). With a graph `cache`, a graph saved by an earlier process is
+    loaded instead of compiled, and a compiled one is saved; a failure of the cache only costs its benefit."""
 
     def __init__(self, name, fn, compiled=True, fuse=False, cache=None):
         self.name = name
@@ -48,28 +49,37 @@ class _Graph:
         self.compiled = ms.jit(fn) if compiled else None
         self.fuse = fuse and compiled
         self.cache = cache if compiled else None
-        self.cells = {}
+        self.loaded = {}  # key -> GraphCell loaded from the cache
         self.calls = Counter()
 
     def __call__(self, key, *args):
         if self.compiled is None:
             return self.fn(*args)
         self.calls[key] += 1
-        first = self.calls[key] == 1
-        if self.cache is not None:
-            if first:
-                self.cells[key] = self._load(args)
-            cell = self.cells[key]
-            if cell is not None:
-                flat = flatten(args)[0]
-                return self._first_call(cell, flat) if first else cell(*flat)
-        return self._first_call(self.compiled, args) if first else self.compiled(*args)
+        if self.calls[key] > 1:
+            cell = self.loaded.get(key)
+            return cell(*args) if cell is not None else self.compiled(*args)
+        if self.cache is None:
+            return self._first_call(self.compiled, args)
+        cell = self._cached(lambda: self.cache.load(self.name, args))
+        if cell is not None:
+            try:
+                out = self._first_call(cell, args)
+                self.loaded[key] = cell
+                return out
+            except Exception as error:  # the saved graph does not compile here: compile it instead
+                _warn(f"graph cache: {self.name}: {_first_line(error)}")
+        before = self.cache.phases()
+        out = self._first_call(self.compiled, args)
+        self._cached(lambda: self.cache.save(self.name, args, before))
+        return out
 
-    def _load(self, args):
+    def _cached(self, action):
+        """`action()` on the graph cache; on failure, a warning and None (the graph is compiled as without it)."""
         try:
-            return self.cache.load(self.name, self.fn, args)
+            return action()
         except Exception as error:
-            _warn(f"graph cache failed for {self.name} ({_first_line(error)}); compiling it instead")
+            _warn(f"graph cache: {self.name}: {_first_line(error)}")
             return None
 
     def _first_call(self, compiled, args):
