@@ -732,9 +732,9 @@ def render(reports, stat="auto", notes=()):
               "- whisperms' fused kernels (whisperms/fusion.py) are generated on first use and kept on disk: cold "
               "runs reuse those of earlier runs (as a user's second and later runs do) unless the row says "
               "'fresh kernel cache' (an empty cache per process: a first-ever run).",
-              "- whisperms' compiled graphs (whisperms/graph_cache.py) are exported on first use and loaded from disk "
+              "- whisperms' compiled graphs (whisperms/graph_cache.py) are saved after their first compile and loaded "
               "by later processes, likewise: rows saying 'graph cache fresh' start every process with an empty one "
-              "(a first-ever run: each graph is exported, then loaded), 'graph cache off' compile with mindspore.jit "
+              "(a first-ever run: each graph compiled by jit, then saved), 'graph cache off' compile with mindspore.jit "
               "(no cache, as before the cache existed). Snapshots older than the cache ignore the setting.",
               *[f"- **Note:** {n}" for n in notes], ""]
     lines += ["| model | clip (audio s) | beam, env | engine | n | cold e2e s | cold s | warm s | warm range s | RTF warm | "
