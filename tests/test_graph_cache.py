@@ -58,8 +58,7 @@ def test_cached_graphs_equal_compiled_graphs(model, tmp_path):
     loaded = _transcribe(model, tmp_path)
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == files
     for graph in ("_stem", "_block", "_post", "_cross_kv", "_step_t"):
-        cells = getattr(model.inference, graph).loaded.values()
-        assert cells and all(not cell.parameters_dict() for cell in cells)
+        assert getattr(model.inference, graph).loaded
     for result in (saved, loaded):
         assert [s.tokens for s in result.segments] == [s.tokens for s in reference.segments]
         assert result.text == reference.text
@@ -83,18 +82,33 @@ def test_unreadable_file_is_saved_again(model, tmp_path):
     assert [s.tokens for s in again.segments] == [s.tokens for s in reference.segments]
 
 
-def test_graph_holding_a_parameter_is_not_saved(tmp_path):
-    """A cached graph must not hold weights: the file is keyed by shapes, not values, so another checkpoint of the
-    same size would run with these. Not saved (a warning), and the compiled graph gives the right result."""
-    weight = Parameter(Tensor(np.full((3,), 2.0, np.float32)), name="w")
+def test_parameters_are_bound_by_name_and_foreign_ones_not_saved(tmp_path):
+    """A saved graph keeps its parameters' names, not their values: loaded, they are bound to the current model's
+    parameters of those names (another checkpoint of the same size gives its own results), and a graph reading a
+    parameter that is not the model's is not saved (a warning; the compiled graph still gives the right result)."""
+    x = Tensor(np.arange(3, dtype=np.float32))
+
+    def graph_over(weight):
+        def scale(x):
+            return x * weight
+        return _Graph("scale", scale, compiled=True,
+                      cache=graph_cache.GraphCache(tmp_path, ["test"], {weight.name: weight}))
+
+    first = Parameter(Tensor(np.full((3,), 2.0, np.float32)), name="w")
+    assert np.array_equal(graph_over(first)(x.shape, x).asnumpy(), [0.0, 2.0, 4.0])
+    assert len(list(tmp_path.iterdir())) == 1
+    second = Parameter(Tensor(np.full((3,), 3.0, np.float32)), name="w")
+    loaded = graph_over(second)
+    assert np.array_equal(loaded(x.shape, x).asnumpy(), [0.0, 3.0, 6.0])
+    assert loaded.loaded and np.array_equal(loaded(x.shape, x).asnumpy(), [0.0, 3.0, 6.0])
+
+    foreign = Parameter(Tensor(np.full((3,), 2.0, np.float32)), name="foreign")
 
     def scale(x):
-        return x * weight
+        return x * foreign
 
-    x = Tensor(np.arange(3, dtype=np.float32))
-    graph = _Graph("scale", scale, compiled=True, cache=graph_cache.GraphCache(tmp_path, ["test"]))
-    with pytest.warns(RuntimeWarning, match="scale.*holds parameters"):
-        first = graph(x.shape, x)
-    assert list(tmp_path.iterdir()) == []
-    assert np.array_equal(first.asnumpy(), [0.0, 2.0, 4.0])
-    assert np.array_equal(graph(x.shape, x).asnumpy(), [0.0, 2.0, 4.0])
+    graph = _Graph("foreign", scale, compiled=True, cache=graph_cache.GraphCache(tmp_path / "f", ["test"], {}))
+    with pytest.warns(RuntimeWarning, match="foreign.*is not one of the model's"):
+        result = graph(x.shape, x)
+    assert np.array_equal(result.asnumpy(), [0.0, 2.0, 4.0])
+    assert list((tmp_path / "f").iterdir()) == []

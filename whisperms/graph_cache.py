@@ -5,8 +5,10 @@ each entry point with `mindspore.jit` as usual and saves the graph the frontend 
 load it into `nn.GraphCell`, which only goes through the backend. CPU, tiny.en, first call including one run: step
 graph ~1.1-1.4 s compiled, ~0.3-0.45 s loaded; results bit for bit the same.
 
-- Entry points take every weight as an input (model.py), so a cached graph holds no weights: one file serves any
-  checkpoint of that size. A graph with parameters is not saved (the file would not keep their values).
+- A cached graph holds no weights: the per-layer entry points take them as inputs, and the parameters a graph reads
+  (the step's) are saved by name only and bound, on load, to the loaded model's parameters of those names and
+  shapes (sharing their memory). So one file serves any checkpoint of that size, and a graph reading anything else
+  is not saved.
 - A file is named by a hash of whisperms' source, MindSpore's version, the model's dimensions and runtime, the
   entry point's name, and its inputs' structure, shapes and dtypes: a changed input is a new file, never a stale
   graph. (MindSpore's own compile cache matched graphs by compile order; see inference.py.)
@@ -23,7 +25,7 @@ import os
 from pathlib import Path
 
 import mindspore as ms
-from mindspore import nn
+from mindspore import Tensor, nn
 from mindspore._c_expression import JitExecutor_
 from mindspore.graph import api as graph_api
 from mindspore.train.mind_ir_pb2 import ModelProto
@@ -75,10 +77,11 @@ def signature(args):
 class GraphCache:
     """One model's compiled entry points in `folder`: saved from the first jit compile, loaded as `nn.GraphCell`."""
 
-    def __init__(self, folder, context):
+    def __init__(self, folder, context, parameters):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.salt = [source_fingerprint(), ms.__version__, context]
+        self.parameters = parameters  # name -> Parameter: what a loaded graph's parameters are bound to
 
     def path(self, name, args):
         key = hashlib.sha256(json.dumps([self.salt, name, signature(args)]).encode()).hexdigest()
@@ -91,10 +94,16 @@ class GraphCache:
         if not path.exists():
             return None
         try:
-            return nn.GraphCell(ms.load(str(path)))
+            cell = nn.GraphCell(ms.load(str(path)))
         except Exception:  # truncated, or from another build
             path.unlink(missing_ok=True)
             return None
+        for name, parameter in cell.parameters_dict().items():
+            own = self.parameters.get(name)
+            if own is None or own.shape != parameter.shape or own.dtype != parameter.dtype:
+                raise ValueError(f"{path.name}: parameter {name} is not one of this model's")
+            parameter.set_data(Tensor.from_numpy(own.asnumpy()))  # shares the model's memory: no copy
+        return cell
 
     @staticmethod
     def phases():
@@ -110,8 +119,9 @@ class GraphCache:
         model = ModelProto()
         model.ParseFromString(stream)
         path = self.path(name, args)
-        if len(model.graph.parameter):
-            raise ValueError(f"{path.stem} holds parameters, whose values the file would not keep")
+        for parameter in model.graph.parameter:
+            if parameter.raw_data or parameter.name.split(":", 1)[-1] not in self.parameters:
+                raise ValueError(f"{path.stem}: parameter {parameter.name} is not one of the model's (or has data)")
         temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
         try:
             temporary.write_bytes(stream)

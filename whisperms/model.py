@@ -352,8 +352,8 @@ class TextDecoder(nn.Cell):
         return self.ln.weight, self.ln.bias, self.token_embedding.weight
 
     def step_weights(self):
-        """Every parameter a step reads, in `step`'s order: token and position embeddings, `head_weights()` and
-        each block's `decoder_weights()`."""
+        """Every parameter a step reads: token and position embeddings, `head_weights()` and each block's
+        `decoder_weights()`."""
         return (self.token_embedding.weight, self.positional_embedding, self.head_weights(),
                 tuple(block.decoder_weights() for block in self.blocks))
 
@@ -406,14 +406,13 @@ class TextDecoder(nn.Cell):
             vs.append(v)
         return self.logits(_GATHER(x, gather_at, 1)), tuple(ks), tuple(vs)
 
-    def step(self, tokens, offset, self_k, self_v, cross_k, cross_v, weights=None, embedding_t=None, rows=None):
+    def step(self, tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=None, rows=None):
         """Decode one token per row (B, 1) at position `offset`, writing its keys/values into the caches.
 
-        `weights` (step_weights() order) are inputs of the compiled step, so its graph holds no parameters.
         `rows` (B,) reorders the self-attention caches first (beam search: row i continues row rows[i]); doing it
         inside the graph saved the eager gathers per layer that cost more than the reordering itself.
         """
-        embedding, positional, head, layers = self.step_weights() if weights is None else weights
+        embedding, positional, head, layers = self.step_weights()
         attn = self.blocks[0].attn
         x = _GATHER(embedding, tokens, 0) + _GATHER(positional, offset.reshape(1), 0).astype(embedding.dtype)
         # The new keys/values are blended in: cache * (1 - here) + new * here is exact for 0/1 `here` and fuses into
