@@ -833,8 +833,8 @@ def _stages(groups, stat):
              "start+import = cold e2e - load - first transcription (process spawn, interpreter, imports); RSS after "
              "import / after load / peak from /proc/self/status in the worker. whisperms' import is MindSpore's "
              "(`import mindspore` is most of it).", "",
-             "| model | clip | engine | start+import s | load s | first transcription s | cold e2e s | "
-             "RSS after import MB | RSS after load MB | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | clip | beam, env | engine | start+import s | load s | first transcription s | cold e2e s | "
+             "RSS after import MB | RSS after load MB | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     order = {e: i for i, e in enumerate(ENGINES)}
     for (model, clip, beam, engine) in sorted(groups, key=lambda k: (k[0], k[1], k[2], order.get(k[3], 9))):
         ok = [r for r in groups[(model, clip, beam, engine)] if r["status"] == "ok" and r.get("cold_e2e_s")]
@@ -844,7 +844,7 @@ def _stages(groups, stat):
         start = [r["cold_e2e_s"] - r["t_load_s"] - f for r, f in zip(ok, first)]
         after_import = [r.get("memory_mb_after_import", {}).get("VmRSS") for r in ok]
         after_load = [r.get("memory_mb", {}).get("after_import_and_load", {}).get("VmRSS") for r in ok]
-        lines.append(f"| {model} | {clip} | {engine} | {_fmt(_stat(start, stat))} | "
+        lines.append(f"| {model} | {clip} | {beam} | {engine} | {_fmt(_stat(start, stat))} | "
                      f"{_fmt(_stat([r['t_load_s'] for r in ok], stat))} | {_fmt(_stat(first, stat))} | "
                      f"{_fmt(_stat([r['cold_e2e_s'] for r in ok], stat))} | {_fmt(_stat(after_import, stat), 0)} | "
                      f"{_fmt(_stat(after_load, stat), 0)} | {_fmt(_stat([r['ru_maxrss_mb'] for r in ok], stat), 0)} |")
