@@ -152,20 +152,20 @@ class Inference:
             cache = GraphCache(folder, [model.dims.to_dict(), device, described], model.parameters_dict())
         self.graph_cache = cache
 
-        from .model import encoder_block, layer_norm, project_kv
+        from .model import encoder_block, project_kv
 
         n_head, implementation = encoder.blocks[0].attn.n_head, encoder.blocks[0].attn.attn_implementation
 
-        # The per-layer graphs take their layer's weights as inputs (one graph for every layer); so do the stem,
-        # ln_post and the prompt logits, which run once per window.
-        def stem(mel, weights):
-            return encoder.stem(mel, weights)
+        # The per-layer graphs take their layer's weights as inputs: one graph serves every layer. The others read
+        # the model's parameters, which a cached graph binds by name (graph_cache.py).
+        def stem(mel):
+            return encoder.stem(mel)
 
         def block(x, weights):
             return encoder_block(x, weights, n_head, implementation)
 
-        def post(x, weight, bias):
-            return layer_norm(x, weight, bias)
+        def post(x):
+            return encoder.ln_post(x)
 
         def cross_kv_layer(audio_features, weights):
             return project_kv(audio_features, weights, decoder.n_head)
@@ -173,8 +173,8 @@ class Inference:
         def prompt_block(x, weights, cross_k, cross_v):
             return decoder.prompt_block(x, weights, cross_k, cross_v)
 
-        def prompt_logits(x, weights):
-            return decoder.logits(x, weights)
+        def prompt_logits(x):
+            return decoder.logits(x)
 
         # The step graphs read the model's parameters: each passed as an input cost ~2.6 ms more per tiny.en step
         # (10.1 vs 12.7 ms, same process); a cached step graph's parameters are bound to the model's by name.
@@ -191,16 +191,13 @@ class Inference:
             return _Graph(fn.__name__, fn, compiled, self.fuse, cache)
 
         self._stem = graph(stem)
-        self._stem_weights = _inputs(encoder.stem_weights())
         self._block = graph(block)
         self._block_weights = [_inputs(b.encoder_weights()) for b in encoder.blocks]
         self._post = graph(post)
-        self._post_weights = _inputs((encoder.ln_post.weight, encoder.ln_post.bias))
         self._cross_kv = graph(cross_kv_layer)
         self._cross_kv_weights = [_inputs(b.cross_attn.kv_weights()) for b in decoder.blocks]
         self._prompt_block = graph(prompt_block)
         self._prompt_logits = graph(prompt_logits)
-        self._head_weights = _inputs(decoder.head_weights())
         self._decoder_weights = [_inputs(b.decoder_weights()) for b in decoder.blocks]
         self._step = graph(step)
         # Greedy steps (one row) on CPU project with a transposed copy of the embedding (+n_vocab x D floats): see
@@ -214,10 +211,10 @@ class Inference:
 
     def embed_audio(self, mel):
         """mel (B, n_mels, N_FRAMES) numpy -> audio features Tensor (B, n_audio_ctx, n_audio_state)."""
-        x = self._stem(mel.shape, Tensor(np.ascontiguousarray(mel, np.float32)), self._stem_weights)
+        x = self._stem(mel.shape, Tensor(np.ascontiguousarray(mel, np.float32)))
         for weights in self._block_weights:
             x = self._block(mel.shape, x, weights)
-        return self._post(mel.shape, x, *self._post_weights)
+        return self._post(mel.shape, x)
 
     def cross_kv(self, audio_features):
         """Cross-attention keys and values of a window, a tuple of (B, H, n_audio_ctx, Dh) per layer."""
@@ -261,7 +258,7 @@ class Inference:
             self_k.append(k)
             self_v.append(v)
         picked = ms.ops.gather(x, Tensor(np.asarray(gather_at, np.int32)), 1)
-        logits = self._prompt_logits(picked.shape, picked, self._head_weights)
+        logits = self._prompt_logits(picked.shape, picked)
         return logits.asnumpy(), KVCache(tuple(self_k), tuple(self_v), cross_k, cross_v, t)
 
     def _start_by_steps(self, tokens, gather_at, cross_k, cross_v):

@@ -155,14 +155,10 @@ class Conv1d(nn.Cell):
                                stride=(1, stride))
 
     def construct(self, x):
-        return self.apply(x, self.weight, self.bias)
-
-    def apply(self, x, weight, bias):
-        """This convolution with the weights passed in (compiled entry points take weights as inputs)."""
         if self.conv_kernel == NATIVE_CONV1D:
-            return CONV_KERNELS["conv1d"](x, weight, bias, self.stride, self.padding)
-        y = self.conv(x.expand_dims(2), weight.expand_dims(2)).squeeze(2)
-        return _BIAS_ADD(y, bias)
+            return CONV_KERNELS["conv1d"](x, self.weight, self.bias, self.stride, self.padding)
+        y = self.conv(x.expand_dims(2), self.weight.expand_dims(2)).squeeze(2)
+        return _BIAS_ADD(y, self.bias)
 
 
 class Embedding(nn.Cell):
@@ -234,6 +230,12 @@ class ResidualAttentionBlock(nn.Cell):
                 c.query.weight, c.query.bias, c.out.weight, c.out.bias, self.mlp_ln.weight, self.mlp_ln.bias,
                 mlp[0].weight, mlp[0].bias, mlp[2].weight, mlp[2].bias)
 
+    def decode(self, x, self_k, self_v, self_mask, cross_k, cross_v, causal=False, kv_length=None):
+        """One decoder block over new positions `x`, given the full self-attention keys/values to attend to."""
+        causal_mask = self.attn.flash_causal_mask if causal else None
+        return decoder_block(x, self_k, self_v, cross_k, cross_v, self.decoder_weights(), self.attn.n_head,
+                             self.attn.attn_implementation, self_mask, causal_mask, kv_length)
+
 
 def _cross_attention(q, cross_k, cross_v, implementation):
     """Cross-attention; B one-token queries over one audio's K/V (beam search) attend as one sequence of B queries.
@@ -304,16 +306,11 @@ class AudioEncoder(nn.Cell):
         self.blocks = nn.CellList([ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer)])
         self.ln_post = LayerNorm(n_state)
 
-    def stem_weights(self):
-        """The convolutions' and the position table's parameters, in `stem`'s order."""
-        return (self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias, self.positional_embedding)
-
-    def stem(self, mel, weights=None):
+    def stem(self, mel):
         """mel (B, n_mels, 2 * n_audio_ctx) -> the first block's input (B, n_audio_ctx, n_state)."""
-        conv1_w, conv1_b, conv2_w, conv2_b, positional = self.stem_weights() if weights is None else weights
-        x = gelu(self.conv1.apply(mel.astype(conv1_w.dtype), conv1_w, conv1_b))
-        x = gelu(self.conv2.apply(x, conv2_w, conv2_b))
-        return x.transpose(0, 2, 1) + positional.astype(x.dtype)
+        x = gelu(self.conv1(mel.astype(self.conv1.weight.dtype)))
+        x = gelu(self.conv2(x))
+        return x.transpose(0, 2, 1) + self.positional_embedding.astype(x.dtype)
 
     def construct(self, mel):
         """mel (B, n_mels, 2 * n_audio_ctx) -> audio features (B, n_audio_ctx, n_state)."""
@@ -347,27 +344,16 @@ class TextDecoder(nn.Cell):
             vs.append(v)
         return tuple(ks), tuple(vs)
 
-    def head_weights(self):
-        """The final LayerNorm and the (tied) token embedding, in `logits`' order."""
-        return self.ln.weight, self.ln.bias, self.token_embedding.weight
-
-    def step_weights(self):
-        """Every parameter a step reads: token and position embeddings, `head_weights()` and each block's
-        `decoder_weights()`."""
-        return (self.token_embedding.weight, self.positional_embedding, self.head_weights(),
-                tuple(block.decoder_weights() for block in self.blocks))
-
-    def logits(self, x, weights=None, embedding_t=None):
-        """Tied output projection; (B, T, D) -> (B, T, n_vocab) float32 (`weights` in head_weights() order).
+    def logits(self, x, embedding_t=None):
+        """Tied output projection; (B, T, D) -> (B, T, n_vocab) float32.
 
         By default MatMul(transpose_b) on the (n_vocab, D) embedding, without a transposed copy. `embedding_t`, a
         (D, n_vocab) copy, serves single-row steps on CPU, where x @ E^T read E 1.6x slower (3.3 vs 2.1 ms, tiny.en).
         """
-        ln_w, ln_b, embedding = self.head_weights() if weights is None else weights
-        x = layer_norm(x, ln_w, ln_b)
+        x = self.ln(x)
         b, t, d = x.shape
         if embedding_t is None:
-            y = self.project(x.reshape(b * t, d), embedding.astype(x.dtype))
+            y = self.project(x.reshape(b * t, d), self.token_embedding.weight.astype(x.dtype))
         else:
             y = _MATMUL(x.reshape(b * t, d), embedding_t)
         return y.astype(ms.float32).reshape(b, t, -1)
@@ -412,9 +398,8 @@ class TextDecoder(nn.Cell):
         `rows` (B,) reorders the self-attention caches first (beam search: row i continues row rows[i]); doing it
         inside the graph saved the eager gathers per layer that cost more than the reordering itself.
         """
-        embedding, positional, head, layers = self.step_weights()
-        attn = self.blocks[0].attn
-        x = _GATHER(embedding, tokens, 0) + _GATHER(positional, offset.reshape(1), 0).astype(embedding.dtype)
+        x = self.token_embedding(tokens) + _GATHER(self.positional_embedding, offset.reshape(1), 0).astype(
+            self.token_embedding.weight.dtype)
         # The new keys/values are blended in: cache * (1 - here) + new * here is exact for 0/1 `here` and fuses into
         # one loop; a Select was not fusible (fusion.py) and cost ~0.85 ms per tiny.en step.
         here = (self.positions == offset).astype(x.dtype).reshape(1, 1, -1, 1)
@@ -422,19 +407,18 @@ class TextDecoder(nn.Cell):
         mask = ((self.positions > offset).astype(ms.float32) * MASKED).reshape(1, 1, 1, -1)
         kv_length = offset + 1
         new_k, new_v = [], []
-        for i, layer in enumerate(layers):
-            k, v = self_kv(x, layer, self.n_head)
+        for i, block in enumerate(self.blocks):
+            k, v = self_kv(x, block.decoder_weights(), self.n_head)
             cached_k, cached_v = self_k[i], self_v[i]
             if rows is not None:
                 cached_k, cached_v = _GATHER(cached_k, rows, 0), _GATHER(cached_v, rows, 0)
             k = cached_k * keep + k * here
             v = cached_v * keep + v * here
-            x = decoder_block(x, k, v, cross_k[i], cross_v[i], layer, self.n_head, attn.attn_implementation, mask,
-                              kv_length=kv_length)
+            x = block.decode(x, k, v, mask, cross_k[i], cross_v[i], kv_length=kv_length)
             new_k.append(k)
             new_v.append(v)
         # reshape, not [:, 0]: that StridedSlice cost ~1.9 ms per step on CPU (profiled).
-        return self.logits(x, head, embedding_t).reshape(x.shape[0], -1), tuple(new_k), tuple(new_v)
+        return self.logits(x, embedding_t).reshape(x.shape[0], -1), tuple(new_k), tuple(new_v)
 
     def cross_attention_weights(self, tokens, cross_k, cross_v):
         """Logits (B, T, n_vocab) of a whole sequence from position 0, and every layer's cross-attention weights
