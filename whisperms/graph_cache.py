@@ -3,12 +3,12 @@
 Compiling is mostly MindSpore's graph frontend turning the Python body into a graph. The first process compiles
 each entry point with `mindspore.jit` as usual and saves the graph the frontend produced (~15 ms); later processes
 load it into `nn.GraphCell`, which only goes through the backend. CPU, tiny.en, first call including one run: step
-graph ~1.1-1.4 s compiled, ~0.3-0.45 s loaded; results bit for bit the same.
+graph ~1.0-1.4 s compiled, ~0.3-0.45 s loaded; results bit for bit the same.
 
-- A cached graph holds no weights: the per-layer entry points take them as inputs, and the parameters a graph reads
-  (the step's) are saved by name only and bound, on load, to the loaded model's parameters of those names and
-  shapes (sharing their memory). So one file serves any checkpoint of that size, and a graph reading anything else
-  is not saved.
+- A cached graph holds no weights: the per-layer entry points take them as inputs, and the parameters the others
+  read (stem, ln_post, prompt logits, step) are saved by name only and bound, on load, to the loaded model's
+  parameters of those names and shapes (sharing their memory). So one file serves any checkpoint of that size, and a
+  graph reading anything else is not saved.
 - A file is named by a hash of whisperms' source, MindSpore's version, the model's dimensions and runtime, the
   entry point's name, and its inputs' structure, shapes and dtypes: a changed input is a new file, never a stale
   graph. (MindSpore's own compile cache matched graphs by compile order; see inference.py.)
