@@ -19,6 +19,7 @@ graph ~1.0-1.4 s compiled, ~0.3-0.45 s loaded; results bit for bit the same.
 - Where: `$WHISPERMS_GRAPH_CACHE` if set (`0` turns the cache off), else ~/.cache/whisperms/graphs/mindspore-<ver>
   (under `$XDG_CACHE_HOME` if set). Without a writable folder nothing is cached.
 """
+import functools
 import hashlib
 import json
 import os
@@ -58,8 +59,10 @@ def graph_folder():
     return writable(setting)
 
 
+@functools.lru_cache(maxsize=None)
 def source_fingerprint():
-    """A hash of the package's Python sources: any code change names new files."""
+    """A hash of the package's Python sources, read once per process (the code this process runs): any code change
+    names new files."""
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode())
@@ -98,10 +101,10 @@ class GraphCache:
         except Exception:  # truncated, or from another build
             path.unlink(missing_ok=True)
             return None
-        for name, parameter in cell.parameters_dict().items():
-            own = self.parameters.get(name)
+        for parameter_name, parameter in cell.parameters_dict().items():
+            own = self.parameters.get(parameter_name)
             if own is None or own.shape != parameter.shape or own.dtype != parameter.dtype:
-                raise ValueError(f"{path.name}: parameter {name} is not one of this model's")
+                raise ValueError(f"{path.name}: parameter {parameter_name} is not one of this model's")
             parameter.set_data(Tensor.from_numpy(own.asnumpy()))  # shares the model's memory: no copy
         return cell
 

@@ -63,13 +63,11 @@ class _Graph:
         if self.cache is None:
             return self._first_call(self.compiled, args)
         cell = self._cached(lambda: self.cache.load(self.name, args))
-        if cell is not None:
-            try:
-                out = self._first_call(cell, args)
-                self.loaded[key] = runner(cell)
-                return out
-            except Exception as error:  # the saved graph does not compile here: compile it instead
-                _warn(f"graph cache: {self.name}: {_first_line(error)}")
+        # A saved graph that does not compile here warns and is compiled instead (`out` is never None otherwise).
+        out = self._cached(lambda: self._first_call(cell, args)) if cell is not None else None
+        if out is not None:
+            self.loaded[key] = runner(cell)
+            return out
         before = self.cache.phases()
         out = self._first_call(self.compiled, args)
         self._cached(lambda: self.cache.save(self.name, args, before))
