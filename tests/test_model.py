@@ -43,3 +43,18 @@ def test_cells_have_openai_names_and_shapes(name):
     assert cells == {n: tuple(s) for n, s in state_shapes(dims).items()}
     assert "encoder.blocks.0.attn.key.bias" not in cells
     assert cells["decoder.token_embedding.weight"] == (dims.n_vocab, dims.n_text_state)
+
+
+@pytest.mark.parametrize("t", [1500, 300, 250])
+def test_encoder_attention_in_query_chunks_equals_one_pass(t):
+    """The encoder's eager self-attention runs QUERY_CHUNK query rows at a time (memory); the output must be that of
+    one pass over all queries, including a last chunk shorter than the others (300 = 250 + 50)."""
+    import mindspore as ms
+    from whisperms import attention
+
+    rng = np.random.default_rng(t)
+    q, k, v = (ms.Tensor(rng.standard_normal((1, 6, t, 64)).astype(np.float32)) for _ in range(3))
+    whole = attention.eager_attention(q, k, v)[0].asnumpy()
+    chunked = ms.jit(attention.encoder_attention)(q, k, v).asnumpy()
+    assert chunked.shape == whole.shape
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)

@@ -11,7 +11,7 @@ import mindspore as ms
 from mindspore import nn, ops, Parameter, Tensor
 from mindspore.common.initializer import initializer
 
-from .attention import EAGER, MASKED, attention, merge_heads, split_heads
+from .attention import EAGER, MASKED, attention, encoder_attention, merge_heads, split_heads
 from .device import CONV2D, CONV_KERNELS, NATIVE_CONV1D
 
 LAYER_NORM_EPS = 1e-5
@@ -291,7 +291,7 @@ def encoder_block(x, weights, n_head, implementation=EAGER):
     q = split_heads(linear(h, q_w, q_b), n_head)
     k = split_heads(linear(h, k_w), n_head)
     v = split_heads(linear(h, v_w, v_b), n_head)
-    x = x + linear(merge_heads(attention(q, k, v, implementation)[0]), out_w, out_b)
+    x = x + linear(merge_heads(encoder_attention(q, k, v, implementation)), out_w, out_b)
     h = layer_norm(x, ln2_w, ln2_b)
     return x + linear(gelu(linear(h, fc1_w, fc1_b)), fc2_w, fc2_b)
 
