@@ -205,7 +205,7 @@ class Inference:
         self._embedding_t = None
         if model.runtime is not None and model.runtime.device == "CPU":
             weight = decoder.token_embedding.weight
-            # from_numpy shares the copy's memory: Tensor(array) copied it again (+80 MB of peak for tiny.en)
+            # from_numpy shares the copy's memory: Tensor(array) copied it again (+80 MB, transient, for tiny.en)
             self._embedding_t = Tensor.from_numpy(np.ascontiguousarray(weight.asnumpy().T))
 
     def embed_audio(self, mel):
