@@ -11,6 +11,11 @@ The setting is switched on only around our own compiles, so a user's other MindS
   `$MS_COMPILER_CACHE_PATH` if set, else ~/.cache/whisperms/kernels/mindspore-<version>, else a temporary folder.
 - AKG also writes a log into the current directory; compiling runs with the cache folder as current directory so
   no file lands in the user's.
+- AKG reads its tiling repository (for CPU an empty `{}`, in its package's config folder) only from under
+  `$AKG_WHITE_LIST_PATH` (default: the current directory) and otherwise prints "Please set tiling repo path
+  specified by env AKG_WHITE_LIST_PATH or current path" to stdout, once per kernel generated, from its compile
+  workers (`akg/composite/build_module.py`, read_repo_file). Compiling sets it to that config folder,
+  unless the user set it: the same empty repository is read, without the line.
 """
 import logging
 import os
@@ -24,6 +29,7 @@ from .graph_cache import user_cache, writable
 
 FLAGS_ENV = "MS_DEV_GRAPH_KERNEL_FLAGS"
 CACHE_ENV = "MS_COMPILER_CACHE_PATH"
+AKG_PATH_ENV = "AKG_WHITE_LIST_PATH"
 FLAGS = "--disable_cluster_ops=Select"
 
 _cache = None
@@ -43,11 +49,12 @@ def kernel_cache() -> Path:
 def fused_compile():
     """Compile whatever runs inside with graph-kernel fusion, then restore the settings and directory."""
     cache = kernel_cache()
-    saved_env = {name: os.environ.get(name) for name in (FLAGS_ENV, CACHE_ENV)}
+    saved_env = {name: os.environ.get(name) for name in (FLAGS_ENV, CACHE_ENV, AKG_PATH_ENV)}
     saved_context = ms.get_context("enable_graph_kernel")
     cwd = os.getcwd()
     os.environ[FLAGS_ENV] = FLAGS
     os.environ[CACHE_ENV] = str(cache)
+    os.environ.setdefault(AKG_PATH_ENV, _akg_config_folder())
     _set_graph_kernel(True)
     os.chdir(cache)
     try:
@@ -71,3 +78,8 @@ def _set_graph_kernel(enabled):
         ms.set_context(enable_graph_kernel=bool(enabled))
     finally:
         logger.setLevel(level)
+
+
+def _akg_config_folder() -> str:
+    """The folder of AKG's tiling repositories, in MindSpore's package (where its compiler looks them up)."""
+    return os.path.realpath(Path(ms.__file__).parent / "_akg" / "akg" / "config")
