@@ -551,6 +551,7 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
         config = {"format_version": FORMAT_VERSION, "name": ckpt.name, "dims": ckpt.dims.to_dict(),
                   "alignment_heads": ckpt.alignment_heads, "dtype": dtype, "source": ckpt.source}
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        _user_file_modes(tmp)
         _move_into_place(tmp, dst)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -559,6 +560,16 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
                                   f"{f' ({e.filename})' if e.filename else ''}") from None
         raise
     return dst
+
+
+def _user_file_modes(folder: Path):
+    """Give every file in `folder` the mode a file the user creates gets (0o666 minus the umask): safetensors
+    creates its file 0o600, which would leave a converted model unreadable to the user's group."""
+    from .writers import _umask
+
+    mode = 0o666 & ~_umask()
+    for path in folder.iterdir():
+        path.chmod(mode)
 
 
 def _is_whisperms(folder: Path) -> bool:
