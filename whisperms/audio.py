@@ -5,17 +5,34 @@ The STFT is NumPy (no torch): frames are FFT'd in float64 (numpy<2's pocketfft c
 projected onto the mel bank in float32 like openai; a float32 FFT (scipy.fft) drifted up to 1.6e-5 from a float64
 reference for a ~15% gain, the float64 path stays within 2e-7 of it.
 Timing (2-core CPU, best of 9): float64 FFT 30 s in 20 ms, 10 min in 0.28 s; float32 FFT 30 s in 12 ms, 10 min in 0.24 s.
+
+What `load_audio` (and so `transcribe`) takes, and what it makes of it:
+- a path (str or os.PathLike) to a regular, readable file: decoded, channels averaged, resampled to 16 kHz. A missing
+  file, a folder, an unreadable file and an undecodable one are each an AudioError that says which.
+- an array of samples at 16 kHz (nothing can check the rate: resample first): float32 or float64 (float16 too)
+  taken as they are, full scale +-1.0; int16 and int32 PCM scaled by 2**15 and 2**31; any other dtype (int8, uint8,
+  int64, bool, complex, strings, objects) is an AudioError. Shape (N,) is mono; a 2-D array is (samples, channels),
+  as soundfile.read returns it, or (channels, samples), as librosa and torchaudio do: the shorter axis is taken as
+  the channels (at most MAX_CHANNELS) and averaged, as files are. 0-D and 3-D or more are an AudioError.
+  An empty array is valid: it transcribes to no segments.
+- non-finite samples (NaN, +-inf) in a file or an array are set to 0 with a WhispermsWarning that counts them: a
+  few bad samples would otherwise make the whole log-mel NaN (its max is NaN). Neither openai-whisper nor
+  faster-whisper checks; a dropout of a few samples costs nothing audible, refusing the file would lose it all.
 """
 import os
 import shutil
+import stat
 import subprocess
+import sys
+import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
 import soundfile
 import soxr
 
-from .errors import AudioError
+from .errors import AudioError, WhispermsWarning
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -33,23 +50,26 @@ _SOUNDFILE_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp
 _WINDOW = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
 # Frames processed per FFT batch: bounds temporaries to a 30-s window's worth whatever the input length.
 _FRAMES_PER_BATCH = N_FRAMES
+MAX_CHANNELS = 8  # a 2-D array with both axes longer is not audio (a mel spectrogram, say): refused
+_PCM_SCALE = {np.dtype(np.int16): 2.0 ** 15, np.dtype(np.int32): 2.0 ** 31}
+# |sample| above this could overflow the float32 power spectrum (to inf, then NaN where the mel bank is 0): clipped.
+_SAMPLE_LIMIT = 1e16
 
 
 def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode any file to mono float32 at `sr` Hz; an ndarray is taken as already decoded.
+    """Decode any file to mono float32 at `sr` Hz; an array is taken as already decoded (see the module docstring).
 
     libsndfile (via soundfile) decodes wav/flac/ogg/opus/mp3 in-process, so results do not depend on whether
     ffmpeg is installed; other containers (m4a, mp4, webm, ...) go through the ffmpeg binary when it is on PATH.
     Channels are averaged (as ffmpeg's `-ac 1` does) and resampled with soxr "HQ" (librosa's default
     resampler); openai resamples with ffmpeg's swresample, so samples match openai closely but not exactly.
     """
-    if isinstance(file, np.ndarray):
-        return file.astype(np.float32, copy=False)
-    path = os.fspath(file)
-    if not os.path.isfile(path):
-        raise AudioError(f"audio file not found: {path}")
+    if not isinstance(file, (str, os.PathLike)):
+        return as_waveform(file)
+    path = check_audio_file(file)
     try:
-        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        with _decoder_output_hidden():
+            data, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except RuntimeError:  # soundfile.LibsndfileError; its text can be misleading ("file does not exist")
         if shutil.which("ffmpeg"):
             return _load_with_ffmpeg(path, sr)
@@ -57,10 +77,92 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
         if ext not in _SOUNDFILE_EXTENSIONS:
             raise AudioError(f"cannot decode {path}: ffmpeg is needed for {ext or 'this'} files and is not on PATH") from None
         raise AudioError(f"could not decode audio file {path}: not a supported audio format, or corrupted") from None
-    audio = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    audio = _finite(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], path)
     if rate != sr and len(audio):
         audio = soxr.resample(audio, rate, sr, quality="HQ")
     return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def check_audio_file(file) -> str:
+    """The path as a str if it names a regular file this process can open; else an AudioError saying why.
+
+    The CLI calls this for every input before it loads a model, so a typo costs nothing."""
+    path = os.fspath(file)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise AudioError(f"audio file not found: {path}") from None
+    except (OSError, ValueError) as error:  # ENAMETOOLONG, ELOOP, EACCES on a parent folder, an embedded NUL
+        raise AudioError(f"cannot open audio file {path}: {getattr(error, 'strerror', None) or error}") from None
+    if stat.S_ISDIR(mode):
+        raise AudioError(f"{path} is a folder, not an audio file")
+    if not stat.S_ISREG(mode):  # a FIFO would block, a device never end
+        raise AudioError(f"{path} is not a regular file")
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise AudioError(f"cannot read audio file {path}: permission denied") from None
+    except OSError as error:
+        raise AudioError(f"cannot read audio file {path}: {error.strerror or error}") from None
+    return path
+
+
+def as_waveform(audio, source: str = "audio array") -> np.ndarray:
+    """An array of samples as mono float32 (see the module docstring for what is taken and how)."""
+    try:
+        array = np.asarray(audio)
+    except (TypeError, ValueError) as error:  # ragged nested lists, objects without an array form
+        raise AudioError(f"{source} is not an array of samples: {str(error).splitlines()[0]}") from None
+    if array.dtype.kind == "f":
+        waveform = array.astype(np.float32, copy=False)
+    elif array.dtype in _PCM_SCALE:
+        waveform = (array / _PCM_SCALE[array.dtype]).astype(np.float32)
+    else:
+        raise AudioError(f"{source} has dtype {array.dtype}: pass float32 or float64 samples (full scale 1.0), or "
+                         "int16 or int32 PCM, at 16 kHz")
+    if waveform.ndim == 2:
+        channel_axis = 0 if waveform.shape[0] < waveform.shape[1] else 1
+        if waveform.shape[channel_axis] > MAX_CHANNELS:
+            raise AudioError(f"{source} of shape {waveform.shape} is not (samples, channels) or (channels, samples) "
+                             f"with at most {MAX_CHANNELS} channels")
+        waveform = waveform.mean(axis=channel_axis, dtype=np.float32) if waveform.shape[channel_axis] > 1 \
+            else waveform.reshape(-1)
+    elif waveform.ndim != 1:
+        raise AudioError(f"{source} has {waveform.ndim} dimensions, shape {waveform.shape}: pass (samples,) mono, or "
+                         "(samples, channels) / (channels, samples)")
+    return _finite(waveform, source)
+
+
+def _finite(audio: np.ndarray, source: str) -> np.ndarray:
+    """`audio` with NaN and +-inf samples set to 0 (a copy, with a warning), or `audio` itself if all are finite."""
+    if np.isfinite(audio.sum(dtype=np.float64)):  # float32 values cannot overflow a float64 sum: exact, no copy
+        return audio
+    bad = ~np.isfinite(audio)
+    warnings.warn(f"{source}: {np.count_nonzero(bad)} of {audio.size} samples are not finite (NaN or infinity) and "
+                  "were set to 0", WhispermsWarning, stacklevel=3)
+    return np.where(bad, np.float32(0), audio).astype(np.float32, copy=False)
+
+
+@contextmanager
+def _decoder_output_hidden():
+    """File descriptor 2 on /dev/null while libsndfile decodes: its MP3 decoder (mpg123) writes notes such as "Note:
+    Trying to resync..." straight to the process's stderr on damaged input, and they are not ours to show (a file
+    that fails is reported by AudioError). Anything another thread writes to fd 2 meanwhile is lost too."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no fd 2 (a daemon), or sys.stderr closed or None
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _load_with_ffmpeg(path: str, sr: int) -> np.ndarray:
@@ -149,10 +251,13 @@ def log_mel_spectrogram(audio, n_mels: int = 80, padding: int = 0) -> np.ndarray
     openai's recipe: centered STFT (reflect pad N_FFT // 2), periodic Hann, |X|^2 with the last frame dropped,
     mel projection, log10 floored at 1e-10 and at (global max - 8), then (x + 4) / 4. The last frame is simply
     never computed. `padding` zeros are appended first (transcribe passes N_SAMPLES so the tail gets a full window).
+    `audio` is a path or an array as `load_audio` takes it; samples beyond +-1e16 (corrupt, not audio) are clipped
+    there, so the features are always finite.
     """
-    if isinstance(audio, (str, os.PathLike)):
-        audio = load_audio(audio)
-    audio = np.asarray(audio, dtype=np.float32)
+    audio = load_audio(audio)  # a path decoded, an array checked (as_waveform)
+    peak = max(float(audio.max()), -float(audio.min())) if audio.size else 0.0
+    if peak > _SAMPLE_LIMIT:
+        audio = np.clip(audio, -_SAMPLE_LIMIT, _SAMPLE_LIMIT)
     if padding > 0:
         audio = np.concatenate([audio, np.zeros(padding, np.float32)])
     filters = mel_filters(n_mels)

@@ -6,7 +6,8 @@ class WhispermsError(Exception):
 
 
 class AudioError(WhispermsError):
-    """A file that is missing, unreadable, or not decodable as audio."""
+    """Audio that cannot be used: a file that is missing, not a file, unreadable or not decodable, or an array of a
+    shape or dtype `transcribe` does not take."""
 
 
 class CheckpointError(WhispermsError):
@@ -15,3 +16,11 @@ class CheckpointError(WhispermsError):
 
 class OptionsError(WhispermsError, ValueError):
     """An option value or a combination of options that cannot work (unknown language, impossible settings)."""
+
+
+class OutputError(WhispermsError):
+    """An output folder or file that cannot be written (not a folder, no permission)."""
+
+
+class WhispermsWarning(UserWarning):
+    """Something whisperms repaired and went on with (e.g. non-finite audio samples); the CLI prints it as one line."""
