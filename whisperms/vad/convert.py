@@ -31,7 +31,7 @@ def faster_whisper_onnx() -> Path:
     spec = find_spec("faster_whisper")
     if spec is None or not spec.submodule_search_locations:
         raise CheckpointError("faster-whisper is not installed: give the path of silero_vad_v6.onnx")
-    return Path(list(spec.submodule_search_locations)[0]) / "assets" / ONNX_FILE
+    return Path(next(iter(spec.submodule_search_locations))) / "assets" / ONNX_FILE
 
 
 class _Node:

@@ -6,7 +6,7 @@ Semantics are faster-whisper's (`faster_whisper/vad.py`), so that the same proba
 {"start": sample, "end": sample} at 16 kHz, as there.
 """
 import bisect
-from typing import Iterable, List, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -153,7 +153,7 @@ class SpeechTimestampsMap:
             return self.chunk_end_sample.index(sample)
         return min(bisect.bisect(self.chunk_end_sample, sample), len(self.chunk_end_sample) - 1)
 
-    def get_original_time(self, time: float, chunk_index: int = None, is_end: bool = False) -> float:
+    def get_original_time(self, time: float, chunk_index: Optional[int] = None, is_end: bool = False) -> float:
         if chunk_index is None:
             chunk_index = self.get_chunk_index(time, is_end)
         return round(self.total_silence_before[chunk_index] + time, self.time_precision)
