@@ -20,7 +20,7 @@ from whisperms.vad import (OPTION_NAMES, SileroVADModel, SpeechTimestampsMap, Va
                            speech_probabilities, vad_options)
 from whisperms.vad.convert import convert, faster_whisper_onnx, read_onnx
 from whisperms.vad.model import SileroVAD
-from whisperms.vad.runner import WINDOWS_PER_CALL, n_windows, silero_windows
+from whisperms.vad.runner import WINDOWS_PER_CALL, n_windows, padded_samples, silero_windows, windows_at
 from whisperms.vad.timestamps import speech_timestamps
 from whisperms.vad.weights import DEFAULT_WEIGHTS, read_weights, state_shapes, write_weights
 
@@ -141,6 +141,9 @@ def test_windows_are_faster_whispers():
     # The last window: its own samples, zero padding, and its final 64 samples zeroed as faster-whisper does.
     assert np.array_equal(windows[3, 64:64 + 448], audio[1536:1536 + 448])
     assert not windows[3, -64:].any()
+    # A later call's windows (the runner builds one call's at a time): the same rows, zeros past the end.
+    later = windows_at(padded_samples(audio), 2, 3)
+    assert np.array_equal(later[:2], windows[2:]) and not later[2].any()
 
 
 # --- the timestamp state machine, driven by the same probabilities in both implementations --------------------------

@@ -30,21 +30,33 @@ def n_windows(n_samples: int) -> int:
     return n_samples // WINDOW_SAMPLES + 1
 
 
-def silero_windows(audio: np.ndarray) -> np.ndarray:
-    """(n_windows, INPUT_SAMPLES) model inputs for `audio`, as faster-whisper builds them: window i is the last
-    CONTEXT_SAMPLES samples of window i - 1 (zeros for the first) then its own WINDOW_SAMPLES samples (zero-padded
-    at the end of the file). faster-whisper also zeroes the last window's own final CONTEXT_SAMPLES samples (it
-    clears the last context in place, and that context is a view of the audio), and so does this, so that the
-    probabilities are the same."""
-    count = n_windows(len(audio))
-    samples = np.zeros(count * WINDOW_SAMPLES, np.float32)
+def padded_samples(audio: np.ndarray) -> np.ndarray:
+    """`audio` zero-padded to n_windows * WINDOW_SAMPLES samples, as faster-whisper pads it, with the last
+    CONTEXT_SAMPLES samples zeroed: faster-whisper clears the last window's context in place, and that context is
+    a view of the audio, so the last window sees zeros there; this does the same, so that the probabilities are."""
+    samples = np.zeros(n_windows(len(audio)) * WINDOW_SAMPLES, np.float32)
     samples[:len(audio)] = audio
     samples[-CONTEXT_SAMPLES:] = 0.0
-    own = samples.reshape(count, WINDOW_SAMPLES)
+    return samples
+
+
+def windows_at(samples: np.ndarray, first: int, count: int) -> np.ndarray:
+    """(count, INPUT_SAMPLES) model inputs of windows first .. first + count - 1 of `padded_samples`: window i is
+    the last CONTEXT_SAMPLES samples of window i - 1 (zeros for the first) then its own WINDOW_SAMPLES samples.
+    Rows past the last window are zeros."""
+    own = samples.reshape(-1, WINDOW_SAMPLES)
+    rows = own[first:first + count]
     windows = np.zeros((count, INPUT_SAMPLES), np.float32)
-    windows[:, CONTEXT_SAMPLES:] = own
-    windows[1:, :CONTEXT_SAMPLES] = own[:-1, -CONTEXT_SAMPLES:]
+    windows[:len(rows), CONTEXT_SAMPLES:] = rows
+    windows[1:len(rows), :CONTEXT_SAMPLES] = rows[:-1, -CONTEXT_SAMPLES:]
+    if first > 0 and len(rows):
+        windows[0, :CONTEXT_SAMPLES] = own[first - 1, -CONTEXT_SAMPLES:]
     return windows
+
+
+def silero_windows(audio: np.ndarray) -> np.ndarray:
+    """All (n_windows, INPUT_SAMPLES) model inputs of `audio`, as faster-whisper builds them."""
+    return windows_at(padded_samples(audio), 0, n_windows(len(audio)))
 
 
 class SileroVADModel:
@@ -85,29 +97,23 @@ class SileroVADModel:
         self._whole, self._encode, self._decode = (ms.jit(fn) if jit else fn for fn in (whole, encode, decode))
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
-        """(n_windows(len(audio)),) float32 speech probabilities of 16-kHz mono `audio`."""
-        return self.probabilities(silero_windows(np.asarray(audio, dtype=np.float32).reshape(-1)))
-
-    def probabilities(self, windows: np.ndarray) -> np.ndarray:
-        """Probabilities of consecutive (N, INPUT_SAMPLES) windows, the state starting at zero."""
-        count, per_call = len(windows), self.windows_per_call
-        padded = np.zeros((-(-count // per_call) * per_call, INPUT_SAMPLES), np.float32)
-        padded[:count] = windows
+        """(n_windows(len(audio)),) float32 speech probabilities of 16-kHz mono `audio`, the state starting at
+        zero. The windows of one call at a time are built, so memory stays at one copy of the audio."""
+        samples = padded_samples(np.asarray(audio, dtype=np.float32).reshape(-1))
+        count, per_call = len(samples) // WINDOW_SAMPLES, self.windows_per_call
         h = c = Tensor(np.zeros((1, HIDDEN), np.float32))
         outputs = []
-        for start in range(0, count, per_call):
-            batch = Tensor(padded[start:start + per_call])
+        for first in range(0, count, per_call):
+            batch = Tensor(windows_at(samples, first, per_call))
             if self.fused:
                 probs, h, c = self._whole(batch, h, c)
                 outputs.append(probs)
                 continue
             features = self._encode(batch)
-            steps = min(per_call, count - start)  # steps past the last real window are not run
+            steps = min(per_call, count - first)  # steps past the last real window are not run
             for step in range(0, steps, self.steps_per_call):
                 probs, h, c = self._decode(features[step:step + self.steps_per_call], h, c)
                 outputs.append(probs)
-        if not outputs:
-            return np.zeros(0, np.float32)
         return np.concatenate([p.asnumpy() for p in outputs])[:count]
 
 
