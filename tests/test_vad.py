@@ -16,8 +16,8 @@ import pytest
 from whisperms.audio import load_audio
 from whisperms.errors import AudioError, CheckpointError, OptionsError
 from whisperms.vad import (OPTION_NAMES, SileroVADModel, SpeechTimestampsMap, VadOptions, collect_chunks,
-                           get_speech_timestamps, get_vad_model, parse_vad_parameters, restore_speech_timestamps,
-                           speech_probabilities, vad_options)
+                           collect_speech, get_speech_timestamps, get_vad_model, parse_vad_parameters,
+                           restore_speech_timestamps, speech_probabilities, vad_options)
 from whisperms.vad.convert import convert, faster_whisper_onnx, read_onnx
 from whisperms.vad.model import SileroVAD
 from whisperms.vad.runner import WINDOWS_PER_CALL, n_windows, padded_samples, silero_windows, windows_at
@@ -110,6 +110,16 @@ def test_synthetic_file_matches_faster_whisper(model, synthetic):
     for start, end in spans:
         assert any(s["start"] <= start + SR and s["end"] >= end - SR for s in found), (start, end, found)
     assert found[0]["start"] >= 20 * SR - int(0.4 * SR)
+
+
+def test_collect_speech_is_faster_whispers_vad_filter(synthetic):
+    audio = synthetic[0][:60 * SR]
+    speech, chunks = collect_speech(audio, "min_silence_duration_ms=500")
+    expected_chunks = fw_vad.get_speech_timestamps(audio, fw_vad.VadOptions(min_silence_duration_ms=500))
+    assert chunks == expected_chunks and len(chunks) >= 2
+    assert np.array_equal(speech, np.concatenate(fw_vad.collect_chunks(audio, expected_chunks)[0]))
+    speech, chunks = collect_speech(np.zeros(30 * SR, np.float32))
+    assert chunks == [] and speech.shape == (0,) and speech.dtype == np.float32
 
 
 def test_unfused_recurrence_matches(synthetic):

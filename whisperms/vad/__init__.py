@@ -1,9 +1,8 @@
 """Voice activity detection: Silero VAD v6 (16 kHz) in MindSpore, with faster-whisper's options and semantics.
 
-    from whisperms.vad import get_speech_timestamps, collect_chunks, restore_speech_timestamps
-    chunks = get_speech_timestamps(audio)                 # [{"start": sample, "end": sample}, ...]
-    pieces, metadata = collect_chunks(audio, chunks)      # one piece: the speech joined
-    segments = restore_speech_timestamps(segments_of(pieces[0]), chunks)   # back on the original timeline
+    from whisperms.vad import collect_speech, restore_speech_timestamps
+    speech, chunks = collect_speech(audio, vad_parameters)   # the speech joined; chunks: [{"start", "end"}] samples
+    segments = restore_speech_timestamps(transcribe_segments(speech), chunks)  # times back on the original timeline
 
 model.py holds the network, weights.py the shipped weight file, convert.py the ONNX converter, runner.py the
 compiled run over a file, options.py VadOptions, timestamps.py everything after the probabilities.
@@ -15,9 +14,9 @@ from .options import OPTION_NAMES, VadOptions, parse_vad_parameters, vad_options
 from .runner import SileroVADModel, get_vad_model
 from .timestamps import SpeechTimestampsMap, collect_chunks, restore_speech_timestamps, speech_timestamps
 
-__all__ = ["VadOptions", "vad_options", "parse_vad_parameters", "get_speech_timestamps", "speech_probabilities",
-           "collect_chunks", "SpeechTimestampsMap", "restore_speech_timestamps", "SileroVADModel", "get_vad_model",
-           "OPTION_NAMES"]
+__all__ = ["OPTION_NAMES", "SileroVADModel", "SpeechTimestampsMap", "VadOptions", "collect_chunks", "collect_speech",
+           "get_speech_timestamps", "get_vad_model", "parse_vad_parameters", "restore_speech_timestamps",
+           "speech_probabilities", "vad_options"]
 
 vad_options = _vad_options
 
@@ -44,3 +43,13 @@ def get_speech_timestamps(audio, vad_options=None, **kwargs) -> list:
     options = _vad_options(vad_options, **kwargs)
     audio = _mono(audio)
     return speech_timestamps(get_vad_model()(audio), len(audio), options)
+
+
+def collect_speech(audio, vad_parameters=None):
+    """faster-whisper's sequential `vad_filter`: (the speech of `audio` joined into one float32 array, the speech
+    chunks [{"start": sample, "end": sample}, ...] to give `restore_speech_timestamps`). No speech: an empty array
+    and no chunks. `vad_parameters`: None, a VadOptions, a dict of its fields or a string (parse_vad_parameters)."""
+    audio = _mono(audio)
+    chunks = get_speech_timestamps(audio, _vad_options(vad_parameters))
+    pieces, _ = collect_chunks(audio, chunks)
+    return pieces[0], chunks
