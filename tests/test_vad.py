@@ -122,6 +122,20 @@ def test_collect_speech_is_faster_whispers_vad_filter(synthetic):
     assert chunks == [] and speech.shape == (0,) and speech.dtype == np.float32
 
 
+def test_runs_without_onnx_onnxruntime_or_torch(tmp_path):
+    """A fresh process: the VAD runs from the shipped weights and never imports onnx, onnxruntime or torch."""
+    import subprocess
+    import sys
+
+    script = ("import sys, numpy as np; from whisperms.audio import load_audio; import whisperms.vad as v; "
+              f"print(v.get_speech_timestamps(load_audio({str(DATA / DEFAULT_CLIPS[1])!r}))); "
+              "print(sorted(m for m in ('onnx', 'onnxruntime', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found, modules = done.stdout.strip().splitlines()[-2:]
+    assert found == str(fw_vad.get_speech_timestamps(load_audio(DATA / DEFAULT_CLIPS[1]))) and modules == "[]"
+
+
 def test_unfused_recurrence_matches(synthetic):
     """The recurrence unrolled in graphs (the path for devices without MindSpore's LSTM kernel), on CPU."""
     audio = synthetic[0][19 * SR:27 * SR]  # the end of the first silence and JFK

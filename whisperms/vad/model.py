@@ -7,8 +7,8 @@ a sigmoid giving the speech probability (the decoder).
 
 The encoder sees one window at a time, so it runs on any number of windows in one call; only the LSTM recurrence is
 sequential. `SileroVAD(windows, h, c)` takes (R, CONTEXT_SAMPLES + WINDOW_SAMPLES) consecutive windows and the state
-(h, c) before the first, and returns R probabilities and the state after the last. Everything runs time-major and
-channels-last as MatMuls (no Conv2D: slow on some CPUs, see device.py).
+(h, c) before the first, and returns R probabilities and the state after the last. The convolutions run over time
+axes of 4, 2 and 1 frames, channels-last, as one Gather of their taps and one MatMul each (any device).
 """
 import numpy as np
 import mindspore as ms
