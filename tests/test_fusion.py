@@ -25,7 +25,13 @@ def test_erf_is_float32_accurate_everywhere():
 
 def test_fused_gelu_matches_exact_gelu(tmp_path, monkeypatch):
     """Compiled with fusion, from a scratch directory: same values as the float64 formula, and no file left in the
-    current directory (AKG writes a log into it unless fused_compile moves it)."""
+    current directory (AKG writes a log into it unless fused_compile moves it). The kernel cache is a new empty
+    folder, so the kernels found there afterwards are this compile's, not an earlier test's."""
+    kernel_folder = tmp_path / "kernels"
+    monkeypatch.setattr(fusion, "_cache", None)
+    monkeypatch.setenv(fusion.CACHE_ENV, str(kernel_folder))
+    tmp_path = tmp_path / "cwd"
+    tmp_path.mkdir()
     monkeypatch.chdir(tmp_path)
     x = np.random.default_rng(0).normal(0.0, 3.0, (300, 1536)).astype(np.float32)
 
@@ -41,7 +47,8 @@ def test_fused_gelu_matches_exact_gelu(tmp_path, monkeypatch):
     assert ms.get_context("enable_graph_kernel") == before
     assert fusion.FLAGS_ENV not in os.environ or os.environ[fusion.FLAGS_ENV] != fusion.FLAGS
     assert np.abs(got - _exact_gelu(x)).max() < 2e-6
-    kernels = fusion.kernel_cache() / "akg_kernel_meta"
+    assert fusion.kernel_cache() == kernel_folder
+    kernels = kernel_folder / "akg_kernel_meta"
     assert any(p.suffix == ".so" for p in kernels.iterdir())  # fused kernels were generated and kept
 
 

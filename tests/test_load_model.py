@@ -8,6 +8,7 @@ from conftest import DATA, window_mel
 from test_convert import hf_folder
 from whisperms import AudioError, CheckpointError, OptionsError, load_model
 from whisperms.convert import convert, read_ctranslate2
+from whisperms.device import ascend_available
 
 JFK = DATA / "jfk_inaugural_1961.flac"
 
@@ -51,11 +52,30 @@ def test_named_model_from_the_weights_folder(tmp_path, monkeypatch, tiny_en_ct2_
 
 
 def test_named_model_offline_says_where_to_put_weights(tmp_path, monkeypatch):
+    """Offline in any test order: the hub's offline flag is set where huggingface_hub reads it (its constants, read
+    once at its import) as well as in the environment, and every socket connection is refused and recorded, so the
+    test fails if the download path tries a network at all."""
+    import socket
+
+    import huggingface_hub.constants
+
     monkeypatch.setenv("WHISPERMS_WEIGHTS", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("the test suite never reaches a network")
+
+    for name in ("connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, name, refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
     with pytest.raises(CheckpointError) as excinfo:
         load_model("base.en")
-    one_line(excinfo, "base.en", str(tmp_path / "base.en"))
+    one_line(excinfo, "base.en", str(tmp_path / "base.en"), "WHISPERMS_WEIGHTS")
+    assert not attempts
+    assert not (tmp_path / "base.en").exists()
 
 
 def test_unknown_name(tmp_path):
@@ -109,6 +129,13 @@ def test_unknown_device_and_dtype(tiny_en_ct2_dir):
     with pytest.raises(OptionsError) as excinfo:
         load_model(tiny_en_ct2_dir, device="TPU")
     one_line(excinfo, "TPU")
+    with pytest.raises(OptionsError) as excinfo:
+        load_model(tiny_en_ct2_dir, dtype="bfloat32")
+    one_line(excinfo, "bfloat32")
+
+
+@pytest.mark.skipif(ascend_available(), reason="checks the error on a machine without an Ascend device")
+def test_ascend_without_a_device_is_a_one_line_error(tiny_en_ct2_dir):
     with pytest.raises(OptionsError) as excinfo:
         load_model(tiny_en_ct2_dir, device="Ascend")
     one_line(excinfo, "Ascend")
