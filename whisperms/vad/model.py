@@ -47,8 +47,8 @@ def frame_indices() -> np.ndarray:
     """(N_FRAMES, N_FFT) input sample read by each STFT tap.
 
     Silero reflect-pads the window by HOP on both sides, convolves with stride HOP and drops the first frame, so
-    the frames start at input samples 0, HOP, 2 HOP, ...; the last one runs N_FFT - HOP samples past the input
-    into the right reflection (sample INPUT_SAMPLES + j reads INPUT_SAMPLES - 2 - j).
+    the frames start at input samples 0, HOP, 2 HOP, ...; the last one runs 64 samples past the input into the
+    right reflection (sample INPUT_SAMPLES + j reads INPUT_SAMPLES - 2 - j); the left padding is never read.
     """
     index = np.arange(N_FRAMES)[:, None] * HOP + np.arange(N_FFT)[None, :]
     return np.where(index < INPUT_SAMPLES, index, 2 * (INPUT_SAMPLES - 1) - index).astype(np.int32)
