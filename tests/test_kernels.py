@@ -266,9 +266,9 @@ def test_attn_implementation_choice():
 @pytest.mark.skipif(on_ascend, reason="checks the defaults on a machine without Ascend")
 def test_cpu_defaults(tiny_en_model):
     runtime = tiny_en_model.runtime
-    assert (runtime.attn_implementation, runtime.conv, runtime.dtype) == ("eager", devices.CONV2D, "float32")
+    assert (runtime.attn_implementation, runtime.conv, runtime.dtype) == ("eager", devices.MATMUL_TAPS, "float32")
     assert tiny_en_model.decoder.blocks[0].attn.attn_implementation == attn.EAGER
-    assert tiny_en_model.encoder.conv1.conv_kernel == devices.CONV2D
+    assert tiny_en_model.encoder.conv1.conv_kernel == devices.MATMUL_TAPS
 
 
 @pytest.mark.skipif(on_ascend, reason="checks the error on a machine without Ascend")

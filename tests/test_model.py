@@ -58,3 +58,36 @@ def test_encoder_attention_in_query_chunks_equals_one_pass(t):
     chunked = ms.jit(attention.encoder_attention)(q, k, v).asnumpy()
     assert chunked.shape == whole.shape
     np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)
+
+
+def _conv1d_reference(x, weight, bias, stride):
+    """torch's Conv1d (kernel 3, padding 1) in float64 NumPy: x (B, in, T), weight (out, in, 3)."""
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1)))
+    t_out = (x.shape[2] - 1) // stride + 1
+    taps = np.stack([padded[:, :, k:k + stride * (t_out - 1) + 1:stride] for k in range(3)], axis=-1)
+    return np.einsum("bitk,oik->bot", taps, weight.astype(np.float64)) + bias[None, :, None]
+
+
+@pytest.mark.parametrize("stride,t", [(1, 3000), (2, 3000), (1, 7), (2, 10), (2, 7)])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_conv1d_matmul_over_taps_equals_convolution(stride, t, compiled):
+    """The CPU conv stem (one MatMul over stacked taps) is torch's Conv1d: channels-first `construct` (openai's
+    layout) and the stem's time-major `channels_last`, eager and compiled, at the encoder's strides and lengths."""
+    import mindspore as ms
+    from whisperms.model import Conv1d
+
+    rng = np.random.default_rng(stride * 100 + t)
+    n_in, n_out = 80 if stride == 1 else 48, 40
+    conv = Conv1d(n_in, n_out, stride=stride)
+    weight = rng.standard_normal((n_out, n_in, 3)).astype(np.float32) / 10
+    bias = rng.standard_normal(n_out).astype(np.float32)
+    conv.weight.set_data(ms.Tensor(weight))
+    conv.bias.set_data(ms.Tensor(bias))
+    x = rng.standard_normal((2, n_in, t)).astype(np.float32)
+    expected = _conv1d_reference(x, weight, bias, stride)
+    run = ms.jit(conv.construct) if compiled else conv
+    channels_first = run(ms.Tensor(x)).asnumpy()
+    last = (ms.jit(conv.channels_last) if compiled else conv.channels_last)(ms.Tensor(x.transpose(0, 2, 1)))
+    assert channels_first.shape == expected.shape
+    np.testing.assert_allclose(channels_first, expected, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(last.asnumpy().transpose(0, 2, 1), expected, rtol=0, atol=2e-5)

@@ -1,10 +1,9 @@
 """Which device we run on and what it offers, decided in one place.
 
 CPU: float32 (bfloat16 matmul is unsupported there and float16 is no faster), eager attention compiled under jit,
-and the Conv2D-based conv stem. Measured under `mindspore.jit` on CPU for conv1 (80 -> d, 3000 frames) and conv2
-(d -> d, stride 2) at d = 384 and 512, Conv2D (ExpandDims -> Conv2D -> Squeeze) was the fastest correct path,
-tied with unfold (Im2Col) + MatMul and ahead of slicing-based im2col + MatMul by 1.5-2x on conv2; the native
-`mint` conv1d is unregistered on CPU.
+and the conv stem as one MatMul over stacked kernel taps (model.Conv1d): MindSpore's CPU Conv2D, which its Conv1d is
+built on, picks very different kernels by CPU (instruction set), and on some it cost more than the rest of the
+encoder; the native `mint` conv1d is unregistered on CPU.
 Ascend: float16 weights and activations (LayerNorm, softmax and logits in float32), FlashAttention-2 kernels
 (attention.py) and the native `mint.nn.functional.conv1d`.
 """
@@ -22,7 +21,7 @@ DEVICES = ("CPU", "Ascend")
 DTYPES = {"float32": ms.float32, "float16": ms.float16}
 AUTO = "auto"
 
-CONV2D = "conv2d"               # ExpandDims -> Conv2D -> Squeeze: any device
+MATMUL_TAPS = "matmul_taps"     # one MatMul over the stacked kernel taps: any device
 NATIVE_CONV1D = "mint_conv1d"   # Conv1DExt: Ascend only ("kernel unregistered" on CPU)
 # The Ascend-only conv kernel, looked up at trace/call time so tests can substitute an emulation of its contract.
 CONV_KERNELS = {"conv1d": mint.nn.functional.conv1d}
@@ -33,7 +32,7 @@ class Runtime:
     device: str               # "CPU" or "Ascend"
     dtype: str                # parameter and activation dtype; LayerNorm, softmax and logits always run in float32
     attn_implementation: str  # "eager" or "flash_attention_2" (attention.py)
-    conv: str                 # CONV2D or NATIVE_CONV1D
+    conv: str                 # MATMUL_TAPS or NATIVE_CONV1D
     jit: bool = True          # False: every entry point runs eagerly (slow; the reference for the compiled path)
     threads: Optional[int] = None  # CPU cores used, None = all (see `use_threads`)
 
@@ -80,7 +79,7 @@ def select(device=None, dtype=None, attn_implementation=AUTO, jit=True, threads=
     _use_device(device)
     use_threads(threads)
     return Runtime(device=device, dtype=dtype, attn_implementation=attn,
-                   conv=NATIVE_CONV1D if device == "Ascend" else CONV2D, jit=bool(jit), threads=threads)
+                   conv=NATIVE_CONV1D if device == "Ascend" else MATMUL_TAPS, jit=bool(jit), threads=threads)
 
 
 def use_threads(threads):

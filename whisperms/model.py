@@ -12,7 +12,7 @@ from mindspore import nn, ops, Parameter, Tensor
 from mindspore.common.initializer import initializer
 
 from .attention import EAGER, MASKED, attention, encoder_attention, merge_heads, split_heads
-from .device import CONV2D, CONV_KERNELS, NATIVE_CONV1D
+from .device import CONV_KERNELS, MATMUL_TAPS, NATIVE_CONV1D
 
 LAYER_NORM_EPS = 1e-5
 
@@ -61,6 +61,8 @@ _MAXIMUM = ops.Maximum()
 _RECIPROCAL = ops.Reciprocal()
 _MATMUL = ops.MatMul()
 _CONCAT_SEQ = ops.Concat(2)
+_CONCAT_TIME = ops.Concat(1)
+_CONCAT_LAST = ops.Concat(-1)
 
 
 def layer_norm(x, weight, bias):
@@ -140,25 +142,45 @@ class GELU(nn.Cell):
 class Conv1d(nn.Cell):
     """Kernel-3, padding-1 1-D convolution with openai's (out, in, k) weight.
 
-    `conv_kernel` is set by device.py: CONV2D (ExpandDims -> Conv2D -> Squeeze, any device; the fastest measured on CPU)
-    or NATIVE_CONV1D (`mint.nn.functional.conv1d`, Ascend only).
+    `conv_kernel` is set by device.py. MATMUL_TAPS (any device): the padded input's kernel taps stacked along the
+    channels and multiplied by the weight laid out as (out, k * in), one MatMul, the kernel the rest of the network
+    runs on; MindSpore's CPU Conv2D (what nn.Conv1d is built on) was slower than the whole encoder on some CPUs.
+    NATIVE_CONV1D: `mint.nn.functional.conv1d`, Ascend only.
     """
 
     def __init__(self, n_in, n_out, kernel_size=3, stride=1, padding=1):
         super().__init__()
+        if (kernel_size, padding) != (3, 1) or stride not in (1, 2):
+            raise ValueError("Conv1d supports Whisper's stem only: kernel 3, padding 1, stride 1 or 2")
         self.weight = Parameter(_zeros(n_out, n_in, kernel_size), name="weight")
         self.bias = Parameter(_zeros(n_out), name="bias")
         self.stride = stride
         self.padding = padding
-        self.conv_kernel = CONV2D
-        self.conv = ops.Conv2D(n_out, (1, kernel_size), pad_mode="pad", pad=(0, 0, padding, padding),
-                               stride=(1, stride))
+        self.conv_kernel = MATMUL_TAPS
 
     def construct(self, x):
+        """(B, in, T) -> (B, out, T_out), as torch's Conv1d."""
         if self.conv_kernel == NATIVE_CONV1D:
             return CONV_KERNELS["conv1d"](x, self.weight, self.bias, self.stride, self.padding)
-        y = self.conv(x.expand_dims(2), self.weight.expand_dims(2)).squeeze(2)
-        return _BIAS_ADD(y, self.bias)
+        return self.channels_last(x.transpose(0, 2, 1)).transpose(0, 2, 1)
+
+    def channels_last(self, x):
+        """(B, T, in) -> (B, T_out, out) by one MatMul over the stacked taps (the stem runs time-major)."""
+        b, t, c = x.shape
+        pad = ops.zeros((b, self.padding, c), x.dtype)
+        if self.stride == 1:
+            padded = _CONCAT_TIME((pad, x, pad))  # (B, T + 2, in)
+            taps = _CONCAT_LAST((padded[:, :t], padded[:, 1:t + 1], padded[:, 2:]))
+        else:
+            # Output frame i reads padded frames 2i, 2i+1, 2i+2: pairs of frames side by side make the first two
+            # taps one contiguous slice and the third the next pair's first half, with no strided reads.
+            t_out = (t + 1) // 2
+            right = ops.zeros((b, 2 * t_out + 1 - t, c), x.dtype)  # the padding, and a frame to pair an odd T
+            pairs = _CONCAT_TIME((pad, x, right)).reshape(b, t_out + 1, 2 * c)
+            taps = _CONCAT_LAST((pairs[:, :t_out], pairs[:, 1:, :c]))
+        n_out = self.weight.shape[0]
+        weight = self.weight.transpose(0, 2, 1).reshape(n_out, -1)  # (out, k * in), tap-major like `taps`
+        return linear(taps, weight.astype(x.dtype), self.bias.astype(x.dtype))
 
 
 class Embedding(nn.Cell):
@@ -308,9 +330,12 @@ class AudioEncoder(nn.Cell):
 
     def stem(self, mel):
         """mel (B, n_mels, 2 * n_audio_ctx) -> the first block's input (B, n_audio_ctx, n_state)."""
-        x = gelu(self.conv1(mel.astype(self.conv1.weight.dtype)))
-        x = gelu(self.conv2(x))
-        return x.transpose(0, 2, 1) + self.positional_embedding.astype(x.dtype)
+        x = mel.astype(self.conv1.weight.dtype)
+        if self.conv1.conv_kernel == NATIVE_CONV1D:
+            x = gelu(self.conv2(gelu(self.conv1(x)))).transpose(0, 2, 1)
+        else:
+            x = gelu(self.conv2.channels_last(gelu(self.conv1.channels_last(x.transpose(0, 2, 1)))))
+        return x + self.positional_embedding.astype(x.dtype)
 
     def construct(self, mel):
         """mel (B, n_mels, 2 * n_audio_ctx) -> audio features (B, n_audio_ctx, n_state)."""
