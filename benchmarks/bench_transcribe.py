@@ -37,6 +37,9 @@ from datetime import datetime, timezone
 from importlib import metadata, util
 from pathlib import Path
 
+from machine import describe, machine_info
+from op_profile import profile_model, render as render_profile
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -211,6 +214,11 @@ class Stats:
                "compile_call_s": {k: v[1] for k, v in self.compiles.items()},
                "n_compiles": sum(v[0] for v in self.compiles.values())}
         if steps:
+            # host work per step: the token loop's time that is neither the prompt nor a step call (logit filters,
+            # token selection, beam bookkeeping)
+            loop_host = (s.get("decode_loop", 0.0) - s.get("prefill", 0.0) - s.get("step", 0.0)
+                         + s.get("step_in_prefill", 0.0))
+            out["host_ms_per_step"] = 1000 * loop_host / len(steps) if "decode_loop" in s else None
             out["step_ms_mean"] = 1000 * sum(steps) / len(steps)
             out["step_ms_median"] = 1000 * steps[len(steps) // 2]
             out["step_ms_p90"] = 1000 * steps[int(len(steps) * 0.9)]
@@ -239,14 +247,22 @@ def instrument_whisperms(model, holder):
         compile_cache = None
     perf = time.perf_counter
 
+    inside = set()  # the timed pieces under way: a prompt's steps run inside `start`
+
     def timed(name, fn, per_call=False):
         def shim(*args, **kwargs):
+            inside.add(name)
             t = perf()
-            out = fn(*args, **kwargs)
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                inside.discard(name)
             dt = perf() - t
             holder[0].add(name, dt)
             if per_call:
                 holder[0].step_times.append(dt)
+                if "prefill" in inside:
+                    holder[0].add("step_in_prefill", dt)
             return out
         return shim
 
@@ -269,6 +285,10 @@ def instrument_whisperms(model, holder):
         return shim
 
     inference = model.inference  # built on first use; building compiles nothing
+    wdecoding = importlib.import_module("whisperms.decoding")
+    for method in ("_sample", "_beam_search"):  # the token loop: prefill + steps + host work between steps
+        if hasattr(wdecoding.DecodingTask, method):
+            setattr(wdecoding.DecodingTask, method, timed("decode_loop", getattr(wdecoding.DecodingTask, method)))
     inference.embed_audio = timed("encoder", inference.embed_audio)
     inference.start = timed("prefill", inference.start)
     inference.step = timed("step", inference.step, per_call=True)
@@ -290,6 +310,9 @@ def run_worker(spec):
     t0 = time.perf_counter()
     engine, folder, beam = spec["engine"], spec["folder"], spec["beam_size"]
     out = {"engine": engine, "status": "ok"}
+    if engine == "profile":
+        out["profile"] = profile_model(folder, DATA / SHORT_CLIP, beam if beam > 1 else None)
+        return out
     holder = [Stats()]
     if engine == "whisperms":
         import inspect
@@ -449,21 +472,7 @@ def versions(openai_env=None):
     if openai_env:  # the interpreter of the openai-whisper workers (--openai-python), usually another venv
         info["openai_env"] = openai_env
         info["openai-whisper"] = info["openai-whisper"] or openai_env.get("openai-whisper")
-    cpu = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info["cpu_model"] = cpu or platform.processor()
-    info["cpu_count"] = os.cpu_count()
-    info["cpus_usable"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    try:
-        info["mem_total_mb"] = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
-    except (OSError, IndexError, ValueError):
-        pass
+    info.update(machine_info())  # CPU model, cores, ISA flags, thread variables
     try:
         info["whisperms_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                                                   text=True).stdout.strip()
@@ -614,6 +623,30 @@ def run_all(args):
             for beam in args.beam_sizes:
                 cells.append((model, folder, clips, beam, openai_npz))
     report["schedule"] = [f"{m}/{c['name']}/beam{b}" for m, _, c, b, _ in cells]
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_cores)]
+    report["busy_cores"] = args.busy_cores
+    try:
+        if args.profile and "whisperms" in engines:
+            report["profiles"] = {}
+            for model in args.models:
+                for beam in args.beam_sizes:
+                    spec = {"engine": "profile", "folder": str(model_folder(model)), "beam_size": beam}
+                    result = spawn(spec, args.timeout, env)
+                    report["profiles"][f"{model}, beam {beam}"] = result.get("profile") or result
+                    print(f"profiled {model} beam {beam}: {result['status']}", flush=True)
+        _measure(args, cells, engines, unavailable, env, report, runs, json_path)
+    finally:
+        for p in busy:
+            p.kill()
+    md = render([report], args.stat, args.note or ())
+    json_path.with_suffix(".md").write_text(md)
+    (out_dir / "latest.md").write_text(md)
+    print(md)
+    print(f"wrote {json_path} and {out_dir / 'latest.md'}")
+
+
+def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
+    """Every cell, repeat and engine in turn, each in its own worker process; the report is rewritten as it grows."""
     skip = dict(unavailable)
     for model, folder, clips, beam, openai_npz in cells:
         for rep in range(args.repeats):
@@ -649,11 +682,6 @@ def run_all(args):
     report["not_available"] = {f"{k[0]} beam {k[1]}": v for k, v in skip.items() if isinstance(k, tuple)}
     report["load_at_end"] = os.getloadavg()
     json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    md = render([report], args.stat, args.note or ())
-    json_path.with_suffix(".md").write_text(md)
-    (out_dir / "latest.md").write_text(md)
-    print(md)
-    print(f"wrote {json_path} and {out_dir / 'latest.md'}")
 
 
 def _progress(r):
@@ -702,14 +730,18 @@ def render(reports, stat="auto", notes=()):
             env += ", fresh kernel cache"
         if rep.get("graph_cache", "shared") != "shared":
             env += f", graph cache {rep['graph_cache']}"
+        if rep.get("busy_cores"):
+            env += f", {rep['busy_cores']} core(s) busy"
         for r in rep["runs"]:
             groups.setdefault((r["model"], r["clip"], f"{r['beam_size']}{env}", r["engine"]), []).append(r)
     lines = ["# whisperms vs faster-whisper: transcription benchmark", ""]
     v = first["versions"]
     lines += [f"- Date (UTC): {', '.join(rep['date_utc'] for rep in reports)}",
               *[f"- Command: `{rep['command']}`" for rep in reports],
-              f"- Machine: {v.get('cpu_model')}, {v.get('cpus_usable')} usable cores, {v.get('mem_total_mb')} MB RAM; "
-              f"{v.get('platform')}",
+              f"- Machine: {describe(v)}; {v.get('mem_total_mb')} MB RAM; {v.get('platform')}; thread variables: "
+              f"{v.get('thread_env') or 'none set'}",
+              *[f"- Background load: {rep['busy_cores']} busy-loop process(es) ran beside every measurement (a "
+                f"machine that is not idle)" for rep in reports if rep.get("busy_cores")],
               f"- Versions: python {v.get('python')}, mindspore {v.get('mindspore')}, faster-whisper "
               f"{v.get('faster-whisper')}, ctranslate2 {v.get('ctranslate2')}, numpy {v.get('numpy')}, whisperms "
               f"{v.get('whisperms')} ({_source(first)}), openai-whisper "
@@ -791,14 +823,16 @@ def render(reports, stat="auto", notes=()):
               "Timed at run time around the public pieces: audio+mel = `log_mel_spectrogram` incl. `load_audio`; encoder = "
               "`model.inference.embed_audio`; prefill = `model.inference.start` (cross-attention K/V + "
               "prompt); steps = `model.inference.step` (one token, incl. the host copy of the logits); host logic = the "
-              "rest (logit filters, token selection, segmenting, tokenizer, temperature-fallback bookkeeping). A "
+              "rest (logit filters, token selection, segmenting, tokenizer, temperature-fallback bookkeeping); host "
+              "ms/step = the token loops' time outside the prompt and the step calls, per step (logit filters, "
+              "token selection, beam bookkeeping), beside ms/step, the step call (graph and logits copy). A "
               "prompt of up to 8 tokens runs through the step graph, so its steps (and, cold, the step graph's "
               "compile) count in both prefill and steps, and host logic can come out negative on a cold pass. Graph "
               "compiles are the entry points' new input signatures during each pass, each one a compile or a load "
               "from whisperms' graph cache (older snapshots: the growth of MindSpore's jit compile cache).", "",
               "| model | clip | beam, env | pass | wall | audio+mel | encoder (calls) | prefill (calls) | steps (count) | "
-              "ms/step mean / median | host logic | graph compiles (by function) | compile-call s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "ms/step mean / median | host ms/step | host logic | graph compiles (by function) | compile-call s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (model, clip, beam, engine), rs in sorted(groups.items()):
         ok = [r for r in rs if engine == "whisperms" and r["status"] == "ok"]
         if not ok:
@@ -814,9 +848,16 @@ def render(reports, stat="auto", notes=()):
                          f"{_fmt(s.get('encoder', 0))} ({c.get('encoder', 0)}) | {_fmt(s.get('prefill', 0))} "
                          f"({c.get('prefill', 0)}) | {_fmt(s.get('step', 0))} ({c.get('step', 0)}) | "
                          f"{_fmt(b.get('step_ms_mean'), 1)} / {_fmt(b.get('step_ms_median'), 1)} | "
-                         f"{_fmt(b['host_logic_s'])} | {b['n_compiles']} ({comp}) | "
+                         f"{_fmt(b.get('host_ms_per_step'), 1)} | {_fmt(b['host_logic_s'])} | {b['n_compiles']} ({comp}) | "
                          f"{_fmt(sum(b['compile_call_s'].values()))} |")
     lines += _stages(groups, stat)
+    for rep in reports:
+        for name, profile in (rep.get("profiles") or {}).items():
+            if "encoder" not in profile:
+                lines += ["", f"Operator profile {name}: {profile.get('status')} {profile.get('stderr_tail')}"]
+                continue
+            lines += ["", f"## Where whisperms' operator time goes: {name} (MindSpore profiler, warm, "
+                      f"{Path(profile['audio']).name})", ""] + render_profile(profile)
     for rep in reports:
         long_en = rep.get("clips", {}).get("long-en")
         if long_en and long_en.get("recipe"):
@@ -879,6 +920,10 @@ def main(argv=None):
                              "$WHISPERMS_GRAPH_CACHE), filled by earlier runs; fresh = an empty folder for every "
                              "whisperms process (a first-ever run); off = no cache, graphs compiled by mindspore.jit")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
+    parser.add_argument("--busy-cores", type=int, default=0, metavar="N",
+                        help="keep N other processes spinning beside every measurement (a machine that is not idle)")
+    parser.add_argument("--no-profile", dest="profile", action="store_false",
+                        help="skip the per-operator profile of whisperms (one warm window per model and beam size)")
     parser.add_argument("--stat", choices=["auto", "min", "median"], default="auto",
                         help="auto = min if the 1-min load average at start is >= 1, else median")
     parser.add_argument("--whisperms-src", default="HEAD", metavar="REV",
