@@ -149,6 +149,49 @@ def hf_folder(path, ckpt, shards=1, heads=((2, 2), (3, 0)), proj_out=None):
     return path
 
 
+def hf_real_folder(path, ckpt, ct2_config):
+    """A Hugging Face folder laid out as transformers' own conversion leaves it (openai/whisper-tiny.en on the hub):
+    one float32 model.safetensors with HF's names and `{"format": "pt"}` metadata, the output projection tied to the
+    token embedding and so absent from the file, the full config.json of WhisperForConditionalGeneration, a
+    generation_config.json with the alignment heads, and the tokenizer and preprocessor files. The values are the
+    CTranslate2 folder's (float16, widened exactly to float32)."""
+    path.mkdir()
+    tensors = {hf_name(k): np.ascontiguousarray(v, np.float32) for k, v in ckpt.state.items()}
+    save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
+    d = ckpt.dims
+    config = {
+        "_name_or_path": "openai/whisper-tiny.en", "activation_dropout": 0.0, "activation_function": "gelu",
+        "architectures": ["WhisperForConditionalGeneration"], "attention_dropout": 0.0,
+        "begin_suppress_tokens": [220, 50256], "bos_token_id": 50257, "d_model": d.n_audio_state,
+        "decoder_attention_heads": d.n_text_head, "decoder_ffn_dim": 4 * d.n_text_state, "decoder_layerdrop": 0.0,
+        "decoder_layers": d.n_text_layer, "decoder_start_token_id": 50257, "dropout": 0.0,
+        "encoder_attention_heads": d.n_audio_head, "encoder_ffn_dim": 4 * d.n_audio_state, "encoder_layerdrop": 0.0,
+        "encoder_layers": d.n_audio_layer, "eos_token_id": 50256, "forced_decoder_ids": [[1, 50362]],
+        "init_std": 0.02, "is_encoder_decoder": True, "max_length": d.n_text_ctx,
+        "max_source_positions": d.n_audio_ctx, "max_target_positions": d.n_text_ctx, "model_type": "whisper",
+        "num_hidden_layers": d.n_audio_layer, "num_mel_bins": d.n_mels, "pad_token_id": 50256,
+        "scale_embedding": False, "suppress_tokens": ct2_config["suppress_ids"], "tie_word_embeddings": True,
+        "torch_dtype": "float32", "transformers_version": "4.27.0.dev0", "use_cache": True,
+        "vocab_size": d.n_vocab}
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+    generation = {"alignment_heads": [list(h) for h in ckpt.alignment_heads], "begin_suppress_tokens": [220, 50256],
+                  "bos_token_id": 50257, "decoder_start_token_id": 50257, "eos_token_id": 50256,
+                  "max_initial_timestamp_index": 50, "max_length": d.n_text_ctx, "no_timestamps_token_id": 50362,
+                  "pad_token_id": 50256, "return_timestamps": False, "suppress_tokens": ct2_config["suppress_ids"],
+                  "transformers_version": "4.27.0.dev0"}
+    (path / "generation_config.json").write_text(json.dumps(generation, indent=2))
+    (path / "preprocessor_config.json").write_text(json.dumps(
+        {"chunk_length": 30, "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": d.n_mels,
+         "hop_length": 160, "n_fft": 400, "n_samples": 480000, "nb_max_frames": 3000, "padding_side": "right",
+         "padding_value": 0.0, "processor_class": "WhisperProcessor", "return_attention_mask": False,
+         "sampling_rate": 16000}))
+    (path / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "model_max_length": 1024,
+         "tokenizer_class": "WhisperTokenizer", "unk_token": "<|endoftext|>"}))
+    shutil.copy(ckpt.tokenizer_path, path / "tokenizer.json")
+    return path
+
+
 # --- fixtures ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny(tiny_en_ct2_dir):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, window_mel
-from test_convert import hf_folder
+from test_convert import hf_folder, hf_real_folder
 from whisperms import AudioError, CheckpointError, OptionsError, load_model
 from whisperms.convert import convert, read_ctranslate2
 from whisperms.device import ascend_available
@@ -43,6 +43,24 @@ def test_huggingface_folder_gives_the_same_tokens(tmp_path, tiny_en_ct2_dir, jfk
     model = load_model(folder)
     assert model.alignment_heads == [[2, 2], [3, 0]]
     assert model.decode(window_mel(JFK)).tokens == jfk_tokens
+
+
+def test_huggingface_real_layout_gives_the_same_tokens(tmp_path, tiny_en_ct2_dir, tiny_en_model, jfk_tokens):
+    """A folder as HF's own conversion lays it out (float32, tied projection absent, full config): loaded directly and
+    converted once, the same tokens and alignment heads (word timing) as the CTranslate2 original."""
+    ct2_config = json.loads((tiny_en_ct2_dir / "config.json").read_text())
+    folder = hf_real_folder(tmp_path / "hf", read_ctranslate2(tiny_en_ct2_dir), ct2_config)
+    from safetensors import safe_open
+    with safe_open(str(folder / "model.safetensors"), "np") as f:
+        assert "proj_out.weight" not in f.keys()
+        assert f.get_tensor("model.decoder.embed_tokens.weight").dtype == np.float32
+    model = load_model(folder)
+    assert model.name == "tiny.en" and model.alignment_heads == tiny_en_model.alignment_heads
+    assert model.decode(window_mel(JFK)).tokens == jfk_tokens
+    converted = convert(folder, tmp_path / "tiny.en")
+    config = json.loads((converted / "config.json").read_text())
+    assert config["source"]["format"] == "huggingface" and config["name"] == "tiny.en"
+    assert load_model(converted).decode(window_mel(JFK)).tokens == jfk_tokens
 
 
 def test_named_model_from_the_weights_folder(tmp_path, monkeypatch, tiny_en_ct2_dir, jfk_tokens):

@@ -8,7 +8,6 @@ sets to -inf and that every other logit is unchanged.
 """
 import zlib
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -428,18 +427,16 @@ def test_sampling_is_reproducible_with_a_seeded_generator():
     np.testing.assert_array_equal(*draws)
 
 
-# ---- DecodingTask: suppress list, initial tokens, filter choice (no model: the methods read only these fields) ----
+# ---- DecodingTask: suppress list, initial tokens, filter choice (the real constructor over the real models) ----
 
-def make_task(tok, **options):
-    task = DecodingTask.__new__(DecodingTask)
-    task.tokenizer = tok
-    task.options = DecodingOptions(**options)
-    task.model = SimpleNamespace(dims=SimpleNamespace(n_audio_ctx=1500, n_text_ctx=N_TEXT_CTX))
-    task.n_ctx = N_TEXT_CTX
-    task.sample_len = task.options.sample_len or N_TEXT_CTX // 2
-    task.sot_sequence = (tok.sot_sequence_including_notimestamps if task.options.without_timestamps
-                         else tok.sot_sequence)
-    return task
+@pytest.fixture(scope="module")
+def make_task(request, en):
+    """DecodingTask(model, options) for the tokenizer `tok` stands for: tiny.en for `en`, base in German for `ml`."""
+    def make(tok, **options):
+        if tok is en:
+            return DecodingTask(request.getfixturevalue("tiny_en_model"), DecodingOptions(**options))
+        return DecodingTask(request.getfixturevalue("base_model"), DecodingOptions(language="de", **options))
+    return make
 
 
 def specials(tok):
@@ -450,12 +447,12 @@ def specials(tok):
 
 
 @pytest.mark.parametrize("value", ["-1", [-1], (-1,)])
-def test_suppress_tokens_minus_one_expands_to_non_speech_and_specials(tok, value):
+def test_suppress_tokens_minus_one_expands_to_non_speech_and_specials(tok, value, make_task):
     got = make_task(tok, suppress_tokens=value).suppress_tokens()
     assert got == tuple(sorted(set(tok.non_speech_tokens) | specials(tok)))
 
 
-def test_suppress_tokens_minus_one_equals_ctranslate2_suppress_ids(en, tiny_en_ct2_dir):
+def test_suppress_tokens_minus_one_equals_ctranslate2_suppress_ids(en, tiny_en_ct2_dir, make_task):
     import json
 
     config = json.loads((tiny_en_ct2_dir / "config.json").read_text())
@@ -463,79 +460,74 @@ def test_suppress_tokens_minus_one_equals_ctranslate2_suppress_ids(en, tiny_en_c
 
 
 @pytest.mark.parametrize("value", ["-1,5", [5, -1]])
-def test_suppress_tokens_minus_one_keeps_extra_ids(tok, value):
+def test_suppress_tokens_minus_one_keeps_extra_ids(tok, value, make_task):
     got = make_task(tok, suppress_tokens=value).suppress_tokens()
     assert got == tuple(sorted({5} | set(tok.non_speech_tokens) | specials(tok)))
 
 
 @pytest.mark.parametrize("value", ["", None, []])
-def test_suppress_tokens_empty_means_only_specials(tok, value):
+def test_suppress_tokens_empty_means_only_specials(tok, value, make_task):
     assert make_task(tok, suppress_tokens=value).suppress_tokens() == tuple(sorted(specials(tok)))
 
 
 @pytest.mark.parametrize("value", ["1,2", " 1, 2", [2, 1]])
-def test_suppress_tokens_explicit_ids_plus_specials(tok, value):
+def test_suppress_tokens_explicit_ids_plus_specials(tok, value, make_task):
     assert make_task(tok, suppress_tokens=value).suppress_tokens() == tuple(sorted({1, 2} | specials(tok)))
 
 
 @pytest.mark.parametrize("value", ["", None])
-def test_empty_suppress_tokens_means_no_suppress_filter(tok, value):
+def test_empty_suppress_tokens_means_no_suppress_filter(tok, value, make_task):
     # openai: `if self.options.suppress_tokens:` guards SuppressTokens, so "" / None suppress nothing at all.
     task = make_task(tok, suppress_tokens=value)
-    task.sample_begin = len(task.sot_sequence)
-    assert [type(f) for f in task._logit_filters()] == [SuppressBlank, ApplyTimestampRules]
+    assert [type(f) for f in task.logit_filters] == [SuppressBlank, ApplyTimestampRules]
 
 
-def test_logit_filters_follow_the_options(tok):
+def test_logit_filters_follow_the_options(tok, make_task):
     task = make_task(tok)
-    task.sample_begin = len(task.sot_sequence)
-    filters = task._logit_filters()
+    filters = task.logit_filters
     assert [type(f) for f in filters] == [SuppressBlank, SuppressTokens, ApplyTimestampRules]
     assert filters[1].suppress_tokens == list(task.suppress_tokens())
     assert filters[2].max_initial_timestamp_index == MAX_INITIAL_INDEX
     assert filters[2].sample_begin == len(tok.sot_sequence)
     for value in (None, 0.0):  # openai: `if options.max_initial_timestamp:` -> no limit
         task = make_task(tok, max_initial_timestamp=value)
-        task.sample_begin = len(task.sot_sequence)
-        assert task._logit_filters()[-1].max_initial_timestamp_index is None
+        assert task.logit_filters[-1].max_initial_timestamp_index is None
     task = make_task(tok, without_timestamps=True, suppress_blank=False)
-    task.sample_begin = len(task.sot_sequence)
-    assert [type(f) for f in task._logit_filters()] == [SuppressTokens]
+    assert [type(f) for f in task.logit_filters] == [SuppressTokens]
 
 
-def test_initial_tokens_plain_and_without_timestamps(tok):
-    assert make_task(tok)._initial_tokens() == tok.sot_sequence
-    assert make_task(tok, without_timestamps=True)._initial_tokens() == tok.sot_sequence + (tok.no_timestamps,)
+def test_initial_tokens_plain_and_without_timestamps(tok, make_task):
+    assert make_task(tok).initial_tokens == tok.sot_sequence
+    assert make_task(tok, without_timestamps=True).initial_tokens == tok.sot_sequence + (tok.no_timestamps,)
 
 
-def test_initial_tokens_with_text_prompt(tok):
-    got = make_task(tok, prompt="  Hello world.  ")._initial_tokens()
+def test_initial_tokens_with_text_prompt(tok, make_task):
+    got = make_task(tok, prompt="  Hello world.  ").initial_tokens
     assert got == (tok.sot_prev, *tok.encode(" Hello world."), *tok.sot_sequence)
 
 
-def test_initial_tokens_with_long_token_prompt_keeps_the_last_n_ctx_half_minus_one(tok):
+def test_initial_tokens_with_long_token_prompt_keeps_the_last_n_ctx_half_minus_one(tok, make_task):
     prompt = list(range(1000, 1300))
-    got = make_task(tok, prompt=prompt)._initial_tokens()
+    got = make_task(tok, prompt=prompt).initial_tokens
     keep = N_TEXT_CTX // 2 - 1
     assert keep == 223
     assert got == (tok.sot_prev, *prompt[-keep:], *tok.sot_sequence)
 
 
-def test_initial_tokens_with_prefix_within_its_budget(tok):
+def test_initial_tokens_with_prefix_within_its_budget(tok, make_task):
     # sample_len=200 leaves n_ctx // 2 - 200 = 24 tokens for the prefix: the last 24 are kept.
-    assert make_task(tok, prefix=" Hello", sample_len=200)._initial_tokens() == (*tok.sot_sequence,
-                                                                                  *tok.encode(" Hello"))
+    assert make_task(tok, prefix=" Hello", sample_len=200).initial_tokens == (*tok.sot_sequence, *tok.encode(" Hello"))
     prefix = list(range(2000, 2030))
-    assert make_task(tok, prefix=prefix, sample_len=200)._initial_tokens() == (*tok.sot_sequence, *prefix[-24:])
+    assert make_task(tok, prefix=prefix, sample_len=200).initial_tokens == (*tok.sot_sequence, *prefix[-24:])
 
 
-def test_initial_tokens_with_prompt_and_prefix(tok):
-    got = make_task(tok, prompt="before", prefix="after", sample_len=100, without_timestamps=True)._initial_tokens()
+def test_initial_tokens_with_prompt_and_prefix(tok, make_task):
+    got = make_task(tok, prompt="before", prefix="after", sample_len=100, without_timestamps=True).initial_tokens
     assert got == (tok.sot_prev, *tok.encode(" before"), *tok.sot_sequence, tok.no_timestamps, *tok.encode(" after"))
 
 
-def test_initial_tokens_keep_the_prefix_with_the_default_sample_len(tok):
-    got = make_task(tok, prefix="Hello world")._initial_tokens()
+def test_initial_tokens_keep_the_prefix_with_the_default_sample_len(tok, make_task):
+    got = make_task(tok, prefix="Hello world").initial_tokens
     assert got == (*tok.sot_sequence, *tok.encode(" Hello world"))
 
 
@@ -588,3 +580,51 @@ def test_log_softmax_matches_float64_reference():
     finite = np.isfinite(ref)
     np.testing.assert_allclose(got[finite], ref[finite], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(np.exp(got.astype(np.float64)).sum(axis=-1), 1.0, atol=1e-4)
+
+
+def _timestamp_rules_per_row(rule, logits, tokens):
+    """openai's ApplyTimestampRules written row by row, as in whisper/decoding.py: the vectorised filter's
+    reference."""
+    ts = rule.timestamp_begin
+    logits[:, rule.no_timestamps] = -np.inf
+    for k in range(tokens.shape[0]):
+        sampled = tokens[k, rule.sample_begin:]
+        last_was_timestamp = len(sampled) >= 1 and sampled[-1] >= ts
+        penultimate_was_timestamp = len(sampled) < 2 or sampled[-2] >= ts
+        if last_was_timestamp:
+            if penultimate_was_timestamp:
+                logits[k, ts:] = -np.inf
+            else:
+                logits[k, : rule.eot] = -np.inf
+        timestamps = sampled[sampled >= ts]
+        if timestamps.size > 0:
+            last = timestamps[-1] if last_was_timestamp and not penultimate_was_timestamp else timestamps[-1] + 1
+            logits[k, ts:last] = -np.inf
+    if tokens.shape[1] == rule.sample_begin:
+        logits[:, :ts] = -np.inf
+        if rule.max_initial_timestamp_index is not None:
+            logits[:, ts + rule.max_initial_timestamp_index + 1:] = -np.inf
+    logprobs = log_softmax(logits)
+    for k in range(tokens.shape[0]):
+        if np.logaddexp.reduce(logprobs[k, ts:]) > logprobs[k, :ts].max():
+            logits[k, :ts] = -np.inf
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_timestamp_rules_on_many_rows_equal_the_per_row_rules(en, seed):
+    """Batches of random sequences (text, timestamps in and out of order, pairs, open segments, EOT) and random
+    logits: the filter applied to all rows at once sets exactly what the per-row rules do."""
+    rng = np.random.default_rng(seed)
+    initial = list(en.sot_sequence)
+    rule = ApplyTimestampRules(en, len(initial), [None, MAX_INITIAL_INDEX][seed % 2])
+    rows, n = int(rng.integers(1, 9)), int(rng.integers(0, 7))
+    vocab = en.timestamp_begin + N_TIMESTAMP_TOKENS
+    choices = np.array([11, 220, 400, en.eot, en.timestamp_begin, en.timestamp_begin + 3, en.timestamp_begin + 40,
+                        en.timestamp_begin + 41, en.timestamp_begin + 1000])
+    tokens = np.array([initial + rng.choice(choices, n).tolist() for _ in range(rows)], np.int64)
+    logits = (rng.standard_normal((rows, vocab)) * 4).astype(np.float32)
+    logits[:, en.timestamp_begin:] += rng.normal(0, 6, (rows, 1)).astype(np.float32)  # some rows favour timestamps
+    expected = logits.copy()
+    _timestamp_rules_per_row(rule, expected, tokens)
+    rule.apply(logits, tokens)
+    np.testing.assert_array_equal(logits, expected)
