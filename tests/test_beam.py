@@ -87,16 +87,69 @@ def test_beam_decode_is_deterministic_and_ends_cleanly(tiny_en_model):
     assert a.tokens == b.tokens and a.tokens[0] == 50363 and 50256 not in a.tokens
 
 
-def test_top_k_stable_equals_full_stable_sort():
-    """The partial sort beam search uses picks what a full stable argsort would, ties broken by index."""
-    from whisperms.decoding import top_k_stable
-    values = np.array([0.5, 2.0, -np.inf, 2.0, 1.0, 2.0, 0.5])
-    assert top_k_stable(values, 2).tolist() == [1, 3]            # three-way tie at the top: lowest indices first
-    assert top_k_stable(values, 4).tolist() == [1, 3, 5, 4]
-    assert top_k_stable(values, 6).tolist() == [1, 3, 5, 4, 0, 6]  # tie at the cut: index 0 before 6
-    assert top_k_stable(values, 9).tolist() == [1, 3, 5, 4, 0, 6, 2]
+def test_top_k_rows_equals_full_stable_sort():
+    """The partial sort beam search uses picks what a full stable argsort of each row would, ties by index."""
+    from whisperms.decoding import top_k_rows
+    values = np.array([[0.5, 2.0, -np.inf, 2.0, 1.0, 2.0, 0.5]] * 2)
+    assert top_k_rows(values, 2).tolist() == [[1, 3]] * 2             # three-way tie at the top: lowest first
+    assert top_k_rows(values, 4).tolist() == [[1, 3, 5, 4]] * 2
+    assert top_k_rows(values, 6).tolist() == [[1, 3, 5, 4, 0, 6]] * 2  # tie at the cut: index 0 before 6
+    assert top_k_rows(values, 9).tolist() == [[1, 3, 5, 4, 0, 6, 2]] * 2
     rng = np.random.default_rng(0)
     for _ in range(500):
-        v = rng.integers(-3, 3, rng.integers(1, 40)).astype(np.float64)
+        v = rng.integers(-3, 3, (rng.integers(1, 6), rng.integers(1, 40))).astype(np.float64)
         k = int(rng.integers(1, 8))
-        assert top_k_stable(v, k).tolist() == np.argsort(-v, kind="stable")[:k].tolist()
+        assert top_k_rows(v, k).tolist() == np.argsort(-v, axis=1, kind="stable")[:, :k].tolist()
+
+
+def _reference_update(beam, tokens, logits, sum_logprobs):
+    """openai's beam bookkeeping written as it is there (a dict of sequences per step), the vectorised update's
+    reference."""
+    from whisperms.decoding import log_softmax
+
+    logprobs = log_softmax(logits.astype(np.float64))
+    scores, sources = {}, {}
+    for row in range(tokens.shape[0]):
+        prefix = tuple(tokens[row].tolist())
+        for token in np.argsort(-logprobs[row], kind="stable")[: beam.beam_size + 1].tolist():
+            scores[prefix + (token,)] = sum_logprobs[row] + logprobs[row, token]
+            sources[prefix + (token,)] = row
+    kept, source_rows, newly_finished = [], [], {}
+    for sequence in sorted(scores, key=scores.get, reverse=True):
+        if sequence[-1] == beam.eot:
+            newly_finished[sequence] = scores[sequence]
+        else:
+            sum_logprobs[len(kept)] = scores[sequence]
+            kept.append(sequence)
+            source_rows.append(sources[sequence])
+            if len(kept) == beam.beam_size:
+                break
+    for sequence in sorted(newly_finished, key=newly_finished.get, reverse=True):
+        if len(beam.finished) >= beam.max_candidates:
+            break
+        beam.finished[sequence] = newly_finished[sequence]
+    return np.array(kept, np.int64), source_rows, len(beam.finished) >= beam.max_candidates
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_vectorised_update_equals_openai_bookkeeping(seed):
+    """Random runs of beam search on a small vocabulary with many ties and frequent EOT: every step's next
+    tokens, sources, scores, finished candidates and completion equal the dict-based reference."""
+    rng = np.random.default_rng(seed)
+    beam_size, vocab, eot = int(rng.integers(1, 6)), int(rng.integers(4, 12)), 3
+    patience = [None, 0.5, 2.0][seed % 3]
+    fast, slow = (BeamSearchDecoder(beam_size, eot, patience) for _ in range(2))
+    tokens = np.array([[1, 2]] * beam_size, np.int64)
+    sums_fast, sums_slow = np.zeros(beam_size), np.zeros(beam_size)
+    for _ in range(8):
+        logits = rng.integers(-3, 3, (tokens.shape[0], vocab)).astype(np.float32)  # integers: many exact ties
+        logits[rng.random(logits.shape) < 0.2] = -np.inf
+        logits[tokens[:, 1] == tokens[0, 1]] = logits[0]  # rows holding equal sequences see equal logits
+        a = fast.update(tokens, logits, sums_fast)
+        b = _reference_update(slow, tokens, logits, sums_slow)
+        assert a[0].tolist() == b[0].tolist() and a[1] == b[1] and a[2] == b[2]
+        np.testing.assert_array_equal(sums_fast, sums_slow)
+        assert fast.finished == slow.finished and list(fast.finished) == list(slow.finished)
+        if a[2] or len(a[0]) < beam_size:
+            break
+        tokens = a[0]

@@ -55,14 +55,20 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def top_k_stable(values: np.ndarray, k: int) -> np.ndarray:
-    """`np.argsort(-values, kind="stable")[:k]` (ties by index) without sorting the whole vocabulary: a full stable
-    sort of 51,865 logprobs per beam cost more than the decoder step itself."""
-    if k >= values.size:
-        return np.argsort(-values, kind="stable")
-    threshold = np.partition(values, values.size - k)[values.size - k]  # the k-th largest value
-    candidates = np.flatnonzero(values >= threshold)  # ascending indices, so the stable sort breaks ties by index
-    return candidates[np.argsort(-values[candidates], kind="stable")][:k]
+def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
+    """`np.argsort(-values, axis=1, kind="stable")[:, :k]`, ties by lower index, without sorting whole rows: a full
+    stable sort of 51,865 logprobs per beam cost more than the decoder step itself."""
+    if k >= values.shape[1]:
+        return np.argsort(-values, axis=1, kind="stable")
+    threshold = np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k]  # k-th largest per row
+    rows, columns = np.nonzero(values >= threshold[:, None])  # row-major: ascending indices within a row
+    order = np.lexsort((columns, -values[rows, columns], rows))
+    rows, columns = rows[order], columns[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)  # position within its row
+    out = np.empty((values.shape[0], k), np.int64)
+    keep = rank < k
+    out[rows[keep], rank[keep]] = columns[keep]
+    return out
 
 
 # ---- logit filters: each mutates logits (B, V) in place given the tokens so far (B, T) ----
@@ -106,29 +112,28 @@ class ApplyTimestampRules(LogitFilter):
     def apply(self, logits, tokens):
         ts = self.timestamp_begin
         logits[:, self.no_timestamps] = -np.inf
-        for k in range(tokens.shape[0]):
-            sampled = tokens[k, self.sample_begin:]
-            last_was_timestamp = len(sampled) >= 1 and sampled[-1] >= ts
-            penultimate_was_timestamp = len(sampled) < 2 or sampled[-2] >= ts
-            if last_was_timestamp:
-                if penultimate_was_timestamp:  # a pair just closed: text (or EOT) must follow
-                    logits[k, ts:] = -np.inf
-                else:  # an open segment: only a timestamp or EOT
-                    logits[k, : self.eot] = -np.inf
-            timestamps = sampled[sampled >= ts]
-            if timestamps.size > 0:
-                # never decrease; a new segment's start may equal the previous end, other timestamps must advance
-                last = timestamps[-1] if last_was_timestamp and not penultimate_was_timestamp else timestamps[-1] + 1
-                logits[k, ts:last] = -np.inf
-        if tokens.shape[1] == self.sample_begin:
+        sampled = tokens[:, self.sample_begin:]
+        n = sampled.shape[1]
+        is_timestamp = sampled >= ts
+        last_was_timestamp = is_timestamp[:, -1] if n >= 1 else np.zeros(len(tokens), bool)
+        penultimate_was_timestamp = is_timestamp[:, -2] if n >= 2 else np.ones(len(tokens), bool)
+        logits[last_was_timestamp & penultimate_was_timestamp, ts:] = -np.inf  # a pair just closed: text or EOT
+        open_segment = last_was_timestamp & ~penultimate_was_timestamp
+        logits[open_segment, : self.eot] = -np.inf  # an open segment: only a timestamp or EOT
+        if n >= 1:
+            # never decrease; a new segment's start may equal the previous end, other timestamps must advance
+            has_timestamp = is_timestamp.any(axis=1)
+            last_index = n - 1 - np.argmax(is_timestamp[:, ::-1], axis=1)
+            last = sampled[np.arange(len(tokens)), last_index] + (~open_segment)
+            blocked = np.arange(logits.shape[1] - ts)[None, :] < (last - ts)[:, None]
+            logits[:, ts:][blocked & has_timestamp[:, None]] = -np.inf
+        if n == 0:
             logits[:, :ts] = -np.inf
             if self.max_initial_timestamp_index is not None:
                 logits[:, ts + self.max_initial_timestamp_index + 1:] = -np.inf
         logprobs = log_softmax(logits)
-        for k in range(tokens.shape[0]):
-            timestamp_logprob = np.logaddexp.reduce(logprobs[k, ts:])
-            if timestamp_logprob > logprobs[k, :ts].max():
-                logits[k, :ts] = -np.inf
+        timestamp_logprob = np.logaddexp.reduce(logprobs[:, ts:], axis=1)
+        logits[timestamp_logprob > logprobs[:, :ts].max(axis=1), :ts] = -np.inf
 
 
 # ---- token selection ----
@@ -169,32 +174,36 @@ class BeamSearchDecoder:
         self.finished: Dict[Tuple[int, ...], float] = {}
 
     def update(self, tokens: np.ndarray, logits: np.ndarray, sum_logprobs: np.ndarray):
-        """Return (next tokens (beam, T+1), source row of each, completed); sum_logprobs is rewritten in place."""
-        logprobs = log_softmax(logits.astype(np.float64))
-        scores, sources = {}, {}
-        for row in range(tokens.shape[0]):
-            prefix = tuple(tokens[row].tolist())
-            top = top_k_stable(logprobs[row], self.beam_size + 1)
-            for token in top.tolist():
-                sequence = prefix + (token,)
-                scores[sequence] = sum_logprobs[row] + logprobs[row, token]
-                sources[sequence] = row
-        kept, source_rows, newly_finished = [], [], {}
-        for sequence in sorted(scores, key=scores.get, reverse=True):
-            if sequence[-1] == self.eot:
-                newly_finished[sequence] = scores[sequence]
-            else:
-                sum_logprobs[len(kept)] = scores[sequence]
-                kept.append(sequence)
-                source_rows.append(sources[sequence])
-                if len(kept) == self.beam_size:
-                    break
-        for sequence in sorted(newly_finished, key=newly_finished.get, reverse=True):
+        """Return (next tokens (beam, T+1), source row of each, completed); sum_logprobs is rewritten in place.
+
+        openai's candidate bookkeeping (a dict of sequences, sorted by score, stable) done with arrays: rows are
+        ranked by their top beam_size + 1 tokens at once, and rows holding the same sequence (every row at the
+        first step) propose once, from the last such row, as a dict keyed by sequence would keep them.
+        """
+        k = self.beam_size + 1
+        _, first, group = np.unique(tokens, axis=0, return_index=True, return_inverse=True)
+        group = group.reshape(-1)
+        last = np.zeros(len(first), np.int64)
+        last[group] = np.arange(len(group))  # the last row of each group wins, as in a dict
+        source = last[group[np.sort(first)]]  # each distinct sequence once, in the order of its first row
+        logprobs = log_softmax(logits[source].astype(np.float64))
+        top = top_k_rows(logprobs, k)  # (rows, min(k, V))
+        candidate_rows = np.repeat(source, top.shape[1])
+        candidate_tokens = top.reshape(-1)
+        scores = sum_logprobs[candidate_rows] + np.take_along_axis(logprobs, top, axis=1).reshape(-1)
+        order = np.argsort(-scores, kind="stable")
+        finished = candidate_tokens[order] == self.eot
+        kept = order[~finished][: self.beam_size]
+        cut = np.flatnonzero(~finished)[self.beam_size - 1] if len(kept) == self.beam_size else len(order)
+        for i in order[: cut + 1][finished[: cut + 1]]:  # finished candidates ranked before the beams filled up
             if len(self.finished) >= self.max_candidates:
                 break
-            self.finished[sequence] = newly_finished[sequence]
+            sequence = tuple(tokens[candidate_rows[i]].tolist()) + (self.eot,)
+            self.finished[sequence] = float(scores[i])
+        sum_logprobs[: len(kept)] = scores[kept]
+        next_tokens = np.concatenate([tokens[candidate_rows[kept]], candidate_tokens[kept, None]], axis=1)
         completed = len(self.finished) >= self.max_candidates
-        return np.array(kept, np.int64), source_rows, completed
+        return next_tokens.astype(np.int64), candidate_rows[kept].tolist(), completed
 
     def finalize(self, tokens: np.ndarray, sum_logprobs: np.ndarray) -> Dict[Tuple[int, ...], float]:
         """Finished candidates, topped up with the best unfinished beams (EOT appended) if fewer than beam_size."""
