@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from whisperms.audio import N_FRAMES, N_SAMPLES, load_audio, log_mel_spectrogram, pad_or_trim
+from whisperms.audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, pad_or_trim
 from whisperms.decoding import DecodingOptions, DecodingTask, rank_score
 
 faster_whisper = pytest.importorskip("faster_whisper", reason="reference engine: pip install -e .[test]")
@@ -114,6 +114,23 @@ def test_carry_initial_prompt(tiny_en_model, sonnet):
     assert got_plain and got_plain == without[:len(got_plain)]
     second = [s.text for s in carried.segments if s.seek == seek][0]
     assert second.upper() == second and second.strip()  # the prompt's style carried over
+
+
+# --- the no-speech window skip --------------------------------------------------------------------------------------
+
+def test_no_speech_window_is_skipped(tiny_en_model, fw):
+    """JFK, 50 s of white noise (standard deviation 0.01, seeded), a 2-s clip: the window at 30 s holds only noise,
+    its no-speech probability is above 0.6 and its text unlikely (below -1), so it is skipped whole, as faster-whisper
+    skips it; with no_speech_threshold=None the same window yields a hallucinated segment."""
+    noise = (np.random.default_rng(0).normal(size=50 * SAMPLE_RATE) * 0.01).astype(np.float32)
+    audio = np.concatenate([load_audio(str(JFK)), noise, load_audio(str(SHORT))])
+    skipped = tiny_en_model.transcribe(audio, temperature=0.0)
+    assert [(s.start, s.end, s.text) for s in skipped.segments] == theirs(fw, audio)
+    assert [s.seek for s in skipped.segments] == [0, 0, 6000]  # nothing from the window at 30 s
+    assert "comparatively modern" in skipped.segments[-1].text
+    kept = tiny_en_model.transcribe(audio, temperature=0.0, no_speech_threshold=None)
+    hallucinated = [s for s in kept.segments if s.seek == 3000]
+    assert hallucinated and hallucinated[0].no_speech_prob > 0.6 and hallucinated[0].avg_logprob < -1.0
 
 
 # --- temperature fallback and sampling ---------------------------------------------------------------------------
