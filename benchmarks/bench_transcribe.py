@@ -343,7 +343,7 @@ def run_worker(spec):
                                        "around the jit calls"
                                        if instrument_whisperms(model, holder) else "not measured")
         out["t_load_s"] = time.perf_counter() - t
-        options = {"temperature": TEMPERATURES, "condition_on_previous_text": True}
+        options = {"temperature": TEMPERATURES, "condition_on_previous_text": spec["condition"]}
         if beam > 1:
             options["beam_size"] = beam
 
@@ -366,7 +366,8 @@ def run_worker(spec):
 
         def transcribe(path, language):
             segments, _ = model.transcribe(path, beam_size=beam, best_of=1, language=language, vad_filter=False,
-                                           condition_on_previous_text=True, temperature=list(TEMPERATURES))
+                                           condition_on_previous_text=spec["condition"],
+                                           temperature=list(TEMPERATURES))
             return "".join(s.text for s in segments)
     elif engine == "openai-whisper":
         # Same weights: the CTranslate2 folder converted to openai's parameter names by a prepare step
@@ -396,7 +397,7 @@ def run_worker(spec):
         def transcribe(path, language):
             kwargs = {"beam_size": beam} if beam > 1 else {}
             return model.transcribe(path, language=language, temperature=TEMPERATURES, fp16=False,
-                                    condition_on_previous_text=True, **kwargs)["text"]
+                                    condition_on_previous_text=spec["condition"], **kwargs)["text"]
     else:
         raise SystemExit(f"unknown engine {engine}")
 
@@ -605,7 +606,8 @@ def run_all(args):
               "kernel_cache": args.kernel_cache, "graph_cache": args.graph_cache,
               "whisperms_source": {"rev": args.whisperms_src, "commit": src_commit,
                                    "folder": str(src_folder) if src_folder else str(ROOT / "whisperms")},
-              "settings": {"temperature": list(TEMPERATURES), "condition_on_previous_text": True, "best_of": 1,
+              "settings": {"temperature": list(TEMPERATURES), "condition_on_previous_text": args.condition,
+                           "best_of": 1,
                            "vad_filter": False, "greedy": "beam_size=1 (faster-whisper) / beam_size=None (whisperms)",
                            "language": "given per clip"},
               "unavailable": unavailable, "clips": {}, "runs": runs}
@@ -655,6 +657,7 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
                 if engine in skip or key in skip:
                     continue
                 spec = {"engine": engine, "folder": folder, "beam_size": beam, "threads": args.threads,
+                        "condition": args.condition,
                         "files": clips["files"], "languages": clips["languages"],
                         "openai_npz": str(openai_npz) if openai_npz else None}
                 fresh = engine == "whisperms" and args.kernel_cache == "fresh"
@@ -732,6 +735,8 @@ def render(reports, stat="auto", notes=()):
             env += f", graph cache {rep['graph_cache']}"
         if rep.get("busy_cores"):
             env += f", {rep['busy_cores']} core(s) busy"
+        if rep.get("settings", {}).get("condition_on_previous_text") is False:
+            env += ", no prompt carry"
         for r in rep["runs"]:
             groups.setdefault((r["model"], r["clip"], f"{r['beam_size']}{env}", r["engine"]), []).append(r)
     lines = ["# whisperms vs faster-whisper: transcription benchmark", ""]
@@ -753,7 +758,7 @@ def render(reports, stat="auto", notes=()):
               f"- Statistic shown: **{stat}** over repeats (min when the machine is loaded: it is the run least "
               f"disturbed by other work); the JSON has every run.",
               "- Settings, equal for all engines: the same CTranslate2 weights and audio files; language given; "
-              "temperature fallback (0.0, 0.2, ..., 1.0); condition_on_previous_text; best_of 1; no VAD; faster-whisper "
+              "temperature fallback (0.0, 0.2, ..., 1.0); condition_on_previous_text (unless the row says no prompt carry); best_of 1; no VAD; faster-whisper "
               f"cpu_threads={first['threads']}; whisperms: threads={first['threads']} where its load_model takes "
               f"it, else MindSpore's default threading; OMP_WAIT_POLICY "
               f"{', '.join(sorted({str(rep.get('omp_wait_policy') or 'unset (OpenMP default: threads spin)') for rep in reports}))}.",
@@ -920,6 +925,8 @@ def main(argv=None):
                              "$WHISPERMS_GRAPH_CACHE), filled by earlier runs; fresh = an empty folder for every "
                              "whisperms process (a first-ever run); off = no cache, graphs compiled by mindspore.jit")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
+    parser.add_argument("--no-condition", dest="condition", action="store_false",
+                        help="condition_on_previous_text=False for every engine (default: True, openai's default)")
     parser.add_argument("--busy-cores", type=int, default=0, metavar="N",
                         help="keep N other processes spinning beside every measurement (a machine that is not idle)")
     parser.add_argument("--no-profile", dest="profile", action="store_false",
