@@ -7,16 +7,29 @@ timestamp. The loop's state lives in one small `_SeekState`; segments are yielde
 What is shown while it runs follows openai's `verbose`: None shows nothing, True prints each segment as it is
 decoded, False shows a tqdm progress bar over seconds of audio on stderr. `progress` overrides the bar alone (the
 CLI shows it next to the segment lines, on a terminal only).
+
+Options are checked once, up front, by `transcribe_options` (the CLI calls it before loading a model): a value that
+cannot work is an OptionsError naming it, never a failure deep in a later window.
+
+One rule differs from openai's: a window whose log-mel is constant carries no signal (digital silence, or sound more
+than 80 dB below the file's loudest, which the log-mel floors) and is skipped without decoding. openai and
+faster-whisper decode it, and tiny.en says "you" over 30 s of zeros with a no-speech probability of 0.95: their
+no-speech rule drops a window only if its average log probability is also below logprob_threshold (-1.0), and that
+of "<|0.00|> you<|30.00|>" is -0.70. A constant input is the same for every such window, so speech never reaches
+this rule.
 """
+import math
+import numbers
 import sys
-from dataclasses import asdict, dataclass, field, replace
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
-from .decoding import DecodingOptions, DecodingResult, DecodingTask, build_tokenizer, detect_language
+from .decoding import (DecodingOptions, DecodingResult, DecodingTask, _verify_options, build_tokenizer,
+                       detect_language)
 from .errors import OptionsError
 from .timing import (APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, add_word_timestamps, is_segment_anomaly,
                      last_word_end, next_words_segment)
@@ -107,19 +120,165 @@ def _progress_bar(total_frames: int, enabled: bool) -> tqdm:
                 bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
 
 
-def _seek_clips(clip_timestamps: Union[str, Sequence[float]], content_frames: int) -> List[Tuple[int, int]]:
-    if isinstance(clip_timestamps, str):
-        try:
-            clip_timestamps = [float(ts) for ts in clip_timestamps.split(",") if ts.strip()]
-        except ValueError:
-            raise OptionsError(f"clip_timestamps must be comma-separated seconds, got '{clip_timestamps}'") from None
-    points = [round(ts * FRAMES_PER_SECOND) for ts in clip_timestamps] or [0]
+def _seek_clips(clip_seconds: Sequence[float], content_frames: int) -> List[Tuple[int, int]]:
+    """(start, end) mel frames of each clip, cut at the end of the audio: a clip beyond the end is empty and ends at
+    once, whatever the file's length (one clip_timestamps serves every file of a batch)."""
+    points = [round(ts * FRAMES_PER_SECOND) for ts in clip_seconds] or [0]
     if len(points) % 2 == 1:
         points.append(content_frames)
-    clips = list(zip(points[::2], points[1::2]))
-    if any(end < start or start < 0 for start, end in clips):
+    return [(min(start, content_frames), min(end, content_frames)) for start, end in zip(points[::2], points[1::2])]
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """transcribe()'s own options and the window decoding options, checked: build it with `transcribe_options`."""
+    temperature: Tuple[float, ...] = DEFAULT_TEMPERATURES
+    compression_ratio_threshold: Optional[float] = 2.4
+    logprob_threshold: Optional[float] = -1.0
+    no_speech_threshold: Optional[float] = 0.6
+    condition_on_previous_text: bool = True
+    initial_prompt: Optional[str] = None
+    carry_initial_prompt: bool = False
+    word_timestamps: bool = False
+    prepend_punctuations: str = PREPEND_PUNCTUATIONS
+    append_punctuations: str = APPEND_PUNCTUATIONS
+    clip_timestamps: Tuple[float, ...] = ()   # seconds: start, end, start, ...; a last end left out is the file's end
+    hallucination_silence_threshold: Optional[float] = None
+    decoding: DecodingOptions = DecodingOptions()
+
+    def at_temperature(self, temperature: float) -> DecodingOptions:
+        """The options of one decoding attempt: beam search at temperature 0, best_of sampling above (openai)."""
+        options = replace(self.decoding, temperature=temperature)
+        if temperature > 0:
+            return replace(options, beam_size=None, patience=None)
+        return replace(options, best_of=None)
+
+
+_OWN_OPTIONS = {f.name for f in fields(TranscribeOptions)} - {"decoding"}
+_DECODING_OPTIONS = {f.name for f in fields(DecodingOptions)} - {"temperature"}
+# Numeric options and the values that can work (check_number's keywords); None is "unset" for each of them.
+_NUMBER_OPTIONS = {
+    "compression_ratio_threshold": {}, "logprob_threshold": {}, "no_speech_threshold": dict(low=0, high=1),
+    "hallucination_silence_threshold": dict(low=0), "best_of": dict(low=1, integer=True),
+    "beam_size": dict(low=1, integer=True), "sample_len": dict(low=1, integer=True),
+    "patience": dict(low=0, strict_low=True), "length_penalty": dict(low=0, high=1),
+    "max_initial_timestamp": dict(low=0),
+}
+_FLAG_OPTIONS = ("condition_on_previous_text", "carry_initial_prompt", "word_timestamps", "suppress_blank",
+                 "without_timestamps")
+_TEXT_OPTIONS = ("prepend_punctuations", "append_punctuations")
+
+
+def transcribe_options(**kwargs) -> TranscribeOptions:
+    """Check transcribe()'s keyword options (openai's names) without a model: an OptionsError names the first that
+    cannot work. What needs the model (an English-only model's language, alignment heads, token ids beyond the
+    vocabulary) is checked by Transcriber."""
+    unknown = sorted(set(kwargs) - _OWN_OPTIONS - _DECODING_OPTIONS)
+    if unknown:
+        raise OptionsError(f"unknown option {unknown[0]!r}")
+    checked = dict(kwargs)
+    for name, limits in _NUMBER_OPTIONS.items():
+        if name in checked:
+            checked[name] = check_number(name, checked[name], optional=True, **limits)
+    for name in _FLAG_OPTIONS:
+        if name in checked and not isinstance(checked[name], (bool, np.bool_)):
+            raise OptionsError(f"{name} must be True or False, got {checked[name]!r}")
+    for name in _TEXT_OPTIONS + ("initial_prompt",):
+        if name in checked and not isinstance(checked[name], str) and not (name == "initial_prompt" and
+                                                                           checked[name] is None):
+            raise OptionsError(f"{name} must be a string, got {checked[name]!r}")
+    if "temperature" in checked:
+        checked["temperature"] = _temperatures(checked["temperature"])
+    if "clip_timestamps" in checked:
+        checked["clip_timestamps"] = _clip_seconds(checked["clip_timestamps"])
+    if checked.get("task", "transcribe") not in ("transcribe", "translate"):
+        raise OptionsError(f"unknown task {checked['task']!r}: use 'transcribe' or 'translate'")
+    language = checked.get("language")
+    if language is not None:
+        if not isinstance(language, str):
+            raise OptionsError(f"language must be a code or name such as 'de' or 'German', got {language!r}")
+        language_code(language)  # an OptionsError for an unknown one
+    if "suppress_tokens" in checked:
+        checked["suppress_tokens"] = _token_ids("suppress_tokens", checked["suppress_tokens"], allow=(-1,))
+    for name in ("prompt", "prefix"):
+        if not isinstance(checked.get(name), (str, type(None))):
+            checked[name] = _token_ids(name, checked[name])
+    own = {name: checked.pop(name) for name in list(checked) if name in _OWN_OPTIONS}
+    options = TranscribeOptions(**own, decoding=DecodingOptions(**checked))
+    if options.hallucination_silence_threshold is not None and not options.word_timestamps:
+        raise OptionsError("hallucination_silence_threshold needs word_timestamps=True")
+    for temperature in options.temperature:
+        _verify_options(options.at_temperature(temperature))  # decoding's own rules, for every attempt
+    return options
+
+
+def check_number(name, value, *, low=None, high=None, integer=False, optional=False, strict_low=False):
+    """`value` as a finite float (or int) within [low, high], or an OptionsError saying what was expected."""
+    if value is None and optional:
+        return None
+    kind = numbers.Integral if integer else numbers.Real
+    valid = isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+    if valid:
+        number = int(value) if integer else float(value)
+        valid = (math.isfinite(number) and (low is None or (number > low if strict_low else number >= low))
+                 and (high is None or number <= high))
+    if valid:
+        return number
+    wanted = "an integer" if integer else "a finite number"
+    if low is not None and high is not None:
+        wanted += f" from {low} to {high}"
+    elif low is not None:
+        wanted += f" {'>' if strict_low else '>='} {low}"
+    raise OptionsError(f"{name} must be {wanted}{' or None' if optional else ''}, got {value!r}")
+
+
+def _temperatures(value) -> Tuple[float, ...]:
+    """A temperature or a sequence of them (tried in turn): each finite and >= 0."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (numbers.Real, Sequence, np.ndarray)):
+        raise OptionsError(f"temperature must be a number >= 0 or a sequence of them, got {value!r}")
+    values = [value] if isinstance(value, numbers.Real) else list(value)
+    if not values:
+        raise OptionsError("temperature must be a number >= 0 or a non-empty sequence of them, got an empty one")
+    return tuple(check_number("temperature", t, low=0) for t in values)
+
+
+def _clip_seconds(value) -> Tuple[float, ...]:
+    """clip_timestamps as seconds: "start,end,..." or a sequence of numbers, each finite and >= 0, end >= start."""
+    if isinstance(value, str):
+        try:
+            value = [float(ts) for ts in value.split(",") if ts.strip()]
+        except ValueError:
+            raise OptionsError(f"clip_timestamps must be comma-separated seconds, got '{value}'") from None
+    elif isinstance(value, numbers.Real):
+        value = [value]
+    if not isinstance(value, (Sequence, np.ndarray)):
+        raise OptionsError(f"clip_timestamps must be 'start,end,...' seconds or a list of them, got {value!r}")
+    seconds = []
+    for ts in value:
+        if not isinstance(ts, numbers.Real) or isinstance(ts, bool) or not math.isfinite(ts) or ts < 0:
+            raise OptionsError(f"clip_timestamps must be finite seconds >= 0, got {ts!r}")
+        seconds.append(float(ts))
+    if any(end < start for start, end in zip(seconds[::2], seconds[1::2])):
         raise OptionsError("clip_timestamps must be non-negative start,end pairs with end >= start")
-    return clips
+    return tuple(seconds)
+
+
+def _token_ids(name, value, allow=()):
+    """Token ids as a tuple of ints (a string of comma-separated ids for suppress_tokens); each >= 0 or in
+    `allow`. Whether they are below the vocabulary size is checked with the model."""
+    if value is None:
+        return None
+    ids = value
+    if isinstance(value, str):
+        try:
+            ids = [int(t) for t in value.split(",") if t.strip()]
+        except ValueError:
+            raise OptionsError(f"{name} must be comma-separated token ids, got '{value}'") from None
+    if not isinstance(ids, (Sequence, np.ndarray)) or not all(
+            isinstance(t, numbers.Integral) and not isinstance(t, bool) and (t >= 0 or t in allow) for t in ids):
+        raise OptionsError(f"{name} must be token ids (integers >= 0{''.join(f' or {a}' for a in allow)}), "
+                           f"got {value!r}")
+    return tuple(int(t) for t in ids)
 
 
 def _needs_fallback(result: DecodingResult, compression_ratio_threshold, logprob_threshold, no_speech_threshold):
@@ -156,39 +315,54 @@ def _split_segments(tokens: List[int], timestamp_begin: int, time_offset: float,
     return pieces, advance, single_timestamp_ending
 
 
+def _check_with_model(model, options: TranscribeOptions):
+    """What transcribe_options cannot check without the model."""
+    decoding = options.decoding
+    if decoding.language is not None:
+        build_tokenizer(model, decoding.language, decoding.task)  # an English-only model refuses other languages
+    if options.word_timestamps and not model.alignment_heads:
+        raise OptionsError("word_timestamps needs the checkpoint's alignment heads, and this one has none")
+    for name in ("suppress_tokens", "prompt", "prefix"):
+        ids = getattr(decoding, name)
+        if isinstance(ids, tuple) and any(t >= model.dims.n_vocab for t in ids):
+            raise OptionsError(f"{name}: token id {max(ids)} is beyond this model's vocabulary of "
+                               f"{model.dims.n_vocab} tokens")
+
+
 class Transcriber:
     """One transcription in progress: options resolved, mel computed, segments produced by `segments()`."""
 
-    def __init__(self, model, audio, *, verbose=None, progress=None, temperature=DEFAULT_TEMPERATURES,
-                 compression_ratio_threshold=2.4, logprob_threshold=-1.0, no_speech_threshold=0.6,
-                 condition_on_previous_text=True, initial_prompt=None, carry_initial_prompt=False,
-                 word_timestamps=False, prepend_punctuations=PREPEND_PUNCTUATIONS,
-                 append_punctuations=APPEND_PUNCTUATIONS, clip_timestamps="0", hallucination_silence_threshold=None,
-                 **decode_options):
-        if hallucination_silence_threshold is not None and not word_timestamps:
-            raise OptionsError("hallucination_silence_threshold needs word_timestamps=True")
-        self.hallucination_silence_threshold = hallucination_silence_threshold
-        if word_timestamps and not model.alignment_heads:
-            raise OptionsError("word_timestamps needs the checkpoint's alignment heads, and this one has none")
-        self.word_timestamps = word_timestamps
-        self.punctuations = dict(prepend_punctuations=prepend_punctuations, append_punctuations=append_punctuations)
+    def __init__(self, model, audio, *, verbose=None, progress=None, options: Optional[TranscribeOptions] = None,
+                 **kwargs):
+        """`options` as built by `transcribe_options`, or its keyword arguments (openai's transcribe options)."""
+        if options is None:
+            options = transcribe_options(**kwargs)
+        elif kwargs:
+            raise OptionsError(f"give options or keyword options, not both ({', '.join(sorted(kwargs))})")
+        _check_with_model(model, options)
         self.model = model
         self.verbose = verbose
         self.progress = verbose is False if progress is None else bool(progress)  # openai: a bar iff verbose=False
-        self.temperatures = (temperature,) if isinstance(temperature, (int, float)) else tuple(temperature)
-        self.thresholds = (compression_ratio_threshold, logprob_threshold, no_speech_threshold)
-        self.condition_on_previous_text = condition_on_previous_text
-        self.carry_initial_prompt = carry_initial_prompt
-        self.options = DecodingOptions(**decode_options)
+        self.transcribe_options = options
+        self.temperatures = options.temperature
+        self.thresholds = (options.compression_ratio_threshold, options.logprob_threshold, options.no_speech_threshold)
+        self.word_timestamps = options.word_timestamps
+        self.hallucination_silence_threshold = options.hallucination_silence_threshold
+        self.punctuations = dict(prepend_punctuations=options.prepend_punctuations,
+                                 append_punctuations=options.append_punctuations)
+        self.condition_on_previous_text = options.condition_on_previous_text
+        self.carry_initial_prompt = options.carry_initial_prompt
+        self.options = options.decoding
         self.mel = log_mel_spectrogram(audio, model.dims.n_mels, padding=N_SAMPLES)
         self.content_frames = self.mel.shape[-1] - N_FRAMES
         self.duration = self.content_frames * HOP_LENGTH / SAMPLE_RATE
-        self.clips = _seek_clips(clip_timestamps, self.content_frames)
+        self.clips = _seek_clips(options.clip_timestamps, self.content_frames)
         self.language, probability = self._language()
         self.info = TranscriptionInfo(self.language, probability, self.duration)
         self.tokenizer = build_tokenizer(model, self.language, self.options.task)
         self.options = replace(self.options, language=self.language)
-        self.initial_prompt_tokens = self.tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else []
+        prompt = options.initial_prompt
+        self.initial_prompt_tokens = self.tokenizer.encode(" " + prompt.strip()) if prompt else []
         self.input_stride = N_FRAMES // model.dims.n_audio_ctx
         self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE
 
@@ -209,12 +383,8 @@ class Transcriber:
         audio_features = self.model.inference.embed_audio(mel_segment[None])
         result = None
         for t in self.temperatures:
-            options = replace(self.options, temperature=t, prompt=prompt)
-            if t > 0:
-                options = replace(options, beam_size=None, patience=None)
-            else:
-                options = replace(options, best_of=None)
-            result = DecodingTask(self.model, options).run(audio_features, self.language)
+            options = replace(self.transcribe_options, decoding=self.options).at_temperature(t)
+            result = DecodingTask(self.model, replace(options, prompt=prompt)).run(audio_features, self.language)
             if not _needs_fallback(result, *self.thresholds):
                 break
         return result, audio_features
@@ -266,25 +436,31 @@ class Transcriber:
 
     def segments(self) -> Iterator[Segment]:
         state = _SeekState(seek=self.clips[0][0], clips=self.clips, all_tokens=list(self.initial_prompt_tokens))
-        total = sum(min(end, self.content_frames) - min(start, self.content_frames) for start, end in self.clips)
+        total = sum(end - start for start, end in self.clips)
         with _progress_bar(total, self.progress) as bar:
             while state.clip_index < len(state.clips):
-                yield from self._window(state)
+                clip_start, clip_end = state.clips[state.clip_index]
+                state.seek = max(state.seek, clip_start)
+                if state.seek >= clip_end:  # clips end at the end of the audio (_seek_clips): this loop ends
+                    state.clip_index += 1
+                    if state.clip_index < len(state.clips):
+                        state.seek = state.clips[state.clip_index][0]
+                    continue
+                window_seek, segment_frames = state.seek, min(N_FRAMES, clip_end - state.seek)
+                yield from self._window(state, segment_frames)
+                if state.seek <= window_seek:  # a window that ends where it began (a 0.00 s segment) moves on
+                    state.seek = window_seek + segment_frames
                 bar.update(max(state.frames_done(self.content_frames) - bar.n, 0))
 
-    def _window(self, state: _SeekState) -> Iterator[Segment]:
-        """Transcribe the window at state.seek (or move on to the next clip): yield its segments, advance state."""
+    def _window(self, state: _SeekState, segment_frames: int) -> Iterator[Segment]:
+        """Transcribe the window of `segment_frames` (> 0) at state.seek: yield its segments, advance state.seek."""
         _, logprob_threshold, no_speech_threshold = self.thresholds
-        clip_start, clip_end = state.clips[state.clip_index]
-        state.seek = max(state.seek, clip_start)
-        if state.seek >= clip_end:
-            state.clip_index += 1
-            if state.clip_index < len(state.clips):
-                state.seek = state.clips[state.clip_index][0]
+        segment = self.mel[:, state.seek:state.seek + segment_frames]
+        if no_speech_threshold is not None and segment.min() == segment.max():
+            state.seek += segment_frames  # a constant log-mel: no signal to decode (module docstring)
             return
         time_offset = state.seek * HOP_LENGTH / SAMPLE_RATE
-        segment_frames = min(N_FRAMES, self.content_frames - state.seek, clip_end - state.seek)
-        mel_segment = pad_or_trim(self.mel[:, state.seek:state.seek + segment_frames], N_FRAMES)
+        mel_segment = pad_or_trim(segment, N_FRAMES)
         result, audio_features = self._decode_window(mel_segment, self._prompt(state))
 
         if no_speech_threshold is not None and result.no_speech_prob > no_speech_threshold and not (
@@ -346,5 +522,6 @@ def _clock(seconds: float) -> str:
 
 
 def transcribe(model, audio, **kwargs) -> TranscriptionResult:
-    """Transcribe a file path or a float32 16 kHz waveform; keyword options as openai's transcribe()."""
+    """Transcribe a file path or an array of 16 kHz samples (what arrays are taken: whisperms.audio's docstring);
+    keyword options as openai's transcribe(), checked first (transcribe_options)."""
     return Transcriber(model, audio, **kwargs).run()
