@@ -92,6 +92,8 @@ def check_audio_file(file) -> str:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise AudioError(f"audio file not found: {path}") from None
+    except PermissionError:  # a folder on the way that this user may not enter
+        raise AudioError(f"cannot read audio file {path}: permission denied") from None
     except (OSError, ValueError) as error:  # ENAMETOOLONG, ELOOP, EACCES on a parent folder, an embedded NUL
         raise AudioError(f"cannot open audio file {path}: {getattr(error, 'strerror', None) or error}") from None
     if stat.S_ISDIR(mode):
@@ -136,7 +138,9 @@ def as_waveform(audio, source: str = "audio array") -> np.ndarray:
 
 def _finite(audio: np.ndarray, source: str) -> np.ndarray:
     """`audio` with NaN and +-inf samples set to 0 (a copy, with a warning), or `audio` itself if all are finite."""
-    if np.isfinite(audio.sum(dtype=np.float64)):  # float32 values cannot overflow a float64 sum: exact, no copy
+    with np.errstate(invalid="ignore"):  # inf + -inf
+        total = audio.sum(dtype=np.float64)
+    if np.isfinite(total):  # float32 values cannot overflow a float64 sum: exact, and no copy
         return audio
     bad = ~np.isfinite(audio)
     warnings.warn(f"{source}: {np.count_nonzero(bad)} of {audio.size} samples are not finite (NaN or infinity) and "
