@@ -1,22 +1,39 @@
 """whisperms: Whisper speech recognition on MindSpore."""
+from importlib import import_module
 from pathlib import Path
 
 from .decoding import DecodingOptions, DecodingResult, decode, detect_language
-from .errors import AudioError, CheckpointError, OptionsError, WhispermsError
-from .hub import available_models
-from .model import ModelDimensions, Whisper
+from .errors import AudioError, CheckpointError, OptionsError, OutputError, WhispermsError, WhispermsWarning
 from .transcribe import Segment, TranscriptionInfo, TranscriptionResult, transcribe
 
 __version__ = "0.1.0"
 __all__ = ["load_model", "available_models", "transcribe", "decode", "detect_language", "DecodingOptions",
            "DecodingResult", "Segment", "TranscriptionInfo", "TranscriptionResult",
-           "ModelDimensions", "Whisper", "WhispermsError", "AudioError", "CheckpointError", "OptionsError"]
+           "ModelDimensions", "Whisper", "WhispermsError", "AudioError", "CheckpointError", "OptionsError",
+           "OutputError", "WhispermsWarning"]
+
+# Imported on first use: these modules import MindSpore, the slowest part of a start, which `import whisperms` and
+# the CLI's checks of its arguments and files must not wait for.
+_LAZY = {"available_models": "hub", "ModelDimensions": "model", "Whisper": "model"}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def load_model(name_or_path, device=None, dtype=None, download_root=None, attn_implementation="auto", threads=None,
-               jit=True) -> Whisper:
+               jit=True):
     """Load a model by name ("tiny.en", "base", ..., "large-v3-turbo") or from a whisperms, Hugging Face or
-    CTranslate2 folder (the latter two converted in memory). Parameters load strictly, one-to-one.
+    CTranslate2 folder (the latter two converted in memory). Parameters load strictly, one-to-one. Returns a
+    `whisperms.model.Whisper`.
 
     device: None (Ascend when MindSpore reports one, else CPU), "CPU" or "Ascend". dtype: None (float16 on Ascend,
     float32 on CPU), "float16" or "float32". attn_implementation: "auto" (flash_attention_2 on Ascend, eager
@@ -27,6 +44,7 @@ def load_model(name_or_path, device=None, dtype=None, download_root=None, attn_i
     from . import device as devices
     from .convert import assign_state, read_checkpoint
     from .hub import resolve
+    from .model import Whisper
 
     runtime = devices.select(device, dtype, attn_implementation, jit, threads)
     folder = resolve(name_or_path, download_root)

@@ -1,7 +1,12 @@
 """The `whisperms` command: openai-whisper's options and defaults, plus `convert` and `models` subcommands.
 
 Every user-facing problem ends as one line on stderr: exit 2 for usage (bad option values or combinations),
-exit 1 for runtime failures (a missing or undecodable file, a bad checkpoint); other files in a batch still run.
+exit 1 for runtime failures (a missing, unreadable or undecodable file, an unwritable output folder, a bad
+checkpoint); other files in a batch still run. Warnings are one line too ("whisperms: warning: ...").
+
+Order: the options, every input file and the output folder are checked before MindSpore is imported and the model
+loaded, so a typo costs no start-up; only what needs the model (the device, the model name, an English-only model
+given another language) is checked after loading it.
 
 What is printed: `--verbose True` (the default) prints the runtime, each segment as it is decoded (stdout) and, when
 stderr is a terminal, a progress bar over seconds of audio (stderr); `--verbose False` prints nothing but errors.
@@ -10,8 +15,9 @@ openai's CLI differs in one point: it shows its bar only with `--verbose False`,
 import argparse
 import os
 import sys
+import warnings
 
-from .errors import OptionsError, WhispermsError
+from .errors import AudioError, OptionsError, OutputError, WhispermsError, WhispermsWarning
 
 OUTPUT_FORMATS = ("txt", "vtt", "srt", "tsv", "json", "all")
 EXIT_RUNTIME, EXIT_USAGE = 1, 2
@@ -27,7 +33,18 @@ def str2bool(value):
 
 
 def optional(kind):
-    return lambda value: None if value == "None" else kind(value)
+    def parse(value):
+        return None if value == "None" else kind(value)
+    parse.__name__ = kind.__name__  # argparse names the type in its error: "invalid int value: 'x'"
+    return parse
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line, like every other whisperms error (exit 2); --help is unchanged."""
+
+    def error(self, message):
+        print(f"whisperms: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
 
 
 def show_progress(verbose: bool, stream=None) -> bool:
@@ -39,12 +56,11 @@ def show_progress(verbose: bool, stream=None) -> bool:
 
 
 def transcribe_parser():
-    from .hub import available_models
-    p = argparse.ArgumentParser(prog="whisperms", description="Transcribe audio with Whisper on MindSpore.",
-                                epilog="Also: 'whisperms convert SRC DST' and 'whisperms models'.")
+    p = Parser(prog="whisperms", description="Transcribe audio with Whisper on MindSpore.",
+               epilog="Also: 'whisperms convert SRC DST' and 'whisperms models'.")
     p.add_argument("audio", nargs="+", help="audio file(s) to transcribe")
-    p.add_argument("--model", default="tiny.en",
-                   help=f"model name ({', '.join(available_models())}) or checkpoint folder")
+    p.add_argument("--model", default="tiny.en",  # the names live in hub.py, which imports MindSpore: not listed here
+                   help="model name ('whisperms models' lists them) or checkpoint folder")
     p.add_argument("--model_dir", default=None,
                    help="where named models are looked up and cached (default: $WHISPERMS_WEIGHTS, else the "
                         "repository's weights/, else ~/.cache/whisperms)")
@@ -106,31 +122,120 @@ def transcribe_parser():
 
 
 def _temperatures(args):
-    if args.temperature_increment_on_fallback is None:
-        return (args.temperature,)
-    steps = int(round((1.0 - args.temperature) / args.temperature_increment_on_fallback)) + 1 \
-        if args.temperature < 1.0 else 1
-    return tuple(round(args.temperature + i * args.temperature_increment_on_fallback, 6) for i in range(steps))
+    """openai's CLI: the first temperature, then steps of the increment up to 1.0 (just the first without one)."""
+    from .transcribe import check_number
+    first = check_number("--temperature", args.temperature, low=0)
+    increment = check_number("--temperature_increment_on_fallback", args.temperature_increment_on_fallback, low=0,
+                        strict_low=True, optional=True)
+    if increment is None:
+        return (first,)
+    steps = int(round((1.0 - first) / increment)) + 1 if first < 1.0 else 1
+    return tuple(round(first + i * increment, 6) for i in range(steps))
+
+
+WORD_OPTIONS = ("highlight_words", "max_line_count", "max_line_width", "max_words_per_line")
+
+
+def _writer_args(args):
+    """The subtitle layout options, checked: openai's CLI refuses each without --word_timestamps (an option given a
+    value that means "unset", False or 0, is not refused, as there); the line limits are counts, so >= 1."""
+    writer_args = {name: getattr(args, name) for name in WORD_OPTIONS}
+    if not args.word_timestamps:
+        for name in WORD_OPTIONS:
+            if writer_args[name]:
+                raise OptionsError(f"--{name} requires --word_timestamps True")
+    for name in ("max_line_count", "max_line_width", "max_words_per_line"):
+        if writer_args[name] is not None and writer_args[name] < 1:
+            raise OptionsError(f"--{name} must be at least 1, got {writer_args[name]}")
+    if writer_args["max_line_count"] and not writer_args["max_line_width"]:
+        raise OptionsError("--max_line_count has no effect without --max_line_width")
+    if writer_args["max_words_per_line"] and writer_args["max_line_width"]:
+        raise OptionsError("--max_words_per_line has no effect with --max_line_width")
+    return writer_args
+
+
+def _transcribe_options(args):
+    """Every transcription option checked (transcribe.transcribe_options), without the model or MindSpore."""
+    from .transcribe import transcribe_options
+    if args.threads < 0:
+        raise OptionsError(f"--threads must be 0 (all cores) or a positive number of cores, got {args.threads}")
+    if args.model_dir is not None and os.path.exists(args.model_dir) and not os.path.isdir(args.model_dir):
+        raise OptionsError(f"--model_dir {args.model_dir} is not a folder")
+    temperatures = _temperatures(args)
+    decode = dict(task=args.task, language=args.language, best_of=args.best_of, beam_size=args.beam_size,
+                  patience=args.patience, length_penalty=args.length_penalty, suppress_tokens=args.suppress_tokens)
+    return transcribe_options(
+        temperature=temperatures, compression_ratio_threshold=args.compression_ratio_threshold,
+        logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
+        condition_on_previous_text=args.condition_on_previous_text, initial_prompt=args.initial_prompt,
+        carry_initial_prompt=args.carry_initial_prompt, word_timestamps=args.word_timestamps,
+        prepend_punctuations=args.prepend_punctuations, append_punctuations=args.append_punctuations,
+        clip_timestamps=args.clip_timestamps, hallucination_silence_threshold=args.hallucination_silence_threshold,
+        **decode)
+
+
+def _as_cli_option(message, parser):
+    """transcribe_options names options as keywords ("best_of must be ..."); on the command line they are --best_of."""
+    name = message.split(" ", 1)[0].rstrip(":")
+    return f"--{message}" if any(action.dest == name for action in parser._actions) else message
+
+
+def check_output_folder(folder):
+    """An OutputError unless `folder` is a writable folder, or can be created as one (it is created on the first
+    write, so a run that writes nothing leaves nothing behind)."""
+    path = os.path.abspath(folder)
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if existing == path and not os.path.isdir(path):
+        raise OutputError(f"output folder {folder} exists and is not a folder")
+    if not os.path.isdir(existing):
+        raise OutputError(f"cannot create output folder {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == path:
+            raise OutputError(f"output folder {folder} is not writable: permission denied")
+        raise OutputError(f"cannot create output folder {folder}: permission denied in {existing}")
+
+
+def output_paths(output_format, output_dir, audio_path):
+    from .writers import WRITERS
+    formats = list(WRITERS) if output_format == "all" else [output_format]
+    return [WRITERS[name](output_dir).output_path(audio_path) for name in formats]
+
+
+def _check_targets(output_format, output_dir, audio_path):
+    """Before decoding a file: none of its transcripts may be a folder (os.replace could not put a file there)."""
+    for target in output_paths(output_format, output_dir, audio_path):
+        if os.path.isdir(target):
+            raise OutputError(f"cannot write {target}: it is a folder")
 
 
 def _transcribe_main(argv):
-    args = transcribe_parser().parse_args(argv)
+    from .audio import check_audio_file
+
+    parser = transcribe_parser()
+    args = parser.parse_args(argv)
+    try:
+        writer_args = _writer_args(args)
+        options = _transcribe_options(args)
+    except OptionsError as error:
+        return _usage(_as_cli_option(str(error), parser))
+    status, paths = 0, []
+    for path in args.audio:
+        try:
+            paths.append(check_audio_file(path))
+        except AudioError as error:
+            status = _fail(str(error))
+    try:
+        check_output_folder(args.output_dir)
+    except OutputError as error:
+        return _fail(str(error))
+    if not paths:
+        return status
+
     from . import load_model
     from .transcribe import Transcriber
     from .writers import get_writer
-
-    writer_args = {k: getattr(args, k) for k in ("highlight_words", "max_line_count", "max_line_width",
-                                                  "max_words_per_line")}
-    if writer_args["max_line_count"] and not writer_args["max_line_width"]:
-        return _usage("--max_line_count has no effect without --max_line_width")
-    if writer_args["max_words_per_line"] and writer_args["max_line_width"]:
-        return _usage("--max_words_per_line has no effect with --max_line_width")
-    if args.threads < 0:
-        return _usage(f"--threads must be 0 (all cores) or a positive number of cores, got {args.threads}")
-    decode = dict(task=args.task, language=args.language, best_of=args.best_of, beam_size=args.beam_size,
-                  patience=args.patience, length_penalty=args.length_penalty, suppress_tokens=args.suppress_tokens)
-    if args.temperature == 0 and args.temperature_increment_on_fallback is None:
-        decode["best_of"] = None
     try:
         model = load_model(args.model, device=args.device, dtype=args.dtype, download_root=args.model_dir,
                            attn_implementation=args.attn_implementation, threads=args.threads or None)
@@ -142,33 +247,27 @@ def _transcribe_main(argv):
         rt = model.runtime
         print(f"whisperms: {model.name or args.model} on {rt.device}, {rt.dtype}, attention {rt.attn_implementation}, "
               f"conv {rt.conv}, cores {rt.threads or 'all'}", file=sys.stderr)
-    os.makedirs(args.output_dir, exist_ok=True)
     writer = get_writer(args.output_format, args.output_dir)
-    status = 0
-    for path in args.audio:
+    for path in paths:
         try:
-            transcriber = Transcriber(
-                model, path, verbose=args.verbose, progress=show_progress(args.verbose),
-                temperature=_temperatures(args),
-                compression_ratio_threshold=args.compression_ratio_threshold,
-                logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
-                condition_on_previous_text=args.condition_on_previous_text, initial_prompt=args.initial_prompt,
-                carry_initial_prompt=args.carry_initial_prompt, word_timestamps=args.word_timestamps,
-                prepend_punctuations=args.prepend_punctuations, append_punctuations=args.append_punctuations,
-                clip_timestamps=args.clip_timestamps,
-                hallucination_silence_threshold=args.hallucination_silence_threshold, **decode)
+            _check_targets(args.output_format, args.output_dir, path)
+            transcriber = Transcriber(model, path, verbose=args.verbose, progress=show_progress(args.verbose),
+                                      options=options)
             result = transcriber.run()
+            os.makedirs(args.output_dir, exist_ok=True)
             writer(result.to_dict(), path, **writer_args)
-        except OptionsError as error:
+        except OptionsError as error:  # what needs the model: the same for every file
             return _usage(str(error))
         except WhispermsError as error:
             status = _fail(f"{path}: {error}" if path not in str(error) else str(error))
+        except OSError as error:  # writing: the folder checked above can still change, or fill up
+            status = _fail(f"{path}: cannot write its transcript to {args.output_dir}: {error.strerror or error}")
     return status
 
 
 def _convert_main(argv):
-    p = argparse.ArgumentParser(prog="whisperms convert",
-                                description="Convert a Hugging Face or CTranslate2 Whisper folder to whisperms.")
+    p = Parser(prog="whisperms convert",
+               description="Convert a Hugging Face or CTranslate2 Whisper folder to whisperms.")
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
@@ -184,8 +283,7 @@ def _convert_main(argv):
 
 
 def _models_main(argv):
-    argparse.ArgumentParser(prog="whisperms models", description="Known model names and local copies.") \
-        .parse_args(argv)
+    Parser(prog="whisperms models", description="Known model names and local copies.").parse_args(argv)
     from .hub import ALIASES, RELEASED_DIMENSIONS, weights_root
     root = weights_root()
     for name in RELEASED_DIMENSIONS:
@@ -207,12 +305,28 @@ def _fail(message):
     return EXIT_RUNTIME
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line on stderr; one not from whisperms says its category."""
+    text = str(message).splitlines()[0] if str(message) else category.__name__
+    ours = issubclass(category, WhispermsWarning) or text.startswith("whisperms: ")
+    text = text.removeprefix("whisperms: ")
+    print(f"whisperms: warning: {text}" + ("" if ours else f" ({category.__name__})"), file=sys.stderr)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     commands = {"convert": _convert_main, "models": _models_main}
-    if argv and argv[0] in commands:
-        return commands[argv[0]](argv[1:])
-    return _transcribe_main(argv)
+    saved = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        if argv and argv[0] in commands:
+            return commands[argv[0]](argv[1:])
+        return _transcribe_main(argv)
+    except KeyboardInterrupt:
+        print("whisperms: interrupted", file=sys.stderr)
+        return 128 + 2  # as a shell reports SIGINT
+    finally:
+        warnings.showwarning = saved
 
 
 if __name__ == "__main__":
