@@ -17,6 +17,7 @@ faster_whisper = pytest.importorskip("faster_whisper", reason="reference engine:
 JFK = DATA / "jfk_inaugural_1961.flac"                       # 11 s, one window
 SHORT = DATA / "ljspeech_LJ001-0002.wav"                     # 2 s
 SONNET = DATA / "librivox_shakespeare-sonnet-001.mp3"        # 53 s: two windows
+FRENCH = DATA / "picovoice_fr_test_fr.wav"
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,20 @@ def test_carry_initial_prompt(tiny_en_model, sonnet):
     assert got_plain and got_plain == without[:len(got_plain)]
     second = [s.text for s in carried.segments if s.seek == seek][0]
     assert second.upper() == second and second.strip()  # the prompt's style carried over
+
+
+# --- task="translate" ------------------------------------------------------------------------------------------
+
+def test_translate(base_model, base_ct2_dir):
+    """base on the French dev clip with task="translate": faster-whisper's English segments on the same weights, not
+    the French transcript."""
+    audio = load_audio(str(FRENCH))
+    fw_base = faster_whisper.WhisperModel(str(base_ct2_dir), device="cpu", compute_type="float32")
+    translated = ours(base_model, audio, task="translate", language="fr")
+    assert translated == theirs(fw_base, audio, task="translate", language="fr")
+    text = "".join(t for _, _, t in translated)
+    assert text.isascii() and " the " in text.lower()
+    assert ours(base_model, audio, language="fr") != translated
 
 
 # --- the no-speech window skip --------------------------------------------------------------------------------------
