@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import DATA
-from test_convert import hf_folder
+from test_convert import hf_real_folder
 from whisperms.convert import read_ctranslate2
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -71,7 +71,8 @@ def test_word_timestamps(tiny_en_ct2_dir):
 
 
 def test_convert_and_load_a_huggingface_folder(tmp_path, tiny_en_ct2_dir, tiny_en_model):
-    source = hf_folder(tmp_path / "hf", read_ctranslate2(tiny_en_ct2_dir))  # a Hugging Face folder, built offline
+    ct2_config = json.loads((tiny_en_ct2_dir / "config.json").read_text())
+    source = hf_real_folder(tmp_path / "hf", read_ctranslate2(tiny_en_ct2_dir), ct2_config)  # as HF lays it out
     out = run_example("convert_and_load.py", source, "--out", tmp_path / "converted", "--audio", SHORT)
     config = json.loads((tmp_path / "converted" / "config.json").read_text())
     assert config["name"] == "tiny.en" and config["source"]["format"] == "huggingface"

@@ -6,7 +6,7 @@ from conftest import DATA, window_mel
 faster_whisper = pytest.importorskip("faster_whisper", reason="reference engine: pip install -e .[test]")
 
 
-def test_detects_the_language_wherever_faster_whisper_does(base_model, base_ct2_dir, manifest):
+def test_detects_the_language_of_every_non_english_clip(base_model, base_ct2_dir, manifest):
     fw = faster_whisper.WhisperModel(str(base_ct2_dir), device="cpu", compute_type="float32")
     rows = [r for r in manifest if r["language"] != "en"] + [r for r in manifest if r["language"] == "en"][:3]
     wrong = []
@@ -17,6 +17,6 @@ def test_detects_the_language_wherever_faster_whisper_does(base_model, base_ct2_
         print(f"{row['file']}: expected {row['language']}; whisperms {ours} ({probs[ours]:.3f}), "
               f"faster-whisper {theirs} ({their_p:.3f})")
         assert abs(sum(probs.values()) - 1) < 1e-6
-        if theirs == row["language"] and ours != row["language"]:
-            wrong.append(row["file"])
+        if ours != row["language"]:  # README: right on every non-English dev clip (and these English ones)
+            wrong.append((row["file"], ours, theirs))
     assert not wrong

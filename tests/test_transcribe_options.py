@@ -117,6 +117,27 @@ def test_carry_initial_prompt(tiny_en_model, sonnet):
     assert second.upper() == second and second.strip()  # the prompt's style carried over
 
 
+# --- word timestamps' punctuation options ---------------------------------------------------------------------------
+
+def test_punctuations_options(tiny_en_model, fw, jfk):
+    """JFK with the punctuated prompt of test_initial_prompt: by default each comma is merged into the word before it
+    ("so,"); with no punctuation to merge the commas are words of their own. Both as faster-whisper's words with the
+    same options."""
+    prompted = dict(word_timestamps=True, initial_prompt="And so, my fellow Americans, ask not.")
+
+    def words(**options):
+        ours = [w["word"] for s in tiny_en_model.transcribe(jfk, temperature=0.0, **prompted, **options).segments
+                for w in s.words]
+        segments, _ = fw.transcribe(jfk, temperature=0.0, beam_size=1, language="en", vad_filter=False, **prompted,
+                                    **options)
+        assert ours == [w.word for s in segments for w in s.words]
+        return ours
+
+    merged, apart = words(), words(prepend_punctuations="", append_punctuations="")
+    assert " so," in merged and "," not in merged
+    assert "," in apart and " so" in apart and " so," not in apart
+
+
 # --- task="translate" ------------------------------------------------------------------------------------------
 
 def test_translate(base_model, base_ct2_dir):
