@@ -37,6 +37,10 @@ from .kv_cache import KVCache
 
 PROMPT_BUCKETS = (8, 32, 64, 128, 256)
 STEP_PROMPT_MAX = 8
+# Sizes the self-attention cache grows through (then n_text_ctx): every step reads and rewrites the whole cache,
+# and beam search also reorders it, so a cache sized to the text so far keeps that traffic small; each size is one
+# more step graph.
+CACHE_BUCKETS = (64, 128, 256)
 
 
 class _Graph:
@@ -168,8 +172,8 @@ class Inference:
         def cross_kv_layer(audio_features, weights):
             return project_kv(audio_features, weights, decoder.n_head)
 
-        def prompt_block(x, weights, cross_k, cross_v):
-            return decoder.prompt_block(x, weights, cross_k, cross_v)
+        def prompt_block(x, weights, cross_k, cross_v):  # a cache of the padded prompt's size, grown by `start`
+            return decoder.prompt_block(x, weights, cross_k, cross_v, capacity=x.shape[1])
 
         def prompt_logits(x):
             return decoder.logits(x)
@@ -232,6 +236,22 @@ class Inference:
                 return size
         return self.n_ctx
 
+    def capacity(self, length):
+        """The cache size for `length` positions and the next token's: the smallest of CACHE_BUCKETS, or n_ctx."""
+        for size in CACHE_BUCKETS:
+            if length < size <= self.n_ctx:
+                return size
+        return self.n_ctx
+
+    @staticmethod
+    def _grow(tensors, capacity):
+        """Caches (B, H, T, Dh) zero-padded to `capacity` positions (once per window and size)."""
+        out = []
+        for t in tensors:
+            b, h, n, dh = t.shape
+            out.append(t if n >= capacity else ms.ops.concat((t, ms.ops.zeros((b, h, capacity - n, dh), t.dtype)), 2))
+        return tuple(out)
+
     def start(self, audio_features, tokens, gather_at):
         """Run the prompt `tokens` (B, T) int; return logits at positions `gather_at` (B, len, V) and the cache."""
         tokens = np.asarray(tokens, np.int32)
@@ -258,7 +278,9 @@ class Inference:
             self_v.append(v)
         picked = ms.ops.gather(x, Tensor(np.asarray(gather_at, np.int32)), 1)
         logits = self._prompt_logits(picked.shape, picked)
-        return logits.asnumpy(), KVCache(tuple(self_k), tuple(self_v), cross_k, cross_v, t)
+        capacity = max(self.capacity(t), bucket)
+        return logits.asnumpy(), KVCache(self._grow(self_k, capacity), self._grow(self_v, capacity), cross_k, cross_v,
+                                         t)
 
     def _start_by_steps(self, tokens, gather_at, cross_k, cross_v):
         """A short prompt fed one token at a time through the step graph (no prefill graph to compile)."""
@@ -266,7 +288,7 @@ class Inference:
         dims = self.model.dims
         head_dim = dims.n_text_state // dims.n_text_head
         dtype = cross_k[0].dtype
-        empty = tuple(ms.ops.zeros((b, dims.n_text_head, self.n_ctx, head_dim), dtype)
+        empty = tuple(ms.ops.zeros((b, dims.n_text_head, self.capacity(t), head_dim), dtype)
                       for _ in range(dims.n_text_layer))
         cache = KVCache(empty, empty, tuple(cross_k), tuple(cross_v), 0)
         picked = {}
@@ -282,16 +304,21 @@ class Inference:
         """
         if cache.length >= self.n_ctx:
             raise ValueError(f"decoding ran past the {self.n_ctx}-token context")
+        if cache.length >= cache.self_k[0].shape[2]:
+            capacity = self.capacity(cache.length)
+            cache = KVCache(self._grow(cache.self_k, capacity), self._grow(cache.self_v, capacity), cache.cross_k,
+                            cache.cross_v, cache.length)
         tokens = Tensor(np.asarray(tokens, np.int32).reshape(-1, 1))
         args = (tokens, Tensor(np.int32(cache.length)), mutable(cache.self_k), mutable(cache.self_v),
                 mutable(cache.cross_k), mutable(cache.cross_v))
+        key = (tokens.shape, cache.self_k[0].shape[2])
         if rows is not None:
             rows = Tensor(np.asarray(rows, np.int32))
-            logits, self_k, self_v = self._step_rows(tokens.shape, *args, rows)
+            logits, self_k, self_v = self._step_rows(key, *args, rows)
         elif tokens.shape[0] == 1 and self._embedding_t is not None:
-            logits, self_k, self_v = self._step_t(tokens.shape, *args, self._embedding_t)
+            logits, self_k, self_v = self._step_t(key, *args, self._embedding_t)
         else:
-            logits, self_k, self_v = self._step(tokens.shape, *args)
+            logits, self_k, self_v = self._step(key, *args)
         return logits.asnumpy(), KVCache(self_k, self_v, cache.cross_k, cache.cross_v, cache.length + 1)
 
     def cross_attention(self, audio_features, tokens, heads):

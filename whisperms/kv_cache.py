@@ -10,7 +10,7 @@ from mindspore import Tensor, ops
 
 @dataclass(frozen=True)
 class KVCache:
-    self_k: tuple    # per layer (B, n_head, n_text_ctx, head_dim); positions >= length are stale or padding
+    self_k: tuple    # per layer (B, n_head, capacity <= n_text_ctx, head_dim); positions >= length: stale or padding
     self_v: tuple
     cross_k: tuple   # per layer (B, n_head, n_audio_ctx, head_dim), computed once per window
     cross_v: tuple

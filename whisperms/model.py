@@ -388,18 +388,22 @@ class TextDecoder(nn.Cell):
         t = tokens.shape[1]
         return self.token_embedding(tokens) + self.positional_embedding[:t].astype(self.token_embedding.weight.dtype)
 
-    def prompt_block(self, x, weights, cross_k, cross_v):
+    def prompt_block(self, x, weights, cross_k, cross_v, capacity=None):
         """One block over a prompt from position 0 (`weights` in decoder_weights() order).
 
-        Returns the block's output and its self-attention cache, keys and values (B, H, n_ctx, Dh) whose positions
-        past the prompt hold padding that later steps overwrite before it is attended to.
+        Returns the block's output and its self-attention cache, keys and values (B, H, capacity, Dh), by default
+        n_ctx positions, whose positions past the prompt hold padding that later steps overwrite before it is
+        attended to.
         """
         b, t, _ = x.shape
+        capacity = capacity or self.n_ctx
         attn = self.blocks[0].attn
         k, v = self_kv(x, weights, self.n_head)
         x = decoder_block(x, k, v, cross_k, cross_v, weights, self.n_head, attn.attn_implementation,
                           self.causal_mask[:t, :t], attn.flash_causal_mask)
-        tail = ops.zeros((b, k.shape[1], self.n_ctx - t, k.shape[3]), k.dtype)
+        if capacity == t:
+            return x, k, v
+        tail = ops.zeros((b, k.shape[1], capacity - t, k.shape[3]), k.dtype)
         return x, _CONCAT_SEQ((k, tail)), _CONCAT_SEQ((v, tail))
 
     def prefill(self, tokens, gather_at, cross_k, cross_v):
@@ -420,16 +424,19 @@ class TextDecoder(nn.Cell):
     def step(self, tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=None, rows=None):
         """Decode one token per row (B, 1) at position `offset`, writing its keys/values into the caches.
 
-        `rows` (B,) reorders the self-attention caches first (beam search: row i continues row rows[i]); doing it
-        inside the graph saved the eager gathers per layer that cost more than the reordering itself.
+        The caches (B, H, capacity, Dh) may hold fewer than n_ctx positions (the runtime grows them as a window's
+        text grows): each step reads and rewrites the whole cache, so its size is what a step's memory traffic
+        scales with. `rows` (B,) reorders the self-attention caches first (beam search: row i continues row
+        rows[i]); doing it inside the graph saved the eager gathers per layer that cost more than the reordering.
         """
         x = self.token_embedding(tokens) + _GATHER(self.positional_embedding, offset.reshape(1), 0).astype(
             self.token_embedding.weight.dtype)
+        positions = self.positions[: self_k[0].shape[2]]
         # The new keys/values are blended in: cache * (1 - here) + new * here is exact for 0/1 `here` and fuses into
-        # one loop; a Select was not fusible (fusion.py) and cost ~0.85 ms per tiny.en step.
-        here = (self.positions == offset).astype(x.dtype).reshape(1, 1, -1, 1)
+        # one loop; a Select was not fusible (fusion.py).
+        here = (positions == offset).astype(x.dtype).reshape(1, 1, -1, 1)
         keep = 1 - here
-        mask = ((self.positions > offset).astype(ms.float32) * MASKED).reshape(1, 1, 1, -1)
+        mask = ((positions > offset).astype(ms.float32) * MASKED).reshape(1, 1, 1, -1)
         kv_length = offset + 1
         new_k, new_v = [], []
         for i, block in enumerate(self.blocks):
