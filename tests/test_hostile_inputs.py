@@ -448,3 +448,15 @@ def test_module_imports_stay_light():
     """`import whisperms` and the CLI module do not import MindSpore (the usage-error harness relies on it)."""
     code = "import sys, whisperms, whisperms.cli; print('mindspore' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "False\n"
+
+
+def test_decode_refuses_a_mel_that_is_not_finite(tiny_en_model):
+    """decode() called directly (no transcribe() to clean the audio first) names a NaN or infinite mel."""
+    from whisperms import OptionsError
+    from whisperms.audio import N_FRAMES
+
+    for bad in (np.nan, np.inf):
+        mel = np.zeros((80, N_FRAMES), np.float32)
+        mel[3, 7] = bad
+        with pytest.raises(OptionsError, match="^mel holds NaN or infinite values"):
+            tiny_en_model.decode(mel)

@@ -540,6 +540,10 @@ def test_initial_tokens_keep_the_prefix_with_the_default_sample_len(tok, make_ta
     (dict(length_penalty=-0.1), "length_penalty"),
     (dict(length_penalty=1.5), "length_penalty"),
     (dict(task="summarize"), "unknown task"),
+    (dict(temperature=-1.0), "temperature must be a finite number >= 0, got -1.0"),
+    (dict(temperature=float("nan")), "temperature must be a finite number >= 0"),
+    (dict(temperature="0.2"), "temperature must be a finite number >= 0"),
+    (dict(sample_len=0), "sample_len must be at least 1, got 0"),
 ])
 def test_verify_options_rejects(options, message):
     with pytest.raises(OptionsError, match=message):

@@ -226,6 +226,11 @@ def build_tokenizer(model, language=None, task="transcribe") -> Tokenizer:
 
 
 def _verify_options(options: DecodingOptions) -> DecodingOptions:
+    if not isinstance(options.temperature, (int, float)) or not np.isfinite(options.temperature) \
+            or options.temperature < 0:
+        raise OptionsError(f"temperature must be a finite number >= 0, got {options.temperature!r}")
+    if options.sample_len is not None and options.sample_len < 1:
+        raise OptionsError(f"sample_len must be at least 1, got {options.sample_len}")
     if options.beam_size is not None and options.best_of is not None:
         raise OptionsError("beam_size and best_of can't be given together")
     if options.temperature == 0 and options.best_of is not None:
@@ -384,6 +389,8 @@ def _features(model, mel):
                            f"{tuple(mel.shape[-2:])}: use pad_or_trim on the audio or the mel first")
     if mel.shape[0] != 1:
         raise OptionsError("decode takes one window at a time (batch of 1)")
+    if not np.isfinite(mel).all():
+        raise OptionsError("mel holds NaN or infinite values: compute it from finite audio (log_mel_spectrogram)")
     return model.inference.embed_audio(mel)
 
 
