@@ -745,8 +745,8 @@ def render(reports, stat="auto", notes=()):
               *[f"- Command: `{rep['command']}`" for rep in reports],
               f"- Machine: {describe(v)}; {v.get('mem_total_mb')} MB RAM; {v.get('platform')}; thread variables: "
               f"{v.get('thread_env') or 'none set'}",
-              *[f"- Background load: {rep['busy_cores']} busy-loop process(es) ran beside every measurement (a "
-                f"machine that is not idle)" for rep in reports if rep.get("busy_cores")],
+              *[f"- Background load in the run of {rep['date_utc']}: {rep['busy_cores']} busy-loop process(es) beside "
+                f"each of its measurements (rows saying 'core(s) busy')" for rep in reports if rep.get("busy_cores")],
               f"- Versions: python {v.get('python')}, mindspore {v.get('mindspore')}, faster-whisper "
               f"{v.get('faster-whisper')}, ctranslate2 {v.get('ctranslate2')}, numpy {v.get('numpy')}, whisperms "
               f"{v.get('whisperms')} ({_source(first)}), openai-whisper "
