@@ -17,23 +17,32 @@ faster-whisper decode it, and tiny.en says "you" over 30 s of zeros with a no-sp
 no-speech rule drops a window only if its average log probability is also below logprob_threshold (-1.0), and that
 of "<|0.00|> you<|30.00|>" is -0.70. A constant input is the same for every such window, so speech never reaches
 this rule.
+
+With `vad_filter=True` (faster-whisper's sequential VAD filter, whisperms.vad): the Silero VAD finds the speech, the
+speech alone is joined and transcribed (mel, language detection and the seek loop all see the speech-only audio,
+and `Segment.seek` counts its frames), and each segment's times, and its words', are moved back to the original
+timeline before the segment is printed or yielded. No speech: no segments. As in faster-whisper, VAD applies only
+when clip_timestamps is left at its default (the whole file): with clips given it is ignored, with a warning.
 """
 import math
 import numbers
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
-from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
+from .audio import (FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram,
+                    pad_or_trim)
 from .decoding import (DecodingOptions, DecodingResult, DecodingTask, _verify_options, build_tokenizer,
                        detect_language)
-from .errors import OptionsError
+from .errors import OptionsError, WhispermsWarning
 from .timing import (APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, add_word_timestamps, is_segment_anomaly,
                      last_word_end, next_words_segment)
 from .tokenizer import LANGUAGES, language_code
+from .vad.options import VadOptions, vad_options
 
 DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -67,6 +76,8 @@ class TranscriptionInfo:
     language: str
     language_probability: float   # from language detection; 1.0 when the language was given
     duration: float               # seconds of audio
+    duration_after_vad: Optional[float] = None  # seconds of speech transcribed (= duration without the VAD filter)
+    vad_options: Optional[VadOptions] = None    # the VAD options used; None without the VAD filter
 
 
 @dataclass
@@ -144,7 +155,14 @@ class TranscribeOptions:
     append_punctuations: str = APPEND_PUNCTUATIONS
     clip_timestamps: Tuple[float, ...] = ()   # seconds: start, end, start, ...; a last end left out is the file's end
     hallucination_silence_threshold: Optional[float] = None
+    vad_filter: bool = False                  # transcribe only the speech the VAD finds (module docstring)
+    vad_parameters: Optional[VadOptions] = None  # the VAD's options; None: VadOptions()
     decoding: DecodingOptions = DecodingOptions()
+
+    @property
+    def vad_applies(self) -> bool:
+        """vad_filter, and clip_timestamps left at the whole file ("0", as faster-whisper requires)."""
+        return self.vad_filter and self.clip_timestamps in ((), (0.0,))
 
     def at_temperature(self, temperature: float) -> DecodingOptions:
         """The options of one decoding attempt: beam search at temperature 0, best_of sampling above (openai)."""
@@ -165,7 +183,7 @@ _NUMBER_OPTIONS = {
     "max_initial_timestamp": dict(low=0),
 }
 _FLAG_OPTIONS = ("condition_on_previous_text", "carry_initial_prompt", "word_timestamps", "suppress_blank",
-                 "without_timestamps")
+                 "without_timestamps", "vad_filter")
 _TEXT_OPTIONS = ("prepend_punctuations", "append_punctuations")
 
 
@@ -191,6 +209,11 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
         checked["temperature"] = _temperatures(checked["temperature"])
     if "clip_timestamps" in checked:
         checked["clip_timestamps"] = _clip_seconds(checked["clip_timestamps"])
+    if checked.get("vad_parameters") is not None or checked.get("vad_filter"):
+        try:
+            checked["vad_parameters"] = vad_options(checked.get("vad_parameters"))
+        except OptionsError as error:
+            raise OptionsError(f"vad_parameters: {error}") from None
     if checked.get("task", "transcribe") not in ("transcribe", "translate"):
         raise OptionsError(f"unknown task {checked['task']!r}: use 'transcribe' or 'translate'")
     language = checked.get("language")
@@ -207,6 +230,9 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
     options = TranscribeOptions(**own, decoding=DecodingOptions(**checked))
     if options.hallucination_silence_threshold is not None and not options.word_timestamps:
         raise OptionsError("hallucination_silence_threshold needs word_timestamps=True")
+    if options.vad_filter and not options.vad_applies:
+        warnings.warn("vad_filter is ignored when clip_timestamps is given (as in faster-whisper)", WhispermsWarning,
+                      stacklevel=2)
     for temperature in options.temperature:
         _verify_options(options.at_temperature(temperature))  # decoding's own rules, for every attempt
     return options
@@ -353,12 +379,23 @@ class Transcriber:
         self.condition_on_previous_text = options.condition_on_previous_text
         self.carry_initial_prompt = options.carry_initial_prompt
         self.options = options.decoding
+        self.restore = None  # with the VAD filter: moves a window's segments back to the original timeline
+        duration = None      # of the input, when what is transcribed is less (the speech alone)
+        if options.vad_applies:
+            from .vad import collect_speech, restore_speech_timestamps  # MindSpore: the model has imported it
+            audio = load_audio(audio)
+            duration = len(audio) // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE  # as content_frames below counts it
+            audio, speech_chunks = collect_speech(audio, options.vad_parameters)
+            if speech_chunks:
+                self.restore = lambda segments: list(restore_speech_timestamps(segments, speech_chunks))
         self.mel = log_mel_spectrogram(audio, model.dims.n_mels, padding=N_SAMPLES)
         self.content_frames = self.mel.shape[-1] - N_FRAMES
-        self.duration = self.content_frames * HOP_LENGTH / SAMPLE_RATE
+        self.duration = self.content_frames * HOP_LENGTH / SAMPLE_RATE  # of what is transcribed
         self.clips = _seek_clips(options.clip_timestamps, self.content_frames)
         self.language, probability = self._language()
-        self.info = TranscriptionInfo(self.language, probability, self.duration)
+        self.info = TranscriptionInfo(self.language, probability, self.duration if duration is None else duration,
+                                      duration_after_vad=self.duration,
+                                      vad_options=vad_options(options.vad_parameters) if options.vad_applies else None)
         self.tokenizer = build_tokenizer(model, self.language, self.options.task)
         self.options = replace(self.options, language=self.language)
         prompt = options.initial_prompt
@@ -492,11 +529,14 @@ class Transcriber:
             end = last_word_end(current)
             if end is not None:
                 state.last_speech_timestamp = end
-        for segment in current:
+        empty = [segment.start == segment.end or not segment.text.strip() for segment in current]
+        if self.restore is not None:  # the seek state above stays on the speech-only timeline, as faster-whisper's
+            current = self.restore(current)
+        for segment, is_empty in zip(current, empty):
             if self.verbose:
                 tqdm.write(f"[{_clock(segment.start)} --> {_clock(segment.end)}] {segment.text}", file=sys.stdout)
                 sys.stdout.flush()  # the bar, if any, is cleared and redrawn around the line
-            if segment.start == segment.end or not segment.text.strip():  # kept but cleared, as openai
+            if is_empty:  # kept but cleared, as openai
                 segment.text, segment.tokens, segment.words = "", [], ([] if self.word_timestamps else None)
             segment.id = state.n_segments
             segment.start, segment.end = round(segment.start, 3), round(segment.end, 3)
@@ -523,5 +563,6 @@ def _clock(seconds: float) -> str:
 
 def transcribe(model, audio, **kwargs) -> TranscriptionResult:
     """Transcribe a file path or an array of 16 kHz samples (what arrays are taken: whisperms.audio's docstring);
-    keyword options as openai's transcribe(), checked first (transcribe_options)."""
+    keyword options as openai's transcribe(), plus faster-whisper's vad_filter and vad_parameters (a VadOptions, a
+    dict of its fields or "name=value,..."; module docstring), checked first (transcribe_options)."""
     return Transcriber(model, audio, **kwargs).run()
