@@ -117,6 +117,12 @@ def transcribe_parser():
                    help="start,end,start,end,... seconds of the clips to transcribe; the last end defaults to the end")
     p.add_argument("--hallucination_silence_threshold", type=optional(float), default=None,
                    help="with word timestamps: skip silences longer than this (s) around a likely hallucination")
+    p.add_argument("--vad_filter", type=str2bool, default=False,
+                   help="transcribe only the speech found by the Silero VAD, with times on the file's timeline "
+                        "(faster-whisper's option; ignored with --clip_timestamps)")
+    p.add_argument("--vad_parameters", default=None,
+                   help="VAD options as JSON or name=value,... (threshold, neg_threshold, min_speech_duration_ms, "
+                        "max_speech_duration_s, min_silence_duration_ms, speech_pad_ms)")
     p.add_argument("--threads", type=int, default=0, help="CPU cores to use (default 0: all of them)")
     return p
 
@@ -171,7 +177,7 @@ def _transcribe_options(args):
         carry_initial_prompt=args.carry_initial_prompt, word_timestamps=args.word_timestamps,
         prepend_punctuations=args.prepend_punctuations, append_punctuations=args.append_punctuations,
         clip_timestamps=args.clip_timestamps, hallucination_silence_threshold=args.hallucination_silence_threshold,
-        **decode)
+        vad_filter=args.vad_filter, vad_parameters=args.vad_parameters, **decode)
 
 
 def _as_cli_option(message, parser):
