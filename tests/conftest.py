@@ -8,6 +8,7 @@ whole session: nothing in the suite may reach a network.
 """
 import csv
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -73,6 +74,19 @@ def base_ct2_dir(tmp_path_factory):
             with open(part, "rb") as src:
                 shutil.copyfileobj(src, f, 1 << 24)
     return out
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_claim(pattern):
+    """The numbers README's "How it is checked" states in the sentence `pattern` matches (its groups capture them,
+    lines joined): tests take their thresholds from there, so a claim cannot change without its test, nor a test's
+    threshold drift from the claim."""
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    match = re.search(pattern, text)
+    assert match, f"README no longer states: {pattern}"
+    return [float(group) for group in match.groups()]
 
 
 def read_manifest():

@@ -7,13 +7,21 @@ suppression settings, so any difference is in the network or the decoding rules.
 import numpy as np
 import pytest
 
-from conftest import DATA, window_mel
+from conftest import DATA, readme_claim, window_mel
 from whisperms.audio import N_SAMPLES
 from whisperms.decoding import DecodingOptions, DecodingTask
 
 ctranslate2 = pytest.importorskip("ctranslate2", reason="reference engine: pip install -e .[test]")
 
-MIN_IDENTICAL = 0.95
+# README's claims are the thresholds (see readme_claim):
+ENCODER_MAX_DIFF = dict(zip(("tiny.en", "base"), readme_claim(
+    r"Encoder output vs CTranslate2 on the same weights and mel: "
+    r"max \|diff\| ([\d.e-]+) \(tiny\.en\), ([\d.e-]+) \(base\)")))
+ENCODER_MARGIN = 1.5  # x the claim: float32 sums run in another order on another CPU or thread count
+_tiny_same, _tiny_all, _base_same, _base_all = readme_claim(
+    r"identical on (\d+)/(\d+) with tiny\.en and (\d+)/(\d+) with base")
+MAX_DIFFERING = {"tiny.en": int(_tiny_all - _tiny_same), "base": int(_base_all - _base_same)}  # no margin: exact
+N_SHORT_CLIPS = int(_tiny_all)
 MAX_INITIAL_TIMESTAMP_INDEX = 50  # openai's default max_initial_timestamp=1.0 s at 0.02 s per token
 
 
@@ -31,8 +39,11 @@ def ct2_encode(ct2_model, mel):
     return np.array(ct2_model.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=True))
 
 
-@pytest.mark.parametrize("which, tolerance", [("tiny.en", 1e-3), ("base", 2e-3)])
-def test_encoder_matches_ctranslate2(which, tolerance, request):
+@pytest.mark.parametrize("which", ["tiny.en", pytest.param("base", marks=pytest.mark.xfail(
+    strict=True, reason="README claims max |diff| 5e-4 for base; measured 1.2e-3 (jfk) and 8.3e-4 (fr) after 0457265, "
+                        "1.9e-3 and 1.5e-3 at e8c1805"))])
+def test_encoder_matches_ctranslate2(which, request):
+    tolerance = ENCODER_MAX_DIFF[which] * ENCODER_MARGIN
     model = request.getfixturevalue("tiny_en_model" if which == "tiny.en" else "base_model")
     reference = request.getfixturevalue("ct2_tiny_en" if which == "tiny.en" else "ct2_base")
     for clip in ("jfk_inaugural_1961.flac", "picovoice_fr_test_fr.wav"):
@@ -70,14 +81,18 @@ def greedy_sweep(model, ct2_model, clips, with_language):
 
 
 def test_greedy_tokens_match_ctranslate2_tiny_en(tiny_en_model, ct2_tiny_en, short_clips):
-    assert len(short_clips) >= 30
+    """README: identical on all but MAX_DIFFERING["tiny.en"] clips, each clip's language given (the English-only
+    model is given "en"); the one difference README names is the Spanish clip's repetition loop."""
+    assert len(short_clips) == N_SHORT_CLIPS
     differing = greedy_sweep(tiny_en_model, ct2_tiny_en, short_clips, with_language=False)
-    assert 1 - len(differing) / len(short_clips) >= MIN_IDENTICAL
+    assert len(differing) <= MAX_DIFFERING["tiny.en"], differing
+    assert all(name.startswith(("mls_es", "picovoice_es")) for name, _, _ in differing), differing
 
 
 def test_greedy_tokens_match_ctranslate2_base(base_model, ct2_base, short_clips):
+    assert len(short_clips) == N_SHORT_CLIPS
     differing = greedy_sweep(base_model, ct2_base, short_clips, with_language=True)
-    assert 1 - len(differing) / len(short_clips) >= MIN_IDENTICAL
+    assert len(differing) <= MAX_DIFFERING["base"], differing
 
 
 def test_transcript_of_jfk(tiny_en_model):
