@@ -5,7 +5,6 @@ One test per class, several cases each. CLI errors are checked as the exact stde
 as the exception type and its one-line message. Usage errors and bad paths run the CLI in-process or in a subprocess
 that never loads a model (nor imports MindSpore); the API cases share the session's tiny.en model.
 """
-import json
 import os
 import shutil
 import signal
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from cli_harness import cli_checks
 from conftest import DATA
 
 SHORT = DATA / "ljspeech_LJ001-0002.wav"   # 1.9 s, 22.05 kHz mono: " in being comparatively modern."
@@ -33,37 +33,6 @@ def cli(*args, env=None, prefix=(), cwd=None):
     proc = subprocess.run([*prefix, sys.executable, "-m", "whisperms", *map(str, args)], capture_output=True,
                           text=True, timeout=600, cwd=cwd, env=None if env is None else {**os.environ, **env})
     return proc.returncode, proc.stdout.splitlines(), proc.stderr.splitlines()
-
-
-# The CLI's checks run in a fresh interpreter that reports, for each argument list, the exit status, stderr, and
-# whether MindSpore was imported by then (it must not be: these errors come before any model is loaded).
-_HARNESS = """
-import contextlib, io, json, sys
-from whisperms.cli import main
-results = []
-for argv in json.loads(sys.argv[1]):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            status = main(argv)
-        except SystemExit as exit:
-            status = exit.code
-    results.append([status, err.getvalue().splitlines(), "mindspore" in sys.modules])
-print(json.dumps(results))
-"""
-
-
-def cli_checks(cases, cwd=None):
-    """Run many argument lists through whisperms.cli.main in one new process: {argv tuple: (status, stderr lines)}."""
-    argvs = [[str(a) for a in argv] for argv, _, _ in cases]
-    proc = subprocess.run([sys.executable, "-c", _HARNESS, json.dumps(argvs)], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    results = json.loads(proc.stdout)
-    for (argv, status, lines), (got_status, got_lines, imported) in zip(cases, results):
-        assert (got_status, got_lines) == (status, lines), argv
-        assert not imported, f"{argv}: MindSpore imported before the error"
-    return len(cases)
 
 
 @contextmanager

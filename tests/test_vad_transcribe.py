@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from cli_harness import cli_checks
 from conftest import DATA, read_manifest
 from whisperms.audio import SAMPLE_RATE, load_audio
 from whisperms.errors import OptionsError, WhispermsWarning
@@ -227,20 +228,6 @@ def clock(seconds):
     return f"{int(seconds // 60):02d}:{seconds % 60:06.3f}"
 
 
-_HARNESS = """
-import contextlib, io, json, sys
-from whisperms.cli import main
-results = []
-for argv in json.loads(sys.argv[1]):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            status = main(argv)
-        except SystemExit as exit:
-            status = exit.code
-    results.append([status, err.getvalue().splitlines(), "mindspore" in sys.modules])
-print(json.dumps(results))
-"""
 
 
 def test_cli_bad_vad_parameters_are_usage_errors(tmp_path):
@@ -255,12 +242,8 @@ def test_cli_bad_vad_parameters_are_usage_errors(tmp_path):
         '{"threshold": ': "--vad_parameters: VAD parameters are not valid JSON: Expecting value: line 1 column 14 "
                           "(char 13)",
     }
-    argvs = [["missing.wav", "--vad_filter", "True", "--vad_parameters", text] for text in cases]
-    argvs.append(["missing.wav", "--vad_filter", "maybe"])
-    proc = subprocess.run([sys.executable, "-c", _HARNESS, json.dumps(argvs)], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    expected = [[2, [f"whisperms: error: {message}"], False] for message in cases.values()]
-    expected.append([2, ["whisperms: error: argument --vad_filter: expected True or False, got 'maybe' (see "
-                         "whisperms --help)"], False])
-    assert json.loads(proc.stdout) == expected
+    checks = [(["missing.wav", "--vad_filter", "True", "--vad_parameters", text], 2, [f"whisperms: error: {message}"])
+              for text, message in cases.items()]
+    checks.append((["missing.wav", "--vad_filter", "maybe"], 2,
+                   ["whisperms: error: argument --vad_filter: expected True or False, got 'maybe' (see whisperms --help)"]))
+    assert cli_checks(checks, cwd=tmp_path) == len(checks)

@@ -1,9 +1,9 @@
 """whisperms: Whisper speech recognition on MindSpore."""
-from importlib import import_module
 from pathlib import Path
 
 from .decoding import DecodingOptions, DecodingResult, decode, detect_language
 from .errors import AudioError, CheckpointError, OptionsError, OutputError, WhispermsError, WhispermsWarning
+from .lazy import lazy_attributes
 from .transcribe import Segment, TranscriptionInfo, TranscriptionResult, transcribe
 
 __version__ = "0.1.0"
@@ -12,21 +12,9 @@ __all__ = ["load_model", "available_models", "transcribe", "decode", "detect_lan
            "ModelDimensions", "Whisper", "WhispermsError", "AudioError", "CheckpointError", "OptionsError",
            "OutputError", "WhispermsWarning"]
 
-# Imported on first use: these modules import MindSpore, the slowest part of a start, which `import whisperms` and
-# the CLI's checks of its arguments and files must not wait for.
-_LAZY = {"available_models": "hub", "ModelDimensions": "model", "Whisper": "model"}
-
-
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+# Imported on first use (lazy.py): these modules import MindSpore.
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), {"available_models": "hub", "ModelDimensions": "model",
+                                                             "Whisper": "model"})
 
 
 def load_model(name_or_path, device=None, dtype=None, download_root=None, attn_implementation="auto", threads=None,

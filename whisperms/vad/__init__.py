@@ -7,11 +7,10 @@
 model.py holds the network, weights.py the shipped weight file, convert.py the ONNX converter, runner.py the
 compiled run over a file, options.py VadOptions, timestamps.py everything after the probabilities.
 """
-from importlib import import_module
-
 import numpy as np
 
 from ..errors import AudioError
+from ..lazy import lazy_attributes
 from .options import OPTION_NAMES, VadOptions, parse_vad_parameters, vad_options as _vad_options
 
 __all__ = ["OPTION_NAMES", "SileroVADModel", "SpeechTimestampsMap", "VadOptions", "collect_chunks", "collect_speech",
@@ -22,20 +21,9 @@ vad_options = _vad_options
 
 # runner.py and timestamps.py import MindSpore (through model.py): they are imported on first use, so that the
 # options can be checked without it (the CLI checks --vad_parameters before MindSpore is imported).
-_LAZY = {"SileroVADModel": "runner", "get_vad_model": "runner", "SpeechTimestampsMap": "timestamps",
-         "collect_chunks": "timestamps", "restore_speech_timestamps": "timestamps", "speech_timestamps": "timestamps"}
-
-
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), {
+    "SileroVADModel": "runner", "get_vad_model": "runner", "SpeechTimestampsMap": "timestamps",
+    "collect_chunks": "timestamps", "restore_speech_timestamps": "timestamps", "speech_timestamps": "timestamps"})
 
 
 def _mono(audio) -> np.ndarray:
