@@ -82,9 +82,12 @@ def test_model_dir_device_and_dtype(tmp_path, tiny_en_ct2_dir):
     assert_clean_error(missing, 1, "tiny.en", str(tmp_path / "empty" / "tiny.en"))
 
 
-@pytest.mark.skipif(ascend_available(), reason="checks the error on a machine without an Ascend device")
-def test_device_ascend_without_one_is_a_usage_error(tmp_path, tiny_en_ct2_dir):
+@pytest.mark.skipif(ascend_available(), reason="checks the errors on a machine without an Ascend device")
+def test_ascend_options_without_one_are_usage_errors(tmp_path, tiny_en_ct2_dir):
+    """`--device Ascend` and `--attn_implementation flash_attention_2` where there is no Ascend device."""
     proc = run(SHORT, "--model", tiny_en_ct2_dir, "--device", "Ascend", "-o", tmp_path / "out")
+    assert_clean_error(proc, 2, "Ascend")
+    proc = run(SHORT, "--model", tiny_en_ct2_dir, "--attn_implementation", "flash_attention_2", "-o", tmp_path / "out")
     assert_clean_error(proc, 2, "Ascend")
     assert not (tmp_path / "out").exists()
 
@@ -120,6 +123,22 @@ def test_temperature_schedule(tmp_path, tiny_en_ct2_dir):
     assert json_temperatures(tmp_path / "b", "ljspeech_LJ001-0002") == {0.2}
 
 
+@pytest.mark.parametrize("clip, option, value", [
+    ("cmuarctic_aew_arctic_a0003.wav", "length_penalty", 0.0),  # "that evening the two men" loses its comma
+    ("picovoice_ja_test_ja.wav", "patience", 3.0),  # English-only tiny.en on Japanese: candidates finish late
+])
+def test_beam_options_reach_transcribe(tmp_path, tiny_en_ct2_dir, tiny_en_model, clip, option, value):
+    """`--beam_size 2` with `--length_penalty 0` or `--patience 3`, each on a clip where it changes the transcript:
+    the JSON is the Python API's with the same options, not beam 2's without the option."""
+    options = {"beam_size": 2, "temperature": 0.0, option: value}
+    ok(run(DATA / clip, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "json", "--verbose", "False",
+           "--beam_size", "2", f"--{option}", str(value), "--temperature_increment_on_fallback", "None"))
+    written = json.loads((tmp_path / clip).with_suffix(".json").read_text())
+    assert written == json.loads(json.dumps(tiny_en_model.transcribe(str(DATA / clip), **options).to_dict()))
+    plain = tiny_en_model.transcribe(str(DATA / clip), beam_size=2, temperature=0.0).to_dict()
+    assert [s["tokens"] for s in written["segments"]] != [s["tokens"] for s in plain["segments"]]
+
+
 PASSES_ONE = pytest.mark.xfail(strict=True, reason="cli._temperatures rounds the number of steps, so the schedule can "
                                                   "pass 1.0 (0 step 0.6 -> 0, 0.6, 1.2; openai's stops at 1.0)")
 
@@ -138,20 +157,24 @@ def test_temperature_schedule_is_openais(temperature, increment):
 
 
 def test_decoding_options_reach_transcribe(tmp_path, tiny_en_ct2_dir, tiny_en_model):
-    """`--initial_prompt`, `--clip_timestamps`, `--beam_size None` (greedy), `--suppress_tokens` and
-    `--condition_on_previous_text` on JFK: the JSON is the Python API's with the same options, which differs from the
-    defaults' (punctuated by the prompt, cut to the clip, one word never emitted)."""
+    """`--initial_prompt`, `--clip_timestamps`, `--beam_size None` (greedy), `--suppress_tokens`,
+    `--condition_on_previous_text`, and with `--word_timestamps True` empty `--prepend_punctuations` and
+    `--append_punctuations`, on JFK: the JSON is the Python API's with the same options, which differs from the
+    defaults' (punctuated by the prompt, cut to the clip, one word never emitted, commas as words of their own)."""
     (country,) = DecodingTask(tiny_en_model, DecodingOptions()).tokenizer.encode(" country")
     options = dict(initial_prompt="And so, my fellow Americans, ask not.", clip_timestamps="0,8", temperature=0.0,
-                   condition_on_previous_text=False, suppress_tokens=f"-1,{country}")
+                   condition_on_previous_text=False, suppress_tokens=f"-1,{country}", word_timestamps=True,
+                   prepend_punctuations="", append_punctuations="")
     ok(run(JFK, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "json", "--verbose", "False",
            "--initial_prompt", options["initial_prompt"], "--clip_timestamps", "0,8", "--beam_size", "None",
            "--temperature_increment_on_fallback", "None", "--condition_on_previous_text", "False",
-           f"--suppress_tokens={options['suppress_tokens']}"))
+           f"--suppress_tokens={options['suppress_tokens']}", "--word_timestamps", "True",
+           "--prepend_punctuations=", "--append_punctuations="))
     written = json.loads((tmp_path / "jfk_inaugural_1961.json").read_text())
     expected = tiny_en_model.transcribe(str(JFK), **options).to_dict()
     assert written == json.loads(json.dumps(expected))
     assert "," in written["text"] and "ask what you can do" not in written["text"]
+    assert "," in [w["word"] for s in written["segments"] for w in s["words"]]
     assert " country" not in written["text"] and " country" in tiny_en_model.transcribe(str(JFK)).text
     assert all(country not in s["tokens"] for s in written["segments"])
     assert all(s["end"] <= 8.0 for s in written["segments"])

@@ -96,4 +96,3 @@ def test_patience_waits_for_more_finished_candidates(tiny_en_model):
         return result.avg_logprob * (len(result.tokens) + 1) / len(result.tokens)
 
     assert patient.tokens != plain.tokens and score(patient) > score(plain)
-
