@@ -172,7 +172,7 @@ class Inference:
         def cross_kv_layer(audio_features, weights):
             return project_kv(audio_features, weights, decoder.n_head)
 
-        def prompt_block(x, weights, cross_k, cross_v):  # a cache of the padded prompt's size, grown by `start`
+        def prompt_block(x, weights, cross_k, cross_v):  # a cache of the padded prompt's size, grown after
             return decoder.prompt_block(x, weights, cross_k, cross_v, capacity=x.shape[1])
 
         def prompt_logits(x):
@@ -243,15 +243,6 @@ class Inference:
                 return size
         return self.n_ctx
 
-    @staticmethod
-    def _grow(tensors, capacity):
-        """Caches (B, H, T, Dh) zero-padded to `capacity` positions (once per window and size)."""
-        out = []
-        for t in tensors:
-            b, h, n, dh = t.shape
-            out.append(t if n >= capacity else ms.ops.concat((t, ms.ops.zeros((b, h, capacity - n, dh), t.dtype)), 2))
-        return tuple(out)
-
     def start(self, audio_features, tokens, gather_at):
         """Run the prompt `tokens` (B, T) int; return logits at positions `gather_at` (B, len, V) and the cache."""
         tokens = np.asarray(tokens, np.int32)
@@ -278,9 +269,8 @@ class Inference:
             self_v.append(v)
         picked = ms.ops.gather(x, Tensor(np.asarray(gather_at, np.int32)), 1)
         logits = self._prompt_logits(picked.shape, picked)
-        capacity = max(self.capacity(t), bucket)
-        return logits.asnumpy(), KVCache(self._grow(self_k, capacity), self._grow(self_v, capacity), cross_k, cross_v,
-                                         t)
+        cache = KVCache(tuple(self_k), tuple(self_v), cross_k, cross_v, t)  # sized to the padded prompt
+        return logits.asnumpy(), cache.grown(self.capacity(t))
 
     def _start_by_steps(self, tokens, gather_at, cross_k, cross_v):
         """A short prompt fed one token at a time through the step graph (no prefill graph to compile)."""
@@ -304,14 +294,11 @@ class Inference:
         """
         if cache.length >= self.n_ctx:
             raise ValueError(f"decoding ran past the {self.n_ctx}-token context")
-        if cache.length >= cache.self_k[0].shape[2]:
-            capacity = self.capacity(cache.length)
-            cache = KVCache(self._grow(cache.self_k, capacity), self._grow(cache.self_v, capacity), cache.cross_k,
-                            cache.cross_v, cache.length)
+        cache = cache.grown(self.capacity(cache.length))
         tokens = Tensor(np.asarray(tokens, np.int32).reshape(-1, 1))
         args = (tokens, Tensor(np.int32(cache.length)), mutable(cache.self_k), mutable(cache.self_v),
                 mutable(cache.cross_k), mutable(cache.cross_v))
-        key = (tokens.shape, cache.self_k[0].shape[2])
+        key = (tokens.shape, cache.capacity)
         if rows is not None:
             rows = Tensor(np.asarray(rows, np.int32))
             logits, self_k, self_v = self._step_rows(key, *args, rows)

@@ -29,3 +29,18 @@ class KVCache:
         index = Tensor(np.asarray(source_indices, np.int32))
         return replace(self, self_k=tuple(ops.gather(t, index, 0) for t in self.self_k),
                        self_v=tuple(ops.gather(t, index, 0) for t in self.self_v))
+
+    @property
+    def capacity(self):
+        return self.self_k[0].shape[2]
+
+    def grown(self, capacity):
+        """The same cache with its self-attention keys/values zero-padded to `capacity` positions (once per size)."""
+        if capacity <= self.capacity:
+            return self
+
+        def pad(t):
+            b, h, n, dh = t.shape
+            return ops.concat((t, ops.zeros((b, h, capacity - n, dh), t.dtype)), 2)
+
+        return replace(self, self_k=tuple(pad(t) for t in self.self_k), self_v=tuple(pad(t) for t in self.self_v))
