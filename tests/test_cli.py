@@ -21,22 +21,10 @@ SHORT = DATA / "ljspeech_LJ001-0002.wav"
 SRT_TIME = re.compile(r"^(\d{2}):(\d{2}):(\d{2}),(\d{3}) --> (\d{2}):(\d{2}):(\d{2}),(\d{3})$")
 
 
-# MindSpore's kernel generator (AKG) prints this line on stdout for each fused kernel it compiles, i.e. on a run whose
-# graph cache lacks the graphs: a known bug, shown by test_cold_cache_prints_only_whisperms_lines (strict xfail).
-# The other tests drop exactly this line so that they test their own point in any order.
-AKG_NOISE = "Please set tiling repo path specified by env AKG_WHITE_LIST_PATH or current path"
-
-
 def run(*args, cwd=None, env=None):
     """The CLI in a subprocess, with the session's environment (its own caches; warnings not silenced)."""
     return subprocess.run([sys.executable, "-m", "whisperms", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=600, env=None if env is None else {**os.environ, **env})
-
-
-def without_akg_noise(text):
-    """The text less every AKG_NOISE (its threads' writes can run together on one line) and the lines it emptied."""
-    lines = text.splitlines(keepends=True)
-    return "".join(cleaned for line in lines if (cleaned := line.replace(AKG_NOISE, "")).strip() or not line.strip())
 
 
 def seconds(h, m, s, ms):
@@ -106,8 +94,7 @@ def test_missing_file_fails_alone(tmp_path, tiny_en_ct2_dir):
     assert_clean_error(proc, 1, "missing.wav")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ljspeech_LJ001-0002.txt"]
     # --verbose True (the default) prints segments; stderr is a pipe here, so no progress bar
-    assert SEGMENT_LINE.match(without_akg_noise(proc.stdout).splitlines()[0]) and not BAR.search(proc.stderr), \
-        proc.stderr
+    assert SEGMENT_LINE.match(proc.stdout.splitlines()[0]) and not BAR.search(proc.stderr), proc.stderr
 
 
 def test_undecodable_file(tmp_path, tiny_en_ct2_dir):
@@ -214,7 +201,7 @@ def run_on_terminal(*args):
     stdout, _ = proc.communicate(timeout=600)
     reader.join(timeout=60)
     os.close(master)
-    return proc.returncode, without_akg_noise(stdout.decode()), b"".join(chunks).decode(errors="replace")
+    return proc.returncode, stdout.decode(), b"".join(chunks).decode(errors="replace")
 
 
 def test_cli_bar_on_a_terminal(tmp_path, tiny_en_ct2_dir):
@@ -237,17 +224,17 @@ def test_cli_verbose_false_on_a_terminal_prints_nothing(tmp_path, tiny_en_ct2_di
     assert (tmp_path / "ljspeech_LJ001-0002.txt").read_text().strip()
 
 
-@pytest.mark.xfail(strict=True, reason="MindSpore's AKG kernel generator prints 'Please set tiling repo path ...' on "
-                   "stdout for every fused kernel compiled on a cold cache (whisperms/fusion.py does not silence it)")
 def test_cold_cache_prints_only_whisperms_lines(tmp_path, tiny_en_ct2_dir):
     """A first-ever run (empty graph and kernel caches): --verbose True prints the runtime line on stderr and the
     segments on stdout and nothing else; --verbose False prints nothing at all. Warnings are not silenced here, so a
-    fallback's warning (graph cache, fusion) fails this test too."""
+    fallback's warning (graph cache, fusion) fails this test too, and so does MindSpore's kernel generator printing
+    on stdout (it did, once per fused kernel, until fusion.py pointed AKG_WHITE_LIST_PATH at its config)."""
     cold = {"XDG_CACHE_HOME": str(tmp_path / "cold-cache")}
     proc = run(SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt", env=cold)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "cold-cache" / "whisperms" / "graphs").is_dir()  # the run did use the empty cache
-    assert proc.stderr.splitlines() == ["whisperms: tiny.en on CPU, float32, attention eager, conv conv2d, cores all"]
+    (runtime,) = proc.stderr.splitlines()  # the runtime line alone
+    assert runtime.startswith("whisperms: tiny.en on CPU, float32, attention eager, conv ") and runtime.endswith(" all")
     assert [line for line in proc.stdout.splitlines() if not SEGMENT_LINE.match(line)] == [], proc.stdout
     quiet = run(SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt", "--verbose", "False",
                 env={"XDG_CACHE_HOME": str(tmp_path / "cold-cache-2")})
