@@ -1,7 +1,6 @@
 """Each script in examples/ run for real in a subprocess, on real weights and audio, and its output checked."""
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
