@@ -39,9 +39,7 @@ def ct2_encode(ct2_model, mel):
     return np.array(ct2_model.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=True))
 
 
-@pytest.mark.parametrize("which", ["tiny.en", pytest.param("base", marks=pytest.mark.xfail(
-    strict=True, reason="README claims max |diff| 5e-4 for base; measured 1.2e-3 (jfk) and 8.3e-4 (fr) after 0457265, "
-                        "1.9e-3 and 1.5e-3 at e8c1805"))])
+@pytest.mark.parametrize("which", ["tiny.en", "base"])
 def test_encoder_matches_ctranslate2(which, request):
     tolerance = ENCODER_MAX_DIFF[which] * ENCODER_MARGIN
     model = request.getfixturevalue("tiny_en_model" if which == "tiny.en" else "base_model")
