@@ -139,14 +139,9 @@ def test_beam_options_reach_transcribe(tmp_path, tiny_en_ct2_dir, tiny_en_model,
     assert [s["tokens"] for s in written["segments"]] != [s["tokens"] for s in plain["segments"]]
 
 
-PASSES_ONE = pytest.mark.xfail(strict=True, reason="cli._temperatures rounds the number of steps, so the schedule can "
-                                                  "pass 1.0 (0 step 0.6 -> 0, 0.6, 1.2; openai's stops at 1.0)")
-
-
 @pytest.mark.parametrize("temperature, increment", [
-    (0.0, 0.2), (0.0, 0.3), (0.0, 0.4), (0.1, 0.3), (0.0, 0.25), (0.5, 0.5), (1.0, 0.2),
-    pytest.param(0.0, 0.6, marks=PASSES_ONE), pytest.param(0.5, 0.7, marks=PASSES_ONE),
-    pytest.param(0.3, 0.4, marks=PASSES_ONE)])
+    (0.0, 0.2), (0.0, 0.3), (0.0, 0.4), (0.1, 0.3), (0.0, 0.25), (0.5, 0.5), (1.0, 0.2), (0.0, 0.6), (0.5, 0.7),
+    (0.3, 0.4)])
 def test_temperature_schedule_is_openais(temperature, increment):
     """cli._temperatures against openai's CLI: tuple(np.arange(temperature, 1.0 + 1e-6, increment))."""
     from argparse import Namespace

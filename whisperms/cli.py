@@ -13,6 +13,7 @@ stderr is a terminal, a progress bar over seconds of audio (stderr); `--verbose 
 openai's CLI differs in one point: it shows its bar only with `--verbose False`, instead of the segment lines.
 """
 import argparse
+import math
 import os
 import sys
 import warnings
@@ -135,7 +136,8 @@ def _temperatures(args):
                         strict_low=True, optional=True)
     if increment is None:
         return (first,)
-    steps = int(round((1.0 - first) / increment)) + 1 if first < 1.0 else 1
+    # as many as np.arange(first, 1.0 + 1e-6, increment) holds: never past 1.0
+    steps = math.ceil((1.0 + 1e-6 - first) / increment) if first < 1.0 else 1
     return tuple(round(first + i * increment, 6) for i in range(steps))
 
 
