@@ -1,6 +1,8 @@
 """Graph-kernel fusion (fusion.py) and the fusible exact GELU it relies on (model.erf)."""
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import mindspore as ms
@@ -48,8 +50,34 @@ def test_fused_gelu_matches_exact_gelu(tmp_path, monkeypatch):
     assert fusion.FLAGS_ENV not in os.environ or os.environ[fusion.FLAGS_ENV] != fusion.FLAGS
     assert np.abs(got - _exact_gelu(x)).max() < 2e-6
     assert fusion.kernel_cache() == kernel_folder
-    kernels = kernel_folder / "akg_kernel_meta"
-    assert any(p.suffix == ".so" for p in kernels.iterdir())  # fused kernels were generated and kept
+
+
+KEEPS_KERNELS = """
+import numpy as np, mindspore as ms
+from mindspore import Tensor
+from whisperms import fusion
+from whisperms.model import gelu
+
+def scaled_gelu(t):
+    return gelu(t) * 1.0
+
+with fusion.fused_compile():
+    ms.jit(scaled_gelu)(Tensor(np.ones((30, 16), np.float32))).asnumpy()
+print(fusion.kernel_cache())
+"""
+
+
+def test_fused_kernels_are_kept_in_the_kernel_cache(tmp_path):
+    """A new process (MindSpore reads its kernel folder once per process, and reuses kernels it already built) with
+    an empty kernel cache: the fused compile's generated kernels are found there afterwards."""
+    script = tmp_path / "keeps_kernels.py"  # a file: jit reads the function's source
+    script.write_text(KEEPS_KERNELS)
+    env = {**os.environ, fusion.CACHE_ENV: str(tmp_path / "kernels")}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == [str(tmp_path / "kernels")]
+    assert any(p.suffix == ".so" for p in (tmp_path / "kernels" / "akg_kernel_meta").iterdir())
 
 
 def test_kernel_cache_falls_back_to_a_temporary_folder(tmp_path, monkeypatch):

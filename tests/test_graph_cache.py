@@ -72,14 +72,18 @@ def test_cached_graphs_equal_compiled_graphs(model, tmp_path):
 def test_unreadable_file_is_saved_again(model, tmp_path):
     reference = _transcribe(model, tmp_path)
     (stem_file,) = [p for p in tmp_path.iterdir() if p.name.startswith("stem-")]
-    size = stem_file.stat().st_size
     stem_file.write_bytes(stem_file.read_bytes()[:1000])  # truncated, as by a crash mid-write without the rename
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # removed and compiled quietly
         again = _transcribe(model, tmp_path)
     assert not model.inference._stem.loaded
-    assert stem_file.stat().st_size == size
-    assert [s.tokens for s in again.segments] == [s.tokens for s in reference.segments]
+    # Saved again whole: the next process loads it. (Not compared by size: the graph's node names carry
+    # process-wide counters, so a second compile in the same process can differ by a few bytes.)
+    assert stem_file.stat().st_size > 1000
+    third = _transcribe(model, tmp_path)
+    assert model.inference._stem.loaded
+    for result in (again, third):
+        assert [s.tokens for s in result.segments] == [s.tokens for s in reference.segments]
 
 
 def test_parameters_are_bound_by_name_and_foreign_ones_not_saved(tmp_path):
