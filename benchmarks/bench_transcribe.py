@@ -24,7 +24,6 @@ import csv
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess

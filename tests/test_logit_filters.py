@@ -267,7 +267,7 @@ def test_probability_rule_silent_when_text_wins(tok):
 def test_probability_rule_can_suppress_eot_after_a_closing_timestamp(tok):
     # <|0.40|> Hello <|1.00|>: only EOT is left of the text side; the timestamps' sum (0.8 + ln 2 = 1.49) beats it.
     f, initial = rules(tok)
-    n, tb = n_vocab(tok), tok.timestamp_begin
+    n = n_vocab(tok)
     logits = make_logits(n, {tok.eot: 1.0, ts(tok, 1.00): 0.8, ts(tok, 1.50): 0.8})
     before = apply(f, logits, make_tokens(initial, [ts(tok, 0.40), word(tok, " Hello"), ts(tok, 1.00)]))
     assert_suppressed(before[0], logits[0], mask(n, range(0, ts(tok, 1.00))))
