@@ -57,6 +57,9 @@ def show_progress(verbose: bool, stream=None) -> bool:
 
 
 def transcribe_parser():
+    from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS  # neither imports MindSpore
+    from .tokenizer import TASKS
+
     p = Parser(prog="whisperms", description="Transcribe audio with Whisper on MindSpore.",
                epilog="Also: 'whisperms convert SRC DST' and 'whisperms models'.")
     p.add_argument("audio", nargs="+", help="audio file(s) to transcribe")
@@ -76,7 +79,7 @@ def transcribe_parser():
     p.add_argument("--verbose", type=str2bool, default=True,
                    help="True: print the runtime, each segment as it is decoded and, when stderr is a terminal, a "
                         "progress bar over seconds of audio; False: print nothing but errors")
-    p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"],
+    p.add_argument("--task", default="transcribe", choices=TASKS,
                    help="transcribe, or translate into English")
     p.add_argument("--language", default=None, help="language code or name (default: detect)")
     p.add_argument("--temperature", type=float, default=0, help="sampling temperature of the first attempt")
@@ -102,9 +105,9 @@ def transcribe_parser():
     p.add_argument("--no_speech_threshold", type=optional(float), default=0.6,
                    help="no-speech probability above which a failed window counts as silence")
     p.add_argument("--word_timestamps", type=str2bool, default=False, help="add word-level timestamps")
-    p.add_argument("--prepend_punctuations", default="\"'“¿([{-",
+    p.add_argument("--prepend_punctuations", default=PREPEND_PUNCTUATIONS,
                    help="with word timestamps: symbols merged into the next word")
-    p.add_argument("--append_punctuations", default="\"'.。,，!！?？:：”)]}、",
+    p.add_argument("--append_punctuations", default=APPEND_PUNCTUATIONS,
                    help="with word timestamps: symbols merged into the previous word")
     p.add_argument("--highlight_words", type=str2bool, default=False,
                    help="with word timestamps: underline each word as it is spoken in srt and vtt")
