@@ -11,7 +11,7 @@ import numpy as np
 
 from .audio import CHUNK_LENGTH, N_FRAMES
 from .errors import OptionsError
-from .tokenizer import Tokenizer, get_tokenizer, language_code
+from .tokenizer import Tokenizer, check_task, get_tokenizer, language_code
 
 
 @dataclass(frozen=True)
@@ -239,8 +239,7 @@ def _verify_options(options: DecodingOptions) -> DecodingOptions:
         raise OptionsError("patience requires beam_size to be given")
     if options.length_penalty is not None and not 0 <= options.length_penalty <= 1:
         raise OptionsError("length_penalty (alpha) should be a value between 0 and 1")
-    if options.task not in ("transcribe", "translate"):
-        raise OptionsError(f"unknown task '{options.task}': use 'transcribe' or 'translate'")
+    check_task(options.task)
     if options.beam_size is not None and options.beam_size < 1:
         raise OptionsError(f"beam_size must be at least 1, got {options.beam_size}")
     if options.best_of is not None and options.best_of < 1:

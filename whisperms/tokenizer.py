@@ -77,6 +77,12 @@ def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]
     return hf, tuple(table)
 
 
+def check_task(task):
+    """The one check of a task name, for the decoding options and the tokenizer: an OptionsError unless in TASKS."""
+    if task not in TASKS:
+        raise OptionsError(f"unknown task {task!r}: use {' or '.join(map(repr, TASKS))}")
+
+
 @dataclass
 class Tokenizer:
     """Whisper's vocabulary: byte-level BPE text tokens, then special tokens, then 1501 timestamp tokens."""
@@ -89,8 +95,6 @@ class Tokenizer:
     sot_sequence: Tuple[int, ...] = ()
 
     def __post_init__(self):
-        if self.task is not None and self.task not in TASKS:
-            raise OptionsError(f"unknown task {self.task!r}: use one of {', '.join(TASKS)}")
         sot_sequence = [self.sot]
         if self.language is not None:
             sot_sequence.append(self.to_language_token(self.language))
@@ -287,8 +291,8 @@ def get_tokenizer(
     """openai's get_tokenizer over a tokenizer.json. English-only models take no language or task tokens."""
     if language is not None:
         language = language_code(language)
-    if task is not None and task not in TASKS:
-        raise OptionsError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+    if task is not None:
+        check_task(task)
     if not 1 <= num_languages <= len(LANGUAGES):
         raise OptionsError(f"num_languages must be between 1 and {len(LANGUAGES)}, got {num_languages}")
     if multilingual:

@@ -214,8 +214,6 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
             checked["vad_parameters"] = vad_options(checked.get("vad_parameters"))
         except OptionsError as error:
             raise OptionsError(f"vad_parameters: {error}") from None
-    if checked.get("task", "transcribe") not in ("transcribe", "translate"):
-        raise OptionsError(f"unknown task {checked['task']!r}: use 'transcribe' or 'translate'")
     language = checked.get("language")
     if language is not None:
         if not isinstance(language, str):
