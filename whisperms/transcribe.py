@@ -43,6 +43,7 @@ from .timing import (APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, add_word_timesta
                      last_word_end, next_words_segment)
 from .tokenizer import LANGUAGES, language_code
 from .vad.options import VadOptions, vad_options
+from .writers import format_timestamp
 
 DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -532,7 +533,8 @@ class Transcriber:
             current = self.restore(current)
         for segment, is_empty in zip(current, empty):
             if self.verbose:
-                tqdm.write(f"[{_clock(segment.start)} --> {_clock(segment.end)}] {segment.text}", file=sys.stdout)
+                tqdm.write(f"[{format_timestamp(segment.start)} --> {format_timestamp(segment.end)}] {segment.text}",
+                           file=sys.stdout)
                 sys.stdout.flush()  # the bar, if any, is cleared and redrawn around the line
             if is_empty:  # kept but cleared, as openai
                 segment.text, segment.tokens, segment.words = "", [], ([] if self.word_timestamps else None)
@@ -549,14 +551,6 @@ class Transcriber:
         all_tokens = [t for s in segments for t in s.tokens]
         return TranscriptionResult(text=self.tokenizer.decode(all_tokens), segments=segments,
                                    language=self.language, info=self.info)
-
-
-def _clock(seconds: float) -> str:
-    milliseconds = round(seconds * 1000.0)
-    hours, milliseconds = divmod(milliseconds, 3_600_000)
-    minutes, milliseconds = divmod(milliseconds, 60_000)
-    seconds, milliseconds = divmod(milliseconds, 1_000)
-    return (f"{hours:02d}:" if hours else "") + f"{minutes:02d}:{seconds:02d}.{milliseconds:03d}"
 
 
 def transcribe(model, audio, **kwargs) -> TranscriptionResult:
