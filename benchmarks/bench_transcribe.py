@@ -16,8 +16,9 @@ compilations: each compiled entry point's new input signatures (a compile, or a 
     python benchmarks/bench_transcribe.py --models tiny.en base --clips short long --repeats 3 --beam-sizes 1
     python benchmarks/bench_transcribe.py --render benchmarks/results/A.json benchmarks/results/B.json
 
-Only the standard library is imported in the parent; each worker imports only its engine. openai-whisper workers
-run with --openai-python (a separate venv with torch; see benchmarks/README.md), all others with this interpreter.
+The parent imports the standard library and wer.py (jiwer, whisper-normalizer); each worker imports only its
+engine. openai-whisper workers run with --openai-python (a separate venv with torch; see benchmarks/README.md), all
+others with this interpreter.
 """
 import argparse
 import csv
@@ -30,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import unicodedata
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from importlib import metadata, util
@@ -50,7 +50,6 @@ LONG_DE_CLIP = "librivox_de_simplicissimus-titlepage.mp3"
 LONG_EN_TARGET_S = 75.0
 LONG_EN_GAP_S = 1.0
 SAMPLE_RATE = 16000
-CHAR_LEVEL_LANGUAGES = {"ja", "zh", "th", "lo", "my", "km", "yue"}  # no spaces between words: score characters
 
 
 # --- Weights and audio ---------------------------------------------------------------------------------------------
@@ -151,44 +150,6 @@ def clip_sets(names, model, manifest):
                          "duration_s": round(sum(float(r["duration_s"]) for r in picked), 3),
                          "note": f"{len(picked)} clips under 30 s" + (", English only" if english_only else ", each with its language")})
     return sets
-
-
-# --- WER -----------------------------------------------------------------------------------------------------------
-
-def normalize(text, language="en"):
-    """Lowercase, NFKC, apostrophes dropped, other punctuation and symbols -> space; words (characters for
-    languages written without spaces)."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    chars = []
-    for ch in text:
-        cat = unicodedata.category(ch)
-        if ch in "'\u2019`":
-            continue
-        chars.append(" " if cat[0] in "PS" else ch)
-    text = "".join(chars)
-    if language in CHAR_LEVEL_LANGUAGES:
-        return [c for c in text if not c.isspace()]
-    return text.split()
-
-
-def edit_distance(ref, hyp):
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
-def wer(references, hypotheses, languages):
-    """Corpus WER: total edits / total reference words (characters for CHAR_LEVEL_LANGUAGES)."""
-    edits = words = 0
-    for ref, hyp, lang in zip(references, hypotheses, languages):
-        r, h = normalize(ref, lang), normalize(hyp, lang)
-        edits += edit_distance(r, h)
-        words += len(r)
-    return edits / max(words, 1)
 
 
 # --- Worker --------------------------------------------------------------------------------------------------------
@@ -648,6 +609,8 @@ def run_all(args):
 
 def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
     """Every cell, repeat and engine in turn, each in its own worker process; the report is rewritten as it grows."""
+    from wer import wer  # jiwer and whisper-normalizer: the parent's only imports beyond the standard library
+
     skip = dict(unavailable)
     for model, folder, clips, beam, openai_npz in cells:
         for rep in range(args.repeats):
@@ -764,7 +727,7 @@ def render(reports, stat="auto", notes=()):
               "- cold e2e = process spawn to the end of the first transcription (interpreter start, imports, load, "
               "graph compilation, first file); cold = load + first transcription in-process; warm = the same "
               "audio again in the same process. RTF = audio seconds / warm wall seconds (higher is faster). WER: "
-              "lowercased, punctuation stripped, corpus-level (characters for ja).",
+              "corpus-level, jiwer over Whisper's text normalisers (benchmarks/wer.py; characters for ja).",
               "- whisperms' fused kernels (whisperms/fusion.py) are generated on first use and kept on disk: cold "
               "runs reuse those of earlier runs (as a user's second and later runs do) unless the row says "
               "'fresh kernel cache' (an empty cache per process: a first-ever run).",
