@@ -1,23 +1,8 @@
 """Compiled graphs kept on disk as MindIR, so a later process skips most of the compile.
 
-Compiling is mostly MindSpore's graph frontend turning the Python body into a graph. The first process compiles
-each entry point with `mindspore.jit` as usual and saves the graph the frontend produced (~15 ms); later processes
-load it into `nn.GraphCell`, which only goes through the backend. CPU, tiny.en, first call including one run: step
-graph ~1.0-1.4 s compiled, ~0.3-0.45 s loaded; results bit for bit the same.
-
-- A cached graph holds no weights: the per-layer entry points take them as inputs, and the parameters the others
-  read (stem, ln_post, prompt logits, step) are saved by name only and bound, on load, to the loaded model's
-  parameters of those names and shapes (sharing their memory). So one file serves any checkpoint of that size, and a
-  graph reading anything else is not saved.
-- A file is named by a hash of whisperms' source, MindSpore's version, the model's dimensions and runtime, the
-  entry point's name, and its inputs' structure, shapes and dtypes: a changed input is a new file, never a stale
-  graph. (MindSpore's own compile cache matched graphs by compile order; see inference.py.)
-- Files are written under a temporary name and renamed, so a concurrent process never reads half a file; a file
-  that fails to load is removed and saved again.
-- The graph is read from MindSpore's jit executor (`get_func_graph_proto` on the phase the first call added to
-  `ms_compile_cache`), which is not public API: any failure there only means the graph is not cached.
-- Where: `$WHISPERMS_GRAPH_CACHE` if set (`0` turns the cache off), else ~/.cache/whisperms/graphs/mindspore-<ver>
-  (under `$XDG_CACHE_HOME` if set). Without a writable folder nothing is cached.
+The first process compiles each entry point with `mindspore.jit` and saves the graph MindSpore's frontend produced
+(internals.func_graph_mindir); later processes load it into `nn.GraphCell`, which only goes through the backend,
+the costlier part of a compile being the frontend. Results are the same bit for bit.
 """
 import functools
 import hashlib
@@ -27,9 +12,8 @@ from pathlib import Path
 
 import mindspore as ms
 from mindspore import Tensor, nn
-from mindspore._c_expression import JitExecutor_
-from mindspore.graph import api as graph_api
-from mindspore.train.mind_ir_pb2 import ModelProto
+
+from . import internals
 
 GRAPH_CACHE_ENV = "WHISPERMS_GRAPH_CACHE"
 OFF = ("0", "off", "false", "no")
@@ -50,7 +34,8 @@ def writable(folder):
 
 
 def graph_folder():
-    """Where graphs are cached, or None when the cache is off or no folder is writable."""
+    """Where graphs are cached, or None when the cache is off or no folder is writable: `$WHISPERMS_GRAPH_CACHE` if
+    set (`0` turns the cache off), else ~/.cache/whisperms/graphs/mindspore-<version>."""
     setting = os.environ.get(GRAPH_CACHE_ENV)
     if setting is None:
         return user_cache("graphs")
@@ -78,7 +63,11 @@ def signature(args):
 
 
 class GraphCache:
-    """One model's compiled entry points in `folder`: saved from the first jit compile, loaded as `nn.GraphCell`."""
+    """One model's compiled entry points in `folder`: saved from the first jit compile, loaded as `nn.GraphCell`.
+
+    A cached graph holds no weights: the per-layer entry points take them as inputs, and the parameters the others
+    read are saved by name only and bound on load to the model's parameters of those names and shapes. So one file
+    serves any checkpoint of that size, and a graph reading anything else is not saved."""
 
     def __init__(self, folder, context, parameters):
         self.folder = Path(folder)
@@ -87,6 +76,8 @@ class GraphCache:
         self.parameters = parameters  # name -> Parameter: what a loaded graph's parameters are bound to
 
     def path(self, name, args):
+        # Named by everything the graph depends on, so a changed input is a new file, never a stale graph (MindSpore's
+        # own compile cache matches graphs by compile order, see inference.py).
         key = hashlib.sha256(json.dumps([self.salt, name, signature(args)]).encode()).hexdigest()
         return self.folder / f"{name}-{key[:32]}.mindir"
 
@@ -110,21 +101,28 @@ class GraphCache:
 
     @staticmethod
     def phases():
-        """The jit phases compiled so far in this process; `save` finds the new graph by comparing with these."""
-        return set(graph_api.ms_compile_cache)
+        """The jit phases compiled so far in this process (None if they cannot be listed: nothing is saved);
+        `save` finds the new graph by comparing with these."""
+        return internals.compile_phases()
 
     def save(self, name, args, before):
-        """Save the graph jit compiled for fn(*args) since `phases()` returned `before`."""
-        phases = self.phases() - before
+        """Save the graph jit compiled for fn(*args) since `phases()` returned `before`. Where MindSpore's internals
+        do not give the graph, nothing is saved (internals.py warned once)."""
+        phases = self.phases()
+        if before is None or phases is None:
+            return
+        phases = phases - before
         if len(phases) != 1:
             raise ValueError(f"expected one new compiled graph, found {len(phases)}")
-        stream = JitExecutor_.get_instance().get_func_graph_proto(phases.pop(), "mind_ir", False)
-        model = ModelProto()
-        model.ParseFromString(stream)
+        stream = internals.func_graph_mindir(next(iter(phases)))
+        parameters = None if stream is None else internals.mindir_parameters(stream)
+        if parameters is None:
+            return
         path = self.path(name, args)
-        for parameter in model.graph.parameter:
-            if parameter.raw_data or parameter.name.split(":", 1)[-1] not in self.parameters:
-                raise ValueError(f"{path.stem}: parameter {parameter.name} is not one of the model's (or has data)")
+        for parameter_name, has_data in parameters:
+            if has_data or parameter_name.split(":", 1)[-1] not in self.parameters:
+                raise ValueError(f"{path.stem}: parameter {parameter_name} is not one of the model's (or has data)")
+        # Written under a temporary name and renamed, so a concurrent process never reads half a file.
         temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
         try:
             temporary.write_bytes(stream)
