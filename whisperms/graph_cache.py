@@ -76,8 +76,8 @@ class GraphCache:
         self.parameters = parameters  # name -> Parameter: what a loaded graph's parameters are bound to
 
     def path(self, name, args):
-        # Named by everything the graph depends on, so a changed input is a new file, never a stale graph (MindSpore's
-        # own compile cache matches graphs by compile order, see inference.py).
+        # Named by everything the graph depends on, so a changed input is a new file, never a stale graph. (MindSpore's
+        # own compile cache matches graphs by compile order: a process compiling in another order ran wrong graphs.)
         key = hashlib.sha256(json.dumps([self.salt, name, signature(args)]).encode()).hexdigest()
         return self.folder / f"{name}-{key[:32]}.mindir"
 
