@@ -198,7 +198,7 @@ def graph_kernel_fusion(flags, kernel_cache):
     environment, the context and the working directory are restored afterwards.
 
     No public API sets these per compile, so they are set around it, as process-wide state:
-    - `$MS_DEV_GRAPH_KERNEL_FLAGS`: fusion options exist only as this developer variable.
+    - `$MS_DEV_GRAPH_KERNEL_FLAGS`: fusion options (the context's `graph_kernel_flags` is deprecated for it).
     - `$MS_COMPILER_CACHE_PATH`: where generated kernels go (MindSpore reuses them by content hash later).
     - the working directory: AKG writes a log into it, so compiling runs in the kernel cache.
     - `$AKG_WHITE_LIST_PATH` (unless the user set it): AKG reads its tiling repository (for CPU an empty one) only
