@@ -24,10 +24,12 @@ def normalize(text: str, language: str = "en") -> str:
 
 
 def wer(references, hypotheses, languages=None) -> float:
-    """Corpus WER: word edits summed over the pairs / reference words. A string is one pair; `languages` (one per
-    pair, default English) picks each pair's normaliser."""
+    """Corpus WER: word edits summed over the pairs / reference words. A string is one pair; `languages` (one code,
+    or one per pair; default English) picks each pair's normaliser."""
     if isinstance(references, str):
         references, hypotheses = [references], [hypotheses]
+    if isinstance(languages, str):
+        languages = [languages] * len(references)
     languages = languages or ["en"] * len(references)
     return jiwer.wer([normalize(r, lang) for r, lang in zip(references, languages)],
                      [normalize(h, lang) for h, lang in zip(hypotheses, languages)])

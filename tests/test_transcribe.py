@@ -1,5 +1,6 @@
 """Long-form transcription: segment bookkeeping on real and synthetic long audio, WER vs faster-whisper."""
-import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,24 +9,11 @@ from conftest import DATA, read_manifest
 from whisperms.audio import SAMPLE_RATE, load_audio
 
 faster_whisper = pytest.importorskip("faster_whisper", reason="reference engine: pip install -e .[test]")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # wer.py, shared with the benchmarks
+from wer import normalize, wer  # noqa: E402
 
 SILENCE_S = 1.5
 WER_MARGIN = 0.01  # whisperms may be at most 1 point worse than faster-whisper on the same weights
-
-
-def normalize(text):
-    text = re.sub(r"[^\w\s']", " ", text.lower()).replace("'", "")
-    return text.split()
-
-
-def wer(reference, hypothesis):
-    r, h = normalize(reference), normalize(hypothesis)
-    d = np.arange(len(h) + 1)
-    for i in range(1, len(r) + 1):
-        prev, d[0] = d.copy(), i
-        for j in range(1, len(h) + 1):
-            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r[i - 1] != h[j - 1]))
-    return d[len(h)] / max(len(r), 1)
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +81,9 @@ def test_synthetic_long_clip(tiny_en_model, fw_tiny_en, synthetic_long):
     print(f"synthetic {duration:.0f} s: WER whisperms {ours:.3f}, faster-whisper {theirs:.3f}")
     assert ours <= theirs + WER_MARGIN
     # no text repeated at window boundaries: no 6-word sequence appears twice unless the reference has it twice
-    words = normalize(result.text)
+    words = normalize(result.text).split()
     grams = [tuple(words[i:i + 6]) for i in range(len(words) - 5)]
-    ref_words = normalize(reference)
+    ref_words = normalize(reference).split()
     ref_grams = {tuple(ref_words[i:i + 6]) for i in range(len(ref_words) - 5)}
     repeated = {g for g in grams if grams.count(g) > 1 and g not in ref_grams}
     assert not repeated, repeated
@@ -113,10 +101,10 @@ def test_german_with_base(base_model, base_ct2_dir):
     fw = faster_whisper.WhisperModel(str(base_ct2_dir), device="cpu", compute_type="float32")
     segments, _ = fw.transcribe(audio, beam_size=1, best_of=1, vad_filter=False)
     theirs = " ".join(s.text.strip() for s in segments)
-    ours_wer, theirs_wer = wer(row["reference"], result.text), wer(row["reference"], theirs)
+    ours_wer, theirs_wer = wer(row["reference"], result.text, "de"), wer(row["reference"], theirs, "de")
     print(f"{clip}: WER whisperms {ours_wer:.3f}, faster-whisper {theirs_wer:.3f}")
     assert ours_wer <= theirs_wer + WER_MARGIN
-    words = set(normalize(result.text))
+    words = set(normalize(result.text, "de").split())
     assert {"grimmelshausen", "abenteuerliche", "wahrheit"} <= words, result.text
 
 
