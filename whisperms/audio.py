@@ -1,23 +1,9 @@
 """Audio front end: decode to 16 kHz mono float32 and compute Whisper's log-mel spectrogram.
 
 Names and recipe follow openai/whisper `whisper/audio.py`, so the encoder sees the features it was trained on.
-The STFT is NumPy (no torch): frames are FFT'd in float64 (numpy<2's pocketfft computes in float64 anyway) and
-projected onto the mel bank in float32 like openai; a float32 FFT (scipy.fft) drifted up to 1.6e-5 from a float64
-reference for a ~15% gain, the float64 path stays within 2e-7 of it.
-Timing (2-core CPU, best of 9): float64 FFT 30 s in 20 ms, 10 min in 0.28 s; float32 FFT 30 s in 12 ms, 10 min in 0.24 s.
-
-What `load_audio` (and so `transcribe`) takes, and what it makes of it:
-- a path (str or os.PathLike) to a regular, readable file: decoded, channels averaged, resampled to 16 kHz. A missing
-  file, a folder, an unreadable file and an undecodable one are each an AudioError that says which.
-- an array of samples at 16 kHz (nothing can check the rate: resample first): float32 or float64 (float16 too)
-  taken as they are, full scale +-1.0; int16 and int32 PCM scaled by 2**15 and 2**31; any other dtype (int8, uint8,
-  int64, bool, complex, strings, objects) is an AudioError. Shape (N,) is mono; a 2-D array is (samples, channels),
-  as soundfile.read returns it, or (channels, samples), as librosa and torchaudio do: the shorter axis is taken as
-  the channels (at most MAX_CHANNELS) and averaged, as files are. 0-D and 3-D or more are an AudioError.
-  An empty array is valid: it transcribes to no segments.
-- non-finite samples (NaN, +-inf) in a file or an array are set to 0 with a WhispermsWarning that counts them: a
-  few bad samples would otherwise make the whole log-mel NaN (its max is NaN). Neither openai-whisper nor
-  faster-whisper checks; a dropout of a few samples costs nothing audible, refusing the file would lose it all.
+The STFT is NumPy (no torch), FFT'd in float64 (numpy<2's pocketfft computes in float64 anyway: a float32 FFT drifts
+further from a float64 reference for little gain) and projected onto the mel bank in float32 like openai.
+What `load_audio` accepts, and what it makes of it, is in its docstring.
 """
 import os
 import shutil
@@ -57,7 +43,20 @@ _SAMPLE_LIMIT = 1e16
 
 
 def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode any file to mono float32 at `sr` Hz; an array is taken as already decoded (see the module docstring).
+    """Decode any file to mono float32 at `sr` Hz; an array is taken as already decoded.
+
+    What it (and so `transcribe`) takes, and what it makes of it:
+    - a path (str or os.PathLike) to a regular, readable file: decoded, channels averaged, resampled to 16 kHz.
+      A missing file, a folder, an unreadable file and an undecodable one are each an AudioError that says which.
+    - an array of samples at 16 kHz (nothing can check the rate: resample first): float32 or float64 (float16 too)
+      taken as they are, full scale +-1.0; int16 and int32 PCM scaled by 2**15 and 2**31; any other dtype (int8,
+      uint8, int64, bool, complex, strings, objects) is an AudioError. Shape (N,) is mono; a 2-D array is
+      (samples, channels), as soundfile.read returns it, or (channels, samples), as librosa and torchaudio do: the
+      shorter axis is taken as the channels (at most MAX_CHANNELS) and averaged, as files are. 0-D and 3-D or more
+      are an AudioError. An empty array is valid: it transcribes to no segments.
+    - non-finite samples (NaN, +-inf) in a file or an array are set to 0 with a WhispermsWarning that counts them:
+      a few bad samples would otherwise make the whole log-mel NaN (its max is NaN). Neither openai-whisper nor
+      faster-whisper checks; a dropout of a few samples costs nothing audible, refusing the file would lose it all.
 
     libsndfile (via soundfile) decodes wav/flac/ogg/opus/mp3 in-process, so results do not depend on whether
     ffmpeg is installed; other containers (m4a, mp4, webm, ...) go through the ffmpeg binary when it is on PATH.
@@ -111,7 +110,7 @@ def check_audio_file(file) -> str:
 
 
 def as_waveform(audio, source: str = "audio array") -> np.ndarray:
-    """An array of samples as mono float32 (see the module docstring for what is taken and how)."""
+    """An array of samples as mono float32 (load_audio's docstring says what is taken and how)."""
     try:
         array = np.asarray(audio)
     except (TypeError, ValueError) as error:  # ragged nested lists, objects without an array form
@@ -210,8 +209,8 @@ def pad_or_trim(array, length: int = N_SAMPLES, *, axis: int = -1):
 def mel_filters(n_mels: int) -> np.ndarray:
     """Slaney mel bank, exactly how openai generated `mel_filters.npz` (librosa.filters.mel defaults); 80 or 128 bins.
 
-    Written out (same float64/float32 steps as librosa) rather than imported: importing librosa took ~1.1 s of a
-    cold start. tests/test_audio.py checks it equals librosa's.
+    Written out (same float64/float32 steps as librosa) rather than imported: importing librosa is a large share of
+    a cold start. tests/test_audio.py checks it equals librosa's.
     """
     if n_mels not in (80, 128):
         raise ValueError(f"unsupported n_mels {n_mels}: Whisper models use 80 or 128 mel bins")

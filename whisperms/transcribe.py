@@ -1,28 +1,8 @@
 """Long-form transcription: openai's sequential algorithm over 30-second windows.
 
-Each window is encoded once; the window is decoded at increasing temperatures until the result is neither too
-repetitive nor too unlikely; segments are cut at timestamp pairs and the window advances to the last complete
-timestamp. The loop's state lives in one small `_SeekState`; segments are yielded as soon as a window is done.
-
-What is shown while it runs follows openai's `verbose`: None shows nothing, True prints each segment as it is
-decoded, False shows a tqdm progress bar over seconds of audio on stderr. `progress` overrides the bar alone (the
-CLI shows it next to the segment lines, on a terminal only).
-
-Options are checked once, up front, by `transcribe_options` (the CLI calls it before loading a model): a value that
-cannot work is an OptionsError naming it, never a failure deep in a later window.
-
-One rule differs from openai's: a window whose log-mel is constant carries no signal (digital silence, or sound more
-than 80 dB below the file's loudest, which the log-mel floors) and is skipped without decoding. openai and
-faster-whisper decode it, and tiny.en says "you" over 30 s of zeros with a no-speech probability of 0.95: their
-no-speech rule drops a window only if its average log probability is also below logprob_threshold (-1.0), and that
-of "<|0.00|> you<|30.00|>" is -0.70. A constant input is the same for every such window, so speech never reaches
-this rule.
-
-With `vad_filter=True` (faster-whisper's sequential VAD filter, whisperms.vad): the Silero VAD finds the speech, the
-speech alone is joined and transcribed (mel, language detection and the seek loop all see the speech-only audio,
-and `Segment.seek` counts its frames), and each segment's times, and its words', are moved back to the original
-timeline before the segment is printed or yielded. No speech: no segments. As in faster-whisper, VAD applies only
-when clip_timestamps is left at its default (the whole file): with clips given it is ignored, with a warning.
+Each window is encoded once and decoded at increasing temperatures until the result is neither too repetitive nor
+too unlikely; segments are cut at timestamp pairs and the window advances to the last complete timestamp. Options
+are checked once, up front, by `transcribe_options`: a value that cannot work fails before the first window.
 """
 import math
 import numbers
@@ -156,7 +136,7 @@ class TranscribeOptions:
     append_punctuations: str = APPEND_PUNCTUATIONS
     clip_timestamps: Tuple[float, ...] = ()   # seconds: start, end, start, ...; a last end left out is the file's end
     hallucination_silence_threshold: Optional[float] = None
-    vad_filter: bool = False                  # transcribe only the speech the VAD finds (module docstring)
+    vad_filter: bool = False                  # transcribe only the speech the VAD finds (Transcriber)
     vad_parameters: Optional[VadOptions] = None  # the VAD's options; None: VadOptions()
     decoding: DecodingOptions = DecodingOptions()
 
@@ -355,7 +335,20 @@ def _check_with_model(model, options: TranscribeOptions):
 
 
 class Transcriber:
-    """One transcription in progress: options resolved, mel computed, segments produced by `segments()`."""
+    """One transcription in progress: options resolved, mel computed, segments produced by `segments()`; the seek
+    loop's state lives in one small `_SeekState`, and segments are yielded as soon as their window is done.
+
+    What is shown follows openai's `verbose`: None shows nothing, True prints each segment as it is decoded, False
+    shows a tqdm bar over seconds of audio on stderr. `progress` overrides the bar alone (the CLI shows it next to
+    the segment lines, on a terminal only).
+
+    With `vad_filter=True` (faster-whisper's sequential VAD filter, whisperms.vad): the Silero VAD finds the speech,
+    the speech alone is joined and transcribed (mel, language detection and the seek loop all see the speech-only
+    audio, and `Segment.seek` counts its frames), and each segment's times, and its words', are moved back to the
+    original timeline before the segment is printed or yielded. No speech: no segments. As in faster-whisper, VAD
+    applies only when clip_timestamps is left at its default (the whole file): with clips given it is ignored, with
+    a warning.
+    """
 
     def __init__(self, model, audio, *, verbose=None, progress=None, options: Optional[TranscribeOptions] = None,
                  **kwargs):
@@ -492,8 +485,12 @@ class Transcriber:
         """Transcribe the window of `segment_frames` (> 0) at state.seek: yield its segments, advance state.seek."""
         _, logprob_threshold, no_speech_threshold = self.thresholds
         segment = self.mel[:, state.seek:state.seek + segment_frames]
+        # Differs from openai: a constant log-mel carries no signal (digital silence, or sound more than 80 dB below
+        # the file's loudest, which the log-mel floors) and is skipped undecoded. openai and faster-whisper decode it, and tiny.en says "you"
+        # there: their no-speech rule also needs the average log probability below logprob_threshold, and that short
+        # text is likely enough to pass. Speech never reaches this rule (a constant input is the same in every window).
         if no_speech_threshold is not None and segment.min() == segment.max():
-            state.seek += segment_frames  # a constant log-mel: no signal to decode (module docstring)
+            state.seek += segment_frames
             return
         time_offset = state.seek * HOP_LENGTH / SAMPLE_RATE
         mel_segment = pad_or_trim(segment, N_FRAMES)
@@ -554,7 +551,7 @@ class Transcriber:
 
 
 def transcribe(model, audio, **kwargs) -> TranscriptionResult:
-    """Transcribe a file path or an array of 16 kHz samples (what arrays are taken: whisperms.audio's docstring);
+    """Transcribe a file path or an array of 16 kHz samples (what arrays are taken: load_audio's docstring);
     keyword options as openai's transcribe(), plus faster-whisper's vad_filter and vad_parameters (a VadOptions, a
-    dict of its fields or "name=value,..."; module docstring), checked first (transcribe_options)."""
+    dict of its fields or "name=value,..."; Transcriber's docstring), checked first (transcribe_options)."""
     return Transcriber(model, audio, **kwargs).run()
