@@ -1,24 +1,11 @@
 #!/usr/bin/env python
 """Benchmark whisperms against faster-whisper (float32 and int8) and, where installed, openai-whisper.
 
-Every engine reads the same CTranslate2 weights and the same audio files and runs the same long-form settings
-(greedy with openai's temperature fallback, or beam 5). Each measured run is its own worker process (this script
-with --worker), so cold start and peak RSS are honest; runs alternate between engines (A B C A B C ...).
-
-Inside a worker: import, load, transcribe the clip(s) once ("cold": includes MindSpore graph compilation), then
-transcribe the same clip(s) again ("warm"). The parent also measures "cold end-to-end": process spawn to the end
-of the first transcription (what a CLI user waits for). whisperms runs additionally report where the time goes,
-measured by timing the public pieces at run time (nothing is reimplemented): audio+mel
-(whisperms.transcribe.log_mel_spectrogram), encoder (model.inference.embed_audio), decoder prefill
-(model.inference.start) and steps (model.inference.step), host logic = the rest; and the number of graph
-compilations: each compiled entry point's new input signatures (a compile, or a load from whisperms' graph cache).
+Every engine reads the same CTranslate2 weights and audio and runs the same long-form settings; each measured run is
+its own worker process (this script with --worker). What is measured, and how: benchmarks/README.md.
 
     python benchmarks/bench_transcribe.py --models tiny.en base --clips short long --repeats 3 --beam-sizes 1
     python benchmarks/bench_transcribe.py --render benchmarks/results/A.json benchmarks/results/B.json
-
-The parent imports the standard library and wer.py (jiwer, whisper-normalizer); each worker imports only its
-engine. openai-whisper workers run with --openai-python (a separate venv with torch; see benchmarks/README.md), all
-others with this interpreter.
 """
 import argparse
 import csv
@@ -191,9 +178,9 @@ def instrument_whisperms(model, holder):
     globals transcribe.py calls), counting calls. holder[0] is the Stats of the current pass.
 
     No explicit synchronization is added: `start` and `step` end with the logits' `.asnumpy()` (a host sync), and
-    on CPU the encoder's jit call was checked to block until done (`.asnumpy()` right after `embed_audio` takes
-    < 6 ms of a 0.8-s call), whereas a step's jit call returns after dispatch (~1-3 ms) and is waited for in
-    `.asnumpy()`. `mindspore.runtime.synchronize` is Ascend/GPU-only (it only logs an error on CPU). On Ascend,
+    on CPU the encoder's jit call was checked to block until done (`.asnumpy()` right after `embed_audio` adds
+    almost nothing), whereas a step's jit call returns after dispatch and is waited for in `.asnumpy()`.
+    `mindspore.runtime.synchronize` is Ascend/GPU-only (it only logs an error on CPU). On Ascend,
     add a device sync after `embed_audio` before trusting the encoder / prefill split."""
     import importlib
 
@@ -544,6 +531,9 @@ def spawn(spec, timeout, env, python=None):
 
 
 def run_all(args):
+    """Runs alternate between engines (A B C A B C ...). The parent imports the standard library and wer.py (jiwer,
+    whisper-normalizer); each worker imports only its engine: openai-whisper workers run with --openai-python (a
+    separate venv with torch), all others with this interpreter."""
     manifest = read_manifest()
     engines = [e for e in args.engines]
     unavailable = {e: "not installed" for e in engines if e != "openai-whisper" and not engine_available(e)}

@@ -2,18 +2,8 @@
 """VAD speed: whisperms' Silero VAD (MindSpore) against faster-whisper's (onnxruntime, the same ONNX weights) on a
 long file built from dev speech separated by digital silence, white noise and hum.
 
-Each measured run is its own worker process (this script with --worker ENGINE) that imports only its engine; runs
-alternate between engines (A B A B ...). Inside a worker: import, load the model, run get_speech_timestamps on the
-file once ("first": includes MindSpore's graph compilation), then `--warm-runs` more times ("warm"). The parent
-measures "cold end-to-end" (process spawn to the end of the first run) and checks both engines found the same
-speech. faster-whisper's VAD runs onnxruntime with one thread (its own setting); whisperms uses MindSpore's default
-CPU threading unless --threads is given (then the worker is pinned to that many cores, as whisperms' --threads).
-
     python benchmarks/bench_vad.py                      # 10 minutes of audio, 3 runs per engine
     python benchmarks/bench_vad.py --minutes 0.5 --repeats 1 --out /tmp/vad-check   # a quick check that it runs
-
-Results: printed, and written to `--out` (default benchmarks/results) as vad-<UTC timestamp>.json and .md, with the
-CPU (lscpu model and flags), versions, OMP_WAIT_POLICY and the exact command.
 """
 import argparse
 import csv
@@ -209,6 +199,15 @@ def render(report):
 
 
 def main():
+    """Each measured run is its own worker process (this script with --worker ENGINE) that imports only its engine;
+    runs alternate between engines (A B A B ...). Inside a worker: import, load the model, run
+    get_speech_timestamps on the file once ("first": includes MindSpore's graph compilation), then `--warm-runs`
+    more times ("warm"). The parent measures "cold end-to-end" (process spawn to the end of the first run) and
+    checks both engines found the same speech. faster-whisper's VAD runs onnxruntime with one thread (its own
+    setting); whisperms uses MindSpore's default CPU threading unless --threads is given (then the worker is pinned
+    to that many cores, as whisperms' --threads). Results: printed, and written to `--out` (default
+    benchmarks/results) as vad-<UTC timestamp>.json and .md, with the CPU (lscpu model and flags), versions,
+    OMP_WAIT_POLICY and the exact command."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the built file")
     parser.add_argument("--repeats", type=int, default=3, help="worker processes per engine")

@@ -1,8 +1,7 @@
 """Per-operator-type time of whisperms on a warm model, from MindSpore's profiler (CPU: its per-op-type summary).
 
-Two tables: one 30-s encoder window, and the decoding of one window (prompt plus every token step), greedy or beam.
-An operator whose kernel is slow on this CPU (Conv2D once took most of the encoder on an AVX-512 machine) shows at
-the top of the first table at once.
+Two tables: one 30-s encoder window, and the decoding of one window (prompt plus every token step), greedy or beam;
+an operator whose kernel is slow on this CPU shows at the top of the first table at once.
 
     python benchmarks/op_profile.py MODEL_FOLDER [AUDIO] [--beam-size 5]
 """

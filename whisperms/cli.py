@@ -3,14 +3,6 @@
 Every user-facing problem ends as one line on stderr: exit 2 for usage (bad option values or combinations),
 exit 1 for runtime failures (a missing, unreadable or undecodable file, an unwritable output folder, a bad
 checkpoint); other files in a batch still run. Warnings are one line too ("whisperms: warning: ...").
-
-Order: the options, every input file and the output folder are checked before MindSpore is imported and the model
-loaded, so a typo costs no start-up; only what needs the model (the device, the model name, an English-only model
-given another language) is checked after loading it.
-
-What is printed: `--verbose True` (the default) prints the runtime, each segment as it is decoded (stdout) and, when
-stderr is a terminal, a progress bar over seconds of audio (stderr); `--verbose False` prints nothing but errors.
-openai's CLI differs in one point: it shows its bar only with `--verbose False`, instead of the segment lines.
 """
 import argparse
 import math
@@ -50,7 +42,11 @@ class Parser(argparse.ArgumentParser):
 
 def show_progress(verbose: bool, stream=None) -> bool:
     """Whether the CLI shows the progress bar: with --verbose True and stderr (or `stream`) a terminal, so never in
-    a pipe, a log file or a test's subprocess."""
+    a pipe, a log file or a test's subprocess.
+
+    `--verbose True` (the default) prints the runtime, each segment as it is decoded (stdout) and this bar over
+    seconds of audio (stderr); `--verbose False` prints nothing but errors. openai's CLI differs in one point: it
+    shows its bar only with `--verbose False`, instead of the segment lines."""
     stream = sys.stderr if stream is None else stream
     isatty = getattr(stream, "isatty", None)
     return bool(verbose) and callable(isatty) and bool(isatty())
@@ -222,6 +218,9 @@ def _check_targets(output_format, output_dir, audio_path):
 
 
 def _transcribe_main(argv):
+    """The options, every input file and the output folder are checked before MindSpore is imported and the model
+    loaded, so a typo costs no start-up; only what needs the model (the device, the model name, an English-only
+    model given another language) is checked after loading it."""
     from .audio import check_audio_file
 
     parser = transcribe_parser()

@@ -1,11 +1,10 @@
 """Voice activity detection: Silero VAD v6 (16 kHz) in MindSpore, with faster-whisper's options and semantics.
 
-    from whisperms.vad import collect_speech, restore_speech_timestamps
     speech, chunks = collect_speech(audio, vad_parameters)   # the speech joined; chunks: [{"start", "end"}] samples
     segments = restore_speech_timestamps(transcribe_segments(speech), chunks)  # times back on the original timeline
 
-model.py holds the network, weights.py the shipped weight file, convert.py the ONNX converter, runner.py the
-compiled run over a file, options.py VadOptions, timestamps.py everything after the probabilities.
+model.py: the network; weights.py: the shipped weights; convert.py: the ONNX converter; runner.py: the compiled run
+over a file; options.py: VadOptions; timestamps.py: everything after the probabilities.
 """
 import numpy as np
 

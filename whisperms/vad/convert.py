@@ -2,11 +2,7 @@
 
     python -m whisperms.vad.convert [ONNX] [OUTPUT]
 
-ONNX defaults to faster-whisper's `faster_whisper/assets/silero_vad_v6.onnx`, OUTPUT to the file whisperms ships.
-Conversion is strict: the graph must be the exact sequence of operators model.py implements, every attribute and
-constant it relies on must have the value model.py assumes, every initializer must be consumed, and every weight
-must have its shape; otherwise a one-line CheckpointError names the first difference. The `onnx` package is needed
-here only, never at run time.
+The `onnx` package is needed here only, never at run time.
 """
 import sys
 from pathlib import Path
@@ -132,7 +128,11 @@ def _gates(array):
 
 
 def read_onnx(path) -> dict:
-    """The state (model.py's parameter names) of a Silero VAD v6 16 kHz ONNX file; CheckpointError otherwise."""
+    """The state (model.py's parameter names) of a Silero VAD v6 16 kHz ONNX file; CheckpointError otherwise.
+
+    Strict: the graph must be the exact sequence of operators model.py implements, every attribute and constant it
+    relies on must have the value model.py assumes, every initializer must be consumed, and every weight must have
+    its shape; otherwise a one-line CheckpointError names the first difference."""
     try:
         import onnx
     except ImportError:
@@ -198,8 +198,8 @@ def read_onnx(path) -> dict:
 
 
 def convert(onnx_path=None, output=None) -> Path:
-    """Convert `onnx_path` (default: faster-whisper's) and write the weights to `output` (default: the shipped
-    file)."""
+    """Convert `onnx_path` (default: faster-whisper's `faster_whisper/assets/silero_vad_v6.onnx`) and write the
+    weights to `output` (default: the file whisperms ships)."""
     onnx_path = Path(onnx_path) if onnx_path is not None else faster_whisper_onnx()
     output = Path(output) if output is not None else DEFAULT_WEIGHTS
     state = read_onnx(onnx_path)

@@ -1,14 +1,7 @@
 """Silero VAD v6 (16 kHz) as MindSpore Cells, parameter names equal to Silero's PyTorch state dict.
 
-One window is `WINDOW_SAMPLES` new samples after `CONTEXT_SAMPLES` samples of the window before it. Per window: a
-magnitude STFT (a fixed Fourier basis applied to 4 overlapping frames), four kernel-3 convolutions with ReLU down to
-one 128-d vector (the encoder), then an LSTM cell whose state runs from window to window, and a 1x1 convolution with
-a sigmoid giving the speech probability (the decoder).
-
-The encoder sees one window at a time, so it runs on any number of windows in one call; only the LSTM recurrence is
-sequential. `SileroVAD(windows, h, c)` takes (R, CONTEXT_SAMPLES + WINDOW_SAMPLES) consecutive windows and the state
-(h, c) before the first, and returns R probabilities and the state after the last. The convolutions run over time
-axes of 4, 2 and 1 frames, channels-last, as one Gather of their taps and one MatMul each (any device).
+The convolutions run over time axes of 4, 2 and 1 frames, channels-last, as one Gather of their taps and one MatMul
+each, so the same Cells run on any device.
 """
 import numpy as np
 import mindspore as ms
@@ -181,6 +174,16 @@ class Decoder(nn.Cell):
 
 
 class SileroVAD(nn.Cell):
+    """`SileroVAD(windows, h, c)`: (R, CONTEXT_SAMPLES + WINDOW_SAMPLES) consecutive windows and the LSTM state
+    (h, c) before the first -> R speech probabilities and the state after the last.
+
+    One window is `WINDOW_SAMPLES` new samples after `CONTEXT_SAMPLES` samples of the window before it. Per window:
+    a magnitude STFT (a fixed Fourier basis applied to 4 overlapping frames), four kernel-3 convolutions with ReLU
+    down to one 128-d vector (the encoder), then an LSTM cell whose state runs from window to window, and a 1x1
+    convolution with a sigmoid giving the speech probability (the decoder). The encoder sees one window at a time,
+    so it runs on any number of windows in one call; only the LSTM recurrence is sequential.
+    """
+
     def __init__(self):
         super().__init__()
         self.encoder = Encoder()

@@ -1,12 +1,6 @@
 """Speech probabilities of a whole file: windows cut as faster-whisper cuts them, run through compiled graphs.
 
-Where MindSpore has a fused LSTM kernel (CPU, GPU), one graph takes `WINDOWS_PER_CALL` windows and the state before
-them, runs the encoder on all of them at once and the recurrence over them in one kernel, and returns their
-probabilities and the state after them: a file costs one call per WINDOWS_PER_CALL windows (32.8 s of audio), the
-last call padded with silent windows (their outputs are dropped; the state after them is never used).
-Elsewhere (Ascend) the encoder graph takes WINDOWS_PER_CALL windows and a second graph unrolls `STEPS_PER_CALL` LSTM
-steps; the recurrence then costs one call per STEPS_PER_CALL windows.
-Both graphs have static shapes, so a process compiles each once.
+Both graphs have static shapes, so a process compiles each once (their layout: the comment on WINDOWS_PER_CALL).
 """
 from functools import lru_cache
 
@@ -19,6 +13,11 @@ from ..errors import CheckpointError
 from .model import CONTEXT_SAMPLES, HIDDEN, INPUT_SAMPLES, WINDOW_SAMPLES, SileroVAD
 from .weights import DEFAULT_WEIGHTS, read_weights
 
+# Where MindSpore has a fused LSTM kernel (FUSED_LSTM_DEVICES), one graph takes WINDOWS_PER_CALL windows and the
+# state before them, runs the encoder on all of them at once and the recurrence over them in one kernel, and returns
+# their probabilities and the state after them; the last call is padded with silent windows (their outputs are
+# dropped; the state after them is never used). Elsewhere (Ascend) the encoder graph takes WINDOWS_PER_CALL windows
+# and a second graph unrolls STEPS_PER_CALL LSTM steps, so the recurrence costs one call per STEPS_PER_CALL windows.
 WINDOWS_PER_CALL = 1024
 STEPS_PER_CALL = 32
 FUSED_LSTM_DEVICES = ("CPU", "GPU")  # where MindSpore's LSTM kernel exists
