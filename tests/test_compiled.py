@@ -66,9 +66,10 @@ def test_long_form_with_prompt_identical(compiled_model, eager_model):
     assert sum(compiled_model.inference._prompt_block.calls.values()) > 0  # through the compiled prompt graph
 
 
-def test_decoder_prefill_matches_compiled_start(compiled_model):
-    """The model's own eager API (TextDecoder.cross_kv + prefill over the whole prompt) against the compiled path
-    (per-layer cross K/V graph, the prompt fed through the step graph): the same next-token logits."""
+def test_decoder_forward_matches_compiled_start(compiled_model):
+    """The network's own eager API (TextDecoder.cross_kv + forward over the whole prompt, the block code the compiled
+    prompt graph runs) against the compiled path (per-layer cross K/V graph, the prompt fed through the step
+    graph): the same next-token logits."""
     import numpy as np
     from mindspore import Tensor
     from conftest import window_mel
@@ -77,10 +78,24 @@ def test_decoder_prefill_matches_compiled_start(compiled_model):
     prompt = [[50257, 50362, 400, 370, 616]]  # <|startoftranscript|> <|notimestamps|> and three text tokens
     compiled, _ = compiled_model.inference.start(features, prompt, [4])
     decoder = compiled_model.decoder
-    cross_k, cross_v = decoder.cross_kv(features)
-    eager, _, _ = decoder.prefill(Tensor(np.asarray(prompt, np.int32)), Tensor(np.asarray([4], np.int32)), cross_k,
-                                  cross_v)
-    eager = eager.asnumpy()
+    eager = decoder.forward(Tensor(np.asarray(prompt, np.int32)), decoder.cross_kv(features))[0].asnumpy()[:, 4:5]
     assert compiled.shape == eager.shape == (1, 1, compiled_model.dims.n_vocab)
     assert np.abs(compiled - eager).max() < 1e-3
     assert compiled.argmax() == eager.argmax()
+
+
+def test_whisper_forward_is_openais(compiled_model):
+    """`model(mel, tokens)` is openai's forward: the logits of every position, equal to the compiled encoder and
+    prompt graphs' (a 10-token prompt, so the prefill graph and its bucket padding are used)."""
+    import numpy as np
+    from mindspore import Tensor
+    from conftest import window_mel
+
+    mel = window_mel(DATA / "jfk_inaugural_1961.flac")[None]
+    tokens = [[50257, 50362, 400, 370, 616, 7442, 4736, 1265, 407, 644]]
+    forward = compiled_model(Tensor(mel), Tensor(np.asarray(tokens, np.int32))).asnumpy()
+    features = compiled_model.inference.embed_audio(mel)
+    compiled, _ = compiled_model.inference.start(features, tokens, list(range(10)))
+    assert forward.shape == compiled.shape == (1, 10, compiled_model.dims.n_vocab)
+    assert np.abs(forward - compiled).max() < 1e-3
+    assert (forward.argmax(-1) == compiled.argmax(-1)).all()

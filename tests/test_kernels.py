@@ -24,6 +24,8 @@ from whisperms import OptionsError, load_model
 from whisperms import attention as attn
 from whisperms import device as devices
 from whisperms.decoding import DecodingOptions, DecodingTask
+from whisperms.convert import read_checkpoint
+from whisperms.loading import build_model
 
 # Flash float16 vs eager float32 on jfk, measured: encoder relative RMS error 1.4e-3 (tiny.en) / 3.5e-3 (base), largest
 # |diff| 0.3% / 5.4% of the largest |output| (base's float16 residual stream: eager float16 alone gives the same
@@ -268,7 +270,7 @@ def test_cpu_defaults(tiny_en_model):
     runtime = tiny_en_model.runtime
     assert (runtime.attn_implementation, runtime.conv, runtime.dtype) == ("eager", devices.MATMUL_TAPS, "float32")
     assert tiny_en_model.decoder.blocks[0].attn.attn_implementation == attn.EAGER
-    assert tiny_en_model.encoder.conv1.conv_kernel == devices.MATMUL_TAPS
+    assert tiny_en_model.encoder.conv1.conv == devices.MATMUL_TAPS
 
 
 @pytest.mark.skipif(on_ascend, reason="checks the error on a machine without Ascend")
@@ -294,19 +296,21 @@ def emulated_kernels():
         yield
 
 
-def with_ascend_kernels(model):
-    runtime = dataclasses.replace(model.runtime, attn_implementation=attn.FLASH, conv=devices.NATIVE_CONV1D)
-    return devices.apply(model, runtime)
+def with_ascend_kernels(folder, dtype="float16"):
+    """The model built for Ascend's runtime (flash attention, native conv1d; float16), on this machine."""
+    runtime = dataclasses.replace(devices.select(dtype=dtype), attn_implementation=attn.FLASH,
+                                  conv=devices.NATIVE_CONV1D)
+    return build_model(read_checkpoint(folder), runtime)
 
 
 @pytest.fixture(scope="module")
 def flash_tiny_en(tiny_en_ct2_dir):
-    return with_ascend_kernels(load_model(tiny_en_ct2_dir, dtype="float16"))
+    return with_ascend_kernels(tiny_en_ct2_dir)
 
 
 @pytest.fixture(scope="module")
 def flash_base(base_ct2_dir):
-    return with_ascend_kernels(load_model(base_ct2_dir, dtype="float16"))
+    return with_ascend_kernels(base_ct2_dir)
 
 
 def models(request, which):
@@ -318,7 +322,7 @@ def models(request, which):
 def test_flash_model_runs_float16_with_the_native_conv(flash_tiny_en):
     assert flash_tiny_en.encoder.conv1.weight.dtype == ms.float16
     assert flash_tiny_en.decoder.blocks[0].attn.attn_implementation == attn.FLASH
-    assert flash_tiny_en.encoder.conv2.conv_kernel == devices.NATIVE_CONV1D
+    assert flash_tiny_en.encoder.conv2.conv == devices.NATIVE_CONV1D
 
 
 @pytest.mark.parametrize("which", ["tiny.en", "base"])
@@ -451,7 +455,7 @@ def test_flash_path_compiles_under_jit(tiny_en_ct2_dir, tiny_en_model, monkeypat
     monkeypatch.setitem(attn.KERNELS, "flash_attention_score", graph_flash_attention_score)
     monkeypatch.setitem(attn.KERNELS, "incre_flash_attention", graph_incre_flash_attention)
     monkeypatch.setitem(devices.CONV_KERNELS, "conv1d", graph_conv1d)
-    flash = with_ascend_kernels(load_model(tiny_en_ct2_dir))
+    flash = with_ascend_kernels(tiny_en_ct2_dir, dtype="float32")
     mel = window_mel(JFK)
     assert flash.decode(mel).tokens == tiny_en_model.decode(mel).tokens
 

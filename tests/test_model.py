@@ -55,7 +55,7 @@ def test_encoder_attention_in_query_chunks_equals_one_pass(t):
     rng = np.random.default_rng(t)
     q, k, v = (ms.Tensor(rng.standard_normal((1, 6, t, 64)).astype(np.float32)) for _ in range(3))
     whole = attention.eager_attention(q, k, v)[0].asnumpy()
-    chunked = ms.jit(attention.encoder_attention)(q, k, v).asnumpy()
+    chunked = ms.jit(attention.chunked_attention)(q, k, v).asnumpy()
     assert chunked.shape == whole.shape
     np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)
 

@@ -34,11 +34,8 @@ _QK = ops.BatchMatMul(transpose_b=True)
 MASKED = -1e9
 _WV = ops.BatchMatMul()
 _CONCAT_QUERIES = ops.Concat(axis=2)
-# Eager attention over more queries than this runs in chunks of this many query rows: the encoder's float32 scores
-# (B, H, 1500, 1500) are 54 MB for tiny (6 heads), 72 MB for base, 180 MB for large, and scores and softmax are
-# held at once. In chunks of 250 (6 per encoder window), tiny.en's first window left the process ~35 MB smaller
-# (anon RSS 518-522 vs 554-562 MB over 3+3 processes) at equal speed (encoder 381-426 vs 369-491 ms medians), and
-# the features came out bit-identical (3 chunks of 500 differed by up to 5e-6: the matmul's blocking).
+# Eager attention over more queries than this runs in chunks of this many query rows: the encoder's float32
+# scores (B, H, 1500, 1500) and their softmax are held at once otherwise, for every head.
 QUERY_CHUNK = 250
 # The primitive, not ops.softmax: the graph frontend parses that wrapper's Python body into each graph (~50 ms).
 _SOFTMAX = ops.Softmax(axis=-1)
@@ -94,15 +91,13 @@ def eager_attention(q, k, v, mask=None):
     return out, weights
 
 
-def encoder_attention(q, k, v, implementation=EAGER):
-    """Unmasked self-attention output of the encoder; eager attention runs `QUERY_CHUNK` query rows at a time."""
+def chunked_attention(q, k, v, implementation=EAGER):
+    """Unmasked attention output; eager attention runs `QUERY_CHUNK` query rows at a time."""
     t = q.shape[2]
     if implementation != EAGER or t <= QUERY_CHUNK:
         return attention(q, k, v, implementation)[0]
-    chunks = []
-    for start in range(0, t, QUERY_CHUNK):
-        chunks.append(eager_attention(q[:, :, start:start + QUERY_CHUNK], k, v)[0])
-    return _CONCAT_QUERIES(chunks)
+    starts = range(0, t, QUERY_CHUNK)
+    return _CONCAT_QUERIES([eager_attention(q[:, :, i : i + QUERY_CHUNK], k, v)[0] for i in starts])
 
 
 def flash_attention(q, k, v, causal_mask=None, kv_length=None):

@@ -14,7 +14,7 @@ from typing import Optional
 import mindspore as ms
 from mindspore import mint
 
-from .attention import EAGER, FLASH, IMPLEMENTATIONS, compressed_causal_mask
+from .attention import EAGER, FLASH, IMPLEMENTATIONS
 from .errors import OptionsError
 
 DEVICES = ("CPU", "Ascend")
@@ -105,23 +105,6 @@ def use_threads(threads):
         ms.device_context.cpu.op_tuning.threads_num(threads)
     except (RuntimeError, ValueError, AttributeError):  # already set in this process, or an older MindSpore
         pass
-
-
-def apply(model, runtime: Runtime):
-    """Point the model's attention and conv cells at the runtime's kernels and record the runtime on the model.
-
-    Compiled entry points are dropped, so the next use traces the new kernels.
-    """
-    causal_mask = compressed_causal_mask() if runtime.attn_implementation == FLASH else None
-    for _, cell in model.cells_and_names():
-        if hasattr(cell, "attn_implementation"):
-            cell.attn_implementation = runtime.attn_implementation
-            cell.flash_causal_mask = causal_mask
-        if hasattr(cell, "conv_kernel"):
-            cell.conv_kernel = runtime.conv
-    model.runtime = runtime
-    model._inference = None
-    return model
 
 
 def _use_device(device: str):

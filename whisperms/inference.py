@@ -1,41 +1,26 @@
 """Compiled entry points of a loaded model: encoder, cross-attention K/V, prompt prefill and one-token step.
 
-Each is a `mindspore.jit` function over static shapes, so a long transcription compiles a small, fixed number of
-graphs (at most: encoder stem, encoder block, ln_post, a layer's cross K/V, a prompt block per bucket used, prompt
-logits, and one step graph per batch size), and each decoded token costs one graph call and one host sync. Tuples of
-per-layer tensors are passed as `mutable`: without it, jit treats a new tuple as a new constant and recompiles every
-step.
-
-Compiling is paid once per process and costs more than running (CPU, tiny.en, kernels cached: ~1.2 s for the step
-graph, ~0.4-0.6 s for an encoder block, ~0.4 s for the stem, ~0.17 s for a layer's cross K/V; mostly MindSpore's
-frontend, a few ms per op), so:
-- the encoder, the prompt and the cross K/V run layer by layer, one graph for all layers with the weights as inputs
-  (the unrolled encoder compiled in ~1.7 s and kept every layer's activations in memory; an unrolled prompt graph
-  ~2 s per bucket; the unrolled cross K/V 0.34 s, so it ran eagerly, 2-3x slower, for a process's first windows);
-- prompts of up to `STEP_PROMPT_MAX` tokens (a window without previous text) go through the step graph.
-The step is one unrolled graph: it runs for every token, where per-layer calls would add their dispatch cost.
-On CPU every graph is compiled with graph-kernel fusion (fusion.py).
-MindSpore's own compile cache is not used: its cached graphs are matched by compile order, not by shapes, so a
-process that compiles in a different order runs the wrong graphs (reproduced with two toy shapes), and graphs of
-free functions came back with garbage parameters (NaN logits). whisperms keeps its own (graph_cache.py): each entry
-point's graph is saved as MindIR after its first compile, under a name hashed from everything it depends on, and
-later processes load it, skipping the frontend (CPU float32 with eager attention, the tested case; elsewhere graphs
-compile as above).
+Each is a `mindspore.jit` function over static shapes, so a transcription compiles a small, fixed set of graphs and
+each decoded token costs one graph call and one host sync. The encoder, the prompt and the cross K/V run layer by
+layer through one graph that takes the layer's parameters as inputs; the step is one unrolled graph. Compiles are
+fused on CPU (fusion.py) and kept on disk (graph_cache.py).
 """
+
 import warnings
 from collections import Counter
 
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor, mutable
-from mindspore.graph.api import _cell_graph_executor
 
 from .attention import EAGER
 from .fusion import fused_compile
 from .graph_cache import GraphCache, graph_folder
+from .internals import runner
 from .kv_cache import KVCache
 
 PROMPT_BUCKETS = (8, 32, 64, 128, 256)
+# Prompts up to this long (a window without previous text) are fed through the step graph: no prompt graph to compile.
 STEP_PROMPT_MAX = 8
 # Sizes the self-attention cache grows through (then n_text_ctx): every step reads and rewrites the whole cache,
 # and beam search also reorders it, so a cache sized to the text so far keeps that traffic small; each size is one
@@ -100,27 +85,17 @@ class _Graph:
             return compiled(*args)
 
 
-def runner(cell):
-    """Calls of a GraphCell that already compiled: its `__call__` regenerates the compile key from every input on
-    each call (~1 ms of a 12-ms tiny.en step, measured when the step took its weights as inputs); this runs the
-    compiled graph directly."""
-    flags = list(cell._has_mutable_args_list or [])
-    modified = cell.sequence_modified or []
-
-    def run(*args):
-        inputs = _cell_graph_executor._graph_executor.get_args_for_run(cell, args, {}, flags, modified, False, False)
-        return _cell_graph_executor(cell, *inputs, phase=cell.phase)
-
-    return run
+def layer_parameters(block):
+    """A block's parameter names (relative to the block, as its Cells address them) and its parameters as graph
+    inputs: plain tensors sharing their memory, in a `mutable` tuple (a compiled graph is keyed on a Parameter's
+    identity, a plain tensor's shape and dtype only, so one graph serves every layer)."""
+    named = list(block.parameters_and_names())
+    return tuple(name for name, _ in named), mutable(tuple(Tensor.from_numpy(p.asnumpy()) for _, p in named))
 
 
-def _inputs(weights):
-    """Parameters as graph inputs: plain tensors sharing their memory, in `mutable` tuples. A GraphCell keys its
-    compiled graph on Parameter identity (each layer's weights compiled again, ~0.1-0.2 s per layer), a plain
-    tensor on shape and dtype only."""
-    if isinstance(weights, tuple):
-        return mutable(tuple(_inputs(w) for w in weights))
-    return Tensor.from_numpy(weights.asnumpy())
+def by_name(names, values):
+    """A dict of `values` keyed by `names`, built inside a graph (`dict(zip(...))` there would run through Python)."""
+    return {names[i]: values[i] for i in range(len(names))}
 
 
 def _first_line(error):
@@ -132,54 +107,54 @@ def _warn(message):
 
 
 class Inference:
-    """`compiled=False` runs every entry point eagerly: the reference the compiled path is tested against.
+    """Entry points for `model` on `runtime` (default: the one it was loaded for). `compiled=False` runs every entry point eagerly: the reference the compiled path is tested against.
     `fuse` (default: on CPU) compiles with graph-kernel fusion (fusion.py). `graph_cache`: a folder for the
     graph cache (graph_cache.py), False for none; default from `$WHISPERMS_GRAPH_CACHE`."""
 
-    def __init__(self, model, compiled=True, fuse=None, graph_cache=None):
+    def __init__(self, model, runtime=None, compiled=True, fuse=None, graph_cache=None):
+        runtime = runtime or model.runtime
         self.model = model
         self.n_ctx = model.dims.n_text_ctx
         encoder, decoder = model.encoder, model.decoder
-        runtime = model.runtime
-        device = runtime.device if runtime is not None else ms.get_context("device_target")
-        tested = runtime is None or (runtime.attn_implementation == EAGER and runtime.dtype == "float32")
-        # Fusion is what runs (and is tested) on CPU in float32 with eager attention; the Ascend kernels' CPU
-        # stand-ins in the tests (float16 casts, int64 lengths) came out as NaN when fused, so anything else
-        # compiles unfused. The graph cache is verified for the same case only (graph_cache.py).
-        self.fuse = (compiled and device == "CPU" and tested) if fuse is None else fuse
+        # Fusion and the graph cache are what runs (and is tested) on CPU in float32 with eager attention; the
+        # Ascend kernels' CPU stand-ins in the tests (float16 casts, int64 lengths) came out as NaN when fused.
+        tested = runtime.device == "CPU" and runtime.attn_implementation == EAGER and runtime.dtype == "float32"
+        self.fuse = (compiled and tested) if fuse is None else fuse
         folder = graph_folder() if graph_cache is None else graph_cache
         cache = None
-        if compiled and folder and device == "CPU" and tested:
-            described = runtime and [runtime.dtype, runtime.attn_implementation, runtime.conv]
-            cache = GraphCache(folder, [model.dims.to_dict(), device, described], model.parameters_dict())
+        if compiled and folder and tested:
+            described = [runtime.dtype, runtime.attn_implementation, runtime.conv]
+            cache = GraphCache(folder, [model.dims.to_dict(), runtime.device, described], model.parameters_dict())
         self.graph_cache = cache
 
-        from .model import encoder_block, project_kv
+        # The per-layer graphs run the first block's code with a layer's parameters given by name: one graph
+        # serves every layer. The others read the model's parameters, which a cached graph binds by name.
+        encoder_block, decoder_block = encoder.blocks[0], decoder.blocks[0]
+        encoder_names, self._block_weights = zip(*(layer_parameters(b) for b in encoder.blocks))
+        decoder_names, self._decoder_weights = zip(*(layer_parameters(b) for b in decoder.blocks))
+        encoder_names, decoder_names = encoder_names[0], decoder_names[0]
 
-        n_head, implementation = encoder.blocks[0].attn.n_head, encoder.blocks[0].attn.attn_implementation
-
-        # The per-layer graphs take their layer's weights as inputs: one graph serves every layer. The others read
-        # the model's parameters, which a cached graph binds by name (graph_cache.py).
         def stem(mel):
             return encoder.stem(mel)
 
         def block(x, weights):
-            return encoder_block(x, weights, n_head, implementation)
+            return encoder_block(x, None, None, None, by_name(encoder_names, weights))[0]
 
         def post(x):
             return encoder.ln_post(x)
 
         def cross_kv_layer(audio_features, weights):
-            return project_kv(audio_features, weights, decoder.n_head)
+            return decoder_block.cross_attn.key_value(audio_features, by_name(decoder_names, weights), "cross_attn.")
 
         def prompt_block(x, weights, cross_k, cross_v):  # a cache of the padded prompt's size, grown after
-            return decoder.prompt_block(x, weights, cross_k, cross_v, capacity=x.shape[1])
+            params = by_name(decoder_names, weights)
+            x, (k, v), _ = decoder_block(x, (cross_k, cross_v), decoder.prompt_mask(x.shape[1]), None, params)
+            return x, k, v
 
         def prompt_logits(x):
             return decoder.logits(x)
 
-        # The step graphs read the model's parameters: each passed as an input cost ~2.6 ms more per tiny.en step
-        # (10.1 vs 12.7 ms, same process); a cached step graph's parameters are bound to the model's by name.
+        # The step graphs read the model's parameters: passed as inputs they made every step slower.
         def step(tokens, offset, self_k, self_v, cross_k, cross_v):
             return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v)
 
@@ -194,22 +169,19 @@ class Inference:
 
         self._stem = graph(stem)
         self._block = graph(block)
-        self._block_weights = [_inputs(b.encoder_weights()) for b in encoder.blocks]
         self._post = graph(post)
         self._cross_kv = graph(cross_kv_layer)
-        self._cross_kv_weights = [_inputs(b.cross_attn.kv_weights()) for b in decoder.blocks]
         self._prompt_block = graph(prompt_block)
         self._prompt_logits = graph(prompt_logits)
-        self._decoder_weights = [_inputs(b.decoder_weights()) for b in decoder.blocks]
         self._step = graph(step)
-        # Greedy steps (one row) on CPU project with a transposed copy of the embedding (+n_vocab x D floats): see
-        # TextDecoder.logits. Batches (beams) keep transpose_b, which was faster for 5 rows (7.7 vs 10.4 ms).
+        # One-row steps on CPU project with a transposed copy of the embedding (TextDecoder.logits); batches (beams)
+        # keep transpose_b, which was faster for several rows.
         self._step_t = graph(step_t)
         self._step_rows = graph(step_rows)
         self._embedding_t = None
-        if model.runtime is not None and model.runtime.device == "CPU":
+        if runtime.device == "CPU":
             weight = decoder.token_embedding.weight
-            # from_numpy shares the copy's memory: Tensor(array) copied it again (+80 MB, transient, for tiny.en)
+            # from_numpy shares the transposed copy's memory, where Tensor(array) would copy it again.
             self._embedding_t = Tensor.from_numpy(np.ascontiguousarray(weight.asnumpy().T))
 
     def embed_audio(self, mel):
@@ -222,10 +194,10 @@ class Inference:
     def cross_kv(self, audio_features):
         """Cross-attention keys and values of a window, a tuple of (B, H, n_audio_ctx, Dh) per layer."""
         keys, values = [], []
-        for weights in self._cross_kv_weights:
+        for weights in self._decoder_weights:
             k, v = self._cross_kv(audio_features.shape, audio_features, weights)
             # Eager (PyNative) results can be strided views (split_heads' transpose); a graph fed a view copies it to
-            # a contiguous tensor on every call, which made each step 3x slower. Copy once per window instead.
+            # a contiguous tensor on every call. Copy once per window instead.
             keys.append(k.contiguous())
             values.append(v.contiguous())
         return tuple(keys), tuple(values)
@@ -255,8 +227,7 @@ class Inference:
         return self._prefill(tokens, gather_at, cross_k, cross_v)
 
     def _prefill(self, tokens, gather_at, cross_k, cross_v):
-        """A prompt right-padded to its bucket, run block by block: one graph per bucket serves every layer (the
-        weights are inputs), where the unrolled prefill compiled for ~2 s per bucket."""
+        """A prompt right-padded to its bucket, run block by block: one graph per bucket serves every layer."""
         b, t = tokens.shape
         bucket = self.bucket(t)
         padded = np.zeros((b, bucket), np.int32)
@@ -317,6 +288,6 @@ class Inference:
         """
         tokens = Tensor(np.asarray([tokens], np.int32))
         cross_k, cross_v = self.cross_kv(audio_features)
-        logits, weights = self.model.decoder.cross_attention_weights(tokens, cross_k, cross_v)
+        logits, weights = self.model.decoder.forward(tokens, (cross_k, cross_v), need_weights=True)
         picked = np.stack([weights[layer].asnumpy()[0, head] for layer, head in heads])
         return logits.asnumpy()[0], np.log(np.maximum(picked, np.finfo(np.float32).tiny))
