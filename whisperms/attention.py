@@ -1,16 +1,10 @@
 """Attention kernels behind one function, `attention`.
 
-"eager" is the reference math and runs on any device. Scores and softmax are computed in float32 whatever the
-activation dtype, so float16 runs keep their precision where it matters.
-
-"flash_attention_2" runs Ascend's fused kernels (documented contract, Atlas A2): `flash_attention_score` for full
-sequences (encoder self-attention, the decoder prompt's causal self-attention, cross-attention) and
-`incre_flash_attention` for a one-token decode step over the preallocated cache, told how many cache positions are
-valid. Both take float16/bfloat16 only (inputs are cast here and the output cast back), layout BNSD (the cache's),
-head dim a multiple of 16; the scale keyword is `scalar_value` for the first and `scale_value` for the second; in
-their masks 1 means discard. Fused kernels return no attention weights: callers that need them (word timestamps)
-ask for `eager` on those calls.
+"eager" is the reference math on any device, with scores and softmax in float32. "flash_attention_2" runs Ascend's
+fused kernels (documented contract, Atlas A2: float16/bfloat16, layout BNSD, 1 in a mask means discard), which return
+no attention weights: callers that need them (word timestamps) ask for eager.
 """
+
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor, ops
@@ -37,7 +31,7 @@ _CONCAT_QUERIES = ops.Concat(axis=2)
 # Eager attention over more queries than this runs in chunks of this many query rows: the encoder's float32
 # scores (B, H, 1500, 1500) and their softmax are held at once otherwise, for every head.
 QUERY_CHUNK = 250
-# The primitive, not ops.softmax: the graph frontend parses that wrapper's Python body into each graph (~50 ms).
+# The primitive, not ops.softmax: the graph frontend parses that wrapper's Python body into each graph.
 _SOFTMAX = ops.Softmax(axis=-1)
 
 
@@ -79,8 +73,8 @@ def eager_attention(q, k, v, mask=None):
 
     Returns the output (B, H, Tq, Dh) and the attention weights (B, H, Tq, Tk), the latter for word timestamps.
     """
-    # Scaling q rather than the scores keeps a (B, H, Tq, Tk) temporary out of the graph (the encoder's are 54 MB
-    # each); for Whisper's head size 64 the scale is 1/8, exact in binary, so the results are bit-identical.
+    # Scaling q rather than the scores keeps a (B, H, Tq, Tk) temporary out of the graph (the encoder's are
+    # large); for Whisper's head size 64 the scale is 1/8, exact in binary, so the results are bit-identical.
     scores = _QK(q * (q.shape[-1] ** -0.5), k)
     if scores.dtype != ms.float32:
         scores = scores.astype(ms.float32)
@@ -101,7 +95,9 @@ def chunked_attention(q, k, v, implementation=EAGER):
 
 
 def flash_attention(q, k, v, causal_mask=None, kv_length=None):
-    """The fused kernels on BNSD tensors; the scale (1/sqrt(Dh)) is applied by the kernel, never to q or k here."""
+    """The fused kernels on BNSD tensors: `flash_attention_score` for full sequences, `incre_flash_attention` for a
+    one-token step over a preallocated cache (told its valid length). Their scale keywords differ (`scalar_value`,
+    `scale_value`); the kernel applies the scale, never q or k here. Head dim must be a multiple of 16."""
     b, n_head, _, head_dim = q.shape
     dtype = q.dtype
     if dtype not in FLASH_DTYPES:

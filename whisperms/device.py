@@ -1,12 +1,10 @@
 """Which device we run on and what it offers, decided in one place.
 
-CPU: float32 (bfloat16 matmul is unsupported there and float16 is no faster), eager attention compiled under jit,
-and the conv stem as one MatMul over stacked kernel taps (model.Conv1d): MindSpore's CPU Conv2D, which its Conv1d is
-built on, picks very different kernels by CPU (instruction set), and on some it cost more than the rest of the
-encoder; the native `mint` conv1d is unregistered on CPU.
-Ascend: float16 weights and activations (LayerNorm, softmax and logits in float32), FlashAttention-2 kernels
-(attention.py) and the native `mint.nn.functional.conv1d`.
+CPU: float32, eager attention under jit, and the conv stem as one MatMul over stacked kernel taps (model.Conv1d), whose
+speed does not depend on which Conv2D kernel MindSpore picks for a CPU. Ascend: float16 (LayerNorm, softmax, logits in
+float32), FlashAttention-2 kernels (attention.py) and the native `mint` conv1d.
 """
+
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -85,9 +83,9 @@ def select(device=None, dtype=None, attn_implementation=AUTO, jit=True, threads=
 def use_threads(threads):
     """Run on `threads` CPU cores (None: all of them), like openai's --threads.
 
-    MindSpore's CPU kernels ignore `op_tuning.threads_num` for their thread count (measured: a 1500x384x1536
-    MatMul used 2 cores with threads_num(1)), so on Linux the process and its existing threads are pinned to the
-    first `threads` cores it may use; the MindSpore setting is made as well.
+    MindSpore's CPU kernels do not keep to `op_tuning.threads_num` (a large MatMul still used every core), so on
+    Linux the process and its existing threads are pinned to the first `threads` cores it may use; the MindSpore
+    setting is made as well.
     """
     if threads is None:
         return
