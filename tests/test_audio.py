@@ -1,4 +1,6 @@
-"""The audio front end against an independent float64 rendering of openai's recipe, on the real clips in tests/data."""
+"""The audio front end against an independent float64 rendering of openai's recipe, on the real
+clips in tests/data."""
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,8 +12,19 @@ import scipy.signal
 import soundfile
 
 from whisperms.audio import (
-    CHUNK_LENGTH, FRAMES_PER_SECOND, HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, N_SAMPLES_PER_TOKEN, SAMPLE_RATE,
-    TOKENS_PER_SECOND, load_audio, log_mel_spectrogram, mel_filters, pad_or_trim,
+    CHUNK_LENGTH,
+    FRAMES_PER_SECOND,
+    HOP_LENGTH,
+    N_FFT,
+    N_FRAMES,
+    N_SAMPLES,
+    N_SAMPLES_PER_TOKEN,
+    SAMPLE_RATE,
+    TOKENS_PER_SECOND,
+    load_audio,
+    log_mel_spectrogram,
+    mel_filters,
+    pad_or_trim,
 )
 from whisperms.errors import AudioError
 
@@ -26,12 +39,14 @@ MEL_CLIPS = [MP3_44K, WAV_22K, FLAC_44K_STEREO, FLAC_16K, OPUS]
 
 
 def reference_log_mel(audio, n_mels):
-    """openai's log_mel_spectrogram written a second way: float64 throughout, frames by fancy indexing,
-    an explicit DFT matrix instead of an FFT, every centered frame computed and the last one dropped as openai does."""
+    """openai's log_mel_spectrogram written a second way: float64 throughout, frames by fancy
+    indexing, an explicit DFT matrix instead of an FFT, every centered frame computed and the last
+    one dropped as openai does."""
     x = np.pad(np.asarray(audio, np.float64), 200, mode="reflect")
     n_frames = 1 + (len(x) - 400) // 160
     frames = x[np.arange(400)[None, :] + 160 * np.arange(n_frames)[:, None]]
-    frames = frames * scipy.signal.get_window("hann", 400, fftbins=True)  # periodic, as torch.hann_window
+    # periodic, as torch.hann_window
+    frames = frames * scipy.signal.get_window("hann", 400, fftbins=True)
     angle = 2 * np.pi * np.outer(np.arange(201), np.arange(400)) / 400
     power = (frames @ np.cos(angle).T) ** 2 + (frames @ np.sin(angle).T) ** 2  # (frames, 201)
     power = power.T[:, :-1]
@@ -75,8 +90,12 @@ def test_log_mel_padding_and_30s_window(clips):
 
 
 def test_log_mel_accepts_a_path(clips):
-    np.testing.assert_array_equal(log_mel_spectrogram(DATA / WAV_22K), log_mel_spectrogram(clips[WAV_22K]))
-    np.testing.assert_array_equal(log_mel_spectrogram(str(DATA / WAV_22K)), log_mel_spectrogram(clips[WAV_22K]))
+    np.testing.assert_array_equal(
+        log_mel_spectrogram(DATA / WAV_22K), log_mel_spectrogram(clips[WAV_22K])
+    )
+    np.testing.assert_array_equal(
+        log_mel_spectrogram(str(DATA / WAV_22K)), log_mel_spectrogram(clips[WAV_22K])
+    )
 
 
 def test_log_mel_of_audio_shorter_than_a_hop_is_empty():
@@ -89,7 +108,9 @@ def test_log_mel_matches_faster_whisper(clips, name):
     feature_extractor = pytest.importorskip("faster_whisper.feature_extractor")
     for n_mels in (80, 128):
         theirs = feature_extractor.FeatureExtractor(feature_size=n_mels)(clips[name], padding=0)
-        np.testing.assert_allclose(log_mel_spectrogram(clips[name], n_mels=n_mels), theirs, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(
+            log_mel_spectrogram(clips[name], n_mels=n_mels), theirs, rtol=0, atol=1e-4
+        )
 
 
 def test_log_mel_matches_openai_torch_code(clips):
@@ -97,7 +118,9 @@ def test_log_mel_matches_openai_torch_code(clips):
     torch = pytest.importorskip("torch")
     for name in (MP3_44K, WAV_22K):
         audio = torch.from_numpy(clips[name])
-        stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=torch.hann_window(N_FFT), return_complex=True)
+        stft = torch.stft(
+            audio, N_FFT, HOP_LENGTH, window=torch.hann_window(N_FFT), return_complex=True
+        )
         magnitudes = stft[..., :-1].abs() ** 2
         mel_spec = torch.from_numpy(mel_filters(80).copy()) @ magnitudes
         log_spec = torch.clamp(mel_spec, min=1e-10).log10()
@@ -114,7 +137,8 @@ def test_every_clip_loads_as_16k_mono_float32(manifest):
         assert audio.dtype == np.float32 and audio.ndim == 1, row["file"]
         assert np.isfinite(audio).all() and np.abs(audio).max() > 0.01, row["file"]
         duration = len(audio) / SAMPLE_RATE
-        # mp3 durations in the manifest count the encoder's padding frames; the gapless decode is ~0.04 s shorter.
+        # mp3 durations in the manifest count the encoder's padding frames; the gapless decode is
+        # ~0.04 s shorter.
         if abs(duration - float(row["duration_s"])) > 0.05:
             mismatches.append((row["file"], duration, row["duration_s"]))
     assert not mismatches
@@ -147,10 +171,13 @@ def test_missing_file_raises_with_the_path(tmp_path):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("name,content", [
-    ("x.wav", np.random.default_rng(0).bytes(20000)),
-    ("x.mp3", b"this is a text file, not an mp3\n" * 100),
-])
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("x.wav", np.random.default_rng(0).bytes(20000)),
+        ("x.mp3", b"this is a text file, not an mp3\n" * 100),
+    ],
+)
 def test_undecodable_file_raises_one_line_error(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
@@ -161,11 +188,26 @@ def test_undecodable_file_raises_one_line_error(tmp_path, name, content):
 
 
 def test_m4a_needs_ffmpeg(tmp_path):
-    """Exactly one branch runs: decode a real m4a when ffmpeg is on PATH, else a clear error naming ffmpeg."""
+    """Exactly one branch runs: decode a real m4a when ffmpeg is on PATH, else a clear error naming
+    ffmpeg."""
     path = tmp_path / "clip.m4a"
     if shutil.which("ffmpeg"):
-        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(DATA / FLAC_16K),
-                        "-c:a", "aac", "-b:a", "128k", str(path)], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                str(DATA / FLAC_16K),
+                "-c:a",
+                "aac",
+                "-b:a",
+                "128k",
+                str(path),
+            ],
+            check=True,
+        )
         audio = load_audio(path)
         reference = load_audio(DATA / FLAC_16K)
         assert audio.dtype == np.float32 and audio.ndim == 1
@@ -198,7 +240,10 @@ def test_pad_or_trim_mindspore_tensor():
     padded = pad_or_trim(mel, N_FRAMES)
     assert padded.shape == (2, 80, N_FRAMES)
     assert float(padded[..., 2900:].abs().max()) == 0.0
-    assert pad_or_trim(mindspore.Tensor(np.ones((80, 3100), np.float32)), N_FRAMES).shape == (80, N_FRAMES)
+    assert pad_or_trim(mindspore.Tensor(np.ones((80, 3100), np.float32)), N_FRAMES).shape == (
+        80,
+        N_FRAMES,
+    )
 
 
 def test_mel_filters():
@@ -206,7 +251,9 @@ def test_mel_filters():
         filters = mel_filters(n_mels)
         assert filters.shape == (n_mels, N_FFT // 2 + 1) and filters.dtype == np.float32
         assert mel_filters(n_mels) is filters  # cached
-        np.testing.assert_allclose(filters, librosa.filters.mel(sr=16000, n_fft=400, n_mels=n_mels), rtol=0, atol=0)
+        np.testing.assert_allclose(
+            filters, librosa.filters.mel(sr=16000, n_fft=400, n_mels=n_mels), rtol=0, atol=0
+        )
     with pytest.raises(ValueError):
         mel_filters(81)
 

@@ -1,14 +1,20 @@
-"""Beam search: openai's bookkeeping on hand-built logits, then text parity with faster-whisper on real clips."""
+"""Beam search: openai's bookkeeping on hand-built logits, then text parity with faster-whisper on
+real clips."""
+
 import numpy as np
 import pytest
 
-from conftest import DATA, readme_claim, window_mel
 from whisperms.decoding import BeamSearchDecoder, rank_score
 
+from conftest import DATA, readme_claim, window_mel
+
 EOT, V = 9, 10
-_same, _all = readme_claim(r"Beam search \(beam 5\) vs faster-whisper on the same weights: the same text on "
-                           r"(\d+)/(\d+) clips under 30 s \(tiny\.en\)")
-MAX_DIFFERING = int(_all - _same)  # README's claim, no margin: beam search is deterministic in both engines
+_same, _all = readme_claim(
+    r"Beam search \(beam 5\) vs faster-whisper on the same weights: the same text on "
+    r"(\d+)/(\d+) clips under 30 s \(tiny\.en\)"
+)
+# README's claim, no margin: beam search is deterministic in both engines
+MAX_DIFFERING = int(_all - _same)
 
 
 def logits_for(rows):
@@ -39,15 +45,20 @@ def test_patience_sets_the_number_of_finished_candidates():
 def test_completed_when_enough_candidates_finish():
     beam = BeamSearchDecoder(beam_size=2, eot=EOT, patience=0.5)  # one finished candidate is enough
     tokens = np.array([[5, 1], [5, 2]])
-    _, _, completed = beam.update(tokens, logits_for([{EOT: 0.9, 3: 0.1}, {4: 0.6, EOT: 0.4}]), np.zeros(2))
+    _, _, completed = beam.update(
+        tokens, logits_for([{EOT: 0.9, 3: 0.1}, {4: 0.6, EOT: 0.4}]), np.zeros(2)
+    )
     assert completed and list(beam.finished) == [(5, 1, EOT)]  # only the best finished one fits
 
 
 def test_sources_follow_the_winning_rows():
     beam = BeamSearchDecoder(beam_size=2, eot=EOT)
     tokens = np.array([[5, 1], [5, 2]])
-    sum_logprobs = np.log(np.array([0.5, 0.45]))  # row 1's 0.45 * 0.9 = 0.405 beats row 0's 0.5 * 0.8 = 0.4
-    nxt, rows, _ = beam.update(tokens, logits_for([{3: 0.1, 4: 0.1, 6: 0.8}, {7: 0.9, 8: 0.1}]), sum_logprobs)
+    # row 1's 0.45 * 0.9 = 0.405 beats row 0's 0.5 * 0.8 = 0.4
+    sum_logprobs = np.log(np.array([0.5, 0.45]))
+    nxt, rows, _ = beam.update(
+        tokens, logits_for([{3: 0.1, 4: 0.1, 6: 0.8}, {7: 0.9, 8: 0.1}]), sum_logprobs
+    )
     assert nxt.tolist() == [[5, 2, 7], [5, 1, 6]] and rows == [1, 0]
 
 
@@ -60,7 +71,8 @@ def test_finalize_tops_up_with_unfinished_beams():
 
 def test_length_penalty_ranking():
     assert rank_score(-6.0, 3, None) == pytest.approx(-2.0)  # length-normalised
-    assert rank_score(-6.0, 3, 1.0) == pytest.approx(-6.0 / (8 / 6))  # Google NMT ((5 + n) / 6) ** alpha
+    # Google NMT ((5 + n) / 6) ** alpha
+    assert rank_score(-6.0, 3, 1.0) == pytest.approx(-6.0 / (8 / 6))
     assert rank_score(-6.0, 3, 0.0) == pytest.approx(-6.0)
     # a longer sequence with a worse sum wins under length normalisation, loses under alpha = 0
     assert rank_score(-8.0, 8, None) > rank_score(-3.0, 2, None)
@@ -73,12 +85,18 @@ def test_beam_text_matches_faster_whisper(tiny_en_model, tiny_en_ct2_dir, short_
     differing = []
     for row in short_clips:
         path = str(DATA / row["file"])
-        ours = tiny_en_model.transcribe(path, beam_size=5, temperature=0.0, language="en").text.strip()
-        segments, _ = fw.transcribe(path, beam_size=5, temperature=0.0, language="en", vad_filter=False)
+        ours = tiny_en_model.transcribe(
+            path, beam_size=5, temperature=0.0, language="en"
+        ).text.strip()
+        segments, _ = fw.transcribe(
+            path, beam_size=5, temperature=0.0, language="en", vad_filter=False
+        )
         theirs = " ".join(s.text.strip() for s in segments)
         if ours != theirs:
             differing.append(row["file"])
-            print(f"DIFFERS {row['file']}:\n  whisperms:      {ours!r}\n  faster-whisper: {theirs!r}")
+            print(
+                f"DIFFERS {row['file']}:\n  whisperms:      {ours!r}\n  faster-whisper: {theirs!r}"
+            )
     print(f"same text on {len(short_clips) - len(differing)}/{len(short_clips)} clips")
     assert len(short_clips) == _all and len(differing) <= MAX_DIFFERING, differing
 
@@ -90,12 +108,16 @@ def test_beam_decode_is_deterministic_and_ends_cleanly(tiny_en_model):
 
 
 def test_top_k_rows_equals_full_stable_sort():
-    """The partial sort beam search uses picks what a full stable argsort of each row would, ties by index."""
+    """The partial sort beam search uses picks what a full stable argsort of each row would, ties by
+    index."""
     from whisperms.decoding import top_k_rows
+
     values = np.array([[0.5, 2.0, -np.inf, 2.0, 1.0, 2.0, 0.5]] * 2)
-    assert top_k_rows(values, 2).tolist() == [[1, 3]] * 2             # three-way tie at the top: lowest first
+    # three-way tie at the top: lowest first
+    assert top_k_rows(values, 2).tolist() == [[1, 3]] * 2
     assert top_k_rows(values, 4).tolist() == [[1, 3, 5, 4]] * 2
-    assert top_k_rows(values, 6).tolist() == [[1, 3, 5, 4, 0, 6]] * 2  # tie at the cut: index 0 before 6
+    # tie at the cut: index 0 before 6
+    assert top_k_rows(values, 6).tolist() == [[1, 3, 5, 4, 0, 6]] * 2
     assert top_k_rows(values, 9).tolist() == [[1, 3, 5, 4, 0, 6, 2]] * 2
     rng = np.random.default_rng(0)
     for _ in range(500):
@@ -105,8 +127,8 @@ def test_top_k_rows_equals_full_stable_sort():
 
 
 def _reference_update(beam, tokens, logits, sum_logprobs):
-    """openai's beam bookkeeping written as it is there (a dict of sequences per step), the vectorised update's
-    reference."""
+    """openai's beam bookkeeping written as it is there (a dict of sequences per step), the
+    vectorised update's reference."""
     from whisperms.decoding import log_softmax
 
     logprobs = log_softmax(logits.astype(np.float64))
@@ -135,8 +157,9 @@ def _reference_update(beam, tokens, logits, sum_logprobs):
 
 @pytest.mark.parametrize("seed", range(40))
 def test_vectorised_update_equals_openai_bookkeeping(seed):
-    """Random runs of beam search on a small vocabulary with many ties and frequent EOT: every step's next
-    tokens, sources, scores, finished candidates and completion equal the dict-based reference."""
+    """Random runs of beam search on a small vocabulary with many ties and frequent EOT: every
+    step's next tokens, sources, scores, finished candidates and completion equal the dict-based
+    reference."""
     rng = np.random.default_rng(seed)
     beam_size, vocab, eot = int(rng.integers(1, 6)), int(rng.integers(4, 12)), 3
     patience = [None, 0.5, 2.0][seed % 3]
@@ -144,9 +167,11 @@ def test_vectorised_update_equals_openai_bookkeeping(seed):
     tokens = np.array([[1, 2]] * beam_size, np.int64)
     sums_fast, sums_slow = np.zeros(beam_size), np.zeros(beam_size)
     for _ in range(8):
-        logits = rng.integers(-3, 3, (tokens.shape[0], vocab)).astype(np.float32)  # integers: many exact ties
+        # integers: many exact ties
+        logits = rng.integers(-3, 3, (tokens.shape[0], vocab)).astype(np.float32)
         logits[rng.random(logits.shape) < 0.2] = -np.inf
-        logits[tokens[:, 1] == tokens[0, 1]] = logits[0]  # rows holding equal sequences see equal logits
+        # rows holding equal sequences see equal logits
+        logits[tokens[:, 1] == tokens[0, 1]] = logits[0]
         a = fast.update(tokens, logits, sums_fast)
         b = _reference_update(slow, tokens, logits, sums_slow)
         assert a[0].tolist() == b[0].tolist() and a[1] == b[1] and a[2] == b[2]

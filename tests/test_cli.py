@@ -1,4 +1,6 @@
-"""The `whisperms` command run for real in a subprocess: output files parsed back, exit codes, one-line errors."""
+"""The `whisperms` command run for real in a subprocess: output files parsed back, exit codes,
+one-line errors."""
+
 import fcntl
 import io
 import json
@@ -22,9 +24,16 @@ SRT_TIME = re.compile(r"^(\d{2}):(\d{2}):(\d{2}),(\d{3}) --> (\d{2}):(\d{2}):(\d
 
 
 def run(*args, cwd=None, env=None):
-    """The CLI in a subprocess, with the session's environment (its own caches; warnings not silenced)."""
-    return subprocess.run([sys.executable, "-m", "whisperms", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600, env=None if env is None else {**os.environ, **env})
+    """The CLI in a subprocess, with the session's environment (its own caches; warnings not
+    silenced)."""
+    return subprocess.run(
+        [sys.executable, "-m", "whisperms", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        env=None if env is None else {**os.environ, **env},
+    )
 
 
 def seconds(h, m, s, ms):
@@ -43,8 +52,18 @@ def assert_clean_error(proc, status, *fragments):
 @pytest.fixture(scope="module")
 def all_formats(tmp_path_factory, tiny_en_ct2_dir):
     out = tmp_path_factory.mktemp("cli")
-    proc = run(JFK, SHORT, "--model", tiny_en_ct2_dir, "--output_dir", out, "--output_format", "all",
-               "--verbose", "False")
+    proc = run(
+        JFK,
+        SHORT,
+        "--model",
+        tiny_en_ct2_dir,
+        "--output_dir",
+        out,
+        "--output_format",
+        "all",
+        "--verbose",
+        "False",
+    )
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -52,7 +71,8 @@ def all_formats(tmp_path_factory, tiny_en_ct2_dir):
 def test_all_formats_for_several_files(all_formats):
     for stem in ("jfk_inaugural_1961", "ljspeech_LJ001-0002"):
         assert sorted(p.name for p in all_formats.glob(stem + ".*")) == [
-            f"{stem}.{ext}" for ext in ("json", "srt", "tsv", "txt", "vtt")]
+            f"{stem}.{ext}" for ext in ("json", "srt", "tsv", "txt", "vtt")
+        ]
     assert not list(all_formats.glob(".*partial"))
 
 
@@ -75,7 +95,8 @@ def test_srt_and_vtt_timestamps(all_formats):
 
 def test_json_matches_python_api(all_formats, tiny_en_model):
     written = json.loads((all_formats / "jfk_inaugural_1961.json").read_text())
-    # the CLI's defaults are openai's CLI defaults (beam 5, best_of 5), not transcribe()'s greedy default
+    # the CLI's defaults are openai's CLI defaults (beam 5, best_of 5), not transcribe()'s greedy
+    # default
     expected = tiny_en_model.transcribe(str(JFK), beam_size=5, best_of=5).to_dict()
     assert written["text"] == expected["text"] and written["language"] == "en"
     assert [s["tokens"] for s in written["segments"]] == [s["tokens"] for s in expected["segments"]]
@@ -90,11 +111,15 @@ def test_tsv_integer_milliseconds(all_formats):
 
 
 def test_missing_file_fails_alone(tmp_path, tiny_en_ct2_dir):
-    proc = run(tmp_path / "missing.wav", SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt")
+    proc = run(
+        tmp_path / "missing.wav", SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt"
+    )
     assert_clean_error(proc, 1, "missing.wav")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ljspeech_LJ001-0002.txt"]
     # --verbose True (the default) prints segments; stderr is a pipe here, so no progress bar
-    assert SEGMENT_LINE.match(proc.stdout.splitlines()[0]) and not BAR.search(proc.stderr), proc.stderr
+    assert SEGMENT_LINE.match(proc.stdout.splitlines()[0]) and not BAR.search(proc.stderr), (
+        proc.stderr
+    )
 
 
 def test_undecodable_file(tmp_path, tiny_en_ct2_dir):
@@ -107,7 +132,9 @@ def test_undecodable_file(tmp_path, tiny_en_ct2_dir):
 
 
 def test_usage_errors(tmp_path, tiny_en_ct2_dir):
-    assert_clean_error(run(SHORT, "--model", tiny_en_ct2_dir, "--language", "xx", "-o", tmp_path), 2, "xx")
+    assert_clean_error(
+        run(SHORT, "--model", tiny_en_ct2_dir, "--language", "xx", "-o", tmp_path), 2, "xx"
+    )
     assert_clean_error(run(SHORT, "--model", "no-such-model", "-o", tmp_path), 1, "no-such-model")
     assert not list(tmp_path.iterdir())
 
@@ -119,7 +146,8 @@ def test_convert_subcommand(tmp_path, tiny_en_ct2_dir):
     assert_clean_error(run("convert", tmp_path / "nowhere", tmp_path / "x"), 1, "nowhere")
 
 
-# --- --threads ----------------------------------------------------------------------------------------------------
+# --- --threads
+# --------------------------------------------------------------------------------------------------
 def test_threads(tmp_path, tiny_en_ct2_dir, all_formats):
     proc = run(SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt", "--threads", "1")
     assert proc.returncode == 0, proc.stderr
@@ -127,11 +155,14 @@ def test_threads(tmp_path, tiny_en_ct2_dir, all_formats):
     expected = (all_formats / "ljspeech_LJ001-0002.txt").read_text()
     assert (tmp_path / "ljspeech_LJ001-0002.txt").read_text() == expected and expected.strip()
     out = tmp_path / "out"
-    assert_clean_error(run(SHORT, "--model", tiny_en_ct2_dir, "-o", out, "--threads", "-1"), 2, "--threads", "-1")
+    assert_clean_error(
+        run(SHORT, "--model", tiny_en_ct2_dir, "-o", out, "--threads", "-1"), 2, "--threads", "-1"
+    )
     assert not out.exists()
 
 
-# --- progress bar -------------------------------------------------------------------------------------------------
+# --- progress bar
+# --------------------------------------------------------------------------------------------------
 BAR = re.compile(r"(\d+\.\d)/(\d+\.\d) s audio")
 SEGMENT_LINE = re.compile(r"^\[(\d{2}:)?\d{2}:\d{2}\.\d{3} --> (\d{2}:)?\d{2}:\d{2}\.\d{3}\]  ?\S")
 
@@ -146,10 +177,12 @@ class Stream:
 
 def test_progress_rule():
     from whisperms.cli import show_progress
+
     assert show_progress(True, Stream(True))
-    assert not show_progress(False, Stream(True))  # --verbose False prints nothing, on a terminal too
+    # --verbose False prints nothing, on a terminal too
+    assert not show_progress(False, Stream(True))
     assert not show_progress(True, Stream(False))  # pipes, files, subprocesses of tests
-    assert not show_progress(True, object())       # a stream without isatty
+    assert not show_progress(True, object())  # a stream without isatty
     assert not show_progress(True, io.StringIO())
 
 
@@ -160,7 +193,8 @@ def bar_counts(text):
 
 
 def test_python_api_bar_follows_openai(tiny_en_model, capsys):
-    """verbose=False: a bar over the audio's seconds that rises window by window to the total; None: silence."""
+    """verbose=False: a bar over the audio's seconds that rises window by window to the total; None:
+    silence."""
     sonnet = DATA / "librivox_shakespeare-sonnet-001.mp3"  # 53.3 s: two windows at least
     result = tiny_en_model.transcribe(str(sonnet), verbose=False)
     out, err = capsys.readouterr()
@@ -178,11 +212,16 @@ def test_python_api_bar_follows_openai(tiny_en_model, capsys):
 
 
 def run_on_terminal(*args):
-    """The CLI with stderr on a pseudo-terminal (stdout a pipe): returns (status, stdout, what the terminal got)."""
+    """The CLI with stderr on a pseudo-terminal (stdout a pipe): returns (status, stdout, what the
+    terminal got)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "whisperms", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=slave, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whisperms", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+    )
     os.close(slave)
     chunks = []
 
@@ -205,7 +244,9 @@ def run_on_terminal(*args):
 
 
 def test_cli_bar_on_a_terminal(tmp_path, tiny_en_ct2_dir):
-    status, out, terminal = run_on_terminal(JFK, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt")
+    status, out, terminal = run_on_terminal(
+        JFK, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt"
+    )
     assert status == 0, terminal
     assert "whisperms: tiny.en on CPU" in terminal
     done, totals = bar_counts(terminal)
@@ -213,37 +254,59 @@ def test_cli_bar_on_a_terminal(tmp_path, tiny_en_ct2_dir):
     lines = out.splitlines()  # segments still printed, on stdout, whole lines
     assert lines and all(SEGMENT_LINE.match(line) for line in lines), out
     texts = [line.split("] ", 1)[1].strip() for line in lines]
-    assert texts == (tmp_path / "jfk_inaugural_1961.txt").read_text().splitlines() and "Americans" in texts[0]
+    assert (
+        texts == (tmp_path / "jfk_inaugural_1961.txt").read_text().splitlines()
+        and "Americans" in texts[0]
+    )
 
 
 def test_cli_verbose_false_on_a_terminal_prints_nothing(tmp_path, tiny_en_ct2_dir):
-    status, out, terminal = run_on_terminal(SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt",
-                                            "--verbose", "False")
+    status, out, terminal = run_on_terminal(
+        SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt", "--verbose", "False"
+    )
     assert status == 0, terminal
     assert out == "" and not BAR.search(terminal) and "%|" not in terminal
     assert (tmp_path / "ljspeech_LJ001-0002.txt").read_text().strip()
 
 
 def test_cold_cache_prints_only_whisperms_lines(tmp_path, tiny_en_ct2_dir):
-    """A first-ever run (empty graph and kernel caches): --verbose True prints the runtime line on stderr and the
-    segments on stdout and nothing else; --verbose False prints nothing at all. Warnings are not silenced here, so a
-    fallback's warning (graph cache, fusion) fails this test too, and so does MindSpore's kernel generator printing
-    on stdout (it did, once per fused kernel, until fusion.py pointed AKG_WHITE_LIST_PATH at its config)."""
+    """A first-ever run (empty graph and kernel caches): --verbose True prints the runtime line on
+    stderr and the segments on stdout and nothing else; --verbose False prints nothing at all.
+    Warnings are not silenced here, so a fallback's warning (graph cache, fusion) fails this test
+    too, and so does MindSpore's kernel generator printing on stdout (it did, once per fused kernel,
+    until fusion.py pointed AKG_WHITE_LIST_PATH at its config)."""
     cold = {"XDG_CACHE_HOME": str(tmp_path / "cold-cache")}
     proc = run(SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt", env=cold)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "cold-cache" / "whisperms" / "graphs").is_dir()  # the run did use the empty cache
+    # the run did use the empty cache
+    assert (tmp_path / "cold-cache" / "whisperms" / "graphs").is_dir()
     (runtime,) = proc.stderr.splitlines()  # the runtime line alone
-    assert runtime.startswith("whisperms: tiny.en on CPU, float32, attention eager, conv ") and runtime.endswith(" all")
-    assert [line for line in proc.stdout.splitlines() if not SEGMENT_LINE.match(line)] == [], proc.stdout
-    quiet = run(SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt", "--verbose", "False",
-                env={"XDG_CACHE_HOME": str(tmp_path / "cold-cache-2")})
+    assert runtime.startswith(
+        "whisperms: tiny.en on CPU, float32, attention eager, conv "
+    ) and runtime.endswith(" all")
+    assert [line for line in proc.stdout.splitlines() if not SEGMENT_LINE.match(line)] == [], (
+        proc.stdout
+    )
+    quiet = run(
+        SHORT,
+        "--model",
+        tiny_en_ct2_dir,
+        "-o",
+        tmp_path,
+        "-f",
+        "txt",
+        "--verbose",
+        "False",
+        env={"XDG_CACHE_HOME": str(tmp_path / "cold-cache-2")},
+    )
     assert quiet.returncode == 0 and (quiet.stdout, quiet.stderr) == ("", "")
 
 
 def test_readme_options_table_matches_the_parser():
-    """README's options table lists every transcription option once, with the default the parser really has."""
+    """README's options table lists every transcription option once, with the default the parser
+    really has."""
     from whisperms.cli import transcribe_parser
+
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| `(--\w+)`(?:, `-\w`)? \| `(.*?)` \| .+ \|$", readme, re.M)
     table = dict(rows)

@@ -1,18 +1,26 @@
 """The compiled path against the eager reference: identical tokens and transcripts on real clips.
 
-The compiled path differs from `load_model(jit=False)` in everything issue #5 added for speed: graphs per entry
-point compiled with graph-kernel fusion, the encoder run block by block with weights as inputs, short prompts fed
-through the step graph, the transposed projection for single-row steps, beam reordering inside the step graph,
-prompt buckets; every graph is compiled from its first call, so each of those paths runs.
+The compiled path differs from `load_model(jit=False)` in everything issue #5 added for speed:
+graphs per entry point compiled with graph-kernel fusion, the encoder run block by block with
+weights as inputs, short prompts fed through the step graph, the transposed projection for
+single-row steps, beam reordering inside the step graph, prompt buckets; every graph is compiled
+from its first call, so each of those paths runs.
 """
+
 import pytest
 
-from conftest import DATA, read_manifest
 from whisperms import load_model
 
-ENGLISH = [row["file"] for row in read_manifest() if row["language"] == "en" and float(row["duration_s"]) < 30.0]
+from conftest import DATA, read_manifest
+
+ENGLISH = [
+    row["file"]
+    for row in read_manifest()
+    if row["language"] == "en" and float(row["duration_s"]) < 30.0
+]
 DEFAULT_CLIPS = ENGLISH[::4]  # a spread of sources in the default run; the rest with -m slow
-LONG_CLIP = "librivox_shakespeare-sonnet-001.mp3"  # 53 s: two windows, the second with a prompt bucket
+# 53 s: two windows, the second with a prompt bucket
+LONG_CLIP = "librivox_shakespeare-sonnet-001.mp3"
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +33,17 @@ def eager_model(tiny_en_ct2_dir):
 @pytest.fixture(scope="module")
 def compiled_model(tiny_en_ct2_dir):
     model = load_model(tiny_en_ct2_dir)
-    assert model.inference.fuse  # CPU float32: compiled with graph-kernel fusion (fusion.py), as users run it
+    # CPU float32: compiled with graph-kernel fusion (fusion.py), as users run it
+    assert model.inference.fuse
     return model
 
 
 def _same(compiled, eager):
     assert [s.tokens for s in compiled.segments] == [s.tokens for s in eager.segments]
     assert compiled.text == eager.text
-    assert [(s.start, s.end) for s in compiled.segments] == [(s.start, s.end) for s in eager.segments]
+    assert [(s.start, s.end) for s in compiled.segments] == [
+        (s.start, s.end) for s in eager.segments
+    ]
 
 
 def _check(compiled_model, eager_model, clip, **options):
@@ -60,35 +71,45 @@ def test_beam_search_identical(compiled_model, eager_model):
 
 
 def test_long_form_with_prompt_identical(compiled_model, eager_model):
-    """Two windows; the second is conditioned on the first's text, so its prompt goes through a prefill bucket."""
+    """Two windows; the second is conditioned on the first's text, so its prompt goes through a
+    prefill bucket."""
     compiled = _check(compiled_model, eager_model, LONG_CLIP, temperature=0.0)
     assert compiled.segments[-1].seek > 0  # a second window was decoded
-    assert sum(compiled_model.inference._prompt_block.calls.values()) > 0  # through the compiled prompt graph
+    # through the compiled prompt graph
+    assert sum(compiled_model.inference._prompt_block.calls.values()) > 0
 
 
 def test_decoder_forward_matches_compiled_start(compiled_model):
-    """The network's own eager API (TextDecoder.cross_kv + forward over the whole prompt, the block code the compiled
-    prompt graph runs) against the compiled path (per-layer cross K/V graph, the prompt fed through the step
-    graph): the same next-token logits."""
+    """The network's own eager API (TextDecoder.cross_kv + forward over the whole prompt, the block
+    code the compiled prompt graph runs) against the compiled path (per-layer cross K/V graph, the
+    prompt fed through the step graph): the same next-token logits."""
     import numpy as np
     from mindspore import Tensor
+
     from conftest import window_mel
 
-    features = compiled_model.inference.embed_audio(window_mel(DATA / "jfk_inaugural_1961.flac")[None])
-    prompt = [[50257, 50362, 400, 370, 616]]  # <|startoftranscript|> <|notimestamps|> and three text tokens
+    features = compiled_model.inference.embed_audio(
+        window_mel(DATA / "jfk_inaugural_1961.flac")[None]
+    )
+    # <|startoftranscript|> <|notimestamps|> and three text tokens
+    prompt = [[50257, 50362, 400, 370, 616]]
     compiled, _ = compiled_model.inference.start(features, prompt, [4])
     decoder = compiled_model.decoder
-    eager = decoder.forward(Tensor(np.asarray(prompt, np.int32)), decoder.cross_kv(features))[0].asnumpy()[:, 4:5]
+    eager = decoder.forward(Tensor(np.asarray(prompt, np.int32)), decoder.cross_kv(features))[
+        0
+    ].asnumpy()[:, 4:5]
     assert compiled.shape == eager.shape == (1, 1, compiled_model.dims.n_vocab)
     assert np.abs(compiled - eager).max() < 1e-3
     assert compiled.argmax() == eager.argmax()
 
 
 def test_whisper_forward_is_openais(compiled_model):
-    """`model(mel, tokens)` is openai's forward: the logits of every position, equal to the compiled encoder and
-    prompt graphs' (a 10-token prompt, so the prefill graph and its bucket padding are used)."""
+    """`model(mel, tokens)` is openai's forward: the logits of every position, equal to the compiled
+    encoder and prompt graphs' (a 10-token prompt, so the prefill graph and its bucket padding are
+    used)."""
     import numpy as np
     from mindspore import Tensor
+
     from conftest import window_mel
 
     mel = window_mel(DATA / "jfk_inaugural_1961.flac")[None]

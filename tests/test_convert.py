@@ -1,8 +1,10 @@
-"""Checkpoint conversion on real weights: CTranslate2 tiny.en and base, Hugging Face folders built from them.
+"""Checkpoint conversion on real weights: CTranslate2 tiny.en and base, Hugging Face folders built
+from them.
 
 The raw CTranslate2 parser/writer and the Hugging Face name map below are written independently of
 whisperms/convert.py, so that the two have to agree rather than share a mistake.
 """
+
 import json
 import os
 import shutil
@@ -12,20 +14,52 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from whisperms.convert import (Checkpoint, assign_state, convert, detect_format, model_name, read_checkpoint,
-                               read_ctranslate2, read_huggingface, read_safetensors, read_whisperms,
-                               save_checkpoint, state_shapes)
+from whisperms.convert import (
+    Checkpoint,
+    assign_state,
+    convert,
+    detect_format,
+    model_name,
+    read_checkpoint,
+    read_ctranslate2,
+    read_huggingface,
+    read_safetensors,
+    read_whisperms,
+    save_checkpoint,
+    state_shapes,
+)
 from whisperms.errors import CheckpointError, OptionsError
 from whisperms.model import ModelDimensions, Whisper
 
-TINY_EN_DIMS = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=384, n_audio_head=6, n_audio_layer=4,
-                               n_vocab=51864, n_text_ctx=448, n_text_state=384, n_text_head=6, n_text_layer=4)
-BASE_DIMS = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=512, n_audio_head=8, n_audio_layer=6,
-                            n_vocab=51865, n_text_ctx=448, n_text_state=512, n_text_head=8, n_text_layer=6)
+TINY_EN_DIMS = ModelDimensions(
+    n_mels=80,
+    n_audio_ctx=1500,
+    n_audio_state=384,
+    n_audio_head=6,
+    n_audio_layer=4,
+    n_vocab=51864,
+    n_text_ctx=448,
+    n_text_state=384,
+    n_text_head=6,
+    n_text_layer=4,
+)
+BASE_DIMS = ModelDimensions(
+    n_mels=80,
+    n_audio_ctx=1500,
+    n_audio_state=512,
+    n_audio_head=8,
+    n_audio_layer=6,
+    n_vocab=51865,
+    n_text_ctx=448,
+    n_text_state=512,
+    n_text_head=8,
+    n_text_layer=6,
+)
 D = 384  # tiny's width
 
 
-# --- an independent reader/writer of CTranslate2 model.bin, binary version 6 -----------------------------------
+# --- an independent reader/writer of CTranslate2 model.bin, binary version 6
+# -----------------------------------
 CT2_TYPES = ["float32", "int8", "int16", "int32", "float16", "bfloat16"]
 
 
@@ -43,7 +77,7 @@ def ct2_load(path):
         nonlocal pos
         (n,) = take("H")
         pos += n
-        return data[pos - n:pos - 1].decode()
+        return data[pos - n : pos - 1].decode()
 
     assert take("I") == (6,) and string() == "WhisperSpec"
     take("I")
@@ -55,8 +89,11 @@ def ct2_load(path):
         type_name = CT2_TYPES[take("B")[0]]
         (num_bytes,) = take("I")
         assert type_name in ("float16", "int8", "int16"), (name, type_name)
-        variables[name] = np.frombuffer(data, type_name, num_bytes // np.dtype(type_name).itemsize,
-                                        pos).reshape(shape).copy()
+        variables[name] = (
+            np.frombuffer(data, type_name, num_bytes // np.dtype(type_name).itemsize, pos)
+            .reshape(shape)
+            .copy()
+        )
         pos += num_bytes
     aliases = [(string(), string()) for _ in range(take("I")[0])]
     assert pos == len(data)
@@ -65,14 +102,19 @@ def ct2_load(path):
 
 def ct2_save(path, variables, aliases, version=6, spec="WhisperSpec"):
     """variables: name -> (type name, np.ndarray of the raw stored values)."""
+
     def string(s):
         return struct.pack("<H", len(s) + 1) + s.encode() + b"\0"
 
     out = [struct.pack("<I", version), string(spec), struct.pack("<II", 3, len(variables))]
     for name, (type_name, value) in sorted(variables.items()):
         raw = np.ascontiguousarray(value).tobytes()
-        out += [string(name), struct.pack(f"<B{value.ndim}I", value.ndim, *value.shape),
-                struct.pack("<BI", CT2_TYPES.index(type_name), len(raw)), raw]
+        out += [
+            string(name),
+            struct.pack(f"<B{value.ndim}I", value.ndim, *value.shape),
+            struct.pack("<BI", CT2_TYPES.index(type_name), len(raw)),
+            raw,
+        ]
     out.append(struct.pack("<I", len(aliases)))
     out += [string(a) + string(b) for a, b in aliases]
     with open(path, "wb") as f:
@@ -80,7 +122,8 @@ def ct2_save(path, variables, aliases, version=6, spec="WhisperSpec"):
 
 
 def ct2_folder(tmp_path, src, model_bin=None, files=("config.json", "tokenizer.json")):
-    """A CTranslate2 folder in tmp_path with `src`'s side files and a symlink to (or given) model.bin."""
+    """A CTranslate2 folder in tmp_path with `src`'s side files and a symlink to (or given)
+    model.bin."""
     folder = tmp_path / "ct2"
     folder.mkdir()
     for name in files:
@@ -92,23 +135,35 @@ def ct2_folder(tmp_path, src, model_bin=None, files=("config.json", "tokenizer.j
     return folder
 
 
-# --- an independent openai -> Hugging Face name map ------------------------------------------------------------
+# --- an independent openai -> Hugging Face name map
+# ------------------------------------------------------------
 HF_TOP = {
-    "encoder.conv1.weight": "model.encoder.conv1.weight", "encoder.conv1.bias": "model.encoder.conv1.bias",
-    "encoder.conv2.weight": "model.encoder.conv2.weight", "encoder.conv2.bias": "model.encoder.conv2.bias",
+    "encoder.conv1.weight": "model.encoder.conv1.weight",
+    "encoder.conv1.bias": "model.encoder.conv1.bias",
+    "encoder.conv2.weight": "model.encoder.conv2.weight",
+    "encoder.conv2.bias": "model.encoder.conv2.bias",
     "encoder.positional_embedding": "model.encoder.embed_positions.weight",
     "encoder.ln_post.weight": "model.encoder.layer_norm.weight",
     "encoder.ln_post.bias": "model.encoder.layer_norm.bias",
     "decoder.token_embedding.weight": "model.decoder.embed_tokens.weight",
     "decoder.positional_embedding": "model.decoder.embed_positions.weight",
-    "decoder.ln.weight": "model.decoder.layer_norm.weight", "decoder.ln.bias": "model.decoder.layer_norm.bias",
+    "decoder.ln.weight": "model.decoder.layer_norm.weight",
+    "decoder.ln.bias": "model.decoder.layer_norm.bias",
 }
 HF_IN_BLOCK = {
-    "attn.query": "self_attn.q_proj", "attn.key": "self_attn.k_proj", "attn.value": "self_attn.v_proj",
-    "attn.out": "self_attn.out_proj", "attn_ln": "self_attn_layer_norm",
-    "cross_attn.query": "encoder_attn.q_proj", "cross_attn.key": "encoder_attn.k_proj",
-    "cross_attn.value": "encoder_attn.v_proj", "cross_attn.out": "encoder_attn.out_proj",
-    "cross_attn_ln": "encoder_attn_layer_norm", "mlp.0": "fc1", "mlp.2": "fc2", "mlp_ln": "final_layer_norm",
+    "attn.query": "self_attn.q_proj",
+    "attn.key": "self_attn.k_proj",
+    "attn.value": "self_attn.v_proj",
+    "attn.out": "self_attn.out_proj",
+    "attn_ln": "self_attn_layer_norm",
+    "cross_attn.query": "encoder_attn.q_proj",
+    "cross_attn.key": "encoder_attn.k_proj",
+    "cross_attn.value": "encoder_attn.v_proj",
+    "cross_attn.out": "encoder_attn.out_proj",
+    "cross_attn_ln": "encoder_attn_layer_norm",
+    "mlp.0": "fc1",
+    "mlp.2": "fc2",
+    "mlp_ln": "final_layer_norm",
 }
 
 
@@ -124,15 +179,27 @@ def hf_name(name):
 def hf_folder(path, ckpt, shards=1, heads=((2, 2), (3, 0)), proj_out=None):
     path.mkdir()
     tensors = {hf_name(k): v for k, v in ckpt.state.items()}
-    tensors["proj_out.weight"] = ckpt.state["decoder.token_embedding.weight"] if proj_out is None else proj_out
+    tensors["proj_out.weight"] = (
+        ckpt.state["decoder.token_embedding.weight"] if proj_out is None else proj_out
+    )
     d = ckpt.dims
-    config = {"model_type": "whisper", "_name_or_path": "openai/whisper-tiny.en", "num_mel_bins": d.n_mels,
-              "max_source_positions": d.n_audio_ctx, "d_model": d.n_audio_state,
-              "encoder_attention_heads": d.n_audio_head, "encoder_layers": d.n_audio_layer,
-              "vocab_size": d.n_vocab, "max_target_positions": d.n_text_ctx,
-              "decoder_attention_heads": d.n_text_head, "decoder_layers": d.n_text_layer}
+    config = {
+        "model_type": "whisper",
+        "_name_or_path": "openai/whisper-tiny.en",
+        "num_mel_bins": d.n_mels,
+        "max_source_positions": d.n_audio_ctx,
+        "d_model": d.n_audio_state,
+        "encoder_attention_heads": d.n_audio_head,
+        "encoder_layers": d.n_audio_layer,
+        "vocab_size": d.n_vocab,
+        "max_target_positions": d.n_text_ctx,
+        "decoder_attention_heads": d.n_text_head,
+        "decoder_layers": d.n_text_layer,
+    }
     (path / "config.json").write_text(json.dumps(config))
-    (path / "generation_config.json").write_text(json.dumps({"alignment_heads": [list(h) for h in heads]}))
+    (path / "generation_config.json").write_text(
+        json.dumps({"alignment_heads": [list(h) for h in heads]})
+    )
     shutil.copy(ckpt.tokenizer_path, path / "tokenizer.json")
     if shards == 1:
         save_file(tensors, str(path / "model.safetensors"))
@@ -144,55 +211,114 @@ def hf_folder(path, ckpt, shards=1, heads=((2, 2), (3, 0)), proj_out=None):
         part = names[i::shards]
         save_file({n: tensors[n] for n in part}, str(path / file))
         weight_map.update({n: file for n in part})
-    index = {"metadata": {"total_size": sum(v.nbytes for v in tensors.values())}, "weight_map": weight_map}
+    index = {
+        "metadata": {"total_size": sum(v.nbytes for v in tensors.values())},
+        "weight_map": weight_map,
+    }
     (path / "model.safetensors.index.json").write_text(json.dumps(index))
     return path
 
 
 def hf_real_folder(path, ckpt, ct2_config):
-    """A Hugging Face folder laid out as transformers' own conversion leaves it (openai/whisper-tiny.en on the hub):
-    one float32 model.safetensors with HF's names and `{"format": "pt"}` metadata, the output projection tied to the
-    token embedding and so absent from the file, the full config.json of WhisperForConditionalGeneration, a
-    generation_config.json with the alignment heads, and the tokenizer and preprocessor files. The values are the
+    """A Hugging Face folder laid out as transformers' own conversion leaves it
+    (openai/whisper-tiny.en on the hub): one float32 model.safetensors with HF's names and
+    `{"format": "pt"}` metadata, the output projection tied to the token embedding and so absent
+    from the file, the full config.json of WhisperForConditionalGeneration, a generation_config.json
+    with the alignment heads, and the tokenizer and preprocessor files. The values are the
     CTranslate2 folder's (float16, widened exactly to float32)."""
     path.mkdir()
     tensors = {hf_name(k): np.ascontiguousarray(v, np.float32) for k, v in ckpt.state.items()}
     save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
     d = ckpt.dims
     config = {
-        "_name_or_path": "openai/whisper-tiny.en", "activation_dropout": 0.0, "activation_function": "gelu",
-        "architectures": ["WhisperForConditionalGeneration"], "attention_dropout": 0.0,
-        "begin_suppress_tokens": [220, 50256], "bos_token_id": 50257, "d_model": d.n_audio_state,
-        "decoder_attention_heads": d.n_text_head, "decoder_ffn_dim": 4 * d.n_text_state, "decoder_layerdrop": 0.0,
-        "decoder_layers": d.n_text_layer, "decoder_start_token_id": 50257, "dropout": 0.0,
-        "encoder_attention_heads": d.n_audio_head, "encoder_ffn_dim": 4 * d.n_audio_state, "encoder_layerdrop": 0.0,
-        "encoder_layers": d.n_audio_layer, "eos_token_id": 50256, "forced_decoder_ids": [[1, 50362]],
-        "init_std": 0.02, "is_encoder_decoder": True, "max_length": d.n_text_ctx,
-        "max_source_positions": d.n_audio_ctx, "max_target_positions": d.n_text_ctx, "model_type": "whisper",
-        "num_hidden_layers": d.n_audio_layer, "num_mel_bins": d.n_mels, "pad_token_id": 50256,
-        "scale_embedding": False, "suppress_tokens": ct2_config["suppress_ids"], "tie_word_embeddings": True,
-        "torch_dtype": "float32", "transformers_version": "4.27.0.dev0", "use_cache": True,
-        "vocab_size": d.n_vocab}
+        "_name_or_path": "openai/whisper-tiny.en",
+        "activation_dropout": 0.0,
+        "activation_function": "gelu",
+        "architectures": ["WhisperForConditionalGeneration"],
+        "attention_dropout": 0.0,
+        "begin_suppress_tokens": [220, 50256],
+        "bos_token_id": 50257,
+        "d_model": d.n_audio_state,
+        "decoder_attention_heads": d.n_text_head,
+        "decoder_ffn_dim": 4 * d.n_text_state,
+        "decoder_layerdrop": 0.0,
+        "decoder_layers": d.n_text_layer,
+        "decoder_start_token_id": 50257,
+        "dropout": 0.0,
+        "encoder_attention_heads": d.n_audio_head,
+        "encoder_ffn_dim": 4 * d.n_audio_state,
+        "encoder_layerdrop": 0.0,
+        "encoder_layers": d.n_audio_layer,
+        "eos_token_id": 50256,
+        "forced_decoder_ids": [[1, 50362]],
+        "init_std": 0.02,
+        "is_encoder_decoder": True,
+        "max_length": d.n_text_ctx,
+        "max_source_positions": d.n_audio_ctx,
+        "max_target_positions": d.n_text_ctx,
+        "model_type": "whisper",
+        "num_hidden_layers": d.n_audio_layer,
+        "num_mel_bins": d.n_mels,
+        "pad_token_id": 50256,
+        "scale_embedding": False,
+        "suppress_tokens": ct2_config["suppress_ids"],
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+        "transformers_version": "4.27.0.dev0",
+        "use_cache": True,
+        "vocab_size": d.n_vocab,
+    }
     (path / "config.json").write_text(json.dumps(config, indent=2))
-    generation = {"alignment_heads": [list(h) for h in ckpt.alignment_heads], "begin_suppress_tokens": [220, 50256],
-                  "bos_token_id": 50257, "decoder_start_token_id": 50257, "eos_token_id": 50256,
-                  "max_initial_timestamp_index": 50, "max_length": d.n_text_ctx, "no_timestamps_token_id": 50362,
-                  "pad_token_id": 50256, "return_timestamps": False, "suppress_tokens": ct2_config["suppress_ids"],
-                  "transformers_version": "4.27.0.dev0"}
+    generation = {
+        "alignment_heads": [list(h) for h in ckpt.alignment_heads],
+        "begin_suppress_tokens": [220, 50256],
+        "bos_token_id": 50257,
+        "decoder_start_token_id": 50257,
+        "eos_token_id": 50256,
+        "max_initial_timestamp_index": 50,
+        "max_length": d.n_text_ctx,
+        "no_timestamps_token_id": 50362,
+        "pad_token_id": 50256,
+        "return_timestamps": False,
+        "suppress_tokens": ct2_config["suppress_ids"],
+        "transformers_version": "4.27.0.dev0",
+    }
     (path / "generation_config.json").write_text(json.dumps(generation, indent=2))
-    (path / "preprocessor_config.json").write_text(json.dumps(
-        {"chunk_length": 30, "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": d.n_mels,
-         "hop_length": 160, "n_fft": 400, "n_samples": 480000, "nb_max_frames": 3000, "padding_side": "right",
-         "padding_value": 0.0, "processor_class": "WhisperProcessor", "return_attention_mask": False,
-         "sampling_rate": 16000}))
-    (path / "tokenizer_config.json").write_text(json.dumps(
-        {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "model_max_length": 1024,
-         "tokenizer_class": "WhisperTokenizer", "unk_token": "<|endoftext|>"}))
+    (path / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "chunk_length": 30,
+                "feature_extractor_type": "WhisperFeatureExtractor",
+                "feature_size": d.n_mels,
+                "hop_length": 160,
+                "n_fft": 400,
+                "n_samples": 480000,
+                "nb_max_frames": 3000,
+                "padding_side": "right",
+                "padding_value": 0.0,
+                "processor_class": "WhisperProcessor",
+                "return_attention_mask": False,
+                "sampling_rate": 16000,
+            }
+        )
+    )
+    (path / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "bos_token": "<|endoftext|>",
+                "eos_token": "<|endoftext|>",
+                "model_max_length": 1024,
+                "tokenizer_class": "WhisperTokenizer",
+                "unk_token": "<|endoftext|>",
+            }
+        )
+    )
     shutil.copy(ckpt.tokenizer_path, path / "tokenizer.json")
     return path
 
 
-# --- fixtures ---------------------------------------------------------------------------------------------------
+# --- fixtures
+# --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny(tiny_en_ct2_dir):
     return read_ctranslate2(tiny_en_ct2_dir)
@@ -219,7 +345,8 @@ def assert_one_line_error(excinfo, *fragments):
         assert fragment in message, message
 
 
-# --- CTranslate2 ------------------------------------------------------------------------------------------------
+# --- CTranslate2
+# --------------------------------------------------------------------------------------------------
 def test_ct2_tiny_en_dims_name_and_names(tiny, tiny_en_ct2_dir):
     assert tiny.dims == TINY_EN_DIMS
     assert tiny.name == "tiny.en"
@@ -241,12 +368,12 @@ def test_ct2_fused_projections_split(tiny, tiny_raw):
     assert qkv_w.shape == (3 * D, D) and qkv_b.shape == (3 * D,)
     s = tiny.state
     np.testing.assert_array_equal(s["encoder.blocks.1.attn.query.weight"], qkv_w[:D])
-    np.testing.assert_array_equal(s["encoder.blocks.1.attn.key.weight"], qkv_w[D:2 * D])
-    np.testing.assert_array_equal(s["encoder.blocks.1.attn.value.weight"], qkv_w[2 * D:])
+    np.testing.assert_array_equal(s["encoder.blocks.1.attn.key.weight"], qkv_w[D : 2 * D])
+    np.testing.assert_array_equal(s["encoder.blocks.1.attn.value.weight"], qkv_w[2 * D :])
     np.testing.assert_array_equal(s["encoder.blocks.1.attn.query.bias"], qkv_b[:D])
-    np.testing.assert_array_equal(s["encoder.blocks.1.attn.value.bias"], qkv_b[2 * D:])
-    assert not np.any(qkv_b[D:2 * D])  # CTranslate2's key bias is all zero
-    assert np.any(qkv_b[:D]) and np.any(qkv_b[2 * D:])
+    np.testing.assert_array_equal(s["encoder.blocks.1.attn.value.bias"], qkv_b[2 * D :])
+    assert not np.any(qkv_b[D : 2 * D])  # CTranslate2's key bias is all zero
+    assert np.any(qkv_b[:D]) and np.any(qkv_b[2 * D :])
 
     kv_w = raw["decoder/layer_2/attention/linear_1/weight"]
     kv_b = raw["decoder/layer_2/attention/linear_1/bias"]
@@ -255,30 +382,37 @@ def test_ct2_fused_projections_split(tiny, tiny_raw):
     np.testing.assert_array_equal(s["decoder.blocks.2.cross_attn.value.weight"], kv_w[D:])
     np.testing.assert_array_equal(s["decoder.blocks.2.cross_attn.value.bias"], kv_b[D:])
     assert not np.any(kv_b[:D])
-    np.testing.assert_array_equal(s["decoder.blocks.2.cross_attn.query.weight"],
-                                  raw["decoder/layer_2/attention/linear_0/weight"])
-    np.testing.assert_array_equal(s["decoder.blocks.2.cross_attn.out.bias"],
-                                  raw["decoder/layer_2/attention/linear_2/bias"])
+    np.testing.assert_array_equal(
+        s["decoder.blocks.2.cross_attn.query.weight"],
+        raw["decoder/layer_2/attention/linear_0/weight"],
+    )
+    np.testing.assert_array_equal(
+        s["decoder.blocks.2.cross_attn.out.bias"], raw["decoder/layer_2/attention/linear_2/bias"]
+    )
     self_qkv = raw["decoder/layer_0/self_attention/linear_0/weight"]
-    np.testing.assert_array_equal(s["decoder.blocks.0.attn.value.weight"], self_qkv[2 * D:])
-    assert not np.any(raw["decoder/layer_0/self_attention/linear_0/bias"][D:2 * D])
+    np.testing.assert_array_equal(s["decoder.blocks.0.attn.value.weight"], self_qkv[2 * D :])
+    assert not np.any(raw["decoder/layer_0/self_attention/linear_0/bias"][D : 2 * D])
 
 
 def test_ct2_unfused_tensors(tiny, tiny_raw):
     raw, _ = tiny_raw
     s = tiny.state
-    pairs = {"encoder.conv1.weight": "encoder/conv1/weight", "encoder.conv2.bias": "encoder/conv2/bias",
-             "encoder.positional_embedding": "encoder/position_encodings/encodings",
-             "encoder.ln_post.weight": "encoder/layer_norm/gamma", "encoder.ln_post.bias": "encoder/layer_norm/beta",
-             "decoder.token_embedding.weight": "decoder/embeddings/weight",
-             "decoder.positional_embedding": "decoder/position_encodings/encodings",
-             "decoder.ln.bias": "decoder/layer_norm/beta",
-             "encoder.blocks.3.attn_ln.weight": "encoder/layer_3/self_attention/layer_norm/gamma",
-             "encoder.blocks.3.attn.out.weight": "encoder/layer_3/self_attention/linear_1/weight",
-             "encoder.blocks.3.mlp.0.weight": "encoder/layer_3/ffn/linear_0/weight",
-             "encoder.blocks.3.mlp.2.bias": "encoder/layer_3/ffn/linear_1/bias",
-             "encoder.blocks.3.mlp_ln.bias": "encoder/layer_3/ffn/layer_norm/beta",
-             "decoder.blocks.1.cross_attn_ln.weight": "decoder/layer_1/attention/layer_norm/gamma"}
+    pairs = {
+        "encoder.conv1.weight": "encoder/conv1/weight",
+        "encoder.conv2.bias": "encoder/conv2/bias",
+        "encoder.positional_embedding": "encoder/position_encodings/encodings",
+        "encoder.ln_post.weight": "encoder/layer_norm/gamma",
+        "encoder.ln_post.bias": "encoder/layer_norm/beta",
+        "decoder.token_embedding.weight": "decoder/embeddings/weight",
+        "decoder.positional_embedding": "decoder/position_encodings/encodings",
+        "decoder.ln.bias": "decoder/layer_norm/beta",
+        "encoder.blocks.3.attn_ln.weight": "encoder/layer_3/self_attention/layer_norm/gamma",
+        "encoder.blocks.3.attn.out.weight": "encoder/layer_3/self_attention/linear_1/weight",
+        "encoder.blocks.3.mlp.0.weight": "encoder/layer_3/ffn/linear_0/weight",
+        "encoder.blocks.3.mlp.2.bias": "encoder/layer_3/ffn/linear_1/bias",
+        "encoder.blocks.3.mlp_ln.bias": "encoder/layer_3/ffn/layer_norm/beta",
+        "decoder.blocks.1.cross_attn_ln.weight": "decoder/layer_1/attention/layer_norm/gamma",
+    }
     for ours, theirs in pairs.items():
         np.testing.assert_array_equal(s[ours], raw[theirs], err_msg=ours)
 
@@ -289,8 +423,11 @@ def test_ct2_base(base_ct2_dir):
     assert ckpt.name == "base"
     assert {k: v.shape for k, v in ckpt.state.items()} == state_shapes(BASE_DIMS)
     config = json.loads((base_ct2_dir / "config.json").read_text())
-    assert ckpt.alignment_heads == config["alignment_heads"] == [[3, 1], [4, 2], [4, 3], [4, 7], [5, 1], [5, 2],
-                                                                 [5, 4], [5, 6]]
+    assert (
+        ckpt.alignment_heads
+        == config["alignment_heads"]
+        == [[3, 1], [4, 2], [4, 3], [4, 7], [5, 1], [5, 2], [5, 4], [5, 6]]
+    )
 
 
 def test_ct2_quantized_and_bfloat16_variables(tmp_path, tiny_en_ct2_dir, tiny_raw):
@@ -321,25 +458,34 @@ def test_ct2_quantized_and_bfloat16_variables(tmp_path, tiny_en_ct2_dir, tiny_ra
 
     deq = q8.astype(np.float32) / scale8[:, None]
     np.testing.assert_allclose(s["encoder.blocks.0.attn.query.weight"], deq[:D], rtol=1e-6)
-    np.testing.assert_allclose(s["encoder.blocks.0.attn.value.weight"], deq[2 * D:], rtol=1e-6)
-    np.testing.assert_allclose(s["encoder.blocks.0.attn.query.weight"], qkv[:D], atol=0.5 / scale8[:D, None].min())
+    np.testing.assert_allclose(s["encoder.blocks.0.attn.value.weight"], deq[2 * D :], rtol=1e-6)
+    np.testing.assert_allclose(
+        s["encoder.blocks.0.attn.query.weight"], qkv[:D], atol=0.5 / scale8[:D, None].min()
+    )
     np.testing.assert_allclose(s["decoder.blocks.0.mlp.0.weight"], q16 / scale16, rtol=1e-6)
     np.testing.assert_allclose(s["decoder.blocks.0.mlp.0.weight"], fc1, atol=0.5 / 1000 + 1e-7)
     expected_bf16 = (conv2.view(np.uint32) & 0xFFFF0000).view(np.float32)
     np.testing.assert_array_equal(s["encoder.conv2.weight"], expected_bf16)
     assert s["encoder.conv2.weight"].dtype == np.float32
-    np.testing.assert_allclose(s["encoder.conv2.weight"], conv2, rtol=2 ** -7)
+    np.testing.assert_allclose(s["encoder.conv2.weight"], conv2, rtol=2**-7)
 
 
 def test_ct2_rejects_unknown_version_and_spec(tmp_path, tiny_en_ct2_dir):
-    for blob, fragment in ((struct.pack("<I", 7) + b"\0" * 64, "unsupported CTranslate2 binary version 7"),
-                           (struct.pack("<I", 0), "unsupported CTranslate2 binary version 0")):
+    for blob, fragment in (
+        (struct.pack("<I", 7) + b"\0" * 64, "unsupported CTranslate2 binary version 7"),
+        (struct.pack("<I", 0), "unsupported CTranslate2 binary version 0"),
+    ):
         folder = ct2_folder(tmp_path, tiny_en_ct2_dir, model_bin=blob)
         with pytest.raises(CheckpointError) as excinfo:
             read_checkpoint(folder)
         assert_one_line_error(excinfo, "model.bin", fragment)
         shutil.rmtree(folder)
-    ct2_save(tmp_path / "other.bin", {"x": ("float32", np.zeros(2, np.float32))}, [], spec="TransformerSpec")
+    ct2_save(
+        tmp_path / "other.bin",
+        {"x": ("float32", np.zeros(2, np.float32))},
+        [],
+        spec="TransformerSpec",
+    )
     folder = ct2_folder(tmp_path, tiny_en_ct2_dir, model_bin=(tmp_path / "other.bin").read_bytes())
     with pytest.raises(CheckpointError) as excinfo:
         read_ctranslate2(folder)
@@ -365,7 +511,8 @@ def test_ct2_needs_tokenizer_json(tmp_path, tiny_en_ct2_dir):
 
 def test_ct2_bad_alignment_heads(tmp_path, tiny_en_ct2_dir):
     folder = ct2_folder(tmp_path, tiny_en_ct2_dir)
-    (folder / "config.json").write_text(json.dumps({"alignment_heads": [[1, 0], [4, 0]]}))  # tiny has 4 layers
+    # tiny has 4 layers
+    (folder / "config.json").write_text(json.dumps({"alignment_heads": [[1, 0], [4, 0]]}))
     with pytest.raises(CheckpointError) as excinfo:
         read_checkpoint(folder)
     assert_one_line_error(excinfo, "config.json", "alignment_heads")
@@ -377,8 +524,18 @@ def test_ct2_bad_alignment_heads(tmp_path, tiny_en_ct2_dir):
 
 def test_model_name_from_dims():
     def dims(state, layers, mels=80, vocab=51865, text_layers=None):
-        return ModelDimensions(mels, 1500, state, state // 64, layers, vocab, 448, state, state // 64,
-                               text_layers or layers)
+        return ModelDimensions(
+            mels,
+            1500,
+            state,
+            state // 64,
+            layers,
+            vocab,
+            448,
+            state,
+            state // 64,
+            text_layers or layers,
+        )
 
     assert model_name(TINY_EN_DIMS) == "tiny.en"
     assert model_name(BASE_DIMS) == "base"
@@ -392,7 +549,8 @@ def test_model_name_from_dims():
     assert model_name(dims(256, 3)) is None
 
 
-# --- Hugging Face -----------------------------------------------------------------------------------------------
+# --- Hugging Face
+# --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shards", [1, 3])
 def test_huggingface_folder(tmp_path, tiny, shards):
     folder = hf_folder(tmp_path / "hf", tiny, shards=shards)
@@ -425,8 +583,11 @@ def test_huggingface_untied_projection_and_missing_tensor(tmp_path, tiny):
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(CheckpointError) as excinfo:
         read_huggingface(folder)
-    assert_one_line_error(excinfo, "model.safetensors.index.json",
-                          "model.encoder.layers.9.fc1.weight is listed in the index but not found")
+    assert_one_line_error(
+        excinfo,
+        "model.safetensors.index.json",
+        "model.encoder.layers.9.fc1.weight is listed in the index but not found",
+    )
 
     index["weight_map"].pop("model.encoder.layers.9.fc1.weight")
     index["weight_map"].pop("model.decoder.layers.1.fc2.bias")
@@ -441,14 +602,20 @@ def test_huggingface_untied_projection_and_missing_tensor(tmp_path, tiny):
     save_file(tensors, str(single / "model.safetensors"))
     with pytest.raises(CheckpointError) as excinfo:
         read_huggingface(single)
-    assert_one_line_error(excinfo, "missing tensor model.decoder.layers.3.encoder_attn.k_proj.weight")
+    assert_one_line_error(
+        excinfo, "missing tensor model.decoder.layers.3.encoder_attn.k_proj.weight"
+    )
 
 
 def test_huggingface_garbage_safetensors(tmp_path, tiny):
     folder = hf_folder(tmp_path / "hf", tiny)
     weights = folder / "model.safetensors"
     good = weights.read_bytes()
-    for blob in (np.random.default_rng(0).bytes(4096), good[: len(good) // 2], b"\x10\0\0\0\0\0\0\0{not json}}}}}}"):
+    for blob in (
+        np.random.default_rng(0).bytes(4096),
+        good[: len(good) // 2],
+        b"\x10\0\0\0\0\0\0\0{not json}}}}}}",
+    ):
         weights.write_bytes(blob)
         with pytest.raises(CheckpointError) as excinfo:
             read_checkpoint(folder)
@@ -458,8 +625,12 @@ def test_huggingface_garbage_safetensors(tmp_path, tiny):
 def test_safetensors_bfloat16(tmp_path):
     values = np.array([[1.0, -2.5, 3.140625], [0.0, 1e-3, 65504.0]], np.float32)
     bf16 = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
-    header = json.dumps({"__metadata__": {"format": "pt"},
-                         "w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, len(bf16)]}}).encode()
+    header = json.dumps(
+        {
+            "__metadata__": {"format": "pt"},
+            "w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, len(bf16)]},
+        }
+    ).encode()
     path = tmp_path / "bf16.safetensors"
     path.write_bytes(struct.pack("<Q", len(header)) + header + bf16)
     w = read_safetensors(path)["w"]
@@ -467,7 +638,8 @@ def test_safetensors_bfloat16(tmp_path):
     np.testing.assert_array_equal(w, (values.view(np.uint32) & 0xFFFF0000).view(np.float32))
 
 
-# --- whisperms folders ------------------------------------------------------------------------------------------
+# --- whisperms folders
+# --------------------------------------------------------------------------------------------------
 def test_save_and_read_whisperms_float32(tmp_path, tiny):
     dst = save_checkpoint(tiny, tmp_path / "out" / "tiny.en")
     assert sorted(os.listdir(tmp_path / "out")) == ["tiny.en"]
@@ -480,8 +652,12 @@ def test_save_and_read_whisperms_float32(tmp_path, tiny):
     assert (dst / "tokenizer.json").read_bytes() == tiny.tokenizer_path.read_bytes()
     assert detect_format(dst) == "whisperms"
     back = read_whisperms(dst)
-    assert (back.dims, back.name, back.alignment_heads, back.source) == (tiny.dims, tiny.name,
-                                                                        tiny.alignment_heads, tiny.source)
+    assert (back.dims, back.name, back.alignment_heads, back.source) == (
+        tiny.dims,
+        tiny.name,
+        tiny.alignment_heads,
+        tiny.source,
+    )
     assert back.tokenizer_path == dst / "tokenizer.json"
     assert sorted(back.state) == sorted(tiny.state)
     for name, value in tiny.state.items():
@@ -491,15 +667,20 @@ def test_save_and_read_whisperms_float32(tmp_path, tiny):
 
 def test_save_float16_rounds(tmp_path, tiny):
     rng = np.random.default_rng(0)
-    state32 = {k: v.astype(np.float32) * np.float32(1 + 1e-3) + rng.normal(0, 1e-6, v.shape).astype(np.float32)
-               for k, v in tiny.state.items()}
-    ckpt = Checkpoint(tiny.dims, state32, tiny.alignment_heads, tiny.tokenizer_path, tiny.name, tiny.source)
+    state32 = {
+        k: v.astype(np.float32) * np.float32(1 + 1e-3)
+        + rng.normal(0, 1e-6, v.shape).astype(np.float32)
+        for k, v in tiny.state.items()
+    }
+    ckpt = Checkpoint(
+        tiny.dims, state32, tiny.alignment_heads, tiny.tokenizer_path, tiny.name, tiny.source
+    )
     back = read_checkpoint(save_checkpoint(ckpt, tmp_path / "fp16", dtype="float16"))
     changed = 0
     for name, value in state32.items():
         assert back.state[name].dtype == np.float16
         got = back.state[name].astype(np.float32)
-        np.testing.assert_allclose(got, value, rtol=2 ** -11, atol=2 ** -25, err_msg=name)
+        np.testing.assert_allclose(got, value, rtol=2**-11, atol=2**-25, err_msg=name)
         changed += int(np.any(got != value))
     assert changed > len(state32) // 2  # the values really went through float16
 
@@ -559,8 +740,10 @@ def test_convert_ct2_to_whisperms(tmp_path, tiny, tiny_en_ct2_dir):
     assert detect_format(dst) == "whisperms"
     assert back.dims == tiny.dims and back.name == "tiny.en"
     assert back.source["path"] == str(tiny_en_ct2_dir.resolve())
-    np.testing.assert_array_equal(back.state["decoder.blocks.3.mlp.2.weight"],
-                                  tiny.state["decoder.blocks.3.mlp.2.weight"].astype(np.float32))
+    np.testing.assert_array_equal(
+        back.state["decoder.blocks.3.mlp.2.weight"],
+        tiny.state["decoder.blocks.3.mlp.2.weight"].astype(np.float32),
+    )
 
 
 def test_whisperms_garbage_and_mismatched(tmp_path, tiny):
@@ -611,11 +794,14 @@ def test_unknown_and_missing_folders(tmp_path, tiny_en_ct2_dir):
     assert_one_line_error(excinfo, "config.json")
 
 
-# --- loading into the network -----------------------------------------------------------------------------------
+# --- loading into the network
+# -----------------------------------------------------------------------------------
 def test_assign_state_loads_every_parameter(tiny, tiny_model):
     assign_state(tiny_model, tiny.state)
     for name, param in tiny_model.parameters_and_names():
-        np.testing.assert_array_equal(param.asnumpy(), tiny.state[name].astype(np.float32), err_msg=name)
+        np.testing.assert_array_equal(
+            param.asnumpy(), tiny.state[name].astype(np.float32), err_msg=name
+        )
 
 
 def test_assign_state_strict(tiny, tiny_model):
@@ -628,12 +814,16 @@ def test_assign_state_strict(tiny, tiny_model):
     extra = dict(tiny.state)
     extra["decoder.blocks.4.attn.key.weight"] = np.zeros((D, D), np.float16)
     extra["encoder.proj.weight"] = np.zeros((D, D), np.float16)
-    with pytest.raises(CheckpointError, match=r"^unexpected tensor decoder\.blocks\.4\.attn\.key\.weight$"):
+    with pytest.raises(
+        CheckpointError, match=r"^unexpected tensor decoder\.blocks\.4\.attn\.key\.weight$"
+    ):
         assign_state(tiny_model, extra)
 
     reshaped = dict(tiny.state)
     reshaped["encoder.blocks.2.mlp.0.weight"] = np.zeros((D, 4 * D), np.float16)
     with pytest.raises(CheckpointError) as excinfo:
         assign_state(tiny_model, reshaped)
-    assert str(excinfo.value) == ("shape mismatch for encoder.blocks.2.mlp.0.weight: "
-                                  "checkpoint (384, 1536) vs model (1536, 384)")
+    assert str(excinfo.value) == (
+        "shape mismatch for encoder.blocks.2.mlp.0.weight: "
+        "checkpoint (384, 1536) vs model (1536, 384)"
+    )

@@ -1,11 +1,12 @@
 """Graph-kernel fusion (fusion.py) and the fusible exact GELU it relies on (model.erf)."""
+
 import math
 import os
 import subprocess
 import sys
 
-import numpy as np
 import mindspore as ms
+import numpy as np
 from mindspore import Tensor
 
 from whisperms import fusion
@@ -26,9 +27,10 @@ def test_erf_is_float32_accurate_everywhere():
 
 
 def test_fused_gelu_matches_exact_gelu(tmp_path, monkeypatch):
-    """Compiled with fusion, from a scratch directory: same values as the float64 formula, and no file left in the
-    current directory (AKG writes a log into it unless fused_compile moves it). The kernel cache is a new empty
-    folder, so the kernels found there afterwards are this compile's, not an earlier test's."""
+    """Compiled with fusion, from a scratch directory: same values as the float64 formula, and no
+    file left in the current directory (AKG writes a log into it unless fused_compile moves it). The
+    kernel cache is a new empty folder, so the kernels found there afterwards are this compile's,
+    not an earlier test's."""
     kernel_folder = tmp_path / "kernels"
     monkeypatch.setattr(fusion, "_cache", None)
     monkeypatch.setenv(fusion.CACHE_ENV, str(kernel_folder))
@@ -68,13 +70,20 @@ print(fusion.kernel_cache())
 
 
 def test_fused_kernels_are_kept_in_the_kernel_cache(tmp_path):
-    """A new process (MindSpore reads its kernel folder once per process, and reuses kernels it already built) with
-    an empty kernel cache: the fused compile's generated kernels are found there afterwards."""
+    """A new process (MindSpore reads its kernel folder once per process, and reuses kernels it
+    already built) with an empty kernel cache: the fused compile's generated kernels are found there
+    afterwards."""
     script = tmp_path / "keeps_kernels.py"  # a file: jit reads the function's source
     script.write_text(KEEPS_KERNELS)
     env = {**os.environ, fusion.CACHE_ENV: str(tmp_path / "kernels")}
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env=env)
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == [str(tmp_path / "kernels")]
     assert any(p.suffix == ".so" for p in (tmp_path / "kernels" / "akg_kernel_meta").iterdir())

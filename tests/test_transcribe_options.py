@@ -1,22 +1,33 @@
-"""transcribe()'s options end to end on real audio, each against faster-whisper on the same weights where it implements
-the same option, and each on an input where the option changes the outcome (so an implementation that ignores it
-fails).
+"""transcribe()'s options end to end on real audio, each against faster-whisper on the same weights
+where it implements the same option, and each on an input where the option changes the outcome (so
+an implementation that ignores it fails).
 
-Inputs are dev clips, or built from them as each test's docstring says. Decoding is greedy at temperature 0 unless a
-test is about sampling, so both engines are deterministic.
+Inputs are dev clips, or built from them as each test's docstring says. Decoding is greedy at
+temperature 0 unless a test is about sampling, so both engines are deterministic.
 """
+
 import numpy as np
 import pytest
 
-from conftest import DATA
-from whisperms.audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, pad_or_trim
+from whisperms.audio import (
+    N_FRAMES,
+    N_SAMPLES,
+    SAMPLE_RATE,
+    load_audio,
+    log_mel_spectrogram,
+    pad_or_trim,
+)
 from whisperms.decoding import DecodingOptions, DecodingTask, rank_score
 
-faster_whisper = pytest.importorskip("faster_whisper", reason="reference engine: pip install -e .[test]")
+from conftest import DATA
 
-JFK = DATA / "jfk_inaugural_1961.flac"                       # 11 s, one window
-SHORT = DATA / "ljspeech_LJ001-0002.wav"                     # 2 s
-SONNET = DATA / "librivox_shakespeare-sonnet-001.mp3"        # 53 s: two windows
+faster_whisper = pytest.importorskip(
+    "faster_whisper", reason="reference engine: pip install -e .[test]"
+)
+
+JFK = DATA / "jfk_inaugural_1961.flac"  # 11 s, one window
+SHORT = DATA / "ljspeech_LJ001-0002.wav"  # 2 s
+SONNET = DATA / "librivox_shakespeare-sonnet-001.mp3"  # 53 s: two windows
 FRENCH = DATA / "picovoice_fr_test_fr.wav"
 
 
@@ -36,7 +47,8 @@ def sonnet():
 
 
 def ours(model, audio, **options):
-    """(start, end, text) of each segment, greedy at temperature 0 unless the options say otherwise."""
+    """(start, end, text) of each segment, greedy at temperature 0 unless the options say
+    otherwise."""
     options = {"temperature": 0.0, **options}
     return [(s.start, s.end, s.text) for s in model.transcribe(audio, **options).segments]
 
@@ -47,23 +59,31 @@ def theirs(fw, audio, **options):
     return [(round(s.start, 3), round(s.end, 3), s.text) for s in segments]
 
 
-# --- clip_timestamps ---------------------------------------------------------------------------------------------
+# --- clip_timestamps
+# ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("clips, first_word", [("3.5,8", "ask"), ([5.0], "What")])
 def test_clip_timestamps(tiny_en_model, fw, jfk, clips, first_word):
-    """Only the given range of JFK is transcribed ("3.5,8": the middle; [5.0]: from 5 s to the end), as faster-whisper
+    """Only the given range of JFK is transcribed ("3.5,8": the middle; [5.0]: from 5 s to the end),
+    as faster-whisper
     does: the same segments, times and text, all inside the range, and not the words before it."""
     got = ours(tiny_en_model, jfk, clip_timestamps=clips)
     assert got == theirs(fw, jfk, clip_timestamps=clips)
     start, end = (3.5, 8.0) if clips == "3.5,8" else (5.0, 11.0)
     assert got and all(start <= s <= e <= end for s, e, _ in got), got
-    assert got[0][2].split()[0] == first_word and "fellow Americans" not in "".join(t for _, _, t in got)
+    assert got[0][2].split()[0] == first_word and "fellow Americans" not in "".join(
+        t for _, _, t in got
+    )
 
 
-# --- initial_prompt, carry_initial_prompt, condition_on_previous_text ----------------------------------------------
+# --- initial_prompt, carry_initial_prompt, condition_on_previous_text
+# ----------------------------------------------
+
 
 def test_initial_prompt(tiny_en_model, fw, jfk):
-    """A punctuated prompt makes the JFK transcript punctuated (unprompted it has no comma): as faster-whisper."""
+    """A punctuated prompt makes the JFK transcript punctuated (unprompted it has no comma): as
+    faster-whisper."""
     prompt = "And so, my fellow Americans, ask not."
     prompted = ours(tiny_en_model, jfk, initial_prompt=prompt)
     assert prompted == theirs(fw, jfk, initial_prompt=prompt)
@@ -72,35 +92,42 @@ def test_initial_prompt(tiny_en_model, fw, jfk):
 
 
 def test_condition_on_previous_text_false(tiny_en_model, fw, sonnet):
-    """Sonnet 1 (53 s, two windows): the second window decoded without the first one's text as its prompt gives
-    other words than with it ('looking a famine' vs 'making a famine'), and faster-whisper's segments."""
+    """Sonnet 1 (53 s, two windows): the second window decoded without the first one's text as its
+    prompt gives other words than with it ('looking a famine' vs 'making a famine'), and
+    faster-whisper's segments."""
     unconditioned = ours(tiny_en_model, sonnet, condition_on_previous_text=False)
     assert unconditioned == theirs(fw, sonnet, condition_on_previous_text=False)
     assert unconditioned != ours(tiny_en_model, sonnet)
 
 
 def window_mel(model, audio, seek):
-    """The mel of the 30-s window starting at mel frame `seek`, cut as transcribe() cuts it (zeros past the end)."""
+    """The mel of the 30-s window starting at mel frame `seek`, cut as transcribe() cuts it (zeros
+    past the end)."""
     mel = log_mel_spectrogram(audio, model.dims.n_mels, padding=N_SAMPLES)
     content = mel.shape[-1] - N_FRAMES
-    return pad_or_trim(mel[:, seek:seek + min(N_FRAMES, content - seek)], N_FRAMES)
+    return pad_or_trim(mel[:, seek : seek + min(N_FRAMES, content - seek)], N_FRAMES)
 
 
 def window_tokens(model, audio, seek, **options):
     """Tokens that decode() gives for that window at temperature 0."""
-    return model.decode(window_mel(model, audio, seek), language="en", temperature=0.0, **options).tokens
+    return model.decode(
+        window_mel(model, audio, seek), language="en", temperature=0.0, **options
+    ).tokens
 
 
 def test_carry_initial_prompt(tiny_en_model, sonnet):
-    """Sonnet 1 with an upper-case initial prompt and condition_on_previous_text=False: the first window is prompted
-    either way; the second window gets the initial prompt again only with carry_initial_prompt (openai's option;
-    faster-whisper has none), so it is decoded exactly as decode(prompt=initial prompt) decodes it (upper case), and
-    without carrying exactly as decode() with no prompt decodes it."""
+    """Sonnet 1 with an upper-case initial prompt and condition_on_previous_text=False: the first
+    window is prompted either way; the second window gets the initial prompt again only with
+    carry_initial_prompt (openai's option; faster-whisper has none), so it is decoded exactly as
+    decode(prompt=initial prompt) decodes it (upper case), and without carrying exactly as decode()
+    with no prompt decodes it."""
     prompt = "SONNET ONE, BY WILLIAM SHAKESPEARE."
     options = dict(temperature=0.0, condition_on_previous_text=False, initial_prompt=prompt)
     carried = tiny_en_model.transcribe(sonnet, carry_initial_prompt=True, **options)
     plain = tiny_en_model.transcribe(sonnet, carry_initial_prompt=False, **options)
-    assert [s.tokens for s in carried.segments if s.seek == 0] == [s.tokens for s in plain.segments if s.seek == 0]
+    assert [s.tokens for s in carried.segments if s.seek == 0] == [
+        s.tokens for s in plain.segments if s.seek == 0
+    ]
     seek = next(s.seek for s in carried.segments if s.seek > 0)
     assert seek == next(s.seek for s in plain.segments if s.seek > 0)
 
@@ -111,25 +138,37 @@ def test_carry_initial_prompt(tiny_en_model, sonnet):
     without = window_tokens(tiny_en_model, sonnet, seek)
     assert with_prompt != without
     got_carried, got_plain = second_window(carried), second_window(plain)
-    assert got_carried and got_carried == with_prompt[:len(got_carried)]
-    assert got_plain and got_plain == without[:len(got_plain)]
+    assert got_carried and got_carried == with_prompt[: len(got_carried)]
+    assert got_plain and got_plain == without[: len(got_plain)]
     second = [s.text for s in carried.segments if s.seek == seek][0]
     assert second.upper() == second and second.strip()  # the prompt's style carried over
 
 
-# --- word timestamps' punctuation options ---------------------------------------------------------------------------
+# --- word timestamps' punctuation options
+# ---------------------------------------------------------------------------
+
 
 def test_punctuations_options(tiny_en_model, fw, jfk):
-    """JFK with the punctuated prompt of test_initial_prompt: by default each comma is merged into the word before it
-    ("so,"); with no punctuation to merge the commas are words of their own. Both as faster-whisper's words with the
-    same options."""
+    """JFK with the punctuated prompt of test_initial_prompt: by default each comma is merged into
+    the word before it ("so,"); with no punctuation to merge the commas are words of their own. Both
+    as faster-whisper's words with the same options."""
     prompted = dict(word_timestamps=True, initial_prompt="And so, my fellow Americans, ask not.")
 
     def words(**options):
-        ours = [w["word"] for s in tiny_en_model.transcribe(jfk, temperature=0.0, **prompted, **options).segments
-                for w in s.words]
-        segments, _ = fw.transcribe(jfk, temperature=0.0, beam_size=1, language="en", vad_filter=False, **prompted,
-                                    **options)
+        ours = [
+            w["word"]
+            for s in tiny_en_model.transcribe(jfk, temperature=0.0, **prompted, **options).segments
+            for w in s.words
+        ]
+        segments, _ = fw.transcribe(
+            jfk,
+            temperature=0.0,
+            beam_size=1,
+            language="en",
+            vad_filter=False,
+            **prompted,
+            **options,
+        )
         assert ours == [w.word for s in segments for w in s.words]
         return ours
 
@@ -138,11 +177,13 @@ def test_punctuations_options(tiny_en_model, fw, jfk):
     assert "," in apart and " so" in apart and " so," not in apart
 
 
-# --- task="translate" ------------------------------------------------------------------------------------------
+# --- task="translate"
+# ------------------------------------------------------------------------------------------
+
 
 def test_translate(base_model, base_ct2_dir):
-    """base on the French dev clip with task="translate": faster-whisper's English segments on the same weights, not
-    the French transcript."""
+    """base on the French dev clip with task="translate": faster-whisper's English segments on the
+    same weights, not the French transcript."""
     audio = load_audio(str(FRENCH))
     fw_base = faster_whisper.WhisperModel(str(base_ct2_dir), device="cpu", compute_type="float32")
     translated = ours(base_model, audio, task="translate", language="fr")
@@ -152,12 +193,15 @@ def test_translate(base_model, base_ct2_dir):
     assert ours(base_model, audio, language="fr") != translated
 
 
-# --- the no-speech window skip --------------------------------------------------------------------------------------
+# --- the no-speech window skip
+# --------------------------------------------------------------------------------------
+
 
 def test_no_speech_window_is_skipped(tiny_en_model, fw):
-    """JFK, 50 s of white noise (standard deviation 0.01, seeded), a 2-s clip: the window at 30 s holds only noise,
-    its no-speech probability is above 0.6 and its text unlikely (below -1), so it is skipped whole, as faster-whisper
-    skips it; with no_speech_threshold=None the same window yields a hallucinated segment."""
+    """JFK, 50 s of white noise (standard deviation 0.01, seeded), a 2-s clip: the window at 30 s
+    holds only noise, its no-speech probability is above 0.6 and its text unlikely (below -1), so it
+    is skipped whole, as faster-whisper skips it; with no_speech_threshold=None the same window
+    yields a hallucinated segment."""
     noise = (np.random.default_rng(0).normal(size=50 * SAMPLE_RATE) * 0.01).astype(np.float32)
     audio = np.concatenate([load_audio(str(JFK)), noise, load_audio(str(SHORT))])
     skipped = tiny_en_model.transcribe(audio, temperature=0.0)
@@ -166,16 +210,22 @@ def test_no_speech_window_is_skipped(tiny_en_model, fw):
     assert "comparatively modern" in skipped.segments[-1].text
     kept = tiny_en_model.transcribe(audio, temperature=0.0, no_speech_threshold=None)
     hallucinated = [s for s in kept.segments if s.seek == 3000]
-    assert hallucinated and hallucinated[0].no_speech_prob > 0.6 and hallucinated[0].avg_logprob < -1.0
+    assert (
+        hallucinated and hallucinated[0].no_speech_prob > 0.6 and hallucinated[0].avg_logprob < -1.0
+    )
 
 
-# --- temperature fallback and sampling ---------------------------------------------------------------------------
+# --- temperature fallback and sampling
+# ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("thresholds", [dict(logprob_threshold=0.0), dict(compression_ratio_threshold=0.1)])
+
+@pytest.mark.parametrize(
+    "thresholds", [dict(logprob_threshold=0.0), dict(compression_ratio_threshold=0.1)]
+)
 def test_fallback_when_a_threshold_fails(tiny_en_model, thresholds):
-    """Thresholds no text can meet (an average log probability of 0; a gzip ratio of 0.1) make every attempt fail,
-    so the window is decoded at each temperature of the schedule in turn and the last one's result is kept; met
-    thresholds keep the first (greedy) attempt."""
+    """Thresholds no text can meet (an average log probability of 0; a gzip ratio of 0.1) make every
+    attempt fail, so the window is decoded at each temperature of the schedule in turn and the last
+    one's result is kept; met thresholds keep the first (greedy) attempt."""
     audio = load_audio(str(SHORT))
     schedule = (0.0, 0.3, 0.6)
     failed = tiny_en_model.transcribe(audio, temperature=schedule, **thresholds)
@@ -186,16 +236,19 @@ def test_fallback_when_a_threshold_fails(tiny_en_model, thresholds):
 
 
 def seeded(monkeypatch, seed):
-    """numpy's default_rng() (what decoding draws its samples from) seeded, so sampling repeats exactly."""
+    """numpy's default_rng() (what decoding draws its samples from) seeded, so sampling repeats
+    exactly."""
     original = np.random.default_rng
-    monkeypatch.setattr(np.random, "default_rng", lambda *args: original(seed) if not args else original(*args))
+    monkeypatch.setattr(
+        np.random, "default_rng", lambda *args: original(seed) if not args else original(*args)
+    )
 
 
 def test_best_of_keeps_the_best_ranked_sample(tiny_en_model, jfk, monkeypatch):
-    """transcribe(temperature=0.7, best_of=5) on JFK keeps, of the five samples it draws, the one with the best
-    length-normalised log probability: the same five are drawn here one at a time from an identically seeded
-    generator, ranked independently, and the winner must be what transcribe() returned (and differ from the first
-    draw, which best_of=1 would have kept)."""
+    """transcribe(temperature=0.7, best_of=5) on JFK keeps, of the five samples it draws, the one
+    with the best length-normalised log probability: the same five are drawn here one at a time from
+    an identically seeded generator, ranked independently, and the winner must be what transcribe()
+    returned (and differ from the first draw, which best_of=1 would have kept)."""
     seeded(monkeypatch, 2024)
     result = tiny_en_model.transcribe(jfk, temperature=0.7, best_of=5, language="en")
     assert {s.temperature for s in result.segments} == {0.7}
@@ -207,4 +260,4 @@ def test_best_of_keeps_the_best_ranked_sample(tiny_en_model, jfk, monkeypatch):
     best = samples[int(np.argmax(scores))]
     assert len({tuple(s.tokens) for s in samples}) > 1 and best.tokens != samples[0].tokens
     got = [t for s in result.segments for t in s.tokens]
-    assert got and got == best.tokens[:len(got)]
+    assert got and got == best.tokens[: len(got)]

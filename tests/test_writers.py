@@ -1,5 +1,6 @@
-"""Writers: exact text of every format, hand-derived from openai/whisper's `whisper/utils.py` semantics,
-and the atomic write (whole file or nothing, earlier output untouched on failure)."""
+"""Writers: exact text of every format, hand-derived from openai/whisper's `whisper/utils.py`
+semantics, and the atomic write (whole file or nothing, earlier output untouched on failure)."""
+
 import copy
 import io
 import json
@@ -21,12 +22,21 @@ from whisperms.writers import (
 
 def _segment(id, start, end, text, words=None):
     segment = {
-        "id": id, "seek": int(start * 100) // 3000 * 3000, "start": start, "end": end, "text": text,
-        "tokens": [50364, 2425 + id, 50489], "temperature": 0.0, "avg_logprob": -0.21,
-        "compression_ratio": 1.1, "no_speech_prob": 0.01,
+        "id": id,
+        "seek": int(start * 100) // 3000 * 3000,
+        "start": start,
+        "end": end,
+        "text": text,
+        "tokens": [50364, 2425 + id, 50489],
+        "temperature": 0.0,
+        "avg_logprob": -0.21,
+        "compression_ratio": 1.1,
+        "no_speech_prob": 0.01,
     }
     if words is not None:
-        segment["words"] = [{"word": w, "start": s, "end": e, "probability": 0.9} for w, s, e in words]
+        segment["words"] = [
+            {"word": w, "start": s, "end": e, "probability": 0.9} for w, s, e in words
+        ]
     return segment
 
 
@@ -43,9 +53,17 @@ RESULT = {
 }
 
 # Word-level result: a pause of 5.4 s between the two segments.
-FOX = [(" The", 10.0, 10.2), (" quick", 10.2, 10.5), (" brown", 10.5, 10.9), (" fox", 11.0, 11.3),
-       (" jumps", 11.3, 11.7), (" over", 11.7, 12.0), (" the", 12.0, 12.1), (" lazy", 12.1, 12.6),
-       (" dog.", 12.6, 14.2)]
+FOX = [
+    (" The", 10.0, 10.2),
+    (" quick", 10.2, 10.5),
+    (" brown", 10.5, 10.9),
+    (" fox", 11.0, 11.3),
+    (" jumps", 11.3, 11.7),
+    (" over", 11.7, 12.0),
+    (" the", 12.0, 12.1),
+    (" lazy", 12.1, 12.6),
+    (" dog.", 12.6, 14.2),
+]
 SLEPT = [(" Then", 18.0, 18.4), (" it", 18.4, 18.6), (" slept.", 18.6, 19.5)]
 RESULT_WORDS = {
     "text": " The quick brown fox jumps over the lazy dog. Then it slept.",
@@ -60,8 +78,15 @@ RESULT_WORDS = {
 RESULT_HI = {
     "text": " Hi there, friend.",
     "language": "en",
-    "segments": [_segment(0, 1.0, 2.5, " Hi there, friend.",
-                          [(" Hi", 1.0, 1.2), (" there,", 1.2, 1.6), (" friend.", 2.0, 2.5)])],
+    "segments": [
+        _segment(
+            0,
+            1.0,
+            2.5,
+            " Hi there, friend.",
+            [(" Hi", 1.0, 1.2), (" there,", 1.2, 1.6), (" friend.", 2.0, 2.5)],
+        )
+    ],
 }
 
 EMPTY = {"text": "", "language": "en", "segments": []}
@@ -80,21 +105,30 @@ def read(path):
 
 # ---------------------------------------------------------------- format_timestamp
 
-@pytest.mark.parametrize("seconds, hours, marker, expected", [
-    (0, False, ".", "00:00.000"),
-    (0, True, ".", "00:00:00.000"),
-    (0, True, ",", "00:00:00,000"),
-    (59.999, False, ".", "00:59.999"),
-    (59.9996, False, ".", "01:00.000"),          # rounds up into the next minute
-    (3599.9996, False, ".", "01:00:00.000"),     # ... and into the first hour: hours appear unasked
-    (3661.5, False, ".", "01:01:01.500"),
-    (3725.042, True, ",", "01:02:05,042"),
-    (360000.0, False, ".", "100:00:00.000"),     # hours are not capped at two digits
-    (0.0625, False, ".", "00:00.062"),           # exactly 62.5 ms: Python round, ties to even
-    (0.1875, False, ".", "00:00.188"),           # exactly 187.5 ms: ties to even, upwards
-    (1.0004, False, ".", "00:01.000"),
-    (1.0006, False, ".", "00:01.001"),
-])
+
+@pytest.mark.parametrize(
+    "seconds, hours, marker, expected",
+    [
+        (0, False, ".", "00:00.000"),
+        (0, True, ".", "00:00:00.000"),
+        (0, True, ",", "00:00:00,000"),
+        (59.999, False, ".", "00:59.999"),
+        (59.9996, False, ".", "01:00.000"),  # rounds up into the next minute
+        (
+            3599.9996,
+            False,
+            ".",
+            "01:00:00.000",
+        ),  # ... and into the first hour: hours appear unasked
+        (3661.5, False, ".", "01:01:01.500"),
+        (3725.042, True, ",", "01:02:05,042"),
+        (360000.0, False, ".", "100:00:00.000"),  # hours are not capped at two digits
+        (0.0625, False, ".", "00:00.062"),  # exactly 62.5 ms: Python round, ties to even
+        (0.1875, False, ".", "00:00.188"),  # exactly 187.5 ms: ties to even, upwards
+        (1.0004, False, ".", "00:01.000"),
+        (1.0006, False, ".", "00:01.001"),
+    ],
+)
 def test_format_timestamp(seconds, hours, marker, expected):
     assert format_timestamp(seconds, always_include_hours=hours, decimal_marker=marker) == expected
 
@@ -106,12 +140,10 @@ def test_format_timestamp_rejects_negative():
 
 # ---------------------------------------------------------------- segment-level formats
 
+
 def test_txt():
     assert render(WriteTXT, RESULT) == (
-        "Hello world.\n"
-        "This --> that, said the\tteacher.\n"
-        "Past the hour.\n"
-        "Ça va? 日本語も。\n"
+        "Hello world.\nThis --> that, said the\tteacher.\nPast the hour.\nÇa va? 日本語も。\n"
     )
 
 
@@ -167,6 +199,7 @@ def test_word_options_ignored_without_words():
 
 # ---------------------------------------------------------------- word-level subtitles
 
+
 def test_words_default_one_cue_per_segment():
     assert render(WriteVTT, RESULT_WORDS) == (
         "WEBVTT\n\n"
@@ -176,7 +209,8 @@ def test_words_default_one_cue_per_segment():
 
 
 def test_line_width_and_count_reflow_and_break_at_long_pause():
-    # 20 chars a line, 2 lines a cue: "dog." opens a third line -> new cue; the 5.4-s pause -> new cue.
+    # 20 chars a line, 2 lines a cue: "dog." opens a third line -> new cue; the 5.4-s pause -> new
+    # cue.
     expected = (
         "WEBVTT\n\n"
         "00:10.000 --> 00:12.600\nThe quick brown fox\njumps over the lazy\n\n"
@@ -204,9 +238,11 @@ def test_max_words_per_line():
 
 
 def test_max_words_per_line_has_no_effect_with_width_and_count():
-    """openai: once both max_line_width and max_line_count are set, words are re-flowed and the word limit is moot."""
-    assert render(WriteVTT, RESULT_WORDS, max_line_width=20, max_line_count=2, max_words_per_line=4) == \
-        render(WriteVTT, RESULT_WORDS, max_line_width=20, max_line_count=2)
+    """openai: once both max_line_width and max_line_count are set, words are re-flowed and the word
+    limit is moot."""
+    assert render(
+        WriteVTT, RESULT_WORDS, max_line_width=20, max_line_count=2, max_words_per_line=4
+    ) == render(WriteVTT, RESULT_WORDS, max_line_width=20, max_line_count=2)
 
 
 def test_highlight_words_underlines_each_word_and_fills_gaps():
@@ -217,8 +253,16 @@ def test_highlight_words_underlines_each_word_and_fills_gaps():
         "00:01.600 --> 00:02.000\nHi there,\nfriend.\n\n"
         "00:02.000 --> 00:02.500\nHi there,\n<u>friend.</u>\n\n"
     )
-    assert render(WriteVTT, RESULT_HI, highlight_words=True, max_line_width=10, max_line_count=2) == expected
-    options = {"highlight_words": True, "max_line_width": 10, "max_line_count": 2, "max_words_per_line": None}
+    assert (
+        render(WriteVTT, RESULT_HI, highlight_words=True, max_line_width=10, max_line_count=2)
+        == expected
+    )
+    options = {
+        "highlight_words": True,
+        "max_line_width": 10,
+        "max_line_count": 2,
+        "max_words_per_line": None,
+    }
     assert render(WriteVTT, RESULT_HI, options) == expected
 
 
@@ -239,6 +283,7 @@ def test_word_timings_are_not_mutated():
 
 # ---------------------------------------------------------------- files, get_writer
 
+
 def test_writer_call_writes_basename_file_with_kwargs(tmp_path):
     writer = get_writer("srt", str(tmp_path))
     path = writer(RESULT_WORDS, os.path.join("some", "dir", "talk.take2.mp3"), max_words_per_line=4)
@@ -248,7 +293,9 @@ def test_writer_call_writes_basename_file_with_kwargs(tmp_path):
 
 
 def test_all_writes_five_files(tmp_path):
-    paths = get_writer("all", str(tmp_path))(RESULT, "/data/meeting.wav", {"highlight_words": False})
+    paths = get_writer("all", str(tmp_path))(
+        RESULT, "/data/meeting.wav", {"highlight_words": False}
+    )
     names = ["meeting.txt", "meeting.vtt", "meeting.srt", "meeting.tsv", "meeting.json"]
     assert paths == [str(tmp_path / n) for n in names]
     assert sorted(os.listdir(tmp_path)) == sorted(names)
@@ -287,8 +334,10 @@ def test_existing_file_replaced_keeps_its_mode(tmp_path):
 
 # ---------------------------------------------------------------- atomicity
 
+
 def broken_result():
-    """Two good segments, then one whose text is not a str: the writers fail after writing some lines."""
+    """Two good segments, then one whose text is not a str: the writers fail after writing some
+    lines."""
     result = copy.deepcopy(RESULT)
     result["segments"][2]["text"] = None
     return result
@@ -342,7 +391,8 @@ def test_failure_after_partial_write(tmp_path, monkeypatch, error):
 
 
 def test_all_stops_at_first_failing_format(tmp_path):
-    """Each file is atomic on its own: formats written before the failure stay, the failing one leaves nothing."""
+    """Each file is atomic on its own: formats written before the failure stay, the failing one
+    leaves nothing."""
     result = copy.deepcopy(RESULT)
     result["language"] = {1, 2}  # only JSON (written last) cannot serialise a set
     with pytest.raises(TypeError):

@@ -1,42 +1,53 @@
 """Attention kernels behind one function, `attention`.
 
-"eager" is the reference math on any device, with scores and softmax in float32. "flash_attention_2" runs Ascend's
-fused kernels (documented contract, Atlas A2: float16/bfloat16, layout BNSD, 1 in a mask means discard), which return
-no attention weights: callers that need them (word timestamps) ask for eager.
+"eager" is the reference math on any device, with scores and softmax in float32. "flash_attention_2"
+runs Ascend's fused kernels (documented contract, Atlas A2: float16/bfloat16, layout BNSD, 1 in a
+mask means discard), which return no attention weights: callers that need them (word timestamps) ask
+for eager.
 """
 
-import numpy as np
 import mindspore as ms
+import numpy as np
 from mindspore import Tensor, ops
 
 EAGER = "eager"
 FLASH = "flash_attention_2"
 IMPLEMENTATIONS = (EAGER, FLASH)
 
-# The fused kernels, looked up here at trace/call time so tests can substitute emulations of their contracts.
-KERNELS = {"flash_attention_score": ops.flash_attention_score, "incre_flash_attention": ops.incre_flash_attention}
+# The fused kernels, looked up here at trace/call time so tests can substitute emulations of their
+# contracts.
+KERNELS = {
+    "flash_attention_score": ops.flash_attention_score,
+    "incre_flash_attention": ops.incre_flash_attention,
+}
 
 FLASH_DTYPES = (ms.float16, ms.bfloat16)
-FLASH_LAYOUT = "BNSD"           # (B, heads, seq, head_dim): how split_heads and the KV cache hold tensors
-CAUSAL_SPARSE_MODE = 3          # rightDownCausal: the causal diagonal ends in the bottom-right corner
-COMPRESSED_MASK_SIZE = 2048     # sparse modes 2-4 take this fixed-size mask whatever the sequence lengths
+# (B, heads, seq, head_dim): how split_heads and the KV cache hold tensors
+FLASH_LAYOUT = "BNSD"
+# rightDownCausal: the causal diagonal ends in the bottom-right corner
+CAUSAL_SPARSE_MODE = 3
+# sparse modes 2-4 take this fixed-size mask whatever the sequence lengths
+COMPRESSED_MASK_SIZE = 2048
 
-# q @ k^T without materializing k^T: a swapaxes made the CPU graph copy the whole (cross-attention) cache every step.
+# q @ k^T without materializing k^T: a swapaxes made the CPU graph copy the whole (cross-attention)
+# cache every step.
 _QK = ops.BatchMatMul(transpose_b=True)
-# Masked scores get this added, not -inf: exp() underflows to exactly 0 all the same, but fused (graph-kernel) exp
-# and max kernels turn -inf into NaN.
+# Masked scores get this added, not -inf: exp() underflows to exactly 0 all the same, but fused
+# (graph-kernel) exp and max kernels turn -inf into NaN.
 MASKED = -1e9
 _WV = ops.BatchMatMul()
 _CONCAT_QUERIES = ops.Concat(axis=2)
-# Eager attention over more queries than this runs in chunks of this many query rows: the encoder's float32
-# scores (B, H, 1500, 1500) and their softmax are held at once otherwise, for every head.
+# Eager attention over more queries than this runs in chunks of this many query rows: the encoder's
+# float32 scores (B, H, 1500, 1500) and their softmax are held at once otherwise, for every head.
 QUERY_CHUNK = 250
-# The primitive, not ops.softmax: the graph frontend parses that wrapper's Python body into each graph.
+# The primitive, not ops.softmax: the graph frontend parses that wrapper's Python body into each
+# graph.
 _SOFTMAX = ops.Softmax(axis=-1)
 
 
 def compressed_causal_mask():
-    """The (2048, 2048) mask `flash_attention_score` expects with sparse_mode 3: 1 above the diagonal = discard."""
+    """The (2048, 2048) mask `flash_attention_score` expects with sparse_mode 3: 1 above the
+    diagonal = discard."""
     return Tensor(np.triu(np.ones((COMPRESSED_MASK_SIZE, COMPRESSED_MASK_SIZE), np.uint8), 1))
 
 
@@ -55,13 +66,16 @@ def merge_heads(x):
 def attention(q, k, v, implementation=EAGER, mask=None, causal_mask=None, kv_length=None):
     """Scaled dot-product attention of q (B, H, Tq, Dh) over k, v (B, H, Tk, Dh).
 
-    Returns the output (B, H, Tq, Dh) in q's dtype and the weights (B, H, Tq, Tk) float32, or None from the fused
-    kernels. The masking is given in the form each implementation takes, and callers give both:
-      mask         additive (0 keep, MASKED discard), used by "eager";
-      causal_mask  the compressed causal mask (`compressed_causal_mask`), used by "flash_attention_2" (sparse_mode 3:
+    Returns the output (B, H, Tq, Dh) in q's dtype and the weights (B, H, Tq, Tk) float32, or None
+    from the fused kernels. The masking is given in the form each implementation takes, and callers
+    give both:
+      mask         additive (0 keep, MASKED discard), used by "eager"; causal_mask  the compressed
+      causal mask (`compressed_causal_mask`), used by "flash_attention_2" (sparse_mode 3:
                    query i sees keys j <= i + Tk - Tq);
-      kv_length    int scalar Tensor, the number of valid keys, used by "flash_attention_2" for a decode step
-                   (Tq == 1) over a preallocated cache whose positions from kv_length on are not attended.
+      kv_length    int scalar Tensor, the number of valid keys, used by "flash_attention_2" for a
+      decode step
+                   (Tq == 1) over a preallocated cache whose positions from kv_length on are not
+                   attended.
     """
     if implementation == EAGER:
         return eager_attention(q, k, v, mask)
@@ -69,12 +83,15 @@ def attention(q, k, v, implementation=EAGER, mask=None, causal_mask=None, kv_len
 
 
 def eager_attention(q, k, v, mask=None):
-    """Scaled dot-product attention on (B, H, T, Dh) tensors; `mask` is additive (0 keep, MASKED discard).
+    """Scaled dot-product attention on (B, H, T, Dh) tensors; `mask` is additive (0 keep, MASKED
+    discard).
 
-    Returns the output (B, H, Tq, Dh) and the attention weights (B, H, Tq, Tk), the latter for word timestamps.
+    Returns the output (B, H, Tq, Dh) and the attention weights (B, H, Tq, Tk), the latter for word
+    timestamps.
     """
-    # Scaling q rather than the scores keeps a (B, H, Tq, Tk) temporary out of the graph (the encoder's are
-    # large); for Whisper's head size 64 the scale is 1/8, exact in binary, so the results are bit-identical.
+    # Scaling q rather than the scores keeps a (B, H, Tq, Tk) temporary out of the graph (the
+    # encoder's are large); for Whisper's head size 64 the scale is 1/8, exact in binary, so the
+    # results are bit-identical.
     scores = _QK(q * (q.shape[-1] ** -0.5), k)
     if scores.dtype != ms.float32:
         scores = scores.astype(ms.float32)
@@ -95,21 +112,39 @@ def chunked_attention(q, k, v, implementation=EAGER):
 
 
 def flash_attention(q, k, v, causal_mask=None, kv_length=None):
-    """The fused kernels on BNSD tensors: `flash_attention_score` for full sequences, `incre_flash_attention` for a
-    one-token step over a preallocated cache (told its valid length). Their scale keywords differ (`scalar_value`,
-    `scale_value`); the kernel applies the scale, never q or k here. Head dim must be a multiple of 16."""
+    """The fused kernels on BNSD tensors: `flash_attention_score` for full sequences,
+    `incre_flash_attention` for a one-token step over a preallocated cache (told its valid length).
+    Their scale keywords differ (`scalar_value`, `scale_value`); the kernel applies the scale, never
+    q or k here. Head dim must be a multiple of 16."""
     b, n_head, _, head_dim = q.shape
     dtype = q.dtype
     if dtype not in FLASH_DTYPES:
         q, k, v = q.astype(ms.float16), k.astype(ms.float16), v.astype(ms.float16)
-    scale = head_dim ** -0.5
+    scale = head_dim**-0.5
     if kv_length is not None:
         lengths = ops.broadcast_to(kv_length.astype(ms.int64).reshape(1), (b,))
-        out = KERNELS["incre_flash_attention"](q, [k], [v], actual_seq_lengths=lengths, num_heads=n_head,
-                                               input_layout=FLASH_LAYOUT, scale_value=scale)
+        out = KERNELS["incre_flash_attention"](
+            q,
+            [k],
+            [v],
+            actual_seq_lengths=lengths,
+            num_heads=n_head,
+            input_layout=FLASH_LAYOUT,
+            scale_value=scale,
+        )
     elif causal_mask is not None:
-        out = KERNELS["flash_attention_score"](q, k, v, n_head, attn_mask=causal_mask, scalar_value=scale,
-                                               input_layout=FLASH_LAYOUT, sparse_mode=CAUSAL_SPARSE_MODE)
+        out = KERNELS["flash_attention_score"](
+            q,
+            k,
+            v,
+            n_head,
+            attn_mask=causal_mask,
+            scalar_value=scale,
+            input_layout=FLASH_LAYOUT,
+            sparse_mode=CAUSAL_SPARSE_MODE,
+        )
     else:
-        out = KERNELS["flash_attention_score"](q, k, v, n_head, scalar_value=scale, input_layout=FLASH_LAYOUT)
+        out = KERNELS["flash_attention_score"](
+            q, k, v, n_head, scalar_value=scale, input_layout=FLASH_LAYOUT
+        )
     return out.astype(dtype)

@@ -1,10 +1,12 @@
 """Audio front end: decode to 16 kHz mono float32 and compute Whisper's log-mel spectrogram.
 
-Names and recipe follow openai/whisper `whisper/audio.py`, so the encoder sees the features it was trained on.
-The STFT is NumPy (no torch), FFT'd in float64 (numpy<2's pocketfft computes in float64 anyway: a float32 FFT drifts
-further from a float64 reference for little gain) and projected onto the mel bank in float32 like openai.
-What `load_audio` accepts, and what it makes of it, is in its docstring.
+Names and recipe follow openai/whisper `whisper/audio.py`, so the encoder sees the features it was
+trained on. The STFT is NumPy (no torch), FFT'd in float64 (numpy<2's pocketfft computes in float64
+anyway: a float32 FFT drifts further from a float64 reference for little gain) and projected onto
+the mel bank in float32 like openai. What `load_audio` accepts, and what it makes of it, is in its
+docstring.
 """
+
 import os
 import shutil
 import stat
@@ -31,14 +33,30 @@ FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100 mel frames: 10 ms each
 TOKENS_PER_SECOND = SAMPLE_RATE // N_SAMPLES_PER_TOKEN  # 50 audio positions: 20 ms each
 
 # Extensions libsndfile (>= 1.1 with mpg123 and opus) decodes itself; anything else needs ffmpeg.
-_SOUNDFILE_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64"}
-# torch.hann_window's default (periodic=True): the window of length N_FFT + 1 without its last sample.
+_SOUNDFILE_EXTENSIONS = {
+    ".wav",
+    ".wave",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aif",
+    ".aiff",
+    ".au",
+    ".caf",
+    ".w64",
+}
+# torch.hann_window's default (periodic=True): the window of length N_FFT + 1 without its last
+# sample.
 _WINDOW = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
-# Frames processed per FFT batch: bounds temporaries to a 30-s window's worth whatever the input length.
+# Frames processed per FFT batch: bounds temporaries to a 30-s window's worth whatever the input
+# length.
 _FRAMES_PER_BATCH = N_FRAMES
 MAX_CHANNELS = 8  # a 2-D array with both axes longer is not audio (a mel spectrogram, say): refused
-_PCM_SCALE = {np.dtype(np.int16): 2.0 ** 15, np.dtype(np.int32): 2.0 ** 31}
-# |sample| above this could overflow the float32 power spectrum (to inf, then NaN where the mel bank is 0): clipped.
+_PCM_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
+# |sample| above this could overflow the float32 power spectrum (to inf, then NaN where the mel bank
+# is 0): clipped.
 _SAMPLE_LIMIT = 1e16
 
 
@@ -46,22 +64,29 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Decode any file to mono float32 at `sr` Hz; an array is taken as already decoded.
 
     What it (and so `transcribe`) takes, and what it makes of it:
-    - a path (str or os.PathLike) to a regular, readable file: decoded, channels averaged, resampled to 16 kHz.
-      A missing file, a folder, an unreadable file and an undecodable one are each an AudioError that says which.
-    - an array of samples at 16 kHz (nothing can check the rate: resample first): float32 or float64 (float16 too)
-      taken as they are, full scale +-1.0; int16 and int32 PCM scaled by 2**15 and 2**31; any other dtype (int8,
-      uint8, int64, bool, complex, strings, objects) is an AudioError. Shape (N,) is mono; a 2-D array is
-      (samples, channels), as soundfile.read returns it, or (channels, samples), as librosa and torchaudio do: the
-      shorter axis is taken as the channels (at most MAX_CHANNELS) and averaged, as files are. 0-D and 3-D or more
-      are an AudioError. An empty array is valid: it transcribes to no segments.
-    - non-finite samples (NaN, +-inf) in a file or an array are set to 0 with a WhispermsWarning that counts them:
-      a few bad samples would otherwise make the whole log-mel NaN (its max is NaN). Neither openai-whisper nor
-      faster-whisper checks; a dropout of a few samples costs nothing audible, refusing the file would lose it all.
+    - a path (str or os.PathLike) to a regular, readable file: decoded, channels averaged, resampled
+      to 16 kHz.
+      A missing file, a folder, an unreadable file and an undecodable one are each an AudioError
+      that says which.
+    - an array of samples at 16 kHz (nothing can check the rate: resample first): float32 or float64
+      (float16 too)
+      taken as they are, full scale +-1.0; int16 and int32 PCM scaled by 2**15 and 2**31; any other
+      dtype (int8, uint8, int64, bool, complex, strings, objects) is an AudioError. Shape (N,) is
+      mono; a 2-D array is (samples, channels), as soundfile.read returns it, or (channels,
+      samples), as librosa and torchaudio do: the shorter axis is taken as the channels (at most
+      MAX_CHANNELS) and averaged, as files are. 0-D and 3-D or more are an AudioError. An empty
+      array is valid: it transcribes to no segments.
+    - non-finite samples (NaN, +-inf) in a file or an array are set to 0 with a WhispermsWarning
+      that counts them:
+      a few bad samples would otherwise make the whole log-mel NaN (its max is NaN). Neither
+      openai-whisper nor faster-whisper checks; a dropout of a few samples costs nothing audible,
+      refusing the file would lose it all.
 
-    libsndfile (via soundfile) decodes wav/flac/ogg/opus/mp3 in-process, so results do not depend on whether
-    ffmpeg is installed; other containers (m4a, mp4, webm, ...) go through the ffmpeg binary when it is on PATH.
-    Channels are averaged (as ffmpeg's `-ac 1` does) and resampled with soxr "HQ" (librosa's default
-    resampler); openai resamples with ffmpeg's swresample, so samples match openai closely but not exactly.
+    libsndfile (via soundfile) decodes wav/flac/ogg/opus/mp3 in-process, so results do not depend on
+    whether ffmpeg is installed; other containers (m4a, mp4, webm, ...) go through the ffmpeg binary
+    when it is on PATH. Channels are averaged (as ffmpeg's `-ac 1` does) and resampled with soxr
+    "HQ" (librosa's default resampler); openai resamples with ffmpeg's swresample, so samples match
+    openai closely but not exactly.
     """
     if not isinstance(file, (str, os.PathLike)):
         return as_waveform(file)
@@ -69,13 +94,19 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     try:
         with _decoder_output_hidden():
             data, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    except RuntimeError:  # soundfile.LibsndfileError; its text can be misleading ("file does not exist")
+    # soundfile.LibsndfileError; its text can be misleading ("file does not exist")
+    except RuntimeError:
         if shutil.which("ffmpeg"):
             return _load_with_ffmpeg(path, sr)
         ext = os.path.splitext(path)[1].lower()
         if ext not in _SOUNDFILE_EXTENSIONS:
-            raise AudioError(f"cannot decode {path}: ffmpeg is needed for {ext or 'this'} files and is not on PATH") from None
-        raise AudioError(f"could not decode audio file {path}: not a supported audio format, or corrupted") from None
+            raise AudioError(
+                f"cannot decode {path}: ffmpeg is needed for {ext or 'this'} files and is not on "
+                "PATH"
+            ) from None
+        raise AudioError(
+            f"could not decode audio file {path}: not a supported audio format, or corrupted"
+        ) from None
     audio = _finite(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], path)
     if rate != sr and len(audio):
         audio = soxr.resample(audio, rate, sr, quality="HQ")
@@ -83,7 +114,8 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def check_audio_file(file) -> str:
-    """The path as a str if it names a regular file this process can open; else an AudioError saying why.
+    """The path as a str if it names a regular file this process can open; else an AudioError saying
+    why.
 
     The CLI calls this for every input before it loads a model, so a typo costs nothing."""
     path = os.fspath(file)
@@ -93,8 +125,11 @@ def check_audio_file(file) -> str:
         raise AudioError(f"audio file not found: {path}") from None
     except PermissionError:  # a folder on the way that this user may not enter
         raise AudioError(f"cannot read audio file {path}: permission denied") from None
-    except (OSError, ValueError) as error:  # ENAMETOOLONG, ELOOP, EACCES on a parent folder, an embedded NUL
-        raise AudioError(f"cannot open audio file {path}: {getattr(error, 'strerror', None) or error}") from None
+    # ENAMETOOLONG, ELOOP, EACCES on a parent folder, an embedded NUL
+    except (OSError, ValueError) as error:
+        raise AudioError(
+            f"cannot open audio file {path}: {getattr(error, 'strerror', None) or error}"
+        ) from None
     if stat.S_ISDIR(mode):
         raise AudioError(f"{path} is a folder, not an audio file")
     if not stat.S_ISREG(mode):  # a FIFO would block, a device never end
@@ -114,48 +149,70 @@ def as_waveform(audio, source: str = "audio array") -> np.ndarray:
     try:
         array = np.asarray(audio)
     except (TypeError, ValueError) as error:  # ragged nested lists, objects without an array form
-        raise AudioError(f"{source} is not an array of samples: {str(error).splitlines()[0]}") from None
+        raise AudioError(
+            f"{source} is not an array of samples: {str(error).splitlines()[0]}"
+        ) from None
     if array.dtype.kind == "f":
         waveform = array.astype(np.float32, copy=False)
     elif array.dtype in _PCM_SCALE:
         waveform = (array / _PCM_SCALE[array.dtype]).astype(np.float32)
     else:
-        raise AudioError(f"{source} has dtype {array.dtype}: pass float32 or float64 samples (full scale 1.0), or "
-                         "int16 or int32 PCM, at 16 kHz")
+        raise AudioError(
+            f"{source} has dtype {array.dtype}: pass float32 or float64 samples (full scale 1.0), "
+            "or "
+            "int16 or int32 PCM, at 16 kHz"
+        )
     if waveform.ndim == 2:
         channel_axis = 0 if waveform.shape[0] < waveform.shape[1] else 1
         if waveform.shape[channel_axis] > MAX_CHANNELS:
-            raise AudioError(f"{source} of shape {waveform.shape} is not (samples, channels) or (channels, samples) "
-                             f"with at most {MAX_CHANNELS} channels")
-        waveform = waveform.mean(axis=channel_axis, dtype=np.float32) if waveform.shape[channel_axis] > 1 \
+            raise AudioError(
+                f"{source} of shape {waveform.shape} is not (samples, channels) or (channels, "
+                "samples) "
+                f"with at most {MAX_CHANNELS} channels"
+            )
+        waveform = (
+            waveform.mean(axis=channel_axis, dtype=np.float32)
+            if waveform.shape[channel_axis] > 1
             else waveform.reshape(-1)
+        )
     elif waveform.ndim != 1:
-        raise AudioError(f"{source} has {waveform.ndim} dimensions, shape {waveform.shape}: pass (samples,) mono, or "
-                         "(samples, channels) / (channels, samples)")
+        raise AudioError(
+            f"{source} has {waveform.ndim} dimensions, shape {waveform.shape}: pass (samples,) "
+            "mono, or "
+            "(samples, channels) / (channels, samples)"
+        )
     return _finite(waveform, source)
 
 
 def _finite(audio: np.ndarray, source: str) -> np.ndarray:
-    """`audio` with NaN and +-inf samples set to 0 (a copy, with a warning), or `audio` itself if all are finite."""
+    """`audio` with NaN and +-inf samples set to 0 (a copy, with a warning), or `audio` itself if
+    all are finite."""
     with np.errstate(invalid="ignore"):  # inf + -inf
         total = audio.sum(dtype=np.float64)
     if np.isfinite(total):  # float32 values cannot overflow a float64 sum: exact, and no copy
         return audio
     bad = ~np.isfinite(audio)
-    warnings.warn(f"{source}: {np.count_nonzero(bad)} of {audio.size} samples are not finite (NaN or infinity) and "
-                  "were set to 0", WhispermsWarning, stacklevel=3)
+    warnings.warn(
+        f"{source}: {np.count_nonzero(bad)} of {audio.size} samples are not finite (NaN or "
+        "infinity) and "
+        "were set to 0",
+        WhispermsWarning,
+        stacklevel=3,
+    )
     return np.where(bad, np.float32(0), audio).astype(np.float32, copy=False)
 
 
 @contextmanager
 def _decoder_output_hidden():
-    """File descriptor 2 on /dev/null while libsndfile decodes: its MP3 decoder (mpg123) writes notes such as "Note:
-    Trying to resync..." straight to the process's stderr on damaged input, and they are not ours to show (a file
-    that fails is reported by AudioError). Anything another thread writes to fd 2 meanwhile is lost too."""
+    """File descriptor 2 on /dev/null while libsndfile decodes: its MP3 decoder (mpg123) writes
+    notes such as "Note: Trying to resync..." straight to the process's stderr on damaged input, and
+    they are not ours to show (a file that fails is reported by AudioError). Anything another thread
+    writes to fd 2 meanwhile is lost too."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no fd 2 (a daemon), or sys.stderr closed or None
+    # no fd 2 (a daemon), or sys.stderr closed or None
+    except (OSError, ValueError, AttributeError):
         yield
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -170,19 +227,37 @@ def _decoder_output_hidden():
 
 def _load_with_ffmpeg(path: str, sr: int) -> np.ndarray:
     """openai's exact ffmpeg invocation: mono 16-bit PCM at `sr` on stdout."""
-    cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", path,
-           "-f", "s16le", "-ac", "1", "-acodec", "pcm_s16le", "-ar", str(sr), "-"]
+    cmd = [
+        "ffmpeg",
+        "-nostdin",
+        "-threads",
+        "0",
+        "-i",
+        path,
+        "-f",
+        "s16le",
+        "-ac",
+        "1",
+        "-acodec",
+        "pcm_s16le",
+        "-ar",
+        str(sr),
+        "-",
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, check=True).stdout
     except subprocess.CalledProcessError as e:
-        lines = [line.strip() for line in e.stderr.decode(errors="replace").splitlines() if line.strip()]
+        lines = [
+            line.strip() for line in e.stderr.decode(errors="replace").splitlines() if line.strip()
+        ]
         reason = lines[-1] if lines else f"ffmpeg exited with status {e.returncode}"
         raise AudioError(f"could not decode audio file {path}: {reason}") from None
     return np.frombuffer(out, np.int16).astype(np.float32) / 32768.0
 
 
 def pad_or_trim(array, length: int = N_SAMPLES, *, axis: int = -1):
-    """Zero-pad or cut `axis` to `length`, the fixed window the encoder was trained on (ndarray or MindSpore Tensor)."""
+    """Zero-pad or cut `axis` to `length`, the fixed window the encoder was trained on (ndarray or
+    MindSpore Tensor)."""
     if not isinstance(array, np.ndarray) and type(array).__module__.startswith("mindspore"):
         n = array.shape[axis]
         from mindspore import ops
@@ -207,10 +282,11 @@ def pad_or_trim(array, length: int = N_SAMPLES, *, axis: int = -1):
 
 @lru_cache(maxsize=None)
 def mel_filters(n_mels: int) -> np.ndarray:
-    """Slaney mel bank, exactly how openai generated `mel_filters.npz` (librosa.filters.mel defaults); 80 or 128 bins.
+    """Slaney mel bank, exactly how openai generated `mel_filters.npz` (librosa.filters.mel
+    defaults); 80 or 128 bins.
 
-    Written out (same float64/float32 steps as librosa) rather than imported: importing librosa is a large share of
-    a cold start. tests/test_audio.py checks it equals librosa's.
+    Written out (same float64/float32 steps as librosa) rather than imported: importing librosa is a
+    large share of a cold start. tests/test_audio.py checks it equals librosa's.
     """
     if n_mels not in (80, 128):
         raise ValueError(f"unsupported n_mels {n_mels}: Whisper models use 80 or 128 mel bins")
@@ -223,7 +299,7 @@ def mel_filters(n_mels: int) -> np.ndarray:
         lower = -ramps[i] / fdiff[i]
         upper = ramps[i + 2] / fdiff[i + 1]
         filters[i] = np.maximum(0, np.minimum(lower, upper))
-    filters *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
+    filters *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
     filters.setflags(write=False)  # shared through the cache
     return filters
 
@@ -251,11 +327,12 @@ def _mel_to_hz(mels):
 def log_mel_spectrogram(audio, n_mels: int = 80, padding: int = 0) -> np.ndarray:
     """Whisper's log-mel features, (n_mels, (len(audio) + padding) // HOP_LENGTH) float32.
 
-    openai's recipe: centered STFT (reflect pad N_FFT // 2), periodic Hann, |X|^2 with the last frame dropped,
-    mel projection, log10 floored at 1e-10 and at (global max - 8), then (x + 4) / 4. The last frame is simply
-    never computed. `padding` zeros are appended first (transcribe passes N_SAMPLES so the tail gets a full window).
-    `audio` is a path or an array as `load_audio` takes it; samples beyond +-1e16 (corrupt, not audio) are clipped
-    there, so the features are always finite.
+    openai's recipe: centered STFT (reflect pad N_FFT // 2), periodic Hann, |X|^2 with the last
+    frame dropped, mel projection, log10 floored at 1e-10 and at (global max - 8), then (x + 4) / 4.
+    The last frame is simply never computed. `padding` zeros are appended first (transcribe passes
+    N_SAMPLES so the tail gets a full window). `audio` is a path or an array as `load_audio` takes
+    it; samples beyond +-1e16 (corrupt, not audio) are clipped there, so the features are always
+    finite.
     """
     audio = load_audio(audio)  # a path decoded, an array checked (as_waveform)
     peak = max(float(audio.max()), -float(audio.min())) if audio.size else 0.0
@@ -274,7 +351,11 @@ def log_mel_spectrogram(audio, n_mels: int = 80, padding: int = 0) -> np.ndarray
     for start in range(0, n_frames, _FRAMES_PER_BATCH):
         stop = min(start + _FRAMES_PER_BATCH, n_frames)
         frames = np.lib.stride_tricks.as_strided(
-            x[start * HOP_LENGTH:], (stop - start, N_FFT), (step * HOP_LENGTH, step), writeable=False)
+            x[start * HOP_LENGTH :],
+            (stop - start, N_FFT),
+            (step * HOP_LENGTH, step),
+            writeable=False,
+        )
         power = np.abs(np.fft.rfft(frames * _WINDOW, axis=-1))
         power *= power
         np.matmul(filters, power.astype(np.float32).T, out=out[:, start:stop])

@@ -1,9 +1,12 @@
-"""The `whisperms` command: openai-whisper's options and defaults, plus `convert` and `models` subcommands.
+"""The `whisperms` command: openai-whisper's options and defaults, plus `convert` and `models`
+subcommands.
 
-Every user-facing problem ends as one line on stderr: exit 2 for usage (bad option values or combinations),
-exit 1 for runtime failures (a missing, unreadable or undecodable file, an unwritable output folder, a bad
-checkpoint); other files in a batch still run. Warnings are one line too ("whisperms: warning: ...").
+Every user-facing problem ends as one line on stderr: exit 2 for usage (bad option values or
+combinations), exit 1 for runtime failures (a missing, unreadable or undecodable file, an unwritable
+output folder, a bad checkpoint); other files in a batch still run. Warnings are one line too
+("whisperms: warning: ...").
 """
+
 import argparse
 import math
 import os
@@ -28,12 +31,14 @@ def str2bool(value):
 def optional(kind):
     def parse(value):
         return None if value == "None" else kind(value)
+
     parse.__name__ = kind.__name__  # argparse names the type in its error: "invalid int value: 'x'"
     return parse
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with its errors as one line, like every other whisperms error (exit 2); --help is unchanged."""
+    """argparse with its errors as one line, like every other whisperms error (exit 2); --help is
+    unchanged."""
 
     def error(self, message):
         print(f"whisperms: error: {message} (see {self.prog} --help)", file=sys.stderr)
@@ -41,12 +46,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def show_progress(verbose: bool, stream=None) -> bool:
-    """Whether the CLI shows the progress bar: with --verbose True and stderr (or `stream`) a terminal, so never in
-    a pipe, a log file or a test's subprocess.
+    """Whether the CLI shows the progress bar: with --verbose True and stderr (or `stream`) a
+    terminal, so never in a pipe, a log file or a test's subprocess.
 
-    `--verbose True` (the default) prints the runtime, each segment as it is decoded (stdout) and this bar over
-    seconds of audio (stderr); `--verbose False` prints nothing but errors. openai's CLI differs in one point: it
-    shows its bar only with `--verbose False`, instead of the segment lines."""
+    `--verbose True` (the default) prints the runtime, each segment as it is decoded (stdout) and
+    this bar over seconds of audio (stderr); `--verbose False` prints nothing but errors. openai's
+    CLI differs in one point: it shows its bar only with `--verbose False`, instead of the segment
+    lines."""
     stream = sys.stderr if stream is None else stream
     isatty = getattr(stream, "isatty", None)
     return bool(verbose) and callable(isatty) and bool(isatty())
@@ -56,83 +62,207 @@ def transcribe_parser():
     from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS  # neither imports MindSpore
     from .tokenizer import TASKS
 
-    p = Parser(prog="whisperms", description="Transcribe audio with Whisper on MindSpore.",
-               epilog="Also: 'whisperms convert SRC DST' and 'whisperms models'.")
+    p = Parser(
+        prog="whisperms",
+        description="Transcribe audio with Whisper on MindSpore.",
+        epilog="Also: 'whisperms convert SRC DST' and 'whisperms models'.",
+    )
     p.add_argument("audio", nargs="+", help="audio file(s) to transcribe")
-    p.add_argument("--model", default="tiny.en",  # the names live in hub.py, which imports MindSpore: not listed here
-                   help="model name ('whisperms models' lists them) or checkpoint folder")
-    p.add_argument("--model_dir", default=None,
-                   help="where named models are looked up and cached (default: $WHISPERMS_WEIGHTS, else the "
-                        "repository's weights/, else ~/.cache/whisperms)")
-    p.add_argument("--device", default=None, help="CPU or Ascend (default: Ascend when MindSpore reports one)")
-    p.add_argument("--dtype", default=None, choices=["float32", "float16"],
-                   help="weights and activations (default: float16 on Ascend, float32 on CPU)")
-    p.add_argument("--attn_implementation", default="auto", choices=["auto", "eager", "flash_attention_2"],
-                   help="attention kernel (auto: flash_attention_2 on Ascend, eager elsewhere)")
+    # the names live in hub.py, which imports MindSpore: not listed here
+    p.add_argument(
+        "--model",
+        default="tiny.en",
+        help="model name ('whisperms models' lists them) or checkpoint folder",
+    )
+    p.add_argument(
+        "--model_dir",
+        default=None,
+        help="where named models are looked up and cached (default: $WHISPERMS_WEIGHTS, else the "
+        "repository's weights/, else ~/.cache/whisperms)",
+    )
+    p.add_argument(
+        "--device", default=None, help="CPU or Ascend (default: Ascend when MindSpore reports one)"
+    )
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "float16"],
+        help="weights and activations (default: float16 on Ascend, float32 on CPU)",
+    )
+    p.add_argument(
+        "--attn_implementation",
+        default="auto",
+        choices=["auto", "eager", "flash_attention_2"],
+        help="attention kernel (auto: flash_attention_2 on Ascend, eager elsewhere)",
+    )
     p.add_argument("--output_dir", "-o", default=".", help="folder for the transcripts")
-    p.add_argument("--output_format", "-f", default="all", choices=OUTPUT_FORMATS,
-                   help="transcript format; all: one file of each")
-    p.add_argument("--verbose", type=str2bool, default=True,
-                   help="True: print the runtime, each segment as it is decoded and, when stderr is a terminal, a "
-                        "progress bar over seconds of audio; False: print nothing but errors")
-    p.add_argument("--task", default="transcribe", choices=TASKS,
-                   help="transcribe, or translate into English")
+    p.add_argument(
+        "--output_format",
+        "-f",
+        default="all",
+        choices=OUTPUT_FORMATS,
+        help="transcript format; all: one file of each",
+    )
+    p.add_argument(
+        "--verbose",
+        type=str2bool,
+        default=True,
+        help="True: print the runtime, each segment as it is decoded and, when stderr is a "
+        "terminal, a "
+        "progress bar over seconds of audio; False: print nothing but errors",
+    )
+    p.add_argument(
+        "--task", default="transcribe", choices=TASKS, help="transcribe, or translate into English"
+    )
     p.add_argument("--language", default=None, help="language code or name (default: detect)")
-    p.add_argument("--temperature", type=float, default=0, help="sampling temperature of the first attempt")
-    p.add_argument("--best_of", type=optional(int), default=5, help="candidates sampled when temperature > 0")
-    p.add_argument("--beam_size", type=optional(int), default=5,
-                   help="beams of beam search at temperature 0 (None: greedy)")
+    p.add_argument(
+        "--temperature", type=float, default=0, help="sampling temperature of the first attempt"
+    )
+    p.add_argument(
+        "--best_of", type=optional(int), default=5, help="candidates sampled when temperature > 0"
+    )
+    p.add_argument(
+        "--beam_size",
+        type=optional(int),
+        default=5,
+        help="beams of beam search at temperature 0 (None: greedy)",
+    )
     p.add_argument("--patience", type=float, default=None, help="beam search patience (None: 1.0)")
-    p.add_argument("--length_penalty", type=float, default=None,
-                   help="length penalty alpha for ranking (None: divide by the length)")
-    p.add_argument("--suppress_tokens", default="-1",
-                   help="comma-separated token ids never to emit; -1: most symbols and special tokens")
-    p.add_argument("--initial_prompt", default=None, help="text given as the prompt of the first window")
-    p.add_argument("--carry_initial_prompt", type=str2bool, default=False,
-                   help="prepend the initial prompt to every window's prompt")
-    p.add_argument("--condition_on_previous_text", type=str2bool, default=True,
-                   help="prompt each window with the text before it")
-    p.add_argument("--temperature_increment_on_fallback", type=optional(float), default=0.2,
-                   help="step up the temperature by this when a window fails the thresholds (None: no fallback)")
-    p.add_argument("--compression_ratio_threshold", type=optional(float), default=2.4,
-                   help="gzip compression ratio above which a window's text counts as failed (repetitive)")
-    p.add_argument("--logprob_threshold", type=optional(float), default=-1.0,
-                   help="average log probability below which a window's text counts as failed")
-    p.add_argument("--no_speech_threshold", type=optional(float), default=0.6,
-                   help="no-speech probability above which a failed window counts as silence")
-    p.add_argument("--word_timestamps", type=str2bool, default=False, help="add word-level timestamps")
-    p.add_argument("--prepend_punctuations", default=PREPEND_PUNCTUATIONS,
-                   help="with word timestamps: symbols merged into the next word")
-    p.add_argument("--append_punctuations", default=APPEND_PUNCTUATIONS,
-                   help="with word timestamps: symbols merged into the previous word")
-    p.add_argument("--highlight_words", type=str2bool, default=False,
-                   help="with word timestamps: underline each word as it is spoken in srt and vtt")
-    p.add_argument("--max_line_width", type=optional(int), default=None,
-                   help="with word timestamps: characters per subtitle line before a line break")
-    p.add_argument("--max_line_count", type=optional(int), default=None,
-                   help="with --max_line_width: lines per subtitle")
-    p.add_argument("--max_words_per_line", type=optional(int), default=None,
-                   help="with word timestamps and no --max_line_width: words per subtitle line")
-    p.add_argument("--clip_timestamps", default="0",
-                   help="start,end,start,end,... seconds of the clips to transcribe; the last end defaults to the end")
-    p.add_argument("--hallucination_silence_threshold", type=optional(float), default=None,
-                   help="with word timestamps: skip silences longer than this (s) around a likely hallucination")
-    p.add_argument("--vad_filter", type=str2bool, default=False,
-                   help="transcribe only the speech found by the Silero VAD, with times on the file's timeline "
-                        "(faster-whisper's option; ignored with --clip_timestamps)")
-    p.add_argument("--vad_parameters", default=None,
-                   help="VAD options as JSON or name=value,... (threshold, neg_threshold, min_speech_duration_ms, "
-                        "max_speech_duration_s, min_silence_duration_ms, speech_pad_ms)")
-    p.add_argument("--threads", type=int, default=0, help="CPU cores to use (default 0: all of them)")
+    p.add_argument(
+        "--length_penalty",
+        type=float,
+        default=None,
+        help="length penalty alpha for ranking (None: divide by the length)",
+    )
+    p.add_argument(
+        "--suppress_tokens",
+        default="-1",
+        help="comma-separated token ids never to emit; -1: most symbols and special tokens",
+    )
+    p.add_argument(
+        "--initial_prompt", default=None, help="text given as the prompt of the first window"
+    )
+    p.add_argument(
+        "--carry_initial_prompt",
+        type=str2bool,
+        default=False,
+        help="prepend the initial prompt to every window's prompt",
+    )
+    p.add_argument(
+        "--condition_on_previous_text",
+        type=str2bool,
+        default=True,
+        help="prompt each window with the text before it",
+    )
+    p.add_argument(
+        "--temperature_increment_on_fallback",
+        type=optional(float),
+        default=0.2,
+        help="step up the temperature by this when a window fails the thresholds (None: no "
+        "fallback)",
+    )
+    p.add_argument(
+        "--compression_ratio_threshold",
+        type=optional(float),
+        default=2.4,
+        help="gzip compression ratio above which a window's text counts as failed (repetitive)",
+    )
+    p.add_argument(
+        "--logprob_threshold",
+        type=optional(float),
+        default=-1.0,
+        help="average log probability below which a window's text counts as failed",
+    )
+    p.add_argument(
+        "--no_speech_threshold",
+        type=optional(float),
+        default=0.6,
+        help="no-speech probability above which a failed window counts as silence",
+    )
+    p.add_argument(
+        "--word_timestamps", type=str2bool, default=False, help="add word-level timestamps"
+    )
+    p.add_argument(
+        "--prepend_punctuations",
+        default=PREPEND_PUNCTUATIONS,
+        help="with word timestamps: symbols merged into the next word",
+    )
+    p.add_argument(
+        "--append_punctuations",
+        default=APPEND_PUNCTUATIONS,
+        help="with word timestamps: symbols merged into the previous word",
+    )
+    p.add_argument(
+        "--highlight_words",
+        type=str2bool,
+        default=False,
+        help="with word timestamps: underline each word as it is spoken in srt and vtt",
+    )
+    p.add_argument(
+        "--max_line_width",
+        type=optional(int),
+        default=None,
+        help="with word timestamps: characters per subtitle line before a line break",
+    )
+    p.add_argument(
+        "--max_line_count",
+        type=optional(int),
+        default=None,
+        help="with --max_line_width: lines per subtitle",
+    )
+    p.add_argument(
+        "--max_words_per_line",
+        type=optional(int),
+        default=None,
+        help="with word timestamps and no --max_line_width: words per subtitle line",
+    )
+    p.add_argument(
+        "--clip_timestamps",
+        default="0",
+        help="start,end,start,end,... seconds of the clips to transcribe; the last end defaults to "
+        "the end",
+    )
+    p.add_argument(
+        "--hallucination_silence_threshold",
+        type=optional(float),
+        default=None,
+        help="with word timestamps: skip silences longer than this (s) around a likely "
+        "hallucination",
+    )
+    p.add_argument(
+        "--vad_filter",
+        type=str2bool,
+        default=False,
+        help="transcribe only the speech found by the Silero VAD, with times on the file's "
+        "timeline "
+        "(faster-whisper's option; ignored with --clip_timestamps)",
+    )
+    p.add_argument(
+        "--vad_parameters",
+        default=None,
+        help="VAD options as JSON or name=value,... (threshold, neg_threshold, "
+        "min_speech_duration_ms, "
+        "max_speech_duration_s, min_silence_duration_ms, speech_pad_ms)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="CPU cores to use (default 0: all of them)"
+    )
     return p
 
 
 def _temperatures(args):
-    """openai's CLI: the first temperature, then steps of the increment up to 1.0 (just the first without one)."""
+    """openai's CLI: the first temperature, then steps of the increment up to 1.0 (just the first
+    without one)."""
     from .transcribe import check_number
+
     first = check_number("--temperature", args.temperature, low=0)
-    increment = check_number("--temperature_increment_on_fallback", args.temperature_increment_on_fallback, low=0,
-                        strict_low=True, optional=True)
+    increment = check_number(
+        "--temperature_increment_on_fallback",
+        args.temperature_increment_on_fallback,
+        low=0,
+        strict_low=True,
+        optional=True,
+    )
     if increment is None:
         return (first,)
     # as many as np.arange(first, 1.0 + 1e-6, increment) holds: never past 1.0
@@ -144,8 +274,9 @@ WORD_OPTIONS = ("highlight_words", "max_line_count", "max_line_width", "max_word
 
 
 def _writer_args(args):
-    """The subtitle layout options, checked: openai's CLI refuses each without --word_timestamps (an option given a
-    value that means "unset", False or 0, is not refused, as there); the line limits are counts, so >= 1."""
+    """The subtitle layout options, checked: openai's CLI refuses each without --word_timestamps (an
+    option given a value that means "unset", False or 0, is not refused, as there); the line limits
+    are counts, so >= 1."""
     writer_args = {name: getattr(args, name) for name in WORD_OPTIONS}
     if not args.word_timestamps:
         for name in WORD_OPTIONS:
@@ -162,34 +293,59 @@ def _writer_args(args):
 
 
 def _transcribe_options(args):
-    """Every transcription option checked (transcribe.transcribe_options), without the model or MindSpore."""
+    """Every transcription option checked (transcribe.transcribe_options), without the model or
+    MindSpore."""
     from .transcribe import transcribe_options
+
     if args.threads < 0:
-        raise OptionsError(f"--threads must be 0 (all cores) or a positive number of cores, got {args.threads}")
-    if args.model_dir is not None and os.path.exists(args.model_dir) and not os.path.isdir(args.model_dir):
+        raise OptionsError(
+            f"--threads must be 0 (all cores) or a positive number of cores, got {args.threads}"
+        )
+    if (
+        args.model_dir is not None
+        and os.path.exists(args.model_dir)
+        and not os.path.isdir(args.model_dir)
+    ):
         raise OptionsError(f"--model_dir {args.model_dir} is not a folder")
     temperatures = _temperatures(args)
-    decode = dict(task=args.task, language=args.language, best_of=args.best_of, beam_size=args.beam_size,
-                  patience=args.patience, length_penalty=args.length_penalty, suppress_tokens=args.suppress_tokens)
+    decode = dict(
+        task=args.task,
+        language=args.language,
+        best_of=args.best_of,
+        beam_size=args.beam_size,
+        patience=args.patience,
+        length_penalty=args.length_penalty,
+        suppress_tokens=args.suppress_tokens,
+    )
     return transcribe_options(
-        temperature=temperatures, compression_ratio_threshold=args.compression_ratio_threshold,
-        logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
-        condition_on_previous_text=args.condition_on_previous_text, initial_prompt=args.initial_prompt,
-        carry_initial_prompt=args.carry_initial_prompt, word_timestamps=args.word_timestamps,
-        prepend_punctuations=args.prepend_punctuations, append_punctuations=args.append_punctuations,
-        clip_timestamps=args.clip_timestamps, hallucination_silence_threshold=args.hallucination_silence_threshold,
-        vad_filter=args.vad_filter, vad_parameters=args.vad_parameters, **decode)
+        temperature=temperatures,
+        compression_ratio_threshold=args.compression_ratio_threshold,
+        logprob_threshold=args.logprob_threshold,
+        no_speech_threshold=args.no_speech_threshold,
+        condition_on_previous_text=args.condition_on_previous_text,
+        initial_prompt=args.initial_prompt,
+        carry_initial_prompt=args.carry_initial_prompt,
+        word_timestamps=args.word_timestamps,
+        prepend_punctuations=args.prepend_punctuations,
+        append_punctuations=args.append_punctuations,
+        clip_timestamps=args.clip_timestamps,
+        hallucination_silence_threshold=args.hallucination_silence_threshold,
+        vad_filter=args.vad_filter,
+        vad_parameters=args.vad_parameters,
+        **decode,
+    )
 
 
 def _as_cli_option(message, parser):
-    """transcribe_options names options as keywords ("best_of must be ..."); on the command line they are --best_of."""
+    """transcribe_options names options as keywords ("best_of must be ..."); on the command line
+    they are --best_of."""
     name = message.split(" ", 1)[0].rstrip(":")
     return f"--{message}" if any(action.dest == name for action in parser._actions) else message
 
 
 def check_output_folder(folder):
-    """An OutputError unless `folder` is a writable folder, or can be created as one (it is created on the first
-    write, so a run that writes nothing leaves nothing behind)."""
+    """An OutputError unless `folder` is a writable folder, or can be created as one (it is created
+    on the first write, so a run that writes nothing leaves nothing behind)."""
     path = os.path.abspath(folder)
     existing = path
     while not os.path.exists(existing):
@@ -206,21 +362,23 @@ def check_output_folder(folder):
 
 def output_paths(output_format, output_dir, audio_path):
     from .writers import WRITERS
+
     formats = list(WRITERS) if output_format == "all" else [output_format]
     return [WRITERS[name](output_dir).output_path(audio_path) for name in formats]
 
 
 def _check_targets(output_format, output_dir, audio_path):
-    """Before decoding a file: none of its transcripts may be a folder (os.replace could not put a file there)."""
+    """Before decoding a file: none of its transcripts may be a folder (os.replace could not put a
+    file there)."""
     for target in output_paths(output_format, output_dir, audio_path):
         if os.path.isdir(target):
             raise OutputError(f"cannot write {target}: it is a folder")
 
 
 def _transcribe_main(argv):
-    """The options, every input file and the output folder are checked before MindSpore is imported and the model
-    loaded, so a typo costs no start-up; only what needs the model (the device, the model name, an English-only
-    model given another language) is checked after loading it."""
+    """The options, every input file and the output folder are checked before MindSpore is imported
+    and the model loaded, so a typo costs no start-up; only what needs the model (the device, the
+    model name, an English-only model given another language) is checked after loading it."""
     from .audio import check_audio_file
 
     parser = transcribe_parser()
@@ -246,23 +404,39 @@ def _transcribe_main(argv):
     from . import load_model
     from .transcribe import Transcriber
     from .writers import get_writer
+
     try:
-        model = load_model(args.model, device=args.device, dtype=args.dtype, download_root=args.model_dir,
-                           attn_implementation=args.attn_implementation, threads=args.threads or None)
+        model = load_model(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            download_root=args.model_dir,
+            attn_implementation=args.attn_implementation,
+            threads=args.threads or None,
+        )
     except OptionsError as error:
         return _usage(str(error))
     except WhispermsError as error:
         return _fail(str(error))
     if args.verbose:
         rt = model.runtime
-        print(f"whisperms: {model.name or args.model} on {rt.device}, {rt.dtype}, attention {rt.attn_implementation}, "
-              f"conv {rt.conv}, cores {rt.threads or 'all'}", file=sys.stderr)
+        print(
+            f"whisperms: {model.name or args.model} on {rt.device}, {rt.dtype}, attention "
+            f"{rt.attn_implementation}, "
+            f"conv {rt.conv}, cores {rt.threads or 'all'}",
+            file=sys.stderr,
+        )
     writer = get_writer(args.output_format, args.output_dir)
     for path in paths:
         try:
             _check_targets(args.output_format, args.output_dir, path)
-            transcriber = Transcriber(model, path, verbose=args.verbose, progress=show_progress(args.verbose),
-                                      options=options)
+            transcriber = Transcriber(
+                model,
+                path,
+                verbose=args.verbose,
+                progress=show_progress(args.verbose),
+                options=options,
+            )
             result = transcriber.run()
             os.makedirs(args.output_dir, exist_ok=True)
             writer(result.to_dict(), path, **writer_args)
@@ -271,19 +445,25 @@ def _transcribe_main(argv):
         except WhispermsError as error:
             status = _fail(f"{path}: {error}" if path not in str(error) else str(error))
         except OSError as error:  # writing: the folder checked above can still change, or fill up
-            status = _fail(f"{path}: cannot write its transcript to {args.output_dir}: {error.strerror or error}")
+            status = _fail(
+                f"{path}: cannot write its transcript to {args.output_dir}: "
+                f"{error.strerror or error}"
+            )
     return status
 
 
 def _convert_main(argv):
-    p = Parser(prog="whisperms convert",
-               description="Convert a Hugging Face or CTranslate2 Whisper folder to whisperms.")
+    p = Parser(
+        prog="whisperms convert",
+        description="Convert a Hugging Face or CTranslate2 Whisper folder to whisperms.",
+    )
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--overwrite", action="store_true")
     args = p.parse_args(argv)
     from .convert import convert
+
     try:
         out = convert(args.src, args.dst, dtype=args.dtype, overwrite=args.overwrite)
     except WhispermsError as error:
@@ -293,12 +473,19 @@ def _convert_main(argv):
 
 
 def _models_main(argv):
-    Parser(prog="whisperms models", description="Known model names and local copies.").parse_args(argv)
+    Parser(prog="whisperms models", description="Known model names and local copies.").parse_args(
+        argv
+    )
     from .hub import ALIASES, RELEASED_DIMENSIONS, weights_root
+
     root = weights_root()
     for name in RELEASED_DIMENSIONS:
         local = root / name / "model.safetensors"
-        where = f"{local.stat().st_size / 1e6:.0f} MB at {local.parent}" if local.is_file() else "not downloaded"
+        where = (
+            f"{local.stat().st_size / 1e6:.0f} MB at {local.parent}"
+            if local.is_file()
+            else "not downloaded"
+        )
         print(f"{name:16s} {where}")
     for alias, name in ALIASES.items():
         print(f"{alias:16s} -> {name}")
@@ -320,7 +507,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     text = str(message).splitlines()[0] if str(message) else category.__name__
     ours = issubclass(category, WhispermsWarning) or text.startswith("whisperms: ")
     text = text.removeprefix("whisperms: ")
-    print(f"whisperms: warning: {text}" + ("" if ours else f" ({category.__name__})"), file=sys.stderr)
+    print(
+        f"whisperms: warning: {text}" + ("" if ours else f" ({category.__name__})"), file=sys.stderr
+    )
 
 
 def main(argv=None):

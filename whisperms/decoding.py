@@ -1,8 +1,10 @@
 """Decoding of one 30-second window: options, logit filters, token selection, language detection.
 
-Mirrors openai/whisper's decoding.py semantics. Logits reach the host once per step (B, n_vocab) and the filters
-run there in NumPy: on CPU that is cheaper than extra device graphs, and each rule stays small and testable.
+Mirrors openai/whisper's decoding.py semantics. Logits reach the host once per step (B, n_vocab) and
+the filters run there in NumPy: on CPU that is cheaper than extra device graphs, and each rule stays
+small and testable.
 """
+
 import zlib
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -16,20 +18,23 @@ from .tokenizer import Tokenizer, check_task, get_tokenizer, language_code
 
 @dataclass(frozen=True)
 class DecodingOptions:
-    task: str = "transcribe"                  # "transcribe" or "translate" (X -> English)
-    language: Optional[str] = None            # code or name; None = detect (multilingual models)
-    temperature: float = 0.0                  # 0 = greedy argmax; > 0 = sampling
-    sample_len: Optional[int] = None          # max tokens to sample; None = n_text_ctx // 2
-    best_of: Optional[int] = None             # independent samples at temperature > 0, best one kept
-    beam_size: Optional[int] = None           # beams at temperature 0; None = greedy
-    patience: Optional[float] = None          # beam search: stop after round(beam_size * patience) finished
-    length_penalty: Optional[float] = None    # None = length-normalised sum of logprobs, else Google NMT alpha
-    prompt: Optional[Union[str, List[int]]] = None   # previous text (after <|startofprev|>)
-    prefix: Optional[Union[str, List[int]]] = None   # forced start of the current text
+    task: str = "transcribe"  # "transcribe" or "translate" (X -> English)
+    language: Optional[str] = None  # code or name; None = detect (multilingual models)
+    temperature: float = 0.0  # 0 = greedy argmax; > 0 = sampling
+    sample_len: Optional[int] = None  # max tokens to sample; None = n_text_ctx // 2
+    # independent samples at temperature > 0, best one kept
+    best_of: Optional[int] = None
+    beam_size: Optional[int] = None  # beams at temperature 0; None = greedy
+    # beam search: stop after round(beam_size * patience) finished
+    patience: Optional[float] = None
+    # None = length-normalised sum of logprobs, else Google NMT alpha
+    length_penalty: Optional[float] = None
+    prompt: Optional[Union[str, List[int]]] = None  # previous text (after <|startofprev|>)
+    prefix: Optional[Union[str, List[int]]] = None  # forced start of the current text
     suppress_tokens: Optional[Union[str, Sequence[int]]] = "-1"  # "-1" = openai's non-speech set
-    suppress_blank: bool = True               # no blank/EOT as the first sampled token
-    without_timestamps: bool = False          # <|notimestamps|>: text tokens only
-    max_initial_timestamp: Optional[float] = 1.0     # seconds; the first timestamp may not be later
+    suppress_blank: bool = True  # no blank/EOT as the first sampled token
+    without_timestamps: bool = False  # <|notimestamps|>: text tokens only
+    max_initial_timestamp: Optional[float] = 1.0  # seconds; the first timestamp may not be later
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,15 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
-    """`np.argsort(-values, axis=1, kind="stable")[:, :k]`, ties by lower index, without sorting whole rows: a full
-    stable sort of 51,865 logprobs per beam cost more than the decoder step itself."""
+    """`np.argsort(-values, axis=1, kind="stable")[:, :k]`, ties by lower index, without sorting
+    whole rows: a full stable sort of 51,865 logprobs per beam cost more than the decoder step
+    itself."""
     if k >= values.shape[1]:
         return np.argsort(-values, axis=1, kind="stable")
-    threshold = np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k]  # k-th largest per row
-    rows, columns = np.nonzero(values >= threshold[:, None])  # row-major: ascending indices within a row
+    # k-th largest per row
+    threshold = np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k]
+    # row-major: ascending indices within a row
+    rows, columns = np.nonzero(values >= threshold[:, None])
     order = np.lexsort((columns, -values[rows, columns], rows))
     rows, columns = rows[order], columns[order]
     rank = np.arange(len(rows)) - np.searchsorted(rows, rows)  # position within its row
@@ -72,6 +80,7 @@ def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
 
 
 # ---- logit filters: each mutates logits (B, V) in place given the tokens so far (B, T) ----
+
 
 class LogitFilter:
     def apply(self, logits: np.ndarray, tokens: np.ndarray) -> None:
@@ -99,10 +108,13 @@ class SuppressTokens(LogitFilter):
 
 
 class ApplyTimestampRules(LogitFilter):
-    """openai's timestamp grammar: timestamps in pairs, never decreasing, a timestamp first (no later than
-    max_initial_timestamp), and a timestamp whenever timestamps together outweigh the best text token."""
+    """openai's timestamp grammar: timestamps in pairs, never decreasing, a timestamp first (no
+    later than max_initial_timestamp), and a timestamp whenever timestamps together outweigh the
+    best text token."""
 
-    def __init__(self, tokenizer: Tokenizer, sample_begin: int, max_initial_timestamp_index: Optional[int]):
+    def __init__(
+        self, tokenizer: Tokenizer, sample_begin: int, max_initial_timestamp_index: Optional[int]
+    ):
         self.eot = tokenizer.eot
         self.no_timestamps = tokenizer.no_timestamps
         self.timestamp_begin = tokenizer.timestamp_begin
@@ -112,16 +124,18 @@ class ApplyTimestampRules(LogitFilter):
     def apply(self, logits, tokens):
         ts = self.timestamp_begin
         logits[:, self.no_timestamps] = -np.inf
-        sampled = tokens[:, self.sample_begin:]
+        sampled = tokens[:, self.sample_begin :]
         n = sampled.shape[1]
         is_timestamp = sampled >= ts
         last_was_timestamp = is_timestamp[:, -1] if n >= 1 else np.zeros(len(tokens), bool)
         penultimate_was_timestamp = is_timestamp[:, -2] if n >= 2 else np.ones(len(tokens), bool)
-        logits[last_was_timestamp & penultimate_was_timestamp, ts:] = -np.inf  # a pair just closed: text or EOT
+        # a pair just closed: text or EOT
+        logits[last_was_timestamp & penultimate_was_timestamp, ts:] = -np.inf
         open_segment = last_was_timestamp & ~penultimate_was_timestamp
         logits[open_segment, : self.eot] = -np.inf  # an open segment: only a timestamp or EOT
         if n >= 1:
-            # never decrease; a new segment's start may equal the previous end, other timestamps must advance
+            # never decrease; a new segment's start may equal the previous end, other timestamps
+            # must advance
             has_timestamp = is_timestamp.any(axis=1)
             last_index = n - 1 - np.argmax(is_timestamp[:, ::-1], axis=1)
             last = sampled[np.arange(len(tokens)), last_index] + (~open_segment)
@@ -130,13 +144,14 @@ class ApplyTimestampRules(LogitFilter):
         if n == 0:
             logits[:, :ts] = -np.inf
             if self.max_initial_timestamp_index is not None:
-                logits[:, ts + self.max_initial_timestamp_index + 1:] = -np.inf
+                logits[:, ts + self.max_initial_timestamp_index + 1 :] = -np.inf
         logprobs = log_softmax(logits)
         timestamp_logprob = np.logaddexp.reduce(logprobs[:, ts:], axis=1)
         logits[timestamp_logprob > logprobs[:, :ts].max(axis=1), :ts] = -np.inf
 
 
 # ---- token selection ----
+
 
 class GreedyDecoder:
     """Argmax at temperature 0, else sampling from softmax(logits / temperature)."""
@@ -163,8 +178,9 @@ class GreedyDecoder:
 class BeamSearchDecoder:
     """openai's beam search for one audio: beam_size rows decoded as one batch.
 
-    Each step proposes the top beam_size + 1 continuations of every row; the best beam_size unfinished sequences
-    continue, and finished ones are kept until round(beam_size * patience) of them exist.
+    Each step proposes the top beam_size + 1 continuations of every row; the best beam_size
+    unfinished sequences continue, and finished ones are kept until round(beam_size * patience) of
+    them exist.
     """
 
     def __init__(self, beam_size: int, eot: int, patience: Optional[float] = None):
@@ -174,39 +190,54 @@ class BeamSearchDecoder:
         self.finished: Dict[Tuple[int, ...], float] = {}
 
     def update(self, tokens: np.ndarray, logits: np.ndarray, sum_logprobs: np.ndarray):
-        """Return (next tokens (beam, T+1), source row of each, completed); sum_logprobs is rewritten in place.
+        """Return (next tokens (beam, T+1), source row of each, completed); sum_logprobs is
+        rewritten in place.
 
-        openai's candidate bookkeeping (a dict of sequences, sorted by score, stable) done with arrays: rows are
-        ranked by their top beam_size + 1 tokens at once, and rows holding the same sequence (every row at the
-        first step) propose once, from the last such row, as a dict keyed by sequence would keep them.
+        openai's candidate bookkeeping (a dict of sequences, sorted by score, stable) done with
+        arrays: rows are ranked by their top beam_size + 1 tokens at once, and rows holding the same
+        sequence (every row at the first step) propose once, from the last such row, as a dict keyed
+        by sequence would keep them.
         """
         k = self.beam_size + 1
         _, first, group = np.unique(tokens, axis=0, return_index=True, return_inverse=True)
         group = group.reshape(-1)
         last = np.zeros(len(first), np.int64)
         last[group] = np.arange(len(group))  # the last row of each group wins, as in a dict
-        source = last[group[np.sort(first)]]  # each distinct sequence once, in the order of its first row
+        # each distinct sequence once, in the order of its first row
+        source = last[group[np.sort(first)]]
         logprobs = log_softmax(logits[source].astype(np.float64))
         top = top_k_rows(logprobs, k)  # (rows, min(k, V))
         candidate_rows = np.repeat(source, top.shape[1])
         candidate_tokens = top.reshape(-1)
-        scores = sum_logprobs[candidate_rows] + np.take_along_axis(logprobs, top, axis=1).reshape(-1)
+        scores = sum_logprobs[candidate_rows] + np.take_along_axis(logprobs, top, axis=1).reshape(
+            -1
+        )
         order = np.argsort(-scores, kind="stable")
         finished = candidate_tokens[order] == self.eot
         kept = order[~finished][: self.beam_size]
-        cut = np.flatnonzero(~finished)[self.beam_size - 1] if len(kept) == self.beam_size else len(order)
-        for i in order[: cut + 1][finished[: cut + 1]]:  # finished candidates ranked before the beams filled up
+        cut = (
+            np.flatnonzero(~finished)[self.beam_size - 1]
+            if len(kept) == self.beam_size
+            else len(order)
+        )
+        # finished candidates ranked before the beams filled up
+        for i in order[: cut + 1][finished[: cut + 1]]:
             if len(self.finished) >= self.max_candidates:
                 break
             sequence = tuple(tokens[candidate_rows[i]].tolist()) + (self.eot,)
             self.finished[sequence] = float(scores[i])
         sum_logprobs[: len(kept)] = scores[kept]
-        next_tokens = np.concatenate([tokens[candidate_rows[kept]], candidate_tokens[kept, None]], axis=1)
+        next_tokens = np.concatenate(
+            [tokens[candidate_rows[kept]], candidate_tokens[kept, None]], axis=1
+        )
         completed = len(self.finished) >= self.max_candidates
         return next_tokens.astype(np.int64), candidate_rows[kept].tolist(), completed
 
-    def finalize(self, tokens: np.ndarray, sum_logprobs: np.ndarray) -> Dict[Tuple[int, ...], float]:
-        """Finished candidates, topped up with the best unfinished beams (EOT appended) if fewer than beam_size."""
+    def finalize(
+        self, tokens: np.ndarray, sum_logprobs: np.ndarray
+    ) -> Dict[Tuple[int, ...], float]:
+        """Finished candidates, topped up with the best unfinished beams (EOT appended) if fewer
+        than beam_size."""
         finished = dict(self.finished)
         if len(finished) < self.beam_size:
             for row in np.argsort(-sum_logprobs, kind="stable"):
@@ -218,16 +249,25 @@ class BeamSearchDecoder:
 
 # ---- the decoding task ----
 
+
 def build_tokenizer(model, language=None, task="transcribe") -> Tokenizer:
     if not model.is_multilingual and language is not None and language_code(language) != "en":
         raise OptionsError(f"this model is English-only; it cannot decode language '{language}'")
-    return get_tokenizer(model.tokenizer_path, multilingual=model.is_multilingual,
-                         num_languages=model.num_languages, language=language, task=task)
+    return get_tokenizer(
+        model.tokenizer_path,
+        multilingual=model.is_multilingual,
+        num_languages=model.num_languages,
+        language=language,
+        task=task,
+    )
 
 
 def _verify_options(options: DecodingOptions) -> DecodingOptions:
-    if not isinstance(options.temperature, (int, float)) or not np.isfinite(options.temperature) \
-            or options.temperature < 0:
+    if (
+        not isinstance(options.temperature, (int, float))
+        or not np.isfinite(options.temperature)
+        or options.temperature < 0
+    ):
         raise OptionsError(f"temperature must be a finite number >= 0, got {options.temperature!r}")
     if options.sample_len is not None and options.sample_len < 1:
         raise OptionsError(f"sample_len must be at least 1, got {options.sample_len}")
@@ -257,8 +297,11 @@ class DecodingTask:
         self.n_ctx = model.dims.n_text_ctx
         self.sample_len = options.sample_len or self.n_ctx // 2
         tok = self.tokenizer
-        self.sot_sequence = tok.sot_sequence_including_notimestamps if options.without_timestamps \
+        self.sot_sequence = (
+            tok.sot_sequence_including_notimestamps
+            if options.without_timestamps
             else tok.sot_sequence
+        )
         self.initial_tokens = self._initial_tokens()
         self.sample_begin = len(self.initial_tokens)
         self.sot_index = self.initial_tokens.index(tok.sot)
@@ -275,7 +318,7 @@ class DecodingTask:
             tokens += prefix[-max_prefix_len:]  # openai's slice: 0 keeps the whole prefix
         if self.options.prompt:
             prompt = self._encode_text(self.options.prompt)
-            tokens = [self.tokenizer.sot_prev] + prompt[-(self.n_ctx // 2 - 1):] + tokens
+            tokens = [self.tokenizer.sot_prev] + prompt[-(self.n_ctx // 2 - 1) :] + tokens
         return tuple(tokens)
 
     def suppress_tokens(self) -> Tuple[int, ...]:
@@ -286,7 +329,14 @@ class DecodingTask:
         requested = list(requested or [])
         if -1 in requested:
             requested = [t for t in requested if t >= 0] + list(tok.non_speech_tokens)
-        requested += [tok.transcribe, tok.translate, tok.sot, tok.sot_prev, tok.sot_lm, tok.no_speech]
+        requested += [
+            tok.transcribe,
+            tok.translate,
+            tok.sot,
+            tok.sot_prev,
+            tok.sot_lm,
+            tok.no_speech,
+        ]
         return tuple(sorted(set(requested)))
 
     def _logit_filters(self) -> List[LogitFilter]:
@@ -303,11 +353,14 @@ class DecodingTask:
             filters.append(ApplyTimestampRules(self.tokenizer, self.sample_begin, index))
         return filters
 
-    def run(self, audio_features, language: str, rng: Optional[np.random.Generator] = None) -> DecodingResult:
+    def run(
+        self, audio_features, language: str, rng: Optional[np.random.Generator] = None
+    ) -> DecodingResult:
         """Decode one window (batch of 1) whose audio features are already computed.
 
-        At temperature > 0 with best_of, the samples are drawn one after another and ranked as openai does
-        (sum of logprobs over length, or over the Google NMT penalty when length_penalty is set).
+        At temperature > 0 with best_of, the samples are drawn one after another and ranked as
+        openai does (sum of logprobs over length, or over the Google NMT penalty when length_penalty
+        is set).
         """
         if self.options.beam_size is not None and self.options.temperature == 0:
             candidates = self._beam_search(audio_features)
@@ -315,22 +368,36 @@ class DecodingTask:
             n_samples = (self.options.best_of or 1) if self.options.temperature > 0 else 1
             rng = rng or np.random.default_rng()
             candidates = [self._sample(audio_features, rng) for _ in range(n_samples)]
-        scores = [rank_score(logprob, len(tokens), self.options.length_penalty) for tokens, logprob, _ in candidates]
+        scores = [
+            rank_score(logprob, len(tokens), self.options.length_penalty)
+            for tokens, logprob, _ in candidates
+        ]
         sampled, sum_logprob, no_speech_prob = candidates[int(np.argmax(scores))]
         text = self.tokenizer.decode(sampled).strip()
-        return DecodingResult(language=language, tokens=sampled, text=text, avg_logprob=sum_logprob / (len(sampled) + 1),
-                              no_speech_prob=no_speech_prob, temperature=self.options.temperature,
-                              compression_ratio=compression_ratio(text))
+        return DecodingResult(
+            language=language,
+            tokens=sampled,
+            text=text,
+            avg_logprob=sum_logprob / (len(sampled) + 1),
+            no_speech_prob=no_speech_prob,
+            temperature=self.options.temperature,
+            compression_ratio=compression_ratio(text),
+        )
 
     def _sample(self, audio_features, rng):
-        """One sequence: (sampled tokens without EOT, sum of logprobs incl. EOT, no-speech probability)."""
+        """One sequence: (sampled tokens without EOT, sum of logprobs incl. EOT, no-speech
+        probability)."""
         inference = self.model.inference
         tok = self.tokenizer
         tokens = np.array([self.initial_tokens], np.int64)
         decoder = GreedyDecoder(self.options.temperature, tok.eot, rng)
         sum_logprobs = np.zeros(1, np.float64)
-        logits, cache = inference.start(audio_features, tokens, [self.sot_index, self.sample_begin - 1])
-        no_speech_prob = float(np.exp(log_softmax(logits[:, 0].astype(np.float64)))[0, tok.no_speech])
+        logits, cache = inference.start(
+            audio_features, tokens, [self.sot_index, self.sample_begin - 1]
+        )
+        no_speech_prob = float(
+            np.exp(log_softmax(logits[:, 0].astype(np.float64)))[0, tok.no_speech]
+        )
         logits = logits[:, 1]
         for _ in range(self.sample_len):
             for logit_filter in self.logit_filters:
@@ -340,25 +407,30 @@ class DecodingTask:
             if (next_tokens == tok.eot).all() or tokens.shape[1] >= self.n_ctx:
                 break
             logits, cache = inference.step(next_tokens, cache)
-        sampled = tokens[0, self.sample_begin:].tolist()
+        sampled = tokens[0, self.sample_begin :].tolist()
         if tok.eot in sampled:
             sampled = sampled[: sampled.index(tok.eot)]
         return sampled, float(sum_logprobs[0]), no_speech_prob
 
-
     def _beam_search(self, audio_features):
-        """Candidates (tokens without EOT, sum of logprobs, no-speech probability) from one batched beam search.
+        """Candidates (tokens without EOT, sum of logprobs, no-speech probability) from one batched
+        beam search.
 
-        The prompt runs once (batch 1) and its cache is copied to the beams; the window's cross-attention K/V is
-        shared by every beam (kept batch 1), so reordering after each step only gathers the self-attention cache.
+        The prompt runs once (batch 1) and its cache is copied to the beams; the window's
+        cross-attention K/V is shared by every beam (kept batch 1), so reordering after each step
+        only gathers the self-attention cache.
         """
         inference = self.model.inference
         tok = self.tokenizer
         beam = BeamSearchDecoder(self.options.beam_size, tok.eot, self.options.patience)
-        logits, cache = inference.start(audio_features, np.array([self.initial_tokens]),
-                                        [self.sot_index, self.sample_begin - 1])
-        no_speech_prob = float(np.exp(log_softmax(logits[:, 0].astype(np.float64)))[0, tok.no_speech])
-        cache = cache.reorder([0] * beam.beam_size)  # the cross K/V stays batch 1: beams share it (model.py)
+        logits, cache = inference.start(
+            audio_features, np.array([self.initial_tokens]), [self.sot_index, self.sample_begin - 1]
+        )
+        no_speech_prob = float(
+            np.exp(log_softmax(logits[:, 0].astype(np.float64)))[0, tok.no_speech]
+        )
+        # the cross K/V stays batch 1: beams share it (model.py)
+        cache = cache.reorder([0] * beam.beam_size)
         tokens = np.array([self.initial_tokens] * beam.beam_size, np.int64)
         logits = np.repeat(logits[:, 1], beam.beam_size, axis=0)
         sum_logprobs = np.zeros(beam.beam_size, np.float64)
@@ -370,7 +442,10 @@ class DecodingTask:
                 break
             logits, cache = inference.step(tokens[:, -1], cache, rows=rows)
         finished = beam.finalize(tokens, sum_logprobs)
-        return [(list(seq[self.sample_begin:-1]), logprob, no_speech_prob) for seq, logprob in finished.items()]
+        return [
+            (list(seq[self.sample_begin : -1]), logprob, no_speech_prob)
+            for seq, logprob in finished.items()
+        ]
 
 
 def rank_score(sum_logprob: float, length: int, length_penalty: Optional[float]) -> float:
@@ -384,19 +459,26 @@ def _features(model, mel):
     if mel.ndim == 2:
         mel = mel[None]
     if mel.shape[-2:] != (model.dims.n_mels, N_FRAMES):
-        raise OptionsError(f"mel must be (n_mels={model.dims.n_mels}, {N_FRAMES}) for one window, got "
-                           f"{tuple(mel.shape[-2:])}: use pad_or_trim on the audio or the mel first")
+        raise OptionsError(
+            f"mel must be (n_mels={model.dims.n_mels}, {N_FRAMES}) for one window, got "
+            f"{tuple(mel.shape[-2:])}: use pad_or_trim on the audio or the mel first"
+        )
     if mel.shape[0] != 1:
         raise OptionsError("decode takes one window at a time (batch of 1)")
     if not np.isfinite(mel).all():
-        raise OptionsError("mel holds NaN or infinite values: compute it from finite audio (log_mel_spectrogram)")
+        raise OptionsError(
+            "mel holds NaN or infinite values: compute it from finite audio (log_mel_spectrogram)"
+        )
     return model.inference.embed_audio(mel)
 
 
 def detect_language(model, mel, tokenizer: Optional[Tokenizer] = None, audio_features=None):
-    """Most likely language of one window, and the probability of each language: a single prefill of <|sot|>."""
+    """Most likely language of one window, and the probability of each language: a single prefill of
+    <|sot|>."""
     if not model.is_multilingual:
-        raise OptionsError("language detection needs a multilingual model; this one is English-only")
+        raise OptionsError(
+            "language detection needs a multilingual model; this one is English-only"
+        )
     tokenizer = tokenizer or build_tokenizer(model)
     if audio_features is None:
         audio_features = _features(model, mel)

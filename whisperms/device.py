@@ -1,8 +1,9 @@
 """Which device we run on and what it offers, decided in one place.
 
-CPU: float32, eager attention under jit, and the conv stem as one MatMul over stacked kernel taps (model.Conv1d), whose
-speed does not depend on which Conv2D kernel MindSpore picks for a CPU. Ascend: float16 (LayerNorm, softmax, logits in
-float32), FlashAttention-2 kernels (attention.py) and the native `mint` conv1d.
+CPU: float32, eager attention under jit, and the conv stem as one MatMul over stacked kernel taps
+(model.Conv1d), whose speed does not depend on which Conv2D kernel MindSpore picks for a CPU.
+Ascend: float16 (LayerNorm, softmax, logits in float32), FlashAttention-2 kernels (attention.py) and
+the native `mint` conv1d.
 """
 
 import os
@@ -19,19 +20,22 @@ DEVICES = ("CPU", "Ascend")
 DTYPES = {"float32": ms.float32, "float16": ms.float16}
 AUTO = "auto"
 
-MATMUL_TAPS = "matmul_taps"     # one MatMul over the stacked kernel taps: any device
-NATIVE_CONV1D = "mint_conv1d"   # Conv1DExt: Ascend only ("kernel unregistered" on CPU)
-# The Ascend-only conv kernel, looked up at trace/call time so tests can substitute an emulation of its contract.
+MATMUL_TAPS = "matmul_taps"  # one MatMul over the stacked kernel taps: any device
+NATIVE_CONV1D = "mint_conv1d"  # Conv1DExt: Ascend only ("kernel unregistered" on CPU)
+# The Ascend-only conv kernel, looked up at trace/call time so tests can substitute an emulation of
+# its contract.
 CONV_KERNELS = {"conv1d": mint.nn.functional.conv1d}
 
 
 @dataclass(frozen=True)
 class Runtime:
-    device: str               # "CPU" or "Ascend"
-    dtype: str                # parameter and activation dtype; LayerNorm, softmax and logits always run in float32
+    device: str  # "CPU" or "Ascend"
+    # parameter and activation dtype; LayerNorm, softmax and logits always run in float32
+    dtype: str
     attn_implementation: str  # "eager" or "flash_attention_2" (attention.py)
-    conv: str                 # MATMUL_TAPS or NATIVE_CONV1D
-    jit: bool = True          # False: every entry point runs eagerly (slow; the reference for the compiled path)
+    conv: str  # MATMUL_TAPS or NATIVE_CONV1D
+    # False: every entry point runs eagerly (slow; the reference for the compiled path)
+    jit: bool = True
     threads: Optional[int] = None  # CPU cores used, None = all (see `use_threads`)
 
 
@@ -40,8 +44,9 @@ CANN_DEFAULT = "/usr/local/Ascend"
 
 
 def ascend_available() -> bool:
-    """True when MindSpore sees an Ascend device. Without a CANN installation there can be none, and MindSpore's
-    probe would print plugin-loading warnings on every CPU run, so it is only asked when CANN is present."""
+    """True when MindSpore sees an Ascend device. Without a CANN installation there can be none, and
+    MindSpore's probe would print plugin-loading warnings on every CPU run, so it is only asked when
+    CANN is present."""
     if not any(os.environ.get(name) for name in CANN_HOMES) and not os.path.isdir(CANN_DEFAULT):
         return False
     try:
@@ -54,10 +59,16 @@ def _attn_implementation(requested, device):
     if requested in (None, AUTO):
         return FLASH if device == "Ascend" else EAGER
     if requested not in IMPLEMENTATIONS:
-        raise OptionsError(f"unknown attn_implementation '{requested}': use one of auto, {', '.join(IMPLEMENTATIONS)}")
+        raise OptionsError(
+            f"unknown attn_implementation '{requested}': use one of auto, "
+            f"{', '.join(IMPLEMENTATIONS)}"
+        )
     if requested == FLASH and device != "Ascend":
-        raise OptionsError(f"attn_implementation '{FLASH}' needs an Ascend device: MindSpore's FlashAttention kernels "
-                           f"are Ascend-only ('kernel unregistered' on {device}); use 'eager' or 'auto'")
+        raise OptionsError(
+            f"attn_implementation '{FLASH}' needs an Ascend device: MindSpore's FlashAttention "
+            "kernels "
+            f"are Ascend-only ('kernel unregistered' on {device}); use 'eager' or 'auto'"
+        )
     return requested
 
 
@@ -69,23 +80,31 @@ def select(device=None, dtype=None, attn_implementation=AUTO, jit=True, threads=
         raise OptionsError(f"unknown device '{device}': use one of {', '.join(DEVICES)}")
     device = matches[0]
     if device == "Ascend" and not ascend_available():
-        raise OptionsError("device 'Ascend' was asked for but MindSpore reports no Ascend device here")
+        raise OptionsError(
+            "device 'Ascend' was asked for but MindSpore reports no Ascend device here"
+        )
     dtype = dtype or ("float16" if device == "Ascend" else "float32")
     if dtype not in DTYPES:
         raise OptionsError(f"unknown dtype '{dtype}': use one of {', '.join(DTYPES)}")
     attn = _attn_implementation(attn_implementation, device)
     _use_device(device)
     use_threads(threads)
-    return Runtime(device=device, dtype=dtype, attn_implementation=attn,
-                   conv=NATIVE_CONV1D if device == "Ascend" else MATMUL_TAPS, jit=bool(jit), threads=threads)
+    return Runtime(
+        device=device,
+        dtype=dtype,
+        attn_implementation=attn,
+        conv=NATIVE_CONV1D if device == "Ascend" else MATMUL_TAPS,
+        jit=bool(jit),
+        threads=threads,
+    )
 
 
 def use_threads(threads):
     """Run on `threads` CPU cores (None: all of them), like openai's --threads.
 
-    MindSpore's CPU kernels do not keep to `op_tuning.threads_num` (a large MatMul still used every core), so on
-    Linux the process and its existing threads are pinned to the first `threads` cores it may use; the MindSpore
-    setting is made as well.
+    MindSpore's CPU kernels do not keep to `op_tuning.threads_num` (a large MatMul still used every
+    core), so on Linux the process and its existing threads are pinned to the first `threads` cores
+    it may use; the MindSpore setting is made as well.
     """
     if threads is None:
         return
@@ -101,17 +120,21 @@ def use_threads(threads):
                     pass
     try:
         ms.device_context.cpu.op_tuning.threads_num(threads)
-    except (RuntimeError, ValueError, AttributeError):  # already set in this process, or an older MindSpore
+    # already set in this process, or an older MindSpore
+    except (RuntimeError, ValueError, AttributeError):
         pass
 
 
 def _use_device(device: str):
-    """Point MindSpore at `device` once: it refuses a change after its runtime has run a kernel, so a second
-    load_model on the same device must not ask again, and a switch mid-process is a clear error."""
+    """Point MindSpore at `device` once: it refuses a change after its runtime has run a kernel, so
+    a second load_model on the same device must not ask again, and a switch mid-process is a clear
+    error."""
     if ms.get_context("device_target") == device:
         return
     try:
         ms.set_device(device)
     except RuntimeError:
-        raise OptionsError(f"MindSpore already runs on {ms.get_context('device_target')} in this process; "
-                           f"device '{device}' must be chosen before anything runs") from None
+        raise OptionsError(
+            f"MindSpore already runs on {ms.get_context('device_target')} in this process; "
+            f"device '{device}' must be chosen before anything runs"
+        ) from None

@@ -1,4 +1,5 @@
-"""Errors a user can act on. Each carries a one-line message; the CLI prints it and exits non-zero."""
+"""Errors a user can act on. Each carries a one-line message; the CLI prints it and exits
+non-zero."""
 
 
 class WhispermsError(Exception):
@@ -6,16 +7,18 @@ class WhispermsError(Exception):
 
 
 class AudioError(WhispermsError):
-    """Audio that cannot be used: a file that is missing, not a file, unreadable or not decodable, or an array of a
-    shape or dtype `transcribe` does not take."""
+    """Audio that cannot be used: a file that is missing, not a file, unreadable or not decodable,
+    or an array of a shape or dtype `transcribe` does not take."""
 
 
 class CheckpointError(WhispermsError):
-    """A checkpoint folder that is missing, of an unknown kind, corrupted, or mismatched with the network."""
+    """A checkpoint folder that is missing, of an unknown kind, corrupted, or mismatched with the
+    network."""
 
 
 class OptionsError(WhispermsError, ValueError):
-    """An option value or a combination of options that cannot work (unknown language, impossible settings)."""
+    """An option value or a combination of options that cannot work (unknown language, impossible
+    settings)."""
 
 
 class OutputError(WhispermsError):
@@ -23,4 +26,5 @@ class OutputError(WhispermsError):
 
 
 class WhispermsWarning(UserWarning):
-    """Something whisperms repaired and went on with (e.g. non-finite audio samples); the CLI prints it as one line."""
+    """Something whisperms repaired and went on with (e.g. non-finite audio samples); the CLI prints
+    it as one line."""

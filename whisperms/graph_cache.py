@@ -1,9 +1,11 @@
 """Compiled graphs kept on disk as MindIR, so a later process skips most of the compile.
 
-The first process compiles each entry point with `mindspore.jit` and saves the graph MindSpore's frontend produced
-(internals.func_graph_mindir); later processes load it into `nn.GraphCell`, which only goes through the backend,
-the costlier part of a compile being the frontend. Results are the same bit for bit.
+The first process compiles each entry point with `mindspore.jit` and saves the graph MindSpore's
+frontend produced (internals.func_graph_mindir); later processes load it into `nn.GraphCell`, which
+only goes through the backend, the costlier part of a compile being the frontend. Results are the
+same bit for bit.
 """
+
 import functools
 import hashlib
 import json
@@ -20,7 +22,8 @@ OFF = ("0", "off", "false", "no")
 
 
 def user_cache(kind):
-    """~/.cache/whisperms/<kind>/mindspore-<version> (or under $XDG_CACHE_HOME), created; None if not writable."""
+    """~/.cache/whisperms/<kind>/mindspore-<version> (or under $XDG_CACHE_HOME), created; None if
+    not writable."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return writable(root / "whisperms" / kind / f"mindspore-{ms.__version__}")
 
@@ -34,8 +37,9 @@ def writable(folder):
 
 
 def graph_folder():
-    """Where graphs are cached, or None when the cache is off or no folder is writable: `$WHISPERMS_GRAPH_CACHE` if
-    set (`0` turns the cache off), else ~/.cache/whisperms/graphs/mindspore-<version>."""
+    """Where graphs are cached, or None when the cache is off or no folder is writable:
+    `$WHISPERMS_GRAPH_CACHE` if set (`0` turns the cache off), else
+    ~/.cache/whisperms/graphs/mindspore-<version>."""
     setting = os.environ.get(GRAPH_CACHE_ENV)
     if setting is None:
         return user_cache("graphs")
@@ -46,8 +50,8 @@ def graph_folder():
 
 @functools.lru_cache(maxsize=None)
 def source_fingerprint():
-    """A hash of the package's Python sources, read once per process (the code this process runs): any code change
-    names new files."""
+    """A hash of the package's Python sources, read once per process (the code this process runs):
+    any code change names new files."""
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode())
@@ -56,34 +60,39 @@ def source_fingerprint():
 
 
 def signature(args):
-    """Structure, shapes and dtypes of nested tuples of tensors: what a compiled graph is specialized to."""
+    """Structure, shapes and dtypes of nested tuples of tensors: what a compiled graph is
+    specialized to."""
     if isinstance(args, (tuple, list)):
         return [signature(item) for item in args]
     return [list(args.shape), str(args.dtype)]
 
 
 class GraphCache:
-    """One model's compiled entry points in `folder`: saved from the first jit compile, loaded as `nn.GraphCell`.
+    """One model's compiled entry points in `folder`: saved from the first jit compile, loaded as
+    `nn.GraphCell`.
 
-    A cached graph holds no weights: the per-layer entry points take them as inputs, and the parameters the others
-    read are saved by name only and bound on load to the model's parameters of those names and shapes. So one file
-    serves any checkpoint of that size, and a graph reading anything else is not saved."""
+    A cached graph holds no weights: the per-layer entry points take them as inputs, and the
+    parameters the others read are saved by name only and bound on load to the model's parameters of
+    those names and shapes. So one file serves any checkpoint of that size, and a graph reading
+    anything else is not saved."""
 
     def __init__(self, folder, context, parameters):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.salt = [source_fingerprint(), ms.__version__, context]
-        self.parameters = parameters  # name -> Parameter: what a loaded graph's parameters are bound to
+        # name -> Parameter: what a loaded graph's parameters are bound to
+        self.parameters = parameters
 
     def path(self, name, args):
-        # Named by everything the graph depends on, so a changed input is a new file, never a stale graph. (MindSpore's
-        # own compile cache matches graphs by compile order: a process compiling in another order ran wrong graphs.)
+        # Named by everything the graph depends on, so a changed input is a new file, never a stale
+        # graph. (MindSpore's own compile cache matches graphs by compile order: a process compiling
+        # in another order ran wrong graphs.)
         key = hashlib.sha256(json.dumps([self.salt, name, signature(args)]).encode()).hexdigest()
         return self.folder / f"{name}-{key[:32]}.mindir"
 
     def load(self, name, args):
-        """The cached graph for fn(*args) as a GraphCell (called with the same args), or None if there is none or
-        it does not load (then it is removed, to be saved again)."""
+        """The cached graph for fn(*args) as a GraphCell (called with the same args), or None if
+        there is none or it does not load (then it is removed, to be saved again)."""
         path = self.path(name, args)
         if not path.exists():
             return None
@@ -95,19 +104,22 @@ class GraphCache:
         for parameter_name, parameter in cell.parameters_dict().items():
             own = self.parameters.get(parameter_name)
             if own is None or own.shape != parameter.shape or own.dtype != parameter.dtype:
-                raise ValueError(f"{path.name}: parameter {parameter_name} is not one of this model's")
-            parameter.set_data(Tensor.from_numpy(own.asnumpy()))  # shares the model's memory: no copy
+                raise ValueError(
+                    f"{path.name}: parameter {parameter_name} is not one of this model's"
+                )
+            # shares the model's memory: no copy
+            parameter.set_data(Tensor.from_numpy(own.asnumpy()))
         return cell
 
     @staticmethod
     def phases():
-        """The jit phases compiled so far in this process (None if they cannot be listed: nothing is saved);
-        `save` finds the new graph by comparing with these."""
+        """The jit phases compiled so far in this process (None if they cannot be listed: nothing is
+        saved); `save` finds the new graph by comparing with these."""
         return internals.compile_phases()
 
     def save(self, name, args, before):
-        """Save the graph jit compiled for fn(*args) since `phases()` returned `before`. Where MindSpore's internals
-        do not give the graph, nothing is saved (internals.py warned once)."""
+        """Save the graph jit compiled for fn(*args) since `phases()` returned `before`. Where
+        MindSpore's internals do not give the graph, nothing is saved (internals.py warned once)."""
         phases = self.phases()
         if before is None or phases is None:
             return
@@ -121,8 +133,12 @@ class GraphCache:
         path = self.path(name, args)
         for parameter_name, has_data in parameters:
             if has_data or parameter_name.split(":", 1)[-1] not in self.parameters:
-                raise ValueError(f"{path.stem}: parameter {parameter_name} is not one of the model's (or has data)")
-        # Written under a temporary name and renamed, so a concurrent process never reads half a file.
+                raise ValueError(
+                    f"{path.stem}: parameter {parameter_name} is not one of the model's (or has "
+                    "data)"
+                )
+        # Written under a temporary name and renamed, so a concurrent process never reads half a
+        # file.
         temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
         try:
             temporary.write_bytes(stream)

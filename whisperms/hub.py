@@ -1,8 +1,11 @@
-"""Model names -> checkpoints: a local `weights/NAME` folder first, else the Hugging Face hub, converted once.
+"""Model names -> checkpoints: a local `weights/NAME` folder first, else the Hugging Face hub,
+converted once.
 
-The released models' dimensions live in convert.py (RELEASED_DIMENSIONS, imported here): convert names a
-checkpoint by them, and hub.py already depends on convert, so the table sits on the side nothing imports back.
+The released models' dimensions live in convert.py (RELEASED_DIMENSIONS, imported here): convert
+names a checkpoint by them, and hub.py already depends on convert, so the table sits on the side
+nothing imports back.
 """
+
 import os
 from pathlib import Path
 
@@ -12,7 +15,10 @@ from .errors import CheckpointError
 WEIGHTS_ENV = "WHISPERMS_WEIGHTS"  # overrides where named models are looked up and cached
 
 ALIASES = {"large": "large-v3", "turbo": "large-v3-turbo"}
-HF_REPOS = {name: f"openai/whisper-{'large' if name == 'large-v1' else name}" for name in RELEASED_DIMENSIONS}
+HF_REPOS = {
+    name: f"openai/whisper-{'large' if name == 'large-v1' else name}"
+    for name in RELEASED_DIMENSIONS
+}
 
 
 def available_models():
@@ -36,8 +42,10 @@ def resolve(name_or_path, download_root=None) -> Path:
         return path
     name = ALIASES.get(str(name_or_path), str(name_or_path))
     if name not in RELEASED_DIMENSIONS:
-        raise CheckpointError(f"'{name_or_path}' is neither a checkpoint folder nor a model name "
-                              f"(known: {', '.join(available_models())})")
+        raise CheckpointError(
+            f"'{name_or_path}' is neither a checkpoint folder nor a model name "
+            f"(known: {', '.join(available_models())})"
+        )
     root = Path(download_root).expanduser() if download_root else weights_root()
     local = root / name
     if local.is_dir():
@@ -48,10 +56,17 @@ def resolve(name_or_path, download_root=None) -> Path:
 def _download(name, dst: Path) -> Path:
     try:
         from huggingface_hub import snapshot_download
-        folder = snapshot_download(HF_REPOS[name], allow_patterns=["*.json", "*.safetensors", "*.txt"])
-    except Exception as error:  # offline, hub unreachable, or repo missing: all end the same way for the user
+
+        folder = snapshot_download(
+            HF_REPOS[name], allow_patterns=["*.json", "*.safetensors", "*.txt"]
+        )
+    # offline, hub unreachable, or repo missing: all end the same way for the user
+    except Exception as error:
         raise CheckpointError(
-            f"model '{name}' is not in {dst.parent} and could not be downloaded from the Hugging Face hub "
-            f"({type(error).__name__}); put a whisperms, Hugging Face or CTranslate2 folder at {dst} "
-            f"(or set {WEIGHTS_ENV})") from None
+            f"model '{name}' is not in {dst.parent} and could not be downloaded from the Hugging "
+            "Face hub "
+            f"({type(error).__name__}); put a whisperms, Hugging Face or CTranslate2 folder at "
+            f"{dst} "
+            f"(or set {WEIGHTS_ENV})"
+        ) from None
     return convert(folder, dst)

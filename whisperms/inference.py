@@ -1,16 +1,18 @@
-"""Compiled entry points of a loaded model: encoder, cross-attention K/V, prompt prefill and one-token step.
+"""Compiled entry points of a loaded model: encoder, cross-attention K/V, prompt prefill and
+one-token step.
 
-Each is a `mindspore.jit` function over static shapes, so a transcription compiles a small, fixed set of graphs and
-each decoded token costs one graph call and one host sync. The encoder, the prompt and the cross K/V run layer by
-layer through one graph that takes the layer's parameters as inputs; the step is one unrolled graph. Compiles are
-fused on CPU (fusion.py) and kept on disk (graph_cache.py).
+Each is a `mindspore.jit` function over static shapes, so a transcription compiles a small, fixed
+set of graphs and each decoded token costs one graph call and one host sync. The encoder, the prompt
+and the cross K/V run layer by layer through one graph that takes the layer's parameters as inputs;
+the step is one unrolled graph. Compiles are fused on CPU (fusion.py) and kept on disk
+(graph_cache.py).
 """
 
 import warnings
 from collections import Counter
 
-import numpy as np
 import mindspore as ms
+import numpy as np
 from mindspore import Tensor, mutable
 
 from .attention import EAGER
@@ -20,18 +22,20 @@ from .internals import runner
 from .kv_cache import KVCache
 
 PROMPT_BUCKETS = (8, 32, 64, 128, 256)
-# Prompts up to this long (a window without previous text) are fed through the step graph: no prompt graph to compile.
+# Prompts up to this long (a window without previous text) are fed through the step graph: no prompt
+# graph to compile.
 STEP_PROMPT_MAX = 8
-# Sizes the self-attention cache grows through (then n_text_ctx): every step reads and rewrites the whole cache,
-# and beam search also reorders it, so a cache sized to the text so far keeps that traffic small; each size is one
-# more step graph.
+# Sizes the self-attention cache grows through (then n_text_ctx): every step reads and rewrites the
+# whole cache, and beam search also reorders it, so a cache sized to the text so far keeps that
+# traffic small; each size is one more step graph.
 CACHE_BUCKETS = (64, 128, 256)
 
 
 class _Graph:
-    """`fn` compiled (or run eagerly when not `compiled`); with `fuse`, the compile (the first call per key, the
-    input shapes) fuses elementwise ops (fusion.py). With a graph `cache`, a graph saved by an earlier process is
-    loaded instead of compiled, and a compiled one is saved; a failure of the cache only costs its benefit."""
+    """`fn` compiled (or run eagerly when not `compiled`); with `fuse`, the compile (the first call
+    per key, the input shapes) fuses elementwise ops (fusion.py). With a graph `cache`, a graph
+    saved by an earlier process is loaded instead of compiled, and a compiled one is saved; a
+    failure of the cache only costs its benefit."""
 
     def __init__(self, name, fn, compiled=True, fuse=False, cache=None):
         self.name = name
@@ -52,7 +56,8 @@ class _Graph:
         if self.cache is None:
             return self._first_call(self.compiled, args)
         cell = self._cached(lambda: self.cache.load(self.name, args))
-        # A saved graph that does not compile here warns and is compiled instead (`out` is never None otherwise).
+        # A saved graph that does not compile here warns and is compiled instead (`out` is never
+        # None otherwise).
         out = self._cached(lambda: self._first_call(cell, args)) if cell is not None else None
         if out is not None:
             self.loaded[key] = runner(cell)
@@ -63,7 +68,8 @@ class _Graph:
         return out
 
     def _cached(self, action):
-        """`action()` on the graph cache; on failure, a warning and None (the graph is compiled as without it)."""
+        """`action()` on the graph cache; on failure, a warning and None (the graph is compiled as
+        without it)."""
         try:
             return action()
         except Exception as error:
@@ -71,7 +77,8 @@ class _Graph:
             return None
 
     def _first_call(self, compiled, args):
-        """The call that compiles: fused when asked; if kernel generation fails, unfused, as without fusion.py."""
+        """The call that compiles: fused when asked; if kernel generation fails, unfused, as without
+        fusion.py."""
         if not self.fuse:
             return compiled(*args)
         try:
@@ -86,15 +93,20 @@ class _Graph:
 
 
 def layer_parameters(block):
-    """A block's parameter names (relative to the block, as its Cells address them) and its parameters as graph
-    inputs: plain tensors sharing their memory, in a `mutable` tuple (a compiled graph is keyed on a Parameter's
-    identity, a plain tensor's shape and dtype only, so one graph serves every layer)."""
+    """A block's parameter names (relative to the block, as its Cells address them) and its
+    parameters as graph
+    inputs: plain tensors sharing their memory, in a `mutable` tuple (a compiled graph is keyed on a
+    Parameter's identity, a plain tensor's shape and dtype only, so one graph serves every
+    layer)."""
     named = list(block.parameters_and_names())
-    return tuple(name for name, _ in named), mutable(tuple(Tensor.from_numpy(p.asnumpy()) for _, p in named))
+    return tuple(name for name, _ in named), mutable(
+        tuple(Tensor.from_numpy(p.asnumpy()) for _, p in named)
+    )
 
 
 def by_name(names, values):
-    """A dict of `values` keyed by `names`, built inside a graph (`dict(zip(...))` there would run through Python)."""
+    """A dict of `values` keyed by `names`, built inside a graph (`dict(zip(...))` there would run
+    through Python)."""
     return {names[i]: values[i] for i in range(len(names))}
 
 
@@ -107,8 +119,9 @@ def _warn(message):
 
 
 class Inference:
-    """Entry points for `model` on `runtime` (default: the one it was loaded for). `compiled=False` runs every entry point eagerly: the reference the compiled path is tested against.
-    `fuse` (default: on CPU) compiles with graph-kernel fusion (fusion.py). `graph_cache`: a folder for the
+    """Entry points for `model` on `runtime` (default: the one it was loaded for). `compiled=False`
+    runs every entry point eagerly: the reference the compiled path is tested against. `fuse`
+    (default: on CPU) compiles with graph-kernel fusion (fusion.py). `graph_cache`: a folder for the
     graph cache (graph_cache.py), False for none; default from `$WHISPERMS_GRAPH_CACHE`."""
 
     def __init__(self, model, runtime=None, compiled=True, fuse=None, graph_cache=None):
@@ -116,19 +129,27 @@ class Inference:
         self.model = model
         self.n_ctx = model.dims.n_text_ctx
         encoder, decoder = model.encoder, model.decoder
-        # Fusion and the graph cache are what runs (and is tested) on CPU in float32 with eager attention; the
-        # Ascend kernels' CPU stand-ins in the tests (float16 casts, int64 lengths) came out as NaN when fused.
-        tested = runtime.device == "CPU" and runtime.attn_implementation == EAGER and runtime.dtype == "float32"
+        # Fusion and the graph cache are what runs (and is tested) on CPU in float32 with eager
+        # attention; the Ascend kernels' CPU stand-ins in the tests (float16 casts, int64 lengths)
+        # came out as NaN when fused.
+        tested = (
+            runtime.device == "CPU"
+            and runtime.attn_implementation == EAGER
+            and runtime.dtype == "float32"
+        )
         self.fuse = (compiled and tested) if fuse is None else fuse
         folder = graph_folder() if graph_cache is None else graph_cache
         cache = None
         if compiled and folder and tested:
             described = [runtime.dtype, runtime.attn_implementation, runtime.conv]
-            cache = GraphCache(folder, [model.dims.to_dict(), runtime.device, described], model.parameters_dict())
+            cache = GraphCache(
+                folder, [model.dims.to_dict(), runtime.device, described], model.parameters_dict()
+            )
         self.graph_cache = cache
 
-        # The per-layer graphs run the first block's code with a layer's parameters given by name: one graph
-        # serves every layer. The others read the model's parameters, which a cached graph binds by name.
+        # The per-layer graphs run the first block's code with a layer's parameters given by name:
+        # one graph serves every layer. The others read the model's parameters, which a cached graph
+        # binds by name.
         encoder_block, decoder_block = encoder.blocks[0], decoder.blocks[0]
         encoder_names, self._block_weights = zip(*(layer_parameters(b) for b in encoder.blocks))
         decoder_names, self._decoder_weights = zip(*(layer_parameters(b) for b in decoder.blocks))
@@ -144,11 +165,16 @@ class Inference:
             return encoder.ln_post(x)
 
         def cross_kv_layer(audio_features, weights):
-            return decoder_block.cross_attn.key_value(audio_features, by_name(decoder_names, weights), "cross_attn.")
+            return decoder_block.cross_attn.key_value(
+                audio_features, by_name(decoder_names, weights), "cross_attn."
+            )
 
-        def prompt_block(x, weights, cross_k, cross_v):  # a cache of the padded prompt's size, grown after
+        # a cache of the padded prompt's size, grown after
+        def prompt_block(x, weights, cross_k, cross_v):
             params = by_name(decoder_names, weights)
-            x, (k, v), _ = decoder_block(x, (cross_k, cross_v), decoder.prompt_mask(x.shape[1]), None, params)
+            x, (k, v), _ = decoder_block(
+                x, (cross_k, cross_v), decoder.prompt_mask(x.shape[1]), None, params
+            )
             return x, k, v
 
         def prompt_logits(x):
@@ -159,7 +185,9 @@ class Inference:
             return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v)
 
         def step_t(tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t):
-            return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=embedding_t)
+            return decoder.step(
+                tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=embedding_t
+            )
 
         def step_rows(tokens, offset, self_k, self_v, cross_k, cross_v, rows):
             return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, rows=rows)
@@ -174,30 +202,33 @@ class Inference:
         self._prompt_block = graph(prompt_block)
         self._prompt_logits = graph(prompt_logits)
         self._step = graph(step)
-        # One-row steps on CPU project with a transposed copy of the embedding (TextDecoder.logits); batches (beams)
-        # keep transpose_b, which was faster for several rows.
+        # One-row steps on CPU project with a transposed copy of the embedding (TextDecoder.logits);
+        # batches (beams) keep transpose_b, which was faster for several rows.
         self._step_t = graph(step_t)
         self._step_rows = graph(step_rows)
         self._embedding_t = None
         if runtime.device == "CPU":
             weight = decoder.token_embedding.weight
-            # from_numpy shares the transposed copy's memory, where Tensor(array) would copy it again.
+            # from_numpy shares the transposed copy's memory, where Tensor(array) would copy it
+            # again.
             self._embedding_t = Tensor.from_numpy(np.ascontiguousarray(weight.asnumpy().T))
 
     def embed_audio(self, mel):
-        """mel (B, n_mels, N_FRAMES) numpy -> audio features Tensor (B, n_audio_ctx, n_audio_state)."""
+        """mel (B, n_mels, N_FRAMES) numpy -> audio features Tensor (B, n_audio_ctx,
+        n_audio_state)."""
         x = self._stem(mel.shape, Tensor(np.ascontiguousarray(mel, np.float32)))
         for weights in self._block_weights:
             x = self._block(mel.shape, x, weights)
         return self._post(mel.shape, x)
 
     def cross_kv(self, audio_features):
-        """Cross-attention keys and values of a window, a tuple of (B, H, n_audio_ctx, Dh) per layer."""
+        """Cross-attention keys and values of a window, a tuple of (B, H, n_audio_ctx, Dh) per
+        layer."""
         keys, values = [], []
         for weights in self._decoder_weights:
             k, v = self._cross_kv(audio_features.shape, audio_features, weights)
-            # Eager (PyNative) results can be strided views (split_heads' transpose); a graph fed a view copies it to
-            # a contiguous tensor on every call. Copy once per window instead.
+            # Eager (PyNative) results can be strided views (split_heads' transpose); a graph fed a
+            # view copies it to a contiguous tensor on every call. Copy once per window instead.
             keys.append(k.contiguous())
             values.append(v.contiguous())
         return tuple(keys), tuple(values)
@@ -209,14 +240,16 @@ class Inference:
         return self.n_ctx
 
     def capacity(self, length):
-        """The cache size for `length` positions and the next token's: the smallest of CACHE_BUCKETS, or n_ctx."""
+        """The cache size for `length` positions and the next token's: the smallest of
+        CACHE_BUCKETS, or n_ctx."""
         for size in CACHE_BUCKETS:
             if length < size <= self.n_ctx:
                 return size
         return self.n_ctx
 
     def start(self, audio_features, tokens, gather_at):
-        """Run the prompt `tokens` (B, T) int; return logits at positions `gather_at` (B, len, V) and the cache."""
+        """Run the prompt `tokens` (B, T) int; return logits at positions `gather_at` (B, len, V)
+        and the cache."""
         tokens = np.asarray(tokens, np.int32)
         b, t = tokens.shape
         if t >= self.n_ctx:
@@ -227,7 +260,8 @@ class Inference:
         return self._prefill(tokens, gather_at, cross_k, cross_v)
 
     def _prefill(self, tokens, gather_at, cross_k, cross_v):
-        """A prompt right-padded to its bucket, run block by block: one graph per bucket serves every layer."""
+        """A prompt right-padded to its bucket, run block by block: one graph per bucket serves
+        every layer."""
         b, t = tokens.shape
         bucket = self.bucket(t)
         padded = np.zeros((b, bucket), np.int32)
@@ -240,17 +274,21 @@ class Inference:
             self_v.append(v)
         picked = ms.ops.gather(x, Tensor(np.asarray(gather_at, np.int32)), 1)
         logits = self._prompt_logits(picked.shape, picked)
-        cache = KVCache(tuple(self_k), tuple(self_v), cross_k, cross_v, t)  # sized to the padded prompt
+        # sized to the padded prompt
+        cache = KVCache(tuple(self_k), tuple(self_v), cross_k, cross_v, t)
         return logits.asnumpy(), cache.grown(self.capacity(t))
 
     def _start_by_steps(self, tokens, gather_at, cross_k, cross_v):
-        """A short prompt fed one token at a time through the step graph (no prefill graph to compile)."""
+        """A short prompt fed one token at a time through the step graph (no prefill graph to
+        compile)."""
         b, t = tokens.shape
         dims = self.model.dims
         head_dim = dims.n_text_state // dims.n_text_head
         dtype = cross_k[0].dtype
-        empty = tuple(ms.ops.zeros((b, dims.n_text_head, self.capacity(t), head_dim), dtype)
-                      for _ in range(dims.n_text_layer))
+        empty = tuple(
+            ms.ops.zeros((b, dims.n_text_head, self.capacity(t), head_dim), dtype)
+            for _ in range(dims.n_text_layer)
+        )
         cache = KVCache(empty, empty, tuple(cross_k), tuple(cross_v), 0)
         picked = {}
         for position in range(t):
@@ -259,16 +297,24 @@ class Inference:
         return np.stack([picked[int(i)] for i in gather_at], axis=1), cache
 
     def step(self, tokens, cache, rows=None):
-        """Feed one token per row (B,) at position cache.length; return logits (B, V) and the next cache.
+        """Feed one token per row (B,) at position cache.length; return logits (B, V) and the next
+        cache.
 
-        With `rows`, the cache is first reordered as `cache.reorder(rows)` would, inside the same graph call.
+        With `rows`, the cache is first reordered as `cache.reorder(rows)` would, inside the same
+        graph call.
         """
         if cache.length >= self.n_ctx:
             raise ValueError(f"decoding ran past the {self.n_ctx}-token context")
         cache = cache.grown(self.capacity(cache.length))
         tokens = Tensor(np.asarray(tokens, np.int32).reshape(-1, 1))
-        args = (tokens, Tensor(np.int32(cache.length)), mutable(cache.self_k), mutable(cache.self_v),
-                mutable(cache.cross_k), mutable(cache.cross_v))
+        args = (
+            tokens,
+            Tensor(np.int32(cache.length)),
+            mutable(cache.self_k),
+            mutable(cache.self_v),
+            mutable(cache.cross_k),
+            mutable(cache.cross_v),
+        )
         key = (tokens.shape, cache.capacity)
         if rows is not None:
             rows = Tensor(np.asarray(rows, np.int32))
@@ -277,14 +323,17 @@ class Inference:
             logits, self_k, self_v = self._step_t(key, *args, self._embedding_t)
         else:
             logits, self_k, self_v = self._step(key, *args)
-        return logits.asnumpy(), KVCache(self_k, self_v, cache.cross_k, cache.cross_v, cache.length + 1)
+        return logits.asnumpy(), KVCache(
+            self_k, self_v, cache.cross_k, cache.cross_v, cache.length + 1
+        )
 
     def cross_attention(self, audio_features, tokens, heads):
-        """Logits (T, V) and log cross-attention weights (len(heads), T, n_audio_ctx) of `tokens` for word timing.
+        """Logits (T, V) and log cross-attention weights (len(heads), T, n_audio_ctx) of `tokens`
+        for word timing.
 
-        Runs once per window with weights requested, so it stays in PyNative (eager attention) rather than adding
-        a graph per token count. Log weights equal the pre-softmax scores up to a per-row constant, which the
-        softmax over a frame range in timing.py cancels.
+        Runs once per window with weights requested, so it stays in PyNative (eager attention)
+        rather than adding a graph per token count. Log weights equal the pre-softmax scores up to a
+        per-row constant, which the softmax over a frame range in timing.py cancels.
         """
         tokens = Tensor(np.asarray([tokens], np.int32))
         cross_k, cross_v = self.cross_kv(audio_features)

@@ -1,10 +1,11 @@
-"""Every use of MindSpore internals in whisperms: private modules and attributes, environment variables, and the
-working-directory change around compiles.
+"""Every use of MindSpore internals in whisperms: private modules and attributes, environment
+variables, and the working-directory change around compiles.
 
-Each internal is probed once per process. When it is missing or behaves differently (another MindSpore release),
-its public-API fallback is used after one RuntimeWarning; the user never gets an exception from here.
-tests/test_internals.py checks each one against the installed MindSpore.
+Each internal is probed once per process. When it is missing or behaves differently (another
+MindSpore release), its public-API fallback is used after one RuntimeWarning; the user never gets an
+exception from here. tests/test_internals.py checks each one against the installed MindSpore.
 """
+
 import logging
 import os
 import warnings
@@ -23,7 +24,8 @@ _warned = set()
 
 
 def _internal(name, probe, fallback):
-    """`probe()` once per process: what it returns, or None (after one warning that `fallback` is used)."""
+    """`probe()` once per process: what it returns, or None (after one warning that `fallback` is
+    used)."""
     if name not in _probed:
         try:
             _probed[name] = probe()
@@ -37,11 +39,17 @@ def _fall_back(name, error, fallback):
     if name not in _warned:
         _warned.add(name)
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        warnings.warn(f"whisperms: {name} is not usable in MindSpore {ms.__version__} ({reason}); falling back to "
-                      f"{fallback}", RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"whisperms: {name} is not usable in MindSpore {ms.__version__} ({reason}); falling "
+            "back to "
+            f"{fallback}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
-# --- The graph a jit call compiled, as MindIR (graph_cache.py) ---------------------------------------------------
+# --- The graph a jit call compiled, as MindIR (graph_cache.py)
+# ---------------------------------------------------
 
 PHASES = "mindspore.graph.api.ms_compile_cache"
 GRAPH_PROTO = "JitExecutor_.get_func_graph_proto"
@@ -53,15 +61,17 @@ def _compile_registry():
     from mindspore.graph.api import ms_compile_cache
 
     if not hasattr(ms_compile_cache, "__iter__"):
-        raise TypeError(f"ms_compile_cache is a {type(ms_compile_cache).__name__}, not a collection of phases")
+        raise TypeError(
+            f"ms_compile_cache is a {type(ms_compile_cache).__name__}, not a collection of phases"
+        )
     return ms_compile_cache
 
 
 def compile_phases():
     """The jit phases (compiled graphs' keys) of this process, or None when they cannot be listed.
 
-    No public API names the graph a `mindspore.jit` call compiled; a new phase in jit's registry after the call is
-    that graph's."""
+    No public API names the graph a `mindspore.jit` call compiled; a new phase in jit's registry
+    after the call is that graph's."""
     registry = _internal(PHASES, _compile_registry, NOT_CACHED)
     return None if registry is None else frozenset(registry)
 
@@ -73,10 +83,11 @@ def _graph_proto_getter():
 
 
 def func_graph_mindir(phase):
-    """The graph jit compiled under `phase`, serialized as MindIR (parameters by name, without data), or None.
+    """The graph jit compiled under `phase`, serialized as MindIR (parameters by name, without
+    data), or None.
 
-    No public API exports a jit function's compiled graph: `mindspore.export` needs a Cell, traces it again and
-    writes the weights into the file."""
+    No public API exports a jit function's compiled graph: `mindspore.export` needs a Cell, traces
+    it again and writes the weights into the file."""
     get = _internal(GRAPH_PROTO, _graph_proto_getter, NOT_CACHED)
     if get is None:
         return None
@@ -86,8 +97,11 @@ def func_graph_mindir(phase):
         _fall_back(GRAPH_PROTO, error, NOT_CACHED)
         return None
     if not isinstance(stream, bytes) or not stream:
-        _fall_back(GRAPH_PROTO, TypeError(f"returned {type(stream).__name__} of length {len(stream or '')}"),
-                   NOT_CACHED)
+        _fall_back(
+            GRAPH_PROTO,
+            TypeError(f"returned {type(stream).__name__} of length {len(stream or '')}"),
+            NOT_CACHED,
+        )
         return None
     return stream
 
@@ -101,8 +115,9 @@ def _model_proto():
 def mindir_parameters(stream):
     """[(name, holds data)] of a MindIR graph's parameters, or None when MindIR cannot be read.
 
-    MindSpore has no public MindIR reader short of `mindspore.load`, which builds the whole graph; the graph cache
-    reads the parameters to refuse a graph that would carry weights or read a tensor that is not the model's."""
+    MindSpore has no public MindIR reader short of `mindspore.load`, which builds the whole graph;
+    the graph cache reads the parameters to refuse a graph that would carry weights or read a tensor
+    that is not the model's."""
     model_proto = _internal(MINDIR_PROTO, _model_proto, NOT_CACHED)
     if model_proto is None:
         return None
@@ -115,7 +130,8 @@ def mindir_parameters(stream):
     return [(parameter.name, bool(parameter.raw_data)) for parameter in model.graph.parameter]
 
 
-# --- Calls of a compiled GraphCell (inference.py) ----------------------------------------------------------------
+# --- Calls of a compiled GraphCell (inference.py)
+# ----------------------------------------------------------------
 
 RUNNER = "GraphCell run through _cell_graph_executor"
 CALL_CELL = "calling the GraphCell"
@@ -131,9 +147,10 @@ def _graph_executor():
 def runner(cell):
     """A function that calls `cell` (a GraphCell that has already compiled) as `cell(*args)` does.
 
-    A GraphCell's `__call__` regenerates its compile key from every input on each call, a noticeable share of a
-    decoder step; no public API runs the already-compiled graph, so this goes to the graph executor directly, with
-    the arguments `Cell.compile_and_run` passes. Fallback: `cell` itself."""
+    A GraphCell's `__call__` regenerates its compile key from every input on each call, a noticeable
+    share of a decoder step; no public API runs the already-compiled graph, so this goes to the
+    graph executor directly, with the arguments `Cell.compile_and_run` passes. Fallback: `cell`
+    itself."""
     found = _internal(RUNNER, _graph_executor, CALL_CELL)
     missing = [name for name in CELL_ATTRIBUTES if not hasattr(cell, name)]
     if found is not None and missing:
@@ -157,7 +174,8 @@ def runner(cell):
     return run
 
 
-# --- Graph-kernel fusion around compiles (fusion.py) -------------------------------------------------------------
+# --- Graph-kernel fusion around compiles (fusion.py)
+# -------------------------------------------------------------
 
 LOGGER = "mindspore.log._get_logger"
 FUSION = "graph-kernel fusion settings"
@@ -166,8 +184,9 @@ FUSION = "graph-kernel fusion settings"
 def set_graph_kernel(enabled):
     """`set_context(enable_graph_kernel=...)` without the deprecation warning it logs on every call.
 
-    The option is deprecated without a replacement that fuses jit graphs on CPU (`jit_level="O1"` does not), and
-    MindSpore's logger is reachable only through a private function. Fallback: the warning is logged."""
+    The option is deprecated without a replacement that fuses jit graphs on CPU (`jit_level="O1"`
+    does not), and MindSpore's logger is reachable only through a private function. Fallback: the
+    warning is logged."""
     logger = _internal(LOGGER, _logger, "leaving MindSpore's deprecation warnings on")
     level = logger.level if logger is not None else None
     if logger is not None:
@@ -187,22 +206,27 @@ def _logger():
 
 
 def akg_config_folder():
-    """AKG's tiling repositories inside MindSpore's package (a private path), or None where there is none."""
+    """AKG's tiling repositories inside MindSpore's package (a private path), or None where there is
+    none."""
     folder = Path(ms.__file__).parent / "_akg" / "akg" / "config"
     return os.path.realpath(folder) if folder.is_dir() else None
 
 
 @contextmanager
 def graph_kernel_fusion(flags, kernel_cache):
-    """Compile what runs inside with graph-kernel fusion (`flags`), generated kernels kept in `kernel_cache`; the
-    environment, the context and the working directory are restored afterwards.
+    """Compile what runs inside with graph-kernel fusion (`flags`), generated kernels kept in
+    `kernel_cache`; the environment, the context and the working directory are restored afterwards.
 
     No public API sets these per compile, so they are set around it, as process-wide state:
-    - `$MS_DEV_GRAPH_KERNEL_FLAGS`: fusion options (the context's `graph_kernel_flags` is deprecated for it).
-    - `$MS_COMPILER_CACHE_PATH`: where generated kernels go (MindSpore reuses them by content hash later).
+    - `$MS_DEV_GRAPH_KERNEL_FLAGS`: fusion options (the context's `graph_kernel_flags` is deprecated
+      for it).
+    - `$MS_COMPILER_CACHE_PATH`: where generated kernels go (MindSpore reuses them by content hash
+      later).
     - the working directory: AKG writes a log into it, so compiling runs in the kernel cache.
-    - `$AKG_WHITE_LIST_PATH` (unless the user set it): AKG reads its tiling repository (for CPU an empty one) only
-      from there, else from the working directory, and without one prints a line per kernel to stdout.
+    - `$AKG_WHITE_LIST_PATH` (unless the user set it): AKG reads its tiling repository (for CPU an
+      empty one) only
+      from there, else from the working directory, and without one prints a line per kernel to
+      stdout.
     Fallback: if any of it cannot be set, nothing stays changed and the compile runs unfused."""
     if _probed.get(FUSION, True) is None:
         yield

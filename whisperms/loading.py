@@ -1,4 +1,5 @@
-"""`load_model`: wires a checkpoint, the network built for the chosen runtime, and its compiled entry points."""
+"""`load_model`: wires a checkpoint, the network built for the chosen runtime, and its compiled
+entry points."""
 
 from pathlib import Path
 
@@ -10,11 +11,16 @@ from .model import Whisper
 
 
 class WhisperModel(Whisper):
-    """What `load_model` returns: the network with its checkpoint's name, tokenizer and alignment heads, the runtime
-    it was built for, and openai's convenience methods (`transcribe`, `decode`, `detect_language`)."""
+    """What `load_model` returns: the network with its checkpoint's name, tokenizer and alignment
+    heads, the runtime it was built for, and openai's convenience methods (`transcribe`, `decode`,
+    `detect_language`)."""
 
-    def __init__(self, dims, runtime: devices.Runtime, name=None, tokenizer_path=None, alignment_heads=None):
-        super().__init__(dims, runtime.attn_implementation, runtime.conv, devices.DTYPES[runtime.dtype])
+    def __init__(
+        self, dims, runtime: devices.Runtime, name=None, tokenizer_path=None, alignment_heads=None
+    ):
+        super().__init__(
+            dims, runtime.attn_implementation, runtime.conv, devices.DTYPES[runtime.dtype]
+        )
         self.runtime = runtime
         self.name = name  # "tiny.en", ...
         self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else None
@@ -45,24 +51,39 @@ class WhisperModel(Whisper):
 
 
 def build_model(checkpoint, runtime: devices.Runtime) -> WhisperModel:
-    """A WhisperModel for `runtime` holding `checkpoint`'s weights (converted to the runtime's dtype)."""
-    model = WhisperModel(checkpoint.dims, runtime, checkpoint.name, checkpoint.tokenizer_path,
-                         checkpoint.alignment_heads)  # fmt: skip
-    assign_state(model, checkpoint.state)  # strict, one-to-one; each tensor in its parameter's dtype
+    """A WhisperModel for `runtime` holding `checkpoint`'s weights (converted to the runtime's
+    dtype)."""
+    model = WhisperModel(
+        checkpoint.dims,
+        runtime,
+        checkpoint.name,
+        checkpoint.tokenizer_path,
+        checkpoint.alignment_heads,
+    )
+    # strict, one-to-one; each tensor in its parameter's dtype
+    assign_state(model, checkpoint.state)
     model.set_train(False)
     return model
 
 
-def load_model(name_or_path, device=None, dtype=None, download_root=None, attn_implementation="auto", threads=None,
-               jit=True) -> WhisperModel:  # fmt: skip
-    """Load a model by name ("tiny.en", "base", ..., "large-v3-turbo") or from a whisperms, Hugging Face or
-    CTranslate2 folder (the latter two converted in memory). Parameters load strictly, one-to-one.
+def load_model(
+    name_or_path,
+    device=None,
+    dtype=None,
+    download_root=None,
+    attn_implementation="auto",
+    threads=None,
+    jit=True,
+) -> WhisperModel:
+    """Load a model by name ("tiny.en", "base", ..., "large-v3-turbo") or from a whisperms, Hugging
+    Face or CTranslate2 folder (the latter two converted in memory). Parameters load strictly,
+    one-to-one.
 
-    device: None (Ascend when MindSpore reports one, else CPU), "CPU" or "Ascend". dtype: None (float16 on Ascend,
-    float32 on CPU), "float16" or "float32". attn_implementation: "auto" (flash_attention_2 on Ascend, eager
-    elsewhere), "eager" or "flash_attention_2" (Ascend only). threads: CPU cores to use (None: all). jit=False runs
-    everything eagerly (PyNative): much slower, the reference the compiled path is tested against. The choices are
-    on `model.runtime`.
+    device: None (Ascend when MindSpore reports one, else CPU), "CPU" or "Ascend". dtype: None
+    (float16 on Ascend, float32 on CPU), "float16" or "float32". attn_implementation: "auto"
+    (flash_attention_2 on Ascend, eager elsewhere), "eager" or "flash_attention_2" (Ascend only).
+    threads: CPU cores to use (None: all). jit=False runs everything eagerly (PyNative): much
+    slower, the reference the compiled path is tested against. The choices are on `model.runtime`.
     """
     runtime = devices.select(device, dtype, attn_implementation, jit, threads)
     return build_model(read_checkpoint(resolve(name_or_path, download_root)), runtime)

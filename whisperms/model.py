@@ -1,9 +1,10 @@
 """The Whisper network as a tree of MindSpore Cells, with openai's names and structure.
 
-`Whisper(dims)(mel, tokens)` returns the logits of openai's forward. The decoder also runs a prompt and one-token
-steps over an explicit self-attention cache, through the same block code. A block's Cells may be given the block's
-parameters as `params` (a dict keyed by their names within the block, with each Cell's `prefix`): that lets the
-runtime compile one graph for all layers. Without it each Cell uses its own.
+`Whisper(dims)(mel, tokens)` returns the logits of openai's forward. The decoder also runs a prompt
+and one-token steps over an explicit self-attention cache, through the same block code. A block's
+Cells may be given the block's parameters as `params` (a dict keyed by their names within the block,
+with each Cell's `prefix`): that lets the runtime compile one graph for all layers. Without it each
+Cell uses its own.
 """
 
 from dataclasses import asdict, dataclass
@@ -59,11 +60,13 @@ def _zeros(shape, dtype):
     return initializer("zeros", shape, dtype)
 
 
-# Primitives rather than their functional wrappers (ops.gather, ops.softmax, ...): the graph frontend parses a
-# wrapper's Python body into every graph that calls it, which shows in compile time.
+# Primitives rather than their functional wrappers (ops.gather, ops.softmax, ...): the graph
+# frontend parses a wrapper's Python body into every graph that calls it, which shows in compile
+# time.
 _LAYER_NORM = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=LAYER_NORM_EPS)
 _MATMUL_T = ops.MatMul(transpose_b=True)  # x @ W^T without a transposed copy of W
-_BIAS_ADD = ops.BiasAdd()  # a broadcasting `+` over a large output is a slow kernel on CPU; same bits
+# a broadcasting `+` over a large output is a slow kernel on CPU; same bits
+_BIAS_ADD = ops.BiasAdd()
 _GATHER = ops.Gather()
 _MINIMUM = ops.Minimum()
 _MAXIMUM = ops.Maximum()
@@ -75,7 +78,8 @@ _CONCAT_LAST = ops.Concat(-1)
 
 def layer_norm(x, weight, bias):
     """LayerNorm computed in float32 (also for float16 weights)."""
-    if x.dtype == ms.float32 and weight.dtype == ms.float32:  # no casts: each one parsed costs compile time
+    # no casts: each one parsed costs compile time
+    if x.dtype == ms.float32 and weight.dtype == ms.float32:
         return _LAYER_NORM(x, weight, bias)[0]
     y = _LAYER_NORM(x.astype(ms.float32), weight.astype(ms.float32), bias.astype(ms.float32))[0]
     return y.astype(x.dtype)
@@ -89,8 +93,9 @@ def linear(x, weight, bias=None):
     return y.reshape(lead + (y.shape[-1],))
 
 
-# erf as Eigen's (and XLA's) float32 rational approximation, |error| < 5e-7 (tested against math.erf): multiply-adds
-# that graph-kernel fusion turns into one loop, where MindSpore's Erf kernel cannot be fused and is slow on CPU.
+# erf as Eigen's (and XLA's) float32 rational approximation, |error| < 5e-7 (tested against
+# math.erf): multiply-adds that graph-kernel fusion turns into one loop, where MindSpore's Erf
+# kernel cannot be fused and is slow on CPU.
 _ERF_CLIP = 4.0  # |erf(x)| rounds to 1 in float32 beyond this
 _ERF_P = (
     -2.72614225801306e-10,
@@ -124,8 +129,8 @@ def erf(x):
 
 
 def gelu(x):
-    """Exact (erf) GELU, as openai's nn.GELU(). float32 through `erf`; float16 through the native kernel, since the
-    rational approximation's coefficients underflow in float16."""
+    """Exact (erf) GELU, as openai's nn.GELU(). float32 through `erf`; float16 through the native
+    kernel, since the rational approximation's coefficients underflow in float16."""
     if x.dtype == ms.float32:
         return (0.5 * x) * (1.0 + erf(x * _SQRT_HALF))
     return ops.gelu(x, approximate="none")
@@ -166,7 +171,9 @@ class MLP(nn.SequentialCell):
     """openai's `nn.Sequential(Linear, GELU, Linear)`, with its parameter names (mlp.0, mlp.2)."""
 
     def __init__(self, n_state, n_mlp, dtype=ms.float32):
-        super().__init__([Linear(n_state, n_mlp, dtype=dtype), GELU(), Linear(n_mlp, n_state, dtype=dtype)])
+        super().__init__(
+            [Linear(n_state, n_mlp, dtype=dtype), GELU(), Linear(n_mlp, n_state, dtype=dtype)]
+        )
 
     def construct(self, x, params=None, prefix=""):
         return self[2](self[1](self[0](x, params, prefix + "0.")), params, prefix + "2.")
@@ -175,16 +182,20 @@ class MLP(nn.SequentialCell):
 class Conv1d(nn.Cell):
     """Kernel-3, padding-1 1-D convolution with openai's (out, in, k) weight.
 
-    MATMUL_TAPS (any device): the padded input's kernel taps stacked along the channels times the weight laid out as
-    (out, k * in), one MatMul, the kernel the rest of the network runs on; MindSpore's CPU Conv2D (what its Conv1d is
-    built on) picks very different kernels by CPU and can cost more than the whole encoder. NATIVE_CONV1D: `mint`
-    conv1d, Ascend only.
+    MATMUL_TAPS (any device): the padded input's kernel taps stacked along the channels times the
+    weight laid out as (out, k * in), one MatMul, the kernel the rest of the network runs on;
+    MindSpore's CPU Conv2D (what its Conv1d is built on) picks very different kernels by CPU and can
+    cost more than the whole encoder. NATIVE_CONV1D: `mint` conv1d, Ascend only.
     """
 
-    def __init__(self, n_in, n_out, kernel_size=3, stride=1, padding=1, conv=MATMUL_TAPS, dtype=ms.float32):
+    def __init__(
+        self, n_in, n_out, kernel_size=3, stride=1, padding=1, conv=MATMUL_TAPS, dtype=ms.float32
+    ):
         super().__init__()
         if (kernel_size, padding) != (3, 1) or stride not in (1, 2):
-            raise ValueError("Conv1d supports Whisper's stem only: kernel 3, padding 1, stride 1 or 2")
+            raise ValueError(
+                "Conv1d supports Whisper's stem only: kernel 3, padding 1, stride 1 or 2"
+            )
         self.weight = Parameter(_zeros((n_out, n_in, kernel_size), dtype), name="weight")
         self.bias = Parameter(_zeros((n_out,), dtype), name="bias")
         self.stride = stride
@@ -198,21 +209,25 @@ class Conv1d(nn.Cell):
         return self.channels_last(x.transpose(0, 2, 1)).transpose(0, 2, 1)
 
     def channels_last(self, x):
-        """(B, T, in) -> (B, T_out, out) by one MatMul over the stacked taps (the stem runs time-major)."""
+        """(B, T, in) -> (B, T_out, out) by one MatMul over the stacked taps (the stem runs
+        time-major)."""
         b, t, c = x.shape
         pad = ops.zeros((b, self.padding, c), x.dtype)
         if self.stride == 1:
             padded = _CONCAT_TIME((pad, x, pad))  # (B, T + 2, in)
             taps = _CONCAT_LAST((padded[:, :t], padded[:, 1 : t + 1], padded[:, 2:]))
         else:
-            # Output frame i reads padded frames 2i, 2i+1, 2i+2: pairs of frames side by side make the first two
-            # taps one contiguous slice and the third the next pair's first half, with no strided reads.
+            # Output frame i reads padded frames 2i, 2i+1, 2i+2: pairs of frames side by side make
+            # the first two taps one contiguous slice and the third the next pair's first half, with
+            # no strided reads.
             t_out = (t + 1) // 2
-            right = ops.zeros((b, 2 * t_out + 1 - t, c), x.dtype)  # the padding, and a frame to pair an odd T
+            # the padding, and a frame to pair an odd T
+            right = ops.zeros((b, 2 * t_out + 1 - t, c), x.dtype)
             pairs = _CONCAT_TIME((pad, x, right)).reshape(b, t_out + 1, 2 * c)
             taps = _CONCAT_LAST((pairs[:, :t_out], pairs[:, 1:, :c]))
         n_out = self.weight.shape[0]
-        weight = self.weight.transpose(0, 2, 1).reshape(n_out, -1)  # (out, k * in), tap-major like `taps`
+        # (out, k * in), tap-major like `taps`
+        weight = self.weight.transpose(0, 2, 1).reshape(n_out, -1)
         return linear(taps, weight.astype(x.dtype), self.bias.astype(x.dtype))
 
 
@@ -242,34 +257,45 @@ class MultiHeadAttention(nn.Cell):
         return split_heads(k, self.n_head), split_heads(v, self.n_head)
 
     def construct(self, x, k, v, mask=None, params=None, prefix="", need_weights=False):
-        """The queries of `x` attend over keys and values (B, H, Tk, Dh); returns the output and the attention
-        weights (None from the fused kernels; `need_weights` computes them the eager way).
+        """The queries of `x` attend over keys and values (B, H, Tk, Dh); returns the output and the
+        attention weights (None from the fused kernels; `need_weights` computes them the eager way).
 
-        `mask` holds the masking in every form the implementations take (attention.attention): additive, the fused
-        kernels' causal mask, and the number of valid keys of a one-token step; or None for no masking.
+        `mask` holds the masking in every form the implementations take (attention.attention):
+        additive, the fused kernels' causal mask, and the number of valid keys of a one-token step;
+        or None for no masking.
         """
         q = split_heads(self.query(x, params, prefix + "query."), self.n_head)
         implementation = EAGER if need_weights else self.attn_implementation
         additive, causal, kv_length = (None, None, None) if mask is None else mask
         b, _, t, _ = q.shape
         if b > 1 and t == 1 and k.shape[0] == 1:
-            # One-token queries of several rows over one audio's K/V (beams): attended as one sequence of B
-            # queries, so the step reads the window's K/V once instead of keeping a copy per beam.
-            out, qk = attention(q.transpose(2, 1, 0, 3), k, v, implementation, additive, causal, kv_length)
+            # One-token queries of several rows over one audio's K/V (beams): attended as one
+            # sequence of B queries, so the step reads the window's K/V once instead of keeping a
+            # copy per beam.
+            out, qk = attention(
+                q.transpose(2, 1, 0, 3), k, v, implementation, additive, causal, kv_length
+            )
             out = out.transpose(2, 1, 0, 3)
         elif mask is None and not need_weights and t > QUERY_CHUNK:
-            out, qk = chunked_attention(q, k, v, implementation), None  # memory: see attention.QUERY_CHUNK
+            # memory: see attention.QUERY_CHUNK
+            out, qk = chunked_attention(q, k, v, implementation), None
         else:
             out, qk = attention(q, k, v, implementation, additive, causal, kv_length)
         return self.out(merge_heads(out), params, prefix + "out."), qk
 
 
 class ResidualAttentionBlock(nn.Cell):
-    def __init__(self, n_state, n_head, cross_attention=False, attn_implementation=EAGER, dtype=ms.float32):
+    def __init__(
+        self, n_state, n_head, cross_attention=False, attn_implementation=EAGER, dtype=ms.float32
+    ):
         super().__init__()
         self.attn = MultiHeadAttention(n_state, n_head, attn_implementation, dtype)
         self.attn_ln = LayerNorm(n_state, dtype)
-        self.cross_attn = MultiHeadAttention(n_state, n_head, attn_implementation, dtype) if cross_attention else None
+        self.cross_attn = (
+            MultiHeadAttention(n_state, n_head, attn_implementation, dtype)
+            if cross_attention
+            else None
+        )
         self.cross_attn_ln = LayerNorm(n_state, dtype) if cross_attention else None
         self.mlp = MLP(n_state, 4 * n_state, dtype)
         self.mlp_ln = LayerNorm(n_state, dtype)
@@ -277,15 +303,17 @@ class ResidualAttentionBlock(nn.Cell):
     def construct(self, x, xa_kv=None, mask=None, cache=None, params=None, need_weights=False):
         """One block over the positions `x` (B, T, D); returns (x, (k, v), cross-attention weights).
 
-        xa_kv: the window's cross-attention keys and values (decoder blocks). cache: for a one-token step, the
-        self-attention cache (k, v, write): `write` (1, 1, capacity, 1) is 1 at the new position and 0 elsewhere, and
-        the position's keys and values are blended in there. (k, v) returned are what this block attended to: the
-        positions' own keys and values, or the updated cache.
+        xa_kv: the window's cross-attention keys and values (decoder blocks). cache: for a one-token
+        step, the self-attention cache (k, v, write): `write` (1, 1, capacity, 1) is 1 at the new
+        position and 0 elsewhere, and the position's keys and values are blended in there. (k, v)
+        returned are what this block attended to: the positions' own keys and values, or the updated
+        cache.
         """
         h = self.attn_ln(x, params, "attn_ln.")
         k, v = self.attn.key_value(h, params, "attn.")
         if cache is not None:
-            # cache * (1 - write) + new * write is exact for a 0/1 `write` and fuses into one loop (fusion.py).
+            # cache * (1 - write) + new * write is exact for a 0/1 `write` and fuses into one loop
+            # (fusion.py).
             cached_k, cached_v, write = cache
             k = cached_k * (1 - write) + k * write
             v = cached_v * (1 - write) + v * write
@@ -293,23 +321,39 @@ class ResidualAttentionBlock(nn.Cell):
         cross_qk = None
         if self.cross_attn is not None:
             h = self.cross_attn_ln(x, params, "cross_attn_ln.")
-            out, cross_qk = self.cross_attn(h, xa_kv[0], xa_kv[1], None, params, "cross_attn.", need_weights)
+            out, cross_qk = self.cross_attn(
+                h, xa_kv[0], xa_kv[1], None, params, "cross_attn.", need_weights
+            )
             x = x + out
         x = x + self.mlp(self.mlp_ln(x, params, "mlp_ln."), params, "mlp.")
         return x, (k, v), cross_qk
 
 
 class AudioEncoder(nn.Cell):
-    def __init__(self, n_mels, n_ctx, n_state, n_head, n_layer, attn_implementation=EAGER, conv=MATMUL_TAPS,
-                 dtype=ms.float32):
+    def __init__(
+        self,
+        n_mels,
+        n_ctx,
+        n_state,
+        n_head,
+        n_layer,
+        attn_implementation=EAGER,
+        conv=MATMUL_TAPS,
+        dtype=ms.float32,
+    ):
         super().__init__()
         self.conv1 = Conv1d(n_mels, n_state, conv=conv, dtype=dtype)
         self.conv2 = Conv1d(n_state, n_state, stride=2, conv=conv, dtype=dtype)
         self.positional_embedding = Parameter(
-            Tensor(sinusoids(n_ctx, n_state), dtype), name="positional_embedding", requires_grad=False
+            Tensor(sinusoids(n_ctx, n_state), dtype),
+            name="positional_embedding",
+            requires_grad=False,
         )
         self.blocks = nn.CellList(
-            [ResidualAttentionBlock(n_state, n_head, False, attn_implementation, dtype) for _ in range(n_layer)]
+            [
+                ResidualAttentionBlock(n_state, n_head, False, attn_implementation, dtype)
+                for _ in range(n_layer)
+            ]
         )
         self.ln_post = LayerNorm(n_state, dtype)
 
@@ -331,13 +375,20 @@ class AudioEncoder(nn.Cell):
 
 
 class TextDecoder(nn.Cell):
-    def __init__(self, n_vocab, n_ctx, n_state, n_head, n_layer, attn_implementation=EAGER, dtype=ms.float32):
+    def __init__(
+        self, n_vocab, n_ctx, n_state, n_head, n_layer, attn_implementation=EAGER, dtype=ms.float32
+    ):
         super().__init__()
         self.n_ctx = n_ctx
         self.token_embedding = Embedding(n_vocab, n_state, dtype)
-        self.positional_embedding = Parameter(_zeros((n_ctx, n_state), dtype), name="positional_embedding")
+        self.positional_embedding = Parameter(
+            _zeros((n_ctx, n_state), dtype), name="positional_embedding"
+        )
         self.blocks = nn.CellList(
-            [ResidualAttentionBlock(n_state, n_head, True, attn_implementation, dtype) for _ in range(n_layer)]
+            [
+                ResidualAttentionBlock(n_state, n_head, True, attn_implementation, dtype)
+                for _ in range(n_layer)
+            ]
         )
         self.ln = LayerNorm(n_state, dtype)
         self.causal_mask = Tensor(np.triu(np.full((n_ctx, n_ctx), MASKED, np.float32), 1))
@@ -346,12 +397,13 @@ class TextDecoder(nn.Cell):
         self.project = ops.MatMul(transpose_b=True)
 
     def construct(self, tokens, xa):
-        """openai's forward: tokens (B, T) from position 0, audio features xa -> logits (B, T, n_vocab)."""
+        """openai's forward: tokens (B, T) from position 0, audio features xa -> logits (B, T,
+        n_vocab)."""
         return self.forward(tokens, self.cross_kv(xa))[0]
 
     def forward(self, tokens, cross_kv, need_weights=False):
-        """Logits of `tokens` (B, T) from position 0 over a window's cross K/V, and each layer's cross-attention
-        weights (B, H, T, n_audio_ctx) when `need_weights` (word timestamps)."""
+        """Logits of `tokens` (B, T) from position 0 over a window's cross K/V, and each layer's
+        cross-attention weights (B, H, T, n_audio_ctx) when `need_weights` (word timestamps)."""
         x = self.embed(tokens)
         mask = self.prompt_mask(tokens.shape[1])
         weights = []
@@ -361,7 +413,8 @@ class TextDecoder(nn.Cell):
         return self.logits(x), tuple(weights)
 
     def cross_kv(self, audio_features):
-        """Cross-attention keys and values, a tuple of (B, H, n_audio_ctx, Dh) per layer; once per window."""
+        """Cross-attention keys and values, a tuple of (B, H, n_audio_ctx, Dh) per layer; once per
+        window."""
         ks, vs = [], []
         for block in self.blocks:
             k, v = block.cross_attn.key_value(audio_features)
@@ -374,14 +427,16 @@ class TextDecoder(nn.Cell):
         return self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
 
     def prompt_mask(self, t):
-        """Causal masking of a T-token prompt, in every implementation's form (attention.attention)."""
+        """Causal masking of a T-token prompt, in every implementation's form
+        (attention.attention)."""
         return self.causal_mask[:t, :t], self.flash_causal_mask, None
 
     def logits(self, x, embedding_t=None):
         """Tied output projection; (B, T, D) -> (B, T, n_vocab) float32.
 
-        By default MatMul(transpose_b) on the (n_vocab, D) embedding, without a transposed copy. `embedding_t`, a
-        (D, n_vocab) copy, serves single-row steps on CPU, where reading the embedding transposed is slower.
+        By default MatMul(transpose_b) on the (n_vocab, D) embedding, without a transposed copy.
+        `embedding_t`, a (D, n_vocab) copy, serves single-row steps on CPU, where reading the
+        embedding transposed is slower.
         """
         x = self.ln(x)
         b, t, d = x.shape
@@ -392,16 +447,21 @@ class TextDecoder(nn.Cell):
         return y.astype(ms.float32).reshape(b, t, -1)
 
     def step(self, tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=None, rows=None):
-        """Decode one token per row (B, 1) at position `offset` over the self-attention caches (per layer,
-        (B, H, capacity, Dh)); returns logits (B, n_vocab) and the updated caches.
+        """Decode one token per row (B, 1) at position `offset` over the self-attention caches (per
+        layer, (B, H, capacity, Dh)); returns logits (B, n_vocab) and the updated caches.
 
-        `rows` (B,) first reorders the caches (beam search: row i continues row rows[i]), inside the same graph.
+        `rows` (B,) first reorders the caches (beam search: row i continues row rows[i]), inside the
+        same graph.
         """
         position = _GATHER(self.positional_embedding, offset.reshape(1), 0)
         x = self.token_embedding(tokens) + position
         positions = self.positions[: self_k[0].shape[2]]
         write = (positions == offset).astype(x.dtype).reshape(1, 1, -1, 1)
-        mask = ((positions > offset).astype(ms.float32) * MASKED).reshape(1, 1, 1, -1), None, offset + 1
+        mask = (
+            ((positions > offset).astype(ms.float32) * MASKED).reshape(1, 1, 1, -1),
+            None,
+            offset + 1,
+        )
         new_k, new_v = [], []
         for i, block in enumerate(self.blocks):
             cached_k, cached_v = self_k[i], self_v[i]
@@ -415,19 +475,30 @@ class TextDecoder(nn.Cell):
 
 
 class Whisper(nn.Cell):
-    """The network. attn_implementation, conv and dtype are the runtime's kernel and precision choices (device.py)."""
+    """The network. attn_implementation, conv and dtype are the runtime's kernel and precision
+    choices (device.py)."""
 
-    def __init__(self, dims: ModelDimensions, attn_implementation=EAGER, conv=MATMUL_TAPS, dtype=ms.float32):
+    def __init__(
+        self, dims: ModelDimensions, attn_implementation=EAGER, conv=MATMUL_TAPS, dtype=ms.float32
+    ):
         super().__init__()
         self.dims = dims
-        self.encoder = AudioEncoder(
-            dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head, dims.n_audio_layer,
-            attn_implementation, conv, dtype,
-        )  # fmt: skip
-        self.decoder = TextDecoder(
-            dims.n_vocab, dims.n_text_ctx, dims.n_text_state, dims.n_text_head, dims.n_text_layer,
-            attn_implementation, dtype,
-        )  # fmt: skip
+        audio = (
+            dims.n_mels,
+            dims.n_audio_ctx,
+            dims.n_audio_state,
+            dims.n_audio_head,
+            dims.n_audio_layer,
+        )
+        text = (
+            dims.n_vocab,
+            dims.n_text_ctx,
+            dims.n_text_state,
+            dims.n_text_head,
+            dims.n_text_layer,
+        )
+        self.encoder = AudioEncoder(*audio, attn_implementation, conv, dtype)
+        self.decoder = TextDecoder(*text, attn_implementation, dtype)
 
     def construct(self, mel, tokens):
         return self.decoder(tokens, self.encoder(mel))

@@ -1,8 +1,11 @@
-"""Word timestamps: cross-attention of the alignment heads, median filter, DTW, openai's word heuristics.
+"""Word timestamps: cross-attention of the alignment heads, median filter, DTW, openai's word
+heuristics.
 
-Same algorithm and constants as openai/whisper's timing.py. DTW is NumPy over anti-diagonals (every cell on a
-diagonal depends only on the two before it), with openai's tie-breaking, so no numba or torch is needed.
+Same algorithm and constants as openai/whisper's timing.py. DTW is NumPy over anti-diagonals (every
+cell on a diagonal depends only on the two before it), with openai's tie-breaking, so no numba or
+torch is needed.
 """
+
 import itertools
 from dataclasses import dataclass
 from typing import List, Optional
@@ -13,7 +16,7 @@ from .audio import HOP_LENGTH, SAMPLE_RATE, TOKENS_PER_SECOND
 
 MEDFILT_WIDTH = 7
 SENTENCE_END_MARKS = ".。!！?？"
-MAX_MEDIAN_DURATION = 0.7   # seconds: cap of the median word duration used by the heuristics
+MAX_MEDIAN_DURATION = 0.7  # seconds: cap of the median word duration used by the heuristics
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
@@ -70,8 +73,16 @@ def _backtrace(trace: np.ndarray):
     return np.array(path[::-1]).T
 
 
-def find_alignment(model, tokenizer, text_tokens: List[int], audio_features, num_frames: int, *,
-                   medfilt_width: int = MEDFILT_WIDTH, qk_scale: float = 1.0) -> List[WordTiming]:
+def find_alignment(
+    model,
+    tokenizer,
+    text_tokens: List[int],
+    audio_features,
+    num_frames: int,
+    *,
+    medfilt_width: int = MEDFILT_WIDTH,
+    qk_scale: float = 1.0,
+) -> List[WordTiming]:
     if not text_tokens:
         return []
     tokens = [*tokenizer.sot_sequence, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]
@@ -82,7 +93,8 @@ def find_alignment(model, tokenizer, text_tokens: List[int], audio_features, num
     probs /= probs.sum(-1, keepdims=True)
     text_token_probs = probs[np.arange(len(text_tokens)), text_tokens]
 
-    weights = scores[:, :, : num_frames // 2].astype(np.float64) * qk_scale  # heads x tokens x frames
+    # heads x tokens x frames
+    weights = scores[:, :, : num_frames // 2].astype(np.float64) * qk_scale
     weights = np.exp(weights - weights.max(-1, keepdims=True))
     weights /= weights.sum(-1, keepdims=True)
     weights = (weights - weights.mean(-2, keepdims=True)) / weights.std(-2, keepdims=True)
@@ -97,13 +109,18 @@ def find_alignment(model, tokenizer, text_tokens: List[int], audio_features, num
     jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
     jump_times = time_indices[jumps] / TOKENS_PER_SECOND
     starts, ends = jump_times[boundaries[:-1]], jump_times[boundaries[1:]]
-    probabilities = [float(np.mean(text_token_probs[i:j])) for i, j in zip(boundaries[:-1], boundaries[1:])]
-    return [WordTiming(w, t, float(s), float(e), p)
-            for w, t, s, e, p in zip(words, word_tokens, starts, ends, probabilities)]
+    probabilities = [
+        float(np.mean(text_token_probs[i:j])) for i, j in zip(boundaries[:-1], boundaries[1:])
+    ]
+    return [
+        WordTiming(w, t, float(s), float(e), p)
+        for w, t, s, e, p in zip(words, word_tokens, starts, ends, probabilities)
+    ]
 
 
 def merge_punctuations(alignment: List[WordTiming], prepended: str, appended: str):
-    """Attach opening punctuation to the following word and closing punctuation to the previous one."""
+    """Attach opening punctuation to the following word and closing punctuation to the previous
+    one."""
     i, j = len(alignment) - 2, len(alignment) - 1
     while i >= 0:
         previous, following = alignment[i], alignment[j]
@@ -126,12 +143,19 @@ def merge_punctuations(alignment: List[WordTiming], prepended: str, appended: st
         j += 1
 
 
-def add_word_timestamps(*, segments, model, tokenizer, audio_features, num_frames: int,
-                        prepend_punctuations: str = PREPEND_PUNCTUATIONS,
-                        append_punctuations: str = APPEND_PUNCTUATIONS,
-                        last_speech_timestamp: float) -> float:
-    """Set `words` (dicts: word, start, end, probability) on one window's segments, adjusting segment bounds as
-    openai does; returns the updated last speech timestamp."""
+def add_word_timestamps(
+    *,
+    segments,
+    model,
+    tokenizer,
+    audio_features,
+    num_frames: int,
+    prepend_punctuations: str = PREPEND_PUNCTUATIONS,
+    append_punctuations: str = APPEND_PUNCTUATIONS,
+    last_speech_timestamp: float,
+) -> float:
+    """Set `words` (dicts: word, start, end, probability) on one window's segments, adjusting
+    segment bounds as openai does; returns the updated last speech timestamp."""
     if not segments:
         return last_speech_timestamp
     text_tokens_per_segment = [[t for t in s.tokens if t < tokenizer.eot] for s in segments]
@@ -139,7 +163,9 @@ def add_word_timestamps(*, segments, model, tokenizer, audio_features, num_frame
     alignment = find_alignment(model, tokenizer, text_tokens, audio_features, num_frames)
     durations = np.array([t.end - t.start for t in alignment])
     durations = durations[durations.nonzero()]
-    median_duration = min(MAX_MEDIAN_DURATION, float(np.median(durations)) if len(durations) else 0.0)
+    median_duration = min(
+        MAX_MEDIAN_DURATION, float(np.median(durations)) if len(durations) else 0.0
+    )
     max_duration = median_duration * 2
     if len(durations):  # truncate long words at sentence boundaries
         for i in range(1, len(alignment)):
@@ -157,23 +183,32 @@ def add_word_timestamps(*, segments, model, tokenizer, audio_features, num_frame
         while word_index < len(alignment) and saved < len(tokens):
             timing = alignment[word_index]
             if timing.word:
-                words.append(dict(word=timing.word, start=round(time_offset + timing.start, 2),
-                                  end=round(time_offset + timing.end, 2), probability=timing.probability))
+                words.append(
+                    dict(
+                        word=timing.word,
+                        start=round(time_offset + timing.start, 2),
+                        end=round(time_offset + timing.end, 2),
+                        probability=timing.probability,
+                    )
+                )
             saved += len(timing.tokens)
             word_index += 1
         if words:
-            last_speech_timestamp = _adjust_bounds(segment, words, median_duration, max_duration,
-                                                   last_speech_timestamp)
+            last_speech_timestamp = _adjust_bounds(
+                segment, words, median_duration, max_duration, last_speech_timestamp
+            )
         segment.words = words
     return last_speech_timestamp
 
 
 def _adjust_bounds(segment, words, median_duration, max_duration, last_speech_timestamp) -> float:
-    """openai's boundary heuristics: shorten over-long first words after a pause, and reconcile segment bounds."""
+    """openai's boundary heuristics: shorten over-long first words after a pause, and reconcile
+    segment bounds."""
     first, second = words[0], words[1] if len(words) > 1 else None
     if first["end"] - last_speech_timestamp > median_duration * 4 and (
-            first["end"] - first["start"] > max_duration
-            or (second is not None and second["end"] - first["start"] > max_duration * 2)):
+        first["end"] - first["start"] > max_duration
+        or (second is not None and second["end"] - first["start"] > max_duration * 2)
+    ):
         if second is not None and second["end"] - second["start"] > max_duration:
             boundary = max(second["end"] / 2, second["end"] - max_duration)
             first["end"] = second["start"] = boundary

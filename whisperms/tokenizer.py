@@ -1,9 +1,11 @@
 """Whisper's tokenizer over a Hugging Face `tokenizer.json` (the `tokenizers` package, no tiktoken).
 
-Names and semantics mirror openai/whisper `whisper/tokenizer.py`, so decoding and timing code can be read
-side by side with openai's. Special-token ids are read from the file, never hard-coded: English-only and
-multilingual vocabularies differ by one id, and files differ in token names (`<|nospeech|>` vs `<|nocaptions|>`).
+Names and semantics mirror openai/whisper `whisper/tokenizer.py`, so decoding and timing code can be
+read side by side with openai's. Special-token ids are read from the file, never hard-coded:
+English-only and multilingual vocabularies differ by one id, and files differ in token names
+(`<|nospeech|>` vs `<|nocaptions|>`).
 """
+
 import string
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -15,30 +17,33 @@ import tokenizers
 from .errors import CheckpointError, OptionsError
 
 LANGUAGES = {
-    "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko": "korean",
-    "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish", "pl": "polish", "ca": "catalan",
-    "nl": "dutch", "ar": "arabic", "sv": "swedish", "it": "italian", "id": "indonesian", "hi": "hindi",
-    "fi": "finnish", "vi": "vietnamese", "he": "hebrew", "uk": "ukrainian", "el": "greek", "ms": "malay",
-    "cs": "czech", "ro": "romanian", "da": "danish", "hu": "hungarian", "ta": "tamil", "no": "norwegian",
-    "th": "thai", "ur": "urdu", "hr": "croatian", "bg": "bulgarian", "lt": "lithuanian", "la": "latin",
-    "mi": "maori", "ml": "malayalam", "cy": "welsh", "sk": "slovak", "te": "telugu", "fa": "persian",
-    "lv": "latvian", "bn": "bengali", "sr": "serbian", "az": "azerbaijani", "sl": "slovenian", "kn": "kannada",
-    "et": "estonian", "mk": "macedonian", "br": "breton", "eu": "basque", "is": "icelandic", "hy": "armenian",
-    "ne": "nepali", "mn": "mongolian", "bs": "bosnian", "kk": "kazakh", "sq": "albanian", "sw": "swahili",
-    "gl": "galician", "mr": "marathi", "pa": "punjabi", "si": "sinhala", "km": "khmer", "sn": "shona",
-    "yo": "yoruba", "so": "somali", "af": "afrikaans", "oc": "occitan", "ka": "georgian", "be": "belarusian",
-    "tg": "tajik", "sd": "sindhi", "gu": "gujarati", "am": "amharic", "yi": "yiddish", "lo": "lao",
-    "uz": "uzbek", "fo": "faroese", "ht": "haitian creole", "ps": "pashto", "tk": "turkmen", "nn": "nynorsk",
-    "mt": "maltese", "sa": "sanskrit", "lb": "luxembourgish", "my": "myanmar", "bo": "tibetan", "tl": "tagalog",
-    "mg": "malagasy", "as": "assamese", "tt": "tatar", "haw": "hawaiian", "ln": "lingala", "ha": "hausa",
+    "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko":
+    "korean", "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish", "pl": "polish",
+    "ca": "catalan", "nl": "dutch", "ar": "arabic", "sv": "swedish", "it": "italian", "id":
+    "indonesian", "hi": "hindi", "fi": "finnish", "vi": "vietnamese", "he": "hebrew", "uk":
+    "ukrainian", "el": "greek", "ms": "malay", "cs": "czech", "ro": "romanian", "da": "danish",
+    "hu": "hungarian", "ta": "tamil", "no": "norwegian", "th": "thai", "ur": "urdu", "hr":
+    "croatian", "bg": "bulgarian", "lt": "lithuanian", "la": "latin", "mi": "maori", "ml":
+    "malayalam", "cy": "welsh", "sk": "slovak", "te": "telugu", "fa": "persian", "lv": "latvian",
+    "bn": "bengali", "sr": "serbian", "az": "azerbaijani", "sl": "slovenian", "kn": "kannada", "et":
+    "estonian", "mk": "macedonian", "br": "breton", "eu": "basque", "is": "icelandic", "hy":
+    "armenian", "ne": "nepali", "mn": "mongolian", "bs": "bosnian", "kk": "kazakh", "sq":
+    "albanian", "sw": "swahili", "gl": "galician", "mr": "marathi", "pa": "punjabi", "si":
+    "sinhala", "km": "khmer", "sn": "shona", "yo": "yoruba", "so": "somali", "af": "afrikaans",
+    "oc": "occitan", "ka": "georgian", "be": "belarusian", "tg": "tajik", "sd": "sindhi", "gu":
+    "gujarati", "am": "amharic", "yi": "yiddish", "lo": "lao", "uz": "uzbek", "fo": "faroese", "ht":
+    "haitian creole", "ps": "pashto", "tk": "turkmen", "nn": "nynorsk", "mt": "maltese", "sa":
+    "sanskrit", "lb": "luxembourgish", "my": "myanmar", "bo": "tibetan", "tl": "tagalog", "mg":
+    "malagasy", "as": "assamese", "tt": "tatar", "haw": "hawaiian", "ln": "lingala", "ha": "hausa",
     "ba": "bashkir", "jw": "javanese", "su": "sundanese", "yue": "cantonese",
 }  # fmt: skip
 
 # language code lookup by name, with a few language aliases (openai's table)
 TO_LANGUAGE_CODE = {
     **{language: code for code, language in LANGUAGES.items()},
-    "burmese": "my", "valencian": "ca", "flemish": "nl", "haitian": "ht", "letzeburgesch": "lb", "pushto": "ps",
-    "panjabi": "pa", "moldavian": "ro", "moldovan": "ro", "sinhalese": "si", "castilian": "es", "mandarin": "zh",
+    "burmese": "my", "valencian": "ca", "flemish": "nl", "haitian": "ht", "letzeburgesch": "lb",
+    "pushto": "ps", "panjabi": "pa", "moldavian": "ro", "moldovan": "ro", "sinhalese": "si",
+    "castilian": "es", "mandarin": "zh",
 }  # fmt: skip
 
 TASKS = ("transcribe", "translate")
@@ -46,31 +51,45 @@ TIME_PRECISION = 0.02  # seconds per timestamp token (one encoder frame)
 N_TIMESTAMP_TOKENS = 1501  # <|0.00|> .. <|30.00|>
 # Languages written without spaces: word timestamps split them at character boundaries instead.
 CHAR_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue"})
-# tiktoken and newer HF files call it <|nospeech|>; older HF tokenizer.json files (and CTranslate2's) <|nocaptions|>.
+# tiktoken and newer HF files call it <|nospeech|>; older HF tokenizer.json files (and
+# CTranslate2's) <|nocaptions|>.
 NO_SPEECH_NAMES = ("<|nospeech|>", "<|nocaptions|>")
 # Older English-only HF files (e.g. whisper-tiny.en's) name Hebrew by its withdrawn ISO code.
 LEGACY_LANGUAGE_NAMES = {"he": "iw"}
 
 
 def _byte_of_char():
-    """GPT-2's reversible byte -> printable-char map, inverted: byte-level BPE vocab strings back to raw bytes."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    others = [b for b in range(256) if b not in printable]  # control/space bytes move to chr(256), chr(257), ...
+    """GPT-2's reversible byte -> printable-char map, inverted: byte-level BPE vocab strings back to
+    raw bytes."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    # control/space bytes move to chr(256), chr(257), ...
+    others = [b for b in range(256) if b not in printable]
     return {**{chr(b): b for b in printable}, **{chr(256 + n): b for n, b in enumerate(others)}}
 
 
 @lru_cache(maxsize=None)
 def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]:
-    """Parse a tokenizer.json once per path; also build id -> bytes so decode can apply tiktoken's byte rules."""
+    """Parse a tokenizer.json once per path; also build id -> bytes so decode can apply tiktoken's
+    byte rules."""
     if not Path(path).is_file():
         raise CheckpointError(f"tokenizer file not found: {path}")
     hf = tokenizers.Tokenizer.from_file(path)
-    # Text is text: "<|endoftext|>" typed in a prompt must not become a control token (tiktoken refuses it).
+    # Text is text: "<|endoftext|>" typed in a prompt must not become a control token (tiktoken
+    # refuses it).
     hf.encode_special_tokens = True
     byte_of = _byte_of_char()
-    id_bytes = {i: bytes(byte_of[c] for c in tok) for tok, i in hf.get_vocab(with_added_tokens=False).items()}
+    id_bytes = {
+        i: bytes(byte_of[c] for c in tok)
+        for tok, i in hf.get_vocab(with_added_tokens=False).items()
+    }
     # Added tokens are stored as literal text, not in the byte-level alphabet.
-    id_bytes.update({i: tok.content.encode("utf-8") for i, tok in hf.get_added_tokens_decoder().items()})
+    id_bytes.update(
+        {i: tok.content.encode("utf-8") for i, tok in hf.get_added_tokens_decoder().items()}
+    )
     table = [None] * (max(id_bytes) + 1)
     for i, b in id_bytes.items():
         table[i] = b
@@ -78,17 +97,20 @@ def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]
 
 
 def check_task(task):
-    """The one check of a task name, for the decoding options and the tokenizer: an OptionsError unless in TASKS."""
+    """The one check of a task name, for the decoding options and the tokenizer: an OptionsError
+    unless in TASKS."""
     if task not in TASKS:
         raise OptionsError(f"unknown task {task!r}: use {' or '.join(map(repr, TASKS))}")
 
 
 @dataclass
 class Tokenizer:
-    """Whisper's vocabulary: byte-level BPE text tokens, then special tokens, then 1501 timestamp tokens."""
+    """Whisper's vocabulary: byte-level BPE text tokens, then special tokens, then 1501 timestamp
+    tokens."""
 
     hf: tokenizers.Tokenizer = field(repr=False)
-    id_bytes: Tuple[Optional[bytes], ...] = field(repr=False)  # raw bytes of each id the file defines
+    # raw bytes of each id the file defines
+    id_bytes: Tuple[Optional[bytes], ...] = field(repr=False)
     num_languages: int = 99
     language: Optional[str] = None
     task: Optional[str] = None
@@ -104,21 +126,26 @@ class Tokenizer:
         # Timestamps are implicit (no_timestamps + 1 + i); a file that lists them must agree.
         listed = self.hf.token_to_id("<|0.00|>")
         if listed is not None and listed != self.timestamp_begin:
-            raise CheckpointError(f"<|0.00|> has id {listed}, expected {self.timestamp_begin} (<|notimestamps|> + 1)")
+            raise CheckpointError(
+                f"<|0.00|> has id {listed}, expected {self.timestamp_begin} (<|notimestamps|> + 1)"
+            )
 
     def _special(self, *names: str) -> int:
         for name in names:
             token_id = self.hf.token_to_id(name)
             if token_id is not None:
                 return token_id
-        raise CheckpointError(f"tokenizer.json has no {' or '.join(names)} token: not a Whisper tokenizer")
+        raise CheckpointError(
+            f"tokenizer.json has no {' or '.join(names)} token: not a Whisper tokenizer"
+        )
 
     def encode(self, text: str) -> List[int]:
         """Text tokens only: no sot/eot template (the file's post-processor would add them)."""
         return self.hf.encode(text, add_special_tokens=False).ids
 
     def decode(self, token_ids: List[int]) -> str:
-        """Text of the tokens, timestamps dropped; other special tokens appear as their text, like tiktoken."""
+        """Text of the tokens, timestamps dropped; other special tokens appear as their text, like
+        tiktoken."""
         return self._decode([t for t in token_ids if t < self.timestamp_begin])
 
     def decode_with_timestamps(self, token_ids: List[int]) -> str:
@@ -126,8 +153,9 @@ class Tokenizer:
         return self._decode(token_ids)
 
     def _decode(self, token_ids: List[int]) -> str:
-        # All bytes first, then one UTF-8 decode: a character split across tokens comes out whole, and a sequence
-        # cut mid-character ends in U+FFFD (errors="replace"), exactly as tiktoken and openai do.
+        # All bytes first, then one UTF-8 decode: a character split across tokens comes out whole,
+        # and a sequence cut mid-character ends in U+FFFD (errors="replace"), exactly as tiktoken
+        # and openai do.
         return b"".join(self._token_bytes(t) for t in token_ids).decode("utf-8", errors="replace")
 
     def _token_bytes(self, token_id: int) -> bytes:
@@ -184,14 +212,19 @@ class Tokenizer:
     def to_language_token(self, language: str) -> int:
         codes = self.all_language_codes
         if language not in codes:
-            raise OptionsError(f"language {language!r} is not among this model's {len(codes)} languages")
+            raise OptionsError(
+                f"language {language!r} is not among this model's {len(codes)} languages"
+            )
         return self.all_language_tokens[codes.index(language)]
 
     @cached_property
     def all_language_tokens(self) -> Tuple[int, ...]:
-        """Ids of the first `num_languages` languages of LANGUAGES (large-v3 added `yue`: 100, others 99)."""
+        """Ids of the first `num_languages` languages of LANGUAGES (large-v3 added `yue`: 100,
+        others 99)."""
         codes = self.all_language_codes
-        return tuple(self._special(f"<|{c}|>", f"<|{LEGACY_LANGUAGE_NAMES.get(c, c)}|>") for c in codes)
+        return tuple(
+            self._special(f"<|{c}|>", f"<|{LEGACY_LANGUAGE_NAMES.get(c, c)}|>") for c in codes
+        )
 
     @cached_property
     def all_language_codes(self) -> Tuple[str, ...]:
@@ -203,16 +236,16 @@ class Tokenizer:
 
     @cached_property
     def non_speech_tokens(self) -> Tuple[int, ...]:
-        """
-        Tokens to suppress so the model does not write speaker tags or non-speech annotations that are not
-        actually spoken (♪♪♪, ( SPEAKING FOREIGN LANGUAGE ), [DAVID] Hey there,), keeping basic punctuation.
-        openai's algorithm, unchanged, so suppression matches openai token for token.
+        """Tokens to suppress so the model writes no speaker tags or non-speech annotations that
+        are not spoken (♪♪♪, ( SPEAKING FOREIGN LANGUAGE ), [DAVID] Hey there,), keeping basic
+        punctuation. openai's algorithm, unchanged, so suppression matches openai token for token.
         """
         symbols = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』')
         symbols += "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split()
 
-        # Symbols that may be one token or several depending on the vocabulary. If several, suppress the first:
-        # they are U+2640..U+267F miscellaneous symbols whose 3-byte UTF-8 forms share their first two bytes.
+        # Symbols that may be one token or several depending on the vocabulary. If several, suppress
+        # the first: they are U+2640..U+267F miscellaneous symbols whose 3-byte UTF-8 forms share
+        # their first two bytes.
         miscellaneous = set("♩♪♫♬♭♮♯")
         assert all(0x2640 <= ord(c) <= 0x267F for c in miscellaneous)
 
@@ -227,8 +260,8 @@ class Tokenizer:
     def split_to_word_tokens(self, tokens: List[int]) -> Tuple[List[str], List[List[int]]]:
         """Words and their tokens, for word timestamps."""
         if self.language in CHAR_LANGUAGES:
-            # Without spaces, words cannot be found without morpheme analysis: split wherever the tokens
-            # decode to whole unicode characters instead.
+            # Without spaces, words cannot be found without morpheme analysis: split wherever the
+            # tokens decode to whole unicode characters instead.
             return self.split_tokens_on_unicode(tokens)
         return self.split_tokens_on_spaces(tokens)
 
@@ -241,10 +274,12 @@ class Tokenizer:
         for token in tokens:
             current_tokens.append(token)
             decoded = self.decode_with_timestamps(current_tokens)
-            # A U+FFFD is a cut character unless the full text has one at the same place (a genuine one).
+            # A U+FFFD is a cut character unless the full text has one at the same place (a genuine
+            # one).
             index = decoded.find(replacement_char)
             if index < 0 or (
-                unicode_offset + index < len(decoded_full) and decoded_full[unicode_offset + index] == replacement_char
+                unicode_offset + index < len(decoded_full)
+                and decoded_full[unicode_offset + index] == replacement_char
             ):
                 words.append(decoded)
                 word_tokens.append(current_tokens)
@@ -276,7 +311,8 @@ def language_code(language: str) -> str:
     if key in TO_LANGUAGE_CODE:
         return TO_LANGUAGE_CODE[key]
     raise OptionsError(
-        f"unknown language {language!r}: use a code or name from whisperms.tokenizer.LANGUAGES, e.g. 'de' or 'German'"
+        f"unknown language {language!r}: use a code or name from whisperms.tokenizer.LANGUAGES, "
+        "e.g. 'de' or 'German'"
     )
 
 
@@ -288,13 +324,16 @@ def get_tokenizer(
     language: Optional[str] = None,
     task: Optional[str] = None,  # "transcribe", "translate" or None
 ) -> Tokenizer:
-    """openai's get_tokenizer over a tokenizer.json. English-only models take no language or task tokens."""
+    """openai's get_tokenizer over a tokenizer.json. English-only models take no language or task
+    tokens."""
     if language is not None:
         language = language_code(language)
     if task is not None:
         check_task(task)
     if not 1 <= num_languages <= len(LANGUAGES):
-        raise OptionsError(f"num_languages must be between 1 and {len(LANGUAGES)}, got {num_languages}")
+        raise OptionsError(
+            f"num_languages must be between 1 and {len(LANGUAGES)}, got {num_languages}"
+        )
     if multilingual:
         language = language or "en"
         task = task or "transcribe"
@@ -302,4 +341,6 @@ def get_tokenizer(
         language = None
         task = None
     hf, id_bytes = _load(str(Path(tokenizer_json_path).resolve()))
-    return Tokenizer(hf=hf, id_bytes=id_bytes, num_languages=num_languages, language=language, task=task)
+    return Tokenizer(
+        hf=hf, id_bytes=id_bytes, num_languages=num_languages, language=language, task=task
+    )

@@ -1,10 +1,12 @@
-"""Transcript writers: txt, vtt, srt, tsv, json, with the exact output of openai/whisper's `whisper/utils.py`.
+"""Transcript writers: txt, vtt, srt, tsv, json, with the exact output of openai/whisper's
+`whisper/utils.py`.
 
-Input is openai's result dict: {"text", "language", "segments": [{"start", "end", "text", ..., optional "words":
-[{"word", "start", "end", "probability"}]}]}. One deliberate difference from openai: a file is written whole or not
-at all (temporary file in the same folder, then `os.replace`), so a crash never leaves a truncated transcript
-or destroys the previous one.
+Input is openai's result dict: {"text", "language", "segments": [{"start", "end", "text", ...,
+optional "words": [{"word", "start", "end", "probability"}]}]}. One deliberate difference from
+openai: a file is written whole or not at all (temporary file in the same folder, then
+`os.replace`), so a crash never leaves a truncated transcript or destroys the previous one.
 """
+
 import json
 import os
 import re
@@ -13,11 +15,14 @@ from typing import Callable, Iterator, List, Optional, TextIO, Tuple
 
 from .errors import OptionsError
 
-LONG_PAUSE_SECONDS = 3.0  # a gap this long starts a new subtitle when lines are re-wrapped (openai's rule)
+# a gap this long starts a new subtitle when lines are re-wrapped (openai's rule)
+LONG_PAUSE_SECONDS = 3.0
 UNLIMITED = 1000  # openai's stand-in for "no limit" on line width and words per line
 
 
-def format_timestamp(seconds: float, always_include_hours: bool = False, decimal_marker: str = ".") -> str:
+def format_timestamp(
+    seconds: float, always_include_hours: bool = False, decimal_marker: str = "."
+) -> str:
     """[HH:]MM:SS.mmm, rounded to the millisecond as openai does (Python `round`, ties to even)."""
     assert seconds >= 0, "non-negative timestamp expected"
     milliseconds = int(round(seconds * 1000.0))  # int(): numpy<2 floats round to floats
@@ -30,7 +35,10 @@ def format_timestamp(seconds: float, always_include_hours: bool = False, decimal
 
 def get_start(segments: List[dict]) -> Optional[float]:
     """Start of the first word, else of the first segment: where the first subtitle begins."""
-    return next((w["start"] for s in segments for w in s["words"]), segments[0]["start"] if segments else None)
+    return next(
+        (w["start"] for s in segments for w in s["words"]),
+        segments[0]["start"] if segments else None,
+    )
 
 
 def get_end(segments: List[dict]) -> Optional[float]:
@@ -42,7 +50,8 @@ def get_end(segments: List[dict]) -> Optional[float]:
 
 
 def _umask() -> int:
-    """The process umask, read without changing it where possible (os.umask is a racy set-and-restore)."""
+    """The process umask, read without changing it where possible (os.umask is a racy
+    set-and-restore)."""
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
@@ -76,8 +85,11 @@ class ResultWriter:
         audio_basename = os.path.splitext(os.path.basename(audio_path))[0]
         return os.path.join(self.output_dir, audio_basename + "." + self.extension)
 
-    def __call__(self, result: dict, audio_path: str, options: Optional[dict] = None, **kwargs) -> str:
-        """Write atomically and return the final path; on any error nothing new is left and the old file stays."""
+    def __call__(
+        self, result: dict, audio_path: str, options: Optional[dict] = None, **kwargs
+    ) -> str:
+        """Write atomically and return the final path; on any error nothing new is left and the old
+        file stays."""
         output_path = self.output_path(audio_path)
         tmp = tempfile.NamedTemporaryFile(
             "w", encoding="utf-8", delete=False, dir=self.output_dir, prefix=".", suffix=".partial"
@@ -116,12 +128,14 @@ def _iterate_subtitles(
     max_words_per_line: int,
     preserve_segments: bool,
 ) -> Iterator[List[dict]]:
-    """openai's word grouping: lists of word timings (copies) whose "word" carries its spacing and line breaks.
+    """openai's word grouping: lists of word timings (copies) whose "word" carries its spacing and
+    line breaks.
 
-    With `preserve_segments` every segment, and every run of `max_words_per_line` words in it, starts a new
-    subtitle. Otherwise words are re-flowed into lines of at most `max_line_width` characters and subtitles of at
-    most `max_line_count` lines, breaking also at pauses over LONG_PAUSE_SECONDS; `max_words_per_line` then has no
-    effect (as in openai, whose chunk index only feeds the segment-break test).
+    With `preserve_segments` every segment, and every run of `max_words_per_line` words in it,
+    starts a new subtitle. Otherwise words are re-flowed into lines of at most `max_line_width`
+    characters and subtitles of at most `max_line_count` lines, breaking also at pauses over
+    LONG_PAUSE_SECONDS; `max_words_per_line` then has no effect (as in openai, whose chunk index
+    only feeds the segment-break test).
     """
     line_len = 0
     line_count = 1
@@ -177,7 +191,8 @@ class SubtitlesWriter(ResultWriter):
         highlight_words: bool = False,
         max_words_per_line: Optional[int] = None,
     ) -> Iterator[Tuple[str, str, str]]:
-        """(start, end, text) per cue. Keyword arguments win over `options` (openai's CLI passes either)."""
+        """(start, end, text) per cue. Keyword arguments win over `options` (openai's CLI passes
+        either)."""
         options = options or {}
         max_line_width = max_line_width or options.get("max_line_width")
         max_line_count = max_line_count or options.get("max_line_count")
@@ -191,7 +206,11 @@ class SubtitlesWriter(ResultWriter):
         if not (len(segments) > 0 and "words" in segments[0]):
             for segment in segments:
                 text = segment["text"].strip().replace("-->", "->")
-                yield self.format_timestamp(segment["start"]), self.format_timestamp(segment["end"]), text
+                yield (
+                    self.format_timestamp(segment["start"]),
+                    self.format_timestamp(segment["end"]),
+                    text,
+                )
             return
 
         for subtitle in _iterate_subtitles(
@@ -210,7 +229,11 @@ class SubtitlesWriter(ResultWriter):
                 end = self.format_timestamp(timing["end"])
                 if last != start:
                     yield last, start, subtitle_text  # the gap before this word, nothing underlined
-                yield start, end, "".join(_underline(w) if j == i else w for j, w in enumerate(words))
+                yield (
+                    start,
+                    end,
+                    "".join(_underline(w) if j == i else w for j, w in enumerate(words)),
+                )
                 last = end
 
     def format_timestamp(self, seconds: float) -> str:
@@ -234,12 +257,15 @@ class WriteSRT(SubtitlesWriter):
     decimal_marker: str = ","
 
     def write_result(self, result: dict, file: TextIO, options: Optional[dict] = None, **kwargs):
-        for i, (start, end, text) in enumerate(self.iterate_result(result, options, **kwargs), start=1):
+        for i, (start, end, text) in enumerate(
+            self.iterate_result(result, options, **kwargs), start=1
+        ):
             print(f"{i}\n{start} --> {end}\n{text}\n", file=file, flush=True)
 
 
 class WriteTSV(ResultWriter):
-    """`start<TAB>end<TAB>text` with integer milliseconds: no locale can turn a decimal point into a comma."""
+    """`start<TAB>end<TAB>text` with integer milliseconds: no locale can turn a decimal point into a
+    comma."""
 
     extension: str = "tsv"
 
@@ -264,11 +290,14 @@ WRITERS = {"txt": WriteTXT, "vtt": WriteVTT, "srt": WriteSRT, "tsv": WriteTSV, "
 
 
 def get_writer(output_format: str, output_dir: str) -> Callable[..., object]:
-    """A writer for one format, or for "all" one that writes the five formats (each file atomically)."""
+    """A writer for one format, or for "all" one that writes the five formats (each file
+    atomically)."""
     if output_format == "all":
         all_writers = [writer(output_dir) for writer in WRITERS.values()]
 
-        def write_all(result: dict, audio_path: str, options: Optional[dict] = None, **kwargs) -> List[str]:
+        def write_all(
+            result: dict, audio_path: str, options: Optional[dict] = None, **kwargs
+        ) -> List[str]:
             return [writer(result, audio_path, options, **kwargs) for writer in all_writers]
 
         return write_all

@@ -1,22 +1,34 @@
-"""Silero VAD v6 ONNX file (the 16 kHz export faster-whisper ships) -> whisperms VAD weights (safetensors).
+"""Silero VAD v6 ONNX file (the 16 kHz export faster-whisper ships) -> whisperms VAD weights
+(safetensors).
 
     python -m whisperms.vad.convert [ONNX] [OUTPUT]
 
 The `onnx` package is needed here only, never at run time.
 """
+
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CheckpointError
-from .model import CONTEXT_SAMPLES, ENCODER_CHANNELS, HIDDEN, HOP, INPUT_SAMPLES, KERNEL, N_BINS, N_FFT
+from .model import (
+    CONTEXT_SAMPLES,
+    ENCODER_CHANNELS,
+    HIDDEN,
+    HOP,
+    INPUT_SAMPLES,
+    KERNEL,
+    N_BINS,
+    N_FFT,
+)
 from .weights import DEFAULT_WEIGHTS, check_state, write_weights
 
 ONNX_FILE = "silero_vad_v6.onnx"
-_BIG = 2 ** 62  # ONNX Slice's "to the end" (INT64_MAX in the export)
+_BIG = 2**62  # ONNX Slice's "to the end" (INT64_MAX in the export)
 
-# ONNX's LSTM gate blocks are (i, o, f, c); torch.nn.LSTMCell's and MindSpore's LSTM kernel's are (i, f, g, o).
+# ONNX's LSTM gate blocks are (i, o, f, c); torch.nn.LSTMCell's and MindSpore's LSTM kernel's are
+# (i, f, g, o).
 _ONNX_TO_TORCH_GATES = (0, 2, 3, 1)
 
 
@@ -26,7 +38,9 @@ def faster_whisper_onnx() -> Path:
 
     spec = find_spec("faster_whisper")
     if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError("faster-whisper is not installed: give the path of silero_vad_v6.onnx")
+        raise CheckpointError(
+            "faster-whisper is not installed: give the path of silero_vad_v6.onnx"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "assets" / ONNX_FILE
 
 
@@ -42,7 +56,8 @@ class _Node:
 
 
 class _Graph:
-    """The ONNX graph read node by node; initializers are handed out once each, so leftovers can be reported."""
+    """The ONNX graph read node by node; initializers are handed out once each, so leftovers can be
+    reported."""
 
     def __init__(self, model, path):
         from onnx import numpy_helper
@@ -57,8 +72,8 @@ class _Graph:
         return CheckpointError(f"{self.path}: not the Silero VAD v6 16 kHz graph: {what}")
 
     def next(self, op_type, **attributes):
-        """The next node, which must be `op_type` with no attributes but these, each absent (its default) or equal
-        to the value given."""
+        """The next node, which must be `op_type` with no attributes but these, each absent (its
+        default) or equal to the value given."""
         from onnx import helper
 
         if self.position >= len(self.nodes):
@@ -73,34 +88,52 @@ class _Graph:
             if attribute.name not in attributes:
                 raise self.fail(f"{node.where} has unexpected attribute {attribute.name}={value!r}")
             want = attributes[attribute.name]
-            same = value == want if isinstance(want, str) else np.array_equal(np.atleast_1d(value), np.atleast_1d(want))
+            same = (
+                value == want
+                if isinstance(want, str)
+                else np.array_equal(np.atleast_1d(value), np.atleast_1d(want))
+            )
             if not same:
                 raise self.fail(f"{node.where} has {attribute.name}={value!r}, expected {want!r}")
         return node
 
     def tensor(self, node, index, shape=None, shared=False):
-        """Input `index` of `node`: an initializer of `shape` if given; a weight (not `shared`) is used once only."""
+        """Input `index` of `node`: an initializer of `shape` if given; a weight (not `shared`) is
+        used once only."""
         name = node.input[index] if index < len(node.input) else ""
         if name not in self.initializers:
-            raise self.fail(f"{node.where}: input {index} ({name or 'absent'}) is not a stored tensor")
+            raise self.fail(
+                f"{node.where}: input {index} ({name or 'absent'}) is not a stored tensor"
+            )
         if name in self.used and not shared:
             raise self.fail(f"{node.where}: tensor {name} is used twice")
         self.used.add(name)
         value = self.initializers[name]
         if shape is not None and tuple(value.shape) != tuple(shape):
-            raise self.fail(f"{node.where}: tensor {name} has shape {tuple(value.shape)}, expected {tuple(shape)}")
+            raise self.fail(
+                f"{node.where}: tensor {name} has shape {tuple(value.shape)}, expected "
+                f"{tuple(shape)}"
+            )
         return value
 
     def constant(self, node, index, want):
-        """Input `index` of `node`: a stored constant equal to `want` (the export shares constants between nodes)."""
+        """Input `index` of `node`: a stored constant equal to `want` (the export shares constants
+        between nodes)."""
         value = self.tensor(node, index, shared=True)
-        if value.shape != np.shape(want) or not np.array_equal(np.minimum(value, _BIG), np.minimum(want, _BIG)):
-            raise self.fail(f"{node.where}: constant input {index} is {value.tolist()}, "
-                            f"expected {np.asarray(want).tolist()}")
+        if value.shape != np.shape(want) or not np.array_equal(
+            np.minimum(value, _BIG), np.minimum(want, _BIG)
+        ):
+            raise self.fail(
+                f"{node.where}: constant input {index} is {value.tolist()}, "
+                f"expected {np.asarray(want).tolist()}"
+            )
 
     def finish(self):
         if self.position != len(self.nodes):
-            raise self.fail(f"unexpected {_Node(self.nodes[self.position], self.position).where} after the output")
+            raise self.fail(
+                f"unexpected {_Node(self.nodes[self.position], self.position).where} after the "
+                "output"
+            )
         unused = sorted(set(self.initializers) - self.used)
         if unused:
             raise self.fail(f"tensor {unused[0]} is not used by the network")
@@ -108,14 +141,20 @@ class _Graph:
 
 def _check_io(model, path):
     """Inputs (windows of INPUT_SAMPLES, h, c), outputs (probabilities, h, c)."""
+
     def dims(value):
-        return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        return [
+            d.dim_value if d.HasField("dim_value") else None
+            for d in value.type.tensor_type.shape.dim
+        ]
 
     inputs = {v.name: dims(v) for v in model.graph.input}
     want = {"input": [None, INPUT_SAMPLES], "h": [1, 1, HIDDEN], "c": [1, 1, HIDDEN]}
     if inputs != want:
-        raise CheckpointError(f"{path}: not the Silero VAD v6 16 kHz graph: inputs {inputs}, expected {want} "
-                              f"(windows of {CONTEXT_SAMPLES} context + {INPUT_SAMPLES - CONTEXT_SAMPLES} samples)")
+        raise CheckpointError(
+            f"{path}: not the Silero VAD v6 16 kHz graph: inputs {inputs}, expected {want} "
+            f"(windows of {CONTEXT_SAMPLES} context + {INPUT_SAMPLES - CONTEXT_SAMPLES} samples)"
+        )
     outputs = [v.name for v in model.graph.output]
     if outputs != ["speech_probs", "hn", "cn"]:
         raise CheckpointError(f"{path}: not the Silero VAD v6 16 kHz graph: outputs {outputs}")
@@ -128,15 +167,19 @@ def _gates(array):
 
 
 def read_onnx(path) -> dict:
-    """The state (model.py's parameter names) of a Silero VAD v6 16 kHz ONNX file; CheckpointError otherwise.
+    """The state (model.py's parameter names) of a Silero VAD v6 16 kHz ONNX file; CheckpointError
+    otherwise.
 
-    Strict: the graph must be the exact sequence of operators model.py implements, every attribute and constant it
-    relies on must have the value model.py assumes, every initializer must be consumed, and every weight must have
-    its shape; otherwise a one-line CheckpointError names the first difference."""
+    Strict: the graph must be the exact sequence of operators model.py implements, every attribute
+    and constant it relies on must have the value model.py assumes, every initializer must be
+    consumed, and every weight must have its shape; otherwise a one-line CheckpointError names the
+    first difference."""
     try:
         import onnx
     except ImportError:
-        raise CheckpointError("converting the VAD needs the onnx package: pip install onnx") from None
+        raise CheckpointError(
+            "converting the VAD needs the onnx package: pip install onnx"
+        ) from None
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"ONNX file not found: {path}")
@@ -148,13 +191,16 @@ def read_onnx(path) -> dict:
     g = _Graph(model, path)
     state = {}
 
-    # STFT: reflect pad, Fourier basis as a strided conv, real/imaginary halves without the first frame, magnitude.
+    # STFT: reflect pad, Fourier basis as a strided conv, real/imaginary halves without the first
+    # frame, magnitude.
     g.constant(g.next("Pad", mode="reflect"), 1, [0, HOP, 0, HOP])
     g.constant(g.next("Unsqueeze"), 1, [1])
     conv = g.next("Conv", dilations=[1], group=1, kernel_shape=[N_FFT], pads=[0, 0], strides=[HOP])
     if len(conv.input) != 2:
         raise g.fail(f"{conv.where}: the STFT conv has a bias")
-    state["encoder.feature_extractor.forward_basis_buffer"] = g.tensor(conv, 1, (2 * N_BINS, 1, N_FFT))
+    state["encoder.feature_extractor.forward_basis_buffer"] = g.tensor(
+        conv, 1, (2 * N_BINS, 1, N_FFT)
+    )
     for start, end in ((0, N_BINS), (N_BINS, _BIG)):
         node = g.next("Slice")
         g.constant(node, 1, [start, 1])
@@ -167,7 +213,9 @@ def read_onnx(path) -> dict:
     g.next("Sqrt")
 
     for i, (n_in, n_out, stride) in enumerate(ENCODER_CHANNELS):
-        conv = g.next("Conv", dilations=[1], group=1, kernel_shape=[KERNEL], pads=[1, 1], strides=[stride])
+        conv = g.next(
+            "Conv", dilations=[1], group=1, kernel_shape=[KERNEL], pads=[1, 1], strides=[stride]
+        )
         state[f"encoder.conv_layers.{i}.weight"] = g.tensor(conv, 1, (n_out, n_in, KERNEL))
         state[f"encoder.conv_layers.{i}.bias"] = g.tensor(conv, 2, (n_out,))
         g.next("Relu")
@@ -175,12 +223,14 @@ def read_onnx(path) -> dict:
     g.next("Transpose", perm=[0, 2, 1])
     lstm = g.next("LSTM", hidden_size=HIDDEN, direction="forward", layout=0, input_forget=0)
     if lstm.input[4:] != ["", "h", "c"] or lstm.output[1:] != ["hn", "cn"]:
-        raise g.fail(f"{lstm.where}: the LSTM does not carry the state from inputs h, c to outputs hn, cn")
+        raise g.fail(
+            f"{lstm.where}: the LSTM does not carry the state from inputs h, c to outputs hn, cn"
+        )
     state["decoder.rnn.weight_ih"] = _gates(g.tensor(lstm, 1, (1, 4 * HIDDEN, HIDDEN))[0])
     state["decoder.rnn.weight_hh"] = _gates(g.tensor(lstm, 2, (1, 4 * HIDDEN, HIDDEN))[0])
     bias = g.tensor(lstm, 3, (1, 8 * HIDDEN))[0]
-    state["decoder.rnn.bias_ih"] = _gates(bias[:4 * HIDDEN])
-    state["decoder.rnn.bias_hh"] = _gates(bias[4 * HIDDEN:])
+    state["decoder.rnn.bias_ih"] = _gates(bias[: 4 * HIDDEN])
+    state["decoder.rnn.bias_hh"] = _gates(bias[4 * HIDDEN :])
 
     g.constant(g.next("Squeeze"), 1, [1])
     g.next("Relu")
@@ -198,8 +248,8 @@ def read_onnx(path) -> dict:
 
 
 def convert(onnx_path=None, output=None) -> Path:
-    """Convert `onnx_path` (default: faster-whisper's `faster_whisper/assets/silero_vad_v6.onnx`) and write the
-    weights to `output` (default: the file whisperms ships)."""
+    """Convert `onnx_path` (default: faster-whisper's `faster_whisper/assets/silero_vad_v6.onnx`)
+    and write the weights to `output` (default: the file whisperms ships)."""
     onnx_path = Path(onnx_path) if onnx_path is not None else faster_whisper_onnx()
     output = Path(output) if output is not None else DEFAULT_WEIGHTS
     state = read_onnx(onnx_path)

@@ -1,24 +1,27 @@
 """Silero VAD v6 (16 kHz) as MindSpore Cells, parameter names equal to Silero's PyTorch state dict.
 
-The convolutions run over time axes of 4, 2 and 1 frames, channels-last, as one Gather of their taps and one MatMul
-each, so the same Cells run on any device.
+The convolutions run over time axes of 4, 2 and 1 frames, channels-last, as one Gather of their taps
+and one MatMul each, so the same Cells run on any device.
 """
-import numpy as np
+
 import mindspore as ms
-from mindspore import nn, ops, Parameter
+import numpy as np
+from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import initializer
 
 SAMPLE_RATE = 16000
-WINDOW_SAMPLES = 512       # new samples per window: 32 ms, one probability each
-CONTEXT_SAMPLES = 64       # samples of the previous window prepended to each window
+WINDOW_SAMPLES = 512  # new samples per window: 32 ms, one probability each
+CONTEXT_SAMPLES = 64  # samples of the previous window prepended to each window
 INPUT_SAMPLES = CONTEXT_SAMPLES + WINDOW_SAMPLES
-N_FFT = 256                # length of the Fourier basis (the STFT "conv" kernel)
-HOP = N_FFT // 2           # its stride
-N_BINS = N_FFT // 2 + 1    # real and imaginary parts are stacked in the basis: 2 * N_BINS rows
-N_FRAMES = (INPUT_SAMPLES + HOP - N_FFT) // HOP + 1  # 4 frames over the input reflect-padded by HOP on the right
-HIDDEN = 128               # encoder output and LSTM state width
-ENCODER_CHANNELS = ((N_BINS, 128, 1), (128, 64, 2), (64, 64, 2), (64, HIDDEN, 1))  # (in, out, stride) per conv
-KERNEL = 3                 # every encoder conv: kernel 3, padding 1
+N_FFT = 256  # length of the Fourier basis (the STFT "conv" kernel)
+HOP = N_FFT // 2  # its stride
+N_BINS = N_FFT // 2 + 1  # real and imaginary parts are stacked in the basis: 2 * N_BINS rows
+# 4 frames over the input reflect-padded by HOP on the right
+N_FRAMES = (INPUT_SAMPLES + HOP - N_FFT) // HOP + 1
+HIDDEN = 128  # encoder output and LSTM state width
+# (in, out, stride) per conv
+ENCODER_CHANNELS = ((N_BINS, 128, 1), (128, 64, 2), (64, 64, 2), (64, HIDDEN, 1))
+KERNEL = 3  # every encoder conv: kernel 3, padding 1
 
 _MATMUL_T = ops.MatMul(transpose_b=True)
 _BIAS_ADD = ops.BiasAdd()
@@ -28,7 +31,8 @@ _RELU = ops.ReLU()
 _SIGMOID = ops.Sigmoid()
 _TANH = ops.Tanh()
 _CONCAT_ROWS = ops.Concat(0)
-_PAD_TIME = ops.Pad(((0, 0), (1, 1), (0, 0)))  # (R, T, C): one zero frame each side for the kernel-3 convs
+# (R, T, C): one zero frame each side for the kernel-3 convs
+_PAD_TIME = ops.Pad(((0, 0), (1, 1), (0, 0)))
 
 
 def _zeros(*shape):
@@ -39,16 +43,18 @@ def _zeros(*shape):
 def frame_indices() -> np.ndarray:
     """(N_FRAMES, N_FFT) input sample read by each STFT tap.
 
-    Silero reflect-pads the window by HOP on both sides, convolves with stride HOP and drops the first frame, so
-    the frames start at input samples 0, HOP, 2 HOP, ...; the last one runs 64 samples past the input into the
-    right reflection (sample INPUT_SAMPLES + j reads INPUT_SAMPLES - 2 - j); the left padding is never read.
+    Silero reflect-pads the window by HOP on both sides, convolves with stride HOP and drops the
+    first frame, so the frames start at input samples 0, HOP, 2 HOP, ...; the last one runs 64
+    samples past the input into the right reflection (sample INPUT_SAMPLES + j reads INPUT_SAMPLES -
+    2 - j); the left padding is never read.
     """
     index = np.arange(N_FRAMES)[:, None] * HOP + np.arange(N_FFT)[None, :]
     return np.where(index < INPUT_SAMPLES, index, 2 * (INPUT_SAMPLES - 1) - index).astype(np.int32)
 
 
 def tap_indices(length: int, stride: int) -> np.ndarray:
-    """(T_out, KERNEL) frame of the zero-padded input read by each tap of a kernel-3, padding-1 conv."""
+    """(T_out, KERNEL) frame of the zero-padded input read by each tap of a kernel-3, padding-1
+    conv."""
     n_out = (length + 2 - KERNEL) // stride + 1
     return (np.arange(n_out)[:, None] * stride + np.arange(KERNEL)[None, :]).astype(np.int32)
 
@@ -58,21 +64,24 @@ class STFT(nn.Cell):
 
     def __init__(self):
         super().__init__()
-        self.forward_basis_buffer = Parameter(_zeros(2 * N_BINS, 1, N_FFT), name="forward_basis_buffer",
-                                              requires_grad=False)
+        self.forward_basis_buffer = Parameter(
+            _zeros(2 * N_BINS, 1, N_FFT), name="forward_basis_buffer", requires_grad=False
+        )
         self.frames = ms.Tensor(frame_indices())
 
     def construct(self, x):
-        frames = _GATHER(x, self.frames, 1).reshape(-1, N_FFT)   # (R * N_FRAMES, N_FFT)
+        frames = _GATHER(x, self.frames, 1).reshape(-1, N_FFT)  # (R * N_FRAMES, N_FFT)
         spectrum = _MATMUL_T(frames, self.forward_basis_buffer.reshape(2 * N_BINS, N_FFT))
         real, imag = spectrum[:, :N_BINS], spectrum[:, N_BINS:]
         return _SQRT(real * real + imag * imag).reshape(-1, N_FRAMES, N_BINS)
 
 
 class Conv(nn.Cell):
-    """Kernel-3, padding-1 conv + ReLU over (R, T, in) -> (R, T_out, out) as one MatMul over the stacked taps.
+    """Kernel-3, padding-1 conv + ReLU over (R, T, in) -> (R, T_out, out) as one MatMul over the
+    stacked taps.
 
-    `length` (the input's T) is fixed by the architecture, so the taps are one Gather with constant indices.
+    `length` (the input's T) is fixed by the architecture, so the taps are one Gather with constant
+    indices.
     """
 
     def __init__(self, n_in, n_out, stride, length):
@@ -84,8 +93,10 @@ class Conv(nn.Cell):
 
     def construct(self, x):
         n_in = x.shape[-1]
-        taps = _GATHER(_PAD_TIME(x), self.taps, 1).reshape(-1, KERNEL * n_in)  # (R * T_out, tap-major k * in)
-        weight = self.weight.transpose(0, 2, 1).reshape(-1, KERNEL * n_in)       # (out, k * in), same order
+        # (R * T_out, tap-major k * in)
+        taps = _GATHER(_PAD_TIME(x), self.taps, 1).reshape(-1, KERNEL * n_in)
+        # (out, k * in), same order
+        weight = self.weight.transpose(0, 2, 1).reshape(-1, KERNEL * n_in)
         y = _RELU(_BIAS_ADD(_MATMUL_T(taps, weight), self.bias))
         return y.reshape(-1, self.n_out_frames, y.shape[-1])
 
@@ -114,8 +125,9 @@ class Encoder(nn.Cell):
 class LSTMCell(nn.Cell):
     """torch.nn.LSTMCell's parameters (gates in i, f, g, o order), run over R consecutive steps.
 
-    `fused` (set by the runner): True runs MindSpore's LSTM kernel (CPU and GPU only) over all R steps in one op;
-    False unrolls R cell steps into the graph (any device; the runner then keeps R small).
+    `fused` (set by the runner): True runs MindSpore's LSTM kernel (CPU and GPU only) over all R
+    steps in one op; False unrolls R cell steps into the graph (any device; the runner then keeps R
+    small).
     """
 
     def __init__(self):
@@ -130,18 +142,30 @@ class LSTMCell(nn.Cell):
     def construct(self, x, h, c):
         """x (R, HIDDEN), h and c (1, HIDDEN) -> (every step's h (R, HIDDEN), last h, last c)."""
         if self.fused:
-            # The kernel's weight blob: W_ih, W_hh, then one bias, flattened, in the same gate order.
-            weights = _CONCAT_ROWS((self.weight_ih.reshape(-1), self.weight_hh.reshape(-1),
-                                    self.bias_ih + self.bias_hh)).reshape(-1, 1, 1)
-            hs, h, c, _, _ = self.lstm(x.reshape(-1, 1, HIDDEN), h.reshape(1, 1, HIDDEN), c.reshape(1, 1, HIDDEN),
-                                       weights)
+            # The kernel's weight blob: W_ih, W_hh, then one bias, flattened, in the same gate
+            # order.
+            weights = _CONCAT_ROWS(
+                (
+                    self.weight_ih.reshape(-1),
+                    self.weight_hh.reshape(-1),
+                    self.bias_ih + self.bias_hh,
+                )
+            ).reshape(-1, 1, 1)
+            hs, h, c, _, _ = self.lstm(
+                x.reshape(-1, 1, HIDDEN), h.reshape(1, 1, HIDDEN), c.reshape(1, 1, HIDDEN), weights
+            )
             return hs.reshape(-1, HIDDEN), h.reshape(1, HIDDEN), c.reshape(1, HIDDEN)
-        inputs = _BIAS_ADD(_MATMUL_T(x, self.weight_ih), self.bias_ih + self.bias_hh)  # all steps at once
+        # all steps at once
+        inputs = _BIAS_ADD(_MATMUL_T(x, self.weight_ih), self.bias_ih + self.bias_hh)
         hs = []
         for t in range(x.shape[0]):
-            gates = inputs[t:t + 1] + _MATMUL_T(h, self.weight_hh)
-            i, f, g, o = gates[:, :HIDDEN], gates[:, HIDDEN:2 * HIDDEN], gates[:, 2 * HIDDEN:3 * HIDDEN], \
-                gates[:, 3 * HIDDEN:]
+            gates = inputs[t : t + 1] + _MATMUL_T(h, self.weight_hh)
+            i, f, g, o = (
+                gates[:, :HIDDEN],
+                gates[:, HIDDEN : 2 * HIDDEN],
+                gates[:, 2 * HIDDEN : 3 * HIDDEN],
+                gates[:, 3 * HIDDEN :],
+            )
             c = _SIGMOID(f) * c + _SIGMOID(i) * _TANH(g)
             h = _SIGMOID(o) * _TANH(c)
             hs.append(h)
@@ -149,7 +173,8 @@ class LSTMCell(nn.Cell):
 
 
 class Head(nn.Cell):
-    """Silero's decoder conv1d (kernel 1, one output channel): ReLU(h) -> sigmoid(w . h + b), per step."""
+    """Silero's decoder conv1d (kernel 1, one output channel): ReLU(h) -> sigmoid(w . h + b), per
+    step."""
 
     def __init__(self):
         super().__init__()
@@ -157,11 +182,14 @@ class Head(nn.Cell):
         self.bias = Parameter(_zeros(1), name="bias")
 
     def construct(self, hs):
-        return _SIGMOID(_BIAS_ADD(_MATMUL_T(_RELU(hs), self.weight.reshape(1, HIDDEN)), self.bias)).reshape(-1)
+        return _SIGMOID(
+            _BIAS_ADD(_MATMUL_T(_RELU(hs), self.weight.reshape(1, HIDDEN)), self.bias)
+        ).reshape(-1)
 
 
 class Decoder(nn.Cell):
-    """(R, HIDDEN) features of consecutive windows and the state before them -> R probabilities, state after."""
+    """(R, HIDDEN) features of consecutive windows and the state before them -> R probabilities,
+    state after."""
 
     def __init__(self):
         super().__init__()
@@ -174,14 +202,15 @@ class Decoder(nn.Cell):
 
 
 class SileroVAD(nn.Cell):
-    """`SileroVAD(windows, h, c)`: (R, CONTEXT_SAMPLES + WINDOW_SAMPLES) consecutive windows and the LSTM state
-    (h, c) before the first -> R speech probabilities and the state after the last.
+    """`SileroVAD(windows, h, c)`: (R, CONTEXT_SAMPLES + WINDOW_SAMPLES) consecutive windows and the
+    LSTM state (h, c) before the first -> R speech probabilities and the state after the last.
 
-    One window is `WINDOW_SAMPLES` new samples after `CONTEXT_SAMPLES` samples of the window before it. Per window:
-    a magnitude STFT (a fixed Fourier basis applied to 4 overlapping frames), four kernel-3 convolutions with ReLU
-    down to one 128-d vector (the encoder), then an LSTM cell whose state runs from window to window, and a 1x1
-    convolution with a sigmoid giving the speech probability (the decoder). The encoder sees one window at a time,
-    so it runs on any number of windows in one call; only the LSTM recurrence is sequential.
+    One window is `WINDOW_SAMPLES` new samples after `CONTEXT_SAMPLES` samples of the window before
+    it. Per window: a magnitude STFT (a fixed Fourier basis applied to 4 overlapping frames), four
+    kernel-3 convolutions with ReLU down to one 128-d vector (the encoder), then an LSTM cell whose
+    state runs from window to window, and a 1x1 convolution with a sigmoid giving the speech
+    probability (the decoder). The encoder sees one window at a time, so it runs on any number of
+    windows in one call; only the LSTM recurrence is sequential.
     """
 
     def __init__(self):
@@ -190,5 +219,6 @@ class SileroVAD(nn.Cell):
         self.decoder = Decoder()
 
     def construct(self, windows, h, c):
-        """(R, INPUT_SAMPLES) consecutive windows, state (1, HIDDEN) x 2 -> (R,) probabilities, state after."""
+        """(R, INPUT_SAMPLES) consecutive windows, state (1, HIDDEN) x 2 -> (R,) probabilities,
+        state after."""
         return self.decoder(self.encoder(windows), h, c)

@@ -1,4 +1,5 @@
 """VAD options: faster-whisper's VadOptions names, meaning and defaults, validated when built."""
+
 import json
 import math
 from dataclasses import dataclass, fields, replace
@@ -11,17 +12,18 @@ from ..errors import OptionsError
 class VadOptions:
     # A window whose speech probability is at least this starts (or continues) speech.
     threshold: float = 0.5
-    # A window below this ends speech (after min_silence_duration_ms); between the two thresholds speech continues
-    # but does not start. None: max(threshold - 0.15, 0.01).
+    # A window below this ends speech (after min_silence_duration_ms); between the two thresholds
+    # speech continues but does not start. None: max(threshold - 0.15, 0.01).
     neg_threshold: Optional[float] = None
     # Speech shorter than this (before padding) is dropped.
     min_speech_duration_ms: float = 0
-    # Speech longer than this is split: at the last silence of more than 98 ms if there was one, else just before
-    # this length. inf: never split.
+    # Speech longer than this is split: at the last silence of more than 98 ms if there was one,
+    # else just before this length. inf: never split.
     max_speech_duration_s: float = float("inf")
     # Silence must last this long to end a speech segment.
     min_silence_duration_ms: float = 2000
-    # Each speech segment is widened by this much on both sides (by half the gap when neighbours are closer).
+    # Each speech segment is widened by this much on both sides (by half the gap when neighbours are
+    # closer).
     speech_pad_ms: float = 400
 
     def __post_init__(self):
@@ -32,27 +34,36 @@ class VadOptions:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
                 raise OptionsError(f"VAD parameter {field.name} must be a number, got {value!r}")
             if field.name.endswith("threshold") and not 0.0 <= value <= 1.0:
-                raise OptionsError(f"VAD parameter {field.name} must be between 0 and 1, got {value!r}")
+                raise OptionsError(
+                    f"VAD parameter {field.name} must be between 0 and 1, got {value!r}"
+                )
             if field.name == "max_speech_duration_s" and value <= 0:
-                raise OptionsError(f"VAD parameter max_speech_duration_s must be positive, got {value!r}")
+                raise OptionsError(
+                    f"VAD parameter max_speech_duration_s must be positive, got {value!r}"
+                )
             if field.name.endswith("_ms") and not 0 <= value < math.inf:
-                raise OptionsError(f"VAD parameter {field.name} must be a duration of 0 or more milliseconds, "
-                                   f"got {value!r}")
+                raise OptionsError(
+                    f"VAD parameter {field.name} must be a duration of 0 or more milliseconds, "
+                    f"got {value!r}"
+                )
 
 
 OPTION_NAMES = tuple(f.name for f in fields(VadOptions))
 
 
 def vad_options(parameters=None, **kwargs) -> VadOptions:
-    """VadOptions from None, a VadOptions, a mapping of its fields or a string (see `parse_vad_parameters`), with
-    `kwargs` folded in; an unknown name or a bad value is a one-line OptionsError."""
+    """VadOptions from None, a VadOptions, a mapping of its fields or a string (see
+    `parse_vad_parameters`), with `kwargs` folded in; an unknown name or a bad value is a one-line
+    OptionsError."""
     if isinstance(parameters, str):
         parameters = parse_vad_parameters(parameters)
     if parameters is None:
         parameters = VadOptions()
     elif not isinstance(parameters, VadOptions):
         if not hasattr(parameters, "keys"):
-            raise OptionsError(f"VAD parameters must be a dict or VadOptions, got {type(parameters).__name__}")
+            raise OptionsError(
+                f"VAD parameters must be a dict or VadOptions, got {type(parameters).__name__}"
+            )
         parameters = _fold(VadOptions(), dict(parameters))
     return _fold(parameters, kwargs)
 
@@ -66,7 +77,8 @@ def _fold(options: VadOptions, changes: dict) -> VadOptions:
 
 def parse_vad_parameters(text: str) -> VadOptions:
     """VadOptions from a JSON object ('{"threshold": 0.6}') or comma-separated name=value pairs
-    ('threshold=0.6,min_silence_duration_ms=500'; a value of none/null is None), as a command line gives them."""
+    ('threshold=0.6,min_silence_duration_ms=500'; a value of none/null is None), as a command line
+    gives them."""
     text = text.strip()
     if text.startswith("{"):
         try:

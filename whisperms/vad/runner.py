@@ -1,11 +1,14 @@
-"""Speech probabilities of a whole file: windows cut as faster-whisper cuts them, run through compiled graphs.
+"""Speech probabilities of a whole file: windows cut as faster-whisper cuts them, run through
+compiled graphs.
 
-Both graphs have static shapes, so a process compiles each once (their layout: the comment on WINDOWS_PER_CALL).
+Both graphs have static shapes, so a process compiles each once (their layout: the comment on
+WINDOWS_PER_CALL).
 """
+
 from functools import lru_cache
 
-import numpy as np
 import mindspore as ms
+import numpy as np
 from mindspore import Tensor
 
 from ..convert import assign_state
@@ -13,41 +16,43 @@ from ..errors import CheckpointError
 from .model import CONTEXT_SAMPLES, HIDDEN, INPUT_SAMPLES, WINDOW_SAMPLES, SileroVAD
 from .weights import DEFAULT_WEIGHTS, read_weights
 
-# Where MindSpore has a fused LSTM kernel (FUSED_LSTM_DEVICES), one graph takes WINDOWS_PER_CALL windows and the
-# state before them, runs the encoder on all of them at once and the recurrence over them in one kernel, and returns
-# their probabilities and the state after them; the last call is padded with silent windows (their outputs are
-# dropped; the state after them is never used). Elsewhere (Ascend) the encoder graph takes WINDOWS_PER_CALL windows
-# and a second graph unrolls STEPS_PER_CALL LSTM steps, so the recurrence costs one call per STEPS_PER_CALL windows.
+# Where MindSpore has a fused LSTM kernel (FUSED_LSTM_DEVICES), one graph takes WINDOWS_PER_CALL
+# windows and the state before them, runs the encoder on all of them at once and the recurrence over
+# them in one kernel, and returns their probabilities and the state after them; the last call is
+# padded with silent windows (their outputs are dropped; the state after them is never used).
+# Elsewhere (Ascend) the encoder graph takes WINDOWS_PER_CALL windows and a second graph unrolls
+# STEPS_PER_CALL LSTM steps, so the recurrence costs one call per STEPS_PER_CALL windows.
 WINDOWS_PER_CALL = 1024
 STEPS_PER_CALL = 32
 FUSED_LSTM_DEVICES = ("CPU", "GPU")  # where MindSpore's LSTM kernel exists
 
 
 def n_windows(n_samples: int) -> int:
-    """Windows faster-whisper runs for `n_samples` samples: it pads to the next multiple of WINDOW_SAMPLES, and
-    with a full window of zeros when the length already is one."""
+    """Windows faster-whisper runs for `n_samples` samples: it pads to the next multiple of
+    WINDOW_SAMPLES, and with a full window of zeros when the length already is one."""
     return n_samples // WINDOW_SAMPLES + 1
 
 
 def padded_samples(audio: np.ndarray) -> np.ndarray:
-    """`audio` zero-padded to n_windows * WINDOW_SAMPLES samples, as faster-whisper pads it, with the last
-    CONTEXT_SAMPLES samples zeroed: faster-whisper clears the last window's context in place, and that context is
-    a view of the audio, so the last window sees zeros there; this does the same, so that the probabilities are."""
+    """`audio` zero-padded to n_windows * WINDOW_SAMPLES samples, as faster-whisper pads it, with
+    the last CONTEXT_SAMPLES samples zeroed: faster-whisper clears the last window's context in
+    place, and that context is a view of the audio, so the last window sees zeros there; this does
+    the same, so that the probabilities are."""
     samples = np.zeros(n_windows(len(audio)) * WINDOW_SAMPLES, np.float32)
-    samples[:len(audio)] = audio
+    samples[: len(audio)] = audio
     samples[-CONTEXT_SAMPLES:] = 0.0
     return samples
 
 
 def windows_at(samples: np.ndarray, first: int, count: int) -> np.ndarray:
-    """(count, INPUT_SAMPLES) model inputs of windows first .. first + count - 1 of `padded_samples`: window i is
-    the last CONTEXT_SAMPLES samples of window i - 1 (zeros for the first) then its own WINDOW_SAMPLES samples.
-    Rows past the last window are zeros."""
+    """(count, INPUT_SAMPLES) model inputs of windows first .. first + count - 1 of
+    `padded_samples`: window i is the last CONTEXT_SAMPLES samples of window i - 1 (zeros for the
+    first) then its own WINDOW_SAMPLES samples. Rows past the last window are zeros."""
     own = samples.reshape(-1, WINDOW_SAMPLES)
-    rows = own[first:first + count]
+    rows = own[first : first + count]
     windows = np.zeros((count, INPUT_SAMPLES), np.float32)
-    windows[:len(rows), CONTEXT_SAMPLES:] = rows
-    windows[1:len(rows), :CONTEXT_SAMPLES] = rows[:-1, -CONTEXT_SAMPLES:]
+    windows[: len(rows), CONTEXT_SAMPLES:] = rows
+    windows[1 : len(rows), :CONTEXT_SAMPLES] = rows[:-1, -CONTEXT_SAMPLES:]
     if first > 0 and len(rows):
         windows[0, :CONTEXT_SAMPLES] = own[first - 1, -CONTEXT_SAMPLES:]
     return windows
@@ -59,14 +64,21 @@ def silero_windows(audio: np.ndarray) -> np.ndarray:
 
 
 class SileroVADModel:
-    """Silero VAD v6 with its weights (default: the file shipped with whisperms), compiled for the current
-    MindSpore device. `model(audio)` gives one speech probability per WINDOW_SAMPLES samples.
+    """Silero VAD v6 with its weights (default: the file shipped with whisperms), compiled for the
+    current MindSpore device. `model(audio)` gives one speech probability per WINDOW_SAMPLES
+    samples.
 
-    `fused`: None picks the fused LSTM kernel where it exists; False forces the unrolled recurrence (any device).
-    `jit=False` runs the same Cells eagerly (slow; for checking the compiled path)."""
+    `fused`: None picks the fused LSTM kernel where it exists; False forces the unrolled recurrence
+    (any device). `jit=False` runs the same Cells eagerly (slow; for checking the compiled path)."""
 
-    def __init__(self, path=None, fused=None, jit=True, windows_per_call=WINDOWS_PER_CALL,
-                 steps_per_call=STEPS_PER_CALL):
+    def __init__(
+        self,
+        path=None,
+        fused=None,
+        jit=True,
+        windows_per_call=WINDOWS_PER_CALL,
+        steps_per_call=STEPS_PER_CALL,
+    ):
         state = read_weights(path)
         self.net = SileroVAD()
         try:
@@ -93,11 +105,14 @@ class SileroVADModel:
         def decode(features, h, c):
             return net.decoder(features, h, c)
 
-        self._whole, self._encode, self._decode = (ms.jit(fn) if jit else fn for fn in (whole, encode, decode))
+        self._whole, self._encode, self._decode = (
+            ms.jit(fn) if jit else fn for fn in (whole, encode, decode)
+        )
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
-        """(n_windows(len(audio)),) float32 speech probabilities of 16-kHz mono `audio`, the state starting at
-        zero. The windows of one call at a time are built, so memory stays at one copy of the audio."""
+        """(n_windows(len(audio)),) float32 speech probabilities of 16-kHz mono `audio`, the state
+        starting at zero. The windows of one call at a time are built, so memory stays at one copy
+        of the audio."""
         samples = padded_samples(np.asarray(audio, dtype=np.float32).reshape(-1))
         count, per_call = len(samples) // WINDOW_SAMPLES, self.windows_per_call
         h = c = Tensor(np.zeros((1, HIDDEN), np.float32))
@@ -111,7 +126,7 @@ class SileroVADModel:
             features = self._encode(batch)
             steps = min(per_call, count - first)  # steps past the last real window are not run
             for step in range(0, steps, self.steps_per_call):
-                probs, h, c = self._decode(features[step:step + self.steps_per_call], h, c)
+                probs, h, c = self._decode(features[step : step + self.steps_per_call], h, c)
                 outputs.append(probs)
         return np.concatenate([p.asnumpy() for p in outputs])[:count]
 
@@ -122,5 +137,6 @@ def _cached_model(path, device):
 
 
 def get_vad_model(path=None) -> SileroVADModel:
-    """The VAD of `path` (default: the shipped weights), loaded and compiled once per process and device."""
+    """The VAD of `path` (default: the shipped weights), loaded and compiled once per process and
+    device."""
     return _cached_model(str(path) if path is not None else None, ms.get_context("device_target"))

@@ -1,10 +1,12 @@
-"""From speech probabilities to speech timestamps, speech-only audio, and back to the original timeline.
+"""From speech probabilities to speech timestamps, speech-only audio, and back to the original
+timeline.
 
-Semantics are faster-whisper's (`faster_whisper/vad.py`), so that the same probabilities give the same samples:
-`speech_timestamps` is its get_speech_timestamps after the model, `collect_chunks` its collect_chunks, and
-`SpeechTimestampsMap` / `restore_speech_timestamps` its timestamp restoration. Timestamps are dicts
-{"start": sample, "end": sample} at 16 kHz, as there.
+Semantics are faster-whisper's (`faster_whisper/vad.py`), so that the same probabilities give the
+same samples: `speech_timestamps` is its get_speech_timestamps after the model, `collect_chunks` its
+collect_chunks, and `SpeechTimestampsMap` / `restore_speech_timestamps` its timestamp restoration.
+Timestamps are dicts {"start": sample, "end": sample} at 16 kHz, as there.
 """
+
 import bisect
 from typing import Iterable, List, Optional, Tuple
 
@@ -13,8 +15,10 @@ import numpy as np
 from .model import SAMPLE_RATE, WINDOW_SAMPLES
 from .options import VadOptions
 
-SPLIT_SILENCE_MS = 98        # an over-long speech segment may be split at a silence longer than this
-NEG_THRESHOLD_OFFSET = 0.15  # neg_threshold None: threshold - this, but at least NEG_THRESHOLD_FLOOR
+# an over-long speech segment may be split at a silence longer than this
+SPLIT_SILENCE_MS = 98
+# neg_threshold None: threshold - this, but at least NEG_THRESHOLD_FLOOR
+NEG_THRESHOLD_OFFSET = 0.15
 NEG_THRESHOLD_FLOOR = 0.01
 
 
@@ -23,7 +27,8 @@ def _samples(milliseconds):
 
 
 def speech_timestamps(probs, n_samples: int, options: VadOptions) -> List[dict]:
-    """Speech segments of `n_samples` samples of audio whose WINDOW_SAMPLES windows have probabilities `probs`."""
+    """Speech segments of `n_samples` samples of audio whose WINDOW_SAMPLES windows have
+    probabilities `probs`."""
     threshold = options.threshold
     neg_threshold = options.neg_threshold
     if neg_threshold is None:
@@ -35,10 +40,10 @@ def speech_timestamps(probs, n_samples: int, options: VadOptions) -> List[dict]:
     split_silence = _samples(SPLIT_SILENCE_MS)
 
     speeches = []
-    start = None         # start of the open speech segment; None outside speech
-    silence_start = 0    # first window below neg_threshold in the open segment (0: none yet)
-    split_at = 0         # end of the segment's last silence longer than split_silence (0: none)
-    resume_at = 0        # where speech came back after that silence (0: not yet)
+    start = None  # start of the open speech segment; None outside speech
+    silence_start = 0  # first window below neg_threshold in the open segment (0: none yet)
+    split_at = 0  # end of the segment's last silence longer than split_silence (0: none)
+    resume_at = 0  # where speech came back after that silence (0: not yet)
     for i, prob in enumerate(probs):
         position = WINDOW_SAMPLES * i
         if prob >= threshold and silence_start:
@@ -49,11 +54,12 @@ def speech_timestamps(probs, n_samples: int, options: VadOptions) -> List[dict]:
             start = position
             continue
         if start is not None and position - start > max_speech:
-            if split_at:  # split at the last long silence; continue from where speech resumed, if it did
+            # split at the last long silence; continue from where speech resumed, if it did
+            if split_at:
                 speeches.append({"start": start, "end": split_at})
                 start = resume_at if resume_at >= split_at else None
                 split_at = resume_at = silence_start = 0
-            else:         # no silence to split at: cut here
+            else:  # no silence to split at: cut here
                 speeches.append({"start": start, "end": position})
                 start = None
                 split_at = resume_at = silence_start = 0
@@ -76,7 +82,8 @@ def speech_timestamps(probs, n_samples: int, options: VadOptions) -> List[dict]:
 
 
 def _pad(speeches, pad, n_samples):
-    """Widen every segment by `pad` samples each side; neighbours closer than 2 pad split the gap between them."""
+    """Widen every segment by `pad` samples each side; neighbours closer than 2 pad split the gap
+    between them."""
     for i, speech in enumerate(speeches):
         if i == 0:
             speech["start"] = int(max(0, speech["start"] - pad))
@@ -93,16 +100,19 @@ def _pad(speeches, pad, n_samples):
             following["start"] = int(max(0, following["start"] - pad))
 
 
-def collect_chunks(audio: np.ndarray, chunks: List[dict], max_duration: float = float("inf")
-                   ) -> Tuple[List[np.ndarray], List[dict]]:
-    """The speech of `audio` (16 kHz) cut at `chunks` and joined into pieces of at most `max_duration` seconds
-    (a single chunk longer than that is a piece of its own), with each piece's metadata: "offset" (seconds before
-    it on the speech-only timeline), "duration" (seconds) and "segments" (its chunks).
+def collect_chunks(
+    audio: np.ndarray, chunks: List[dict], max_duration: float = float("inf")
+) -> Tuple[List[np.ndarray], List[dict]]:
+    """The speech of `audio` (16 kHz) cut at `chunks` and joined into pieces of at most
+    `max_duration` seconds (a single chunk longer than that is a piece of its own), with each
+    piece's metadata: "offset" (seconds before it on the speech-only timeline), "duration" (seconds)
+    and "segments" (its chunks).
 
-    faster-whisper's collect_chunks, except that each piece's "segments" lists all of its chunks (faster-whisper
-    leaves out the first chunk of every piece after the first) and that no empty piece comes first when the first
-    chunk alone is longer than max_duration. No chunks: one empty piece. Sequential transcription uses one piece
-    (max_duration inf): all speech joined; batched transcription uses 30-s pieces.
+    faster-whisper's collect_chunks, except that each piece's "segments" lists all of its chunks
+    (faster-whisper leaves out the first chunk of every piece after the first) and that no empty
+    piece comes first when the first chunk alone is longer than max_duration. No chunks: one empty
+    piece. Sequential transcription uses one piece (max_duration inf): all speech joined; batched
+    transcription uses 30-s pieces.
     """
     if not chunks:
         return [np.zeros(0, np.float32)], [{"offset": 0.0, "duration": 0.0, "segments": []}]
@@ -118,9 +128,18 @@ def collect_chunks(audio: np.ndarray, chunks: List[dict], max_duration: float = 
             lengths.append(length)
     pieces, metadata, before = [], [], 0
     for group, length in zip(groups, lengths):
-        pieces.append(np.concatenate([audio[c["start"]:c["end"]] for c in group]).astype(np.float32, copy=False))
-        metadata.append({"offset": before / SAMPLE_RATE, "duration": length / SAMPLE_RATE,
-                         "segments": [dict(c) for c in group]})
+        pieces.append(
+            np.concatenate([audio[c["start"] : c["end"]] for c in group]).astype(
+                np.float32, copy=False
+            )
+        )
+        metadata.append(
+            {
+                "offset": before / SAMPLE_RATE,
+                "duration": length / SAMPLE_RATE,
+                "segments": [dict(c) for c in group],
+            }
+        )
         before += length
     return pieces, metadata
 
@@ -128,17 +147,20 @@ def collect_chunks(audio: np.ndarray, chunks: List[dict], max_duration: float = 
 class SpeechTimestampsMap:
     """Times on the speech-only timeline (the chunks joined) -> times in the original audio.
 
-    `get_original_time(t, chunk_index=None, is_end=False)` adds the audio removed before chunk `chunk_index` (by
-    default the chunk `t` falls in; with `is_end`, a time exactly at a chunk's end belongs to that chunk, not the
-    next), rounded to `time_precision` decimals, as faster-whisper's SpeechTimestampsMap.
+    `get_original_time(t, chunk_index=None, is_end=False)` adds the audio removed before chunk
+    `chunk_index` (by default the chunk `t` falls in; with `is_end`, a time exactly at a chunk's end
+    belongs to that chunk, not the next), rounded to `time_precision` decimals, as faster-whisper's
+    SpeechTimestampsMap.
     """
 
-    def __init__(self, chunks: List[dict], sampling_rate: int = SAMPLE_RATE, time_precision: int = 2):
+    def __init__(
+        self, chunks: List[dict], sampling_rate: int = SAMPLE_RATE, time_precision: int = 2
+    ):
         if not chunks:
             raise ValueError("SpeechTimestampsMap needs at least one chunk")
         self.sampling_rate = sampling_rate
         self.time_precision = time_precision
-        self.chunk_end_sample = []      # each chunk's end on the speech-only timeline
+        self.chunk_end_sample = []  # each chunk's end on the speech-only timeline
         self.total_silence_before = []  # seconds removed before each chunk
         removed, previous_end = 0, 0
         for chunk in chunks:
@@ -153,7 +175,9 @@ class SpeechTimestampsMap:
             return self.chunk_end_sample.index(sample)
         return min(bisect.bisect(self.chunk_end_sample, sample), len(self.chunk_end_sample) - 1)
 
-    def get_original_time(self, time: float, chunk_index: Optional[int] = None, is_end: bool = False) -> float:
+    def get_original_time(
+        self, time: float, chunk_index: Optional[int] = None, is_end: bool = False
+    ) -> float:
         if chunk_index is None:
             chunk_index = self.get_chunk_index(time, is_end)
         return round(self.total_silence_before[chunk_index] + time, self.time_precision)
@@ -170,19 +194,23 @@ def _set(item, key, value):
         setattr(item, key, value)
 
 
-def restore_speech_timestamps(segments: Iterable, speech_chunks: List[dict], sampling_rate: int = SAMPLE_RATE
-                              ) -> Iterable:
-    """Segments transcribed from the joined speech, with times moved to the original timeline (changed in place
-    and yielded), as faster-whisper does: with words, each word is mapped through the chunk its middle falls in
-    and the segment spans its first word's start to its last word's end; without, the start is mapped through the
-    chunk it falls in and the end through the chunk it ends (`is_end`). Segments and words may be objects or
-    dicts with "start", "end" (and "words")."""
+def restore_speech_timestamps(
+    segments: Iterable, speech_chunks: List[dict], sampling_rate: int = SAMPLE_RATE
+) -> Iterable:
+    """Segments transcribed from the joined speech, with times moved to the original timeline
+    (changed in place and yielded), as faster-whisper does: with words, each word is mapped through
+    the chunk its middle falls in and the segment spans its first word's start to its last word's
+    end; without, the start is mapped through the chunk it falls in and the end through the chunk it
+    ends (`is_end`). Segments and words may be objects or dicts with "start", "end" (and
+    "words")."""
     if not speech_chunks:
         yield from segments
         return
     ts_map = SpeechTimestampsMap(speech_chunks, sampling_rate)
     for segment in segments:
-        words = segment.get("words") if isinstance(segment, dict) else getattr(segment, "words", None)
+        words = (
+            segment.get("words") if isinstance(segment, dict) else getattr(segment, "words", None)
+        )
         if words:
             for word in words:
                 start, end = _get(word, "start"), _get(word, "end")
