@@ -122,7 +122,7 @@ def flash_attention(q, k, v, causal_mask=None, kv_length=None):
         q, k, v = q.astype(ms.float16), k.astype(ms.float16), v.astype(ms.float16)
     scale = head_dim**-0.5
     if kv_length is not None:
-        lengths = ops.broadcast_to(kv_length.astype(ms.int64).reshape(1), (b,))
+        lengths = ops.broadcast_to(kv_length.astype(ms.int64).reshape(-1), (b,))
         out = KERNELS["incre_flash_attention"](
             q,
             [k],

@@ -339,10 +339,13 @@ class DecodingTask:
         ]
         return tuple(sorted(set(requested)))
 
-    def _logit_filters(self) -> List[LogitFilter]:
+    def _logit_filters(self, sample_begin=None) -> List[LogitFilter]:
+        """The rules, for token rows whose sampled part starts at `sample_begin` (default: after
+        the initial tokens)."""
+        sample_begin = self.sample_begin if sample_begin is None else sample_begin
         filters: List[LogitFilter] = []
         if self.options.suppress_blank:
-            filters.append(SuppressBlank(self.tokenizer, self.sample_begin))
+            filters.append(SuppressBlank(self.tokenizer, sample_begin))
         if self.options.suppress_tokens:
             filters.append(SuppressTokens(self.suppress_tokens()))
         if not self.options.without_timestamps:
@@ -350,7 +353,7 @@ class DecodingTask:
             index = None
             if self.options.max_initial_timestamp:
                 index = round(self.options.max_initial_timestamp / precision)
-            filters.append(ApplyTimestampRules(self.tokenizer, self.sample_begin, index))
+            filters.append(ApplyTimestampRules(self.tokenizer, sample_begin, index))
         return filters
 
     def run(
@@ -448,6 +451,138 @@ class DecodingTask:
         ]
 
 
+# Options that may differ between the windows of one batch; the others set how the batch decodes.
+ROW_OPTIONS = ("language", "prompt", "prefix")
+
+
+class BatchDecodingTask:
+    """Several windows decoded together: every row of every window goes through one step call.
+
+    Each window has its own initial tokens (language, prompt, prefix) and position; its beams or
+    samples are consecutive rows sharing its cross-attention K/V. The rules see each row as its
+    last initial token followed by the sampled tokens (they only read the sampled part), so rows
+    with prompts of different lengths fit one array. Rows finish independently: a finished row is
+    fed EOT and ignored until the whole batch is done.
+    """
+
+    def __init__(self, tasks: List[DecodingTask]):
+        first = tasks[0].options
+        for task in tasks[1:]:
+            other = replace(task.options, **{name: getattr(first, name) for name in ROW_OPTIONS})
+            if other != first:
+                raise OptionsError(
+                    "the windows of one batch may differ only in language, prompt and prefix: "
+                    "decode the others in a separate batch"
+                )
+        self.tasks = tasks
+        self.options = first
+        self.model = tasks[0].model
+        self.eot = tasks[0].tokenizer.eot
+        self.no_speech = tasks[0].tokenizer.no_speech
+        # one row of initial token, then the sampled part
+        self.logit_filters = tasks[0]._logit_filters(sample_begin=1)
+
+    def run(self, audio_features, rng=None) -> List[DecodingResult]:
+        options, tasks = self.options, self.tasks
+        beam = options.beam_size is not None and options.temperature == 0
+        if beam:
+            group = options.beam_size
+        else:
+            group = (options.best_of or 1) if options.temperature > 0 else 1
+        prompts = [task.initial_tokens for task in tasks]
+        gather_at = [[task.sot_index, task.sample_begin - 1] for task in tasks]
+        logits, cache = self.model.inference.start_batch(audio_features, prompts, gather_at, group)
+        probs = np.exp(log_softmax(logits[:, 0].astype(np.float64)))
+        no_speech = probs[:, self.no_speech]
+        logits = np.repeat(logits[:, 1], group, axis=0)
+        tokens = np.repeat(np.array([[prompt[-1]] for prompt in prompts], np.int64), group, axis=0)
+        # sampled tokens each row may take before its window's context is full
+        limits = np.repeat(
+            [task.n_ctx - len(prompt) for task, prompt in zip(tasks, prompts)], group
+        )
+        if beam:
+            candidates = self._beam_search(logits, tokens, cache, limits, len(tasks))
+        else:
+            sampled = self._sample(logits, tokens, cache, limits, rng or np.random.default_rng())
+            candidates = [sampled[i * group : (i + 1) * group] for i in range(len(tasks))]
+        results = []
+        for task, found, prob in zip(tasks, candidates, no_speech):
+            scores = [rank_score(lp, len(t), options.length_penalty) for t, lp in found]
+            tokens_, sum_logprob = found[int(np.argmax(scores))]
+            text = task.tokenizer.decode(tokens_).strip()
+            results.append(
+                DecodingResult(
+                    language=task.options.language,
+                    tokens=tokens_,
+                    text=text,
+                    avg_logprob=sum_logprob / (len(tokens_) + 1),
+                    no_speech_prob=float(prob),
+                    temperature=options.temperature,
+                    compression_ratio=compression_ratio(text),
+                )
+            )
+        return results
+
+    def _sample(self, logits, tokens, cache, limits, rng):
+        """Greedy or sampled rows: (sampled tokens without EOT, sum of logprobs incl. EOT) each."""
+        inference, eot = self.model.inference, self.eot
+        decoder = GreedyDecoder(self.options.temperature, eot, rng)
+        sum_logprobs = np.zeros(len(tokens), np.float64)
+        done = np.zeros(len(tokens), bool)
+        for _ in range(self.tasks[0].sample_len):
+            for logit_filter in self.logit_filters:
+                logit_filter.apply(logits, tokens)
+            before = sum_logprobs.copy()
+            next_tokens = decoder.select(logits, tokens, sum_logprobs)
+            # rows stopped by their context limit take nothing more (EOT is ignored below)
+            next_tokens = np.where(done, eot, next_tokens)
+            sum_logprobs[done] = before[done]
+            tokens = np.concatenate([tokens, next_tokens[:, None]], axis=1)
+            done |= (next_tokens == eot) | (tokens.shape[1] - 1 >= limits)
+            if done.all():
+                break
+            logits, cache = inference.step(next_tokens, cache)
+        found = []
+        for row, logprob in zip(tokens[:, 1:].tolist(), sum_logprobs):
+            found.append((row[: row.index(eot)] if eot in row else row, float(logprob)))
+        return found
+
+    def _beam_search(self, logits, tokens, cache, limits, n_audio):
+        """Each window's candidates (tokens without EOT, sum of logprobs) from one beam search per
+        window, all windows' beams stepping together."""
+        inference, eot, size = self.model.inference, self.eot, self.options.beam_size
+        beams = [BeamSearchDecoder(size, eot, self.options.patience) for _ in range(n_audio)]
+        sum_logprobs = np.zeros(len(tokens), np.float64)
+        final = [None] * n_audio  # each window's (tokens, sum_logprobs) when its search ended
+        for _ in range(self.tasks[0].sample_len):
+            for logit_filter in self.logit_filters:
+                logit_filter.apply(logits, tokens)
+            grown = np.full((len(tokens), tokens.shape[1] + 1), eot, np.int64)
+            source = np.arange(len(tokens))
+            for a, beam in enumerate(beams):
+                rows = slice(a * size, (a + 1) * size)
+                if final[a] is not None:
+                    grown[rows, :-1] = tokens[rows]  # a finished search: its rows idle on EOT
+                    continue
+                grown[rows], picked, completed = beam.update(
+                    tokens[rows], logits[rows], sum_logprobs[rows]
+                )
+                source[rows] = a * size + np.asarray(picked)
+                if completed or grown.shape[1] - 1 >= limits[a * size]:
+                    final[a] = (grown[rows].copy(), sum_logprobs[rows].copy())
+            tokens = grown
+            if all(f is not None for f in final):
+                break
+            logits, cache = inference.step(tokens[:, -1], cache, rows=source)
+        candidates = []
+        for a, beam in enumerate(beams):
+            rows = slice(a * size, (a + 1) * size)
+            ended = final[a] or (tokens[rows], sum_logprobs[rows])
+            finished = beam.finalize(*ended)
+            candidates.append([(list(seq[1:-1]), logprob) for seq, logprob in finished.items()])
+        return candidates
+
+
 def rank_score(sum_logprob: float, length: int, length_penalty: Optional[float]) -> float:
     """openai's MaximumLikelihoodRanker score of one candidate."""
     penalty = length if length_penalty is None else ((5 + length) / 6) ** length_penalty
@@ -458,13 +593,16 @@ def _features(model, mel):
     mel = np.asarray(mel, np.float32)
     if mel.ndim == 2:
         mel = mel[None]
+    if mel.ndim != 3 or len(mel) == 0:
+        raise OptionsError(
+            f"mel must be (n_mels, {N_FRAMES}) or a batch (B, n_mels, {N_FRAMES}), got shape "
+            f"{tuple(mel.shape)}"
+        )
     if mel.shape[-2:] != (model.dims.n_mels, N_FRAMES):
         raise OptionsError(
             f"mel must be (n_mels={model.dims.n_mels}, {N_FRAMES}) for one window, got "
             f"{tuple(mel.shape[-2:])}: use pad_or_trim on the audio or the mel first"
         )
-    if mel.shape[0] != 1:
-        raise OptionsError("decode takes one window at a time (batch of 1)")
     if not np.isfinite(mel).all():
         raise OptionsError(
             "mel holds NaN or infinite values: compute it from finite audio (log_mel_spectrogram)"
@@ -492,16 +630,35 @@ def detect_language(model, mel, tokenizer: Optional[Tokenizer] = None, audio_fea
     return max(language_probs, key=language_probs.get), language_probs
 
 
-def decode(model, mel, options: Optional[DecodingOptions] = None, **kwargs) -> DecodingResult:
-    """Decode one 30-second window: mel (n_mels, 3000) or (1, n_mels, 3000)."""
-    options = replace(options or DecodingOptions(), **kwargs)
+def decode(model, mel, options=None, **kwargs):
+    """Decode 30-second windows: mel (n_mels, 3000) gives one DecodingResult; a batch
+    (B, n_mels, 3000) gives a list, one per window, decoded together. `options` is one
+    DecodingOptions for every window, or a list of one per window that differ only in language,
+    prompt and prefix."""
+    mel = np.asarray(mel, np.float32)
+    single = mel.ndim == 2
     audio_features = _features(model, mel)
-    language, language_probs = options.language, None
-    if language is None:
-        if model.is_multilingual:
-            language, language_probs = detect_language(model, None, audio_features=audio_features)
-        else:
-            language = "en"
-    language = language_code(language)
-    task = DecodingTask(model, replace(options, language=language))
-    return replace(task.run(audio_features, language), language_probs=language_probs)
+    n = audio_features.shape[0]
+    if isinstance(options, (list, tuple)):
+        if len(options) != n:
+            raise OptionsError(f"{len(options)} DecodingOptions given for {n} windows")
+        rows = [replace(o, **kwargs) for o in options]
+    else:
+        rows = [replace(options or DecodingOptions(), **kwargs)] * n
+    tasks, language_probs = [], []
+    for i, row in enumerate(rows):
+        language, probs = row.language, None
+        if language is None:
+            if model.is_multilingual:
+                features = audio_features[i : i + 1]
+                language, probs = detect_language(model, None, audio_features=features)
+            else:
+                language = "en"
+        tasks.append(DecodingTask(model, replace(row, language=language_code(language))))
+        language_probs.append(probs)
+    if single:
+        task = tasks[0]
+        result = task.run(audio_features, task.options.language)
+        return replace(result, language_probs=language_probs[0])
+    results = BatchDecodingTask(tasks).run(audio_features)
+    return [replace(r, language_probs=p) for r, p in zip(results, language_probs)]

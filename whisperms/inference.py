@@ -259,6 +259,17 @@ class Inference:
             return self._start_by_steps(tokens, gather_at, cross_k, cross_v)
         return self._prefill(tokens, gather_at, cross_k, cross_v)
 
+    def start_batch(self, audio_features, prompts, gather_at, group=1):
+        """One prompt per audio (audio_features (A, n_audio_ctx, D)), of any lengths, each run as
+        `start` runs it; returns logits (A, len(gather_at[i]), V) and one cache whose rows are each
+        audio's state repeated `group` times (its beams or samples, consecutive)."""
+        logits, caches = [], []
+        for i, (prompt, gather) in enumerate(zip(prompts, gather_at)):
+            out, cache = self.start(audio_features[i : i + 1], [list(prompt)], gather)
+            logits.append(out[0])
+            caches.append(cache)
+        return np.stack(logits), KVCache.stack(caches, group)
+
     def _prefill(self, tokens, gather_at, cross_k, cross_v):
         """A prompt right-padded to its bucket, run block by block: one graph per bucket serves
         every layer."""
@@ -275,7 +286,7 @@ class Inference:
         picked = ms.ops.gather(x, Tensor(np.asarray(gather_at, np.int32)), 1)
         logits = self._prompt_logits(picked.shape, picked)
         # sized to the padded prompt
-        cache = KVCache(tuple(self_k), tuple(self_v), cross_k, cross_v, t)
+        cache = KVCache(tuple(self_k), tuple(self_v), cross_k, cross_v, np.full(b, t))
         return logits.asnumpy(), cache.grown(self.capacity(t))
 
     def _start_by_steps(self, tokens, gather_at, cross_k, cross_v):
@@ -289,7 +300,7 @@ class Inference:
             ms.ops.zeros((b, dims.n_text_head, self.capacity(t), head_dim), dtype)
             for _ in range(dims.n_text_layer)
         )
-        cache = KVCache(empty, empty, tuple(cross_k), tuple(cross_v), 0)
+        cache = KVCache(empty, empty, tuple(cross_k), tuple(cross_v), np.zeros(b, np.int64))
         picked = {}
         for position in range(t):
             logits, cache = self.step(tokens[:, position], cache)
@@ -297,25 +308,26 @@ class Inference:
         return np.stack([picked[int(i)] for i in gather_at], axis=1), cache
 
     def step(self, tokens, cache, rows=None):
-        """Feed one token per row (B,) at position cache.length; return logits (B, V) and the next
-        cache.
+        """Feed one token per row (B,), row i at position cache.length[i]; return logits (B, V) and
+        the next cache.
 
         With `rows`, the cache is first reordered as `cache.reorder(rows)` would, inside the same
         graph call.
         """
-        if cache.length >= self.n_ctx:
+        length = cache.length if rows is None else cache.length[np.asarray(rows)]
+        if length.max() >= self.n_ctx:
             raise ValueError(f"decoding ran past the {self.n_ctx}-token context")
-        cache = cache.grown(self.capacity(cache.length))
+        cache = cache.grown(self.capacity(int(length.max())))
         tokens = Tensor(np.asarray(tokens, np.int32).reshape(-1, 1))
         args = (
             tokens,
-            Tensor(np.int32(cache.length)),
+            Tensor(length.astype(np.int32)),
             mutable(cache.self_k),
             mutable(cache.self_v),
             mutable(cache.cross_k),
             mutable(cache.cross_v),
         )
-        key = (tokens.shape, cache.capacity)
+        key = (tokens.shape, cache.capacity, cache.cross_k[0].shape[0])
         if rows is not None:
             rows = Tensor(np.asarray(rows, np.int32))
             logits, self_k, self_v = self._step_rows(key, *args, rows)
@@ -323,9 +335,7 @@ class Inference:
             logits, self_k, self_v = self._step_t(key, *args, self._embedding_t)
         else:
             logits, self_k, self_v = self._step(key, *args)
-        return logits.asnumpy(), KVCache(
-            self_k, self_v, cache.cross_k, cache.cross_v, cache.length + 1
-        )
+        return logits.asnumpy(), KVCache(self_k, self_v, cache.cross_k, cache.cross_v, length + 1)
 
     def cross_attention(self, audio_features, tokens, heads):
         """Logits (T, V) and log cross-attention weights (len(heads), T, n_audio_ctx) of `tokens`

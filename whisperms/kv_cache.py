@@ -1,5 +1,5 @@
-"""Decoder state for one window: preallocated self-attention cache plus the window's cross-attention
-K/V.
+"""Decoder state for a batch of rows: preallocated self-attention cache, each row's position, and
+the cross-attention K/V of the rows' windows.
 
 Explicit and immutable: every decoder call takes a KVCache and returns the next one; nothing hides
 in the model.
@@ -16,9 +16,10 @@ class KVCache:
     # per layer (B, n_head, capacity <= n_text_ctx, head_dim); positions >= length: stale or padding
     self_k: tuple
     self_v: tuple
-    cross_k: tuple  # per layer (B, n_head, n_audio_ctx, head_dim), computed once per window
+    # per layer (audios, n_head, n_audio_ctx, head_dim), once per window; rows grouped by audio
+    cross_k: tuple
     cross_v: tuple
-    length: int  # positions filled so far = position of the next token
+    length: np.ndarray  # (B,) positions filled in each row = the position of its next token
 
     @property
     def batch_size(self):
@@ -27,14 +28,38 @@ class KVCache:
     def reorder(self, source_indices):
         """Rows picked by beam search: row i of the result continues row source_indices[i].
 
-        Only the self-attention cache is gathered: beams of one audio share its cross-attention K/V
-        (batch 1, see model._cross_attention), so reordering or expanding them leaves it as it is.
+        Only the self-attention cache is gathered: the rows of one audio share its cross-attention
+        K/V (model.MultiHeadAttention), so reordering or expanding them within their audio's group
+        leaves it as it is.
         """
-        index = Tensor(np.asarray(source_indices, np.int32))
+        index = np.asarray(source_indices, np.int32)
+        rows = Tensor(index)
         return replace(
             self,
-            self_k=tuple(ops.gather(t, index, 0) for t in self.self_k),
-            self_v=tuple(ops.gather(t, index, 0) for t in self.self_v),
+            self_k=tuple(ops.gather(t, rows, 0) for t in self.self_k),
+            self_v=tuple(ops.gather(t, rows, 0) for t in self.self_v),
+            length=self.length[index],
+        )
+
+    @staticmethod
+    def stack(caches, group=1):
+        """One cache of single-row caches (one per audio), each row repeated `group` times (its
+        beams or samples, consecutive); self-attention caches padded to the largest capacity."""
+        capacity = max(cache.capacity for cache in caches)
+        caches = [cache.grown(capacity) for cache in caches]
+        rows = Tensor(np.repeat(np.arange(len(caches), dtype=np.int32), group))
+
+        def rows_of(field):
+            layers = zip(*(getattr(cache, field) for cache in caches))
+            return tuple(ops.gather(ops.concat(layer, 0), rows, 0) for layer in layers)
+
+        def audios_of(field):
+            layers = zip(*(getattr(cache, field) for cache in caches))
+            return tuple(ops.concat(layer, 0).contiguous() for layer in layers)
+
+        length = np.repeat(np.concatenate([cache.length for cache in caches]), group)
+        return KVCache(
+            rows_of("self_k"), rows_of("self_v"), audios_of("cross_k"), audios_of("cross_v"), length
         )
 
     @property

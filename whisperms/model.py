@@ -267,15 +267,15 @@ class MultiHeadAttention(nn.Cell):
         q = split_heads(self.query(x, params, prefix + "query."), self.n_head)
         implementation = EAGER if need_weights else self.attn_implementation
         additive, causal, kv_length = (None, None, None) if mask is None else mask
-        b, _, t, _ = q.shape
-        if b > 1 and t == 1 and k.shape[0] == 1:
-            # One-token queries of several rows over one audio's K/V (beams): attended as one
-            # sequence of B queries, so the step reads the window's K/V once instead of keeping a
-            # copy per beam.
-            out, qk = attention(
-                q.transpose(2, 1, 0, 3), k, v, implementation, additive, causal, kv_length
-            )
-            out = out.transpose(2, 1, 0, 3)
+        b, h, t, dh = q.shape
+        audios = k.shape[0]
+        if t == 1 and b > audios:
+            # One-token queries of several rows per audio (beams, samples; rows grouped by audio)
+            # over each audio's K/V: a group's queries attend as one sequence, so the step reads
+            # each window's K/V once instead of keeping a copy per row.
+            grouped = q.reshape(audios, b // audios, h, dh).transpose(0, 2, 1, 3)
+            out, qk = attention(grouped, k, v, implementation, additive, causal, kv_length)
+            out = out.transpose(0, 2, 1, 3).reshape(b, h, 1, dh)
         elif mask is None and not need_weights and t > QUERY_CHUNK:
             # memory: see attention.QUERY_CHUNK
             out, qk = chunked_attention(q, k, v, implementation), None
@@ -447,18 +447,22 @@ class TextDecoder(nn.Cell):
         return y.astype(ms.float32).reshape(b, t, -1)
 
     def step(self, tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=None, rows=None):
-        """Decode one token per row (B, 1) at position `offset` over the self-attention caches (per
-        layer, (B, H, capacity, Dh)); returns logits (B, n_vocab) and the updated caches.
+        """Decode one token per row (B, 1), row i at position offset[i], over the self-attention
+        caches (per layer, (B, H, capacity, Dh)); returns logits (B, n_vocab) and the new caches.
 
-        `rows` (B,) first reorders the caches (beam search: row i continues row rows[i]), inside the
-        same graph.
+        The cross-attention K/V may hold fewer audios than rows: rows are then grouped by audio
+        (B // audios consecutive rows each). `rows` (B,) first reorders the self-attention caches
+        (beam search: row i continues row rows[i]), inside the same graph.
         """
-        position = _GATHER(self.positional_embedding, offset.reshape(1), 0)
-        x = self.token_embedding(tokens) + position
-        positions = self.positions[: self_k[0].shape[2]]
-        write = (positions == offset).astype(x.dtype).reshape(1, 1, -1, 1)
+        b = tokens.shape[0]
+        x = self.token_embedding(tokens) + _GATHER(self.positional_embedding, offset, 0).reshape(
+            b, 1, -1
+        )
+        positions = self.positions[: self_k[0].shape[2]].reshape(1, -1)
+        offsets = offset.reshape(-1, 1)
+        write = (positions == offsets).astype(x.dtype).reshape(b, 1, -1, 1)
         mask = (
-            ((positions > offset).astype(ms.float32) * MASKED).reshape(1, 1, 1, -1),
+            ((positions > offsets).astype(ms.float32) * MASKED).reshape(b, 1, 1, -1),
             None,
             offset + 1,
         )

@@ -1,0 +1,171 @@
+#!/usr/bin/env python
+"""Batched decode(): 8 dev windows decoded as one batch against one at a time, whisperms and
+CTranslate2 (faster-whisper's engine, `generate` on the same mels and weights), warm, same process.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_batch_decode.py
+    python benchmarks/bench_batch_decode.py --models tiny.en --beams 1 --repeats 1   # a quick check
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(Path(__file__).parent)]
+
+from bench_transcribe import model_folder  # noqa: E402
+from machine import describe, machine_info  # noqa: E402
+
+DATA = ROOT / "tests" / "data"
+N_WINDOWS = 8
+
+
+def english_windows(n):
+    from conftest import read_manifest, window_mel
+
+    rows = [r for r in read_manifest() if r["language"] == "en" and float(r["duration_s"]) < 30]
+    return [r["file"] for r in rows[:n]], np.stack([window_mel(DATA / r["file"]) for r in rows[:n]])
+
+
+def timed(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times, out
+
+
+def whisperms_rows(name, mels, beam, repeats):
+    from whisperms import load_model
+
+    model = load_model(str(model_folder(name)))
+    options = {"language": "en", "beam_size": beam if beam > 1 else None}
+    alone = lambda: [model.decode(mel, **options) for mel in mels]  # noqa: E731
+    together = lambda: model.decode(mels, **options)  # noqa: E731
+    alone(), together()  # compiles every graph both paths use
+    seq, seq_all, seq_out = timed(alone, repeats)
+    bat, bat_all, bat_out = timed(together, repeats)
+    same = [a.tokens == b.tokens for a, b in zip(seq_out, bat_out)]
+    tokens = sum(len(r.tokens) + 1 for r in bat_out)
+    return {
+        "sequential_s": seq,
+        "batched_s": bat,
+        "sequential_runs": seq_all,
+        "batched_runs": bat_all,
+        "rows_identical": sum(same),
+        "tokens": tokens,
+    }
+
+
+def ctranslate2_rows(name, mels, beam, repeats, threads):
+    import ctranslate2
+
+    model = ctranslate2.models.Whisper(str(model_folder(name)), device="cpu", intra_threads=threads)
+    sot = [50257] if name.endswith(".en") else [50258, 50259, 50359]
+    kwargs = {"beam_size": beam, "max_length": 224, "suppress_blank": True, "suppress_tokens": [-1]}
+
+    def run(batch):
+        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(batch, np.float32))
+        return model.generate(features, [sot] * len(batch), **kwargs)
+
+    alone = lambda: [run(mels[i : i + 1])[0] for i in range(len(mels))]  # noqa: E731
+    together = lambda: run(mels)  # noqa: E731
+    alone(), together()
+    seq, seq_all, _ = timed(alone, repeats)
+    bat, bat_all, out = timed(together, repeats)
+    tokens = sum(len(r.sequences_ids[0]) + 1 for r in out)
+    return {
+        "sequential_s": seq,
+        "batched_s": bat,
+        "sequential_runs": seq_all,
+        "batched_runs": bat_all,
+        "tokens": tokens,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
+    parser.add_argument("--beams", nargs="+", type=int, default=[1, 5])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+
+    files, mels = english_windows(N_WINDOWS)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    report = {
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "commit": commit,
+        "machine": machine_info(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "versions": {p: metadata.version(p) for p in ("mindspore", "ctranslate2", "numpy")},
+        "windows": files,
+        "rows": [],
+    }
+    for name in args.models:
+        for beam in args.beams:
+            ours = whisperms_rows(name, mels, beam, args.repeats)
+            peer = ctranslate2_rows(name, mels, beam, args.repeats, args.threads)
+            row = {"model": name, "beam": beam, "whisperms": ours, "ctranslate2": peer}
+            report["rows"].append(row)
+            print(
+                f"{name} beam {beam}: whisperms {ours['sequential_s']:.2f} -> "
+                f"{ours['batched_s']:.2f} s, ctranslate2 {peer['sequential_s']:.2f} -> "
+                f"{peer['batched_s']:.2f} s, rows identical {ours['rows_identical']}/{len(files)}",
+                flush=True,
+            )
+
+    lines = [
+        f"# Batched decode, {len(files)} English dev windows ({report['date_utc']})",
+        "",
+        f"- Command: `{report['command']}` at {commit}; OMP_WAIT_POLICY="
+        f"{report['omp_wait_policy'] or 'unset'}",
+        f"- Machine: {describe(report['machine'])}",
+        f"- Versions: {report['versions']}",
+        "- Warm (every graph compiled first), median of the repeats; sequential = decode() of"
+        " each window in turn (encoder included), batched = one decode() of all of them;"
+        " CTranslate2 = Whisper.generate on the same mels (batch 1 in turn, then batch 8),"
+        " max_length 224, no timestamp rules.",
+        "",
+        "| model | beam | whisperms seq s | whisperms batch s | speed-up | CT2 seq s |"
+        " CT2 batch s | CT2 speed-up | whisperms batch / CT2 batch | rows identical |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        ours, peer = row["whisperms"], row["ctranslate2"]
+        cells = [
+            row["model"],
+            row["beam"],
+            f"{ours['sequential_s']:.2f}",
+            f"{ours['batched_s']:.2f}",
+            f"{ours['sequential_s'] / ours['batched_s']:.2f}x",
+            f"{peer['sequential_s']:.2f}",
+            f"{peer['batched_s']:.2f}",
+            f"{peer['sequential_s'] / peer['batched_s']:.2f}x",
+            f"{ours['batched_s'] / peer['batched_s']:.2f}",
+            f"{ours['rows_identical']}/{len(files)}",
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    stem = Path(args.out) / f"batch-decode-{datetime.now(timezone.utc):%Y%m%dT%H%M}-{commit}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {stem}.json and {stem}.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Batched decode(): several windows in one batch give each window exactly what it gets alone."""
+
+import numpy as np
+import pytest
+
+from whisperms import DecodingOptions, OptionsError
+
+from conftest import DATA, read_manifest, window_mel
+
+TIMESTAMP_BEGIN = 50363  # tiny.en's <|0.00|>
+# Eight different English dev windows of different lengths.
+ENGLISH = [r["file"] for r in read_manifest() if r["language"] == "en"]
+CLIPS = ENGLISH[:8]
+# Previous-text prompts of different lengths, so the rows' initial tokens and positions differ:
+# none, short ones fed through the step graph, longer ones through the prompt graph's buckets.
+PROMPTS = [
+    None,
+    "Hi.",
+    "The weather was cold.",
+    "It was the best of times, it was the worst of times, it was the age of wisdom.",
+    None,
+    "Yes.",
+    "Ladies and gentlemen, thank you for coming tonight; we have a long programme ahead of us.",
+    "Chapter one.",
+]
+
+
+@pytest.fixture(scope="module")
+def mels():
+    assert len(CLIPS) == 8
+    return np.stack([window_mel(DATA / name) for name in CLIPS])
+
+
+def _alone_and_batched(model, mels, options):
+    batched = model.decode(mels, options)
+    alone = [model.decode(mel, row) for mel, row in zip(mels, options)]
+    return alone, batched
+
+
+@pytest.mark.parametrize("beam_size", [None, 5], ids=["greedy", "beam5"])
+def test_each_row_gets_exactly_its_tokens_alone(tiny_en_model, mels, beam_size):
+    """Greedy and beam 5, with timestamps, prompts of different lengths: token for token."""
+    options = [DecodingOptions(language="en", beam_size=beam_size, prompt=p) for p in PROMPTS]
+    alone, batched = _alone_and_batched(tiny_en_model, mels, options)
+    assert isinstance(batched, list) and len(batched) == len(CLIPS)
+    assert sum(t >= TIMESTAMP_BEGIN for r in batched for t in r.tokens) >= 2 * len(CLIPS)
+    for name, one, many in zip(CLIPS, alone, batched):
+        assert many.tokens == one.tokens, name
+        assert many.text == one.text
+        assert many.tokens[0] >= TIMESTAMP_BEGIN, name  # timestamp mode: a timestamp comes first
+        assert many.avg_logprob == pytest.approx(one.avg_logprob, abs=1e-3)
+        assert many.no_speech_prob == pytest.approx(one.no_speech_prob, abs=1e-4)
+
+
+def test_without_timestamps_and_a_prefix(tiny_en_model, mels):
+    options = [
+        DecodingOptions(language="en", without_timestamps=True, prefix="And" if i % 2 else None)
+        for i in range(4)
+    ]
+    alone, batched = _alone_and_batched(tiny_en_model, mels[:4], options)
+    assert [r.tokens for r in batched] == [r.tokens for r in alone]
+    assert all(t < 50257 for r in batched for t in r.tokens)
+
+
+def test_multilingual_rows_detect_their_own_language(base_model):
+    """base, language=None: each window's language is detected alone and decoded with it."""
+    rows = [r for r in read_manifest() if float(r["duration_s"]) < 30.0]
+    picked = [next(r for r in rows if r["language"] == lang) for lang in ("en", "es", "fr", "pt")]
+    mels = np.stack([window_mel(DATA / r["file"]) for r in picked])
+    batched = base_model.decode(mels)
+    alone = [base_model.decode(mel) for mel in mels]
+    assert [r.language for r in batched] == [r.language for r in alone] == ["en", "es", "fr", "pt"]
+    assert [r.tokens for r in batched] == [r.tokens for r in alone]
+    assert all(r.language_probs for r in batched)
+
+
+def test_best_of_samples_are_one_batch(tiny_en_model, mels):
+    """temperature > 0 with best_of: every window's samples decode together, and each window gets
+    one result, its best-ranked sample."""
+    results = tiny_en_model.decode(mels[:3], temperature=0.2, best_of=3, language="en")
+    assert len(results) == 3
+    for result in results:
+        assert result.temperature == 0.2 and np.isfinite(result.avg_logprob)
+        assert result.tokens and result.text
+
+
+def test_a_batch_of_one_is_a_list(tiny_en_model, mels):
+    one = tiny_en_model.decode(mels[:1], language="en")
+    assert (
+        isinstance(one, list)
+        and one[0].tokens == tiny_en_model.decode(mels[0], language="en").tokens
+    )
+
+
+def test_rows_that_differ_in_how_they_decode_are_refused(tiny_en_model, mels):
+    with pytest.raises(OptionsError, match="may differ only in language, prompt and prefix"):
+        tiny_en_model.decode(mels[:2], [DecodingOptions(), DecodingOptions(beam_size=5)])
+    with pytest.raises(OptionsError, match="3 DecodingOptions given for 2 windows"):
+        tiny_en_model.decode(mels[:2], [DecodingOptions()] * 3)
