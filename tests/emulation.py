@@ -24,9 +24,8 @@ Rules emulated, each pinned by tests/test_kernels.py:
   on are not read; the scale is `scale_value` (passing `scalar_value` or `scale` is a TypeError, as
   for any unknown keyword).
 - conv1d: input (N, C_in, L) or (C_in, L), weight (C_out, C_in, K), one dtype of
-  float16/bfloat16/float32 for input,
-  weight and bias; stride/padding/dilation ints or 1-tuples, padding also "same" (stride 1 only) or
-  "valid".
+  float16/bfloat16/float32 for input, weight and bias; stride/padding/dilation ints or 1-tuples,
+  padding also "same" (stride 1 only) or "valid".
 Rows whose every key is discarded come out as zeros here; the real kernels' result for them is not
 documented.
 """

@@ -803,8 +803,8 @@ def _timestamp_rules_per_row(rule, logits, tokens):
 @pytest.mark.parametrize("seed", range(30))
 def test_timestamp_rules_on_many_rows_equal_the_per_row_rules(en, seed):
     """Batches of random sequences (text, timestamps in and out of order, pairs, open segments, EOT)
-    and random
-    logits: the filter applied to all rows at once sets exactly what the per-row rules do."""
+    and random logits: the filter applied to all rows at once sets exactly what the per-row rules
+    do."""
     rng = np.random.default_rng(seed)
     initial = list(en.sot_sequence)
     rule = ApplyTimestampRules(en, len(initial), [None, MAX_INITIAL_INDEX][seed % 2])

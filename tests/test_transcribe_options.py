@@ -66,8 +66,8 @@ def theirs(fw, audio, **options):
 @pytest.mark.parametrize("clips, first_word", [("3.5,8", "ask"), ([5.0], "What")])
 def test_clip_timestamps(tiny_en_model, fw, jfk, clips, first_word):
     """Only the given range of JFK is transcribed ("3.5,8": the middle; [5.0]: from 5 s to the end),
-    as faster-whisper
-    does: the same segments, times and text, all inside the range, and not the words before it."""
+    as faster-whisper does: the same segments, times and text, all inside the range, and not the
+    words before it."""
     got = ours(tiny_en_model, jfk, clip_timestamps=clips)
     assert got == theirs(fw, jfk, clip_timestamps=clips)
     start, end = (3.5, 8.0) if clips == "3.5,8" else (5.0, 11.0)

@@ -94,10 +94,9 @@ class _Graph:
 
 def layer_parameters(block):
     """A block's parameter names (relative to the block, as its Cells address them) and its
-    parameters as graph
-    inputs: plain tensors sharing their memory, in a `mutable` tuple (a compiled graph is keyed on a
-    Parameter's identity, a plain tensor's shape and dtype only, so one graph serves every
-    layer)."""
+    parameters as graph inputs: plain tensors sharing their memory, in a `mutable` tuple (a compiled
+    graph is keyed on a Parameter's identity, a plain tensor's shape and dtype only, so one graph
+    serves every layer)."""
     named = list(block.parameters_and_names())
     return tuple(name for name, _ in named), mutable(
         tuple(Tensor.from_numpy(p.asnumpy()) for _, p in named)

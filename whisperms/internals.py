@@ -224,9 +224,8 @@ def graph_kernel_fusion(flags, kernel_cache):
       later).
     - the working directory: AKG writes a log into it, so compiling runs in the kernel cache.
     - `$AKG_WHITE_LIST_PATH` (unless the user set it): AKG reads its tiling repository (for CPU an
-      empty one) only
-      from there, else from the working directory, and without one prints a line per kernel to
-      stdout.
+      empty one) only from there, else from the working directory, and without one prints a line
+      per kernel to stdout.
     Fallback: if any of it cannot be set, nothing stays changed and the compile runs unfused."""
     if _probed.get(FUSION, True) is None:
         yield
