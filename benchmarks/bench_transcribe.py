@@ -32,12 +32,29 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 CACHE = Path(__file__).resolve().parent / ".cache"
 MARK = "@@BENCH@@"
-ENGINES = ("whisperms", "faster-whisper-fp32", "faster-whisper-int8", "openai-whisper")
+ENGINES = (
+    "whisperms",
+    "faster-whisper-fp32",
+    "whisperms-batched",
+    "faster-whisper-batched",
+    "faster-whisper-int8",
+    "openai-whisper",
+)
+# what each engine's warm time is set beside in the "batched vs sequential" table: the same mode of the other
+# engine, and (batched modes) the same engine's sequential mode
+PEERS = {"whisperms": "faster-whisper-fp32", "whisperms-batched": "faster-whisper-batched"}
+SEQUENTIAL = {"whisperms-batched": "whisperms", "faster-whisper-batched": "faster-whisper-fp32"}
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 SHORT_CLIP = "jfk_inaugural_1961.flac"
 LONG_DE_CLIP = "librivox_de_simplicissimus-titlepage.mp3"
 LONG_EN_TARGET_S = 75.0
 LONG_EN_GAP_S = 1.0
+# pauses-en: silences between utterances, cycled in this order (several >= 1.5 s), and its minimum length
+PAUSES_EN_GAPS_S = (0.4, 1.5, 0.8, 2.0, 1.2, 0.6)
+PAUSES_EN_TARGET_S = 300.0
+LOST_FRACTION = (
+    0.5  # "where words are lost": a clip is mostly lost when this share of its words is deleted
+)
 SAMPLE_RATE = 16000
 
 
@@ -77,14 +94,52 @@ def read_manifest():
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def synthesize_long_en(manifest):
-    """English dev clips (manifest order, under 30 s, not the short clip) joined with 1-s silences until >= 75 s,
-    written once as 16-kHz 16-bit mono WAV. Decoded with soundfile and resampled with soxr "HQ" (what
-    whisperms.audio.load_audio does for these formats)."""
+def _load_16k(path):
+    """Mono float32 samples at 16 kHz: soundfile, then soxr "HQ" (what whisperms.audio.load_audio does for these
+    formats)."""
     import numpy as np
     import soundfile
     import soxr
 
+    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    audio = data.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        audio = soxr.resample(audio, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    return audio
+
+
+def _join_clips(rows, gaps, out):
+    """Manifest rows' audio joined with gaps[i] seconds of digital silence before clip i + 1, written once to `out`
+    as 16-kHz 16-bit mono WAV. Returns (duration_s, [{file, start_s, duration_s, reference}])."""
+    import numpy as np
+    import soundfile
+
+    pieces, offsets, t = [], [], 0.0
+    for i, row in enumerate(rows):
+        audio = _load_16k(DATA / row["file"])
+        if i:
+            pieces.append(np.zeros(int(round(gaps[i - 1] * SAMPLE_RATE)), np.float32))
+            t += gaps[i - 1]
+        offsets.append(
+            {
+                "file": row["file"],
+                "start_s": round(t, 3),
+                "duration_s": round(len(audio) / SAMPLE_RATE, 3),
+                "reference": row["reference"],
+            }
+        )
+        pieces.append(audio)
+        t += len(audio) / SAMPLE_RATE
+    audio = np.concatenate(pieces)
+    if not out.is_file():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        soundfile.write(str(out), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
+    return round(len(audio) / SAMPLE_RATE, 3), offsets
+
+
+def synthesize_long_en(manifest):
+    """English dev clips (manifest order, under 30 s, not the short clip) joined with 1-s silences until >= 75 s,
+    written once as 16-kHz 16-bit mono WAV."""
     picked, total = [], 0.0
     for row in manifest:
         if row["language"] != "en" or float(row["duration_s"]) >= 30.0 or row["file"] == SHORT_CLIP:
@@ -94,38 +149,61 @@ def synthesize_long_en(manifest):
         if total >= LONG_EN_TARGET_S:
             break
     out = CACHE / f"long_en_{len(picked)}clips.wav"
-    gap = np.zeros(int(LONG_EN_GAP_S * SAMPLE_RATE), np.float32)
-    pieces, offsets, t = [], [], 0.0
-    for i, row in enumerate(picked):
-        data, rate = soundfile.read(str(DATA / row["file"]), dtype="float32", always_2d=True)
-        audio = data.mean(axis=1)
-        if rate != SAMPLE_RATE:
-            audio = soxr.resample(audio, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
-        if i:
-            pieces.append(gap)
-            t += LONG_EN_GAP_S
-        offsets.append(
-            {
-                "file": row["file"],
-                "start_s": round(t, 3),
-                "duration_s": round(len(audio) / SAMPLE_RATE, 3),
-            }
-        )
-        pieces.append(audio)
-        t += len(audio) / SAMPLE_RATE
-    audio = np.concatenate(pieces)
-    if not out.is_file():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        soundfile.write(str(out), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
+    duration, offsets = _join_clips(picked, [LONG_EN_GAP_S] * len(picked), out)
     return {
         "name": "long-en",
         "files": [str(out)],
         "languages": ["en"],
-        "duration_s": round(len(audio) / SAMPLE_RATE, 3),
+        "duration_s": duration,
         "references": [" ".join(r["reference"] for r in picked)],
         "recipe": {
             "how": f"English manifest clips under 30 s in manifest order (excluding {SHORT_CLIP}) until "
             f">= {LONG_EN_TARGET_S:g} s, {LONG_EN_GAP_S:g}-s silence between clips, 16 kHz PCM_16 WAV",
+            "clips": offsets,
+        },
+    }
+
+
+def synthesize_pauses_en(manifest):
+    """Every English dev clip with a reference (manifest order, long ones included), with silences between them
+    cycling through PAUSES_EN_GAPS_S, written once as 16-kHz 16-bit mono WAV: separate utterances with pauses of
+    varied length, several >= 1.5 s (where faster-whisper's batched pipeline was seen to drop text). Should the
+    English clips ever total less than PAUSES_EN_TARGET_S, further passes over them in reverse, then forward, order
+    follow until it is reached."""
+    import hashlib
+
+    english = [r for r in manifest if r["language"] == "en" and r["reference"].strip()]
+    if not english:
+        raise SystemExit("pauses-en: no English clip with a reference in the manifest")
+    picked, total, passes = [], 0.0, 0
+    while passes == 0 or total < PAUSES_EN_TARGET_S:
+        for row in english if passes % 2 == 0 else english[::-1]:
+            if passes and total >= PAUSES_EN_TARGET_S:
+                break
+            if picked:
+                total += PAUSES_EN_GAPS_S[(len(picked) - 1) % len(PAUSES_EN_GAPS_S)]
+            picked.append(row)
+            total += float(row["duration_s"])
+        passes += 1
+    gaps = [PAUSES_EN_GAPS_S[i % len(PAUSES_EN_GAPS_S)] for i in range(len(picked) - 1)]
+    key = hashlib.sha1(json.dumps([[r["file"] for r in picked], gaps]).encode()).hexdigest()[:8]
+    out = CACHE / f"pauses_en_{len(picked)}clips_{key}.wav"
+    duration, offsets = _join_clips(picked, gaps, out)
+    return {
+        "name": "pauses-en",
+        "files": [str(out)],
+        "languages": ["en"],
+        "duration_s": duration,
+        "references": [" ".join(r["reference"] for r in picked)],
+        "recipe": {
+            "how": f"all {len(english)} English manifest clips with a reference, manifest order"
+            + (
+                f" ({passes} passes, alternately reversed, to >= {PAUSES_EN_TARGET_S:g} s)"
+                * (passes > 1)
+            )
+            + f", digital silence between clips cycling through {', '.join(f'{g:g}' for g in PAUSES_EN_GAPS_S)} s "
+            f"({sum(g >= 1.5 for g in gaps)} of {len(gaps)} pauses >= 1.5 s), 16 kHz PCM_16 WAV",
+            "gaps_s": gaps,
             "clips": offsets,
         },
     }
@@ -150,6 +228,8 @@ def clip_sets(names, model, manifest):
             )
         if name in ("long", "long-en"):
             sets.append(synthesize_long_en(manifest))
+        if name == "pauses-en":
+            sets.append(synthesize_pauses_en(manifest))
         if name in ("long", "long-de") and not english_only:
             r = rows[LONG_DE_CLIP]
             sets.append(
@@ -312,6 +392,12 @@ def instrument_whisperms(model, holder):
     inference.start = timed("prefill", inference.start)
     inference.step = timed("step", inference.step, per_call=True)
     wtranscribe.log_mel_spectrogram = timed("audio+mel", wtranscribe.log_mel_spectrogram)
+    try:  # the batched long-form mode's module, where it has one and calls the mel function itself
+        wbatched = importlib.import_module("whisperms.batched")
+    except ImportError:
+        wbatched = None
+    if hasattr(wbatched, "log_mel_spectrogram"):
+        wbatched.log_mel_spectrogram = timed("audio+mel", wbatched.log_mel_spectrogram)
     waudio.load_audio = timed("load_audio", waudio.load_audio)  # called inside log_mel_spectrogram
     if compile_cache is not None:
         # every jit entry point: the `_Graph` attributes of whisperms.inference.Inference (older snapshots: the
@@ -336,7 +422,7 @@ def run_worker(spec):
         out["profile"] = profile_model(folder, DATA / SHORT_CLIP, beam if beam > 1 else None)
         return out
     holder = [Stats()]
-    if engine == "whisperms":
+    if engine in ("whisperms", "whisperms-batched"):
         import inspect
 
         import whisperms
@@ -383,16 +469,26 @@ def run_worker(spec):
         options = {"temperature": TEMPERATURES, "condition_on_previous_text": spec["condition"]}
         if beam > 1:
             options["beam_size"] = beam
+        if engine == "whisperms-batched":  # whisperms' VAD-chunked batched long-form mode
+            options["batch_size"] = spec["batch_size"]
+        out["engine_settings"] = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in options.items()
+        }
 
         def transcribe(path, language):
             try:
                 return model.transcribe(path, language=language, **options).text
-            except whisperms.OptionsError as e:
-                if "not implemented" in str(e):
+            except (whisperms.OptionsError, TypeError) as e:
+                # a whisperms without the batched mode refuses batch_size as an unknown option
+                if "not implemented" in str(e) or (
+                    "batch_size" in options and "batch_size" in str(e)
+                ):
                     raise NotAvailable(str(e)) from None
                 raise
     elif engine.startswith("faster-whisper"):
-        from faster_whisper import WhisperModel
+        import inspect
+
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
 
         out["t_import_s"] = time.perf_counter() - t0
         out["memory_mb_after_import"] = _memory_mb()
@@ -403,19 +499,40 @@ def run_worker(spec):
             compute_type="int8" if engine.endswith("int8") else "float32",
             cpu_threads=spec["threads"],
         )
+        if engine == "faster-whisper-batched":
+            pipeline = BatchedInferencePipeline(model)
+            # the pipeline's own defaults otherwise, recorded as this version has them
+            defaults = inspect.signature(BatchedInferencePipeline.transcribe).parameters
+            out["engine_settings"] = {
+                "batch_size": spec["batch_size"],
+                "beam_size": beam,
+                **{
+                    k: defaults[k].default
+                    for k in ("vad_filter", "vad_parameters", "without_timestamps", "chunk_length")
+                    if k in defaults
+                },
+                "note": "condition_on_previous_text is set False by the pipeline whatever is passed, and only "
+                "the first temperature is used (no fallback); VAD = its Silero model with default VadOptions, "
+                "speech merged into chunks of up to 30 s",
+            }
         out["t_load_s"] = time.perf_counter() - t
         out["threads_applied"] = True
 
         def transcribe(path, language):
-            segments, _ = model.transcribe(
-                path,
-                beam_size=beam,
-                best_of=1,
-                language=language,
-                vad_filter=False,
-                condition_on_previous_text=spec["condition"],
-                temperature=list(TEMPERATURES),
-            )
+            if engine == "faster-whisper-batched":
+                segments, _ = pipeline.transcribe(
+                    path, language=language, beam_size=beam, batch_size=spec["batch_size"]
+                )
+            else:
+                segments, _ = model.transcribe(
+                    path,
+                    beam_size=beam,
+                    best_of=1,
+                    language=language,
+                    vad_filter=False,
+                    condition_on_previous_text=spec["condition"],
+                    temperature=list(TEMPERATURES),
+                )
             return "".join(s.text for s in segments)
     elif engine == "openai-whisper":
         # Same weights: the CTranslate2 folder converted to openai's parameter names by a prepare step
@@ -476,7 +593,7 @@ def run_worker(spec):
             record = {"pass": name, "wall_s": wall, "texts": texts, "per_clip_s": per_clip}
             if name == "cold":
                 out["first_done_monotonic"] = time.monotonic()
-            if engine == "whisperms":
+            if engine.startswith("whisperms"):
                 record["breakdown"] = holder[0].summary(wall)
             passes.append(record)
             out["memory_mb"][f"after_{name}"] = _memory_mb()
@@ -722,6 +839,7 @@ def run_all(args):
         "load_at_start": os.getloadavg(),
         "threads": args.threads,
         "repeats": args.repeats,
+        "batch_size": args.batch_size,
         "omp_wait_policy": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY"),
         "kernel_cache": args.kernel_cache,
         "graph_cache": args.graph_cache,
@@ -737,6 +855,10 @@ def run_all(args):
             "vad_filter": False,
             "greedy": "beam_size=1 (faster-whisper) / beam_size=None (whisperms)",
             "language": "given per clip",
+            "batched engines": f"batch_size={args.batch_size}; whisperms-batched: model.transcribe(..., "
+            "batch_size=N) with the options above; faster-whisper-batched: BatchedInferencePipeline.transcribe with "
+            "beam_size, language and batch_size, its own defaults otherwise (VAD on, without_timestamps, no prompt "
+            "carry, first temperature only): each run's engine_settings",
         },
         "unavailable": unavailable,
         "clips": {},
@@ -813,13 +935,14 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
                     "folder": folder,
                     "beam_size": beam,
                     "threads": args.threads,
+                    "batch_size": args.batch_size,
                     "condition": args.condition,
                     "files": clips["files"],
                     "languages": clips["languages"],
                     "openai_npz": str(openai_npz) if openai_npz else None,
                 }
-                fresh = engine == "whisperms" and args.kernel_cache == "fresh"
-                fresh_graphs = engine == "whisperms" and args.graph_cache == "fresh"
+                fresh = engine.startswith("whisperms") and args.kernel_cache == "fresh"
+                fresh_graphs = engine.startswith("whisperms") and args.graph_cache == "fresh"
                 with (
                     tempfile.TemporaryDirectory(prefix="bench-kernels-")
                     if fresh
@@ -829,7 +952,7 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
                     else nullcontext() as graphs,
                 ):
                     run_env = {**env, "MS_COMPILER_CACHE_PATH": kernels} if fresh else dict(env)
-                    if engine == "whisperms" and args.graph_cache != "shared":
+                    if engine.startswith("whisperms") and args.graph_cache != "shared":
                         run_env["WHISPERMS_GRAPH_CACHE"] = graphs if fresh_graphs else "0"
                     try:
                         result = spawn(
@@ -851,6 +974,8 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
                 )
                 for p in result.get("passes", []):
                     p["wer"] = wer(clips["references"], p["texts"], clips["languages"])
+                    if clips.get("recipe") and len(p["texts"]) == 1:
+                        p["words_by_clip"] = words_by_clip(clips["recipe"]["clips"], p["texts"][0])
                 if result["status"] == "not available":
                     skip[key] = result.get("reason", "not available")
                 runs.append(result)
@@ -862,6 +987,46 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
     }
     report["load_at_end"] = os.getloadavg()
     json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+
+
+def words_by_clip(recipe_clips, hypothesis):
+    """Where words are lost in a joined clip: the hypothesis aligned (jiwer, after Whisper's English normaliser)
+    to the recipe's references laid end to end, each reference word counted as hit, substituted or deleted under
+    the clip it belongs to; inserted words are counted under the clip of the reference word before them. Each
+    clip's reference is normalised on its own, so the counts may differ slightly from the WER's normalisation of
+    the joined text."""
+    import jiwer
+
+    from wer import normalize
+
+    words = [normalize(clip["reference"]).split() for clip in recipe_clips]
+    owner = [i for i, w in enumerate(words) for _ in w]
+    counts = [
+        {
+            "file": clip["file"],
+            "start_s": clip["start_s"],
+            "words": len(w),
+            "hits": 0,
+            "substituted": 0,
+        }
+        | {"deleted": 0, "inserted": 0}
+        for clip, w in zip(recipe_clips, words)
+    ]
+    hyp = normalize(hypothesis).split()
+    if not hyp:  # nothing to align: every word deleted
+        for c in counts:
+            c["deleted"] = c["words"]
+        return counts
+    kind = {"equal": "hits", "substitute": "substituted", "delete": "deleted"}
+    for chunk in jiwer.process_words(" ".join(sum(words, [])), " ".join(hyp)).alignments[0]:
+        if chunk.type == "insert":
+            counts[owner[max(chunk.ref_start_idx - 1, 0)]]["inserted"] += (
+                chunk.hyp_end_idx - chunk.hyp_start_idx
+            )
+        else:
+            for k in range(chunk.ref_start_idx, chunk.ref_end_idx):
+                counts[owner[k]][kind[chunk.type]] += 1
+    return counts
 
 
 def _progress(r):
@@ -964,6 +1129,13 @@ def render(reports, stat="auto", notes=()):
         "by later processes, likewise: rows saying 'graph cache fresh' start every process with an empty one "
         "(a first-ever run: each graph compiled by jit, then saved), 'graph cache off' compile with mindspore.jit "
         "(no cache, as before the cache existed). Snapshots older than the cache ignore the setting.",
+        *[
+            f"- Batched engines in the run of {rep['date_utc']} (the settings above are the sequential engines'): "
+            f"{rep['settings']['batched engines']}."
+            for rep in reports
+            if any(r["engine"] in SEQUENTIAL for r in rep["runs"])
+            and "batched engines" in rep.get("settings", {})
+        ],
         *[f"- **Note:** {n}" for n in notes],
         "",
     ]
@@ -1034,6 +1206,8 @@ def render(reports, stat="auto", notes=()):
                 f"{_fmt(ratio(lambda r: r['t_load_s'] + r['passes'][0]['wall_s']))} | "
                 f"{_fmt(ratio(lambda r: r['ru_maxrss_mb']))} | {sum(same)}/{len(same)} |"
             )
+    lines += _batched(groups, stat)
+    lines += _words_lost(groups)
     lines += [
         "",
         "## Where whisperms' time goes (the run with the fastest warm pass; seconds)",
@@ -1054,7 +1228,7 @@ def render(reports, stat="auto", notes=()):
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (model, clip, beam, engine), rs in sorted(groups.items()):
-        ok = [r for r in rs if engine == "whisperms" and r["status"] == "ok"]
+        ok = [r for r in rs if engine.startswith("whisperms") and r["status"] == "ok"]
         if not ok:
             continue
         best = min(ok, key=lambda r: r["passes"][1]["wall_s"])
@@ -1064,8 +1238,9 @@ def render(reports, stat="auto", notes=()):
                 continue
             s, c = b["seconds"], b["calls"]
             comp = ", ".join(f"{k} {n}" for k, n in b["compiles"].items()) or "0"
+            mode = f"{p['pass']}, batched" if engine == "whisperms-batched" else p["pass"]
             lines.append(
-                f"| {model} | {clip} | {beam} | {p['pass']} | {_fmt(b['wall_s'])} | {_fmt(s.get('audio+mel', 0))} | "
+                f"| {model} | {clip} | {beam} | {mode} | {_fmt(b['wall_s'])} | {_fmt(s.get('audio+mel', 0))} | "
                 f"{_fmt(s.get('encoder', 0))} ({c.get('encoder', 0)}) | {_fmt(s.get('prefill', 0))} "
                 f"({c.get('prefill', 0)}) | {_fmt(s.get('step', 0))} ({c.get('step', 0)}) | "
                 f"{_fmt(b.get('step_ms_mean'), 1)} / {_fmt(b.get('step_ms_median'), 1)} | "
@@ -1097,7 +1272,128 @@ def render(reports, stat="auto", notes=()):
                 + ".",
             ]
             break
+    for rep in reports:
+        pauses = rep.get("clips", {}).get("pauses-en")
+        if pauses and pauses.get("recipe"):
+            lines += [
+                "",
+                f"pauses-en ({pauses['duration_s']:.1f} s): {pauses['recipe']['how']}; clips (start s): "
+                + ", ".join(f"{c['file']} ({c['start_s']:.1f})" for c in pauses["recipe"]["clips"])
+                + ".",
+            ]
+            break
     return "\n".join(lines) + "\n"
+
+
+def _warm(runs, key, stat):
+    """`stat` of key(run, warm pass) over the ok runs (None if none)."""
+    return _stat([key(r, p) for r in runs for p in r["passes"] if p["pass"] == "warm"], stat)
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def _batched(groups, stat):
+    """Each engine beside its peer (PEERS) and, for the batched modes, its own sequential mode (SEQUENTIAL): warm
+    time, WER and peak RSS, for every (model, clip, beam) that has a batched engine."""
+    order = ("whisperms", "whisperms-batched", "faster-whisper-fp32", "faster-whisper-batched")
+    settings = sorted({k[:3] for k in groups if k[3] in SEQUENTIAL})
+    if not settings:
+        return []
+    lines = [
+        "",
+        f"## Batched vs sequential ({stat} over repeats, warm)",
+        "",
+        "peer = the other engine in the same mode (whisperms / faster-whisper float32, whisperms-batched / "
+        "faster-whisper-batched); warm / peer < 1 = faster than the peer. speed-up = the same engine's sequential warm time / its batched warm time. "
+        "WER - sequential = batched WER minus the same engine's sequential WER, in percentage points. "
+        "Peak RSS = the worker's ru_maxrss (the JSON also has VmHWM after each pass).",
+        "",
+        "| model | clip (audio s) | beam, env | engine | warm s | peer | warm / peer | speed-up vs own sequential | "
+        "WER % | WER - sequential (points) | peak RSS MB | RSS / peer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def ok(model, clip, beam, engine):
+        return [r for r in groups.get((model, clip, beam, engine), []) if r["status"] == "ok"]
+
+    for model, clip, beam in settings:
+        for engine in order:
+            mine = ok(model, clip, beam, engine)
+            if not mine:
+                if groups.get((model, clip, beam, engine)):
+                    status = groups[(model, clip, beam, engine)][0]["status"]
+                    lines.append(
+                        f"| {model} | {clip} | {beam} | {engine} | {status} | | | | | | | |"
+                    )
+                continue
+            peer, own = PEERS.get(engine), SEQUENTIAL.get(engine)
+            theirs, sequential = ok(model, clip, beam, peer), ok(model, clip, beam, own)
+            warm, peer_warm, seq_warm = (
+                _warm(rs, lambda r, p: p["wall_s"], stat) for rs in (mine, theirs, sequential)
+            )
+            wer_, wer_seq = (
+                _warm(rs, lambda r, p: p["wer"], "median") for rs in (mine, sequential)
+            )
+            rss, peer_rss = (_stat([r["ru_maxrss_mb"] for r in rs], stat) for rs in (mine, theirs))
+            lines.append(
+                f"| {model} | {clip} ({mine[0]['audio_s']:.1f}) | {beam} | {engine} | {_fmt(warm)} | "
+                f"{peer if theirs else '-'} | {_fmt(_ratio(warm, peer_warm))} | {_fmt(_ratio(seq_warm, warm))} | "
+                f"{_fmt(100 * wer_, 1)} | {_fmt(100 * (wer_ - wer_seq) if wer_seq is not None else None, 1)} | "
+                f"{_fmt(rss, 0)} | {_fmt(_ratio(rss, peer_rss))} |"
+            )
+    return lines
+
+
+def _words_lost(groups):
+    """Per engine on a joined clip (long-en, pauses-en): reference words deleted, substituted and inserted, and the
+    recipe's clips most of whose words are missing from the transcript (words_by_clip, first ok run's warm pass)."""
+    rows = []
+    for (model, clip, beam, engine), rs in sorted(groups.items()):
+        ok = [r for r in rs if r["status"] == "ok"]
+        warm = [
+            p
+            for p in (ok[0]["passes"] if ok else [])
+            if p["pass"] == "warm" and p.get("words_by_clip")
+        ]
+        if not warm:
+            continue
+        counts = warm[0]["words_by_clip"]
+        total = {
+            k: sum(c[k] for c in counts)
+            for k in ("words", "hits", "substituted", "deleted", "inserted")
+        }
+        lost = [c for c in counts if c["words"] and c["deleted"] >= LOST_FRACTION * c["words"]]
+        rows.append(
+            f"| {model} | {clip} | {beam} | {engine} | {total['words']} | {total['deleted']} | {total['substituted']} | "
+            f"{total['inserted']} | {len(lost)} of {len(counts)}: "
+            + (
+                ", ".join(
+                    f"{c['file']} @ {c['start_s']:.1f} s ({c['deleted']}/{c['words']})"
+                    for c in lost
+                )
+                or "none"
+            )
+            + " |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "## Where words are lost (first repetition, warm pass)",
+        "",
+        "The transcript aligned (jiwer, after Whisper's English normaliser) to the recipe's clip references laid end "
+        "to end; each reference word counted under its clip as deleted (missing from the transcript), substituted "
+        "or hit; inserted words under the clip of the word before them. Clips mostly lost = clips with at least "
+        f"{LOST_FRACTION:.0%} of their reference words deleted, with their start in the joined audio. Each clip's "
+        "reference is normalised on its own, so totals can differ by a word or two from the WER's alignment.",
+        "",
+        "| model | clip | beam, env | engine | reference words | deleted | substituted | inserted | "
+        "clips mostly lost (deleted / words) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def _stages(groups, stat):
@@ -1152,8 +1448,9 @@ def main(argv=None):
         "--clips",
         nargs="+",
         default=["short", "long"],
-        choices=["short", "long", "long-en", "long-de", "devset"],
-        help="long = long-en (English dev clips joined to >= 75 s: 78.7 s) and, for multilingual models, long-de (68 s)",
+        choices=["short", "long", "long-en", "long-de", "devset", "pauses-en"],
+        help="long = long-en (English dev clips joined to >= 75 s: 78.7 s) and, for multilingual models, long-de (68 s); "
+        "pauses-en = every English dev clip with pauses of 0.4-2.0 s between them (>= 300 s)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
@@ -1163,6 +1460,12 @@ def main(argv=None):
         choices=ENGINES,
     )
     parser.add_argument("--beam-sizes", nargs="+", type=int, default=[1])
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="batch size of the batched engines (whisperms-batched, faster-whisper-batched)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
