@@ -1349,8 +1349,10 @@ def _batched(groups, stat):
 def _words_lost(groups):
     """Per engine on a joined clip (long-en, pauses-en): reference words deleted, substituted and inserted, and the
     recipe's clips most of whose words are missing from the transcript (words_by_clip, first ok run's warm pass)."""
-    rows = []
-    for (model, clip, beam, engine), rs in sorted(groups.items()):
+    rows, order = [], {e: i for i, e in enumerate(ENGINES)}
+    for (model, clip, beam, engine), rs in sorted(
+        groups.items(), key=lambda g: (*g[0][:3], order.get(g[0][3], 9))
+    ):
         ok = [r for r in rs if r["status"] == "ok"]
         warm = [
             p
