@@ -2,6 +2,11 @@
 """Batched decode(): 8 dev windows decoded as one batch against one at a time, whisperms and
 CTranslate2 (faster-whisper's engine, `generate` on the same mels and weights), warm, same process.
 
+It also splits whisperms' decoding step loop into the step call (the compiled step graph, its
+argument tensors and the logits copied back to numpy) and the host work around it (logit filters,
+token selection, beam bookkeeping, array building), for 1 row (a window alone, greedy), 5 rows (a
+window alone, beam 5), 8 rows (the 8 windows together, greedy) and 40 rows (together, beam 5).
+
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_batch_decode.py
     python benchmarks/bench_batch_decode.py --models tiny.en --beams 1 --repeats 1   # a quick check
 """
@@ -45,6 +50,98 @@ def timed(fn, repeats):
     return statistics.median(times), times, out
 
 
+class StepSplit:
+    """Records the top-level calls of `inference`'s entry points made during decode() calls.
+
+    Each entry point is shadowed by an instance attribute that times it (removed on exit, so the
+    class's method is seen again). Calls made inside another timed call (the prompt's own steps in
+    `start`, `start` inside `start_batch`) count towards the outer call only.
+    """
+
+    ENTRY_POINTS = ("embed_audio", "start_batch", "start", "step")
+
+    def __init__(self, inference):
+        self.inference = inference
+        self.depth = 0
+        self.calls = []  # (entry point, begin, end, rows) of the top-level calls
+        self.decodes = []  # (begin, end, first call, end of calls) of each decode() call
+
+    def __enter__(self):
+        for name in self.ENTRY_POINTS:
+            setattr(self.inference, name, self._timed(name, getattr(self.inference, name)))
+        return self
+
+    def __exit__(self, *exc):
+        for name in self.ENTRY_POINTS:
+            delattr(self.inference, name)
+
+    def _timed(self, name, method):
+        def call(*args, **kwargs):
+            if self.depth:
+                return method(*args, **kwargs)
+            self.depth += 1
+            begin = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                end = time.perf_counter()
+                self.depth -= 1
+                rows = np.asarray(args[0]).size if name == "step" else None
+                self.calls.append((name, begin, end, rows))
+
+        return call
+
+    def decode(self, fn):
+        first = len(self.calls)
+        begin = time.perf_counter()
+        fn()
+        self.decodes.append((begin, time.perf_counter(), first, len(self.calls)))
+
+    def summary(self, repeats):
+        """Per-step figures in ms: the step call, the host time between one step call and the
+        previous call (the loop's own work), and all of decode()'s time outside the entry points
+        (that work plus task setup, the last selection and the results) over the steps."""
+        step, gaps, rows = [], [], set()
+        encoder = prompt = outside = 0.0
+        for begin, end, first, last in self.decodes:
+            inside, previous = 0.0, begin
+            for name, start, stop, n in self.calls[first:last]:
+                inside += stop - start
+                if name == "step":
+                    step.append(stop - start)
+                    gaps.append(start - previous)
+                    rows.add(n)
+                elif name == "embed_audio":
+                    encoder += stop - start
+                else:
+                    prompt += stop - start
+                previous = stop
+            outside += end - begin - inside
+        ms = 1000.0
+        n_decodes = len(self.decodes)
+        return {
+            "rows_per_step": sorted(rows),
+            "decode_calls_per_run": n_decodes // repeats,
+            "steps_per_run": len(step) / repeats,
+            "step_call_ms_median": statistics.median(step) * ms,
+            "step_call_ms_mean": statistics.fmean(step) * ms,
+            "host_ms_per_step_median": statistics.median(gaps) * ms,
+            "host_ms_per_step_mean": statistics.fmean(gaps) * ms,
+            "host_all_ms_per_step": outside / len(step) * ms,
+            "encoder_ms_per_decode": encoder / n_decodes * ms,
+            "prompt_ms_per_decode": prompt / n_decodes * ms,
+        }
+
+
+def step_split(model, decodes, repeats):
+    """StepSplit.summary of `repeats` runs of the zero-argument decode() calls `decodes`."""
+    with StepSplit(model.inference) as split:
+        for _ in range(repeats):
+            for fn in decodes:
+                split.decode(fn)
+    return split.summary(repeats)
+
+
 def whisperms_rows(name, mels, beam, repeats):
     from whisperms import load_model
 
@@ -57,6 +154,12 @@ def whisperms_rows(name, mels, beam, repeats):
     bat, bat_all, bat_out = timed(together, repeats)
     same = [a.tokens == b.tokens for a, b in zip(seq_out, bat_out)]
     tokens = sum(len(r.tokens) + 1 for r in bat_out)
+    # separate runs, so the timers' small cost stays out of the times above
+    one_by_one = [lambda mel=mel: model.decode(mel, **options) for mel in mels]
+    split = {
+        "sequential": step_split(model, one_by_one, repeats),
+        "batched": step_split(model, [together], repeats),
+    }
     return {
         "sequential_s": seq,
         "batched_s": bat,
@@ -64,6 +167,7 @@ def whisperms_rows(name, mels, beam, repeats):
         "batched_runs": bat_all,
         "rows_identical": sum(same),
         "tokens": tokens,
+        "split": split,
     }
 
 
@@ -160,6 +264,43 @@ def main():
             f"{ours['rows_identical']}/{len(files)}",
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += [
+        "",
+        "## Per-step split (whisperms)",
+        "",
+        "- Same warm model, separate runs with timers around the inference entry points (medians"
+        " and means over every step of every repeat). Step call = `Inference.step`: the compiled"
+        " step graph, its argument tensors, the cache growing to its next bucket, the logits"
+        " copied to numpy. Host = the time from the previous entry point's return to the step"
+        " call (logit filters, selection, beam bookkeeping, array building); host all = decode()'s"
+        " whole time outside the encoder, prompt and step calls (adds task setup, the final"
+        " selection and the results) over the steps. Encoder and prompt (start / start_batch,"
+        " the prompt's own steps included) per decode() call.",
+        "",
+        "| model | beam | mode | windows per decode() | rows per step | steps per run |"
+        " step call ms median | step call ms mean | host ms/step median | host ms/step mean |"
+        " host all ms/step | encoder ms per decode() | prompt ms per decode() |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        for mode, split in row["whisperms"]["split"].items():
+            windows = 1 if mode == "sequential" else len(files)
+            cells = [
+                row["model"],
+                row["beam"],
+                mode,
+                windows,
+                ", ".join(str(n) for n in split["rows_per_step"]),
+                f"{split['steps_per_run']:.0f}",
+                f"{split['step_call_ms_median']:.2f}",
+                f"{split['step_call_ms_mean']:.2f}",
+                f"{split['host_ms_per_step_median']:.2f}",
+                f"{split['host_ms_per_step_mean']:.2f}",
+                f"{split['host_all_ms_per_step']:.2f}",
+                f"{split['encoder_ms_per_decode']:.1f}",
+                f"{split['prompt_ms_per_decode']:.1f}",
+            ]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     stem = Path(args.out) / f"batch-decode-{datetime.now(timezone.utc):%Y%m%dT%H%M}-{commit}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
