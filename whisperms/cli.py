@@ -232,10 +232,10 @@ def transcribe_parser():
     p.add_argument(
         "--vad_filter",
         type=str2bool,
-        default=False,
+        default=None,
         help="transcribe only the speech found by the Silero VAD, with times on the file's "
-        "timeline "
-        "(faster-whisper's option; ignored with --clip_timestamps)",
+        "timeline (faster-whisper's option; ignored with --clip_timestamps); default: on with "
+        "--batch_size, off without",
     )
     p.add_argument(
         "--vad_parameters",
@@ -243,6 +243,14 @@ def transcribe_parser():
         help="VAD options as JSON or name=value,... (threshold, neg_threshold, "
         "min_speech_duration_ms, "
         "max_speech_duration_s, min_silence_duration_ms, speech_pad_ms)",
+    )
+    p.add_argument(
+        "--batch_size",
+        type=optional(int),
+        default=None,
+        help="the batched mode: decode this many windows together, speech cut by the VAD into "
+        "pieces of up to 30 s, no text carried between pieces (faster-whisper's "
+        "BatchedInferencePipeline); the files given share the batches",
     )
     p.add_argument(
         "--threads", type=int, default=0, help="CPU cores to use (default 0: all of them)"
@@ -332,6 +340,7 @@ def _transcribe_options(args):
         hallucination_silence_threshold=args.hallucination_silence_threshold,
         vad_filter=args.vad_filter,
         vad_parameters=args.vad_parameters,
+        batch_size=args.batch_size,
         **decode,
     )
 
@@ -427,6 +436,8 @@ def _transcribe_main(argv):
             file=sys.stderr,
         )
     writer = get_writer(args.output_format, args.output_dir)
+    if options.batched:
+        return _transcribe_batched(model, paths, options, args, writer, writer_args) or status
     for path in paths:
         try:
             _check_targets(args.output_format, args.output_dir, path)
@@ -438,18 +449,57 @@ def _transcribe_main(argv):
                 options=options,
             )
             result = transcriber.run()
-            os.makedirs(args.output_dir, exist_ok=True)
-            writer(result.to_dict(), path, **writer_args)
+            _write(writer, result, path, args.output_dir, writer_args)
         except OptionsError as error:  # what needs the model: the same for every file
             return _usage(str(error))
         except WhispermsError as error:
-            status = _fail(f"{path}: {error}" if path not in str(error) else str(error))
+            status = _fail(_about(path, error))
         except OSError as error:  # writing: the folder checked above can still change, or fill up
-            status = _fail(
-                f"{path}: cannot write its transcript to {args.output_dir}: "
-                f"{error.strerror or error}"
-            )
+            status = _fail(_unwritable(path, args.output_dir, error))
     return status
+
+
+def _transcribe_batched(model, paths, options, args, writer, writer_args):
+    """--batch_size: every file's windows share the batches; each file is written when its last
+    window is done. Returns the exit status."""
+    from .batched import BatchedTranscriber
+
+    status, ready = 0, []
+    for path in paths:
+        try:
+            _check_targets(args.output_format, args.output_dir, path)
+            ready.append(path)
+        except OutputError as error:
+            status = _fail(_about(path, error))
+    try:
+        transcriber = BatchedTranscriber(
+            model, verbose=args.verbose, progress=show_progress(args.verbose), options=options
+        )
+    except OptionsError as error:  # what needs the model
+        return _usage(str(error))
+    for index, result in transcriber.results(ready):
+        path = ready[index]
+        if isinstance(result, WhispermsError):
+            status = _fail(_about(path, result))
+            continue
+        try:
+            _write(writer, result, path, args.output_dir, writer_args)
+        except OSError as error:
+            status = _fail(_unwritable(path, args.output_dir, error))
+    return status
+
+
+def _write(writer, result, path, output_dir, writer_args):
+    os.makedirs(output_dir, exist_ok=True)
+    writer(result.to_dict(), path, **writer_args)
+
+
+def _about(path, error):
+    return f"{path}: {error}" if path not in str(error) else str(error)
+
+
+def _unwritable(path, output_dir, error):
+    return f"{path}: cannot write its transcript to {output_dir}: {error.strerror or error}"
 
 
 def _convert_main(argv):

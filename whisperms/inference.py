@@ -259,12 +259,18 @@ class Inference:
         return self._prefill(tokens, gather_at, cross_k, cross_v)
 
     def start_batch(self, audio_features, prompts, gather_at, group=1):
-        """One prompt per audio (audio_features (A, n_audio_ctx, D)), of any lengths, each run as
-        `start` runs it; returns logits (A, len(gather_at[i]), V) and one cache whose rows are each
-        audio's state repeated `group` times (its beams or samples, consecutive)."""
+        """One prompt per audio (audio_features (A, n_audio_ctx, D), or a list of A features
+        (1, n_audio_ctx, D)), of any lengths, each run as `start` runs it; returns logits
+        (A, len(gather_at[i]), V) and one cache whose rows are each audio's state repeated `group`
+        times (its beams or samples, consecutive)."""
         logits, caches = [], []
         for i, (prompt, gather) in enumerate(zip(prompts, gather_at)):
-            out, cache = self.start(audio_features[i : i + 1], [list(prompt)], gather)
+            features = (
+                audio_features[i]
+                if isinstance(audio_features, (list, tuple))
+                else audio_features[i : i + 1]
+            )
+            out, cache = self.start(features, [list(prompt)], gather)
             logits.append(out[0])
             caches.append(cache)
         return np.stack(logits), KVCache.stack(caches, group)

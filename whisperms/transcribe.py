@@ -3,17 +3,13 @@
 Each window is encoded once and decoded at increasing temperatures until the result is neither too
 repetitive nor too unlikely; segments are cut at timestamp pairs and the window advances to the last
 complete timestamp. Options are checked once, up front, by `transcribe_options`: a value that cannot
-work fails before the first window.
+work fails before the first window. With `batch_size`, transcribe() runs the batched mode instead
+(batched.py).
 """
 
-import math
-import numbers
-import sys
-import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
 from tqdm import tqdm
 
 from .audio import (
@@ -26,92 +22,49 @@ from .audio import (
     log_mel_spectrogram,
     pad_or_trim,
 )
-from .decoding import (
-    DecodingOptions,
-    DecodingResult,
-    DecodingTask,
-    _verify_options,
-    build_tokenizer,
-    detect_language,
+from .batched import BatchedTranscriber
+from .decoding import DecodingTask, build_tokenizer, detect_language
+from .errors import OptionsError
+from .segments import (
+    Segment,
+    TranscriptionInfo,
+    TranscriptionResult,
+    finish_segment,
+    is_constant,
+    is_empty,
+    is_silence,
+    needs_fallback,
+    print_segment,
+    window_segments,
 )
-from .errors import OptionsError, WhispermsWarning
 from .timing import (
-    APPEND_PUNCTUATIONS,
-    PREPEND_PUNCTUATIONS,
     add_word_timestamps,
     is_segment_anomaly,
     last_word_end,
     next_words_segment,
 )
 from .tokenizer import LANGUAGES, language_code
-from .vad.options import VadOptions, vad_options
-from .writers import format_timestamp
+from .transcribe_options import (
+    DEFAULT_TEMPERATURES,
+    TranscribeOptions,
+    check_number,
+    check_with_model,
+    transcribe_options,
+)
+from .vad.options import vad_options
 
-DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-
-
-@dataclass
-class Segment:
-    id: int
-    seek: int  # mel frame where this segment's window started
-    start: float  # seconds
-    end: float
-    text: str
-    tokens: List[int]
-    temperature: float
-    avg_logprob: float
-    compression_ratio: float
-    no_speech_prob: float
-    words: Optional[list] = None
-
-    def to_dict(self):
-        d = asdict(self)
-        if d["words"] is None:
-            del d["words"]
-        return d
-
-    def __getitem__(self, key):
-        return _item(self, key)
-
-
-@dataclass(frozen=True)
-class TranscriptionInfo:
-    language: str
-    language_probability: float  # from language detection; 1.0 when the language was given
-    duration: float  # seconds of audio
-    # seconds of speech transcribed (= duration without the VAD filter)
-    duration_after_vad: Optional[float] = None
-    vad_options: Optional[VadOptions] = None  # the VAD options used; None without the VAD filter
-
-
-@dataclass
-class TranscriptionResult:
-    text: str
-    segments: List[Segment]
-    language: str
-    info: TranscriptionInfo
-
-    def to_dict(self):
-        """openai's result layout: text, segments (dicts), language."""
-        return {
-            "text": self.text,
-            "segments": [s.to_dict() for s in self.segments],
-            "language": self.language,
-        }
-
-    def __getitem__(self, key):
-        return _item(self, key)
-
-
-def _item(result, key):
-    """openai returns dicts, so `result["text"]` and `result["segments"][0]["start"]` work here
-    too."""
-    if key not in ("text", "segments", "language") and key not in Segment.__dataclass_fields__:
-        raise KeyError(key)
-    value = getattr(result, key, None)
-    if value is None:
-        raise KeyError(key)
-    return value
+# what callers import from here
+__all__ = [
+    "DEFAULT_TEMPERATURES",
+    "Segment",
+    "TranscribeOptions",
+    "Transcriber",
+    "TranscriptionInfo",
+    "TranscriptionResult",
+    "check_number",
+    "transcribe",
+    "transcribe_options",
+]
 
 
 @dataclass
@@ -163,304 +116,6 @@ def _seek_clips(clip_seconds: Sequence[float], content_frames: int) -> List[Tupl
     ]
 
 
-@dataclass(frozen=True)
-class TranscribeOptions:
-    """transcribe()'s own options and the window decoding options, checked: build it with
-    `transcribe_options`."""
-
-    temperature: Tuple[float, ...] = DEFAULT_TEMPERATURES
-    compression_ratio_threshold: Optional[float] = 2.4
-    logprob_threshold: Optional[float] = -1.0
-    no_speech_threshold: Optional[float] = 0.6
-    condition_on_previous_text: bool = True
-    initial_prompt: Optional[str] = None
-    carry_initial_prompt: bool = False
-    word_timestamps: bool = False
-    prepend_punctuations: str = PREPEND_PUNCTUATIONS
-    append_punctuations: str = APPEND_PUNCTUATIONS
-    # seconds: start, end, start, ...; a last end left out is the file's end
-    clip_timestamps: Tuple[float, ...] = ()
-    hallucination_silence_threshold: Optional[float] = None
-    # transcribe only the speech the VAD finds (Transcriber)
-    vad_filter: bool = False
-    vad_parameters: Optional[VadOptions] = None  # the VAD's options; None: VadOptions()
-    decoding: DecodingOptions = DecodingOptions()
-
-    @property
-    def vad_applies(self) -> bool:
-        """vad_filter, and clip_timestamps left at the whole file ("0", as faster-whisper
-        requires)."""
-        return self.vad_filter and self.clip_timestamps in ((), (0.0,))
-
-    def at_temperature(self, temperature: float) -> DecodingOptions:
-        """The options of one decoding attempt: beam search at temperature 0, best_of sampling above
-        (openai)."""
-        options = replace(self.decoding, temperature=temperature)
-        if temperature > 0:
-            return replace(options, beam_size=None, patience=None)
-        return replace(options, best_of=None)
-
-
-_OWN_OPTIONS = {f.name for f in fields(TranscribeOptions)} - {"decoding"}
-_DECODING_OPTIONS = {f.name for f in fields(DecodingOptions)} - {"temperature"}
-# Numeric options and the values that can work (check_number's keywords); None is "unset" for each
-# of them.
-_NUMBER_OPTIONS = {
-    "compression_ratio_threshold": {},
-    "logprob_threshold": {},
-    "no_speech_threshold": dict(low=0, high=1),
-    "hallucination_silence_threshold": dict(low=0),
-    "best_of": dict(low=1, integer=True),
-    "beam_size": dict(low=1, integer=True),
-    "sample_len": dict(low=1, integer=True),
-    "patience": dict(low=0, strict_low=True),
-    "length_penalty": dict(low=0, high=1),
-    "max_initial_timestamp": dict(low=0),
-}
-_FLAG_OPTIONS = (
-    "condition_on_previous_text",
-    "carry_initial_prompt",
-    "word_timestamps",
-    "suppress_blank",
-    "without_timestamps",
-    "vad_filter",
-)
-_TEXT_OPTIONS = ("prepend_punctuations", "append_punctuations")
-
-
-def transcribe_options(**kwargs) -> TranscribeOptions:
-    """Check transcribe()'s keyword options (openai's names) without a model: an OptionsError names
-    the first that cannot work. What needs the model (an English-only model's language, alignment
-    heads, token ids beyond the vocabulary) is checked by Transcriber."""
-    unknown = sorted(set(kwargs) - _OWN_OPTIONS - _DECODING_OPTIONS)
-    if unknown:
-        raise OptionsError(f"unknown option {unknown[0]!r}")
-    checked = dict(kwargs)
-    for name, limits in _NUMBER_OPTIONS.items():
-        if name in checked:
-            checked[name] = check_number(name, checked[name], optional=True, **limits)
-    for name in _FLAG_OPTIONS:
-        if name in checked and not isinstance(checked[name], (bool, np.bool_)):
-            raise OptionsError(f"{name} must be True or False, got {checked[name]!r}")
-    for name in _TEXT_OPTIONS + ("initial_prompt",):
-        if (
-            name in checked
-            and not isinstance(checked[name], str)
-            and not (name == "initial_prompt" and checked[name] is None)
-        ):
-            raise OptionsError(f"{name} must be a string, got {checked[name]!r}")
-    if "temperature" in checked:
-        checked["temperature"] = _temperatures(checked["temperature"])
-    if "clip_timestamps" in checked:
-        checked["clip_timestamps"] = _clip_seconds(checked["clip_timestamps"])
-    if checked.get("vad_parameters") is not None or checked.get("vad_filter"):
-        try:
-            checked["vad_parameters"] = vad_options(checked.get("vad_parameters"))
-        except OptionsError as error:
-            raise OptionsError(f"vad_parameters: {error}") from None
-    language = checked.get("language")
-    if language is not None:
-        if not isinstance(language, str):
-            raise OptionsError(
-                f"language must be a code or name such as 'de' or 'German', got {language!r}"
-            )
-        language_code(language)  # an OptionsError for an unknown one
-    if "suppress_tokens" in checked:
-        checked["suppress_tokens"] = _token_ids(
-            "suppress_tokens", checked["suppress_tokens"], allow=(-1,)
-        )
-    for name in ("prompt", "prefix"):
-        if not isinstance(checked.get(name), (str, type(None))):
-            checked[name] = _token_ids(name, checked[name])
-    own = {name: checked.pop(name) for name in list(checked) if name in _OWN_OPTIONS}
-    options = TranscribeOptions(**own, decoding=DecodingOptions(**checked))
-    if options.hallucination_silence_threshold is not None and not options.word_timestamps:
-        raise OptionsError("hallucination_silence_threshold needs word_timestamps=True")
-    if options.vad_filter and not options.vad_applies:
-        warnings.warn(
-            "vad_filter is ignored when clip_timestamps is given (as in faster-whisper)",
-            WhispermsWarning,
-            stacklevel=2,
-        )
-    for temperature in options.temperature:
-        # decoding's own rules, for every attempt
-        _verify_options(options.at_temperature(temperature))
-    return options
-
-
-def check_number(
-    name, value, *, low=None, high=None, integer=False, optional=False, strict_low=False
-):
-    """`value` as a finite float (or int) within [low, high], or an OptionsError saying what was
-    expected."""
-    if value is None and optional:
-        return None
-    kind = numbers.Integral if integer else numbers.Real
-    valid = isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
-    if valid:
-        number = int(value) if integer else float(value)
-        valid = (
-            math.isfinite(number)
-            and (low is None or (number > low if strict_low else number >= low))
-            and (high is None or number <= high)
-        )
-    if valid:
-        return number
-    wanted = "an integer" if integer else "a finite number"
-    if low is not None and high is not None:
-        wanted += f" from {low} to {high}"
-    elif low is not None:
-        wanted += f" {'>' if strict_low else '>='} {low}"
-    raise OptionsError(f"{name} must be {wanted}{' or None' if optional else ''}, got {value!r}")
-
-
-def _temperatures(value) -> Tuple[float, ...]:
-    """A temperature or a sequence of them (tried in turn): each finite and >= 0."""
-    if isinstance(value, (str, bytes)) or not isinstance(
-        value, (numbers.Real, Sequence, np.ndarray)
-    ):
-        raise OptionsError(
-            f"temperature must be a number >= 0 or a sequence of them, got {value!r}"
-        )
-    values = [value] if isinstance(value, numbers.Real) else list(value)
-    if not values:
-        raise OptionsError(
-            "temperature must be a number >= 0 or a non-empty sequence of them, got an empty one"
-        )
-    return tuple(check_number("temperature", t, low=0) for t in values)
-
-
-def _clip_seconds(value) -> Tuple[float, ...]:
-    """clip_timestamps as seconds: "start,end,..." or a sequence of numbers, each finite and >= 0,
-    end >= start."""
-    if isinstance(value, str):
-        try:
-            value = [float(ts) for ts in value.split(",") if ts.strip()]
-        except ValueError:
-            raise OptionsError(
-                f"clip_timestamps must be comma-separated seconds, got '{value}'"
-            ) from None
-    elif isinstance(value, numbers.Real):
-        value = [value]
-    if not isinstance(value, (Sequence, np.ndarray)):
-        raise OptionsError(
-            f"clip_timestamps must be 'start,end,...' seconds or a list of them, got {value!r}"
-        )
-    seconds = []
-    for ts in value:
-        if (
-            not isinstance(ts, numbers.Real)
-            or isinstance(ts, bool)
-            or not math.isfinite(ts)
-            or ts < 0
-        ):
-            raise OptionsError(f"clip_timestamps must be finite seconds >= 0, got {ts!r}")
-        seconds.append(float(ts))
-    if any(end < start for start, end in zip(seconds[::2], seconds[1::2])):
-        raise OptionsError("clip_timestamps must be non-negative start,end pairs with end >= start")
-    return tuple(seconds)
-
-
-def _token_ids(name, value, allow=()):
-    """Token ids as a tuple of ints (a string of comma-separated ids for suppress_tokens); each >= 0
-    or in `allow`. Whether they are below the vocabulary size is checked with the model."""
-    if value is None:
-        return None
-    ids = value
-    if isinstance(value, str):
-        try:
-            ids = [int(t) for t in value.split(",") if t.strip()]
-        except ValueError:
-            raise OptionsError(f"{name} must be comma-separated token ids, got '{value}'") from None
-    if not isinstance(ids, (Sequence, np.ndarray)) or not all(
-        isinstance(t, numbers.Integral) and not isinstance(t, bool) and (t >= 0 or t in allow)
-        for t in ids
-    ):
-        raise OptionsError(
-            f"{name} must be token ids (integers >= 0{''.join(f' or {a}' for a in allow)}), "
-            f"got {value!r}"
-        )
-    return tuple(int(t) for t in ids)
-
-
-def _needs_fallback(
-    result: DecodingResult, compression_ratio_threshold, logprob_threshold, no_speech_threshold
-):
-    too_repetitive = (
-        compression_ratio_threshold is not None
-        and result.compression_ratio > compression_ratio_threshold
-    )
-    too_unlikely = logprob_threshold is not None and result.avg_logprob < logprob_threshold
-    silence = (
-        no_speech_threshold is not None
-        and result.no_speech_prob > no_speech_threshold
-        and logprob_threshold is not None
-        and result.avg_logprob < logprob_threshold
-    )
-    return (too_repetitive or too_unlikely) and not silence
-
-
-def _split_segments(
-    tokens: List[int],
-    timestamp_begin: int,
-    time_offset: float,
-    segment_frames: int,
-    time_precision: float,
-    input_stride: int,
-):
-    """Cut a window's tokens at timestamp pairs: [(start, end, tokens)], and how many frames to
-    advance."""
-    is_ts = [t >= timestamp_begin for t in tokens]
-    single_timestamp_ending = is_ts[-2:] == [False, True]
-    consecutive = [i + 1 for i in range(len(tokens) - 1) if is_ts[i] and is_ts[i + 1]]
-    pieces = []
-    if consecutive:
-        slices = consecutive + ([len(tokens)] if single_timestamp_ending else [])
-        last = 0
-        for current in slices:
-            part = tokens[last:current]
-            pieces.append(
-                (
-                    time_offset + (part[0] - timestamp_begin) * time_precision,
-                    time_offset + (part[-1] - timestamp_begin) * time_precision,
-                    part,
-                )
-            )
-            last = current
-        advance = (
-            segment_frames
-            if single_timestamp_ending
-            else (tokens[last - 1] - timestamp_begin) * input_stride
-        )
-    else:
-        duration = segment_frames * HOP_LENGTH / SAMPLE_RATE
-        timestamps = [t for t in tokens if t >= timestamp_begin]
-        if timestamps and timestamps[-1] != timestamp_begin:
-            duration = (timestamps[-1] - timestamp_begin) * time_precision
-        pieces.append((time_offset, time_offset + duration, tokens))
-        advance = segment_frames
-    return pieces, advance, single_timestamp_ending
-
-
-def _check_with_model(model, options: TranscribeOptions):
-    """What transcribe_options cannot check without the model."""
-    decoding = options.decoding
-    if decoding.language is not None:
-        # an English-only model refuses other languages
-        build_tokenizer(model, decoding.language, decoding.task)
-    if options.word_timestamps and not model.alignment_heads:
-        raise OptionsError(
-            "word_timestamps needs the checkpoint's alignment heads, and this one has none"
-        )
-    for name in ("suppress_tokens", "prompt", "prefix"):
-        ids = getattr(decoding, name)
-        if isinstance(ids, tuple) and any(t >= model.dims.n_vocab for t in ids):
-            raise OptionsError(
-                f"{name}: token id {max(ids)} is beyond this model's vocabulary of "
-                f"{model.dims.n_vocab} tokens"
-            )
-
-
 class Transcriber:
     """One transcription in progress: options resolved, mel computed, segments produced by
     `segments()`; the seek loop's state lives in one small `_SeekState`, and segments are yielded as
@@ -497,7 +152,7 @@ class Transcriber:
             raise OptionsError(
                 f"give options or keyword options, not both ({', '.join(sorted(kwargs))})"
             )
-        _check_with_model(model, options)
+        check_with_model(model, options)
         self.model = model
         self.verbose = verbose
         # openai: a bar iff verbose=False
@@ -576,7 +231,7 @@ class Transcriber:
             result = DecodingTask(self.model, replace(options, prompt=prompt)).run(
                 audio_features, self.language
             )
-            if not _needs_fallback(result, *self.thresholds):
+            if not needs_fallback(result, *self.thresholds):
                 break
         return result, audio_features
 
@@ -668,52 +323,26 @@ class Transcriber:
         advance state.seek."""
         _, logprob_threshold, no_speech_threshold = self.thresholds
         segment = self.mel[:, state.seek : state.seek + segment_frames]
-        # Differs from openai: a constant log-mel carries no signal (digital silence, or sound more
-        # than 80 dB below the file's loudest, which the log-mel floors) and is skipped undecoded.
-        # openai and faster-whisper decode it, and tiny.en says "you"
-        # there: their no-speech rule also needs the average log probability below
-        # logprob_threshold, and that short text is likely enough to pass. Speech never reaches this
-        # rule (a constant input is the same in every window).
-        if no_speech_threshold is not None and segment.min() == segment.max():
+        if no_speech_threshold is not None and is_constant(segment):
             state.seek += segment_frames
             return
         time_offset = state.seek * HOP_LENGTH / SAMPLE_RATE
         mel_segment = pad_or_trim(segment, N_FRAMES)
         result, audio_features = self._decode_window(mel_segment, self._prompt(state))
-
-        if (
-            no_speech_threshold is not None
-            and result.no_speech_prob > no_speech_threshold
-            and not (logprob_threshold is not None and result.avg_logprob > logprob_threshold)
-        ):
+        if is_silence(result, logprob_threshold, no_speech_threshold):
             state.seek += segment_frames  # silence: skip the whole window
             return
-
-        pieces, advance, single_timestamp_ending = _split_segments(
-            result.tokens,
-            self.tokenizer.timestamp_begin,
-            time_offset,
+        window_seek = state.seek
+        current, advance, single_timestamp_ending = window_segments(
+            result,
+            self.tokenizer,
+            window_seek,
             segment_frames,
+            time_offset,
             self.time_precision,
             self.input_stride,
         )
-        window_seek = state.seek
         state.seek += advance
-        current = [
-            Segment(
-                id=0,
-                seek=window_seek,
-                start=start,
-                end=end,
-                text=self.tokenizer.decode([t for t in tokens if t < self.tokenizer.eot]),
-                tokens=list(tokens),
-                temperature=result.temperature,
-                avg_logprob=result.avg_logprob,
-                compression_ratio=result.compression_ratio,
-                no_speech_prob=result.no_speech_prob,
-            )
-            for start, end, tokens in pieces
-        ]
         if self.word_timestamps:
             add_word_timestamps(
                 segments=current,
@@ -736,26 +365,14 @@ class Transcriber:
             end = last_word_end(current)
             if end is not None:
                 state.last_speech_timestamp = end
-        empty = [segment.start == segment.end or not segment.text.strip() for segment in current]
+        empty = [is_empty(segment) for segment in current]
         # the seek state above stays on the speech-only timeline, as faster-whisper's
         if self.restore is not None:
             current = self.restore(current)
-        for segment, is_empty in zip(current, empty):
+        for segment, cleared in zip(current, empty):
             if self.verbose:
-                tqdm.write(
-                    f"[{format_timestamp(segment.start)} --> {format_timestamp(segment.end)}] "
-                    f"{segment.text}",
-                    file=sys.stdout,
-                )
-                sys.stdout.flush()  # the bar, if any, is cleared and redrawn around the line
-            if is_empty:  # kept but cleared, as openai
-                segment.text, segment.tokens, segment.words = (
-                    "",
-                    [],
-                    ([] if self.word_timestamps else None),
-                )
-            segment.id = state.n_segments
-            segment.start, segment.end = round(segment.start, 3), round(segment.end, 3)
+                print_segment(segment)
+            finish_segment(segment, state.n_segments, cleared, self.word_timestamps)
             state.n_segments += 1
             state.all_tokens.extend(segment.tokens)
             yield segment
@@ -777,5 +394,10 @@ def transcribe(model, audio, **kwargs) -> TranscriptionResult:
     """Transcribe a file path or an array of 16 kHz samples (what arrays are taken: load_audio's
     docstring); keyword options as openai's transcribe(), plus faster-whisper's vad_filter and
     vad_parameters (a VadOptions, a dict of its fields or "name=value,..."; Transcriber's
-    docstring), checked first (transcribe_options)."""
-    return Transcriber(model, audio, **kwargs).run()
+    docstring) and batch_size (the batched mode: batched.py), checked first
+    (transcribe_options)."""
+    shown = {name: kwargs.pop(name) for name in ("verbose", "progress") if name in kwargs}
+    options = transcribe_options(**kwargs)
+    if options.batched:
+        return BatchedTranscriber(model, options=options, **shown).run(audio)
+    return Transcriber(model, audio, options=options, **shown).run()

@@ -1,0 +1,385 @@
+"""The batched long-form mode, `transcribe(..., batch_size=N)`: windows of many pieces of speech,
+of one file or many, decoded together.
+
+faster-whisper's BatchedInferencePipeline semantics: the Silero VAD finds the speech (pauses of
+160 ms split it), the speech is joined into pieces of up to 30 s, no text is carried from one piece
+to the next (`initial_prompt` goes to every piece), each piece's language is detected when none is
+given, and segment times are moved back to the original timeline.
+
+Where it differs, so that no words are dropped: a piece is transcribed with openai's seek rule, so
+when decoding stops at a timestamp before the piece's end, the rest of the piece is decoded as
+another window in a later batch; windows failing the compression or log-probability thresholds are
+decoded again together at the next temperature (openai's fallback; faster-whisper's batched mode
+uses the first temperature only); timestamps are on by default (`without_timestamps=True` gives one
+segment per piece, as faster-whisper's default). Without the VAD filter each clip (the whole file
+by default) is one piece of any length, transcribed window by window as the sequential mode does.
+
+Files are read only when the batch needs more windows, and each file's result is given as soon as
+its last piece is done, so a long list of files streams through a fixed amount of memory.
+"""
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+from tqdm import tqdm
+
+from .audio import (
+    CHUNK_LENGTH,
+    FRAMES_PER_SECOND,
+    HOP_LENGTH,
+    N_FRAMES,
+    N_SAMPLES,
+    SAMPLE_RATE,
+    load_audio,
+    log_mel_spectrogram,
+    pad_or_trim,
+)
+from .decoding import BatchDecodingTask, DecodingTask, build_tokenizer, detect_language
+from .errors import OptionsError, WhispermsError
+from .segments import (
+    Segment,
+    TranscriptionInfo,
+    TranscriptionResult,
+    finish_segment,
+    is_constant,
+    is_empty,
+    is_silence,
+    needs_fallback,
+    print_segment,
+    window_segments,
+)
+from .timing import add_word_timestamps, last_word_end
+from .tokenizer import language_code
+from .transcribe_options import TranscribeOptions, check_with_model, transcribe_options
+
+# faster-whisper's BatchedInferencePipeline default
+DEFAULT_BATCH_SIZE = 8
+PIECE_SECONDS = CHUNK_LENGTH
+
+
+@dataclass
+class _Source:
+    """One input: where its pieces are, and what its result needs."""
+
+    index: int  # position in the inputs
+    duration: float  # seconds of the input
+    duration_after_vad: float  # seconds transcribed
+    # the VAD's chunks (samples), through which times are restored; None without the VAD
+    speech_chunks: Optional[List[dict]]
+    pieces: List["_Piece"] = field(default_factory=list)
+    remaining: int = 0  # pieces not yet done
+
+
+@dataclass
+class _Piece:
+    """A piece of one input, transcribed window by window: its own seek point, language and text."""
+
+    source: _Source
+    mel: np.ndarray  # log-mel of the piece, with a window of padding
+    offset: float  # seconds before the piece on its input's transcribed timeline
+    seek: int = 0  # mel frame within the piece
+    language: Optional[str] = None
+    language_probability: float = 1.0
+    tokens: List[int] = field(default_factory=list)  # text decoded so far: the prompt within it
+    prompt_reset_since: int = 0
+    segments: List[Segment] = field(default_factory=list)
+    last_speech_timestamp: float = 0.0
+
+    @property
+    def content_frames(self) -> int:
+        return self.mel.shape[-1] - N_FRAMES
+
+    @property
+    def done(self) -> bool:
+        return self.seek >= self.content_frames
+
+    @property
+    def frame_offset(self) -> int:
+        return round(self.offset * FRAMES_PER_SECOND)
+
+
+class BatchedTranscriber:
+    """The batched mode over any number of inputs: `run(audio)` for one, `results(audios)` for a
+    stream of them ((index, result or WhispermsError) pairs, each as soon as it is done).
+
+    `verbose` as openai's: True prints each input's segments when it is done, False shows a bar
+    over pieces of speech; `progress` overrides the bar alone.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        verbose=None,
+        progress=None,
+        options: Optional[TranscribeOptions] = None,
+        **kwargs,
+    ):
+        if options is None:
+            options = transcribe_options(**{"batch_size": DEFAULT_BATCH_SIZE, **kwargs})
+        elif kwargs:
+            raise OptionsError(
+                f"give options or keyword options, not both ({', '.join(sorted(kwargs))})"
+            )
+        if not options.batched:
+            raise OptionsError("the batched mode needs options built with a batch_size")
+        check_with_model(model, options)
+        self.model = model
+        self.options = options
+        self.batch_size = options.batch_size
+        self.verbose = verbose
+        self.progress = verbose is False if progress is None else bool(progress)
+        self.thresholds = (
+            options.compression_ratio_threshold,
+            options.logprob_threshold,
+            options.no_speech_threshold,
+        )
+        self.language = (
+            language_code(options.decoding.language) if options.decoding.language else None
+        )
+        if self.language is None and not model.is_multilingual:
+            self.language = "en"
+        self.tokenizer = build_tokenizer(model, self.language, options.decoding.task)
+        prompt = options.initial_prompt
+        self.initial_prompt_tokens = self.tokenizer.encode(" " + prompt.strip()) if prompt else []
+        self.input_stride = N_FRAMES // model.dims.n_audio_ctx
+        self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE
+
+    def run(self, audio) -> TranscriptionResult:
+        """One input (a path or 16-kHz samples, as transcribe takes): its result, or its error
+        raised."""
+        ((_, result),) = self.results([audio])
+        if isinstance(result, WhispermsError):
+            raise result
+        return result
+
+    def results(
+        self, audios: Iterable
+    ) -> Iterator[Tuple[int, Union[TranscriptionResult, WhispermsError]]]:
+        """(index, result) for every input, in the order they finish; an input that cannot be read
+        gives (index, its AudioError) and the others go on."""
+        inputs = iter(enumerate(audios))
+        queue: deque = deque()  # pieces with windows left, in the order they are to be decoded
+        exhausted = False
+        with tqdm(total=0, unit="piece", disable=not self.progress) as bar:
+            while True:
+                while not exhausted and len(queue) < self.batch_size:
+                    item = next(inputs, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    try:
+                        source = self._prepare(*item)
+                    except WhispermsError as error:
+                        yield item[0], error
+                        continue
+                    if not source.pieces:
+                        yield source.index, self._result(source)
+                    queue.extend(source.pieces)
+                    bar.total += len(source.pieces)
+                    bar.refresh()
+                if not queue:
+                    return
+                batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
+                self._advance(batch)
+                # a piece not yet done goes first into the next batch: its input finishes sooner
+                for piece in reversed(batch):
+                    if not piece.done:
+                        queue.appendleft(piece)
+                        continue
+                    bar.update(1)
+                    piece.source.remaining -= 1
+                    if piece.source.remaining == 0:
+                        yield piece.source.index, self._result(piece.source)
+
+    # ---- an input into pieces ----
+
+    def _prepare(self, index: int, audio) -> _Source:
+        audio = load_audio(audio)
+        n_mels = self.model.dims.n_mels
+        # as the sequential mode counts it: whole mel frames
+        duration = len(audio) // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE
+        if self.options.vad_applies:
+            # MindSpore: the model has imported it
+            from .vad import collect_chunks, get_speech_timestamps
+
+            chunks = get_speech_timestamps(audio, self.options.vad_parameters)
+            pieces, metadata = collect_chunks(audio, chunks, max_duration=PIECE_SECONDS)
+            spans = [] if not chunks else [(m["offset"], p) for m, p in zip(metadata, pieces)]
+            source = _Source(
+                index,
+                duration,
+                sum(c["end"] - c["start"] for c in chunks) / SAMPLE_RATE,
+                chunks,
+            )
+        else:
+            spans = [
+                (start, audio[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)])
+                for start, end in _clip_spans(self.options.clip_timestamps, len(audio))
+            ]
+            source = _Source(index, duration, sum(len(p) for _, p in spans) / SAMPLE_RATE, None)
+        for offset, samples in spans:
+            mel = log_mel_spectrogram(samples, n_mels, padding=N_SAMPLES)
+            piece = _Piece(source, mel, offset, last_speech_timestamp=offset)
+            if piece.content_frames > 0:
+                source.pieces.append(piece)
+        source.remaining = len(source.pieces)
+        return source
+
+    # ---- one batch of windows ----
+
+    def _advance(self, batch: List[_Piece]):
+        """Decode the next window of every piece of `batch` together; keep their segments and move
+        their seek points."""
+        _, logprob_threshold, no_speech_threshold = self.thresholds
+        live, mels, frames = [], [], []
+        for piece in batch:
+            segment_frames = min(N_FRAMES, piece.content_frames - piece.seek)
+            segment = piece.mel[:, piece.seek : piece.seek + segment_frames]
+            if no_speech_threshold is not None and is_constant(segment):
+                piece.seek += segment_frames
+                continue
+            live.append(piece)
+            mels.append(pad_or_trim(segment, N_FRAMES))
+            frames.append(segment_frames)
+        if not live:
+            return
+        features = self._encode(mels)
+        for piece, window in zip(live, features):
+            if piece.language is None:
+                piece.language, piece.language_probability = self._detect(window)
+        results = self._decode(live, features)
+        for piece, window, segment_frames, result in zip(live, features, frames, results):
+            if is_silence(result, logprob_threshold, no_speech_threshold):
+                piece.seek += segment_frames
+                continue
+            self._keep(piece, window, segment_frames, result)
+
+    def _encode(self, mels: List[np.ndarray]) -> list:
+        """Each window's audio features (1, n_audio_ctx, D), the windows encoded in groups whose
+        sizes are powers of two, so that few encoder shapes are ever compiled."""
+        windows, start = [], 0
+        while start < len(mels):
+            size = 1 << ((len(mels) - start).bit_length() - 1)
+            group = self.model.inference.embed_audio(np.stack(mels[start : start + size]))
+            windows.extend(group[i : i + 1] for i in range(size))
+            start += size
+        return windows
+
+    def _detect(self, window) -> Tuple[str, float]:
+        if self.language is not None:
+            return self.language, 1.0
+        language, probs = detect_language(self.model, None, audio_features=window)
+        return language, probs[language]
+
+    def _prompt(self, piece: _Piece) -> List[int]:
+        return self.initial_prompt_tokens + piece.tokens[piece.prompt_reset_since :]
+
+    def _decode(self, pieces: List[_Piece], features: list) -> list:
+        """One DecodingResult per window: every window at the first temperature, then those that
+        need it again together at the next (openai's fallback)."""
+        results = [None] * len(pieces)
+        todo = list(range(len(pieces)))
+        for temperature in self.options.temperature:
+            options = self.options.at_temperature(temperature)
+            tasks = [
+                DecodingTask(
+                    self.model,
+                    replace(options, language=pieces[i].language, prompt=self._prompt(pieces[i])),
+                )
+                for i in todo
+            ]
+            # padded to the batch size with copies of the last window: the step graph keeps one
+            # shape, and a copy finishes when its original does
+            padding = self.batch_size - len(todo)
+            rows = [features[i] for i in todo] + [features[todo[-1]]] * padding
+            decoded = BatchDecodingTask(tasks + [tasks[-1]] * padding).run(rows)
+            for i, result in zip(todo, decoded):
+                results[i] = result
+            todo = [i for i in todo if needs_fallback(results[i], *self.thresholds)]
+            if not todo:
+                break
+        return results
+
+    def _keep(self, piece: _Piece, window, segment_frames: int, result):
+        """A window's segments, on its input's transcribed timeline, added to its piece."""
+        tokenizer = build_tokenizer(self.model, piece.language, self.options.decoding.task)
+        window_seek = piece.seek
+        # on whole frames, as word timing reads the window's place from Segment.seek
+        time_offset = (piece.frame_offset + window_seek) * HOP_LENGTH / SAMPLE_RATE
+        current, advance, single_timestamp_ending = window_segments(
+            result,
+            tokenizer,
+            piece.frame_offset + window_seek,
+            segment_frames,
+            time_offset,
+            self.time_precision,
+            self.input_stride,
+        )
+        piece.seek += advance
+        if self.options.word_timestamps:
+            add_word_timestamps(
+                segments=current,
+                model=self.model,
+                tokenizer=tokenizer,
+                audio_features=window,
+                num_frames=segment_frames,
+                last_speech_timestamp=piece.last_speech_timestamp,
+                prepend_punctuations=self.options.prepend_punctuations,
+                append_punctuations=self.options.append_punctuations,
+            )
+            end = last_word_end(current)
+            if not single_timestamp_ending and end is not None and end > time_offset:
+                piece.seek = round(end * FRAMES_PER_SECOND) - piece.frame_offset
+            if end is not None:
+                piece.last_speech_timestamp = end
+        # a window that ends where it began (a 0.00 s segment) moves on
+        if piece.seek <= window_seek:
+            piece.seek = window_seek + segment_frames
+        piece.segments.extend(current)
+        piece.tokens.extend(t for segment in current for t in segment.tokens)
+        if not self.options.condition_on_previous_text or result.temperature > 0.5:
+            piece.prompt_reset_since = len(piece.tokens)
+
+    # ---- an input's result ----
+
+    def _result(self, source: _Source) -> TranscriptionResult:
+        segments = [segment for piece in source.pieces for segment in piece.segments]
+        empty = [is_empty(segment) for segment in segments]
+        if source.speech_chunks:
+            from .vad import restore_speech_timestamps
+
+            segments = list(restore_speech_timestamps(segments, source.speech_chunks))
+        for i, (segment, cleared) in enumerate(zip(segments, empty)):
+            finish_segment(segment, i, cleared, self.options.word_timestamps)
+            if self.verbose:
+                print_segment(segment)
+        first = source.pieces[0] if source.pieces else None
+        language = first.language if first else (self.language or "en")
+        probability = first.language_probability if first else 1.0
+        info = TranscriptionInfo(
+            language,
+            probability,
+            source.duration,
+            duration_after_vad=source.duration_after_vad,
+            vad_options=self.options.vad_parameters if self.options.vad_applies else None,
+        )
+        return TranscriptionResult(
+            text=self.tokenizer.decode([t for s in segments for t in s.tokens]),
+            segments=segments,
+            language=language,
+            info=info,
+        )
+
+
+def _clip_spans(clip_seconds, n_samples: int) -> List[Tuple[float, float]]:
+    """(start, end) seconds of each clip to transcribe, cut at the end of the audio; no clips: the
+    whole input."""
+    length = n_samples / SAMPLE_RATE
+    points = list(clip_seconds) or [0.0]
+    if len(points) % 2 == 1:
+        points.append(length)
+    spans = [(min(s, length), min(e, length)) for s, e in zip(points[::2], points[1::2])]
+    return [(s, e) for s, e in spans if e > s]

@@ -1,0 +1,293 @@
+"""transcribe()'s options, checked up front: `transcribe_options` turns openai's (and
+faster-whisper's) keyword options into one frozen TranscribeOptions, or an OptionsError naming the
+first that cannot work; `check_with_model` checks what needs the model."""
+
+import math
+import numbers
+import warnings
+from dataclasses import dataclass, fields, replace
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from .audio import CHUNK_LENGTH
+from .decoding import DecodingOptions, _verify_options, build_tokenizer
+from .errors import OptionsError, WhispermsWarning
+from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
+from .tokenizer import language_code
+from .vad.options import VadOptions, vad_options
+
+DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# The batched mode's VAD splits speech at pauses this long (faster-whisper's batched default), so
+# that pieces of speech join into windows without cutting words.
+BATCH_MIN_SILENCE_MS = 160
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """transcribe()'s own options and the window decoding options, checked: build it with
+    `transcribe_options`."""
+
+    temperature: Tuple[float, ...] = DEFAULT_TEMPERATURES
+    compression_ratio_threshold: Optional[float] = 2.4
+    logprob_threshold: Optional[float] = -1.0
+    no_speech_threshold: Optional[float] = 0.6
+    condition_on_previous_text: bool = True
+    initial_prompt: Optional[str] = None
+    carry_initial_prompt: bool = False
+    word_timestamps: bool = False
+    prepend_punctuations: str = PREPEND_PUNCTUATIONS
+    append_punctuations: str = APPEND_PUNCTUATIONS
+    # seconds: start, end, start, ...; a last end left out is the file's end
+    clip_timestamps: Tuple[float, ...] = ()
+    hallucination_silence_threshold: Optional[float] = None
+    # transcribe only the speech the VAD finds; None: faster-whisper's default for the mode (off
+    # in the sequential mode, on in the batched one)
+    vad_filter: Optional[bool] = None
+    vad_parameters: Optional[VadOptions] = None  # the VAD's options, resolved when it applies
+    # windows decoded together (the batched mode, batched.py); None: openai's sequential mode
+    batch_size: Optional[int] = None
+    decoding: DecodingOptions = DecodingOptions()
+
+    @property
+    def batched(self) -> bool:
+        return self.batch_size is not None
+
+    @property
+    def vad_applies(self) -> bool:
+        """The VAD filter is on, and clip_timestamps left at the whole file ("0", as faster-whisper
+        requires)."""
+        vad = self.batched if self.vad_filter is None else self.vad_filter
+        return vad and self.clip_timestamps in ((), (0.0,))
+
+    def at_temperature(self, temperature: float) -> DecodingOptions:
+        """The options of one decoding attempt: beam search at temperature 0, best_of sampling above
+        (openai)."""
+        options = replace(self.decoding, temperature=temperature)
+        if temperature > 0:
+            return replace(options, beam_size=None, patience=None)
+        return replace(options, best_of=None)
+
+
+_OWN_OPTIONS = {f.name for f in fields(TranscribeOptions)} - {"decoding"}
+_DECODING_OPTIONS = {f.name for f in fields(DecodingOptions)} - {"temperature"}
+# Numeric options and the values that can work (check_number's keywords); None is "unset" for each
+# of them.
+_NUMBER_OPTIONS = {
+    "compression_ratio_threshold": {},
+    "logprob_threshold": {},
+    "no_speech_threshold": dict(low=0, high=1),
+    "hallucination_silence_threshold": dict(low=0),
+    "best_of": dict(low=1, integer=True),
+    "beam_size": dict(low=1, integer=True),
+    "sample_len": dict(low=1, integer=True),
+    "patience": dict(low=0, strict_low=True),
+    "length_penalty": dict(low=0, high=1),
+    "max_initial_timestamp": dict(low=0),
+    "batch_size": dict(low=1, integer=True),
+}
+_FLAG_OPTIONS = (
+    "condition_on_previous_text",
+    "carry_initial_prompt",
+    "word_timestamps",
+    "suppress_blank",
+    "without_timestamps",
+    "vad_filter",
+)
+_TEXT_OPTIONS = ("prepend_punctuations", "append_punctuations")
+
+
+def transcribe_options(**kwargs) -> TranscribeOptions:
+    """Check transcribe()'s keyword options (openai's names) without a model: an OptionsError names
+    the first that cannot work. What needs the model (an English-only model's language, alignment
+    heads, token ids beyond the vocabulary) is checked by Transcriber."""
+    unknown = sorted(set(kwargs) - _OWN_OPTIONS - _DECODING_OPTIONS)
+    if unknown:
+        raise OptionsError(f"unknown option {unknown[0]!r}")
+    checked = dict(kwargs)
+    for name, limits in _NUMBER_OPTIONS.items():
+        if name in checked:
+            checked[name] = check_number(name, checked[name], optional=True, **limits)
+    for name in _FLAG_OPTIONS:
+        if name == "vad_filter" and checked.get(name, False) is None:
+            continue  # the mode's default
+        if name in checked and not isinstance(checked[name], (bool, np.bool_)):
+            raise OptionsError(f"{name} must be True or False, got {checked[name]!r}")
+    for name in _TEXT_OPTIONS + ("initial_prompt",):
+        if (
+            name in checked
+            and not isinstance(checked[name], str)
+            and not (name == "initial_prompt" and checked[name] is None)
+        ):
+            raise OptionsError(f"{name} must be a string, got {checked[name]!r}")
+    if "temperature" in checked:
+        checked["temperature"] = _temperatures(checked["temperature"])
+    if "clip_timestamps" in checked:
+        checked["clip_timestamps"] = _clip_seconds(checked["clip_timestamps"])
+    if checked.get("vad_parameters") is not None:
+        try:
+            checked["vad_parameters"] = vad_options(checked["vad_parameters"])
+        except OptionsError as error:
+            raise OptionsError(f"vad_parameters: {error}") from None
+    language = checked.get("language")
+    if language is not None:
+        if not isinstance(language, str):
+            raise OptionsError(
+                f"language must be a code or name such as 'de' or 'German', got {language!r}"
+            )
+        language_code(language)  # an OptionsError for an unknown one
+    if "suppress_tokens" in checked:
+        checked["suppress_tokens"] = _token_ids(
+            "suppress_tokens", checked["suppress_tokens"], allow=(-1,)
+        )
+    for name in ("prompt", "prefix"):
+        if not isinstance(checked.get(name), (str, type(None))):
+            checked[name] = _token_ids(name, checked[name])
+    own = {name: checked.pop(name) for name in list(checked) if name in _OWN_OPTIONS}
+    options = TranscribeOptions(**own, decoding=DecodingOptions(**checked))
+    if options.hallucination_silence_threshold is not None and not options.word_timestamps:
+        raise OptionsError("hallucination_silence_threshold needs word_timestamps=True")
+    if options.batched and options.hallucination_silence_threshold is not None:
+        raise OptionsError(
+            "hallucination_silence_threshold works in the sequential mode only: leave out "
+            "batch_size"
+        )
+    if options.vad_applies:
+        options = replace(options, vad_parameters=_resolved_vad(options))
+    if options.vad_filter and not options.vad_applies:
+        warnings.warn(
+            "vad_filter is ignored when clip_timestamps is given (as in faster-whisper)",
+            WhispermsWarning,
+            stacklevel=2,
+        )
+    for temperature in options.temperature:
+        # decoding's own rules, for every attempt
+        _verify_options(options.at_temperature(temperature))
+    return options
+
+
+def _resolved_vad(options: TranscribeOptions) -> VadOptions:
+    """The VAD options used: those given, or VadOptions(); in the batched mode faster-whisper's
+    (pauses from BATCH_MIN_SILENCE_MS split speech; pieces of speech no longer than a window)."""
+    if not options.batched:
+        return options.vad_parameters or VadOptions()
+    if options.vad_parameters is None:
+        return VadOptions(
+            max_speech_duration_s=CHUNK_LENGTH, min_silence_duration_ms=BATCH_MIN_SILENCE_MS
+        )
+    longest = min(options.vad_parameters.max_speech_duration_s, CHUNK_LENGTH)
+    return replace(options.vad_parameters, max_speech_duration_s=longest)
+
+
+def check_number(
+    name, value, *, low=None, high=None, integer=False, optional=False, strict_low=False
+):
+    """`value` as a finite float (or int) within [low, high], or an OptionsError saying what was
+    expected."""
+    if value is None and optional:
+        return None
+    kind = numbers.Integral if integer else numbers.Real
+    valid = isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+    if valid:
+        number = int(value) if integer else float(value)
+        valid = (
+            math.isfinite(number)
+            and (low is None or (number > low if strict_low else number >= low))
+            and (high is None or number <= high)
+        )
+    if valid:
+        return number
+    wanted = "an integer" if integer else "a finite number"
+    if low is not None and high is not None:
+        wanted += f" from {low} to {high}"
+    elif low is not None:
+        wanted += f" {'>' if strict_low else '>='} {low}"
+    raise OptionsError(f"{name} must be {wanted}{' or None' if optional else ''}, got {value!r}")
+
+
+def _temperatures(value) -> Tuple[float, ...]:
+    """A temperature or a sequence of them (tried in turn): each finite and >= 0."""
+    if isinstance(value, (str, bytes)) or not isinstance(
+        value, (numbers.Real, Sequence, np.ndarray)
+    ):
+        raise OptionsError(
+            f"temperature must be a number >= 0 or a sequence of them, got {value!r}"
+        )
+    values = [value] if isinstance(value, numbers.Real) else list(value)
+    if not values:
+        raise OptionsError(
+            "temperature must be a number >= 0 or a non-empty sequence of them, got an empty one"
+        )
+    return tuple(check_number("temperature", t, low=0) for t in values)
+
+
+def _clip_seconds(value) -> Tuple[float, ...]:
+    """clip_timestamps as seconds: "start,end,..." or a sequence of numbers, each finite and >= 0,
+    end >= start."""
+    if isinstance(value, str):
+        try:
+            value = [float(ts) for ts in value.split(",") if ts.strip()]
+        except ValueError:
+            raise OptionsError(
+                f"clip_timestamps must be comma-separated seconds, got '{value}'"
+            ) from None
+    elif isinstance(value, numbers.Real):
+        value = [value]
+    if not isinstance(value, (Sequence, np.ndarray)):
+        raise OptionsError(
+            f"clip_timestamps must be 'start,end,...' seconds or a list of them, got {value!r}"
+        )
+    seconds = []
+    for ts in value:
+        if (
+            not isinstance(ts, numbers.Real)
+            or isinstance(ts, bool)
+            or not math.isfinite(ts)
+            or ts < 0
+        ):
+            raise OptionsError(f"clip_timestamps must be finite seconds >= 0, got {ts!r}")
+        seconds.append(float(ts))
+    if any(end < start for start, end in zip(seconds[::2], seconds[1::2])):
+        raise OptionsError("clip_timestamps must be non-negative start,end pairs with end >= start")
+    return tuple(seconds)
+
+
+def _token_ids(name, value, allow=()):
+    """Token ids as a tuple of ints (a string of comma-separated ids for suppress_tokens); each >= 0
+    or in `allow`. Whether they are below the vocabulary size is checked with the model."""
+    if value is None:
+        return None
+    ids = value
+    if isinstance(value, str):
+        try:
+            ids = [int(t) for t in value.split(",") if t.strip()]
+        except ValueError:
+            raise OptionsError(f"{name} must be comma-separated token ids, got '{value}'") from None
+    if not isinstance(ids, (Sequence, np.ndarray)) or not all(
+        isinstance(t, numbers.Integral) and not isinstance(t, bool) and (t >= 0 or t in allow)
+        for t in ids
+    ):
+        raise OptionsError(
+            f"{name} must be token ids (integers >= 0{''.join(f' or {a}' for a in allow)}), "
+            f"got {value!r}"
+        )
+    return tuple(int(t) for t in ids)
+
+
+def check_with_model(model, options: TranscribeOptions):
+    """What transcribe_options cannot check without the model."""
+    decoding = options.decoding
+    if decoding.language is not None:
+        # an English-only model refuses other languages
+        build_tokenizer(model, decoding.language, decoding.task)
+    if options.word_timestamps and not model.alignment_heads:
+        raise OptionsError(
+            "word_timestamps needs the checkpoint's alignment heads, and this one has none"
+        )
+    for name in ("suppress_tokens", "prompt", "prefix"):
+        ids = getattr(decoding, name)
+        if isinstance(ids, tuple) and any(t >= model.dims.n_vocab for t in ids):
+            raise OptionsError(
+                f"{name}: token id {max(ids)} is beyond this model's vocabulary of "
+                f"{model.dims.n_vocab} tokens"
+            )
