@@ -20,6 +20,7 @@ from whisperms.decoding import (
     DecodingTask,
     GreedyDecoder,
     SuppressBlank,
+    SuppressEarlyEnd,
     SuppressTokens,
     _verify_options,
     compression_ratio,
@@ -831,3 +832,24 @@ def test_timestamp_rules_on_many_rows_equal_the_per_row_rules(en, seed):
     _timestamp_rules_per_row(rule, expected, tokens)
     rule.apply(logits, tokens)
     np.testing.assert_array_equal(logits, expected)
+
+
+# ---- SuppressEarlyEnd (the batched mode's windows of VAD speech) ----
+
+
+def test_suppress_early_end_until_the_last_timestamp_reaches_the_row_end(tok):
+    """EOT is suppressed exactly in the rows whose last sampled timestamp is before their end (no
+    timestamp yet counts as before); nothing else changes."""
+    initial = tok.sot_sequence
+    rows = [
+        [ts(tok, 0.0), 400, ts(tok, 5.0)],  # last timestamp 5 s < 20 s
+        [ts(tok, 0.0), 400, ts(tok, 20.0)],  # reached
+        [400, 401, 402],  # no timestamp yet
+        [ts(tok, 0.0), 400, 401],  # its end is 0 s: reached
+    ]
+    ends = np.array([ts(tok, 20.0)] * 3 + [ts(tok, 0.0)])
+    logits = np.random.default_rng(1).normal(size=(4, n_vocab(tok))).astype(np.float32)
+    before = apply(SuppressEarlyEnd(tok, len(initial), ends), logits, make_tokens(initial, *rows))
+    for b, suppressed in enumerate((True, False, True, False)):
+        expected = mask(n_vocab(tok), tok.eot) if suppressed else mask(n_vocab(tok))
+        assert_suppressed(before[b], logits[b], expected)

@@ -56,7 +56,11 @@ from .transcribe_options import TranscribeOptions, check_with_model, transcribe_
 
 # faster-whisper's BatchedInferencePipeline default
 DEFAULT_BATCH_SIZE = 8
-PIECE_SECONDS = CHUNK_LENGTH
+# Within a VAD piece every second is speech, yet the model often ends a window a few sentences
+# early (in the sequential mode the next window starts there). Here end of text waits until the
+# last timestamp is within this many seconds of the piece's end, and a window so ended has read its
+# piece: the rest of the piece would cost a whole window's encoding for a fraction of a second.
+EARLY_END_MARGIN = 1.0
 
 
 @dataclass
@@ -144,6 +148,8 @@ class BatchedTranscriber:
         self.tokenizer = build_tokenizer(model, self.language, options.decoding.task)
         prompt = options.initial_prompt
         self.initial_prompt_tokens = self.tokenizer.encode(" " + prompt.strip()) if prompt else []
+        # windows of VAD pieces hold speech to their end (EARLY_END_MARGIN)
+        self.early_end = options.vad_applies and not options.decoding.without_timestamps
         self.input_stride = N_FRAMES // model.dims.n_audio_ctx
         self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE
 
@@ -206,7 +212,7 @@ class BatchedTranscriber:
             from .vad import collect_chunks, get_speech_timestamps
 
             chunks = get_speech_timestamps(audio, self.options.vad_parameters)
-            pieces, metadata = collect_chunks(audio, chunks, max_duration=PIECE_SECONDS)
+            pieces, metadata = collect_chunks(audio, chunks, max_duration=CHUNK_LENGTH)
             spans = [] if not chunks else [(m["offset"], p) for m, p in zip(metadata, pieces)]
             source = _Source(
                 index,
@@ -250,7 +256,7 @@ class BatchedTranscriber:
         for piece, window in zip(live, features):
             if piece.language is None:
                 piece.language, piece.language_probability = self._detect(window)
-        results = self._decode(live, features)
+        results = self._decode(live, features, frames)
         for piece, window, segment_frames, result in zip(live, features, frames, results):
             if is_silence(result, logprob_threshold, no_speech_threshold):
                 piece.seek += segment_frames
@@ -277,7 +283,7 @@ class BatchedTranscriber:
     def _prompt(self, piece: _Piece) -> List[int]:
         return self.initial_prompt_tokens + piece.tokens[piece.prompt_reset_since :]
 
-    def _decode(self, pieces: List[_Piece], features: list) -> list:
+    def _decode(self, pieces: List[_Piece], features: list, frames) -> list:
         """One DecodingResult per window: every window at the first temperature, then those that
         need it again together at the next (openai's fallback)."""
         results = [None] * len(pieces)
@@ -295,7 +301,11 @@ class BatchedTranscriber:
             # shape, and a copy finishes when its original does
             padding = self.batch_size - len(todo)
             rows = [features[i] for i in todo] + [features[todo[-1]]] * padding
-            decoded = BatchDecodingTask(tasks + [tasks[-1]] * padding).run(rows)
+            ends = None
+            if self.early_end:
+                ends = [max(frames[i] / FRAMES_PER_SECOND - EARLY_END_MARGIN, 0) for i in todo]
+                ends += [ends[-1]] * padding
+            decoded = BatchDecodingTask(tasks + [tasks[-1]] * padding, speech_ends=ends).run(rows)
             for i, result in zip(todo, decoded):
                 results[i] = result
             todo = [i for i in todo if needs_fallback(results[i], *self.thresholds)]
@@ -335,9 +345,12 @@ class BatchedTranscriber:
                 piece.seek = round(end * FRAMES_PER_SECOND) - piece.frame_offset
             if end is not None:
                 piece.last_speech_timestamp = end
+        window_end = window_seek + segment_frames
         # a window that ends where it began (a 0.00 s segment) moves on
-        if piece.seek <= window_seek:
-            piece.seek = window_seek + segment_frames
+        if piece.seek <= window_seek or (
+            self.early_end and window_end - piece.seek <= EARLY_END_MARGIN * FRAMES_PER_SECOND
+        ):
+            piece.seek = window_end
         piece.segments.extend(current)
         piece.tokens.extend(t for segment in current for t in segment.tokens)
         if not self.options.condition_on_previous_text or result.temperature > 0.5:

@@ -150,6 +150,23 @@ class ApplyTimestampRules(LogitFilter):
         logits[timestamp_logprob > logprobs[:, :ts].max(axis=1), :ts] = -np.inf
 
 
+class SuppressEarlyEnd(LogitFilter):
+    """No end of text while a row's last timestamp is before its window's `ends` (timestamp token
+    ids, one per row): the batched mode knows its windows hold speech up to there (VAD pieces), and
+    the model, left alone, may stop a few sentences early, leaving them for another window."""
+
+    def __init__(self, tokenizer: Tokenizer, sample_begin: int, ends: np.ndarray):
+        self.eot = tokenizer.eot
+        self.timestamp_begin = tokenizer.timestamp_begin
+        self.sample_begin = sample_begin
+        self.ends = np.asarray(ends)
+
+    def apply(self, logits, tokens):
+        sampled = tokens[:, self.sample_begin :]
+        last = np.where(sampled >= self.timestamp_begin, sampled, 0).max(axis=1, initial=0)
+        logits[last < self.ends, self.eot] = -np.inf
+
+
 # ---- token selection ----
 
 
@@ -465,7 +482,7 @@ class BatchDecodingTask:
     fed EOT and ignored until the whole batch is done.
     """
 
-    def __init__(self, tasks: List[DecodingTask]):
+    def __init__(self, tasks: List[DecodingTask], speech_ends: Optional[Sequence[float]] = None):
         first = tasks[0].options
         for task in tasks[1:]:
             other = replace(task.options, **{name: getattr(first, name) for name in ROW_OPTIONS})
@@ -481,6 +498,16 @@ class BatchDecodingTask:
         self.no_speech = tasks[0].tokenizer.no_speech
         # one row of initial token, then the sampled part
         self.logit_filters = tasks[0]._logit_filters(sample_begin=1)
+        if speech_ends is not None and not first.without_timestamps:
+            precision = CHUNK_LENGTH / self.model.dims.n_audio_ctx
+            ends = tasks[0].tokenizer.timestamp_begin + np.floor(
+                np.asarray(speech_ends) / precision
+            )
+            group = first.beam_size if first.beam_size and first.temperature == 0 else None
+            group = group or ((first.best_of or 1) if first.temperature > 0 else 1)
+            self.logit_filters.append(
+                SuppressEarlyEnd(tasks[0].tokenizer, 1, np.repeat(ends.astype(np.int64), group))
+            )
 
     def run(self, audio_features, rng=None) -> List[DecodingResult]:
         options, tasks = self.options, self.tasks

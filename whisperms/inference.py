@@ -263,14 +263,17 @@ class Inference:
         (1, n_audio_ctx, D)), of any lengths, each run as `start` runs it; returns logits
         (A, len(gather_at[i]), V) and one cache whose rows are each audio's state repeated `group`
         times (its beams or samples, consecutive)."""
+        if isinstance(audio_features, (list, tuple)):
+            audio_features = ms.ops.concat(list(audio_features), 0)
+        if len({len(p) for p in prompts}) == 1 and all(g == gather_at[0] for g in gather_at):
+            # prompts of one length (the common case: no prompt) run as one batch
+            logits, cache = self.start(audio_features, [list(p) for p in prompts], gather_at[0])
+            if group > 1:
+                cache = cache.reorder(np.repeat(np.arange(len(prompts)), group))
+            return logits, cache
         logits, caches = [], []
         for i, (prompt, gather) in enumerate(zip(prompts, gather_at)):
-            features = (
-                audio_features[i]
-                if isinstance(audio_features, (list, tuple))
-                else audio_features[i : i + 1]
-            )
-            out, cache = self.start(features, [list(prompt)], gather)
+            out, cache = self.start(audio_features[i : i + 1], [list(prompt)], gather)
             logits.append(out[0])
             caches.append(cache)
         return np.stack(logits), KVCache.stack(caches, group)

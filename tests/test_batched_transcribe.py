@@ -1,0 +1,204 @@
+"""transcribe(..., batch_size=N), the batched long-form mode (issue 18), and the CLI's --batch_size,
+on tiny.en (base for languages).
+
+The built file (`pauses`): the first English dev clips in manifest order joined with pauses of
+0.4 to 2.0 s (digital silence) until >= 60 s, so that the VAD makes more than one piece and the
+first piece is a full 30 s (its last sentence is decoded as a second window of the piece).
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from whisperms.audio import SAMPLE_RATE, load_audio
+from whisperms.batched import BatchedTranscriber
+from whisperms.errors import AudioError, OptionsError
+from whisperms.transcribe import transcribe, transcribe_options
+from whisperms.vad import VadOptions
+
+from conftest import DATA, read_manifest
+
+faster_whisper = pytest.importorskip(
+    "faster_whisper", reason="reference engine: pip install -e .[test]"
+)
+pytest.importorskip(
+    "whisper_normalizer",
+    reason="test dependency whisper_normalizer missing: pip install -e .[test]",
+)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from wer import normalize, wer  # noqa: E402
+
+PAUSES_S = (0.4, 1.5, 0.8, 2.0, 1.2, 0.6)
+PAUSES_TARGET_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def pauses(tmp_path_factory):
+    """(path, clips): clips are (start s, end s, reference) of each dev clip in the file."""
+    rows = [r for r in read_manifest() if r["language"] == "en" and r["reference"].strip()]
+    pieces, clips, t = [], [], 0.0
+    for i, row in enumerate(rows):
+        audio = load_audio(str(DATA / row["file"]))
+        clips.append((t, t + len(audio) / SAMPLE_RATE, row["reference"]))
+        pieces.append(audio)
+        t += len(audio) / SAMPLE_RATE
+        if t >= PAUSES_TARGET_S:
+            break
+        gap = np.zeros(round(PAUSES_S[i % len(PAUSES_S)] * SAMPLE_RATE), np.float32)
+        pieces.append(gap)
+        t += len(gap) / SAMPLE_RATE
+    path = tmp_path_factory.mktemp("batched") / "pauses.wav"
+    soundfile.write(str(path), np.concatenate(pieces), SAMPLE_RATE, subtype="FLOAT")
+    return path, clips
+
+
+def _segments(result):
+    return [(s.start, s.end, s.text, tuple(s.tokens)) for s in result.segments]
+
+
+def test_without_vad_one_file_is_the_sequential_mode(tiny_en_model, pauses):
+    """vad_filter=False: the whole file is one piece, transcribed with the sequential mode's seek
+    rule, prompt and fallback, so every segment is the sequential mode's, exactly."""
+    path, _ = pauses
+    # one temperature: a fallback would sample, and samples differ from run to run
+    sequential = transcribe(tiny_en_model, str(path), temperature=0.0)
+    batched = transcribe(tiny_en_model, str(path), batch_size=4, vad_filter=False, temperature=0.0)
+    assert len(sequential.segments) > 6
+    assert _segments(batched) == _segments(sequential)
+    assert batched.text == sequential.text
+    assert batched.info.vad_options is None
+
+
+def test_no_words_lost_at_a_piece_end(tiny_en_model, pauses):
+    """The VAD's first piece is 30 s of speech, and tiny.en ends its window a sentence early unless
+    held to the piece's end (batched.EARLY_END_MARGIN): every clip's words are there (at most a
+    quarter of a clip's words missing, for misheard names), and the whole file's WER is the
+    sequential mode's within a point."""
+    path, clips = pauses
+    result = transcribe(tiny_en_model, str(path), batch_size=8)
+    sequential = transcribe(tiny_en_model, str(path))
+    reference = " ".join(text for _, _, text in clips)
+    assert wer(reference, result.text) <= wer(reference, sequential.text) + 0.01
+    for start, end, text in clips:
+        heard = " ".join(s.text for s in result.segments if s.start < end and s.end > start)
+        words, heard_words = normalize(text).split(), set(normalize(heard).split())
+        missing = [w for w in words if w not in heard_words]
+        assert len(missing) <= len(words) // 4, (start, text, heard)
+    # two pieces, each read in one window
+    assert sorted({s.seek for s in result.segments}) == [0, 2997]
+
+
+def test_one_piece_is_the_sequential_vad_filter(tiny_en_model):
+    """Speech shorter than a window, with silence around it, and the same VAD options: one piece,
+    decoded as the sequential mode decodes its speech-only audio; times on the original timeline."""
+    audio = load_audio(str(DATA / "jfk_inaugural_1961.flac"))
+    silence = np.zeros(3 * SAMPLE_RATE, np.float32)
+    padded = np.concatenate([silence, audio, silence])
+    vad = VadOptions(min_silence_duration_ms=500)
+    batched = transcribe(tiny_en_model, padded, batch_size=2, vad_parameters=vad)
+    sequential = transcribe(tiny_en_model, padded, vad_filter=True, vad_parameters=vad)
+    assert _segments(batched) == _segments(sequential)
+    assert batched.segments[0].start >= 3.0 - vad.speech_pad_ms / 1000
+    assert batched.segments[-1].end <= 3.0 + len(audio) / SAMPLE_RATE + 0.5
+    assert batched.info.duration == pytest.approx(len(padded) / SAMPLE_RATE, abs=0.01)
+    assert batched.info.duration_after_vad < batched.info.duration - 4
+
+
+def test_files_share_batches(tiny_en_model, pauses, tmp_path):
+    """Several inputs through one BatchedTranscriber: each result is the one it gets alone (rows of
+    a batch are decoded exactly as alone), an unreadable input gives its own error, the others go
+    on."""
+    path, _ = pauses
+    jfk = str(DATA / "jfk_inaugural_1961.flac")
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really a wave file")
+    inputs = [jfk, str(broken), str(path), str(DATA / "ljspeech_LJ001-0001.wav")]
+    batcher = BatchedTranscriber(tiny_en_model, batch_size=4, temperature=0.0)
+    together = dict(batcher.results(inputs))
+    assert sorted(together) == [0, 1, 2, 3]
+    assert isinstance(together[1], AudioError) and "broken.wav" in str(together[1])
+    for i in (0, 2, 3):
+        alone = transcribe(tiny_en_model, inputs[i], batch_size=1, temperature=0.0)
+        assert _segments(together[i]) == _segments(alone), inputs[i]
+
+
+def test_same_text_as_faster_whispers_batched_pipeline(tiny_en_model, tiny_en_ct2_dir, pauses):
+    """faster-whisper's BatchedInferencePipeline defaults (without timestamps, one temperature) on
+    the same weights: the same VAD pieces, the same text per piece, the same times."""
+    path, _ = pauses
+    model = faster_whisper.WhisperModel(str(tiny_en_ct2_dir), device="cpu", compute_type="float32")
+    pipeline = faster_whisper.BatchedInferencePipeline(model)
+    theirs, _ = pipeline.transcribe(str(path), batch_size=4, language="en", beam_size=1)
+    theirs = list(theirs)
+    ours = transcribe(
+        tiny_en_model, str(path), batch_size=4, without_timestamps=True, temperature=0.0
+    )
+    assert len(theirs) >= 2
+    assert [s.text for s in ours.segments] == [s.text for s in theirs]
+    for a, b in zip(ours.segments, theirs):
+        assert a.start == pytest.approx(b.start, abs=0.02)
+        assert a.end == pytest.approx(b.end, abs=0.02)
+
+
+def test_word_timestamps_on_the_original_timeline(tiny_en_model):
+    """Words of speech moved 5 s later in the file come 5 s later (within a frame or two of
+    alignment), inside their segments."""
+    audio = load_audio(str(DATA / "ljspeech_LJ001-0001.wav"))
+    later = np.concatenate([np.zeros(5 * SAMPLE_RATE, np.float32), audio])
+    first = transcribe(tiny_en_model, audio, batch_size=2, word_timestamps=True)
+    second = transcribe(tiny_en_model, later, batch_size=2, word_timestamps=True)
+    words = [w for s in first.segments for w in s.words]
+    moved = [w for s in second.segments for w in s.words]
+    assert [w["word"] for w in moved] == [w["word"] for w in words]
+    for a, b in zip(words, moved):
+        assert b["start"] - a["start"] == pytest.approx(5.0, abs=0.25)
+    for segment in second.segments:
+        assert all(segment.start <= w["start"] <= w["end"] <= segment.end for w in segment.words)
+
+
+def test_language_per_piece(base_model):
+    """A multilingual model without a language: each input's pieces get their own detected
+    language."""
+    inputs = [str(DATA / "mls_es_13697_11991_000000.opus"), str(DATA / "picovoice_fr_test_fr.wav")]
+    results = dict(BatchedTranscriber(base_model, batch_size=2).results(inputs))
+    assert results[0].language == "es" and results[1].language == "fr"
+    assert results[0].info.language_probability > 0.5
+
+
+def test_options_of_the_batched_mode():
+    assert transcribe_options(batch_size=8).vad_parameters == VadOptions(
+        max_speech_duration_s=30, min_silence_duration_ms=160
+    )
+    given = transcribe_options(batch_size=8, vad_parameters={"threshold": 0.6})
+    assert given.vad_parameters == VadOptions(threshold=0.6, max_speech_duration_s=30)
+    assert transcribe_options(batch_size=8, vad_filter=False).vad_applies is False
+    assert transcribe_options().vad_applies is False
+    with pytest.raises(OptionsError, match="batch_size must be an integer >= 1"):
+        transcribe_options(batch_size=0)
+    with pytest.raises(OptionsError, match="sequential mode only"):
+        transcribe_options(batch_size=2, word_timestamps=True, hallucination_silence_threshold=1.0)
+
+
+def test_cli_batch_size_writes_every_file(tiny_en_ct2_dir, tmp_path):
+    """Two files and a missing one with --batch_size: both transcripts written, the missing file
+    named, exit status 1."""
+    files = [DATA / "jfk_inaugural_1961.flac", DATA / "ljspeech_LJ001-0001.wav"]
+    missing = tmp_path / "missing.wav"
+    proc = subprocess.run(
+        [sys.executable, "-m", "whisperms", *map(str, files), str(missing)]
+        + ["--model", str(tiny_en_ct2_dir), "--batch_size", "2", "--output_format", "txt"]
+        + ["--output_dir", str(tmp_path / "out"), "--verbose", "False"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 1
+    assert f"audio file not found: {missing}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    jfk = (tmp_path / "out" / "jfk_inaugural_1961.txt").read_text()
+    assert "ask not what your country can do for you" in jfk
+    assert "Printing" in (tmp_path / "out" / "ljspeech_LJ001-0001.txt").read_text()
