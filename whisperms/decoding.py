@@ -60,6 +60,14 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def _logsumexp(values: np.ndarray) -> np.ndarray:
+    """log(sum(exp(row))) of each row; -inf for a row of -inf."""
+    m = values.max(axis=1)
+    finite = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):
+        return finite + np.log(np.exp(values - finite[:, None]).sum(axis=1))
+
+
 def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
     """`np.argsort(-values, axis=1, kind="stable")[:, :k]`, ties by lower index, without sorting
     whole rows: a full stable sort of 51,865 logprobs per beam cost more than the decoder step
@@ -145,9 +153,10 @@ class ApplyTimestampRules(LogitFilter):
             logits[:, :ts] = -np.inf
             if self.max_initial_timestamp_index is not None:
                 logits[:, ts + self.max_initial_timestamp_index + 1 :] = -np.inf
-        logprobs = log_softmax(logits)
-        timestamp_logprob = np.logaddexp.reduce(logprobs[:, ts:], axis=1)
-        logits[timestamp_logprob > logprobs[:, :ts].max(axis=1), :ts] = -np.inf
+        # timestamps together more likely than the best text token: compared on logits, as the
+        # log-softmax's normaliser is the same on both sides (no pass over the whole vocabulary)
+        timestamp_logit = _logsumexp(logits[:, ts:])
+        logits[timestamp_logit > logits[:, :ts].max(axis=1), :ts] = -np.inf
 
 
 class SuppressEarlyEnd(LogitFilter):
@@ -222,13 +231,16 @@ class BeamSearchDecoder:
         last[group] = np.arange(len(group))  # the last row of each group wins, as in a dict
         # each distinct sequence once, in the order of its first row
         source = last[group[np.sort(first)]]
-        logprobs = log_softmax(logits[source].astype(np.float64))
-        top = top_k_rows(logprobs, k)  # (rows, min(k, V))
+        rows = logits[source]
+        # a row's log-softmax ranks its tokens as its logits do: rank the logits, and take the
+        # log-probabilities (float64, as openai's) of the chosen tokens only
+        top = top_k_rows(rows, k)  # (rows, min(k, V))
+        peak = rows.max(axis=1, keepdims=True).astype(np.float64)
+        normaliser = np.log(np.exp(rows.astype(np.float64) - peak).sum(axis=1, keepdims=True))
+        top_logprobs = (np.take_along_axis(rows, top, axis=1) - peak) - normaliser
         candidate_rows = np.repeat(source, top.shape[1])
         candidate_tokens = top.reshape(-1)
-        scores = sum_logprobs[candidate_rows] + np.take_along_axis(logprobs, top, axis=1).reshape(
-            -1
-        )
+        scores = sum_logprobs[candidate_rows] + top_logprobs.reshape(-1)
         order = np.argsort(-scores, kind="stable")
         finished = candidate_tokens[order] == self.eot
         kept = order[~finished][: self.beam_size]
