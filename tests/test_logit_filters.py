@@ -838,18 +838,26 @@ def test_timestamp_rules_on_many_rows_equal_the_per_row_rules(en, seed):
 
 
 def test_suppress_early_end_until_the_last_timestamp_reaches_the_row_end(tok):
-    """EOT is suppressed exactly in the rows whose last sampled timestamp is before their end (no
-    timestamp yet counts as before); nothing else changes."""
+    """EOT is suppressed exactly in the rows whose last segment end (a timestamp after text) is
+    before their end (none yet counts as before); nothing else changes."""
     initial = tok.sot_sequence
     rows = [
-        [ts(tok, 0.0), 400, ts(tok, 5.0)],  # last timestamp 5 s < 20 s
-        [ts(tok, 0.0), 400, ts(tok, 20.0)],  # reached
-        [400, 401, 402],  # no timestamp yet
-        [ts(tok, 0.0), 400, 401],  # its end is 0 s: reached
+        [ts(tok, 0.0), 400, ts(tok, 5.0), 401],  # last segment ends at 5 s < 20 s
+        [ts(tok, 0.0), 400, ts(tok, 20.0), 401],  # reached
+        [400, 401, 402, 403],  # no timestamp yet
+        [ts(tok, 0.0), 400, 401, 402],  # end 0: no end to wait for
+        [ts(tok, 0.0), 400, ts(tok, 5.0), ts(tok, 25.0)],  # 25 s starts a segment: ends at 5 s
     ]
-    ends = np.array([ts(tok, 20.0)] * 3 + [ts(tok, 0.0)])
-    logits = np.random.default_rng(1).normal(size=(4, n_vocab(tok))).astype(np.float32)
-    before = apply(SuppressEarlyEnd(tok, len(initial), ends), logits, make_tokens(initial, *rows))
-    for b, suppressed in enumerate((True, False, True, False)):
+    ends = np.array([ts(tok, 20.0)] * 3 + [0, ts(tok, 20.0)])
+    logits = np.random.default_rng(1).normal(size=(5, n_vocab(tok))).astype(np.float32)
+    suppress = SuppressEarlyEnd(tok.eot, tok.timestamp_begin, len(initial), ends)
+    before = apply(suppress, logits, make_tokens(initial, *rows))
+    for b, suppressed in enumerate((True, False, True, False, True)):
         expected = mask(n_vocab(tok), tok.eot) if suppressed else mask(n_vocab(tok))
         assert_suppressed(before[b], logits[b], expected)
+
+
+def test_suppress_early_end_keeps_the_ends_of_the_rows_it_keeps(tok):
+    ends = np.array([10, 20, 30, 40])
+    kept = SuppressEarlyEnd(tok.eot, tok.timestamp_begin, 1, ends).select(np.array([3, 1]))
+    assert kept.ends.tolist() == [40, 20]

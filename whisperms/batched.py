@@ -297,9 +297,9 @@ class BatchedTranscriber:
                 )
                 for i in todo
             ]
-            # padded to the batch size with copies of the last window: the step graph keeps one
-            # shape, and a copy finishes when its original does
-            padding = self.batch_size - len(todo)
+            # padded to a power of two (or the batch size) with copies of the last window, so
+            # that few step-graph shapes are compiled (a copy finishes when its original does)
+            padding = min(1 << (len(todo) - 1).bit_length(), self.batch_size) - len(todo)
             rows = [features[i] for i in todo] + [features[todo[-1]]] * padding
             ends = None
             if self.early_end:

@@ -94,6 +94,11 @@ class LogitFilter:
     def apply(self, logits: np.ndarray, tokens: np.ndarray) -> None:
         raise NotImplementedError
 
+    def select(self, rows: np.ndarray) -> "LogitFilter":
+        """The filter for a batch of the rows `rows` of this one (a filter with a state per row
+        keeps theirs)."""
+        return self
+
 
 class SuppressBlank(LogitFilter):
     """The first sampled token may be neither a blank nor EOT."""
@@ -159,21 +164,29 @@ class ApplyTimestampRules(LogitFilter):
         logits[timestamp_logit > logits[:, :ts].max(axis=1), :ts] = -np.inf
 
 
+@dataclass(frozen=True)
 class SuppressEarlyEnd(LogitFilter):
-    """No end of text while a row's last timestamp is before its window's `ends` (timestamp token
+    """No end of text while a row's last segment ends before its window's `ends` (timestamp token
     ids, one per row): the batched mode knows its windows hold speech up to there (VAD pieces), and
-    the model, left alone, may stop a few sentences early, leaving them for another window."""
+    the model, left alone, may stop a few sentences early (or after the start of a segment it did
+    not write), leaving them for another window."""
 
-    def __init__(self, tokenizer: Tokenizer, sample_begin: int, ends: np.ndarray):
-        self.eot = tokenizer.eot
-        self.timestamp_begin = tokenizer.timestamp_begin
-        self.sample_begin = sample_begin
-        self.ends = np.asarray(ends)
+    eot: int
+    timestamp_begin: int
+    sample_begin: int
+    ends: np.ndarray
 
     def apply(self, logits, tokens):
         sampled = tokens[:, self.sample_begin :]
-        last = np.where(sampled >= self.timestamp_begin, sampled, 0).max(axis=1, initial=0)
-        logits[last < self.ends, self.eot] = -np.inf
+        is_timestamp = sampled >= self.timestamp_begin
+        # a segment's end: a timestamp after text (a timestamp after a timestamp starts a segment)
+        closing = np.zeros_like(is_timestamp)
+        closing[:, 1:] = is_timestamp[:, 1:] & ~is_timestamp[:, :-1]
+        last_end = np.where(closing, sampled, 0).max(axis=1, initial=0)
+        logits[last_end < self.ends, self.eot] = -np.inf
+
+    def select(self, rows):
+        return replace(self, ends=self.ends[rows])
 
 
 # ---- token selection ----
@@ -510,24 +523,25 @@ class BatchDecodingTask:
         self.no_speech = tasks[0].tokenizer.no_speech
         # one row of initial token, then the sampled part
         self.logit_filters = tasks[0]._logit_filters(sample_begin=1)
+        self.beam = first.beam_size is not None and first.temperature == 0
+        if self.beam:
+            self.group = first.beam_size
+        else:
+            self.group = (first.best_of or 1) if first.temperature > 0 else 1
         if speech_ends is not None and not first.without_timestamps:
             precision = CHUNK_LENGTH / self.model.dims.n_audio_ctx
-            ends = tasks[0].tokenizer.timestamp_begin + np.floor(
-                np.asarray(speech_ends) / precision
-            )
-            group = first.beam_size if first.beam_size and first.temperature == 0 else None
-            group = group or ((first.best_of or 1) if first.temperature > 0 else 1)
+            seconds = np.asarray(speech_ends, np.float64)
+            # a window shorter than the margin has no end to wait for (0: never suppressed)
+            timestamp_begin = tasks[0].tokenizer.timestamp_begin
+            ends = np.where(seconds > 0, timestamp_begin + np.floor(seconds / precision), 0)
             self.logit_filters.append(
-                SuppressEarlyEnd(tasks[0].tokenizer, 1, np.repeat(ends.astype(np.int64), group))
+                SuppressEarlyEnd(
+                    self.eot, timestamp_begin, 1, np.repeat(ends.astype(np.int64), self.group)
+                )
             )
 
     def run(self, audio_features, rng=None) -> List[DecodingResult]:
-        options, tasks = self.options, self.tasks
-        beam = options.beam_size is not None and options.temperature == 0
-        if beam:
-            group = options.beam_size
-        else:
-            group = (options.best_of or 1) if options.temperature > 0 else 1
+        options, tasks, beam, group = self.options, self.tasks, self.beam, self.group
         prompts = [task.initial_tokens for task in tasks]
         gather_at = [[task.sot_index, task.sample_begin - 1] for task in tasks]
         logits, cache = self.model.inference.start_batch(audio_features, prompts, gather_at, group)
@@ -564,12 +578,15 @@ class BatchDecodingTask:
 
     def _sample(self, logits, tokens, cache, limits, rng):
         """Greedy or sampled rows: (sampled tokens without EOT, sum of logprobs incl. EOT) each."""
-        inference, eot = self.model.inference, self.eot
+        inference, eot, filters = self.model.inference, self.eot, self.logit_filters
         decoder = GreedyDecoder(self.options.temperature, eot, rng)
+        group = len(tokens) // len(self.tasks)
         sum_logprobs = np.zeros(len(tokens), np.float64)
         done = np.zeros(len(tokens), bool)
+        index = np.arange(len(tokens))  # each row's place in the result
+        found = [None] * len(tokens)
         for _ in range(self.tasks[0].sample_len):
-            for logit_filter in self.logit_filters:
+            for logit_filter in filters:
                 logit_filter.apply(logits, tokens)
             before = sum_logprobs.copy()
             next_tokens = decoder.select(logits, tokens, sum_logprobs)
@@ -580,46 +597,90 @@ class BatchDecodingTask:
             done |= (next_tokens == eot) | (tokens.shape[1] - 1 >= limits)
             if done.all():
                 break
+            kept = _kept_windows(done.reshape(-1, group).all(axis=1))
+            if kept is not None:
+                rows = _rows_of(kept, group)
+                _found(found, index, tokens, sum_logprobs, np.setdiff1d(index, index[rows]), eot)
+                tokens, sum_logprobs, done, limits, index = (
+                    x[rows] for x in (tokens, sum_logprobs, done, limits, index)
+                )
+                next_tokens, cache = next_tokens[rows], cache.select(rows, kept)
+                filters = [f.select(rows) for f in filters]
             logits, cache = inference.step(next_tokens, cache)
-        found = []
-        for row, logprob in zip(tokens[:, 1:].tolist(), sum_logprobs):
-            found.append((row[: row.index(eot)] if eot in row else row, float(logprob)))
+        _found(found, index, tokens, sum_logprobs, index, eot)
         return found
 
     def _beam_search(self, logits, tokens, cache, limits, n_audio):
         """Each window's candidates (tokens without EOT, sum of logprobs) from one beam search per
-        window, all windows' beams stepping together."""
+        window, all windows' beams stepping together; finished windows leave the batch."""
         inference, eot, size = self.model.inference, self.eot, self.options.beam_size
+        filters = self.logit_filters
         beams = [BeamSearchDecoder(size, eot, self.options.patience) for _ in range(n_audio)]
         sum_logprobs = np.zeros(len(tokens), np.float64)
         final = [None] * n_audio  # each window's (tokens, sum_logprobs) when its search ended
+        windows = np.arange(n_audio)  # the window at each place of the batch
         for _ in range(self.tasks[0].sample_len):
-            for logit_filter in self.logit_filters:
+            for logit_filter in filters:
                 logit_filter.apply(logits, tokens)
             grown = np.full((len(tokens), tokens.shape[1] + 1), eot, np.int64)
             source = np.arange(len(tokens))
-            for a, beam in enumerate(beams):
-                rows = slice(a * size, (a + 1) * size)
+            for j, a in enumerate(windows):
+                rows = slice(j * size, (j + 1) * size)
                 if final[a] is not None:
                     grown[rows, :-1] = tokens[rows]  # a finished search: its rows idle on EOT
                     continue
-                grown[rows], picked, completed = beam.update(
+                grown[rows], picked, completed = beams[a].update(
                     tokens[rows], logits[rows], sum_logprobs[rows]
                 )
-                source[rows] = a * size + np.asarray(picked)
-                if completed or grown.shape[1] - 1 >= limits[a * size]:
+                source[rows] = j * size + np.asarray(picked)
+                if completed or grown.shape[1] - 1 >= limits[j * size]:
                     final[a] = (grown[rows].copy(), sum_logprobs[rows].copy())
             tokens = grown
             if all(f is not None for f in final):
                 break
-            logits, cache = inference.step(tokens[:, -1], cache, rows=source)
+            kept = _kept_windows(np.array([final[a] is not None for a in windows]))
+            if kept is None:
+                logits, cache = inference.step(tokens[:, -1], cache, rows=source)
+                continue
+            rows = _rows_of(kept, size)
+            tokens, sum_logprobs, limits = tokens[rows], sum_logprobs[rows], limits[rows]
+            # the beams' reorder and the smaller batch in one gather
+            cache, windows = cache.select(source[rows], kept), windows[kept]
+            filters = [f.select(rows) for f in filters]
+            logits, cache = inference.step(tokens[:, -1], cache)
+        place = {a: j for j, a in enumerate(windows)}
         candidates = []
         for a, beam in enumerate(beams):
-            rows = slice(a * size, (a + 1) * size)
+            rows = slice(place.get(a, 0) * size, (place.get(a, 0) + 1) * size)
             ended = final[a] or (tokens[rows], sum_logprobs[rows])
             finished = beam.finalize(*ended)
             candidates.append([(list(seq[1:-1]), logprob) for seq, logprob in finished.items()])
         return candidates
+
+
+def _kept_windows(finished: np.ndarray) -> Optional[np.ndarray]:
+    """Places of the windows to keep in the batch once finished ones can go: the unfinished, topped
+    up with finished ones to a power of two (so that few step-graph shapes are ever compiled), in
+    batch order; None while that would not make the batch smaller."""
+    alive = np.flatnonzero(~finished)
+    size = 1 << (len(alive) - 1).bit_length() if len(alive) else 1
+    if size >= len(finished):
+        return None
+    filler = np.flatnonzero(finished)[: size - len(alive)]
+    return np.sort(np.concatenate([alive, filler]))
+
+
+def _rows_of(windows: np.ndarray, group: int) -> np.ndarray:
+    """The rows of the windows at `windows`, `group` consecutive rows each."""
+    return (windows[:, None] * group + np.arange(group)).reshape(-1)
+
+
+def _found(found, index, tokens, sum_logprobs, rows, eot):
+    """Record the result of each current row whose place in the result is in `rows`: its sampled
+    tokens up to EOT and its sum of logprobs."""
+    for r in np.flatnonzero(np.isin(index, rows)):
+        row = tokens[r, 1:].tolist()
+        found[index[r]] = (row[: row.index(eot)] if eot in row else row, float(sum_logprobs[r]))
 
 
 def rank_score(sum_logprob: float, length: int, length_penalty: Optional[float]) -> float:

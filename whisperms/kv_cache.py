@@ -41,6 +41,20 @@ class KVCache:
             length=self.length[index],
         )
 
+    def select(self, rows, audios):
+        """A smaller batch: the rows `rows` (their self-attention caches and positions) of the
+        windows `audios` (their cross-attention K/V), each kept window's rows consecutive, in the
+        order given. Used to drop finished windows from a batch."""
+        rows, audios = np.asarray(rows, np.int32), np.asarray(audios, np.int32)
+        row_index, audio_index = Tensor(rows), Tensor(audios)
+        return KVCache(
+            tuple(ops.gather(t, row_index, 0) for t in self.self_k),
+            tuple(ops.gather(t, row_index, 0) for t in self.self_v),
+            tuple(ops.gather(t, audio_index, 0) for t in self.cross_k),
+            tuple(ops.gather(t, audio_index, 0) for t in self.cross_v),
+            self.length[rows],
+        )
+
     @staticmethod
     def stack(caches, group=1):
         """One cache of single-row caches (one per audio), each row repeated `group` times (its
