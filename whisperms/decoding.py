@@ -214,6 +214,16 @@ class GreedyDecoder:
         return np.where(finished, self.eot, next_tokens)
 
 
+def beam_candidates(logits: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Each row's k most likely tokens (ties: lower id first) and their log-probabilities. A row's
+    log-softmax ranks its tokens as its logits do: the logits are ranked, and the log-probabilities
+    (float64, as openai's) computed for the chosen tokens only."""
+    top = top_k_rows(logits, k)  # (rows, min(k, V))
+    peak = logits.max(axis=1, keepdims=True).astype(np.float64)
+    normaliser = np.log(np.exp(logits.astype(np.float64) - peak).sum(axis=1, keepdims=True))
+    return top, (np.take_along_axis(logits, top, axis=1) - peak) - normaliser
+
+
 class BeamSearchDecoder:
     """openai's beam search for one audio: beam_size rows decoded as one batch.
 
@@ -228,9 +238,16 @@ class BeamSearchDecoder:
         self.max_candidates = round(beam_size * (patience or 1.0))
         self.finished: Dict[Tuple[int, ...], float] = {}
 
-    def update(self, tokens: np.ndarray, logits: np.ndarray, sum_logprobs: np.ndarray):
+    def update(
+        self,
+        tokens: np.ndarray,
+        logits: np.ndarray,
+        sum_logprobs: np.ndarray,
+        candidates: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+    ):
         """Return (next tokens (beam, T+1), source row of each, completed); sum_logprobs is
-        rewritten in place.
+        rewritten in place. `candidates`: each row's `beam_candidates(logits, beam_size + 1)`, when
+        computed for many windows at once.
 
         openai's candidate bookkeeping (a dict of sequences, sorted by score, stable) done with
         arrays: rows are ranked by their top beam_size + 1 tokens at once, and rows holding the same
@@ -244,13 +261,10 @@ class BeamSearchDecoder:
         last[group] = np.arange(len(group))  # the last row of each group wins, as in a dict
         # each distinct sequence once, in the order of its first row
         source = last[group[np.sort(first)]]
-        rows = logits[source]
-        # a row's log-softmax ranks its tokens as its logits do: rank the logits, and take the
-        # log-probabilities (float64, as openai's) of the chosen tokens only
-        top = top_k_rows(rows, k)  # (rows, min(k, V))
-        peak = rows.max(axis=1, keepdims=True).astype(np.float64)
-        normaliser = np.log(np.exp(rows.astype(np.float64) - peak).sum(axis=1, keepdims=True))
-        top_logprobs = (np.take_along_axis(rows, top, axis=1) - peak) - normaliser
+        if candidates is None:
+            top, top_logprobs = beam_candidates(logits[source], k)
+        else:
+            top, top_logprobs = candidates[0][source], candidates[1][source]
         candidate_rows = np.repeat(source, top.shape[1])
         candidate_tokens = top.reshape(-1)
         scores = sum_logprobs[candidate_rows] + top_logprobs.reshape(-1)
@@ -624,13 +638,15 @@ class BatchDecodingTask:
                 logit_filter.apply(logits, tokens)
             grown = np.full((len(tokens), tokens.shape[1] + 1), eot, np.int64)
             source = np.arange(len(tokens))
+            # every row's candidates in one pass over the batch's logits
+            top, top_logprobs = beam_candidates(logits, size + 1)
             for j, a in enumerate(windows):
                 rows = slice(j * size, (j + 1) * size)
                 if final[a] is not None:
                     grown[rows, :-1] = tokens[rows]  # a finished search: its rows idle on EOT
                     continue
                 grown[rows], picked, completed = beams[a].update(
-                    tokens[rows], logits[rows], sum_logprobs[rows]
+                    tokens[rows], logits[rows], sum_logprobs[rows], (top[rows], top_logprobs[rows])
                 )
                 source[rows] = j * size + np.asarray(picked)
                 if completed or grown.shape[1] - 1 >= limits[j * size]:

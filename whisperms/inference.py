@@ -322,6 +322,8 @@ class Inference:
         With `rows`, the cache is first reordered as `cache.reorder(rows)` would, inside the same
         graph call.
         """
+        if rows is not None and np.array_equal(rows, np.arange(len(rows))):
+            rows = None  # every row continues itself: no gather of the whole cache
         length = cache.length if rows is None else cache.length[np.asarray(rows)]
         if length.max() >= self.n_ctx:
             raise ValueError(f"decoding ran past the {self.n_ctx}-token context")
