@@ -213,7 +213,8 @@ class BatchedTranscriber:
 
             chunks = get_speech_timestamps(audio, self.options.vad_parameters)
             pieces, metadata = collect_chunks(audio, chunks, max_duration=CHUNK_LENGTH)
-            spans = [] if not chunks else [(m["offset"], p) for m, p in zip(metadata, pieces)]
+            # no speech: one empty piece, dropped below
+            spans = [(m["offset"], p) for m, p in zip(metadata, pieces)]
             source = _Source(
                 index,
                 duration,

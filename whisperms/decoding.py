@@ -518,7 +518,7 @@ class BatchDecodingTask:
     samples are consecutive rows sharing its cross-attention K/V. The rules see each row as its
     last initial token followed by the sampled tokens (they only read the sampled part), so rows
     with prompts of different lengths fit one array. Rows finish independently: a finished row is
-    fed EOT and ignored until the whole batch is done.
+    fed EOT, and finished windows leave the batch once it can halve (_kept_windows).
     """
 
     def __init__(self, tasks: List[DecodingTask], speech_ends: Optional[Sequence[float]] = None):
@@ -594,7 +594,7 @@ class BatchDecodingTask:
         """Greedy or sampled rows: (sampled tokens without EOT, sum of logprobs incl. EOT) each."""
         inference, eot, filters = self.model.inference, self.eot, self.logit_filters
         decoder = GreedyDecoder(self.options.temperature, eot, rng)
-        group = len(tokens) // len(self.tasks)
+        group = self.group
         sum_logprobs = np.zeros(len(tokens), np.float64)
         done = np.zeros(len(tokens), bool)
         index = np.arange(len(tokens))  # each row's place in the result
@@ -614,14 +614,15 @@ class BatchDecodingTask:
             kept = _kept_windows(done.reshape(-1, group).all(axis=1))
             if kept is not None:
                 rows = _rows_of(kept, group)
-                _found(found, index, tokens, sum_logprobs, np.setdiff1d(index, index[rows]), eot)
+                left = np.setdiff1d(np.arange(len(tokens)), rows)
+                _found(found, index[left], tokens[left], sum_logprobs[left], eot)
                 tokens, sum_logprobs, done, limits, index = (
                     x[rows] for x in (tokens, sum_logprobs, done, limits, index)
                 )
                 next_tokens, cache = next_tokens[rows], cache.select(rows, kept)
                 filters = [f.select(rows) for f in filters]
             logits, cache = inference.step(next_tokens, cache)
-        _found(found, index, tokens, sum_logprobs, index, eot)
+        _found(found, index, tokens, sum_logprobs, eot)
         return found
 
     def _beam_search(self, logits, tokens, cache, limits, n_audio):
@@ -664,11 +665,13 @@ class BatchDecodingTask:
             cache, windows = cache.select(source[rows], kept), windows[kept]
             filters = [f.select(rows) for f in filters]
             logits, cache = inference.step(tokens[:, -1], cache)
-        place = {a: j for j, a in enumerate(windows)}
+        # windows still searching when sample_len ran out end with their beams as they are
+        for j, a in enumerate(windows):
+            if final[a] is None:
+                rows = slice(j * size, (j + 1) * size)
+                final[a] = (tokens[rows], sum_logprobs[rows])
         candidates = []
-        for a, beam in enumerate(beams):
-            rows = slice(place.get(a, 0) * size, (place.get(a, 0) + 1) * size)
-            ended = final[a] or (tokens[rows], sum_logprobs[rows])
+        for beam, ended in zip(beams, final):
             finished = beam.finalize(*ended)
             candidates.append([(list(seq[1:-1]), logprob) for seq, logprob in finished.items()])
         return candidates
@@ -691,12 +694,11 @@ def _rows_of(windows: np.ndarray, group: int) -> np.ndarray:
     return (windows[:, None] * group + np.arange(group)).reshape(-1)
 
 
-def _found(found, index, tokens, sum_logprobs, rows, eot):
-    """Record the result of each current row whose place in the result is in `rows`: its sampled
-    tokens up to EOT and its sum of logprobs."""
-    for r in np.flatnonzero(np.isin(index, rows)):
-        row = tokens[r, 1:].tolist()
-        found[index[r]] = (row[: row.index(eot)] if eot in row else row, float(sum_logprobs[r]))
+def _found(found, places, tokens, sum_logprobs, eot):
+    """Record rows as results at their `places`: each row's sampled tokens up to EOT and its sum of
+    logprobs."""
+    for place, row, logprob in zip(places, tokens[:, 1:].tolist(), sum_logprobs):
+        found[place] = (row[: row.index(eot)] if eot in row else row, float(logprob))
 
 
 def rank_score(sum_logprob: float, length: int, length_penalty: Optional[float]) -> float:
