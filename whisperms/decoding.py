@@ -70,20 +70,22 @@ def _logsumexp(values: np.ndarray) -> np.ndarray:
 
 def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
     """`np.argsort(-values, axis=1, kind="stable")[:, :k]`, ties by lower index, without sorting
-    whole rows: a full stable sort of 51,865 logprobs per beam cost more than the decoder step
-    itself."""
+    whole rows: the best k found one at a time (argmax takes the lowest index of equal values),
+    each hidden once taken. A row with fewer than k values above -inf is sorted whole, as its
+    remaining picks are ties at -inf."""
     if k >= values.shape[1]:
         return np.argsort(-values, axis=1, kind="stable")
-    # k-th largest per row
-    threshold = np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k]
-    # row-major: ascending indices within a row
-    rows, columns = np.nonzero(values >= threshold[:, None])
-    order = np.lexsort((columns, -values[rows, columns], rows))
-    rows, columns = rows[order], columns[order]
-    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)  # position within its row
-    out = np.empty((values.shape[0], k), np.int64)
-    keep = rank < k
-    out[rows[keep], rank[keep]] = columns[keep]
+    work = values.copy()
+    places = np.arange(len(values))
+    out = np.empty((len(values), k), np.int64)
+    exhausted = np.zeros(len(values), bool)  # a pick made when only -inf was left
+    for j in range(k):
+        out[:, j] = work.argmax(axis=1)
+        exhausted |= work[places, out[:, j]] == -np.inf
+        work[places, out[:, j]] = -np.inf
+    short = np.flatnonzero(exhausted)
+    if len(short):
+        out[short] = np.argsort(-values[short], axis=1, kind="stable")[:, :k]
     return out
 
 
@@ -207,8 +209,11 @@ class GreedyDecoder:
         else:
             probs = np.exp(log_softmax(logits / self.temperature))
             next_tokens = np.array([self.rng.choice(len(p), p=p / p.sum()) for p in probs])
-        logprobs = log_softmax(logits)
-        current = logprobs[np.arange(len(next_tokens)), next_tokens]
+        # log_softmax(logits) at the chosen tokens, without writing out the whole array
+        peak = logits.max(axis=-1)
+        total = np.exp(logits - peak[:, None]).sum(axis=-1)
+        chosen = logits[np.arange(len(next_tokens)), next_tokens]
+        current = (chosen - peak) - np.log(total)
         sum_logprobs += current * (tokens[:, -1] != self.eot)
         finished = tokens[:, -1] == self.eot
         return np.where(finished, self.eot, next_tokens)
@@ -217,11 +222,13 @@ class GreedyDecoder:
 def beam_candidates(logits: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
     """Each row's k most likely tokens (ties: lower id first) and their log-probabilities. A row's
     log-softmax ranks its tokens as its logits do: the logits are ranked, and the log-probabilities
-    (float64, as openai's) computed for the chosen tokens only."""
+    (float64, to be summed over a sequence) computed for the chosen tokens only."""
     top = top_k_rows(logits, k)  # (rows, min(k, V))
-    peak = logits.max(axis=1, keepdims=True).astype(np.float64)
-    normaliser = np.log(np.exp(logits.astype(np.float64) - peak).sum(axis=1, keepdims=True))
-    return top, (np.take_along_axis(logits, top, axis=1) - peak) - normaliser
+    peak = logits.max(axis=1, keepdims=True)
+    # exp in float32 (the logits' precision), summed in float64
+    total = np.exp(logits - peak).sum(axis=1, keepdims=True, dtype=np.float64)
+    chosen = np.take_along_axis(logits, top, axis=1).astype(np.float64)
+    return top, (chosen - peak.astype(np.float64)) - np.log(total)
 
 
 class BeamSearchDecoder:
