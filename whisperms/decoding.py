@@ -262,12 +262,11 @@ class BeamSearchDecoder:
         by sequence would keep them.
         """
         k = self.beam_size + 1
-        _, first, group = np.unique(tokens, axis=0, return_index=True, return_inverse=True)
-        group = group.reshape(-1)
-        last = np.zeros(len(first), np.int64)
-        last[group] = np.arange(len(group))  # the last row of each group wins, as in a dict
-        # each distinct sequence once, in the order of its first row
-        source = last[group[np.sort(first)]]
+        same = (tokens[:, None, :] == tokens[None, :, :]).all(axis=2)  # rows holding one sequence
+        # each distinct sequence once, in the order of its first row, proposed from its last row
+        # (the last row of a sequence wins, as in a dict)
+        leaders = np.flatnonzero(same.argmax(axis=1) == np.arange(len(tokens)))
+        source = len(tokens) - 1 - same[leaders, ::-1].argmax(axis=1)
         if candidates is None:
             top, top_logprobs = beam_candidates(logits[source], k)
         else:
