@@ -15,12 +15,16 @@ segment per piece, as faster-whisper's default). Without the VAD filter each cli
 by default) is one piece of any length, transcribed window by window as the sequential mode does.
 
 Files are read only when the batch needs more windows, and each file's result is given as soon as
-its last piece is done, so a long list of files streams through a fixed amount of memory.
+its last piece is done, so a long list of files streams through a fixed amount of memory. Inputs may
+also arrive while others are decoded (`InputQueue`, a server's requests) and may each have their own
+language and initial prompt (`BatchInput`): they join the next batch with room.
 """
 
+import queue
+import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -63,6 +67,44 @@ DEFAULT_BATCH_SIZE = 8
 EARLY_END_MARGIN = 1.0
 
 
+@dataclass(frozen=True)
+class BatchInput:
+    """An input with options of its own: `audio` (a path or 16-kHz samples, as transcribe takes)
+    and the `language` and `initial_prompt` for it alone (None: the transcriber's). These two may
+    differ within a batch; inputs differing in any other option need a transcriber of their own."""
+
+    audio: Any
+    language: Optional[str] = None
+    initial_prompt: Optional[str] = None
+
+
+class InputQueue:
+    """Inputs that arrive while others are being decoded (a server's requests), for
+    `BatchedTranscriber.results`: `put` (from any thread) returns the input's index, and the
+    transcriber takes what has arrived whenever its batch has room. Its `results` ends once nothing
+    is in flight and nothing has arrived: run it again for inputs put later."""
+
+    def __init__(self):
+        self._items: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()  # indices in the order items are queued
+        self._count = 0
+
+    def put(self, audio) -> int:
+        """Queue an input (what `results` takes: a path, samples or a BatchInput); its index."""
+        with self._lock:
+            index = self._count
+            self._count += 1
+            self._items.put((index, audio))
+        return index
+
+    def take(self) -> Optional[Tuple[int, Any]]:
+        """(index, input) of the oldest input not yet taken, or None if there is none now."""
+        try:
+            return self._items.get_nowait()
+        except queue.Empty:
+            return None
+
+
 @dataclass
 class _Source:
     """One input: where its pieces are, and what its result needs."""
@@ -72,6 +114,8 @@ class _Source:
     duration_after_vad: float  # seconds transcribed
     # the VAD's chunks (samples), through which times are restored; None without the VAD
     speech_chunks: Optional[List[dict]]
+    language: Optional[str]  # None: detected in each piece
+    prompt_tokens: List[int]  # the initial prompt of every window
     pieces: List["_Piece"] = field(default_factory=list)
     remaining: int = 0  # pieces not yet done
 
@@ -146,12 +190,16 @@ class BatchedTranscriber:
         if self.language is None and not model.is_multilingual:
             self.language = "en"
         self.tokenizer = build_tokenizer(model, self.language, options.decoding.task)
-        prompt = options.initial_prompt
-        self.initial_prompt_tokens = self.tokenizer.encode(" " + prompt.strip()) if prompt else []
+        self.initial_prompt_tokens = self._prompt_tokens(options.initial_prompt)
         # windows of VAD pieces hold speech to their end (EARLY_END_MARGIN)
         self.early_end = options.vad_applies and not options.decoding.without_timestamps
         self.input_stride = N_FRAMES // model.dims.n_audio_ctx
         self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE
+        # what has been decoded: batches, their windows, the most windows in one
+        self.batches = self.windows = self.largest_batch = 0
+
+    def _prompt_tokens(self, prompt: Optional[str]) -> List[int]:
+        return self.tokenizer.encode(" " + prompt.strip()) if prompt else []
 
     def run(self, audio) -> TranscriptionResult:
         """One input (a path or 16-kHz samples, as transcribe takes): its result, or its error
@@ -162,19 +210,26 @@ class BatchedTranscriber:
         return result
 
     def results(
-        self, audios: Iterable
+        self, audios: Union[Iterable, InputQueue]
     ) -> Iterator[Tuple[int, Union[TranscriptionResult, WhispermsError]]]:
-        """(index, result) for every input, in the order they finish; an input that cannot be read
-        gives (index, its AudioError) and the others go on."""
-        inputs = iter(enumerate(audios))
-        queue: deque = deque()  # pieces with windows left, in the order they are to be decoded
-        exhausted = False
+        """(index, result) for every input (a path, samples or a BatchInput), in the order they
+        finish; an input that cannot be read, or whose options the model cannot take, gives (index,
+        its WhispermsError) and the others go on. From an InputQueue: the inputs put before the
+        queue is found empty with nothing in flight."""
+        if isinstance(audios, InputQueue):
+            take = audios.take
+        else:
+            inputs = enumerate(audios)
+
+            def take():
+                return next(inputs, None)
+
+        pending: deque = deque()  # pieces with windows left, in the order they are to be decoded
         with tqdm(total=0, unit="piece", disable=not self.progress) as bar:
             while True:
-                while not exhausted and len(queue) < self.batch_size:
-                    item = next(inputs, None)
+                while len(pending) < self.batch_size:
+                    item = take()
                     if item is None:
-                        exhausted = True
                         break
                     try:
                         source = self._prepare(*item)
@@ -183,17 +238,17 @@ class BatchedTranscriber:
                         continue
                     if not source.pieces:
                         yield source.index, self._result(source)
-                    queue.extend(source.pieces)
+                    pending.extend(source.pieces)
                     bar.total += len(source.pieces)
                     bar.refresh()
-                if not queue:
+                if not pending:
                     return
-                batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
+                batch = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
                 self._advance(batch)
                 # a piece not yet done goes first into the next batch: its input finishes sooner
                 for piece in reversed(batch):
                     if not piece.done:
-                        queue.appendleft(piece)
+                        pending.appendleft(piece)
                         continue
                     bar.update(1)
                     piece.source.remaining -= 1
@@ -203,6 +258,15 @@ class BatchedTranscriber:
     # ---- an input into pieces ----
 
     def _prepare(self, index: int, audio) -> _Source:
+        language, prompt_tokens = self.language, self.initial_prompt_tokens
+        if isinstance(audio, BatchInput):
+            if audio.language is not None:
+                # refuses a language the model does not know or take
+                build_tokenizer(self.model, audio.language, self.options.decoding.task)
+                language = language_code(audio.language)
+            if audio.initial_prompt is not None:
+                prompt_tokens = self._prompt_tokens(audio.initial_prompt)
+            audio = audio.audio
         audio = load_audio(audio)
         n_mels = self.model.dims.n_mels
         # as the sequential mode counts it: whole mel frames
@@ -220,16 +284,19 @@ class BatchedTranscriber:
                 duration,
                 sum(c["end"] - c["start"] for c in chunks) / SAMPLE_RATE,
                 chunks,
+                language,
+                prompt_tokens,
             )
         else:
             spans = [
                 (start, audio[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)])
                 for start, end in _clip_spans(self.options.clip_timestamps, len(audio))
             ]
-            source = _Source(index, duration, sum(len(p) for _, p in spans) / SAMPLE_RATE, None)
+            transcribed = sum(len(p) for _, p in spans) / SAMPLE_RATE
+            source = _Source(index, duration, transcribed, None, language, prompt_tokens)
         for offset, samples in spans:
             mel = log_mel_spectrogram(samples, n_mels, padding=N_SAMPLES)
-            piece = _Piece(source, mel, offset, last_speech_timestamp=offset)
+            piece = _Piece(source, mel, offset, language=language, last_speech_timestamp=offset)
             if piece.content_frames > 0:
                 source.pieces.append(piece)
         source.remaining = len(source.pieces)
@@ -253,6 +320,9 @@ class BatchedTranscriber:
             frames.append(segment_frames)
         if not live:
             return
+        self.batches += 1
+        self.windows += len(live)
+        self.largest_batch = max(self.largest_batch, len(live))
         features = self._encode(mels)
         for piece, window in zip(live, features):
             if piece.language is None:
@@ -276,13 +346,11 @@ class BatchedTranscriber:
         return windows
 
     def _detect(self, window) -> Tuple[str, float]:
-        if self.language is not None:
-            return self.language, 1.0
         language, probs = detect_language(self.model, None, audio_features=window)
         return language, probs[language]
 
     def _prompt(self, piece: _Piece) -> List[int]:
-        return self.initial_prompt_tokens + piece.tokens[piece.prompt_reset_since :]
+        return piece.source.prompt_tokens + piece.tokens[piece.prompt_reset_since :]
 
     def _decode(self, pieces: List[_Piece], features: list, frames) -> list:
         """One DecodingResult per window: every window at the first temperature, then those that
@@ -371,7 +439,7 @@ class BatchedTranscriber:
             if self.verbose:
                 print_segment(segment)
         first = source.pieces[0] if source.pieces else None
-        language = first.language if first else (self.language or "en")
+        language = first.language if first else (source.language or "en")
         probability = first.language_probability if first else 1.0
         info = TranscriptionInfo(
             language,

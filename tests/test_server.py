@@ -1,0 +1,192 @@
+"""The OpenAI-compatible server (whisperms/server.py), run for real on 127.0.0.1 with uvicorn and
+called with OpenAI's own client, tiny.en: concurrent requests share one batch and each gets what it
+gets alone; response formats; clear errors for bad requests; a request's own prompt."""
+
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from whisperms.batched import BatchedTranscriber
+
+from conftest import DATA
+
+openai = pytest.importorskip(
+    "openai", reason="test dependency openai missing: pip install -e .[test]"
+)
+uvicorn = pytest.importorskip("uvicorn", reason="server extra missing: pip install -e .[test]")
+
+# English dev clips under 30 s of speech: one window each
+CLIPS = (
+    "cmuarctic_aew_arctic_a0001.wav",
+    "cmuarctic_aew_arctic_a0002.wav",
+    "cmuarctic_aew_arctic_a0003.wav",
+    "cmuarctic_unknown-speaker_arctic_a0010.wav",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    """A whisperms server on 127.0.0.1 in a thread; `hold`: its worker waits for `release()`."""
+
+    def __init__(self, model, hold=False):
+        from whisperms.server import BatchingWorker, create_app
+
+        self.worker = BatchingWorker(model, start=not hold)
+        self.app = create_app(model, worker=self.worker)
+        self.port = _free_port()
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        self.client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{self.port}/v1", api_key="none", max_retries=0, timeout=600
+        )
+
+    def release(self):
+        self.worker.start()
+
+    def close(self):
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.worker.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_en_model):
+    s = _Server(tiny_en_model)
+    yield s
+    s.close()
+
+
+def _transcribe(client, name, model="whisper-1", **kwargs):
+    with open(DATA / name, "rb") as f:
+        return client.audio.transcriptions.create(model=model, file=(name, f), **kwargs)
+
+
+def test_concurrent_requests_share_one_batch_and_each_gets_its_own_text(tiny_en_model):
+    """Four requests sent at once (held until all four are queued) are decoded as one batch of
+    four windows, and each text is what the batched mode gives that file alone."""
+    server = _Server(tiny_en_model, hold=True)
+    try:
+        texts = _four_at_once(server)
+    finally:
+        server.close()
+    alone = BatchedTranscriber(tiny_en_model)
+    expected = [alone.run(str(DATA / name)).text.strip() for name in CLIPS]
+    assert texts == expected
+    assert all(texts)
+    (group,) = server.worker._groups.values()
+    assert group.transcriber.largest_batch == len(CLIPS)
+    assert group.transcriber.batches == 1
+
+
+def _four_at_once(server):
+    with ThreadPoolExecutor(len(CLIPS)) as pool:
+        futures = [pool.submit(_transcribe, server.client, name) for name in CLIPS]
+        deadline = time.monotonic() + 60
+        while server.worker.queued() < len(CLIPS):
+            assert time.monotonic() < deadline, "the requests did not reach the worker"
+            time.sleep(0.05)
+        server.release()
+        return [f.result().text for f in futures]
+
+
+def test_response_formats(server, tiny_en_model):
+    name = CLIPS[0]
+    result = BatchedTranscriber(tiny_en_model, word_timestamps=True).run(str(DATA / name))
+    text = result.text.strip()
+    assert _transcribe(server.client, name, response_format="text") == text + "\n"
+    srt = _transcribe(server.client, name, response_format="srt")
+    assert srt.startswith("1\n00:00:") and " --> " in srt and text in srt.replace("\n", " ")
+    vtt = _transcribe(server.client, name, response_format="vtt")
+    assert vtt.startswith("WEBVTT") and " --> " in vtt
+    verbose = _transcribe(
+        server.client, name, response_format="verbose_json", timestamp_granularities=["word"]
+    )
+    assert verbose.language == "english" and verbose.text == result.text
+    assert verbose.duration == pytest.approx(result.info.duration)
+    assert [(s.start, s.end, s.text) for s in verbose.segments] == [
+        (s.start, s.end, s.text) for s in result.segments
+    ]
+    expected_words = [(w["word"], w["start"], w["end"]) for s in result.segments for w in s.words]
+    assert [(w.word, w.start, w.end) for w in verbose.words] == expected_words
+    assert len(expected_words) >= 5
+
+
+def test_a_request_prompt_is_its_own(server, tiny_en_model):
+    """A prompt given with one request decodes that request as initial_prompt would."""
+    name, prompt = CLIPS[1], "Whittemore apologized to Tom."
+    expected = BatchedTranscriber(tiny_en_model, initial_prompt=prompt).run(str(DATA / name))
+    assert _transcribe(server.client, name, prompt=prompt).text == expected.text.strip()
+
+
+def test_models_lists_the_served_model(server, tiny_en_model):
+    ids = [m.id for m in server.client.models.list()]
+    assert ids == [tiny_en_model.name]
+
+
+def test_bad_requests_get_openai_errors(server, tmp_path):
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("this is not audio")
+    with open(not_audio, "rb") as f:
+        with pytest.raises(openai.BadRequestError) as error:
+            server.client.audio.transcriptions.create(model="whisper-1", file=("notes.wav", f))
+    assert error.value.status_code == 400
+    assert "notes.wav" in error.value.message and "tmp" not in error.value.message
+    with pytest.raises(openai.NotFoundError, match="is not served here"):
+        _transcribe(server.client, CLIPS[0], model="whisper-large")
+    with pytest.raises(openai.BadRequestError, match="response_format must be one of"):
+        _transcribe(server.client, CLIPS[0], response_format="xml")
+    with pytest.raises(openai.BadRequestError, match="English-only"):
+        _transcribe(server.client, CLIPS[0], language="de")
+    with pytest.raises(openai.BadRequestError, match="temperature must be between 0 and 1"):
+        _transcribe(server.client, CLIPS[0], temperature=1.5)
+    with pytest.raises(openai.BadRequestError, match="verbose_json"):
+        _transcribe(server.client, CLIPS[0], timestamp_granularities=["word"])
+    # the server still answers
+    assert _transcribe(server.client, CLIPS[2]).text
+
+
+def test_translation_on_an_english_model_is_its_transcription(server):
+    """As openai's: an English-only model has no task token, so translating is transcribing."""
+    with open(DATA / CLIPS[3], "rb") as f:
+        translated = server.client.audio.translations.create(model="whisper-1", file=(CLIPS[3], f))
+    assert translated.text == _transcribe(server.client, CLIPS[3]).text
+
+
+def test_the_command_fails_in_one_line(tmp_path):
+    """whisperms-server with a model that is not there: one line naming it, exit 1."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "no-such-model"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from whisperms.server import main; sys.exit(main())",
+            "--model",
+            str(missing),
+            "--port",
+            str(_free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("whisperms-server: error:"), run.stderr
+    assert "no-such-model" in lines[0]

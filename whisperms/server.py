@@ -1,0 +1,332 @@
+"""An OpenAI-compatible transcription server over the batched mode.
+
+    whisperms-server --model tiny.en [--host 127.0.0.1] [--port 8000] [--batch_size 8]
+
+`POST /v1/audio/transcriptions` and `POST /v1/audio/translations` take OpenAI's form fields (file,
+model, language, prompt, response_format json/text/srt/vtt/verbose_json, temperature,
+timestamp_granularities[]) and answer as OpenAI's API does, so its clients work unchanged;
+`GET /v1/models` lists the model served. Errors are OpenAI's error object with status 400 (a bad
+file or option) or 404 (another model).
+
+Concurrent requests share batches: requests that decode alike (task, temperature, word timestamps)
+are one group, whose inputs go into an InputQueue that one worker thread runs through a
+BatchedTranscriber (whisperms/batched.py); a request joins the next batch with room, with its own
+language and prompt, and is answered as soon as its own audio is done.
+
+As OpenAI's API: temperature 0 (the default) decodes with the temperature fallback, another value
+at that temperature alone.
+"""
+
+import argparse
+import asyncio
+import concurrent.futures
+import io
+import os
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from .batched import DEFAULT_BATCH_SIZE, BatchedTranscriber, BatchInput, InputQueue
+from .errors import AudioError, OptionsError, WhispermsError
+from .tokenizer import LANGUAGES
+
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+GRANULARITIES = ("segment", "word")
+# The name OpenAI's clients send by default; accepted for the model served.
+OPENAI_MODEL = "whisper-1"
+# What a request without options of its own asks for
+DEFAULT_REQUEST = {"task": "transcribe", "word_timestamps": False}
+
+
+@dataclass
+class _Group:
+    """Requests that decode alike: their transcriber, queue and the futures waiting on them."""
+
+    transcriber: BatchedTranscriber
+    inputs: InputQueue = field(default_factory=InputQueue)
+    futures: Dict[int, concurrent.futures.Future] = field(default_factory=dict)
+
+
+class BatchingWorker:
+    """One thread that decodes every request: each group's queued inputs go through its
+    transcriber in shared batches, and each request's future gets its result (or WhispermsError).
+
+    `start=False` leaves the thread to `start()`: requests queue up meanwhile (tests use it to
+    put several requests into one batch for certain)."""
+
+    def __init__(
+        self, model, *, batch_size: int = DEFAULT_BATCH_SIZE, start: bool = True, **options
+    ):
+        self.model = model
+        self.batch_size = batch_size
+        self.options = options
+        self._groups: Dict[Tuple, _Group] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="whisperms-batching", daemon=True)
+        # the plain requests' group now: options the batched mode refuses fail at once
+        self._group(DEFAULT_REQUEST)
+        if start:
+            self.start()
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stopped = True
+        self._wake.set()
+
+    def queued(self) -> int:
+        """Requests waiting for their result."""
+        with self._lock:
+            return sum(len(group.futures) for group in self._groups.values())
+
+    def submit(self, item: BatchInput, **options) -> concurrent.futures.Future:
+        """A future of `item`'s TranscriptionResult (or WhispermsError); `options` (task,
+        temperature, word_timestamps) choose its group. Options the mode refuses raise
+        OptionsError here."""
+        with self._lock:
+            group = self._group(options)
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            # registered before the worker can take the input
+            group.futures[group.inputs.put(item)] = future
+        self._wake.set()
+        return future
+
+    def _group(self, options: dict) -> _Group:
+        key = tuple(sorted({**DEFAULT_REQUEST, **options}.items()))
+        group = self._groups.get(key)
+        if group is None:
+            settings = {**self.options, **dict(key)}
+            transcriber = BatchedTranscriber(
+                self.model, progress=False, batch_size=self.batch_size, **settings
+            )
+            group = self._groups[key] = _Group(transcriber)
+        return group
+
+    def _run(self):
+        while not self._stopped:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                groups = list(self._groups.values())
+            for group in groups:
+                try:
+                    for index, result in group.transcriber.results(group.inputs):
+                        with self._lock:
+                            future = group.futures.pop(index)
+                        future.set_result(result)
+                except Exception as error:  # a bug: fail the group's waiting requests, go on
+                    with self._lock:
+                        waiting = list(group.futures.values())
+                        group.futures.clear()
+                        while group.inputs.take() is not None:
+                            pass
+                    for future in waiting:
+                        future.set_exception(error)
+
+
+def _error(status: int, message: str, param: Optional[str] = None, code: Optional[str] = None):
+    from fastapi.responses import JSONResponse
+
+    body = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def _subtitles(result, response_format: str) -> str:
+    from .writers import WriteSRT, WriteVTT
+
+    writer = (WriteSRT if response_format == "srt" else WriteVTT)(output_dir=".")
+    out = io.StringIO()
+    writer.write_result(result.to_dict(), file=out)
+    return out.getvalue()
+
+
+def _verbose(result, task: str, words: bool) -> dict:
+    """OpenAI's verbose_json: the language by name, the duration, segments and (asked for) words."""
+    segments = []
+    for s in result.segments:
+        d = s.to_dict()
+        d.pop("words", None)
+        segments.append(d)
+    body = {
+        "task": task,
+        "language": LANGUAGES.get(result.language, result.language),
+        "duration": result.info.duration,
+        "text": result.text,
+        "segments": segments,
+    }
+    if words:
+        body["words"] = [
+            {"word": w["word"], "start": w["start"], "end": w["end"]}
+            for s in result.segments
+            for w in (s.words or [])
+        ]
+    return body
+
+
+def create_app(
+    model,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    worker: Optional[BatchingWorker] = None,
+    **options,
+):
+    """The FastAPI app serving `model` (a loaded whisperms model); `options` are transcribe's,
+    for every request (a request's language, prompt, temperature and timestamp granularities
+    override theirs)."""
+    from fastapi import FastAPI, File, Form, UploadFile
+    from fastapi.responses import JSONResponse, PlainTextResponse
+
+    worker = worker or BatchingWorker(model, batch_size=batch_size, **options)
+    name = model.name or "whisper"
+    app = FastAPI(title="whisperms")
+    app.state.worker = worker
+
+    @app.get("/v1/models")
+    async def models():
+        return {
+            "object": "list",
+            "data": [{"id": name, "object": "model", "owned_by": "whisperms"}],
+        }
+
+    async def handle(
+        task: str,
+        file: UploadFile,
+        model_name: str,
+        language: Optional[str],
+        prompt: Optional[str],
+        response_format: str,
+        temperature: float,
+        granularities: List[str],
+    ):
+        if model_name not in (name, OPENAI_MODEL):
+            return _error(
+                404,
+                f"model '{model_name}' is not served here; this server serves '{name}'",
+                "model",
+                "model_not_found",
+            )
+        if response_format not in RESPONSE_FORMATS:
+            return _error(
+                400,
+                f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, got "
+                f"'{response_format}'",
+                "response_format",
+            )
+        unknown = [g for g in granularities if g not in GRANULARITIES]
+        if unknown:
+            return _error(
+                400,
+                f"timestamp_granularities[] must be 'segment' or 'word', got '{unknown[0]}'",
+                "timestamp_granularities[]",
+            )
+        if not 0 <= temperature <= 1:
+            return _error(
+                400, f"temperature must be between 0 and 1, got {temperature}", "temperature"
+            )
+        words = "word" in granularities
+        if words and response_format != "verbose_json":
+            return _error(
+                400,
+                "timestamp_granularities[] needs response_format 'verbose_json'",
+                "timestamp_granularities[]",
+            )
+        request_options = {"task": task, "word_timestamps": words}
+        if temperature > 0:
+            request_options["temperature"] = temperature
+        suffix = os.path.splitext(file.filename or "")[1]
+        data = await file.read()
+        # a file on disk, as the audio loader reads containers by name (ffmpeg for the rest)
+        with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as tmp:
+            tmp.write(data)
+        try:
+            item = BatchInput(tmp.name, language=language or None, initial_prompt=prompt or None)
+            try:
+                future = worker.submit(item, **request_options)
+            except OptionsError as error:
+                return _error(400, str(error))
+            result = await asyncio.wrap_future(future)
+        finally:
+            os.unlink(tmp.name)
+        if isinstance(result, WhispermsError):
+            message = str(result).replace(tmp.name, file.filename or "the file")
+            return _error(400, message, "file" if isinstance(result, AudioError) else None)
+        if response_format == "text":
+            return PlainTextResponse(result.text.strip() + "\n")
+        if response_format in ("srt", "vtt"):
+            return PlainTextResponse(_subtitles(result, response_format))
+        if response_format == "verbose_json":
+            return JSONResponse(_verbose(result, task, words))
+        return {"text": result.text.strip()}
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(
+        file: UploadFile = File(...),
+        model: str = Form(OPENAI_MODEL),
+        language: Optional[str] = Form(None),
+        prompt: Optional[str] = Form(None),
+        response_format: str = Form("json"),
+        temperature: float = Form(0.0),
+        timestamp_granularities: List[str] = Form([], alias="timestamp_granularities[]"),
+    ):
+        return await handle(
+            "transcribe",
+            file,
+            model,
+            language,
+            prompt,
+            response_format,
+            temperature,
+            timestamp_granularities,
+        )
+
+    @app.post("/v1/audio/translations")
+    async def translations(
+        file: UploadFile = File(...),
+        model: str = Form(OPENAI_MODEL),
+        prompt: Optional[str] = Form(None),
+        response_format: str = Form("json"),
+        temperature: float = Form(0.0),
+    ):
+        return await handle(
+            "translate", file, model, None, prompt, response_format, temperature, []
+        )
+
+    return app
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="whisperms-server",
+        description="An OpenAI-compatible transcription server (POST /v1/audio/transcriptions); "
+        "concurrent requests share batches.",
+    )
+    parser.add_argument("--model", default="tiny.en", help="a model name or a model folder")
+    parser.add_argument("--model_dir", default=None, help="where model names are found")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--beam_size", type=int, default=None)
+    args = parser.parse_args(argv)
+    try:
+        import uvicorn
+    except ImportError:
+        print(
+            "whisperms-server: needs the server extra: pip install 'whisperms[server]'",
+            file=sys.stderr,
+        )
+        return 1
+    from . import load_model
+
+    try:
+        model = load_model(args.model, download_root=args.model_dir)
+        app = create_app(model, batch_size=args.batch_size, beam_size=args.beam_size)
+    except WhispermsError as error:
+        print(f"whisperms-server: error: {error}", file=sys.stderr)
+        return 1
+    uvicorn.run(app, host=args.host, port=args.port)
+    return 0
