@@ -1,0 +1,249 @@
+"""A corpus spread over many machines with Ray: `whisperms-bulk`.
+
+    whisperms-bulk INPUT... --output_dir OUT [--model tiny.en] [--batch_size 8]
+        [--output_format txt] [--address auto] [--workers N] [--cpus_per_worker 2]
+
+Inputs are audio files, folders (their audio files, recursively) and lists (`@list.txt`: a path
+per line). Each worker is a Ray actor holding the model, `--cpus_per_worker` cores each (as many
+workers as the cluster's cores allow, or `--workers`); files go out in tasks of `--files_per_task`
+to whichever worker is free, so faster machines take more, and the files of a task share batches
+(the batched mode, `BatchedTranscriber.results`). Outputs keep each file's path below its input
+folder (two `a.wav` in different folders do not collide) and are written atomically, so
+`--output_dir` must be a folder every machine sees; a file whose outputs all exist is skipped, so a
+run that stopped resumes where it was. A file that cannot be read is reported in one line and the
+others go on; the exit status is 1 if any file failed.
+
+Every machine needs whisperms installed (with the `bulk` extra) and the model (`--model_dir`).
+"""
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+from .errors import OptionsError, WhispermsError
+
+AUDIO_EXTENSIONS = (
+    ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".wma", ".mkv",
+)  # fmt: skip
+DEFAULT_FILES_PER_TASK = 16
+DEFAULT_CPUS_PER_WORKER = 2
+
+
+def find_inputs(inputs: Sequence[str]) -> List[Tuple[str, str]]:
+    """(path, output name) of every file the inputs name: a file's output name is its own name, a
+    folder's files keep their path below it, a list's lines are inputs of their own. An input that
+    does not exist is an OptionsError."""
+    found: List[Tuple[str, str]] = []
+    for item in inputs:
+        if item.startswith("@"):
+            try:
+                lines = Path(item[1:]).read_text().splitlines()
+            except OSError as error:
+                raise OptionsError(f"cannot read the list {item[1:]}: {error.strerror}") from None
+            found += find_inputs([line.strip() for line in lines if line.strip()])
+        elif os.path.isdir(item):
+            root = Path(item)
+            for path in sorted(root.rglob("*")):
+                if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
+                    found.append((str(path), str(path.relative_to(root))))
+        elif os.path.exists(item):
+            found.append((item, os.path.basename(item)))
+        else:
+            raise OptionsError(f"no such file or folder: {item}")
+    return found
+
+
+def _outputs(output_dir: str, name: str, output_format: str) -> List[str]:
+    from .writers import WRITERS
+
+    formats = list(WRITERS) if output_format == "all" else [output_format]
+    stem = os.path.splitext(os.path.join(output_dir, name))[0]
+    return [f"{stem}.{extension}" for extension in formats]
+
+
+class _Worker:
+    """A Ray actor: the model, loaded once, and a BatchedTranscriber over each task's files."""
+
+    def __init__(self, model: str, model_dir: Optional[str], threads: int, options: dict):
+        from . import load_model
+        from .batched import BatchedTranscriber
+
+        self.model = load_model(model, download_root=model_dir, threads=threads)
+        self.transcriber = BatchedTranscriber(self.model, progress=False, **options)
+
+    def transcribe(self, files: List[Tuple[str, str]], output_dir: str, output_format: str):
+        """[(path, None or the error's one line, seconds of audio)] for the task's files, each
+        written as soon as it is done."""
+        from .writers import get_writer
+
+        done = []
+        for index, result in self.transcriber.results([path for path, _ in files]):
+            path, name = files[index]
+            if isinstance(result, WhispermsError):
+                done.append((path, str(result), 0.0))
+                continue
+            folder = os.path.dirname(os.path.join(output_dir, name))
+            try:
+                os.makedirs(folder, exist_ok=True)
+                # named after `name`, in the folder `name` is in
+                get_writer(output_format, folder)(result.to_dict(), os.path.basename(name))
+            except (OSError, WhispermsError) as error:
+                done.append((path, f"cannot write its output: {error}", 0.0))
+                continue
+            done.append((path, None, result.info.duration))
+        return done
+
+
+def run(
+    inputs: Sequence[str],
+    output_dir: str,
+    *,
+    model: str = "tiny.en",
+    model_dir: Optional[str] = None,
+    output_format: str = "txt",
+    address: Optional[str] = None,
+    workers: Optional[int] = None,
+    cpus_per_worker: int = DEFAULT_CPUS_PER_WORKER,
+    files_per_task: int = DEFAULT_FILES_PER_TASK,
+    log=print,
+    **options,
+) -> dict:
+    """Transcribe every input not done yet on a Ray cluster (`address`; None: a local one);
+    returns counts {"files", "skipped", "transcribed", "failed", "audio_s", "seconds"} and the
+    failures [(path, message)]."""
+    import ray
+
+    from .batched import DEFAULT_BATCH_SIZE
+    from .hub import resolve
+    from .transcribe_options import transcribe_options
+    from .writers import WRITERS
+
+    if output_format != "all" and output_format not in WRITERS:
+        raise OptionsError(f"output_format must be one of {', '.join(WRITERS)} or all")
+    if cpus_per_worker < 1 or files_per_task < 1 or (workers is not None and workers < 1):
+        raise OptionsError("workers, cpus_per_worker and files_per_task must be at least 1")
+    options.setdefault("batch_size", DEFAULT_BATCH_SIZE)
+    transcribe_options(**options)  # refused options fail here, before any worker starts
+    resolve(model, model_dir)  # and a model that is not there
+    files = find_inputs(inputs)
+    todo = [
+        (path, name)
+        for path, name in files
+        if not all(os.path.exists(p) for p in _outputs(output_dir, name, output_format))
+    ]
+    stats = {"files": len(files), "skipped": len(files) - len(todo), "transcribed": 0}
+    stats.update(failed=0, audio_s=0.0, seconds=0.0, failures=[])
+    if not todo:
+        return stats
+    os.makedirs(output_dir, exist_ok=True)
+    started = time.perf_counter()
+    # Ray's own notices stay out of the job's output
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        log_to_driver=False,
+        ignore_reinit_error=True,
+        logging_level=logging.ERROR,
+    )
+    try:
+        if workers is None:
+            cores = int(ray.cluster_resources().get("CPU", 1))
+            workers = max(1, cores // cpus_per_worker)
+        tasks = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)]
+        workers = min(workers, len(tasks))
+        actor = ray.remote(num_cpus=cpus_per_worker)(_Worker)
+        pool = ray.util.ActorPool(
+            [actor.remote(model, model_dir, cpus_per_worker, options) for _ in range(workers)]
+        )
+        log(
+            f"whisperms-bulk: {len(todo)} files on {workers} workers "
+            f"({stats['skipped']} done before)"
+        )
+        results = pool.map_unordered(
+            lambda w, task: w.transcribe.remote(task, output_dir, output_format), tasks
+        )
+        while True:
+            try:
+                done = next(results)
+            except StopIteration:
+                break
+            except ray.exceptions.RayError as error:  # a worker died or could not start
+                lines = [line for line in str(error).splitlines() if line.strip()]
+                raise WhispermsError(f"a Ray worker failed: {lines[-1] if lines else error}")
+            for path, error, audio_s in done:
+                if error is None:
+                    stats["transcribed"] += 1
+                    stats["audio_s"] += audio_s
+                else:
+                    stats["failed"] += 1
+                    stats["failures"].append((path, error))
+                    log(f"whisperms-bulk: error: {path}: {error}")
+    finally:
+        ray.shutdown()
+    stats["seconds"] = time.perf_counter() - started
+    return stats
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="whisperms-bulk", description="Transcribe a corpus on a Ray cluster."
+    )
+    parser.add_argument("inputs", nargs="+", help="audio files, folders, or @lists of paths")
+    parser.add_argument("--output_dir", "-o", required=True, help="a folder every machine sees")
+    parser.add_argument("--model", default="tiny.en", help="a model name or a model folder")
+    parser.add_argument("--model_dir", default=None, help="where model names are found")
+    parser.add_argument(
+        "--output_format", "-f", default="txt", help="txt, vtt, srt, tsv, json, all"
+    )
+    parser.add_argument("--batch_size", type=int, default=None)
+    parser.add_argument("--beam_size", type=int, default=None)
+    parser.add_argument("--language", default=None)
+    parser.add_argument("--address", default=None, help="a Ray cluster ('auto'); none: a local one")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--cpus_per_worker", type=int, default=DEFAULT_CPUS_PER_WORKER)
+    parser.add_argument("--files_per_task", type=int, default=DEFAULT_FILES_PER_TASK)
+    args = parser.parse_args(argv)
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        print("whisperms-bulk: needs Ray: pip install 'whisperms[bulk]'", file=sys.stderr)
+        return 1
+    options = {
+        name: getattr(args, name)
+        for name in ("batch_size", "beam_size", "language")
+        if getattr(args, name) is not None
+    }
+
+    def log(line):
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        stats = run(
+            args.inputs,
+            args.output_dir,
+            model=args.model,
+            model_dir=args.model_dir,
+            output_format=args.output_format,
+            address=args.address,
+            workers=args.workers,
+            cpus_per_worker=args.cpus_per_worker,
+            files_per_task=args.files_per_task,
+            log=log,
+            **options,
+        )
+    except WhispermsError as error:
+        log(f"whisperms-bulk: error: {error}")
+        return 1
+    log(
+        f"whisperms-bulk: {stats['transcribed']} transcribed ({stats['audio_s']:.1f} s of audio in "
+        f"{stats['seconds']:.1f} s), {stats['skipped']} done before, {stats['failed']} failed"
+    )
+    return 1 if stats["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
