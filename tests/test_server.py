@@ -36,11 +36,11 @@ def _free_port() -> int:
 class _Server:
     """A whisperms server on 127.0.0.1 in a thread; `hold`: its worker waits for `release()`."""
 
-    def __init__(self, model, hold=False):
+    def __init__(self, model, hold=False, **app_options):
         from whisperms.server import BatchingWorker, create_app
 
         self.worker = BatchingWorker(model, start=not hold)
-        self.app = create_app(model, worker=self.worker)
+        self.app = create_app(model, worker=self.worker, **app_options)
         self.port = _free_port()
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
@@ -190,3 +190,38 @@ def test_the_command_fails_in_one_line(tmp_path):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("whisperms-server: error:"), run.stderr
     assert "no-such-model" in lines[0]
+
+
+def test_a_request_given_up_does_not_fail_the_others(tiny_en_model):
+    """A request whose waiter is gone (cancelled before its batch) is skipped; the request decoded
+    with it still gets its result."""
+    from whisperms.batched import BatchInput
+    from whisperms.server import BatchingWorker
+
+    worker = BatchingWorker(tiny_en_model, start=False)
+    gone = worker.submit(BatchInput(str(DATA / CLIPS[0])))
+    kept = worker.submit(BatchInput(str(DATA / CLIPS[1])))
+    assert gone.cancel()
+    worker.start()
+    try:
+        result = kept.result(timeout=600)
+    finally:
+        worker.stop()
+    assert result.text == BatchedTranscriber(tiny_en_model).run(str(DATA / CLIPS[1])).text
+
+
+def test_a_file_over_the_limit_is_refused(tiny_en_model):
+    """413 with the sizes named, before anything is decoded; a file under the limit is served."""
+    size = (DATA / CLIPS[0]).stat().st_size
+    server = _Server(tiny_en_model, max_upload_mb=size / 2**20 - 0.001)
+    try:
+        with pytest.raises(openai.APIStatusError) as error:
+            _transcribe(server.client, CLIPS[0])
+        assert error.value.status_code == 413
+        assert "this server takes files of up to" in error.value.message
+        assert server.worker.queued() == 0
+        smaller = min(CLIPS, key=lambda name: (DATA / name).stat().st_size)
+        assert (DATA / smaller).stat().st_size < size
+        assert _transcribe(server.client, smaller).text
+    finally:
+        server.close()

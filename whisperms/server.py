@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import io
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -38,6 +39,10 @@ GRANULARITIES = ("segment", "word")
 OPENAI_MODEL = "whisper-1"
 # What a request without options of its own asks for
 DEFAULT_REQUEST = {"task": "transcribe", "word_timestamps": False}
+# Larger uploads are refused (413). OpenAI's own limit is 25 MB; a self-hosted server takes longer
+# recordings.
+DEFAULT_MAX_UPLOAD_MB = 200
+MB = 1 << 20
 
 
 @dataclass
@@ -118,7 +123,9 @@ class BatchingWorker:
                     for index, result in group.transcriber.results(group.inputs):
                         with self._lock:
                             future = group.futures.pop(index)
-                        future.set_result(result)
+                        # a request given up (its client gone) is not answered
+                        if future.set_running_or_notify_cancel():
+                            future.set_result(result)
                 except Exception as error:  # a bug: fail the group's waiting requests, go on
                     with self._lock:
                         waiting = list(group.futures.values())
@@ -126,7 +133,8 @@ class BatchingWorker:
                         while group.inputs.take() is not None:
                             pass
                     for future in waiting:
-                        future.set_exception(error)
+                        if future.set_running_or_notify_cancel():
+                            future.set_exception(error)
 
 
 def _error(status: int, message: str, param: Optional[str] = None, code: Optional[str] = None):
@@ -173,11 +181,12 @@ def create_app(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     worker: Optional[BatchingWorker] = None,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     **options,
 ):
     """The FastAPI app serving `model` (a loaded whisperms model); `options` are transcribe's,
     for every request (a request's language, prompt, temperature and timestamp granularities
-    override theirs)."""
+    override theirs). A file over `max_upload_mb` is refused (413)."""
     from fastapi import FastAPI, File, Form, UploadFile
     from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -238,11 +247,18 @@ def create_app(
         request_options = {"task": task, "word_timestamps": words}
         if temperature > 0:
             request_options["temperature"] = temperature
+        if file.size is not None and file.size > max_upload_mb * MB:
+            return _error(
+                413,
+                f"the file is {file.size / MB:.1f} MB; this server takes files of up to "
+                f"{max_upload_mb:g} MB",
+                "file",
+            )
         suffix = os.path.splitext(file.filename or "")[1]
-        data = await file.read()
-        # a file on disk, as the audio loader reads containers by name (ffmpeg for the rest)
+        # a file on disk, as the audio loader reads containers by name (ffmpeg for the rest);
+        # the upload is already spooled to disk by the framework past its first megabyte
         with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as tmp:
-            tmp.write(data)
+            shutil.copyfileobj(file.file, tmp, MB)
         try:
             item = BatchInput(tmp.name, language=language or None, initial_prompt=prompt or None)
             try:
@@ -311,6 +327,7 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--beam_size", type=int, default=None)
+    parser.add_argument("--max_upload_mb", type=float, default=DEFAULT_MAX_UPLOAD_MB)
     args = parser.parse_args(argv)
     try:
         import uvicorn
@@ -324,7 +341,12 @@ def main(argv=None) -> int:
 
     try:
         model = load_model(args.model, download_root=args.model_dir)
-        app = create_app(model, batch_size=args.batch_size, beam_size=args.beam_size)
+        app = create_app(
+            model,
+            batch_size=args.batch_size,
+            beam_size=args.beam_size,
+            max_upload_mb=args.max_upload_mb,
+        )
     except WhispermsError as error:
         print(f"whisperms-server: error: {error}", file=sys.stderr)
         return 1
