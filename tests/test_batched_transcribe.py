@@ -15,7 +15,7 @@ import pytest
 import soundfile
 
 from whisperms.audio import SAMPLE_RATE, load_audio
-from whisperms.batched import BatchedTranscriber
+from whisperms.batched import BatchedTranscriber, BatchInput
 from whisperms.errors import AudioError, OptionsError
 from whisperms.transcribe import transcribe, transcribe_options
 from whisperms.vad import VadOptions
@@ -167,6 +167,48 @@ def test_language_per_piece(base_model):
     results = dict(BatchedTranscriber(base_model, batch_size=2).results(inputs))
     assert results[0].language == "es" and results[1].language == "fr"
     assert results[0].info.language_probability > 0.5
+
+
+def test_inputs_with_their_own_language_and_prompt_share_a_batch(base_model):
+    """BatchInput: each input decoded with its own language and initial prompt (as a transcriber
+    with those options decodes it alone), the inputs still in one batch; a language the model does
+    not know is that input's OptionsError."""
+    spanish, french = (
+        str(DATA / "mls_es_13697_11991_000000.opus"),
+        str(DATA / "picovoice_fr_test_fr.wav"),
+    )
+    prompt = "Bonjour."
+    together = BatchedTranscriber(base_model, batch_size=4)
+    inputs = [
+        BatchInput(spanish, language="Spanish"),
+        BatchInput(french, language="fr", initial_prompt=prompt),
+        BatchInput(french, language="klingon"),
+    ]
+    results = dict(together.results(inputs))
+    assert together.batches == 1 and together.largest_batch == 2
+    assert results[0].language == "es" and results[1].language == "fr"
+    alone_es = BatchedTranscriber(base_model, language="es").run(spanish)
+    alone_fr = BatchedTranscriber(base_model, language="fr", initial_prompt=prompt).run(french)
+    assert _segments(results[0]) == _segments(alone_es)
+    assert _segments(results[1]) == _segments(alone_fr)
+    assert isinstance(results[2], OptionsError) and "klingon" in str(results[2])
+
+
+def test_an_input_queue_is_taken_as_inputs_arrive(tiny_en_model):
+    """InputQueue: results ends when nothing is queued or in flight, and takes later inputs on the
+    next run, with indices in the order they were put."""
+    from whisperms.batched import InputQueue
+
+    clips = [str(DATA / r["file"]) for r in read_manifest() if r["language"] == "en"][:3]
+    transcriber, inputs = BatchedTranscriber(tiny_en_model), InputQueue()
+    assert list(transcriber.results(inputs)) == []
+    assert inputs.put(clips[0]) == 0 and inputs.put(clips[1]) == 1
+    first = dict(transcriber.results(inputs))
+    assert inputs.put(clips[2]) == 2
+    second = dict(transcriber.results(inputs))
+    assert sorted(first) == [0, 1] and list(second) == [2]
+    for index, result in {**first, **second}.items():
+        assert _segments(result) == _segments(BatchedTranscriber(tiny_en_model).run(clips[index]))
 
 
 def test_options_of_the_batched_mode():
