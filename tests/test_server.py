@@ -155,6 +155,22 @@ def test_bad_requests_get_openai_errors(server, tmp_path):
         _transcribe(server.client, CLIPS[0], temperature=1.5)
     with pytest.raises(openai.BadRequestError, match="verbose_json"):
         _transcribe(server.client, CLIPS[0], timestamp_granularities=["word"])
+    # a form without its file, or with a field that is no number: OpenAI's error object too
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    url = f"http://127.0.0.1:{server.port}/v1/audio/transcriptions"
+    form = urllib.parse.urlencode({"model": "whisper-1"}).encode()
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(urllib.request.Request(url, data=form), timeout=60)
+    assert answer.value.code == 400
+    body = json.loads(answer.value.read())["error"]
+    assert body["param"] == "file" and body["message"].startswith("file: ")
+    with pytest.raises(openai.BadRequestError) as error:
+        _transcribe(server.client, CLIPS[0], temperature="warm")
+    assert error.value.body["param"] == "temperature"
     # the server still answers
     assert _transcribe(server.client, CLIPS[2]).text
 

@@ -188,12 +188,21 @@ def create_app(
     for every request (a request's language, prompt, temperature and timestamp granularities
     override theirs). A file over `max_upload_mb` is refused (413)."""
     from fastapi import FastAPI, File, Form, UploadFile
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
+    from starlette.concurrency import run_in_threadpool
 
     worker = worker or BatchingWorker(model, batch_size=batch_size, **options)
     name = model.name or "whisper"
     app = FastAPI(title="whisperms")
     app.state.worker = worker
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, error):
+        # a missing or malformed form field: OpenAI's error object, not the framework's
+        problem = error.errors()[0]
+        field = str(problem["loc"][-1]) if problem.get("loc") else None
+        return _error(400, f"{field}: {problem['msg']}" if field else problem["msg"], field)
 
     @app.get("/v1/models")
     async def models():
@@ -258,7 +267,7 @@ def create_app(
         # a file on disk, as the audio loader reads containers by name (ffmpeg for the rest);
         # the upload is already spooled to disk by the framework past its first megabyte
         with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as tmp:
-            shutil.copyfileobj(file.file, tmp, MB)
+            await run_in_threadpool(shutil.copyfileobj, file.file, tmp, MB)
         try:
             item = BatchInput(tmp.name, language=language or None, initial_prompt=prompt or None)
             try:
