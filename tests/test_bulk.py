@@ -23,12 +23,13 @@ CORPUS = {
 }
 
 
-def _bulk(*args):
+def _bulk(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "whisperms.bulk", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=1200,
+        cwd=cwd,
     )
 
 
@@ -43,7 +44,8 @@ def test_a_corpus_on_two_workers(tmp_path, tiny_en_ct2_dir, tiny_en_model):
         shutil.copy(DATA / clip, corpus / name)
     (corpus / "b" / "broken.wav").write_text("not audio")
     options = ("--model", tiny_en_ct2_dir, "--workers", 2, "--cpus_per_worker", 1)
-    run = _bulk(corpus, "-o", out, *options, "--files_per_task", 2)
+    # paths relative to the command's folder: the workers are started elsewhere
+    run = _bulk("corpus", "-o", "out", *options, "--files_per_task", 2, cwd=tmp_path)
     assert run.returncode == 1, run.stderr
     (error,) = _errors(run)
     assert "broken.wav" in error

@@ -34,9 +34,9 @@ DEFAULT_CPUS_PER_WORKER = 2
 
 
 def find_inputs(inputs: Sequence[str]) -> List[Tuple[str, str]]:
-    """(path, output name) of every file the inputs name: a file's output name is its own name, a
-    folder's files keep their path below it, a list's lines are inputs of their own. An input that
-    does not exist is an OptionsError."""
+    """(absolute path, output name) of every file the inputs name: a file's output name is its own
+    name, a folder's files keep their path below it, a list's lines are inputs of their own. An
+    input that does not exist is an OptionsError."""
     found: List[Tuple[str, str]] = []
     for item in inputs:
         if item.startswith("@"):
@@ -49,9 +49,9 @@ def find_inputs(inputs: Sequence[str]) -> List[Tuple[str, str]]:
             root = Path(item)
             for path in sorted(root.rglob("*")):
                 if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
-                    found.append((str(path), str(path.relative_to(root))))
+                    found.append((str(path.absolute()), str(path.relative_to(root))))
         elif os.path.exists(item):
-            found.append((item, os.path.basename(item)))
+            found.append((os.path.abspath(item), os.path.basename(item)))
         else:
             raise OptionsError(f"no such file or folder: {item}")
     return found
@@ -129,6 +129,8 @@ def run(
     options.setdefault("batch_size", DEFAULT_BATCH_SIZE)
     transcribe_options(**options)  # refused options fail here, before any worker starts
     resolve(model, model_dir)  # and a model that is not there
+    # workers run elsewhere, from other folders: every path absolute
+    output_dir = os.path.abspath(output_dir)
     files = find_inputs(inputs)
     todo = [
         (path, name)
