@@ -15,6 +15,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, mutable
 
+from . import compute_thread
 from .attention import EAGER
 from .fusion import fused_compile
 from .graph_cache import GraphCache, graph_folder
@@ -35,10 +36,12 @@ class _Graph:
     """`fn` compiled (or run eagerly when not `compiled`); with `fuse`, the compile (the first call
     per key, the input shapes) fuses elementwise ops (fusion.py). With a graph `cache`, a graph
     saved by an earlier process is loaded instead of compiled, and a compiled one is saved; a
-    failure of the cache only costs its benefit."""
+    failure of the cache only costs its benefit. With `on_graph_thread`, every call runs on
+    compute_thread's thread (CPU: see there)."""
 
-    def __init__(self, name, fn, compiled=True, fuse=False, cache=None):
+    def __init__(self, name, fn, compiled=True, fuse=False, cache=None, on_graph_thread=False):
         self.name = name
+        self.on_graph_thread = on_graph_thread
         self.fn = fn
         self.compiled = ms.jit(fn) if compiled else None
         self.fuse = fuse and compiled
@@ -47,6 +50,11 @@ class _Graph:
         self.calls = Counter()
 
     def __call__(self, key, *args):
+        if self.on_graph_thread:
+            return compute_thread.run(self._call, key, *args)
+        return self._call(key, *args)
+
+    def _call(self, key, *args):
         if self.compiled is None:
             return self.fn(*args)
         self.calls[key] += 1
@@ -192,7 +200,7 @@ class Inference:
             return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, rows=rows)
 
         def graph(fn):
-            return _Graph(fn.__name__, fn, compiled, self.fuse, cache)
+            return _Graph(fn.__name__, fn, compiled, self.fuse, cache, runtime.device == "CPU")
 
         self._stem = graph(stem)
         self._block = graph(block)

@@ -1,0 +1,88 @@
+"""The thread that runs whisperms' graphs on CPU.
+
+MindSpore's CPU runtime runs a small graph's kernels from the calling thread and, while its kernel
+threads work on a kernel, keeps that calling thread waiting in a loop of `sched_yield`. When there
+are as many kernel threads as cores, the waiting thread is one runnable thread too many: wherever
+the scheduler puts it, it takes turns with a thread doing the work. So graph calls are made from
+one thread of lower scheduling priority (a higher nice value), which gives way to the work, while
+the caller's own threads keep theirs. The priority is lowered once MindSpore's kernel threads exist:
+they start during the first graph run and inherit the priority of the thread that starts them.
+"""
+
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+# Added to the caller's nice value for the graph-calling thread (nice values stop at 19).
+NICE_INCREMENT = 10
+MAX_NICE = 19
+# How MindSpore names its runtime's threads (Linux thread names)
+KERNEL_THREAD_NAMES = ("ActorThread", "KernelThread")
+
+_lock = threading.Lock()
+_executor = None
+_executor_pid = None
+_thread_id = None
+_lowered = False
+
+
+def run(fn, *args):
+    """`fn(*args)` on the graph thread, waiting for its result (or its exception)."""
+    if threading.get_ident() == _thread_id:
+        return fn(*args)
+    return _get_executor().submit(_call, fn, args).result()
+
+
+def _call(fn, args):
+    global _thread_id, _lowered
+    _thread_id = threading.get_ident()
+    try:
+        return fn(*args)
+    finally:
+        if not _lowered and kernel_threads_started():
+            _lowered = True
+            lower_priority()
+
+
+def _get_executor():
+    """The process's executor; a new one in a forked child, where the parent's thread does not
+    exist."""
+    global _executor, _executor_pid, _thread_id, _lowered
+    with _lock:
+        if _executor is None or _executor_pid != os.getpid():
+            _executor = ThreadPoolExecutor(1, thread_name_prefix="whisperms-graphs")
+            _executor_pid = os.getpid()
+            _thread_id = None
+            _lowered = False
+        return _executor
+
+
+def kernel_threads_started():
+    """Whether MindSpore's runtime has started its kernel threads (Linux: by thread name)."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                if f.read().startswith(KERNEL_THREAD_NAMES):
+                    return True
+        except OSError:  # a thread that ended meanwhile
+            continue
+    return False
+
+
+def lower_priority():
+    """Raise the calling thread's nice value by NICE_INCREMENT (Linux, where it is per thread;
+    elsewhere nothing changes). Returns the new nice value, or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    tid = threading.get_native_id()
+    try:
+        nice = min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, tid) + NICE_INCREMENT)
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:
+        return None
+    return nice
