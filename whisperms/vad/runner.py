@@ -5,12 +5,13 @@ Both graphs have static shapes, so a process compiles each once (their layout: t
 WINDOWS_PER_CALL).
 """
 
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import mindspore as ms
 import numpy as np
 from mindspore import Tensor
 
+from .. import compute_thread
 from ..convert import assign_state
 from ..errors import CheckpointError
 from .model import CONTEXT_SAMPLES, HIDDEN, INPUT_SAMPLES, WINDOW_SAMPLES, SileroVAD
@@ -108,6 +109,11 @@ class SileroVADModel:
         self._whole, self._encode, self._decode = (
             ms.jit(fn) if jit else fn for fn in (whole, encode, decode)
         )
+        if ms.get_context("device_target") == "CPU":
+            # from the graph thread, as the Whisper graphs (compute_thread.py)
+            self._whole, self._encode, self._decode = (
+                partial(compute_thread.run, fn) for fn in (self._whole, self._encode, self._decode)
+            )
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         """(n_windows(len(audio)),) float32 speech probabilities of 16-kHz mono `audio`, the state
