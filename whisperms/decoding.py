@@ -421,11 +421,96 @@ class DecodingTask:
     def run(
         self, audio_features, language: str, rng: Optional[np.random.Generator] = None
     ) -> DecodingResult:
-        """Decode one window (batch of 1) whose audio features are already computed: a batch of
-        one window, so best_of samples are drawn together (openai's n_group) and beams step
-        together, ranked as openai ranks them."""
-        (result,) = BatchDecodingTask([self]).run(audio_features, rng)
-        return replace(result, language=language)
+        """Decode one window (batch of 1) whose audio features are already computed.
+
+        At temperature > 0 with best_of, the samples are drawn one after another and ranked as
+        openai does (sum of logprobs over length, or over the Google NMT penalty when length_penalty
+        is set).
+        """
+        if self.options.beam_size is not None and self.options.temperature == 0:
+            candidates = self._beam_search(audio_features)
+        else:
+            n_samples = (self.options.best_of or 1) if self.options.temperature > 0 else 1
+            rng = rng or np.random.default_rng()
+            candidates = [self._sample(audio_features, rng) for _ in range(n_samples)]
+        scores = [
+            rank_score(logprob, len(tokens), self.options.length_penalty)
+            for tokens, logprob, _ in candidates
+        ]
+        sampled, sum_logprob, no_speech_prob = candidates[int(np.argmax(scores))]
+        text = self.tokenizer.decode(sampled).strip()
+        return DecodingResult(
+            language=language,
+            tokens=sampled,
+            text=text,
+            avg_logprob=sum_logprob / (len(sampled) + 1),
+            no_speech_prob=no_speech_prob,
+            temperature=self.options.temperature,
+            compression_ratio=compression_ratio(text),
+        )
+
+    def _sample(self, audio_features, rng):
+        """One sequence: (sampled tokens without EOT, sum of logprobs incl. EOT, no-speech
+        probability)."""
+        inference = self.model.inference
+        tok = self.tokenizer
+        tokens = np.array([self.initial_tokens], np.int64)
+        decoder = GreedyDecoder(self.options.temperature, tok.eot, rng)
+        sum_logprobs = np.zeros(1, np.float64)
+        logits, cache = inference.start(
+            audio_features, tokens, [self.sot_index, self.sample_begin - 1]
+        )
+        no_speech_prob = float(
+            np.exp(log_softmax(logits[:, 0].astype(np.float64)))[0, tok.no_speech]
+        )
+        logits = logits[:, 1]
+        for _ in range(self.sample_len):
+            for logit_filter in self.logit_filters:
+                logit_filter.apply(logits, tokens)
+            next_tokens = decoder.select(logits, tokens, sum_logprobs)
+            tokens = np.concatenate([tokens, next_tokens[:, None]], axis=1)
+            if (next_tokens == tok.eot).all() or tokens.shape[1] >= self.n_ctx:
+                break
+            logits, cache = inference.step(next_tokens, cache)
+        sampled = tokens[0, self.sample_begin :].tolist()
+        if tok.eot in sampled:
+            sampled = sampled[: sampled.index(tok.eot)]
+        return sampled, float(sum_logprobs[0]), no_speech_prob
+
+    def _beam_search(self, audio_features):
+        """Candidates (tokens without EOT, sum of logprobs, no-speech probability) from one batched
+        beam search.
+
+        The prompt runs once (batch 1) and its cache is copied to the beams; the window's
+        cross-attention K/V is shared by every beam (kept batch 1), so reordering after each step
+        only gathers the self-attention cache.
+        """
+        inference = self.model.inference
+        tok = self.tokenizer
+        beam = BeamSearchDecoder(self.options.beam_size, tok.eot, self.options.patience)
+        logits, cache = inference.start(
+            audio_features, np.array([self.initial_tokens]), [self.sot_index, self.sample_begin - 1]
+        )
+        no_speech_prob = float(
+            np.exp(log_softmax(logits[:, 0].astype(np.float64)))[0, tok.no_speech]
+        )
+        # the cross K/V stays batch 1: beams share it (model.py)
+        cache = cache.reorder([0] * beam.beam_size)
+        tokens = np.array([self.initial_tokens] * beam.beam_size, np.int64)
+        logits = np.repeat(logits[:, 1], beam.beam_size, axis=0)
+        sum_logprobs = np.zeros(beam.beam_size, np.float64)
+        for _ in range(self.sample_len):
+            for logit_filter in self.logit_filters:
+                logit_filter.apply(logits, tokens)
+            tokens, rows, completed = beam.update(tokens, logits, sum_logprobs)
+            if completed or tokens.shape[1] >= self.n_ctx:
+                break
+            logits, cache = inference.step(tokens[:, -1], cache, rows=rows)
+        finished = beam.finalize(tokens, sum_logprobs)
+        return [
+            (list(seq[self.sample_begin : -1]), logprob, no_speech_prob)
+            for seq, logprob in finished.items()
+        ]
 
 
 # Options that may differ between the windows of one batch; the others set how the batch decodes.
