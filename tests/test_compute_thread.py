@@ -3,7 +3,6 @@ untouched."""
 
 import multiprocessing
 import os
-import sys
 import threading
 
 import numpy as np
@@ -33,10 +32,9 @@ def test_runs_on_one_other_thread_and_returns_or_raises():
     assert compute_thread.run(lambda: "still serving") == "still serving"
 
 
-LINUX = sys.platform.startswith("linux")
-
-
-@pytest.mark.skipif(not LINUX, reason="per-thread nice values are Linux's")
+@pytest.mark.skipif(
+    not compute_thread.PER_THREAD_PRIORITY, reason="per-thread nice values are Linux's"
+)
 def test_graph_calls_run_at_lower_priority_and_mindspore_threads_keep_theirs(tiny_en_model):
     main_nice = nice_of(threading.get_native_id())
     tiny_en_model.inference.embed_audio(np.zeros((1, 80, 3000), np.float32))
@@ -48,7 +46,7 @@ def test_graph_calls_run_at_lower_priority_and_mindspore_threads_keep_theirs(tin
     for task in os.listdir("/proc/self/task"):
         with open(f"/proc/self/task/{task}/comm") as f:
             name = f.read().strip()
-        if name.startswith(("ActorThread", "KernelThread")):
+        if name.startswith(compute_thread.KERNEL_THREAD_NAMES):
             kernel_threads[int(task)] = nice_of(int(task))
     assert kernel_threads, "MindSpore's kernel threads were not found by name"
     assert set(kernel_threads.values()) == {main_nice}

@@ -19,12 +19,14 @@ NICE_INCREMENT = 10
 MAX_NICE = 19
 # How MindSpore names its runtime's threads (Linux thread names)
 KERNEL_THREAD_NAMES = ("ActorThread", "KernelThread")
+# Linux gives each thread its own nice value; elsewhere the graph thread keeps the caller's.
+PER_THREAD_PRIORITY = sys.platform.startswith("linux")
 
 _lock = threading.Lock()
 _executor = None
 _executor_pid = None
 _thread_id = None
-_lowered = False
+_lowered = not PER_THREAD_PRIORITY
 
 
 def run(fn, *args):
@@ -54,7 +56,7 @@ def _get_executor():
             _executor = ThreadPoolExecutor(1, thread_name_prefix="whisperms-graphs")
             _executor_pid = os.getpid()
             _thread_id = None
-            _lowered = False
+            _lowered = not PER_THREAD_PRIORITY
         return _executor
 
 
@@ -75,9 +77,9 @@ def kernel_threads_started():
 
 
 def lower_priority():
-    """Raise the calling thread's nice value by NICE_INCREMENT (Linux, where it is per thread;
-    elsewhere nothing changes). Returns the new nice value, or None."""
-    if not sys.platform.startswith("linux"):
+    """Raise the calling thread's nice value by NICE_INCREMENT (where it is per thread; elsewhere
+    nothing changes). Returns the new nice value, or None."""
+    if not PER_THREAD_PRIORITY:
         return None
     tid = threading.get_native_id()
     try:
