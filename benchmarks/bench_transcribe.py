@@ -270,6 +270,7 @@ class Stats:
 
     def __init__(self):
         self.seconds, self.calls, self.step_times, self.compiles = {}, {}, [], {}
+        self.windows = self.tokens = 0  # faster-whisper runs (_TimedCTranslate2)
 
     def add(self, name, dt):
         self.seconds[name] = self.seconds.get(name, 0.0) + dt
@@ -293,6 +294,7 @@ class Stats:
             "compiles": {k: v[0] for k, v in self.compiles.items()},
             "compile_call_s": {k: v[1] for k, v in self.compiles.items()},
             "n_compiles": sum(v[0] for v in self.compiles.values()),
+            "windows": self.windows,
         }
         if steps:
             # host work per step: the token loop's time that is neither the prompt nor a step call (logit filters,
@@ -388,7 +390,13 @@ def instrument_whisperms(model, holder):
                 method,
                 timed("decode_loop", getattr(wdecoding.DecodingTask, method)),
             )
-    inference.embed_audio = timed("encoder", inference.embed_audio)
+    encoder = timed("encoder", inference.embed_audio)
+
+    def embed_audio(mel, *args, **kwargs):
+        holder[0].windows += int(mel.shape[0])  # (B, n_mels, frames)
+        return encoder(mel, *args, **kwargs)
+
+    inference.embed_audio = embed_audio
     inference.start = timed("prefill", inference.start)
     inference.step = timed("step", inference.step, per_call=True)
     wtranscribe.log_mel_spectrogram = timed("audio+mel", wtranscribe.log_mel_spectrogram)
@@ -515,6 +523,7 @@ def run_worker(spec):
                 "the first temperature is used (no fallback); VAD = its Silero model with default VadOptions, "
                 "speech merged into chunks of up to 30 s",
             }
+        model.model = _TimedCTranslate2(model.model, holder)
         out["t_load_s"] = time.perf_counter() - t
         out["threads_applied"] = True
 
@@ -595,6 +604,13 @@ def run_worker(spec):
                 out["first_done_monotonic"] = time.monotonic()
             if engine.startswith("whisperms"):
                 record["breakdown"] = holder[0].summary(wall)
+            elif engine.startswith("faster-whisper"):
+                record["ct2_breakdown"] = {
+                    "seconds": dict(holder[0].seconds),
+                    "calls": dict(holder[0].calls),
+                    "windows": holder[0].windows,
+                    "tokens": holder[0].tokens,
+                }
             passes.append(record)
             out["memory_mb"][f"after_{name}"] = _memory_mb()
     except NotAvailable as e:
@@ -608,6 +624,35 @@ def run_worker(spec):
 
 class NotAvailable(Exception):
     pass
+
+
+class _TimedCTranslate2:
+    """faster-whisper's CTranslate2 model with its encoder and generate calls timed into holder[0]
+    (seconds and calls under "encoder" and "generate"; windows encoded; tokens generated, the best
+    hypothesis of each sequence): the peer's side of whisperms' encoder and prefill+steps times.
+    CTranslate2's CPU calls return when done; everything else is forwarded untouched."""
+
+    def __init__(self, model, holder):
+        self._model, self._holder = model, holder
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def encode(self, features, *args, **kwargs):
+        t = time.perf_counter()
+        out = self._model.encode(features, *args, **kwargs)
+        stats = self._holder[0]
+        stats.add("encoder", time.perf_counter() - t)
+        stats.windows += int(features.shape[0])
+        return out
+
+    def generate(self, *args, **kwargs):
+        t = time.perf_counter()
+        out = self._model.generate(*args, **kwargs)
+        stats = self._holder[0]
+        stats.add("generate", time.perf_counter() - t)
+        stats.tokens += sum(len(r.sequences_ids[0]) for r in out if r.sequences_ids)
+        return out
 
 
 def _memory_mb():
@@ -1247,6 +1292,7 @@ def render(reports, stat="auto", notes=()):
                 f"{_fmt(b.get('host_ms_per_step'), 1)} | {_fmt(b['host_logic_s'])} | {b['n_compiles']} ({comp}) | "
                 f"{_fmt(sum(b['compile_call_s'].values()))} |"
             )
+    lines += _beside_peer(groups)
     lines += _stages(groups, stat)
     for rep in reports:
         for name, profile in (rep.get("profiles") or {}).items():
@@ -1283,6 +1329,56 @@ def render(reports, stat="auto", notes=()):
             ]
             break
     return "\n".join(lines) + "\n"
+
+
+# encoder and decoding set beside the peer's CTranslate2 calls: the sequential mode only (the batched mode's prompts
+# are not timed apart)
+STAGE_PEERS = {"whisperms": "faster-whisper-fp32"}
+
+
+def _beside_peer(groups):
+    """Encoder per 30-s window and decoding (prompt and token steps) of whisperms beside faster-whisper's
+    CTranslate2 calls, warm pass, the run with the fastest warm pass of each engine."""
+    lines = [
+        "",
+        "## Encoder and decoding beside faster-whisper (warm pass, each engine's fastest run; seconds)",
+        "",
+        "encoder per window = time in the encoder calls / 30-s windows encoded (whisperms: `embed_audio`; "
+        "faster-whisper: CTranslate2's `encode`); decoding = whisperms' prompt and token steps "
+        "(`start` + `step`, with their logits copies) beside CTranslate2's `generate` calls (prompt and steps, "
+        "its own search and logit rules inside); steps / tokens = whisperms' step calls (beams count once per step; "
+        "a prompt of up to 8 tokens runs as steps) beside the tokens of CTranslate2's best hypotheses, summed.",
+        "",
+        "| model | clip | beam, env | engines | encoder per window | ratio | windows | decoding | ratio | "
+        "steps / tokens | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = 0
+    for (model, clip, beam, engine), rs in sorted(groups.items()):
+        peer = STAGE_PEERS.get(engine)
+        theirs = [r for r in groups.get((model, clip, beam, peer), []) if r["status"] == "ok"]
+        mine = [r for r in rs if r["status"] == "ok"]
+        if not mine or not theirs:
+            continue
+        a = min(mine, key=lambda r: r["passes"][1]["wall_s"])["passes"][1]
+        b = min(theirs, key=lambda r: r["passes"][1]["wall_s"])["passes"][1]
+        if "breakdown" not in a or "ct2_breakdown" not in b:
+            continue
+        ma, mb = a["breakdown"], b["ct2_breakdown"]
+        windows_a = ma.get("windows") or ma["calls"].get("encoder", 0)
+        enc_a = ma["seconds"].get("encoder", 0) / windows_a if windows_a else None
+        enc_b = mb["seconds"].get("encoder", 0) / mb["windows"] if mb["windows"] else None
+        dec_a = ma["seconds"].get("prefill", 0) + ma["seconds"].get("step", 0)
+        dec_a -= ma["seconds"].get("step_in_prefill", 0)
+        dec_b = mb["seconds"].get("generate", 0)
+        lines.append(
+            f"| {model} | {clip} | {beam} | {engine} / {peer} | {_fmt(enc_a, 3)} / {_fmt(enc_b, 3)} | "
+            f"{_fmt(_ratio(enc_a, enc_b))} | {windows_a} / {mb['windows']} | {_fmt(dec_a)} / {_fmt(dec_b)} | "
+            f"{_fmt(_ratio(dec_a, dec_b))} | {ma['calls'].get('step', 0)} / {mb['tokens']} | "
+            f"{_fmt(a['wall_s'])} / {_fmt(b['wall_s'])} |"
+        )
+        rows += 1
+    return lines if rows else []
 
 
 def _warm(runs, key, stat):
