@@ -212,22 +212,26 @@ class Conv1d(nn.Cell):
         """(B, T, in) -> (B, T_out, out) by one MatMul over the stacked taps (the stem runs
         time-major)."""
         b, t, c = x.shape
-        pad = ops.zeros((b, self.padding, c), x.dtype)
-        if self.stride == 1:
-            padded = _CONCAT_TIME((pad, x, pad))  # (B, T + 2, in)
-            taps = _CONCAT_LAST((padded[:, :t], padded[:, 1 : t + 1], padded[:, 2:]))
-        else:
-            # Output frame i reads padded frames 2i, 2i+1, 2i+2: pairs of frames side by side make
-            # the first two taps one contiguous slice and the third the next pair's first half, with
-            # no strided reads.
-            t_out = (t + 1) // 2
-            # the padding, and a frame to pair an odd T
-            right = ops.zeros((b, 2 * t_out + 1 - t, c), x.dtype)
-            pairs = _CONCAT_TIME((pad, x, right)).reshape(b, t_out + 1, 2 * c)
-            taps = _CONCAT_LAST((pairs[:, :t_out], pairs[:, 1:, :c]))
         n_out = self.weight.shape[0]
         # (out, k * in), tap-major like `taps`
         weight = self.weight.transpose(0, 2, 1).reshape(n_out, -1)
+        if self.stride == 1:
+            pad = ops.zeros((b, self.padding, c), x.dtype)
+            padded = _CONCAT_TIME((pad, x, pad))  # (B, T + 2, in)
+            taps = _CONCAT_LAST((padded[:, :t], padded[:, 1 : t + 1], padded[:, 2:]))
+        else:
+            # Output frame i reads input frames 2i-1, 2i, 2i+1 (-1 and T are the padding). The input
+            # as pairs of frames, (2i, 2i+1) in row i, holds the last two taps; the previous row,
+            # (2i-2, 2i-1), holds the first in its second half. So each row is put beside the one
+            # before it and multiplied by (0, w0, w1, w2): a third more multiply-adds, all of them
+            # by exact zeros, where picking out half a row was a slow strided copy on CPU.
+            t_out = (t + 1) // 2
+            if t % 2:  # the right padding pairs an odd T
+                x = _CONCAT_TIME((x, ops.zeros((b, 1, c), x.dtype)))
+            pairs = x.reshape(b, t_out, 2 * c)
+            before = _CONCAT_TIME((ops.zeros((b, 1, 2 * c), x.dtype), pairs[:, :-1]))
+            taps = _CONCAT_LAST((before, pairs))
+            weight = _CONCAT_LAST((ops.zeros((n_out, c), weight.dtype), weight))
         return linear(taps, weight.astype(x.dtype), self.bias.astype(x.dtype))
 
 
