@@ -1344,14 +1344,14 @@ def _beside_peer(groups):
         "## Encoder and decoding beside faster-whisper (warm pass, each engine's fastest run; seconds)",
         "",
         "encoder per window = time in the encoder calls / 30-s windows encoded (whisperms: `embed_audio`; "
-        "faster-whisper: CTranslate2's `encode`); decoding = whisperms' prompt and token steps "
+        "faster-whisper: CTranslate2's `encode`); conv stem share = whisperms' stem graph call / its encoder time; decoding = whisperms' prompt and token steps "
         "(`start` + `step`, with their logits copies) beside CTranslate2's `generate` calls (prompt and steps, "
         "its own search and logit rules inside); steps / tokens = whisperms' step calls (beams count once per step; "
         "a prompt of up to 8 tokens runs as steps) beside the tokens of CTranslate2's best hypotheses, summed.",
         "",
-        "| model | clip | beam, env | engines | encoder per window | ratio | windows | decoding | ratio | "
-        "steps / tokens | wall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | clip | beam, env | engines | encoder per window | ratio | conv stem share | windows | decoding | "
+        "ratio | steps / tokens | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = 0
     for (model, clip, beam, engine), rs in sorted(groups.items()):
@@ -1368,12 +1368,15 @@ def _beside_peer(groups):
         windows_a = ma.get("windows") or ma["calls"].get("encoder", 0)
         enc_a = ma["seconds"].get("encoder", 0) / windows_a if windows_a else None
         enc_b = mb["seconds"].get("encoder", 0) / mb["windows"] if mb["windows"] else None
+        # the stem's graph call (jit:stem, inside embed_audio) over the whole encoder
+        stem = _ratio(ma["seconds"].get("jit:stem"), ma["seconds"].get("encoder"))
         dec_a = ma["seconds"].get("prefill", 0) + ma["seconds"].get("step", 0)
         dec_a -= ma["seconds"].get("step_in_prefill", 0)
         dec_b = mb["seconds"].get("generate", 0)
         lines.append(
             f"| {model} | {clip} | {beam} | {engine} / {peer} | {_fmt(enc_a, 3)} / {_fmt(enc_b, 3)} | "
-            f"{_fmt(_ratio(enc_a, enc_b))} | {windows_a} / {mb['windows']} | {_fmt(dec_a)} / {_fmt(dec_b)} | "
+            f"{_fmt(_ratio(enc_a, enc_b))} | {_fmt(100 * stem, 1) + '%' if stem is not None else '-'} | "
+            f"{windows_a} / {mb['windows']} | {_fmt(dec_a)} / {_fmt(dec_b)} | "
             f"{_fmt(_ratio(dec_a, dec_b))} | {ma['calls'].get('step', 0)} / {mb['tokens']} | "
             f"{_fmt(a['wall_s'])} / {_fmt(b['wall_s'])} |"
         )
