@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import user_env
 
 DATA = Path(__file__).parent / "data"
 
@@ -50,6 +51,7 @@ def pytest_configure(config):
     for name in UNSET:
         os.environ.pop(name, None)
     os.environ.update(session_folders(root))
+    user_env.snapshot()
 
 
 def pytest_unconfigure(config):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from user_env import user_env
 
 from whisperms.audio import SAMPLE_RATE, load_audio
 from whisperms.batched import BatchedTranscriber, BatchInput
@@ -237,6 +238,7 @@ def test_cli_batch_size_writes_every_file(tiny_en_ct2_dir, tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
+        env=user_env(),
     )
     assert proc.returncode == 1
     assert f"audio file not found: {missing}" in proc.stderr

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from user_env import user_env
 
 from whisperms.batched import BatchedTranscriber
 
@@ -30,6 +31,7 @@ def _bulk(*args, cwd=None):
         text=True,
         timeout=1200,
         cwd=cwd,
+        env=user_env(),
     )
 
 

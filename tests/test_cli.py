@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from user_env import user_env
 
 from conftest import DATA
 
@@ -32,7 +33,7 @@ def run(*args, cwd=None, env=None):
         text=True,
         cwd=cwd,
         timeout=600,
-        env=None if env is None else {**os.environ, **env},
+        env=user_env(env),
     )
 
 
@@ -221,6 +222,7 @@ def run_on_terminal(*args):
         stdout=subprocess.PIPE,
         stderr=slave,
         stdin=subprocess.DEVNULL,
+        env=user_env(),
     )
     os.close(slave)
     chunks = []

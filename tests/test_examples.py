@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from test_convert import hf_real_folder
+from user_env import user_env
 
 from whisperms.convert import read_ctranslate2
 
@@ -27,6 +28,7 @@ def run_example(name, *args, cwd=None):
         text=True,
         cwd=cwd,
         timeout=600,
+        env=user_env(),
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout

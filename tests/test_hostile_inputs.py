@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from user_env import user_env
 
 from cli_harness import cli_checks
 from conftest import DATA
@@ -39,7 +40,7 @@ def cli(*args, env=None, prefix=(), cwd=None):
         text=True,
         timeout=600,
         cwd=cwd,
-        env=None if env is None else {**os.environ, **env},
+        env=user_env(env),
     )
     return proc.returncode, proc.stdout.splitlines(), proc.stderr.splitlines()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from user_env import user_env
 
 from whisperms.audio import SAMPLE_RATE, load_audio
 from whisperms.errors import OptionsError, WhispermsWarning
@@ -281,6 +282,7 @@ def test_cli_vad_filter_writes_original_times(tiny_en_ct2_dir, tiny_en_model, tm
         capture_output=True,
         text=True,
         timeout=600,
+        env=user_env(),
     )
     assert proc.returncode == 0, proc.stderr
     written = [
