@@ -638,20 +638,19 @@ class _TimedCTranslate2:
     def __getattr__(self, name):
         return getattr(self._model, name)
 
-    def encode(self, features, *args, **kwargs):
+    def _timed(self, name, call, *args, **kwargs):
         t = time.perf_counter()
-        out = self._model.encode(features, *args, **kwargs)
-        stats = self._holder[0]
-        stats.add("encoder", time.perf_counter() - t)
-        stats.windows += int(features.shape[0])
+        out = call(*args, **kwargs)
+        self._holder[0].add(name, time.perf_counter() - t)
         return out
 
+    def encode(self, features, *args, **kwargs):
+        self._holder[0].windows += int(features.shape[0])
+        return self._timed("encoder", self._model.encode, features, *args, **kwargs)
+
     def generate(self, *args, **kwargs):
-        t = time.perf_counter()
-        out = self._model.generate(*args, **kwargs)
-        stats = self._holder[0]
-        stats.add("generate", time.perf_counter() - t)
-        stats.tokens += sum(len(r.sequences_ids[0]) for r in out if r.sequences_ids)
+        out = self._timed("generate", self._model.generate, *args, **kwargs)
+        self._holder[0].tokens += sum(len(r.sequences_ids[0]) for r in out if r.sequences_ids)
         return out
 
 
@@ -1344,7 +1343,8 @@ def _beside_peer(groups):
         "## Encoder and decoding beside faster-whisper (warm pass, each engine's fastest run; seconds)",
         "",
         "encoder per window = time in the encoder calls / 30-s windows encoded (whisperms: `embed_audio`; "
-        "faster-whisper: CTranslate2's `encode`); conv stem share = whisperms' stem graph call / its encoder time; decoding = whisperms' prompt and token steps "
+        "faster-whisper: CTranslate2's `encode`); conv stem share = whisperms' stem graph call / its encoder "
+        "time; decoding = whisperms' prompt and token steps "
         "(`start` + `step`, with their logits copies) beside CTranslate2's `generate` calls (prompt and steps, "
         "its own search and logit rules inside); steps / tokens = whisperms' step calls (beams count once per step; "
         "a prompt of up to 8 tokens runs as steps) beside the tokens of CTranslate2's best hypotheses, summed.",
