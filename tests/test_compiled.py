@@ -7,9 +7,11 @@ single-row steps, beam reordering inside the step graph, prompt buckets; every g
 from its first call, so each of those paths runs.
 """
 
+import numpy as np
 import pytest
 
 from whisperms import load_model
+from whisperms.inference import transposed
 
 from conftest import DATA, read_manifest
 
@@ -120,3 +122,16 @@ def test_whisper_forward_is_openais(compiled_model):
     assert forward.shape == compiled.shape == (1, 10, compiled_model.dims.n_vocab)
     assert np.abs(forward - compiled).max() < 1e-3
     assert (forward.argmax(-1) == compiled.argmax(-1)).all()
+
+
+@pytest.mark.parametrize("rows", [1, 1023, 1024, 2500])
+def test_transposed_copy_is_the_exact_transpose(rows):
+    matrix = np.random.default_rng(rows).standard_normal((rows, 24)).astype(np.float32)
+    out = transposed(matrix, block=1024)
+    assert out.flags.c_contiguous and out.shape == (24, rows)
+    np.testing.assert_array_equal(out, matrix.T)
+
+
+def test_one_row_steps_project_with_the_embedding_transposed(compiled_model):
+    weight = compiled_model.decoder.token_embedding.weight.asnumpy()
+    np.testing.assert_array_equal(compiled_model.inference._embedding_t.asnumpy(), weight.T)

@@ -8,7 +8,13 @@ import pytest
 import tokenizers
 
 from whisperms.errors import CheckpointError, OptionsError
-from whisperms.tokenizer import LANGUAGES, TO_LANGUAGE_CODE, get_tokenizer
+from whisperms.tokenizer import (
+    LANGUAGES,
+    TO_LANGUAGE_CODE,
+    _byte_of_char,
+    _load,
+    get_tokenizer,
+)
 
 ENGLISH = " Hello world, this is a test. It's 3:45 p.m. (really) - don't worry!"
 GERMAN = " Grüß Gott! Die Straße ist sehr schön, aber ähnlich übel."
@@ -313,3 +319,25 @@ def test_faster_whisper_parity_unicode_split(ml_dir):
     for text in (JAPANESE, RARE_JAPANESE, "東京タワーは333メートルです。", KOREAN):
         ids = ours.encode(text)
         assert ours.split_to_word_tokens(ids) == fw.split_to_word_tokens(ids)
+
+
+@pytest.mark.parametrize("folder", ["en_dir", "ml_dir"])
+def test_token_bytes_are_the_vocabulary_strings_through_the_byte_alphabet(folder, request):
+    path = request.getfixturevalue(folder) / "tokenizer.json"
+    hf, id_bytes = _load(str(path.resolve()))
+    byte_of = _byte_of_char()
+    vocab = hf.get_vocab(with_added_tokens=False)
+    assert len(vocab) > 50000
+    for token, i in vocab.items():
+        assert id_bytes[i] == bytes(byte_of[c] for c in token), token
+
+
+def test_a_vocabulary_outside_the_byte_alphabet_is_refused(en_dir, tmp_path):
+    data = json.loads((en_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = data["model"]["vocab"]
+    top = max(max(vocab.values()), max(t["id"] for t in data["added_tokens"]))
+    vocab["a raw space"] = top + 1  # byte-level BPE writes a space as "Ġ"
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="not byte-level BPE"):
+        get_tokenizer(path, multilingual=False)

@@ -30,6 +30,8 @@ STEP_PROMPT_MAX = 8
 # whole cache, and beam search also reorders it, so a cache sized to the text so far keeps that
 # traffic small; each size is one more step graph.
 CACHE_BUCKETS = (64, 128, 256)
+# Rows of the output embedding transposed at a time (transposed): a block stays in the CPU's cache.
+TRANSPOSE_BLOCK = 1024
 
 
 class _Graph:
@@ -109,6 +111,15 @@ def layer_parameters(block):
     return tuple(name for name, _ in named), mutable(
         tuple(Tensor.from_numpy(p.asnumpy()) for _, p in named)
     )
+
+
+def transposed(matrix, block=TRANSPOSE_BLOCK):
+    """A C-contiguous copy of `matrix` (N, D) transposed, `block` rows at a time: a whole-array
+    transposed copy walks the source a column at a time, far from the cache."""
+    out = np.empty(matrix.shape[::-1], matrix.dtype)
+    for start in range(0, matrix.shape[0], block):
+        out[:, start : start + block] = matrix[start : start + block].T
+    return out
 
 
 def by_name(names, values):
@@ -215,10 +226,11 @@ class Inference:
         self._step_rows = graph(step_rows)
         self._embedding_t = None
         if runtime.device == "CPU":
-            weight = decoder.token_embedding.weight
             # from_numpy shares the transposed copy's memory, where Tensor(array) would copy it
             # again.
-            self._embedding_t = Tensor.from_numpy(np.ascontiguousarray(weight.asnumpy().T))
+            self._embedding_t = Tensor.from_numpy(
+                transposed(decoder.token_embedding.weight.asnumpy())
+            )
 
     def embed_audio(self, mel):
         """mel (B, n_mels, N_FRAMES) numpy -> audio features Tensor (B, n_audio_ctx,

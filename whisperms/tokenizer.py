@@ -71,6 +71,14 @@ def _byte_of_char():
     return {**{chr(b): b for b in printable}, **{chr(256 + n): b for n, b in enumerate(others)}}
 
 
+def _byte_translation():
+    """_byte_of_char as a str.translate table to latin-1 chars (one per byte); chars outside the
+    byte-level alphabet go to one latin-1 cannot encode."""
+    byte_of = _byte_of_char()
+    outside = {c: "\uffff" for c in range(256) if chr(c) not in byte_of}
+    return {**outside, **{ord(c): chr(b) for c, b in byte_of.items()}}
+
+
 @lru_cache(maxsize=None)
 def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]:
     """Parse a tokenizer.json once per path; also build id -> bytes so decode can apply tiktoken's
@@ -81,11 +89,15 @@ def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]
     # Text is text: "<|endoftext|>" typed in a prompt must not become a control token (tiktoken
     # refuses it).
     hf.encode_special_tokens = True
-    byte_of = _byte_of_char()
-    id_bytes = {
-        i: bytes(byte_of[c] for c in tok)
-        for tok, i in hf.get_vocab(with_added_tokens=False).items()
-    }
+    # each vocab string's chars turned into latin-1 chars of their bytes, then encoded, in C
+    alphabet = _byte_translation()
+    try:
+        id_bytes = {
+            i: tok.translate(alphabet).encode("latin-1")
+            for tok, i in hf.get_vocab(with_added_tokens=False).items()
+        }
+    except UnicodeEncodeError:
+        raise CheckpointError(f"{path}: a vocabulary entry is not byte-level BPE") from None
     # Added tokens are stored as literal text, not in the byte-level alphabet.
     id_bytes.update(
         {i: tok.content.encode("utf-8") for i, tok in hf.get_added_tokens_decoder().items()}
