@@ -65,6 +65,9 @@ DEFAULT_BATCH_SIZE = 8
 # last timestamp is within this many seconds of the piece's end, and a window so ended has read its
 # piece: the rest of the piece would cost a whole window's encoding for a fraction of a second.
 EARLY_END_MARGIN = 1.0
+# Windows per encoder call on CPU: one at a time runs as fast per window (slower batched on an AVX2
+# CPU), holds one window's activations instead of eight, and reuses the sequential mode's graph.
+CPU_ENCODER_GROUP = 1
 
 
 @dataclass(frozen=True)
@@ -336,10 +339,12 @@ class BatchedTranscriber:
 
     def _encode(self, mels: List[np.ndarray]) -> list:
         """Each window's audio features (1, n_audio_ctx, D), the windows encoded in groups whose
-        sizes are powers of two, so that few encoder shapes are ever compiled."""
+        sizes are powers of two, so that few encoder shapes are ever compiled (on CPU, of
+        CPU_ENCODER_GROUP)."""
+        largest = CPU_ENCODER_GROUP if self.model.runtime.device == "CPU" else len(mels)
         windows, start = [], 0
         while start < len(mels):
-            size = 1 << ((len(mels) - start).bit_length() - 1)
+            size = 1 << (min(len(mels) - start, largest).bit_length() - 1)
             group = self.model.inference.embed_audio(np.stack(mels[start : start + size]))
             windows.extend(group[i : i + 1] for i in range(size))
             start += size
