@@ -14,6 +14,8 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from . import core_share
+
 # Added to the caller's nice value for the graph-calling thread (nice values stop at 19).
 NICE_INCREMENT = 10
 MAX_NICE = 19
@@ -30,9 +32,11 @@ _lowered = not PER_THREAD_PRIORITY
 
 
 def run(fn, *args):
-    """`fn(*args)` on the graph thread, waiting for its result (or its exception)."""
+    """`fn(*args)` on the graph thread, waiting for its result (or its exception); first, now and
+    then, the process keeps to the cores other processes leave free (core_share)."""
     if threading.get_ident() == _thread_id:
         return fn(*args)
+    core_share.check()
     return _get_executor().submit(_call, fn, args).result()
 
 

@@ -13,6 +13,7 @@ from typing import Optional
 import mindspore as ms
 from mindspore import mint
 
+from . import core_share
 from .attention import EAGER, FLASH, IMPLEMENTATIONS
 from .errors import OptionsError
 
@@ -110,6 +111,7 @@ def use_threads(threads):
         return
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise OptionsError(f"threads must be a positive integer, got {threads!r}")
+    core_share.disable()  # the cores asked for, not those left free (core_share)
     if hasattr(os, "sched_getaffinity"):
         cores = sorted(os.sched_getaffinity(0))
         if threads < len(cores):

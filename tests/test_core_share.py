@@ -1,0 +1,149 @@
+"""core_share: the process keeps to the CPU cores other processes leave free, measured from
+/proc/stat, with real busy processes; transcripts do not change."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from user_env import user_env
+
+from whisperms import core_share
+
+from conftest import DATA
+
+pytestmark = pytest.mark.skipif(not core_share.AVAILABLE, reason="Linux /proc and CPU affinity")
+
+SPIN = [sys.executable, "-c", "while True: pass"]
+
+
+@pytest.mark.parametrize(
+    "cores, others, expected",
+    [
+        (2, 0.0, 2),
+        (2, 0.45, 2),
+        (2, 0.5, 1),
+        (2, 1.0, 1),
+        (2, 2.0, 1),
+        (1, 1.0, 1),
+        (4, 0.2, 4),
+        (4, 1.0, 3),
+        (4, 1.6, 2),
+        (4, 3.9, 1),
+    ],
+)
+def test_cores_to_use(cores, others, expected):
+    assert core_share.cores_to_use(cores, others) == expected
+
+
+def test_busy_seconds_reads_each_core_of_proc_stat():
+    text = (
+        "cpu  10 0 10 500 0 0 0 0 0 0\n"
+        "cpu0 100 5 20 1000 7 3 2 50 0 0\n"
+        "cpu1 1 0 1 2000 0 0 0 0 0 0\n"
+        "intr 12345\n"
+    )
+    tick = os.sysconf("SC_CLK_TCK")
+    # user, nice, system, irq, softirq: idle, iowait and steal are not busy
+    assert core_share.busy_seconds([0, 1], text) == {0: 130 / tick, 1: 2 / tick}
+    assert core_share.busy_seconds([1], text) == {1: 2 / tick}
+
+
+def test_others_by_core_takes_off_the_process_own_time():
+    before = (10.0, {0: 5.0, 1: 7.0}, 3.0)
+    # over 2 s: core 0 busy 2 s, core 1 busy 1 s; this process used 2 s of CPU
+    after = (12.0, {0: 7.0, 1: 8.0}, 5.0)
+    assert core_share.others_by_core(before, after, [0]) == {0: 0.0, 1: 0.5}
+    assert core_share.others_by_core(before, after, [0, 1]) == {0: 0.25, 1: 0.25}
+    assert core_share.others_by_core(before, before, [0]) == {0: 0.0, 1: 0.0}
+
+
+def test_a_spinning_process_is_measured_as_one_core():
+    cores = sorted(os.sched_getaffinity(0))
+    spinner = subprocess.Popen(SPIN)
+    try:
+        time.sleep(0.3)  # started
+        before = core_share.sample(cores)
+        time.sleep(1.5)
+        after = core_share.sample(cores)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert 0.7 <= sum(core_share.others_by_core(before, after, cores).values()) <= 1.3
+    time.sleep(0.3)
+    before = core_share.sample(cores)
+    time.sleep(1.0)
+    after = core_share.sample(cores)
+    assert sum(core_share.others_by_core(before, after, cores).values()) < 0.4
+
+
+# A process of a user's: transcribes the clip idle, beside a spinning process, and idle again, and
+# reports the text and the cores it ran on after each.
+SCRIPT = """
+import json, subprocess, sys, time
+from whisperms import core_share, load_model
+model = load_model(sys.argv[1])
+def phase(seconds):
+    # transcriptions for at least `seconds` (several of core_share's measurements)
+    texts, start = [], time.monotonic()
+    while not texts or time.monotonic() - start < seconds:
+        texts.append(model.transcribe(sys.argv[2], language="en", temperature=0.0).text)
+    return texts, core_share.status()
+out = {"idle": phase(0)}
+spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+try:
+    out["busy"] = phase(4 * core_share.CHECK_INTERVAL)
+finally:
+    spinner.kill()
+    spinner.wait()
+out["after"] = phase(4 * core_share.CHECK_INTERVAL)
+print(json.dumps(out))
+"""
+
+
+def _run_script(tiny_en_ct2_dir, env=None):
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tiny_en_ct2_dir), str(DATA / "jfk_inaugural_1961.flac")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=user_env(env),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores to give one up")
+def test_a_busy_core_is_given_up_and_taken_back_with_the_same_text(tiny_en_ct2_dir):
+    out = _run_script(tiny_en_ct2_dir)
+    given = sorted(os.sched_getaffinity(0))
+    (idle,), status = out["idle"]
+    assert idle.strip() and status[:2] == [given, given]
+    busy, (using, cores, others) = out["busy"]
+    assert cores == given and len(using) == len(given) - 1 and others >= core_share.YIELD_AT
+    after, (using, _, others) = out["after"]
+    assert using == given and others < core_share.YIELD_AT
+    assert set(busy) == {idle} and set(after) == {idle}
+
+
+def test_switched_off_by_the_environment_or_a_thread_count(tiny_en_ct2_dir):
+    out = _run_script(tiny_en_ct2_dir, {core_share.ENV_SWITCH: "0"})
+    assert out["idle"][1] is None and out["busy"][1] is None and out["after"][1] is None
+    assert len(set(out["idle"][0] + out["busy"][0] + out["after"][0])) == 1
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from whisperms import core_share, load_model;"
+            "load_model(sys.argv[1], threads=1); core_share.check(); print(core_share.status())",
+            str(tiny_en_ct2_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=user_env(),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "None"

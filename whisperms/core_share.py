@@ -1,0 +1,169 @@
+"""Keeping to the CPU cores other processes leave free (Linux).
+
+MindSpore's CPU runtime splits every kernel into equal shares, one per kernel thread, and waits for
+the last share. When another process keeps one of our cores busy, the kernel thread that shares its
+core with it finishes its share late, and every kernel waits for it: the whole transcription slows
+down by about the other process's share of that core, on every kernel. On fewer cores, all ours,
+the shares run one after another at full speed instead.
+
+So while graphs run (compute_thread calls `check` before each graph call), every CHECK_INTERVAL
+seconds the CPU time spent on our cores by other processes is measured (the cores' busy time in
+/proc/stat less this process's own CPU time), and the process's threads are kept on as many of its
+cores as are left free (`cores_to_use`). Results do not change: MindSpore's thread count stays as
+loaded; only where its threads may run does. An explicit thread count (`load_model(threads=N)`,
+`--threads`) turns this off, as does WHISPERMS_ADAPT_CORES=0.
+"""
+
+import os
+import random
+import threading
+import time
+from typing import Dict, List, Optional, Tuple
+
+# Seconds between two measurements: long enough to average over many kernels, short enough to
+# follow a process that starts or stops during one file.
+CHECK_INTERVAL = 1.0
+# Another process's use of our cores, in cores, from which one core is left to it: half a core
+# busy elsewhere already costs the kernels that wait on the shared core about as much as one
+# core fewer costs.
+YIELD_AT = 0.5
+# The /proc/stat columns that count a core as busy: user, nice, system, irq, softirq (not idle,
+# iowait, or steal and guest time, which is the hypervisor's).
+BUSY_COLUMNS = (0, 1, 2, 5, 6)
+ENV_SWITCH = "WHISPERMS_ADAPT_CORES"
+AVAILABLE = hasattr(os, "sched_getaffinity") and os.path.exists("/proc/stat")
+
+_lock = threading.Lock()
+_state = None  # _Sharing of this process (pid-checked: a forked child starts over)
+_disabled = os.environ.get(ENV_SWITCH, "1").strip() in ("0", "false", "no", "off")
+
+
+def cores_to_use(cores: int, others: float) -> int:
+    """How many of our `cores` to run on while other processes use `others` cores' worth of them:
+    one fewer for every YIELD_AT + whole core they use, never fewer than one."""
+    if others < YIELD_AT:
+        return cores
+    return max(1, min(cores, cores - int(others - YIELD_AT) - 1))
+
+
+def busy_seconds(cores: List[int], stat_text: str) -> Dict[int, float]:
+    """CPU seconds each of `cores` has been busy since boot, by /proc/stat's text."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {f"cpu{c}": c for c in cores}
+    busy = dict.fromkeys(cores, 0.0)
+    for line in stat_text.splitlines():
+        name, _, rest = line.partition(" ")
+        if name in names:
+            values = rest.split()
+            ticks = sum(int(values[i]) for i in BUSY_COLUMNS if i < len(values))
+            busy[names[name]] = ticks / tick
+    return busy
+
+
+def own_seconds() -> float:
+    """CPU seconds used by this process (all its threads)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def sample(cores: List[int]) -> Tuple[float, Dict[int, float], float]:
+    """(wall clock, each core's busy seconds, this process's CPU seconds) now."""
+    with open("/proc/stat", encoding="ascii") as f:
+        text = f.read()
+    return time.monotonic(), busy_seconds(cores, text), own_seconds()
+
+
+def others_by_core(before, after, using: List[int]) -> Dict[int, float]:
+    """Each core's use by other processes between two samples, in cores (0 to 1), while this
+    process ran on `using`: a core outside it is busy with others only; on the cores inside it,
+    this process's own CPU time is taken off, shared out evenly."""
+    wall = after[0] - before[0]
+    if wall <= 0:
+        return dict.fromkeys(after[1], 0.0)
+    busy = {c: max(0.0, after[1][c] - before[1][c]) / wall for c in after[1]}
+    own = max(0.0, after[2] - before[2]) / wall
+    inside = max(0.0, sum(busy[c] for c in using) - own) / len(using)
+    return {c: min(1.0, inside if c in using else busy[c]) for c in busy}
+
+
+class _Sharing:
+    def __init__(self):
+        self.pid = os.getpid()
+        given = sorted(os.sched_getaffinity(0))  # the cores this process was given
+        # preferred order when loads tie: rotated by the pid, so that processes which give up
+        # cores at the same moment (two whisperms on one machine) tend to keep different ones
+        turn = self.pid % len(given)
+        self.cores = given[turn:] + given[:turn]
+        self.using = list(self.cores)
+        self.last = sample(self.cores)
+        self.others = 0.0
+        self.random = random.Random(self.pid)
+
+    def update(self):
+        now = sample(self.cores)
+        load = others_by_core(self.last, now, self.using)
+        self.last = now
+        self.others = sum(load.values())
+        wanted = cores_to_use(len(self.cores), self.others)
+        if wanted == len(self.cores):
+            target = list(self.cores)
+        elif len(self.using) == wanted and all(load[c] < YIELD_AT for c in self.using):
+            return  # the cores kept are free enough
+        else:
+            target = sorted(self.cores, key=lambda c: (load[c], self.cores.index(c)))[:wanted]
+            # Moving from some cores to others only every other time: two processes that would
+            # swap onto the same free core at once do not keep doing so.
+            if len(self.using) < len(self.cores) and self.random.random() < 0.5:
+                return
+        if sorted(target) != sorted(self.using):
+            pin_threads(sorted(target))
+            self.using = target
+
+
+def pin_threads(cores: List[int]) -> None:
+    """Let every thread of the process run on `cores` only (threads started later inherit it
+    from their creator)."""
+    for task in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(task), cores)
+        except OSError:  # a thread that ended meanwhile
+            pass
+
+
+def disable() -> None:
+    """No adapting in this process from now on (an explicit thread count was asked for); cores
+    already given up are not taken back here: the caller sets its own."""
+    global _disabled
+    _disabled = True
+
+
+def check() -> None:
+    """Measure and adapt when CHECK_INTERVAL has passed since the last measurement; cheap
+    otherwise."""
+    global _state
+    if _disabled or not AVAILABLE:
+        return
+    state = _state
+    if state is not None and state.pid == os.getpid():
+        if time.monotonic() - state.last[0] < CHECK_INTERVAL:
+            return
+    with _lock:
+        if _state is None or _state.pid != os.getpid():
+            try:
+                _state = _Sharing()
+            except OSError:
+                disable()
+            return
+        try:
+            _state.update()
+        except OSError:
+            disable()
+
+
+def status() -> Optional[Tuple[List[int], List[int], float]]:
+    """(cores in use, cores given, other processes' use of them at the last measurement, in
+    cores), or None before the first measurement or when not adapting."""
+    state = _state
+    if _disabled or state is None or state.pid != os.getpid():
+        return None
+    return sorted(state.using), sorted(state.cores), state.others
