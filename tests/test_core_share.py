@@ -128,22 +128,24 @@ def test_a_busy_core_is_given_up_and_taken_back_with_the_same_text(tiny_en_ct2_d
     assert set(busy) == {idle} and set(after) == {idle}
 
 
-def test_switched_off_by_the_environment_or_a_thread_count(tiny_en_ct2_dir):
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="threads=1 must be fewer cores")
+def test_switched_off_by_the_environment_or_fewer_threads(tiny_en_ct2_dir):
     out = _run_script(tiny_en_ct2_dir, {core_share.ENV_SWITCH: "0"})
     assert out["idle"][1] is None and out["busy"][1] is None and out["after"][1] is None
     assert len(set(out["idle"][0] + out["busy"][0] + out["after"][0])) == 1
+    # threads= all of the process's cores keeps it on; fewer turns it off for the process
+    script = (
+        "import os, sys; from whisperms import core_share, load_model\n"
+        "load_model(sys.argv[1], threads=len(os.sched_getaffinity(0))); core_share.check()\n"
+        "print(core_share.status() is not None)\n"
+        "load_model(sys.argv[1], threads=1); core_share.check(); print(core_share.status())\n"
+    )
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from whisperms import core_share, load_model;"
-            "load_model(sys.argv[1], threads=1); core_share.check(); print(core_share.status())",
-            str(tiny_en_ct2_dir),
-        ],
+        [sys.executable, "-c", script, str(tiny_en_ct2_dir)],
         capture_output=True,
         text=True,
         timeout=300,
         env=user_env(),
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "None"
+    assert done.stdout.split() == ["True", "None"]

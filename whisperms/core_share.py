@@ -10,8 +10,9 @@ So while graphs run (compute_thread calls `check` before each graph call), every
 seconds the CPU time spent on our cores by other processes is measured (the cores' busy time in
 /proc/stat less this process's own CPU time), and the process's threads are kept on as many of its
 cores as are left free (`cores_to_use`). Results do not change: MindSpore's thread count stays as
-loaded; only where its threads may run does. An explicit thread count (`load_model(threads=N)`,
-`--threads`) turns this off, as does WHISPERMS_ADAPT_CORES=0.
+loaded; only where its threads may run does. A thread count below the process's cores
+(`load_model(threads=N)`, `--threads N`: exactly those cores) turns this off, as does
+WHISPERMS_ADAPT_CORES=0.
 """
 
 import os

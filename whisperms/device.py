@@ -111,10 +111,10 @@ def use_threads(threads):
         return
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise OptionsError(f"threads must be a positive integer, got {threads!r}")
-    core_share.disable()  # the cores asked for, not those left free (core_share)
     if hasattr(os, "sched_getaffinity"):
         cores = sorted(os.sched_getaffinity(0))
         if threads < len(cores):
+            core_share.disable()  # these cores, not those other processes leave free
             for task in os.listdir("/proc/self/task"):
                 try:
                     os.sched_setaffinity(int(task), cores[:threads])
