@@ -149,3 +149,26 @@ def test_switched_off_by_the_environment_or_fewer_threads(tiny_en_ct2_dir):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "None"]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores to give one up")
+def test_a_forked_child_starts_from_the_cores_given_at_import():
+    script = (
+        "import os\n"
+        "from whisperms import core_share\n"
+        "core_share.pin_threads([core_share.GIVEN[0]])  # as when the parent gave cores up\n"
+        "read, write = os.pipe()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    core_share.check()\n"
+        "    os.write(write, repr(core_share.status()[:2]).encode())\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print(os.read(read, 1000).decode())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=user_env()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    given = sorted(os.sched_getaffinity(0))
+    assert done.stdout.strip() == repr((given, given))

@@ -36,6 +36,9 @@ AVAILABLE = hasattr(os, "sched_getaffinity") and os.path.exists("/proc/stat")
 
 _lock = threading.Lock()
 _state = None  # _Sharing of this process (pid-checked: a forked child starts over)
+# The cores the process had when whisperms was imported: a child forked while its parent had given
+# cores up starts from these, not from the parent's momentary set.
+GIVEN = tuple(sorted(os.sched_getaffinity(0))) if AVAILABLE else ()
 _disabled = os.environ.get(ENV_SWITCH, "1").strip() in ("0", "false", "no", "off")
 
 
@@ -90,7 +93,7 @@ def others_by_core(before, after, using: List[int]) -> Dict[int, float]:
 class _Sharing:
     def __init__(self):
         self.pid = os.getpid()
-        given = sorted(os.sched_getaffinity(0))  # the cores this process was given
+        given = list(GIVEN)
         # preferred order when loads tie: rotated by the pid, so that processes which give up
         # cores at the same moment (two whisperms on one machine) tend to keep different ones
         turn = self.pid % len(given)
