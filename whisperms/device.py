@@ -115,11 +115,7 @@ def use_threads(threads):
         cores = sorted(os.sched_getaffinity(0))
         if threads < len(cores):
             core_share.disable()  # these cores, not those other processes leave free
-            for task in os.listdir("/proc/self/task"):
-                try:
-                    os.sched_setaffinity(int(task), cores[:threads])
-                except OSError:  # a thread that ended meanwhile
-                    pass
+            core_share.pin_threads(cores[:threads])
     try:
         ms.device_context.cpu.op_tuning.threads_num(threads)
     # already set in this process, or an older MindSpore
