@@ -51,13 +51,21 @@ def test_busy_seconds_reads_each_core_of_proc_stat():
     assert core_share.busy_seconds([1], text) == {1: 2 / tick}
 
 
-def test_others_by_core_takes_off_the_process_own_time():
-    before = (10.0, {0: 5.0, 1: 7.0}, 3.0)
-    # over 2 s: core 0 busy 2 s, core 1 busy 1 s; this process used 2 s of CPU
-    after = (12.0, {0: 7.0, 1: 8.0}, 5.0)
-    assert core_share.others_by_core(before, after, [0]) == {0: 0.0, 1: 0.5}
-    assert core_share.others_by_core(before, after, [0, 1]) == {0: 0.25, 1: 0.25}
-    assert core_share.others_by_core(before, before, [0]) == {0: 0.0, 1: 0.0}
+def test_others_by_core_takes_off_each_thread_time_on_its_core():
+    # threads: id -> (CPU seconds, last core)
+    before = (10.0, {0: 5.0, 1: 7.0}, {1: (1.0, 0), 2: (2.0, 1)})
+    # over 2 s: core 0 busy 2 s, core 1 busy 1 s; thread 1 used 2 s on core 0, thread 2 0.5 s on
+    # core 1, and a new thread 3 0.25 s on core 1
+    after = (12.0, {0: 7.0, 1: 8.0}, {1: (3.0, 0), 2: (2.5, 1), 3: (0.25, 1)})
+    assert core_share.others_by_core(before, after) == {0: 0.0, 1: 0.125}
+    assert core_share.others_by_core(before, before) == {0: 0.0, 1: 0.0}
+
+
+def test_thread_seconds_lists_this_process_threads():
+    threads = core_share.thread_seconds()
+    assert os.getpid() in threads  # the main thread's id is the process's
+    cores = set(os.sched_getaffinity(0))
+    assert all(seconds >= 0 and core in cores for seconds, core in threads.values())
 
 
 def test_a_spinning_process_is_measured_as_one_core():
@@ -71,18 +79,18 @@ def test_a_spinning_process_is_measured_as_one_core():
     finally:
         spinner.kill()
         spinner.wait()
-    assert 0.7 <= sum(core_share.others_by_core(before, after, cores).values()) <= 1.3
+    assert 0.7 <= sum(core_share.others_by_core(before, after).values()) <= 1.3
     time.sleep(0.3)
     before = core_share.sample(cores)
     time.sleep(1.0)
     after = core_share.sample(cores)
-    assert sum(core_share.others_by_core(before, after, cores).values()) < 0.4
+    assert sum(core_share.others_by_core(before, after).values()) < 0.4
 
 
 # A process of a user's: transcribes the clip idle, beside a spinning process, and idle again, and
 # reports the text and the cores it ran on after each.
 SCRIPT = """
-import json, subprocess, sys, time
+import json, os, subprocess, sys, time
 from whisperms import core_share, load_model
 model = load_model(sys.argv[1])
 def phase(seconds):
@@ -95,6 +103,11 @@ out = {"idle": phase(0)}
 spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
 try:
     out["busy"] = phase(4 * core_share.CHECK_INTERVAL)
+    # the caller's thread, and a process it starts, keep every core
+    child = "import os; print(sorted(os.sched_getaffinity(0)))"
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    out["busy_child"] = done.stdout
+    out["busy_main"] = sorted(os.sched_getaffinity(0))
 finally:
     spinner.kill()
     spinner.wait()
@@ -123,6 +136,7 @@ def test_a_busy_core_is_given_up_and_taken_back_with_the_same_text(tiny_en_ct2_d
     assert idle.strip() and status[:2] == [given, given]
     busy, (using, cores, others) = out["busy"]
     assert cores == given and len(using) == len(given) - 1 and others >= core_share.YIELD_AT
+    assert out["busy_main"] == given and out["busy_child"].strip() == repr(given)
     after, (using, _, others) = out["after"]
     assert using == given and others < core_share.YIELD_AT
     assert set(busy) == {idle} and set(after) == {idle}
@@ -136,9 +150,10 @@ def test_switched_off_by_the_environment_or_fewer_threads(tiny_en_ct2_dir):
     # threads= all of the process's cores keeps it on; fewer turns it off for the process
     script = (
         "import os, sys; from whisperms import core_share, load_model\n"
-        "load_model(sys.argv[1], threads=len(os.sched_getaffinity(0))); core_share.check()\n"
+        "from whisperms.compute_thread import compute_thread_ids as ids\n"
+        "load_model(sys.argv[1], threads=len(os.sched_getaffinity(0))); core_share.check(ids)\n"
         "print(core_share.status() is not None)\n"
-        "load_model(sys.argv[1], threads=1); core_share.check(); print(core_share.status())\n"
+        "load_model(sys.argv[1], threads=1); core_share.check(ids); print(core_share.status())\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(tiny_en_ct2_dir)],
@@ -155,14 +170,16 @@ def test_switched_off_by_the_environment_or_fewer_threads(tiny_en_ct2_dir):
 def test_a_forked_child_starts_from_the_cores_given_at_import():
     script = (
         "import os\n"
-        "from whisperms import core_share\n"
+        "from whisperms import compute_thread, core_share\n"
         "core_share.pin_threads([core_share.GIVEN[0]])  # as when the parent gave cores up\n"
         "read, write = os.pipe()\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
-        "    core_share.check()\n"
-        "    os.write(write, repr(core_share.status()[:2]).encode())\n"
-        "    os._exit(0)\n"
+        "    try:\n"
+        "        core_share.check(compute_thread.compute_thread_ids)\n"
+        "        os.write(write, repr(core_share.status()[:2]).encode())\n"
+        "    finally:\n"
+        "        os._exit(0)\n"
         "os.waitpid(pid, 0)\n"
         "print(os.read(read, 1000).decode())\n"
     )

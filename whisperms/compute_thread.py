@@ -28,6 +28,7 @@ _lock = threading.Lock()
 _executor = None
 _executor_pid = None
 _thread_id = None
+_native_id = None  # the graph thread's id in the kernel (Linux: its task id)
 _lowered = not PER_THREAD_PRIORITY
 
 
@@ -36,13 +37,13 @@ def run(fn, *args):
     then, the process keeps to the cores other processes leave free (core_share)."""
     if threading.get_ident() == _thread_id:
         return fn(*args)
-    core_share.check()
+    core_share.check(compute_thread_ids)
     return _get_executor().submit(_call, fn, args).result()
 
 
 def _call(fn, args):
-    global _thread_id, _lowered
-    _thread_id = threading.get_ident()
+    global _thread_id, _native_id, _lowered
+    _thread_id, _native_id = threading.get_ident(), threading.get_native_id()
     try:
         return fn(*args)
     finally:
@@ -59,25 +60,37 @@ def _get_executor():
         if _executor is None or _executor_pid != os.getpid():
             _executor = ThreadPoolExecutor(1, thread_name_prefix="whisperms-graphs")
             _executor_pid = os.getpid()
-            _thread_id = None
+            _thread_id = _native_id = None
             _lowered = not PER_THREAD_PRIORITY
         return _executor
 
 
-def kernel_threads_started():
-    """Whether MindSpore's runtime has started its kernel threads (Linux: by thread name)."""
+def compute_thread_ids():
+    """The kernel's ids of the threads that run graphs: the graph thread and MindSpore's runtime
+    threads (Linux: by thread name)."""
+    ids = [] if _native_id is None else [_native_id]
+    return ids + [int(task) for task, name in _tasks() if name.startswith(KERNEL_THREAD_NAMES)]
+
+
+def _tasks():
+    """(task id, thread name) of each thread of the process (Linux), or none."""
     try:
         tasks = os.listdir("/proc/self/task")
     except OSError:
-        return False
+        return []
+    named = []
     for task in tasks:
         try:
             with open(f"/proc/self/task/{task}/comm") as f:
-                if f.read().startswith(KERNEL_THREAD_NAMES):
-                    return True
+                named.append((task, f.read().strip()))
         except OSError:  # a thread that ended meanwhile
             continue
-    return False
+    return named
+
+
+def kernel_threads_started():
+    """Whether MindSpore's runtime has started its kernel threads (Linux: by thread name)."""
+    return any(name.startswith(KERNEL_THREAD_NAMES) for _, name in _tasks())
 
 
 def lower_priority():

@@ -7,19 +7,20 @@ down by about the other process's share of that core, on every kernel. On fewer 
 the shares run one after another at full speed instead.
 
 So while graphs run (compute_thread calls `check` before each graph call), every CHECK_INTERVAL
-seconds the CPU time spent on our cores by other processes is measured (the cores' busy time in
-/proc/stat less this process's own CPU time), and the process's threads are kept on as many of its
-cores as are left free (`cores_to_use`). Results do not change: MindSpore's thread count stays as
-loaded; only where its threads may run does. A thread count below the process's cores
-(`load_model(threads=N)`, `--threads N`: exactly those cores) turns this off, as does
-WHISPERMS_ADAPT_CORES=0.
+seconds the CPU time spent on our cores by other processes is measured (each core's busy time in
+/proc/stat less the time this process's threads spent on it), and the threads that run graphs
+(MindSpore's and whisperms' graph thread; not the caller's, so processes it starts keep every
+core) are kept on as many of the cores as are left free (`cores_to_use`). Results do not change:
+MindSpore's thread count stays as loaded; only where its threads may run does. A thread count
+below the process's cores (`load_model(threads=N)`, `--threads N`: exactly those cores) turns this
+off, as does WHISPERMS_ADAPT_CORES=0.
 """
 
 import os
 import random
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 # Seconds between two measurements: long enough to average over many kernels, short enough to
 # follow a process that starts or stops during one file.
@@ -64,34 +65,50 @@ def busy_seconds(cores: List[int], stat_text: str) -> Dict[int, float]:
     return busy
 
 
-def own_seconds() -> float:
-    """CPU seconds used by this process (all its threads)."""
-    times = os.times()
-    return times.user + times.system
+def thread_seconds() -> Dict[int, Tuple[float, int]]:
+    """Each thread of this process: (CPU seconds used, the core it last ran on), from
+    /proc/self/task/*/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    threads = {}
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat", encoding="ascii", errors="replace") as f:
+                text = f.read()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        # fields after the name (which may hold spaces): state is field 3, utime 14, stime 15,
+        # processor 39
+        fields = text[text.rindex(")") + 2 :].split()
+        threads[int(task)] = ((int(fields[11]) + int(fields[12])) / tick, int(fields[36]))
+    return threads
 
 
-def sample(cores: List[int]) -> Tuple[float, Dict[int, float], float]:
-    """(wall clock, each core's busy seconds, this process's CPU seconds) now."""
+def sample(cores: List[int]) -> Tuple[float, Dict[int, float], Dict[int, Tuple[float, int]]]:
+    """(wall clock, each core's busy seconds, each of this process's threads' CPU seconds and
+    core) now."""
     with open("/proc/stat", encoding="ascii") as f:
         text = f.read()
-    return time.monotonic(), busy_seconds(cores, text), own_seconds()
+    return time.monotonic(), busy_seconds(cores, text), thread_seconds()
 
 
-def others_by_core(before, after, using: List[int]) -> Dict[int, float]:
-    """Each core's use by other processes between two samples, in cores (0 to 1), while this
-    process ran on `using`: a core outside it is busy with others only; on the cores inside it,
-    this process's own CPU time is taken off, shared out evenly."""
+def others_by_core(before, after) -> Dict[int, float]:
+    """Each core's use by other processes between two samples, in cores (0 to 1): its busy time
+    less the CPU time this process's threads used on it (each thread's time counted on the core it
+    ran on last; threads that stay on one core, as the graph threads do here, are counted
+    exactly)."""
     wall = after[0] - before[0]
     if wall <= 0:
         return dict.fromkeys(after[1], 0.0)
-    busy = {c: max(0.0, after[1][c] - before[1][c]) / wall for c in after[1]}
-    own = max(0.0, after[2] - before[2]) / wall
-    inside = max(0.0, sum(busy[c] for c in using) - own) / len(using)
-    return {c: min(1.0, inside if c in using else busy[c]) for c in busy}
+    own = dict.fromkeys(after[1], 0.0)
+    for thread, (seconds, core) in after[2].items():
+        if core in own:
+            own[core] += seconds - before[2].get(thread, (0.0, core))[0]
+    return {c: min(1.0, max(0.0, after[1][c] - before[1][c] - own[c]) / wall) for c in after[1]}
 
 
 class _Sharing:
-    def __init__(self):
+    def __init__(self, threads):
+        self.threads = threads  # () -> the ids of the threads to move
         self.pid = os.getpid()
         given = list(GIVEN)
         # preferred order when loads tie: rotated by the pid, so that processes which give up
@@ -105,7 +122,7 @@ class _Sharing:
 
     def update(self):
         now = sample(self.cores)
-        load = others_by_core(self.last, now, self.using)
+        load = others_by_core(self.last, now)
         self.last = now
         self.others = sum(load.values())
         wanted = cores_to_use(len(self.cores), self.others)
@@ -120,14 +137,15 @@ class _Sharing:
             if len(self.using) < len(self.cores) and self.random.random() < 0.5:
                 return
         if sorted(target) != sorted(self.using):
-            pin_threads(sorted(target))
+            pin_threads(sorted(target), self.threads())
             self.using = target
 
 
-def pin_threads(cores: List[int]) -> None:
-    """Let every thread of the process run on `cores` only (threads started later inherit it
-    from their creator)."""
-    for task in os.listdir("/proc/self/task"):
+def pin_threads(cores: List[int], threads: Optional[List[int]] = None) -> None:
+    """Let the `threads` (kernel task ids; None: every thread of the process) run on `cores` only.
+    Threads started later inherit it from their creator, and so do processes."""
+    tasks = os.listdir("/proc/self/task") if threads is None else threads
+    for task in tasks:
         try:
             os.sched_setaffinity(int(task), cores)
         except OSError:  # a thread that ended meanwhile
@@ -141,9 +159,10 @@ def disable() -> None:
     _disabled = True
 
 
-def check() -> None:
+def check(threads: Callable[[], List[int]]) -> None:
     """Measure and adapt when CHECK_INTERVAL has passed since the last measurement; cheap
-    otherwise."""
+    otherwise. `threads()` gives the kernel ids of the threads that run the graphs: only they are
+    moved, so that the caller's threads, and processes they start, keep every core."""
     global _state
     if _disabled or not AVAILABLE:
         return
@@ -154,7 +173,7 @@ def check() -> None:
     with _lock:
         if _state is None or _state.pid != os.getpid():
             try:
-                _state = _Sharing()
+                _state = _Sharing(threads)
             except OSError:
                 disable()
             return
