@@ -115,7 +115,7 @@ class _Sharing:
         # cores at the same moment (two whisperms on one machine) tend to keep different ones
         turn = self.pid % len(given)
         self.cores = given[turn:] + given[:turn]
-        self.using = list(self.cores)
+        self.using = sorted(self.cores)
         self.last = sample(self.cores)
         self.others = 0.0
         self.random = random.Random(self.pid)
@@ -127,17 +127,18 @@ class _Sharing:
         self.others = sum(load.values())
         wanted = cores_to_use(len(self.cores), self.others)
         if wanted == len(self.cores):
-            target = list(self.cores)
+            target = sorted(self.cores)
         elif len(self.using) == wanted and all(load[c] < YIELD_AT for c in self.using):
             return  # the cores kept are free enough
         else:
-            target = sorted(self.cores, key=lambda c: (load[c], self.cores.index(c)))[:wanted]
+            # a stable sort: ties keep the preferred order of self.cores
+            target = sorted(sorted(self.cores, key=load.__getitem__)[:wanted])
             # Moving from some cores to others only every other time: two processes that would
             # swap onto the same free core at once do not keep doing so.
             if len(self.using) < len(self.cores) and self.random.random() < 0.5:
                 return
-        if sorted(target) != sorted(self.using):
-            pin_threads(sorted(target), self.threads())
+        if target != self.using:
+            pin_threads(target, self.threads())
             self.using = target
 
 
@@ -189,4 +190,4 @@ def status() -> Optional[Tuple[List[int], List[int], float]]:
     state = _state
     if _disabled or state is None or state.pid != os.getpid():
         return None
-    return sorted(state.using), sorted(state.cores), state.others
+    return state.using, sorted(state.cores), state.others
