@@ -99,7 +99,8 @@ def phase(seconds):
     while not texts or time.monotonic() - start < seconds:
         texts.append(model.transcribe(sys.argv[2], language="en", temperature=0.0).text)
     return texts, core_share.status()
-out = {"idle": phase(0)}
+phase(0)  # graphs compiled or loaded: compilation's helper processes and threads are not ours
+out = {"idle": phase(2 * core_share.CHECK_INTERVAL)}
 spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
 try:
     out["busy"] = phase(4 * core_share.CHECK_INTERVAL)
@@ -132,8 +133,9 @@ def _run_script(tiny_en_ct2_dir, env=None):
 def test_a_busy_core_is_given_up_and_taken_back_with_the_same_text(tiny_en_ct2_dir):
     out = _run_script(tiny_en_ct2_dir)
     given = sorted(os.sched_getaffinity(0))
-    (idle,), status = out["idle"]
-    assert idle.strip() and status[:2] == [given, given]
+    idle, status = out["idle"]
+    assert set(idle) == {idle[0]} and idle[0].strip() and status[:2] == [given, given]
+    idle = idle[0]
     busy, (using, cores, others) = out["busy"]
     assert cores == given and len(using) == len(given) - 1 and others >= core_share.YIELD_AT
     assert out["busy_main"] == given and out["busy_child"].strip() == repr(given)

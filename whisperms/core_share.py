@@ -83,12 +83,13 @@ def thread_seconds() -> Dict[int, Tuple[float, int]]:
     return threads
 
 
-def sample(cores: List[int]) -> Tuple[float, Dict[int, float], Dict[int, Tuple[float, int]]]:
+def sample(cores: List[int]):
     """(wall clock, each core's busy seconds, each of this process's threads' CPU seconds and
-    core) now."""
+    core, the process's CPU seconds) now."""
     with open("/proc/stat", encoding="ascii") as f:
         text = f.read()
-    return time.monotonic(), busy_seconds(cores, text), thread_seconds()
+    times = os.times()  # the whole process's, threads that have ended included
+    return time.monotonic(), busy_seconds(cores, text), thread_seconds(), times.user + times.system
 
 
 def others_by_core(before, after) -> Dict[int, float]:
@@ -123,8 +124,12 @@ class _Sharing:
     def update(self):
         now = sample(self.cores)
         load = others_by_core(self.last, now)
+        # in total, exactly: the cores' busy time less the process's (a thread's time is put on
+        # the core it ran on last, which for threads that move between cores only ranks them)
+        wall = now[0] - self.last[0]
+        busy = sum(now[1][c] - self.last[1][c] for c in self.cores)
+        self.others = max(0.0, busy - (now[3] - self.last[3])) / wall if wall > 0 else 0.0
         self.last = now
-        self.others = sum(load.values())
         wanted = cores_to_use(len(self.cores), self.others)
         if wanted == len(self.cores):
             target = sorted(self.cores)
