@@ -14,6 +14,11 @@ core) are kept on as many of the cores as are left free (`cores_to_use`). Result
 MindSpore's thread count stays as loaded; only where its threads may run does. A thread count
 below the process's cores (`load_model(threads=N)`, `--threads N`: exactly those cores) turns this
 off, as does WHISPERMS_ADAPT_CORES=0.
+
+A CPU quota on the process's cgroup (a container's `--cpus`, a Kubernetes CPU limit) caps the cores
+used the same way (`cpu_limit`): a quota of one core over two cores' threads is spent by both
+threads in bursts, every kernel split across them, and throttled together; on one core the shares
+run back to back.
 """
 
 import os
@@ -33,6 +38,11 @@ YIELD_AT = 0.5
 # iowait, or steal and guest time, which is the hypervisor's).
 BUSY_COLUMNS = (0, 1, 2, 5, 6)
 ENV_SWITCH = "WHISPERMS_ADAPT_CORES"
+# Where cgroup file systems are mounted: the unified (v2) hierarchy, at the root or beside v1 ones
+# (hybrid), and v1's cpu controller.
+CGROUP_ROOT = "/sys/fs/cgroup"
+CGROUP_V2_MOUNTS = ("", "unified")
+CGROUP_V1_CPU_MOUNTS = ("cpu", "cpu,cpuacct")
 AVAILABLE = hasattr(os, "sched_getaffinity") and os.path.exists("/proc/stat")
 
 _lock = threading.Lock()
@@ -49,6 +59,78 @@ def cores_to_use(cores: int, others: float) -> int:
     if others < YIELD_AT:
         return cores
     return max(1, min(cores, cores - int(others - YIELD_AT) - 1))
+
+
+def cpu_limit(root: str = CGROUP_ROOT, cgroups: Optional[str] = None) -> Optional[float]:
+    """The CPU time the process's cgroup and its ancestors allow, in cores (quota over period, the
+    smallest along the path), or None when none is set or none can be read. `cgroups`: the text of
+    /proc/self/cgroup (read when None); `root`: where the cgroup file systems are mounted."""
+    if cgroups is None:
+        try:
+            with open("/proc/self/cgroup", encoding="ascii", errors="replace") as f:
+                cgroups = f.read()
+        except OSError:
+            return None
+    limits = []
+    for line in cgroups.splitlines():
+        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", None, "")
+        if controllers == "":
+            mounts = [os.path.join(root, m) for m in CGROUP_V2_MOUNTS]
+            mounts = [m for m in mounts if os.path.exists(os.path.join(m, "cgroup.controllers"))]
+            limits += [_v2_limit(os.path.join(m, p)) for m in mounts[:1] for p in _ancestors(path)]
+        elif controllers is not None and "cpu" in controllers.split(","):
+            for mount in CGROUP_V1_CPU_MOUNTS:
+                folder = os.path.join(root, mount)
+                if os.path.isdir(folder):
+                    limits += [_v1_limit(os.path.join(folder, p)) for p in _ancestors(path)]
+                    break
+    limits = [limit for limit in limits if limit is not None]
+    return min(limits) if limits else None
+
+
+def _ancestors(path: str) -> List[str]:
+    """A cgroup's path and its ancestors' (relative, for os.path.join), itself first."""
+    parts = [p for p in path.strip().split("/") if p]
+    return ["/".join(parts[:n]) for n in range(len(parts), -1, -1)]
+
+
+def _read_words(path: str) -> Optional[List[str]]:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().split()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _v2_limit(folder: str) -> Optional[float]:
+    """cpu.max: "max 100000" (none) or "<quota> <period>" in microseconds."""
+    words = _read_words(os.path.join(folder, "cpu.max"))
+    if not words or len(words) != 2 or words[0] == "max":
+        return None
+    try:
+        quota, period = int(words[0]), int(words[1])
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _v1_limit(folder: str) -> Optional[float]:
+    """cpu.cfs_quota_us (-1: none) over cpu.cfs_period_us."""
+    quota = _read_words(os.path.join(folder, "cpu.cfs_quota_us"))
+    period = _read_words(os.path.join(folder, "cpu.cfs_period_us"))
+    try:
+        quota, period = int(quota[0]), int(period[0])
+    except (TypeError, IndexError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def cores_allowed(cores: int, limit: Optional[float]) -> int:
+    """Of `cores`, how many a CPU quota of `limit` cores (None: none) leaves worth running on: its
+    whole cores, at least one."""
+    if limit is None:
+        return cores
+    return max(1, min(cores, int(limit)))
 
 
 def busy_seconds(cores: List[int], stat_text: str) -> Dict[int, float]:
@@ -117,6 +199,11 @@ class _Sharing:
         turn = self.pid % len(given)
         self.cores = given[turn:] + given[:turn]
         self.using = sorted(self.cores)
+        # a CPU quota's cores, from the start: it does not come and go as other processes do
+        self.allowed = cores_allowed(len(given), cpu_limit())
+        self.pinned = set()  # the threads kept on self.using while it is not every core
+        if self.allowed < len(given):
+            self._move(sorted(self.cores[: self.allowed]))
         self.last = sample(self.cores)
         self.others = 0.0
         self.random = random.Random(self.pid)
@@ -130,11 +217,16 @@ class _Sharing:
         busy = sum(now[1][c] - self.last[1][c] for c in self.cores)
         self.others = max(0.0, busy - (now[3] - self.last[3])) / wall if wall > 0 else 0.0
         self.last = now
-        wanted = cores_to_use(len(self.cores), self.others)
+        wanted = min(cores_to_use(len(self.cores), self.others), self.allowed)
         if wanted == len(self.cores):
             target = sorted(self.cores)
         elif len(self.using) == wanted and all(load[c] < YIELD_AT for c in self.using):
-            return  # the cores kept are free enough
+            # the cores kept are free enough; graph threads started since then join them
+            started = set(self.threads()) - self.pinned
+            if started:
+                pin_threads(self.using, sorted(started))
+                self.pinned |= started
+            return
         else:
             # a stable sort: ties keep the preferred order of self.cores
             target = sorted(sorted(self.cores, key=load.__getitem__)[:wanted])
@@ -143,8 +235,13 @@ class _Sharing:
             if len(self.using) < len(self.cores) and self.random.random() < 0.5:
                 return
         if target != self.using:
-            pin_threads(target, self.threads())
-            self.using = target
+            self._move(target)
+
+    def _move(self, cores):
+        threads = self.threads()
+        pin_threads(cores, threads)
+        self.using = cores
+        self.pinned = set(threads) if len(cores) < len(self.cores) else set()
 
 
 def pin_threads(cores: List[int], threads: Optional[List[int]] = None) -> None:
