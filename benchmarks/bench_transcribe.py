@@ -822,6 +822,35 @@ def worker_env(src_folder, omp_wait_policy=None):
     return env
 
 
+# the cgroup every worker joins under --cpu-quota (quota_cgroup), else None
+QUOTA_CGROUP = None
+
+
+def quota_cgroup(cores):
+    """A new cgroup whose CPU quota is `cores` cores (v1 cpu controller, else v2 cpu.max), as a
+    container's --cpus sets it; needs root. Returns its folder."""
+    name = f"whisperms-bench-{os.getpid()}"
+    period = 100000
+    v1 = Path("/sys/fs/cgroup/cpu")
+    try:
+        if v1.is_dir():
+            folder = v1 / name
+            folder.mkdir()
+            (folder / "cpu.cfs_period_us").write_text(str(period))
+            (folder / "cpu.cfs_quota_us").write_text(str(round(cores * period)))
+        else:
+            folder = Path("/sys/fs/cgroup") / name
+            folder.mkdir()
+            (folder / "cpu.max").write_text(f"{round(cores * period)} {period}")
+    except OSError as error:
+        sys.exit(f"--cpu-quota: cannot make a cgroup with a CPU quota here ({error})")
+    return folder
+
+
+def _join_quota_cgroup():
+    (QUOTA_CGROUP / "cgroup.procs").write_text(str(os.getpid()))
+
+
 def spawn(spec, timeout, env, python=None):
     load_before = os.getloadavg()
     start = time.monotonic()
@@ -832,6 +861,7 @@ def spawn(spec, timeout, env, python=None):
         timeout=timeout,
         cwd=str(ROOT),
         env=env,
+        preexec_fn=_join_quota_cgroup if QUOTA_CGROUP else None,
     )
     process_wall = time.monotonic() - start
     result = None
@@ -937,6 +967,10 @@ def run_all(args):
         subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_cores)
     ]
     report["busy_cores"] = args.busy_cores
+    global QUOTA_CGROUP
+    if args.cpu_quota:
+        QUOTA_CGROUP = quota_cgroup(args.cpu_quota)
+    report["cpu_quota"] = args.cpu_quota
     try:
         if args.profile and "whisperms" in engines:
             report["profiles"] = {}
@@ -954,6 +988,8 @@ def run_all(args):
     finally:
         for p in busy:
             p.kill()
+        if QUOTA_CGROUP:
+            QUOTA_CGROUP.rmdir()
     md = render([report], args.stat, args.note or ())
     json_path.with_suffix(".md").write_text(md)
     (out_dir / "latest.md").write_text(md)
@@ -1128,6 +1164,8 @@ def render(reports, stat="auto", notes=()):
             env += f", graph cache {rep['graph_cache']}"
         if rep.get("busy_cores"):
             env += f", {rep['busy_cores']} core(s) busy"
+        if rep.get("cpu_quota"):
+            env += f", CPU quota {rep['cpu_quota']:g} core(s)"
         if rep.get("settings", {}).get("condition_on_previous_text") is False:
             env += ", no prompt carry"
         for r in rep["runs"]:
@@ -1616,6 +1654,13 @@ def main(argv=None):
         default=0,
         metavar="N",
         help="keep N other processes spinning beside every measurement (a machine that is not idle)",
+    )
+    parser.add_argument(
+        "--cpu-quota",
+        type=float,
+        default=None,
+        metavar="CORES",
+        help="run every worker in a cgroup with this CPU quota (as a container's --cpus; needs root)",
     )
     parser.add_argument(
         "--no-profile",
