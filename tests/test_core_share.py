@@ -191,3 +191,15 @@ def test_a_forked_child_starts_from_the_cores_given_at_import():
     assert done.returncode == 0, done.stderr[-2000:]
     given = sorted(os.sched_getaffinity(0))
     assert done.stdout.strip() == repr((given, given))
+
+
+def test_proc_files_that_do_not_parse_turn_adapting_off_not_the_transcription(monkeypatch):
+    # a kernel or sandbox whose /proc/stat reads unlike Linux's (here: a line that does not parse)
+    def unparsable(cores):
+        raise ValueError("invalid literal for int() with base 10: 'n/a'")
+
+    monkeypatch.setattr(core_share, "_state", None)
+    monkeypatch.setattr(core_share, "_disabled", False)
+    monkeypatch.setattr(core_share, "sample", unparsable)
+    core_share.check(lambda: [])
+    assert core_share.status() is None and core_share._disabled

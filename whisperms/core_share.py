@@ -274,15 +274,17 @@ def check(threads: Callable[[], List[int]]) -> None:
         if time.monotonic() - state.last[0] < CHECK_INTERVAL:
             return
     with _lock:
+        # Files of /proc or /sys that cannot be read or parsed as expected (a kernel, container
+        # or sandbox unlike those tested) only cost the adapting: never the transcription.
         if _state is None or _state.pid != os.getpid():
             try:
                 _state = _Sharing(threads)
-            except OSError:
+            except (OSError, ValueError, IndexError, KeyError):
                 disable()
             return
         try:
             _state.update()
-        except OSError:
+        except (OSError, ValueError, IndexError, KeyError):
             disable()
 
 
