@@ -134,4 +134,4 @@ def test_transposed_copy_is_the_exact_transpose(rows):
 
 def test_one_row_steps_project_with_the_embedding_transposed(compiled_model):
     weight = compiled_model.decoder.token_embedding.weight.asnumpy()
-    np.testing.assert_array_equal(compiled_model.inference._embedding_t.asnumpy(), weight.T)
+    np.testing.assert_array_equal(compiled_model.inference.embedding_t.asnumpy(), weight.T)

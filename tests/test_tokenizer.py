@@ -341,3 +341,30 @@ def test_a_vocabulary_outside_the_byte_alphabet_is_refused(en_dir, tmp_path):
     path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(CheckpointError, match="not byte-level BPE"):
         get_tokenizer(path, multilingual=False)
+
+
+def test_a_prefetched_file_gives_the_same_tokenizer_and_the_same_errors(en_dir, tmp_path):
+    import shutil
+
+    from whisperms.tokenizer import prefetch
+
+    # a copy: its own path, so that the parse happens on the prefetch thread, not from the cache
+    path = tmp_path / "tokenizer.json"
+    shutil.copyfile(en_dir / "tokenizer.json", path)
+    prefetch(path)
+    ours = get_tokenizer(path, multilingual=False)
+    direct = get_tokenizer(en_dir / "tokenizer.json", multilingual=False)
+    assert ours.id_bytes == direct.id_bytes and ours.encode(" Hello world") == direct.encode(
+        " Hello world"
+    )
+    prefetch(tmp_path / "missing.json")
+    with pytest.raises(CheckpointError, match="not found"):
+        get_tokenizer(tmp_path / "missing.json", multilingual=False)
+    broken = tmp_path / "broken" / "tokenizer.json"
+    broken.parent.mkdir()
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["model"]["vocab"]["a raw space"] = max(data["model"]["vocab"].values()) + 5000
+    broken.write_text(json.dumps(data), encoding="utf-8")
+    prefetch(broken)
+    with pytest.raises(CheckpointError, match="not byte-level BPE"):
+        get_tokenizer(broken, multilingual=False)

@@ -21,6 +21,7 @@ from .fusion import fused_compile
 from .graph_cache import GraphCache, graph_folder
 from .internals import runner
 from .kv_cache import KVCache
+from .lazy import InBackground
 
 PROMPT_BUCKETS = (8, 32, 64, 128, 256)
 # Prompts up to this long (a window without previous text) are fed through the step graph: no prompt
@@ -226,11 +227,18 @@ class Inference:
         self._step_rows = graph(step_rows)
         self._embedding_t = None
         if runtime.device == "CPU":
-            # from_numpy shares the transposed copy's memory, where Tensor(array) would copy it
-            # again.
-            self._embedding_t = Tensor.from_numpy(
-                transposed(decoder.token_embedding.weight.asnumpy())
-            )
+            # made while the first window is encoded: the copy (and its first touch of fresh
+            # memory) releases the GIL, and a cold process's first graph calls leave a core free
+            weight = decoder.token_embedding.weight.asnumpy()
+            self._embedding_t = InBackground(lambda: transposed(weight))
+
+    @property
+    def embedding_t(self):
+        """The output embedding transposed (CPU's one-row steps), once made; None elsewhere."""
+        if isinstance(self._embedding_t, InBackground):
+            # from_numpy shares the copy's memory, where Tensor(array) would copy it again
+            self._embedding_t = Tensor.from_numpy(self._embedding_t.get())
+        return self._embedding_t
 
     def embed_audio(self, mel):
         """mel (B, n_mels, N_FRAMES) numpy -> audio features Tensor (B, n_audio_ctx,
@@ -362,7 +370,7 @@ class Inference:
             rows = Tensor(np.asarray(rows, np.int32))
             logits, self_k, self_v = self._step_rows(key, *args, rows)
         elif tokens.shape[0] == 1 and self._embedding_t is not None:
-            logits, self_k, self_v = self._step_t(key, *args, self._embedding_t)
+            logits, self_k, self_v = self._step_t(key, *args, self.embedding_t)
         else:
             logits, self_k, self_v = self._step(key, *args)
         return logits.asnumpy(), KVCache(self_k, self_v, cache.cross_k, cache.cross_v, length + 1)

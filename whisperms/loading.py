@@ -8,6 +8,7 @@ from .convert import assign_state, read_checkpoint
 from .hub import resolve
 from .inference import Inference
 from .model import Whisper
+from .tokenizer import prefetch
 
 
 class WhisperModel(Whisper):
@@ -60,6 +61,8 @@ def build_model(checkpoint, runtime: devices.Runtime) -> WhisperModel:
         checkpoint.tokenizer_path,
         checkpoint.alignment_heads,
     )
+    if checkpoint.tokenizer_path:
+        prefetch(checkpoint.tokenizer_path)  # parsed while the weights are assigned
     # strict, one-to-one; each tensor in its parameter's dtype
     assign_state(model, checkpoint.state)
     model.set_train(False)

@@ -10,11 +10,12 @@ import string
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import tokenizers
 
-from .errors import CheckpointError, OptionsError
+from .errors import CheckpointError, OptionsError, WhispermsError
+from .lazy import InBackground
 
 LANGUAGES = {
     "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko":
@@ -106,6 +107,18 @@ def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]
     for i, b in id_bytes.items():
         table[i] = b
     return hf, tuple(table)
+
+
+# tokenizer files being parsed on a thread of their own (prefetch), by resolved path
+_prefetched: Dict[str, InBackground] = {}
+
+
+def prefetch(tokenizer_json_path) -> None:
+    """Begin parsing a tokenizer file on a thread of its own (the `tokenizers` parser releases the
+    GIL): load_model does, and the first transcription needs it only after its first window."""
+    path = str(Path(tokenizer_json_path).resolve())
+    if path not in _prefetched:
+        _prefetched[path] = InBackground(lambda: _load(path))
 
 
 def check_task(task):
@@ -352,7 +365,14 @@ def get_tokenizer(
     else:
         language = None
         task = None
-    hf, id_bytes = _load(str(Path(tokenizer_json_path).resolve()))
+    path = str(Path(tokenizer_json_path).resolve())
+    job = _prefetched.pop(path, None)
+    if job is not None:
+        try:
+            job.get()
+        except WhispermsError:  # raised again, here, by the call below
+            pass
+    hf, id_bytes = _load(path)
     return Tokenizer(
         hf=hf, id_bytes=id_bytes, num_languages=num_languages, language=language, task=task
     )
