@@ -102,27 +102,27 @@ def _read_words(path: str) -> Optional[List[str]]:
         return None
 
 
+def _quota_cores(quota: Optional[str], period: Optional[str]) -> Optional[float]:
+    """A quota and its period as written in the cgroup files, in cores; None for none ("max",
+    -1) or anything else that is not two positive integers."""
+    try:
+        quota, period = int(quota), int(period)
+    except (TypeError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
 def _v2_limit(folder: str) -> Optional[float]:
     """cpu.max: "max 100000" (none) or "<quota> <period>" in microseconds."""
     words = _read_words(os.path.join(folder, "cpu.max"))
-    if not words or len(words) != 2 or words[0] == "max":
-        return None
-    try:
-        quota, period = int(words[0]), int(words[1])
-    except ValueError:
-        return None
-    return quota / period if quota > 0 and period > 0 else None
+    return _quota_cores(*words) if words and len(words) == 2 else None
 
 
 def _v1_limit(folder: str) -> Optional[float]:
     """cpu.cfs_quota_us (-1: none) over cpu.cfs_period_us."""
     quota = _read_words(os.path.join(folder, "cpu.cfs_quota_us"))
     period = _read_words(os.path.join(folder, "cpu.cfs_period_us"))
-    try:
-        quota, period = int(quota[0]), int(period[0])
-    except (TypeError, IndexError, ValueError):
-        return None
-    return quota / period if quota > 0 and period > 0 else None
+    return _quota_cores(quota[0] if quota else None, period[0] if period else None)
 
 
 def cores_allowed(cores: int, limit: Optional[float]) -> int:
@@ -276,14 +276,11 @@ def check(threads: Callable[[], List[int]]) -> None:
     with _lock:
         # Files of /proc or /sys that cannot be read or parsed as expected (a kernel, container
         # or sandbox unlike those tested) only cost the adapting: never the transcription.
-        if _state is None or _state.pid != os.getpid():
-            try:
-                _state = _Sharing(threads)
-            except (OSError, ValueError, IndexError, KeyError):
-                disable()
-            return
         try:
-            _state.update()
+            if _state is None or _state.pid != os.getpid():
+                _state = _Sharing(threads)
+            else:
+                _state.update()
         except (OSError, ValueError, IndexError, KeyError):
             disable()
 
