@@ -479,6 +479,10 @@ def run_worker(spec):
             options["beam_size"] = beam
         if engine == "whisperms-batched":  # whisperms' VAD-chunked batched long-form mode
             options["batch_size"] = spec["batch_size"]
+            if spec.get("batched_as_faster_whisper"):
+                # faster-whisper's BatchedInferencePipeline defaults: one segment per piece, the first
+                # temperature only
+                options.update(without_timestamps=True, temperature=TEMPERATURES[0])
         out["engine_settings"] = {
             k: list(v) if isinstance(v, tuple) else v for k, v in options.items()
         }
@@ -914,6 +918,7 @@ def run_all(args):
         "threads": args.threads,
         "repeats": args.repeats,
         "batch_size": args.batch_size,
+        "batched_as_faster_whisper": args.batched_as_faster_whisper,
         "omp_wait_policy": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY"),
         "kernel_cache": args.kernel_cache,
         "graph_cache": args.graph_cache,
@@ -1017,6 +1022,7 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
                     "threads": args.threads,
                     "batch_size": args.batch_size,
                     "condition": args.condition,
+                    "batched_as_faster_whisper": args.batched_as_faster_whisper,
                     "files": clips["files"],
                     "languages": clips["languages"],
                     "openai_npz": str(openai_npz) if openai_npz else None,
@@ -1168,6 +1174,8 @@ def render(reports, stat="auto", notes=()):
             env += f", CPU quota {rep['cpu_quota']:g} core(s)"
         if rep.get("settings", {}).get("condition_on_previous_text") is False:
             env += ", no prompt carry"
+        if rep.get("batched_as_faster_whisper"):
+            env += ", whisperms batched as faster-whisper's (no timestamps, no fallback)"
         for r in rep["runs"]:
             groups.setdefault(
                 (r["model"], r["clip"], f"{r['beam_size']}{env}", r["engine"]), []
@@ -1647,6 +1655,13 @@ def main(argv=None):
         dest="condition",
         action="store_false",
         help="condition_on_previous_text=False for every engine (default: True, openai's default)",
+    )
+    parser.add_argument(
+        "--batched-as-faster-whisper",
+        action="store_true",
+        help="whisperms-batched with faster-whisper's BatchedInferencePipeline defaults: "
+        "without_timestamps=True and the first temperature only (default: whisperms' own, "
+        "timestamps and temperature fallback)",
     )
     parser.add_argument(
         "--busy-cores",
