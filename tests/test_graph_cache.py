@@ -62,18 +62,18 @@ def test_cached_graphs_equal_compiled_graphs(model, tmp_path):
     reference = _transcribe(model, False)
     assert model.inference.graph_cache is None
     saved = _transcribe(model, tmp_path)
-    assert not model.inference._step_t.loaded  # compiled, then saved
+    assert not model.inference._step_apart_t.loaded  # compiled, then saved
     files = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     assert {name.split("-")[0] for name in files} == {
         "stem",
         "block",
         "post",
         "cross_kv_layer",
-        "step_t",
+        "step_apart_t",
     }
     loaded = _transcribe(model, tmp_path)
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == files
-    for graph in ("_stem", "_block", "_post", "_cross_kv", "_step_t"):
+    for graph in ("_stem", "_block", "_post", "_cross_kv", "_step_apart_t"):
         assert getattr(model.inference, graph).loaded
     for result in (saved, loaded):
         assert [s.tokens for s in result.segments] == [s.tokens for s in reference.segments]
@@ -81,7 +81,7 @@ def test_cached_graphs_equal_compiled_graphs(model, tmp_path):
     beam_reference = _transcribe(model, False, beam_size=5)
     _transcribe(model, tmp_path, beam_size=5)
     beam_loaded = _transcribe(model, tmp_path, beam_size=5)
-    assert model.inference._step_rows.loaded
+    assert model.inference._step_apart.loaded
     assert [s.tokens for s in beam_loaded.segments] == [s.tokens for s in beam_reference.segments]
 
 

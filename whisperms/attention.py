@@ -43,6 +43,10 @@ QUERY_CHUNK = 250
 # The primitive, not ops.softmax: the graph frontend parses that wrapper's Python body into each
 # graph.
 _SOFTMAX = ops.Softmax(axis=-1)
+_EXP = ops.Exp()
+_MAXIMUM = ops.Maximum()
+_MAX_KEEP = ops.ReduceMax(keep_dims=True)
+_SUM_KEEP = ops.ReduceSum(keep_dims=True)
 
 
 def compressed_causal_mask():
@@ -100,6 +104,27 @@ def eager_attention(q, k, v, mask=None):
     weights = _SOFTMAX(scores)
     out = _WV(weights if v.dtype == ms.float32 else weights.astype(v.dtype), v)
     return out, weights
+
+
+def attention_with_new(q, k, v, k_new, v_new, mask):
+    """Eager attention of one-token queries q (B, H, 1, Dh) over a cache k, v (B, H, capacity, Dh)
+    and the step's own key and value k_new, v_new (B, H, 1, Dh), kept apart from the cache: the
+    cache is then an input the step only reads, and its new position is written outside the graph
+    (kv_cache.HostKVCache) instead of the whole cache being rewritten. `mask` (additive, (B, 1, 1,
+    capacity)) keeps the cache's filled positions. The softmax is spelled out over both parts."""
+    q = q * (q.shape[-1] ** -0.5)  # exact, as in eager_attention
+    cached, new = _QK(q, k), _QK(q, k_new)
+    if v.dtype != ms.float32:  # scores and softmax in float32, as in eager_attention
+        cached, new = cached.astype(ms.float32), new.astype(ms.float32)
+    cached = cached + mask
+    peak = _MAXIMUM(_MAX_KEEP(cached, -1), new)
+    cached = _EXP(cached - peak)
+    new = _EXP(new - peak)
+    total = _SUM_KEEP(cached, -1) + new
+    if v.dtype == ms.float32:
+        return (_WV(cached, v) + new * v_new) / total
+    weighted = _WV(cached.astype(v.dtype), v).astype(ms.float32) + new * v_new.astype(ms.float32)
+    return (weighted / total).astype(v.dtype)
 
 
 def chunked_attention(q, k, v, implementation=EAGER):

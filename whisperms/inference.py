@@ -20,7 +20,7 @@ from .attention import EAGER
 from .fusion import fused_compile
 from .graph_cache import GraphCache, graph_folder
 from .internals import runner
-from .kv_cache import KVCache
+from .kv_cache import HostKVCache, KVCache
 from .lazy import InBackground
 
 PROMPT_BUCKETS = (8, 32, 64, 128, 256)
@@ -141,9 +141,14 @@ class Inference:
     """Entry points for `model` on `runtime` (default: the one it was loaded for). `compiled=False`
     runs every entry point eagerly: the reference the compiled path is tested against. `fuse`
     (default: on CPU) compiles with graph-kernel fusion (fusion.py). `graph_cache`: a folder for the
-    graph cache (graph_cache.py), False for none; default from `$WHISPERMS_GRAPH_CACHE`."""
+    graph cache (graph_cache.py), False for none; default from `$WHISPERMS_GRAPH_CACHE`.
+    `host_cache` (default: on CPU, eager attention) keeps the self-attention cache in host arrays
+    (kv_cache.HostKVCache); False keeps it in tensors the step graph rewrites (KVCache), as on
+    Ascend."""
 
-    def __init__(self, model, runtime=None, compiled=True, fuse=None, graph_cache=None):
+    def __init__(
+        self, model, runtime=None, compiled=True, fuse=None, graph_cache=None, host_cache=None
+    ):
         runtime = runtime or model.runtime
         self.model = model
         self.n_ctx = model.dims.n_text_ctx
@@ -157,6 +162,10 @@ class Inference:
             and runtime.dtype == "float32"
         )
         self.fuse = (compiled and tested) if fuse is None else fuse
+        # On CPU the self-attention cache lives in host arrays written in place (HostKVCache), read
+        # by a step that attends to its own new position apart (TextDecoder.step_apart).
+        on_host = runtime.device == "CPU" and runtime.attn_implementation == EAGER
+        self.host_cache = on_host if host_cache is None else host_cache and on_host
         folder = graph_folder() if graph_cache is None else graph_cache
         cache = None
         if compiled and folder and tested:
@@ -211,6 +220,14 @@ class Inference:
         def step_rows(tokens, offset, self_k, self_v, cross_k, cross_v, rows):
             return decoder.step(tokens, offset, self_k, self_v, cross_k, cross_v, rows=rows)
 
+        def step_apart(tokens, offset, self_k, self_v, cross_k, cross_v):
+            return decoder.step_apart(tokens, offset, self_k, self_v, cross_k, cross_v)
+
+        def step_apart_t(tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t):
+            return decoder.step_apart(
+                tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=embedding_t
+            )
+
         def graph(fn):
             return _Graph(fn.__name__, fn, compiled, self.fuse, cache, runtime.device == "CPU")
 
@@ -225,6 +242,8 @@ class Inference:
         # batches (beams) keep transpose_b, which was faster for several rows.
         self._step_t = graph(step_t)
         self._step_rows = graph(step_rows)
+        self._step_apart = graph(step_apart)
+        self._step_apart_t = graph(step_apart_t)
         self._embedding_t = None
         if runtime.device == "CPU":
             # made while the first window is encoded: the copy (and its first touch of fresh
@@ -304,7 +323,7 @@ class Inference:
             out, cache = self.start(audio_features[i : i + 1], [list(prompt)], gather)
             logits.append(out[0])
             caches.append(cache)
-        return np.stack(logits), KVCache.stack(caches, group)
+        return np.stack(logits), type(caches[0]).stack(caches, group)
 
     def _prefill(self, tokens, gather_at, cross_k, cross_v):
         """A prompt right-padded to its bucket, run block by block: one graph per bucket serves
@@ -323,6 +342,8 @@ class Inference:
         logits = self._prompt_logits(picked.shape, picked)
         # sized to the padded prompt
         cache = KVCache(tuple(self_k), tuple(self_v), cross_k, cross_v, np.full(b, t))
+        if self.host_cache:
+            cache = HostKVCache.of(cache)
         return logits.asnumpy(), cache.grown(self.capacity(t))
 
     def _start_by_steps(self, tokens, gather_at, cross_k, cross_v):
@@ -332,11 +353,18 @@ class Inference:
         dims = self.model.dims
         head_dim = dims.n_text_state // dims.n_text_head
         dtype = cross_k[0].dtype
-        empty = tuple(
-            ms.ops.zeros((b, dims.n_text_head, self.capacity(t), head_dim), dtype)
-            for _ in range(dims.n_text_layer)
-        )
-        cache = KVCache(empty, empty, tuple(cross_k), tuple(cross_v), np.zeros(b, np.int64))
+        shape = (b, dims.n_text_head, self.capacity(t), head_dim)
+        if self.host_cache:
+            cache = HostKVCache.empty(
+                dims.n_text_layer,
+                *shape,
+                tuple(cross_k),
+                tuple(cross_v),
+                cross_k[0].asnumpy().dtype,
+            )
+        else:
+            empty = tuple(ms.ops.zeros(shape, dtype) for _ in range(dims.n_text_layer))
+            cache = KVCache(empty, empty, tuple(cross_k), tuple(cross_v), np.zeros(b, np.int64))
         picked = {}
         for position in range(t):
             logits, cache = self.step(tokens[:, position], cache)
@@ -352,6 +380,8 @@ class Inference:
         """
         if rows is not None and np.array_equal(rows, np.arange(len(rows))):
             rows = None  # every row continues itself: no gather of the whole cache
+        if isinstance(cache, HostKVCache):
+            return self._step_host(tokens, cache if rows is None else cache.follow(rows))
         length = cache.length if rows is None else cache.length[np.asarray(rows)]
         if length.max() >= self.n_ctx:
             raise ValueError(f"decoding ran past the {self.n_ctx}-token context")
@@ -374,6 +404,30 @@ class Inference:
         else:
             logits, self_k, self_v = self._step(key, *args)
         return logits.asnumpy(), KVCache(self_k, self_v, cache.cross_k, cache.cross_v, length + 1)
+
+    def _step_host(self, tokens, cache):
+        """`step` over a HostKVCache: the graph reads the cache and returns the new position's keys
+        and values, written in place here."""
+        length = cache.length
+        if length.max() >= self.n_ctx:
+            raise ValueError(f"decoding ran past the {self.n_ctx}-token context")
+        cache = cache.grown(self.capacity(int(length.max())))
+        tokens = Tensor(np.asarray(tokens, np.int32).reshape(-1, 1))
+        self_k, self_v = cache.tensors()
+        args = (
+            tokens,
+            Tensor(length.astype(np.int32)),
+            mutable(self_k),
+            mutable(self_v),
+            mutable(cache.cross_k),
+            mutable(cache.cross_v),
+        )
+        key = (tokens.shape, cache.capacity, cache.cross_k[0].shape[0])
+        if tokens.shape[0] == 1 and self._embedding_t is not None:
+            logits, new_k, new_v = self._step_apart_t(key, *args, self.embedding_t)
+        else:
+            logits, new_k, new_v = self._step_apart(key, *args)
+        return logits.asnumpy(), cache.written(new_k.asnumpy(), new_v.asnumpy())
 
     def cross_attention(self, audio_features, tokens, heads):
         """Logits (T, V) and log cross-attention weights (len(heads), T, n_audio_ctx) of `tokens`

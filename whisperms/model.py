@@ -20,6 +20,7 @@ from .attention import (
     MASKED,
     QUERY_CHUNK,
     attention,
+    attention_with_new,
     chunked_attention,
     compressed_causal_mask,
     merge_heads,
@@ -74,6 +75,7 @@ _RECIPROCAL = ops.Reciprocal()
 _MATMUL = ops.MatMul()
 _CONCAT_TIME = ops.Concat(1)
 _CONCAT_LAST = ops.Concat(-1)
+_STACK = ops.Stack(0)
 
 
 def layer_norm(x, weight, bias):
@@ -287,6 +289,13 @@ class MultiHeadAttention(nn.Cell):
             out, qk = attention(q, k, v, implementation, additive, causal, kv_length)
         return self.out(merge_heads(out), params, prefix + "out."), qk
 
+    def attend_step(self, x, k, v, k_new, v_new, mask, params=None, prefix=""):
+        """A one-token step's queries of `x` over a cache k, v it only reads and the step's own
+        k_new, v_new (attention.attention_with_new; eager); the output projected."""
+        q = split_heads(self.query(x, params, prefix + "query."), self.n_head)
+        out = attention_with_new(q, k, v, k_new, v_new, mask)
+        return self.out(merge_heads(out), params, prefix + "out.")
+
 
 class ResidualAttentionBlock(nn.Cell):
     def __init__(
@@ -309,19 +318,23 @@ class ResidualAttentionBlock(nn.Cell):
 
         xa_kv: the window's cross-attention keys and values (decoder blocks). cache: for a one-token
         step, the self-attention cache (k, v, write): `write` (1, 1, capacity, 1) is 1 at the new
-        position and 0 elsewhere, and the position's keys and values are blended in there. (k, v)
-        returned are what this block attended to: the positions' own keys and values, or the updated
-        cache.
+        position and 0 elsewhere, and the position's keys and values are blended in there; or
+        `write` None: the cache is only read, the step's own key and value attended apart from it
+        (`mask` then its additive mask alone). (k, v) returned are the positions' own keys and
+        values, or with a `write`, the updated cache.
         """
         h = self.attn_ln(x, params, "attn_ln.")
         k, v = self.attn.key_value(h, params, "attn.")
-        if cache is not None:
-            # cache * (1 - write) + new * write is exact for a 0/1 `write` and fuses into one loop
-            # (fusion.py).
-            cached_k, cached_v, write = cache
-            k = cached_k * (1 - write) + k * write
-            v = cached_v * (1 - write) + v * write
-        x = x + self.attn(h, k, v, mask, params, "attn.")[0]
+        if cache is not None and cache[2] is None:
+            x = x + self.attn.attend_step(h, cache[0], cache[1], k, v, mask, params, "attn.")
+        else:
+            if cache is not None:
+                # cache * (1 - write) + new * write is exact for a 0/1 `write` and fuses into one
+                # loop (fusion.py).
+                cached_k, cached_v, write = cache
+                k = cached_k * (1 - write) + k * write
+                v = cached_v * (1 - write) + v * write
+            x = x + self.attn(h, k, v, mask, params, "attn.")[0]
         cross_qk = None
         if self.cross_attn is not None:
             h = self.cross_attn_ln(x, params, "cross_attn_ln.")
@@ -458,12 +471,8 @@ class TextDecoder(nn.Cell):
         (B // audios consecutive rows each). `rows` (B,) first reorders the self-attention caches
         (beam search: row i continues row rows[i]), inside the same graph.
         """
-        b = tokens.shape[0]
-        x = self.token_embedding(tokens) + _GATHER(self.positional_embedding, offset, 0).reshape(
-            b, 1, -1
-        )
-        positions = self.positions[: self_k[0].shape[2]].reshape(1, -1)
-        offsets = offset.reshape(-1, 1)
+        x, positions, offsets = self._step_input(tokens, offset, self_k[0].shape[2])
+        b = x.shape[0]
         write = (positions == offsets).astype(x.dtype).reshape(b, 1, -1, 1)
         mask = (
             ((positions > offsets).astype(ms.float32) * MASKED).reshape(b, 1, 1, -1),
@@ -479,7 +488,30 @@ class TextDecoder(nn.Cell):
             new_k.append(k)
             new_v.append(v)
         # reshape rather than [:, 0]: a StridedSlice there is a slow CPU kernel.
-        return self.logits(x, embedding_t).reshape(x.shape[0], -1), tuple(new_k), tuple(new_v)
+        return self.logits(x, embedding_t).reshape(b, -1), tuple(new_k), tuple(new_v)
+
+    def step_apart(self, tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=None):
+        """`step` over caches it only reads, positions offset[i] on being empty or stale: returns
+        logits (B, n_vocab) and the new positions' keys and values (n_layer, B, H, 1, Dh) each, for
+        the caller to write in (kv_cache.HostKVCache). Eager attention only."""
+        x, positions, offsets = self._step_input(tokens, offset, self_k[0].shape[2])
+        b = x.shape[0]
+        mask = ((positions >= offsets).astype(ms.float32) * MASKED).reshape(b, 1, 1, -1)
+        new_k, new_v = [], []
+        for i, block in enumerate(self.blocks):
+            x, (k, v), _ = block(x, (cross_k[i], cross_v[i]), mask, (self_k[i], self_v[i], None))
+            new_k.append(k)
+            new_v.append(v)
+        return self.logits(x, embedding_t).reshape(b, -1), _STACK(new_k), _STACK(new_v)
+
+    def _step_input(self, tokens, offset, capacity):
+        """A step's embedded tokens (B, 1, D) at their positions, and the positions of a cache of
+        `capacity` (1, capacity) and each row's (B, 1), for its masks."""
+        b = tokens.shape[0]
+        x = self.token_embedding(tokens) + _GATHER(self.positional_embedding, offset, 0).reshape(
+            b, 1, -1
+        )
+        return x, self.positions[:capacity].reshape(1, -1), offset.reshape(-1, 1)
 
 
 class Whisper(nn.Cell):

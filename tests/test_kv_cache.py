@@ -1,0 +1,145 @@
+"""The CPU's host-array self-attention cache (kv_cache.HostKVCache) and the step that reads it
+(TextDecoder.step_apart): against the tensor cache the step graph rewrites (KVCache, as on Ascend),
+and each cache operation against its plain NumPy meaning."""
+
+import numpy as np
+import pytest
+from mindspore import Tensor
+
+from whisperms.attention import MASKED, attention_with_new, eager_attention
+from whisperms.inference import Inference
+from whisperms.kv_cache import HostKVCache
+
+from conftest import DATA, window_mel
+
+LAYERS, HEADS, HEAD_DIM = 2, 3, 4
+
+
+def _cache(rows=4, capacity=8, audios=2, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (LAYERS, rows, HEADS, capacity, HEAD_DIM)
+    cross = tuple(
+        Tensor(rng.standard_normal((audios, HEADS, 5, HEAD_DIM)).astype(np.float32))
+        for _ in range(LAYERS)
+    )
+    length = rng.integers(1, capacity - 1, rows)
+    keys = rng.standard_normal(shape).astype(np.float32)
+    values = rng.standard_normal(shape).astype(np.float32)
+    return HostKVCache(keys, values, cross, cross, length)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(np.float32, 1e-6), (np.float16, 2e-3)])
+def test_attention_with_the_new_position_apart_equals_attention_over_the_written_cache(
+    dtype, tolerance
+):
+    """float32, and float16 (scores and softmax in float32) as a CPU --dtype float16 runs it."""
+    rng = np.random.default_rng(1)
+    b, capacity = 3, 7
+    q, k_new, v_new = (rng.standard_normal((b, HEADS, 1, HEAD_DIM)).astype(dtype) for _ in range(3))
+    k, v = (rng.standard_normal((b, HEADS, capacity, HEAD_DIM)).astype(dtype) for _ in range(2))
+    offset = np.array([0, 3, 6])  # an empty cache, a middle and the last position
+    positions = np.arange(capacity)[None, :]
+    apart_mask = ((positions >= offset[:, None]) * MASKED).astype(np.float32)[:, None, None]
+    apart = attention_with_new(*(Tensor(x) for x in (q, k, v, k_new, v_new, apart_mask)))
+    written_k, written_v = k.copy(), v.copy()
+    written_k[np.arange(b), :, offset] = k_new[:, :, 0]
+    written_v[np.arange(b), :, offset] = v_new[:, :, 0]
+    mask = ((positions > offset[:, None]) * MASKED).astype(np.float32)[:, None, None]
+    reference, _ = eager_attention(*(Tensor(x) for x in (q, written_k, written_v, mask)))
+    assert apart.dtype == reference.dtype
+    np.testing.assert_allclose(
+        apart.asnumpy().astype(np.float32),
+        reference.asnumpy().astype(np.float32),
+        rtol=10 * tolerance,
+        atol=tolerance,
+    )
+
+
+def test_written_puts_each_rows_new_position_at_its_length_and_nothing_else():
+    cache = _cache()
+    before_k, before_v = cache.keys.copy(), cache.values.copy()
+    new_k = np.full((LAYERS, 4, HEADS, 1, HEAD_DIM), 7.0, np.float32)
+    new_v = np.full((LAYERS, 4, HEADS, 1, HEAD_DIM), -7.0, np.float32)
+    length = cache.length.copy()
+    after = cache.written(new_k, new_v)
+    np.testing.assert_array_equal(after.length, length + 1)
+    for row, position in enumerate(length):
+        assert (after.keys[:, row, :, position] == 7.0).all()
+        assert (after.values[:, row, :, position] == -7.0).all()
+        before_k[:, row, :, position] = 7.0
+        before_v[:, row, :, position] = -7.0
+    np.testing.assert_array_equal(after.keys, before_k)
+    np.testing.assert_array_equal(after.values, before_v)
+
+
+@pytest.mark.parametrize("rows", [[0, 1, 2, 3], [1, 1, 2, 3], [3, 0, 0, 1], [2, 2, 2, 2]])
+def test_follow_equals_a_gather_of_the_filled_positions(rows):
+    cache = _cache(seed=2)
+    keys, values, length = cache.keys.copy(), cache.values.copy(), cache.length.copy()
+    after = cache.follow(rows)
+    np.testing.assert_array_equal(after.length, length[rows])
+    for i, source in enumerate(rows):
+        filled = length[source]
+        np.testing.assert_array_equal(after.keys[:, i, :, :filled], keys[:, source, :, :filled])
+        np.testing.assert_array_equal(after.values[:, i, :, :filled], values[:, source, :, :filled])
+    # rows that continue themselves are not touched at all
+    for i in np.flatnonzero(np.asarray(rows) == np.arange(4)):
+        np.testing.assert_array_equal(after.keys[:, i], keys[:, i])
+
+
+def test_reorder_select_stack_and_grown_make_arrays_of_their_own():
+    cache = _cache(seed=3)
+    keys = cache.keys.copy()
+    reordered = cache.reorder([2, 2, 0, 1])
+    np.testing.assert_array_equal(reordered.keys, keys[:, [2, 2, 0, 1]])
+    np.testing.assert_array_equal(reordered.length, cache.length[[2, 2, 0, 1]])
+    selected = cache.select([2, 3], [1])
+    np.testing.assert_array_equal(selected.values, cache.values[:, [2, 3]])
+    np.testing.assert_array_equal(selected.cross_k[0].asnumpy(), cache.cross_k[0].asnumpy()[1:2])
+    grown = cache.grown(12)
+    assert grown.capacity == 12 and cache.grown(8) is cache
+    np.testing.assert_array_equal(grown.keys[:, :, :, :8], keys)
+    assert (grown.keys[:, :, :, 8:] == 0).all()
+    other = _cache(rows=1, capacity=12, audios=1, seed=4)
+    stacked = HostKVCache.stack([cache.select([0], [0]), other], group=2)
+    assert stacked.keys.shape == (LAYERS, 4, HEADS, 12, HEAD_DIM)
+    np.testing.assert_array_equal(stacked.keys[:, 0], grown.keys[:, 0])
+    np.testing.assert_array_equal(stacked.keys[:, 1], grown.keys[:, 0])
+    np.testing.assert_array_equal(stacked.keys[:, 3], other.keys[:, 0])
+    assert stacked.cross_k[0].shape[0] == 2
+    for made in (reordered, selected, grown, stacked):
+        assert not np.shares_memory(made.keys, cache.keys)
+    np.testing.assert_array_equal(cache.keys, keys)
+
+
+def test_host_cache_steps_match_the_tensor_cache_steps(tiny_en_model):
+    """Two windows with prompts of different lengths, then beam-like steps (rows reordered, forked
+    and dropped) over both caches: the same logits within float32 rounding, the same best tokens,
+    through cache growth past a capacity bucket."""
+    host = tiny_en_model.inference
+    assert host.host_cache
+    tensors = Inference(tiny_en_model, host_cache=False)
+    assert not tensors.host_cache
+    mels = np.stack([window_mel(DATA / name) for name in ("jfk_inaugural_1961.flac",) * 2])
+    features = host.embed_audio(mels)
+    prompts = [[50257, 50363], [50360, 17250, 13, 50257, 50363]]
+    gather = [[1], [4]]
+    rng = np.random.default_rng(5)
+    results = []
+    for inference in (host, tensors):
+        logits, cache = inference.start_batch(features, prompts, gather, group=3)
+        steps = []
+        tokens = np.repeat(logits[:, 0].argmax(-1), 3)
+        for step in range(70):  # the cache grows from 64 to 128 positions
+            rows = None
+            if step % 3 == 1:
+                rows = np.concatenate([np.sort(rng.integers(0, 3, 3)) + g * 3 for g in range(2)])
+            out, cache = inference.step(tokens, cache, rows=rows)
+            steps.append(out)
+            tokens = out.argmax(-1)
+        results.append((steps, cache.length))
+    (host_steps, host_length), (tensor_steps, tensor_length) = results
+    np.testing.assert_array_equal(host_length, tensor_length)
+    for a, b in zip(host_steps, tensor_steps):
+        assert np.abs(a - b).max() < 1e-3
+        np.testing.assert_array_equal(a.argmax(-1), b.argmax(-1))
