@@ -375,8 +375,9 @@ class Inference:
         """Feed one token per row (B,), row i at position cache.length[i]; return logits (B, V) and
         the next cache.
 
-        With `rows`, the cache is first reordered as `cache.reorder(rows)` would, inside the same
-        graph call.
+        With `rows`, the cache is first reordered as `cache.reorder(rows)` would: inside the same
+        graph call, or for a HostKVCache in place (HostKVCache.follow). A HostKVCache given is
+        consumed: the one returned shares its arrays.
         """
         if rows is not None and np.array_equal(rows, np.arange(len(rows))):
             rows = None  # every row continues itself: no gather of the whole cache
