@@ -381,40 +381,15 @@ class Inference:
         """
         if rows is not None and np.array_equal(rows, np.arange(len(rows))):
             rows = None  # every row continues itself: no gather of the whole cache
-        if isinstance(cache, HostKVCache):
-            return self._step_host(tokens, cache if rows is None else cache.follow(rows))
+        host = isinstance(cache, HostKVCache)
+        if host and rows is not None:
+            cache, rows = cache.follow(rows), None
         length = cache.length if rows is None else cache.length[np.asarray(rows)]
         if length.max() >= self.n_ctx:
             raise ValueError(f"decoding ran past the {self.n_ctx}-token context")
         cache = cache.grown(self.capacity(int(length.max())))
         tokens = Tensor(np.asarray(tokens, np.int32).reshape(-1, 1))
-        args = (
-            tokens,
-            Tensor(length.astype(np.int32)),
-            mutable(cache.self_k),
-            mutable(cache.self_v),
-            mutable(cache.cross_k),
-            mutable(cache.cross_v),
-        )
-        key = (tokens.shape, cache.capacity, cache.cross_k[0].shape[0])
-        if rows is not None:
-            rows = Tensor(np.asarray(rows, np.int32))
-            logits, self_k, self_v = self._step_rows(key, *args, rows)
-        elif tokens.shape[0] == 1 and self._embedding_t is not None:
-            logits, self_k, self_v = self._step_t(key, *args, self.embedding_t)
-        else:
-            logits, self_k, self_v = self._step(key, *args)
-        return logits.asnumpy(), KVCache(self_k, self_v, cache.cross_k, cache.cross_v, length + 1)
-
-    def _step_host(self, tokens, cache):
-        """`step` over a HostKVCache: the graph reads the cache and returns the new position's keys
-        and values, written in place here."""
-        length = cache.length
-        if length.max() >= self.n_ctx:
-            raise ValueError(f"decoding ran past the {self.n_ctx}-token context")
-        cache = cache.grown(self.capacity(int(length.max())))
-        tokens = Tensor(np.asarray(tokens, np.int32).reshape(-1, 1))
-        self_k, self_v = cache.tensors()
+        self_k, self_v = cache.tensors() if host else (cache.self_k, cache.self_v)
         args = (
             tokens,
             Tensor(length.astype(np.int32)),
@@ -424,11 +399,22 @@ class Inference:
             mutable(cache.cross_v),
         )
         key = (tokens.shape, cache.capacity, cache.cross_k[0].shape[0])
-        if tokens.shape[0] == 1 and self._embedding_t is not None:
-            logits, new_k, new_v = self._step_apart_t(key, *args, self.embedding_t)
+        one_row = tokens.shape[0] == 1 and self._embedding_t is not None
+        if host:
+            # the graph reads the cache and returns the new position's keys and values
+            if one_row:
+                logits, new_k, new_v = self._step_apart_t(key, *args, self.embedding_t)
+            else:
+                logits, new_k, new_v = self._step_apart(key, *args)
+            return logits.asnumpy(), cache.written(new_k.asnumpy(), new_v.asnumpy())
+        if rows is not None:
+            rows = Tensor(np.asarray(rows, np.int32))
+            logits, self_k, self_v = self._step_rows(key, *args, rows)
+        elif one_row:
+            logits, self_k, self_v = self._step_t(key, *args, self.embedding_t)
         else:
-            logits, new_k, new_v = self._step_apart(key, *args)
-        return logits.asnumpy(), cache.written(new_k.asnumpy(), new_v.asnumpy())
+            logits, self_k, self_v = self._step(key, *args)
+        return logits.asnumpy(), KVCache(self_k, self_v, cache.cross_k, cache.cross_v, length + 1)
 
     def cross_attention(self, audio_features, tokens, heads):
         """Logits (T, V) and log cross-attention weights (len(heads), T, n_audio_ctx) of `tokens`
