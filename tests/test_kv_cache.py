@@ -109,6 +109,8 @@ def test_reorder_select_stack_and_grown_make_arrays_of_their_own():
     assert stacked.cross_k[0].shape[0] == 2
     for made in (reordered, selected, grown, stacked):
         assert not np.shares_memory(made.keys, cache.keys)
+        # C-contiguous: a strided array would be copied whole by every step's Tensor.from_numpy
+        assert made.keys.flags.c_contiguous and made.values.flags.c_contiguous
     np.testing.assert_array_equal(cache.keys, keys)
 
 

@@ -152,8 +152,8 @@ class HostKVCache:
         """As KVCache.reorder, into arrays of its own."""
         index = np.asarray(source_indices, np.intp)
         return HostKVCache(
-            self.keys[:, index],
-            self.values[:, index],
+            np.take(self.keys, index, axis=1),
+            np.take(self.values, index, axis=1),
             self.cross_k,
             self.cross_v,
             self.length[index],
@@ -164,8 +164,8 @@ class HostKVCache:
         rows, audios = np.asarray(rows, np.intp), np.asarray(audios, np.int32)
         audio_index = Tensor(audios)
         return HostKVCache(
-            self.keys[:, rows],
-            self.values[:, rows],
+            np.take(self.keys, rows, axis=1),
+            np.take(self.values, rows, axis=1),
             tuple(ops.gather(t, audio_index, 0) for t in self.cross_k),
             tuple(ops.gather(t, audio_index, 0) for t in self.cross_v),
             self.length[rows],
@@ -183,8 +183,8 @@ class HostKVCache:
             return tuple(ops.concat(layer, 0).contiguous() for layer in layers)
 
         return HostKVCache(
-            np.concatenate([cache.keys for cache in caches], 1)[:, rows],
-            np.concatenate([cache.values for cache in caches], 1)[:, rows],
+            np.take(np.concatenate([cache.keys for cache in caches], 1), rows, axis=1),
+            np.take(np.concatenate([cache.values for cache in caches], 1), rows, axis=1),
             audios_of("cross_k"),
             audios_of("cross_v"),
             np.concatenate([cache.length for cache in caches])[rows],
