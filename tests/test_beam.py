@@ -128,6 +128,33 @@ def test_top_k_rows_equals_full_stable_sort():
         assert top_k_rows(v, k).tolist() == np.argsort(-v, axis=1, kind="stable")[:, :k].tolist()
 
 
+def test_top_k_rows_over_a_whole_vocabulary():
+    """Rows as wide as a vocabulary take top_k_rows' block pass: still a full stable argsort's
+    picks, with ties (within a block, across blocks, at the k-th block maximum), masked ranges as
+    the timestamp rules leave them, rows with fewer than k values above -inf, and the positions past
+    the last whole block."""
+    from whisperms.decoding import TOP_K_BLOCK, top_k_rows
+
+    rng = np.random.default_rng(1)
+    n = 51865  # not a multiple of TOP_K_BLOCK: some positions lie past the last whole block
+    n_blocks = n // TOP_K_BLOCK
+    for trial in range(40):
+        v = (rng.standard_normal((int(rng.integers(1, 41)), n)) * 3).astype(np.float32)
+        if trial % 2:
+            v = np.round(v)  # many equal values
+        v[0, : n - 1501] = -np.inf  # text masked: only timestamps left
+        v[-1, n - 1501 :] = -np.inf  # timestamps masked
+        if len(v) > 2:
+            v[1] = -np.inf
+            v[1, [7, 7 + n_blocks, 9]] = 2.0  # three values above -inf, two in one block
+        if len(v) > 3:
+            v[2, [5, 5 + n_blocks, 6 + 2 * n_blocks]] = 100.0  # the top three tie, two in one block
+            v[2, n - 1] = 100.0  # and one past the last whole block
+        for k in (1, 2, 6, 11):
+            expected = np.argsort(-v, axis=1, kind="stable")[:, :k]
+            assert top_k_rows(v, k).tolist() == expected.tolist()
+
+
 def _reference_update(beam, tokens, logits, sum_logprobs):
     """openai's beam bookkeeping written as it is there (a dict of sequences per step), the
     vectorised update's reference."""

@@ -49,6 +49,10 @@ class DecodingResult:
     language_probs: Optional[Dict[str, float]] = None
 
 
+# values per block in top_k_rows' first pass (few blocks: ranking the chosen ones is short)
+TOP_K_BLOCK = 64
+
+
 def compression_ratio(text: str) -> float:
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
@@ -70,9 +74,48 @@ def _logsumexp(values: np.ndarray) -> np.ndarray:
 
 def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
     """`np.argsort(-values, axis=1, kind="stable")[:, :k]`, ties by lower index, without sorting
-    whole rows: the best k found one at a time (argmax takes the lowest index of equal values),
-    each hidden once taken. A row with fewer than k values above -inf is sorted whole, as its
-    remaining picks are ties at -inf."""
+    whole rows.
+
+    One pass splits each row into `TOP_K_BLOCK`-value blocks (block j: positions j, j + n_blocks,
+    ...) and takes each block's maximum: a row's k best values lie in its k blocks of highest
+    maximum (each of those blocks holds a value at least the k-th highest maximum, so the row's k-th
+    best value is at least that too, and a block of lower maximum holds nothing as good). Those
+    blocks' values, in position order, are then ranked as a short row. A row whose k-th highest
+    maximum is shared with another block (a tie) or is -inf, and rows too short to split, are ranked
+    whole (`_top_k_by_argmax`).
+    """
+    n_rows, n = values.shape
+    if k >= n:
+        return np.argsort(-values, axis=1, kind="stable")
+    n_blocks = n // TOP_K_BLOCK
+    if n_blocks < 2 * k:
+        return _top_k_by_argmax(values, k)
+    body = n_blocks * TOP_K_BLOCK
+    block_max = values[:, :body].reshape(n_rows, TOP_K_BLOCK, n_blocks).max(axis=1)
+    kth = np.partition(block_max, n_blocks - k, axis=1)[:, n_blocks - k]
+    chosen = block_max >= kth[:, None]
+    split = (chosen.sum(axis=1) == k) & (kth > -np.inf)  # NaN fails this too
+    out = np.empty((n_rows, k), np.int64)
+    rows = np.flatnonzero(split)
+    if len(rows):
+        blocks = np.nonzero(chosen[rows])[1].reshape(len(rows), k, 1)
+        places = (blocks + n_blocks * np.arange(TOP_K_BLOCK)).reshape(len(rows), -1)
+        places.sort(axis=1)
+        # the positions past the last whole block are candidates in every row
+        rest = np.broadcast_to(np.arange(body, n), (len(rows), n - body))
+        places = np.concatenate([places, rest], axis=1)
+        picked = _top_k_by_argmax(values[rows[:, None], places], k)
+        out[rows] = np.take_along_axis(places, picked, axis=1)
+    others = np.flatnonzero(~split)
+    if len(others):
+        out[others] = _top_k_by_argmax(values[others], k)
+    return out
+
+
+def _top_k_by_argmax(values: np.ndarray, k: int) -> np.ndarray:
+    """top_k_rows by k argmax passes (argmax takes the lowest index of equal values), each pick
+    hidden once taken. A row with fewer than k values above -inf is sorted whole, as its remaining
+    picks are ties at -inf."""
     if k >= values.shape[1]:
         return np.argsort(-values, axis=1, kind="stable")
     work = values.copy()
@@ -224,11 +267,12 @@ def beam_candidates(logits: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]
     log-softmax ranks its tokens as its logits do: the logits are ranked, and the log-probabilities
     (float64, to be summed over a sequence) computed for the chosen tokens only."""
     top = top_k_rows(logits, k)  # (rows, min(k, V))
-    peak = logits.max(axis=1, keepdims=True)
-    # exp in float32 (the logits' precision), summed in float64
-    total = np.exp(logits - peak).sum(axis=1, keepdims=True, dtype=np.float64)
-    chosen = np.take_along_axis(logits, top, axis=1).astype(np.float64)
-    return top, (chosen - peak.astype(np.float64)) - np.log(total)
+    chosen = np.take_along_axis(logits, top, axis=1)
+    peak = chosen[:, :1]  # the best token's logit is the row's maximum
+    # exp in float32 (the logits' precision), in one buffer, summed in float64
+    shifted = np.subtract(logits, peak)
+    total = np.exp(shifted, out=shifted).sum(axis=1, keepdims=True, dtype=np.float64)
+    return top, (chosen.astype(np.float64) - peak.astype(np.float64)) - np.log(total)
 
 
 class BeamSearchDecoder:
