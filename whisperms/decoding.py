@@ -85,10 +85,8 @@ def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
     whole (`_top_k_by_argmax`).
     """
     n_rows, n = values.shape
-    if k >= n:
-        return np.argsort(-values, axis=1, kind="stable")
     n_blocks = n // TOP_K_BLOCK
-    if n_blocks < 2 * k:
+    if n_blocks < 2 * k:  # also every k >= n
         return _top_k_by_argmax(values, k)
     body = n_blocks * TOP_K_BLOCK
     block_max = values[:, :body].reshape(n_rows, TOP_K_BLOCK, n_blocks).max(axis=1)
