@@ -1,7 +1,8 @@
 """Silero VAD v6 (16 kHz) as MindSpore Cells, parameter names equal to Silero's PyTorch state dict.
 
-The convolutions run over time axes of 4, 2 and 1 frames, channels-last, as one Gather of their taps
-and one MatMul each, so the same Cells run on any device.
+The convolutions run over time axes of 4, 2 and 1 frames, channels-last, each as one MatMul of a
+window's whole (frames x channels) input by the conv unrolled over those few frames, so the same
+Cells run on any device.
 """
 
 import mindspore as ms
@@ -24,6 +25,7 @@ ENCODER_CHANNELS = ((N_BINS, 128, 1), (128, 64, 2), (64, 64, 2), (64, HIDDEN, 1)
 KERNEL = 3  # every encoder conv: kernel 3, padding 1
 
 _MATMUL_T = ops.MatMul(transpose_b=True)
+_MATMUL = ops.MatMul()
 _BIAS_ADD = ops.BiasAdd()
 _GATHER = ops.Gather()
 _SQRT = ops.Sqrt()
@@ -31,8 +33,6 @@ _RELU = ops.ReLU()
 _SIGMOID = ops.Sigmoid()
 _TANH = ops.Tanh()
 _CONCAT_ROWS = ops.Concat(0)
-# (R, T, C): one zero frame each side for the kernel-3 convs
-_PAD_TIME = ops.Pad(((0, 0), (1, 1), (0, 0)))
 
 
 def _zeros(*shape):
@@ -59,6 +59,19 @@ def tap_indices(length: int, stride: int) -> np.ndarray:
     return (np.arange(n_out)[:, None] * stride + np.arange(KERNEL)[None, :]).astype(np.int32)
 
 
+def unrolled_taps(length: int, stride: int) -> np.ndarray:
+    """(T_in, T_out) which tap links input frame t_in to output frame t_out in a kernel-3,
+    padding-1 conv over `length` frames: 1 + the tap's index, or 0 where none does (the padding
+    frames are zeros, so their taps drop out)."""
+    taps = tap_indices(length, stride)
+    table = np.zeros((length, len(taps)), np.int32)
+    for t_out, padded in enumerate(taps):
+        for k, frame in enumerate(padded - 1):  # the padded input's frame 0 is padding
+            if 0 <= frame < length:
+                table[frame, t_out] = k + 1
+    return table
+
+
 class STFT(nn.Cell):
     """(R, INPUT_SAMPLES) -> (R, N_FRAMES, N_BINS) magnitudes, through Silero's Fourier basis."""
 
@@ -77,27 +90,32 @@ class STFT(nn.Cell):
 
 
 class Conv(nn.Cell):
-    """Kernel-3, padding-1 conv + ReLU over (R, T, in) -> (R, T_out, out) as one MatMul over the
-    stacked taps.
+    """Kernel-3, padding-1 conv + ReLU over (R, T, in) -> (R, T_out, out) as one MatMul: each
+    window's (T * in) input by the conv unrolled over its T frames, a (T * in, T_out * out) matrix
+    of the weight's taps and zero blocks.
 
-    `length` (the input's T) is fixed by the architecture, so the taps are one Gather with constant
-    indices.
+    `length` (the input's T, at most 4 frames) is fixed by the architecture, so the unrolled matrix
+    is one Gather with constant indices and small; a pad and a gather of the taps per call cost far
+    more than its zero blocks.
     """
 
     def __init__(self, n_in, n_out, stride, length):
         super().__init__()
         self.weight = Parameter(_zeros(n_out, n_in, KERNEL), name="weight")
         self.bias = Parameter(_zeros(n_out), name="bias")
-        self.taps = ms.Tensor(tap_indices(length, stride))
-        self.n_out_frames = self.taps.shape[0]
+        self.table = ms.Tensor(unrolled_taps(length, stride))
+        self.n_out_frames = self.table.shape[1]
+        self.no_tap = ms.Tensor(np.zeros((1, n_in, n_out), np.float32))
 
     def construct(self, x):
-        n_in = x.shape[-1]
-        # (R * T_out, tap-major k * in)
-        taps = _GATHER(_PAD_TIME(x), self.taps, 1).reshape(-1, KERNEL * n_in)
-        # (out, k * in), same order
-        weight = self.weight.transpose(0, 2, 1).reshape(-1, KERNEL * n_in)
-        y = _RELU(_BIAS_ADD(_MATMUL_T(taps, weight), self.bias))
+        length, n_in = x.shape[-2], x.shape[-1]
+        # (1 + KERNEL, in, out): no tap, then each tap's (in, out) matrix
+        taps = _CONCAT_ROWS((self.no_tap, self.weight.transpose(2, 1, 0)))
+        # (T_in, T_out, in, out) -> (T_in * in, T_out * out)
+        unrolled = _GATHER(taps, self.table, 0).transpose(0, 2, 1, 3)
+        unrolled = unrolled.reshape(length * n_in, -1)
+        y = _MATMUL(x.reshape(-1, length * n_in), unrolled)
+        y = _RELU(_BIAS_ADD(y.reshape(-1, self.bias.shape[0]), self.bias))
         return y.reshape(-1, self.n_out_frames, y.shape[-1])
 
 
