@@ -31,7 +31,7 @@ from whisperms.vad import (
     vad_options,
 )
 from whisperms.vad.convert import convert, faster_whisper_onnx, read_onnx
-from whisperms.vad.model import SileroVAD
+from whisperms.vad.model import ENCODER_CHANNELS, N_FRAMES, Conv, SileroVAD
 from whisperms.vad.runner import (
     WINDOWS_PER_CALL,
     n_windows,
@@ -227,6 +227,44 @@ def test_windows_are_faster_whispers():
     # end.
     later = windows_at(padded_samples(audio), 2, 3)
     assert np.array_equal(later[:2], windows[2:]) and not later[2].any()
+
+
+def _reference_conv(x, weight, bias, stride):
+    """torch's Conv1d(kernel 3, padding 1, stride) + ReLU on channels-last (R, T, in) input."""
+    padded = np.pad(x, ((0, 0), (1, 1), (0, 0)))
+    n_out = (x.shape[1] + 2 - 3) // stride + 1
+    out = np.stack(
+        [
+            np.einsum("rki,oik->ro", padded[:, t * stride : t * stride + 3], weight)
+            for t in range(n_out)
+        ],
+        axis=1,
+    )
+    return np.maximum(out + bias, 0)
+
+
+@pytest.mark.parametrize(
+    "n_in, n_out, stride, length",
+    [
+        (n_in, n_out, stride, length)
+        for (n_in, n_out, stride), length in zip(ENCODER_CHANNELS, (N_FRAMES, 4, 2, 1))
+    ]
+    + [(5, 3, 1, 3), (5, 3, 2, 3), (2, 4, 2, 5)],
+)
+def test_unrolled_conv_is_a_padded_conv1d(n_in, n_out, stride, length):
+    from mindspore import Tensor
+
+    rng = np.random.default_rng(length * 10 + stride)
+    conv = Conv(n_in, n_out, stride, length)
+    weight = rng.standard_normal((n_out, n_in, 3)).astype(np.float32)
+    bias = rng.standard_normal(n_out).astype(np.float32)
+    conv.weight.set_data(Tensor(weight))
+    conv.bias.set_data(Tensor(bias))
+    x = rng.standard_normal((3, length, n_in)).astype(np.float32)
+    expected = _reference_conv(x.astype(np.float64), weight, bias, stride)
+    got = conv(Tensor(x)).asnumpy()
+    assert got.shape == expected.shape == (3, (length - 1) // stride + 1, n_out)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 # --- the timestamp state machine, driven by the same probabilities in both implementations
