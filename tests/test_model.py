@@ -80,7 +80,7 @@ def test_encoder_attention_in_query_chunks_equals_one_pass(t):
     np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)
 
 
-def _conv1d_reference(x, weight, bias, stride):
+def conv1d_reference(x, weight, bias, stride):
     """torch's Conv1d (kernel 3, padding 1) in float64 NumPy: x (B, in, T), weight (out, in, 3)."""
     padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1)))
     t_out = (x.shape[2] - 1) // stride + 1
@@ -108,7 +108,7 @@ def test_conv1d_matmul_over_taps_equals_convolution(stride, t, compiled):
     conv.weight.set_data(ms.Tensor(weight))
     conv.bias.set_data(ms.Tensor(bias))
     x = rng.standard_normal((2, n_in, t)).astype(np.float32)
-    expected = _conv1d_reference(x, weight, bias, stride)
+    expected = conv1d_reference(x, weight, bias, stride)
     run = ms.jit(conv.construct) if compiled else conv
     channels_first = run(ms.Tensor(x)).asnumpy()
     last = (ms.jit(conv.channels_last) if compiled else conv.channels_last)(

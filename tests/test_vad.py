@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_model import conv1d_reference
 
 from whisperms.audio import load_audio
 from whisperms.errors import AudioError, CheckpointError, OptionsError
@@ -229,20 +230,6 @@ def test_windows_are_faster_whispers():
     assert np.array_equal(later[:2], windows[2:]) and not later[2].any()
 
 
-def _reference_conv(x, weight, bias, stride):
-    """torch's Conv1d(kernel 3, padding 1, stride) + ReLU on channels-last (R, T, in) input."""
-    padded = np.pad(x, ((0, 0), (1, 1), (0, 0)))
-    n_out = (x.shape[1] + 2 - 3) // stride + 1
-    out = np.stack(
-        [
-            np.einsum("rki,oik->ro", padded[:, t * stride : t * stride + 3], weight)
-            for t in range(n_out)
-        ],
-        axis=1,
-    )
-    return np.maximum(out + bias, 0)
-
-
 @pytest.mark.parametrize(
     "n_in, n_out, stride, length",
     [
@@ -261,7 +248,9 @@ def test_unrolled_conv_is_a_padded_conv1d(n_in, n_out, stride, length):
     conv.weight.set_data(Tensor(weight))
     conv.bias.set_data(Tensor(bias))
     x = rng.standard_normal((3, length, n_in)).astype(np.float32)
-    expected = _reference_conv(x.astype(np.float64), weight, bias, stride)
+    # channels-last here, channels-first there; then the ReLU
+    expected = np.maximum(conv1d_reference(x.transpose(0, 2, 1), weight, bias, stride), 0)
+    expected = expected.transpose(0, 2, 1)
     got = conv(Tensor(x)).asnumpy()
     assert got.shape == expected.shape == (3, (length - 1) // stride + 1, n_out)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
