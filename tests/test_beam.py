@@ -155,6 +155,29 @@ def test_top_k_rows_over_a_whole_vocabulary():
             assert top_k_rows(v, k).tolist() == expected.tolist()
 
 
+def test_exp_sums_in_blocks_of_rows_equal_the_whole_array_pass():
+    """The normaliser of beam search (float64 sums) and greedy selection (float32), taken a block of
+    rows at a time: bit for bit the one pass over the whole array, in blocks that divide the rows
+    evenly and not, with -inf (suppressed) tokens and a row of one value."""
+    from whisperms.decoding import EXP_SUM_BLOCK_BYTES, exp_sums
+
+    rng = np.random.default_rng(2)
+    n = 51865
+    per_block = EXP_SUM_BLOCK_BYTES // (n * 4)
+    assert 1 < per_block < 40  # 40 beam rows span several blocks
+    for n_rows in (1, per_block, per_block + 1, 40):
+        logits = (rng.standard_normal((n_rows, n)) * 4).astype(np.float32)
+        logits[rng.random(logits.shape) < 0.3] = -np.inf
+        logits[0] = -np.inf
+        logits[0, 17] = 3.0
+        peak = logits.max(axis=1)
+        for dtype in (np.float64, np.float32):
+            expected = np.exp(logits - peak[:, None]).sum(axis=1, dtype=dtype)
+            sums = exp_sums(logits, peak, dtype)
+            assert sums.dtype == dtype and sums.tobytes() == expected.tobytes()
+        assert exp_sums(logits, peak, np.float64)[0] == 1.0
+
+
 def _reference_update(beam, tokens, logits, sum_logprobs):
     """openai's beam bookkeeping written as it is there (a dict of sequences per step), the
     vectorised update's reference."""
