@@ -22,6 +22,8 @@ class KVCache:
     cross_v: tuple
     length: np.ndarray  # (B,) positions filled in each row = the position of its next token
 
+    on_host = False
+
     @property
     def batch_size(self):
         return self.self_k[0].shape[0]
@@ -113,6 +115,8 @@ class HostKVCache:
     cross_v: tuple
     length: np.ndarray  # (B,) positions filled in each row = the position of its next token
 
+    on_host = True
+
     def tensors(self):
         """Per layer, tensors sharing the memory of keys[i] and values[i], for one graph call: made
         anew each time, as a tensor given to a graph before may be read from a copy MindSpore kept
@@ -143,6 +147,15 @@ class HostKVCache:
     @property
     def batch_size(self):
         return self.keys.shape[1]
+
+    def with_cross(self, cross_k, cross_v):
+        """The cache reading its cross-attention K/V from host arrays (one per layer), through
+        tensors sharing their memory."""
+        return replace(
+            self,
+            cross_k=tuple(Tensor.from_numpy(a) for a in cross_k),
+            cross_v=tuple(Tensor.from_numpy(a) for a in cross_v),
+        )
 
     @property
     def capacity(self):
