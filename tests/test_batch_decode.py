@@ -1,9 +1,11 @@
-"""Batched decode(): several windows in one batch give each window exactly what it gets alone."""
+"""Batched decode(): several windows in one batch give each window exactly what it gets alone, also
+when windows join a batch already decoding."""
 
 import numpy as np
 import pytest
 
 from whisperms import DecodingOptions, OptionsError
+from whisperms.decoding import BatchDecodingTask, DecodingTask
 
 from conftest import DATA, read_manifest, window_mel
 
@@ -50,6 +52,43 @@ def test_each_row_gets_exactly_its_tokens_alone(tiny_en_model, mels, beam_size):
         assert many.tokens[0] >= TIMESTAMP_BEGIN, name  # timestamp mode: a timestamp comes first
         assert many.avg_logprob == pytest.approx(one.avg_logprob, abs=1e-3)
         assert many.no_speech_prob == pytest.approx(one.no_speech_prob, abs=1e-4)
+
+
+@pytest.mark.parametrize("beam_size", [None, 5], ids=["greedy", "beam5"])
+def test_windows_joining_a_running_batch_get_exactly_their_tokens_alone(
+    tiny_en_model, mels, beam_size
+):
+    """Continuous batching (WindowSlots): windows join a batch already decoding, at different
+    steps, growing it (2 slots to 8) and taking slots freed by windows that ended; with prompts of
+    different lengths, each window's tokens are still exactly its tokens alone."""
+    options = [DecodingOptions(language="en", beam_size=beam_size, prompt=p) for p in PROMPTS]
+    tasks = [DecodingTask(tiny_en_model, o) for o in options]
+    features = [tiny_en_model.inference.embed_audio(mel[None]) for mel in mels]
+
+    def windows(indices):
+        batch = BatchDecodingTask([tasks[i] for i in indices], keys=indices)
+        return batch.start([features[i] for i in indices])
+
+    slots = BatchDecodingTask(tasks[:1]).slots(limit=8)
+    results = {}
+    slots.join(*windows([0, 1]))
+    for _ in range(5):
+        results.update(slots.step(shrink=False))
+    assert not results and slots.n_slots == 2
+    slots.join(*windows([2, 3, 4]))
+    assert slots.n_slots == 8 and slots.occupied == 5
+    while not results:
+        results.update(slots.step(shrink=False))
+    assert slots.room() >= 3 and slots.n_slots == 8
+    slots.join(*windows([5, 6, 7]))
+    while slots.busy:
+        results.update(slots.step())
+    alone = [tiny_en_model.decode(mel, o) for mel, o in zip(mels, options)]
+    assert sorted(results) == list(range(8))
+    for i, name in enumerate(CLIPS):
+        assert results[i].tokens == alone[i].tokens, name
+        assert results[i].avg_logprob == pytest.approx(alone[i].avg_logprob, abs=1e-3)
+        assert results[i].no_speech_prob == pytest.approx(alone[i].no_speech_prob, abs=1e-4)
 
 
 def test_without_timestamps_and_a_prefix(tiny_en_model, mels):

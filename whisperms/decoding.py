@@ -14,6 +14,7 @@ import numpy as np
 from .audio import CHUNK_LENGTH, N_FRAMES
 from .errors import OptionsError
 from .tokenizer import Tokenizer, check_task, get_tokenizer, language_code
+from .window_slots import WindowSlots, rows_of
 
 
 @dataclass(frozen=True)
@@ -586,10 +587,17 @@ class BatchDecodingTask:
     samples are consecutive rows sharing its cross-attention K/V. The rules see each row as its
     last initial token followed by the sampled tokens (they only read the sampled part), so rows
     with prompts of different lengths fit one array. Rows finish independently: a finished row is
-    fed EOT, and finished windows leave the batch once it can halve (_kept_windows).
+    fed EOT, and a finished window leaves its slot (window_slots.WindowSlots), where another window
+    may join: `start` gives the windows' decoding state to join a running WindowSlots, `run` decodes
+    them alone. `keys`: what the results are reported under (default: the windows' indices).
     """
 
-    def __init__(self, tasks: List[DecodingTask], speech_ends: Optional[Sequence[float]] = None):
+    def __init__(
+        self,
+        tasks: List[DecodingTask],
+        speech_ends: Optional[Sequence[float]] = None,
+        keys: Optional[Sequence] = None,
+    ):
         first = tasks[0].options
         for task in tasks[1:]:
             other = replace(task.options, **{name: getattr(first, name) for name in ROW_OPTIONS})
@@ -599,10 +607,12 @@ class BatchDecodingTask:
                     "decode the others in a separate batch"
                 )
         self.tasks = tasks
+        self.keys = list(range(len(tasks))) if keys is None else list(keys)
         self.options = first
         self.model = tasks[0].model
         self.eot = tasks[0].tokenizer.eot
         self.no_speech = tasks[0].tokenizer.no_speech
+        self.sample_len = tasks[0].sample_len
         # one row of initial token, then the sampled part
         self.logit_filters = tasks[0]._logit_filters(sample_begin=1)
         self.beam = first.beam_size is not None and first.temperature == 0
@@ -622,151 +632,171 @@ class BatchDecodingTask:
                 )
             )
 
-    def run(self, audio_features, rng=None) -> List[DecodingResult]:
-        options, tasks, beam, group = self.options, self.tasks, self.beam, self.group
-        prompts = [task.initial_tokens for task in tasks]
-        gather_at = [[task.sot_index, task.sample_begin - 1] for task in tasks]
-        logits, cache = self.model.inference.start_batch(audio_features, prompts, gather_at, group)
-        probs = np.exp(log_softmax(logits[:, 0].astype(np.float64)))
-        no_speech = probs[:, self.no_speech]
-        logits = np.repeat(logits[:, 1], group, axis=0)
-        tokens = np.repeat(np.array([[prompt[-1]] for prompt in prompts], np.int64), group, axis=0)
-        # sampled tokens each row may take before its window's context is full
-        limits = np.repeat(
-            [task.n_ctx - len(prompt) for task, prompt in zip(tasks, prompts)], group
+    def slots(self, limit=None) -> WindowSlots:
+        """An empty batch for windows decoded as these are (`limit`: the most windows in it)."""
+        return WindowSlots(self.model.inference, self.group, self.eot, limit)
+
+    def start(self, audio_features, rng=None):
+        """Run the windows' prompts: their decoding state, to join a WindowSlots, and its cache."""
+        prompts = [task.initial_tokens for task in self.tasks]
+        gather_at = [[task.sot_index, task.sample_begin - 1] for task in self.tasks]
+        logits, cache = self.model.inference.start_batch(
+            audio_features, prompts, gather_at, self.group
         )
-        if beam:
-            candidates = self._beam_search(logits, tokens, cache, limits, len(tasks))
-        else:
-            sampled = self._sample(logits, tokens, cache, limits, rng or np.random.default_rng())
-            candidates = [sampled[i * group : (i + 1) * group] for i in range(len(tasks))]
+        no_speech = np.exp(log_softmax(logits[:, 0].astype(np.float64)))[:, self.no_speech]
+        kind = _BeamWindows if self.beam else _SampledWindows
+        return kind(self, logits[:, 1], no_speech, rng or np.random.default_rng()), cache
+
+    def run(self, audio_features, rng=None, limit=None) -> List[DecodingResult]:
+        """The windows decoded together (`limit`: as WindowSlots takes it), each one's result."""
+        slots = self.slots(limit)
+        slots.join(*self.start(audio_features, rng))
+        results = {}
+        while slots.busy:
+            results.update(slots.step())
+        return [results[key] for key in self.keys]
+
+    def result(self, index: int, found, no_speech: float):
+        """(key, DecodingResult) of window `index` from its candidates `found` ((tokens without
+        EOT, sum of logprobs) each)."""
+        task = self.tasks[index]
+        scores = [rank_score(lp, len(t), self.options.length_penalty) for t, lp in found]
+        tokens, sum_logprob = found[int(np.argmax(scores))]
+        text = task.tokenizer.decode(tokens).strip()
+        return self.keys[index], DecodingResult(
+            language=task.options.language,
+            tokens=tokens,
+            text=text,
+            avg_logprob=sum_logprob / (len(tokens) + 1),
+            no_speech_prob=float(no_speech),
+            temperature=self.options.temperature,
+            compression_ratio=compression_ratio(text),
+        )
+
+
+class _Windows:
+    """The decoding state of a BatchDecodingTask's windows in a WindowSlots: their rows' tokens
+    (the last initial token, then the sampled ones), logits, sums of logprobs and rules, `group`
+    consecutive rows per window. `choose()` picks every row's next token; the windows that end
+    leave every array (and `slots`) at once."""
+
+    def __init__(self, task: BatchDecodingTask, logits, no_speech, rng):
+        prompts = [t.initial_tokens for t in task.tasks]
+        group = task.group
+        self.task = task
+        self.index = np.arange(len(prompts))  # each window's place in task.tasks
+        self.slots = np.arange(len(prompts))  # each window's slot, set by WindowSlots.join
+        self.no_speech = np.asarray(no_speech)
+        self.logits = np.repeat(logits, group, axis=0)
+        self.tokens = np.repeat(np.array([[p[-1]] for p in prompts], np.int64), group, axis=0)
+        # sampled tokens each row may take before its window's context is full
+        self.limits = np.repeat([t.n_ctx - len(p) for t, p in zip(task.tasks, prompts)], group)
+        self.sum_logprobs = np.zeros(len(self.tokens), np.float64)
+        self.filters = list(task.logit_filters)
+        self.rng = rng
+        self.steps = 0
+
+    def _leave(self, ended: np.ndarray) -> np.ndarray:
+        """Drop the windows `ended` (a mask over windows); returns the rows kept."""
+        kept = np.flatnonzero(~ended)
+        rows = rows_of(kept, self.task.group)
+        self.index, self.slots, self.no_speech = (
+            x[kept] for x in (self.index, self.slots, self.no_speech)
+        )
+        self.tokens, self.sum_logprobs, self.limits = (
+            x[rows] for x in (self.tokens, self.sum_logprobs, self.limits)
+        )
+        self.filters = [f.select(rows) for f in self.filters]
+        return rows
+
+
+class _SampledWindows(_Windows):
+    """Greedy or sampled rows."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.decoder = GreedyDecoder(self.task.options.temperature, self.task.eot, self.rng)
+        self.done = np.zeros(len(self.tokens), bool)
+
+    def choose(self):
+        """(each kept row's next token, None, [(key, result)] of the windows that ended)."""
+        task, eot, group = self.task, self.task.eot, self.task.group
+        logits, tokens, sums, done = self.logits, self.tokens, self.sum_logprobs, self.done
+        for logit_filter in self.filters:
+            logit_filter.apply(logits, tokens)
+        before = sums.copy()
+        next_tokens = self.decoder.select(logits, tokens, sums)
+        # rows stopped by their context limit take nothing more (EOT is ignored below)
+        next_tokens = np.where(done, eot, next_tokens)
+        sums[done] = before[done]
+        tokens = np.concatenate([tokens, next_tokens[:, None]], axis=1)
+        self.steps += 1
+        done |= (next_tokens == eot) | (tokens.shape[1] - 1 >= self.limits)
+        if self.steps >= task.sample_len:
+            done[:] = True
+        ended = done.reshape(-1, group).all(axis=1)
         results = []
-        for task, found, prob in zip(tasks, candidates, no_speech):
-            scores = [rank_score(lp, len(t), options.length_penalty) for t, lp in found]
-            tokens_, sum_logprob = found[int(np.argmax(scores))]
-            text = task.tokenizer.decode(tokens_).strip()
-            results.append(
-                DecodingResult(
-                    language=task.options.language,
-                    tokens=tokens_,
-                    text=text,
-                    avg_logprob=sum_logprob / (len(tokens_) + 1),
-                    no_speech_prob=float(prob),
-                    temperature=options.temperature,
-                    compression_ratio=compression_ratio(text),
-                )
+        for j in np.flatnonzero(ended):
+            rows = slice(j * group, (j + 1) * group)
+            found = [_sampled(row, eot) for row in tokens[rows, 1:].tolist()]
+            found = [(row, float(lp)) for row, lp in zip(found, sums[rows])]
+            results.append(task.result(self.index[j], found, self.no_speech[j]))
+        self.tokens = tokens
+        rows = self._leave(ended)
+        self.done = done[rows]
+        return next_tokens[rows], None, results
+
+
+class _BeamWindows(_Windows):
+    """One beam search per window (openai's), all windows' beams in one pass over their logits."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        options = self.task.options
+        self.beams = [
+            BeamSearchDecoder(options.beam_size, self.task.eot, options.patience)
+            for _ in self.index
+        ]
+
+    def choose(self):
+        """(each kept row's next token, the row of its window it continues, [(key, result)] of the
+        windows that ended)."""
+        task, size = self.task, self.task.group
+        logits, tokens, sums = self.logits, self.tokens, self.sum_logprobs
+        for logit_filter in self.filters:
+            logit_filter.apply(logits, tokens)
+        grown = np.empty((len(tokens), tokens.shape[1] + 1), np.int64)
+        offsets = np.empty(len(tokens), np.int64)
+        # every row's candidates in one pass over the batch's logits
+        top, top_logprobs = beam_candidates(logits, size + 1)
+        self.steps += 1
+        ended = np.zeros(len(self.beams), bool)
+        results = []
+        for j, beam in enumerate(self.beams):
+            rows = slice(j * size, (j + 1) * size)
+            grown[rows], picked, completed = beam.update(
+                tokens[rows], logits[rows], sums[rows], (top[rows], top_logprobs[rows])
             )
-        return results
-
-    def _sample(self, logits, tokens, cache, limits, rng):
-        """Greedy or sampled rows: (sampled tokens without EOT, sum of logprobs incl. EOT) each."""
-        inference, eot, filters = self.model.inference, self.eot, self.logit_filters
-        decoder = GreedyDecoder(self.options.temperature, eot, rng)
-        group = self.group
-        sum_logprobs = np.zeros(len(tokens), np.float64)
-        done = np.zeros(len(tokens), bool)
-        index = np.arange(len(tokens))  # each row's place in the result
-        found = [None] * len(tokens)
-        for _ in range(self.tasks[0].sample_len):
-            for logit_filter in filters:
-                logit_filter.apply(logits, tokens)
-            before = sum_logprobs.copy()
-            next_tokens = decoder.select(logits, tokens, sum_logprobs)
-            # rows stopped by their context limit take nothing more (EOT is ignored below)
-            next_tokens = np.where(done, eot, next_tokens)
-            sum_logprobs[done] = before[done]
-            tokens = np.concatenate([tokens, next_tokens[:, None]], axis=1)
-            done |= (next_tokens == eot) | (tokens.shape[1] - 1 >= limits)
-            if done.all():
-                break
-            kept = _kept_windows(done.reshape(-1, group).all(axis=1))
-            if kept is not None:
-                rows = _rows_of(kept, group)
-                left = np.setdiff1d(np.arange(len(tokens)), rows)
-                _found(found, index[left], tokens[left], sum_logprobs[left], eot)
-                tokens, sum_logprobs, done, limits, index = (
-                    x[rows] for x in (tokens, sum_logprobs, done, limits, index)
-                )
-                next_tokens, cache = next_tokens[rows], cache.select(rows, kept)
-                filters = [f.select(rows) for f in filters]
-            logits, cache = inference.step(next_tokens, cache)
-        _found(found, index, tokens, sum_logprobs, eot)
-        return found
-
-    def _beam_search(self, logits, tokens, cache, limits, n_audio):
-        """Each window's candidates (tokens without EOT, sum of logprobs) from one beam search per
-        window, all windows' beams stepping together; finished windows leave the batch."""
-        inference, eot, size = self.model.inference, self.eot, self.options.beam_size
-        filters = self.logit_filters
-        beams = [BeamSearchDecoder(size, eot, self.options.patience) for _ in range(n_audio)]
-        sum_logprobs = np.zeros(len(tokens), np.float64)
-        final = [None] * n_audio  # each window's (tokens, sum_logprobs) when its search ended
-        windows = np.arange(n_audio)  # the window at each place of the batch
-        for _ in range(self.tasks[0].sample_len):
-            for logit_filter in filters:
-                logit_filter.apply(logits, tokens)
-            grown = np.full((len(tokens), tokens.shape[1] + 1), eot, np.int64)
-            source = np.arange(len(tokens))
-            # every row's candidates in one pass over the batch's logits
-            top, top_logprobs = beam_candidates(logits, size + 1)
-            for j, a in enumerate(windows):
-                rows = slice(j * size, (j + 1) * size)
-                if final[a] is not None:
-                    grown[rows, :-1] = tokens[rows]  # a finished search: its rows idle on EOT
-                    continue
-                grown[rows], picked, completed = beams[a].update(
-                    tokens[rows], logits[rows], sum_logprobs[rows], (top[rows], top_logprobs[rows])
-                )
-                source[rows] = j * size + np.asarray(picked)
-                if completed or grown.shape[1] - 1 >= limits[j * size]:
-                    final[a] = (grown[rows].copy(), sum_logprobs[rows].copy())
-            tokens = grown
-            if all(f is not None for f in final):
-                break
-            kept = _kept_windows(np.array([final[a] is not None for a in windows]))
-            if kept is None:
-                logits, cache = inference.step(tokens[:, -1], cache, rows=source)
-                continue
-            rows = _rows_of(kept, size)
-            tokens, sum_logprobs, limits = tokens[rows], sum_logprobs[rows], limits[rows]
-            # the beams' reorder and the smaller batch in one gather
-            cache, windows = cache.select(source[rows], kept), windows[kept]
-            filters = [f.select(rows) for f in filters]
-            logits, cache = inference.step(tokens[:, -1], cache)
-        # windows still searching when sample_len ran out end with their beams as they are
-        for j, a in enumerate(windows):
-            if final[a] is None:
-                rows = slice(j * size, (j + 1) * size)
-                final[a] = (tokens[rows], sum_logprobs[rows])
-        candidates = []
-        for beam, ended in zip(beams, final):
-            finished = beam.finalize(*ended)
-            candidates.append([(list(seq[1:-1]), logprob) for seq, logprob in finished.items()])
-        return candidates
+            offsets[rows] = picked
+            if (
+                completed
+                or grown.shape[1] - 1 >= self.limits[j * size]
+                or (self.steps >= task.sample_len)
+            ):
+                # a search still going when sample_len runs out ends with its beams as they are
+                ended[j] = True
+                finished = beam.finalize(grown[rows], sums[rows])
+                found = [(list(seq[1:-1]), logprob) for seq, logprob in finished.items()]
+                results.append(task.result(self.index[j], found, self.no_speech[j]))
+        self.tokens = grown
+        self.beams = [beam for beam, end in zip(self.beams, ended) if not end]
+        rows = self._leave(ended)
+        return grown[rows, -1], offsets[rows], results
 
 
-def _kept_windows(finished: np.ndarray) -> Optional[np.ndarray]:
-    """Places of the windows to keep in the batch once finished ones can go: the unfinished, topped
-    up with finished ones to a power of two (so that few step-graph shapes are ever compiled), in
-    batch order; None while that would not make the batch smaller."""
-    alive = np.flatnonzero(~finished)
-    size = 1 << (len(alive) - 1).bit_length() if len(alive) else 1
-    if size >= len(finished):
-        return None
-    filler = np.flatnonzero(finished)[: size - len(alive)]
-    return np.sort(np.concatenate([alive, filler]))
-
-
-def _rows_of(windows: np.ndarray, group: int) -> np.ndarray:
-    """The rows of the windows at `windows`, `group` consecutive rows each."""
-    return (windows[:, None] * group + np.arange(group)).reshape(-1)
-
-
-def _found(found, places, tokens, sum_logprobs, eot):
-    """Record rows as results at their `places`: each row's sampled tokens up to EOT and its sum of
-    logprobs."""
-    for place, row, logprob in zip(places, tokens[:, 1:].tolist(), sum_logprobs):
-        found[place] = (row[: row.index(eot)] if eot in row else row, float(logprob))
+def _sampled(row: List[int], eot: int) -> List[int]:
+    """A row's sampled tokens up to EOT."""
+    return row[: row.index(eot)] if eot in row else row
 
 
 def rank_score(sum_logprob: float, length: int, length_penalty: Optional[float]) -> float:
