@@ -59,8 +59,10 @@ def test_windows_joining_a_running_batch_get_exactly_their_tokens_alone(
     tiny_en_model, mels, beam_size
 ):
     """Continuous batching (WindowSlots): windows join a batch already decoding, at different
-    steps, growing it (2 slots to 8) and taking slots freed by windows that ended; with prompts of
-    different lengths, each window's tokens are still exactly its tokens alone."""
+    steps, growing it (2 slots to 4 to 8) and taking slots freed by windows that ended; windows with
+    prompts of different lengths join with their prompts run (start_batch), windows without one
+    (PROMPTS 0 and 4) have their prompt fed through the batch's own steps; each window's tokens are
+    still exactly its tokens alone."""
     options = [DecodingOptions(language="en", beam_size=beam_size, prompt=p) for p in PROMPTS]
     tasks = [DecodingTask(tiny_en_model, o) for o in options]
     features = [tiny_en_model.inference.embed_audio(mel[None]) for mel in mels]
@@ -71,16 +73,18 @@ def test_windows_joining_a_running_batch_get_exactly_their_tokens_alone(
 
     slots = BatchDecodingTask(tasks[:1]).slots(limit=8)
     results = {}
-    slots.join(*windows([0, 1]))
+    slots.join(*windows([1, 2]))
     for _ in range(5):
         results.update(slots.step(shrink=False))
     assert not results and slots.n_slots == 2
-    slots.join(*windows([2, 3, 4]))
-    assert slots.n_slots == 8 and slots.occupied == 5
+    state, cache = windows([0, 4])
+    assert state.prompt is not None and cache.length.max() == 0  # fed by the batch's steps
+    slots.join(state, cache)
+    assert slots.n_slots == 4 and slots.occupied == 4
     while not results:
         results.update(slots.step(shrink=False))
-    assert slots.room() >= 3 and slots.n_slots == 8
-    slots.join(*windows([5, 6, 7]))
+    slots.join(*windows([3, 5, 6, 7]))
+    assert slots.n_slots == 8 and slots.occupied == 8 - len(results)
     while slots.busy:
         results.update(slots.step())
     alone = [tiny_en_model.decode(mel, o) for mel, o in zip(mels, options)]

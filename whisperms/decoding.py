@@ -637,15 +637,24 @@ class BatchDecodingTask:
         return WindowSlots(self.model.inference, self.group, self.eot, limit)
 
     def start(self, audio_features, rng=None):
-        """Run the windows' prompts: their decoding state, to join a WindowSlots, and its cache."""
+        """The windows' decoding state, to join a WindowSlots, and its cache: their prompts run
+        now (inference.start_batch), or, for prompts of one length that `start` feeds by steps, an
+        empty cache and a state that feeds them through the batch's own steps first (a window
+        joining a running batch then costs no step calls of its own)."""
         prompts = [task.initial_tokens for task in self.tasks]
-        gather_at = [[task.sot_index, task.sample_begin - 1] for task in self.tasks]
-        logits, cache = self.model.inference.start_batch(
-            audio_features, prompts, gather_at, self.group
-        )
-        no_speech = np.exp(log_softmax(logits[:, 0].astype(np.float64)))[:, self.no_speech]
+        inference, rng = self.model.inference, rng or np.random.default_rng()
         kind = _BeamWindows if self.beam else _SampledWindows
-        return kind(self, logits[:, 1], no_speech, rng or np.random.default_rng()), cache
+        if len({len(p) for p in prompts}) == 1:
+            cache = inference.empty_start(audio_features, len(prompts[0]), self.group)
+            if cache is not None:
+                return kind(self, None, None, rng), cache
+        gather_at = [[task.sot_index, task.sample_begin - 1] for task in self.tasks]
+        logits, cache = inference.start_batch(audio_features, prompts, gather_at, self.group)
+        return kind(self, logits[:, 1], self.no_speech_probs(logits[:, 0]), rng), cache
+
+    def no_speech_probs(self, logits: np.ndarray) -> np.ndarray:
+        """P(<|nospeech|>) from logits at the windows' <|startoftranscript|> (one row each)."""
+        return np.exp(log_softmax(logits.astype(np.float64)))[:, self.no_speech]
 
     def run(self, audio_features, rng=None, limit=None) -> List[DecodingResult]:
         """The windows decoded together (`limit`: as WindowSlots takes it), each one's result."""
@@ -677,8 +686,10 @@ class BatchDecodingTask:
 class _Windows:
     """The decoding state of a BatchDecodingTask's windows in a WindowSlots: their rows' tokens
     (the last initial token, then the sampled ones), logits, sums of logprobs and rules, `group`
-    consecutive rows per window. `choose()` picks every row's next token; the windows that end
-    leave every array (and `slots`) at once."""
+    consecutive rows per window. `choose()` gives every row's next token: first the rest of the
+    prompt when given no logits (the prompt fed through the batch's steps, as `start` feeds it
+    alone), then the sampled tokens; the windows that end leave every array (and `slots`) at once.
+    """
 
     def __init__(self, task: BatchDecodingTask, logits, no_speech, rng):
         prompts = [t.initial_tokens for t in task.tasks]
@@ -686,8 +697,15 @@ class _Windows:
         self.task = task
         self.index = np.arange(len(prompts))  # each window's place in task.tasks
         self.slots = np.arange(len(prompts))  # each window's slot, set by WindowSlots.join
+        self.prompt = None  # (rows, length) tokens still to feed, and how many are fed
+        if logits is None:
+            self.prompt, self.fed = np.repeat(np.array(prompts, np.int64), group, axis=0), 0
+            self.sot_index = np.array([t.sot_index for t in task.tasks])
+            no_speech = np.full(len(prompts), np.nan)
+        else:
+            logits = np.repeat(logits, group, axis=0)
         self.no_speech = np.asarray(no_speech)
-        self.logits = np.repeat(logits, group, axis=0)
+        self.logits = logits
         self.tokens = np.repeat(np.array([[p[-1]] for p in prompts], np.int64), group, axis=0)
         # sampled tokens each row may take before its window's context is full
         self.limits = np.repeat([t.n_ctx - len(p) for t, p in zip(task.tasks, prompts)], group)
@@ -696,8 +714,10 @@ class _Windows:
         self.rng = rng
         self.steps = 0
 
-    def _leave(self, ended: np.ndarray) -> np.ndarray:
-        """Drop the windows `ended` (a mask over windows); returns the rows kept."""
+    def _leave(self, ended: np.ndarray):
+        """Drop the windows `ended` (a mask over windows); returns the rows kept (an index)."""
+        if not ended.any():
+            return slice(None)
         kept = np.flatnonzero(~ended)
         rows = rows_of(kept, self.task.group)
         self.index, self.slots, self.no_speech = (
@@ -709,6 +729,21 @@ class _Windows:
         self.filters = [f.select(rows) for f in self.filters]
         return rows
 
+    def choose(self):
+        """(each kept row's next token, for beams the row of its window it continues (else None),
+        [(key, result)] of the windows that ended)."""
+        if self.prompt is not None:
+            if self.fed:
+                # the logits of position fed - 1, at a window's <|startoftranscript|>: P(no speech)
+                at_sot = np.flatnonzero(self.sot_index == self.fed - 1)
+                first_rows = self.logits[at_sot * self.task.group]
+                self.no_speech[at_sot] = self.task.no_speech_probs(first_rows)
+            if self.fed < self.prompt.shape[1]:
+                self.fed += 1
+                return self.prompt[:, self.fed - 1], None, []
+            self.prompt = None  # the logits at the prompt's last position: the first to sample from
+        return self._choose()
+
 
 class _SampledWindows(_Windows):
     """Greedy or sampled rows."""
@@ -718,8 +753,7 @@ class _SampledWindows(_Windows):
         self.decoder = GreedyDecoder(self.task.options.temperature, self.task.eot, self.rng)
         self.done = np.zeros(len(self.tokens), bool)
 
-    def choose(self):
-        """(each kept row's next token, None, [(key, result)] of the windows that ended)."""
+    def _choose(self):
         task, eot, group = self.task, self.task.eot, self.task.group
         logits, tokens, sums, done = self.logits, self.tokens, self.sum_logprobs, self.done
         for logit_filter in self.filters:
@@ -758,9 +792,7 @@ class _BeamWindows(_Windows):
             for _ in self.index
         ]
 
-    def choose(self):
-        """(each kept row's next token, the row of its window it continues, [(key, result)] of the
-        windows that ended)."""
+    def _choose(self):
         task, size = self.task, self.task.group
         logits, tokens, sums = self.logits, self.tokens, self.sum_logprobs
         for logit_filter in self.filters:

@@ -325,6 +325,31 @@ class Inference:
             caches.append(cache)
         return np.stack(logits), type(caches[0]).stack(caches, group)
 
+    def empty_start(self, audio_features, length, group=1):
+        """For prompts of `length` tokens fed through the step graph one position at a time by
+        the caller (window_slots: within a running batch's steps, as `start` feeds them alone): an
+        empty host cache of `group` rows per audio (audio_features a list of (1, n_audio_ctx, D)
+        or (A, n_audio_ctx, D)) with the audios' cross-attention K/V; None where `start` would not
+        feed such a prompt by steps, or the cache is not on the host."""
+        if not self.host_cache or length > STEP_PROMPT_MAX:
+            return None
+        if isinstance(audio_features, (list, tuple)):
+            audio_features = ms.ops.concat(list(audio_features), 0)
+        cross_k, cross_v = self.cross_kv(audio_features)
+        return self._empty_cache(audio_features.shape[0] * group, length, cross_k, cross_v)
+
+    def _empty_cache(self, rows, length, cross_k, cross_v):
+        """A cache of `rows` rows with nothing written, sized for `length` positions."""
+        dims = self.model.dims
+        head_dim = dims.n_text_state // dims.n_text_head
+        shape = (rows, dims.n_text_head, self.capacity(length), head_dim)
+        cross_k, cross_v = tuple(cross_k), tuple(cross_v)
+        if self.host_cache:
+            dtype = cross_k[0].asnumpy().dtype
+            return HostKVCache.empty(dims.n_text_layer, *shape, cross_k, cross_v, dtype)
+        empty = tuple(ms.ops.zeros(shape, cross_k[0].dtype) for _ in range(dims.n_text_layer))
+        return KVCache(empty, empty, cross_k, cross_v, np.zeros(rows, np.int64))
+
     def _prefill(self, tokens, gather_at, cross_k, cross_v):
         """A prompt right-padded to its bucket, run block by block: one graph per bucket serves
         every layer."""
@@ -350,21 +375,7 @@ class Inference:
         """A short prompt fed one token at a time through the step graph (no prefill graph to
         compile)."""
         b, t = tokens.shape
-        dims = self.model.dims
-        head_dim = dims.n_text_state // dims.n_text_head
-        dtype = cross_k[0].dtype
-        shape = (b, dims.n_text_head, self.capacity(t), head_dim)
-        if self.host_cache:
-            cache = HostKVCache.empty(
-                dims.n_text_layer,
-                *shape,
-                tuple(cross_k),
-                tuple(cross_v),
-                cross_k[0].asnumpy().dtype,
-            )
-        else:
-            empty = tuple(ms.ops.zeros(shape, dtype) for _ in range(dims.n_text_layer))
-            cache = KVCache(empty, empty, tuple(cross_k), tuple(cross_v), np.zeros(b, np.int64))
+        cache = self._empty_cache(b, t, cross_k, cross_v)
         picked = {}
         for position in range(t):
             logits, cache = self.step(tokens[:, position], cache)

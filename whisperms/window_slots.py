@@ -91,12 +91,9 @@ class WindowSlots:
         if not self.cache.on_host:
             raise ValueError("windows join a running batch only with a host cache")
         self._own_cross()
-        taken = np.concatenate([s.slots for s in self.states])
-        free = np.setdiff1d(np.arange(self.n_slots), taken)
-        if len(free) < n:
-            self._resize(slot_count(len(taken) + n, self.limit))
-            free = np.setdiff1d(np.arange(self.n_slots), taken)
-        slots = free[:n]
+        if len(self._free()) < n:
+            self._resize(slot_count(self.occupied + n, self.limit))
+        slots = self._free()[:n]
         rows = rows_of(slots, self.group)
         if cache.capacity > self.cache.capacity:
             self.cache = self.cache.grown(cache.capacity)
@@ -132,16 +129,13 @@ class WindowSlots:
             self.n_slots = 0
             return ended
         rows = None if np.array_equal(source, np.arange(len(source))) else source
-        taken = np.concatenate([s.slots for s in self.states])
-        if shrink and slot_count(len(taken)) < self.n_slots:
-            tokens = tokens[self._compact(taken, source)]
+        if shrink and slot_count(self.occupied) < self.n_slots:
+            tokens = tokens[self._compact(source)]
             rows = None
         cache = self.cache
         if cache.on_host:
-            taken = np.concatenate([s.slots for s in self.states])
-            free = np.setdiff1d(np.arange(self.n_slots), taken)
             # a free slot's rows stay at position 0, so they never run past the context
-            cache.length[rows_of(free, group)] = 0
+            cache.length[rows_of(self._free(), group)] = 0
             if self.cross is not None:
                 cache = cache.with_cross(*self.cross)
         logits, self.cache = self.inference.step(tokens, cache, rows=rows)
@@ -149,13 +143,18 @@ class WindowSlots:
             state.logits = _rows(logits, state.slots, group)
         return ended
 
-    def _compact(self, taken, source):
-        """Move the windows into a batch of slot_count(len(taken)) slots, the beams' reorder
-        (`source`) applied in the same gather; returns the old row of each new one."""
-        kept = np.sort(taken)
-        size = slot_count(len(kept))
-        filler = np.setdiff1d(np.arange(self.n_slots), kept)[: size - len(kept)]
-        kept = np.sort(np.concatenate([kept, filler]))
+    def _free(self) -> np.ndarray:
+        """The slots no window holds, in order."""
+        taken = [state.slots for state in self.states]
+        return np.setdiff1d(np.arange(self.n_slots), np.concatenate(taken) if taken else [])
+
+    def _compact(self, source):
+        """Move the windows into a batch of slot_count(occupied) slots (topped up with free ones),
+        the beams' reorder (`source`) applied in the same gather; returns the old row of each new
+        one."""
+        size = slot_count(self.occupied)
+        filler = self._free()[: size - self.occupied]
+        kept = np.sort(np.concatenate([np.concatenate([s.slots for s in self.states]), filler]))
         place = np.full(self.n_slots, -1)
         place[kept] = np.arange(len(kept))
         rows = rows_of(kept, self.group)
