@@ -14,15 +14,10 @@ uses the first temperature only); timestamps are on by default (`without_timesta
 segment per piece, as faster-whisper's default). Without the VAD filter each clip (the whole file
 by default) is one piece of any length, transcribed window by window as the sequential mode does.
 
-The batch is continuous (window_slots.WindowSlots): a window that ends frees its slot, and the next
-window waiting (the same piece's next one first) takes it in the next step, so no slot idles while
-the batch's longest window finishes. Windows to decode again at a higher temperature wait until a
-batch of them is ready, or nothing else is, and are decoded together.
-
 Files are read only when the batch needs more windows, and each file's result is given as soon as
 its last piece is done, so a long list of files streams through a fixed amount of memory. Inputs may
 also arrive while others are decoded (`InputQueue`, a server's requests) and may each have their own
-language and initial prompt (`BatchInput`): they join the batch at the next free slot.
+language and initial prompt (`BatchInput`): they join the next batch with room.
 """
 
 import queue
@@ -156,18 +151,6 @@ class _Piece:
         return round(self.offset * FRAMES_PER_SECOND)
 
 
-@dataclass(eq=False)
-class _Window:
-    """A window of a piece in the batch: its audio features (its mel until encoded), its frames of
-    audio, and the temperature it is decoded at (an index into the options' temperatures)."""
-
-    piece: _Piece
-    mel: Optional[np.ndarray]
-    frames: int
-    features: Any = None
-    attempt: int = 0
-
-
 class BatchedTranscriber:
     """The batched mode over any number of inputs: `run(audio)` for one, `results(audios)` for a
     stream of them ((index, result or WhispermsError) pairs, each as soon as it is done).
@@ -215,8 +198,7 @@ class BatchedTranscriber:
         self.early_end = options.vad_applies and not options.decoding.without_timestamps
         self.input_stride = N_FRAMES // model.dims.n_audio_ctx
         self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE
-        # what has been decoded: batches (windows that joined the decoding together; retries at a
-        # higher temperature not counted), their windows, the most windows decoding at once
+        # what has been decoded: batches, their windows, the most windows in one
         self.batches = self.windows = self.largest_batch = 0
 
     def _prompt_tokens(self, prompt: Optional[str]) -> List[int]:
@@ -245,19 +227,12 @@ class BatchedTranscriber:
             def take():
                 return next(inputs, None)
 
-        # pieces whose next window is to be decoded, in the order they are to be decoded
-        self._pending: deque = deque()
-        # windows to decode again at their next temperature, together once the batch drains
-        self._retries: List[_Window] = []
-        slots = None  # the first temperature's batch: windows join it as others leave
-        with tqdm(total=0, unit="piece", disable=not self.progress) as self._bar:
+        pending: deque = deque()  # pieces with windows left, in the order they are to be decoded
+        with tqdm(total=0, unit="piece", disable=not self.progress) as bar:
             while True:
-                # an InputQueue may have more after it was found empty: asked again every step
-                more_inputs = True
-                while len(self._pending) < self.batch_size:
+                while len(pending) < self.batch_size:
                     item = take()
                     if item is None:
-                        more_inputs = False
                         break
                     try:
                         source = self._prepare(*item)
@@ -266,29 +241,22 @@ class BatchedTranscriber:
                         continue
                     if not source.pieces:
                         yield source.index, self._result(source)
-                    self._pending.extend(source.pieces)
-                    self._bar.total += len(source.pieces)
-                    self._bar.refresh()
-                # new windows stop joining while a batch of retries waits (they run once it drains)
-                room = slots.room() if slots is not None else self.batch_size
-                if room > 0 and len(self._retries) < self.batch_size:
-                    windows, skipped = self._next_windows(room)
-                    for piece in skipped:
-                        yield from self._piece_moved(piece)
-                    if windows:
-                        task = self._task(windows, 0)
-                        if slots is None or not slots.busy:
-                            slots = task.slots(self.batch_size)
-                        slots.join(*task.start([w.features for w in windows]))
-                        self._joined(len(windows), slots.occupied)
-                if slots is not None and slots.busy:
-                    more = bool(self._pending) or more_inputs
-                    for window, result in slots.step(shrink=not more):
-                        yield from self._decoded(window, result)
-                elif self._retries:
-                    yield from self._retry()
-                elif not self._pending and not more_inputs:
+                    pending.extend(source.pieces)
+                    bar.total += len(source.pieces)
+                    bar.refresh()
+                if not pending:
                     return
+                batch = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
+                self._advance(batch)
+                # a piece not yet done goes first into the next batch: its input finishes sooner
+                for piece in reversed(batch):
+                    if not piece.done:
+                        pending.appendleft(piece)
+                        continue
+                    bar.update(1)
+                    piece.source.remaining -= 1
+                    if piece.source.remaining == 0:
+                        yield piece.source.index, self._result(piece.source)
 
     # ---- an input into pieces ----
 
@@ -337,86 +305,37 @@ class BatchedTranscriber:
         source.remaining = len(source.pieces)
         return source
 
-    # ---- windows through the batch ----
+    # ---- one batch of windows ----
 
-    def _next_windows(self, room: int):
-        """Up to `room` windows from the pending pieces, encoded and with their language; and the
-        pieces moved on instead (a window of constant audio is skipped)."""
-        no_speech_threshold = self.options.no_speech_threshold
-        windows, skipped = [], []
-        while self._pending and len(windows) < room:
-            piece = self._pending.popleft()
-            frames = min(N_FRAMES, piece.content_frames - piece.seek)
-            segment = piece.mel[:, piece.seek : piece.seek + frames]
-            if no_speech_threshold is not None and is_constant(segment):
-                piece.seek += frames
-                skipped.append(piece)
-                continue
-            windows.append(_Window(piece, pad_or_trim(segment, N_FRAMES), frames))
-        if windows:
-            for window, features in zip(windows, self._encode([w.mel for w in windows])):
-                window.features, window.mel = features, None
-                piece = window.piece
-                if piece.language is None:
-                    piece.language, piece.language_probability = self._detect(features)
-        return windows, skipped
-
-    def _task(self, windows: List[_Window], attempt: int) -> BatchDecodingTask:
-        """The windows' decoding at temperature number `attempt`."""
-        options = self.options.at_temperature(self.options.temperature[attempt])
-        tasks = []
-        for window in windows:
-            window.attempt = attempt
-            piece = window.piece
-            row = replace(options, language=piece.language, prompt=self._prompt(piece))
-            tasks.append(DecodingTask(self.model, row))
-        ends = None
-        if self.early_end:
-            ends = [max(w.frames / FRAMES_PER_SECOND - EARLY_END_MARGIN, 0) for w in windows]
-        return BatchDecodingTask(tasks, speech_ends=ends, keys=windows)
-
-    def _joined(self, n: int, decoding: int):
-        self.batches += 1
-        self.windows += n
-        self.largest_batch = max(self.largest_batch, decoding)
-
-    def _decoded(self, window: _Window, result):
-        """A window's result: kept, or the window queued again at the next temperature (openai's
-        fallback); yields its input's result if that was its last window."""
-        if window.attempt + 1 < len(self.options.temperature) and needs_fallback(
-            result, *self.thresholds
-        ):
-            self._retries.append(window)
-            return
+    def _advance(self, batch: List[_Piece]):
+        """Decode the next window of every piece of `batch` together; keep their segments and move
+        their seek points."""
         _, logprob_threshold, no_speech_threshold = self.thresholds
-        piece = window.piece
-        if is_silence(result, logprob_threshold, no_speech_threshold):
-            piece.seek += window.frames
-        else:
-            self._keep(piece, window.features, window.frames, result)
-        yield from self._piece_moved(piece)
-
-    def _piece_moved(self, piece: _Piece):
-        """After a piece's seek moved: back first in line if not done (its input finishes sooner),
-        else counted done, and its input's result yielded if that was its last piece."""
-        if not piece.done:
-            self._pending.appendleft(piece)
+        live, mels, frames = [], [], []
+        for piece in batch:
+            segment_frames = min(N_FRAMES, piece.content_frames - piece.seek)
+            segment = piece.mel[:, piece.seek : piece.seek + segment_frames]
+            if no_speech_threshold is not None and is_constant(segment):
+                piece.seek += segment_frames
+                continue
+            live.append(piece)
+            mels.append(pad_or_trim(segment, N_FRAMES))
+            frames.append(segment_frames)
+        if not live:
             return
-        self._bar.update(1)
-        piece.source.remaining -= 1
-        if piece.source.remaining == 0:
-            yield piece.source.index, self._result(piece.source)
-
-    def _retry(self):
-        """Decode the waiting retries of the lowest temperature together (a batch at most), then
-        what each gives."""
-        attempt = min(w.attempt for w in self._retries) + 1
-        batch = [w for w in self._retries if w.attempt + 1 == attempt][: self.batch_size]
-        self._retries = [w for w in self._retries if w not in batch]
-        task = self._task(batch, attempt)
-        results = task.run([w.features for w in batch], limit=self.batch_size)
-        for window, result in zip(batch, results):
-            yield from self._decoded(window, result)
+        self.batches += 1
+        self.windows += len(live)
+        self.largest_batch = max(self.largest_batch, len(live))
+        features = self._encode(mels)
+        for piece, window in zip(live, features):
+            if piece.language is None:
+                piece.language, piece.language_probability = self._detect(window)
+        results = self._decode(live, features, frames)
+        for piece, window, segment_frames, result in zip(live, features, frames, results):
+            if is_silence(result, logprob_threshold, no_speech_threshold):
+                piece.seek += segment_frames
+                continue
+            self._keep(piece, window, segment_frames, result)
 
     def _encode(self, mels: List[np.ndarray]) -> list:
         """Each window's audio features (1, n_audio_ctx, D), the windows encoded in groups whose
@@ -437,6 +356,36 @@ class BatchedTranscriber:
 
     def _prompt(self, piece: _Piece) -> List[int]:
         return piece.source.prompt_tokens + piece.tokens[piece.prompt_reset_since :]
+
+    def _decode(self, pieces: List[_Piece], features: list, frames) -> list:
+        """One DecodingResult per window: every window at the first temperature, then those that
+        need it again together at the next (openai's fallback)."""
+        results = [None] * len(pieces)
+        todo = list(range(len(pieces)))
+        for temperature in self.options.temperature:
+            options = self.options.at_temperature(temperature)
+            tasks = [
+                DecodingTask(
+                    self.model,
+                    replace(options, language=pieces[i].language, prompt=self._prompt(pieces[i])),
+                )
+                for i in todo
+            ]
+            # padded to a power of two (or the batch size) with copies of the last window, so
+            # that few step-graph shapes are compiled (a copy finishes when its original does)
+            padding = min(1 << (len(todo) - 1).bit_length(), self.batch_size) - len(todo)
+            rows = [features[i] for i in todo] + [features[todo[-1]]] * padding
+            ends = None
+            if self.early_end:
+                ends = [max(frames[i] / FRAMES_PER_SECOND - EARLY_END_MARGIN, 0) for i in todo]
+                ends += [ends[-1]] * padding
+            decoded = BatchDecodingTask(tasks + [tasks[-1]] * padding, speech_ends=ends).run(rows)
+            for i, result in zip(todo, decoded):
+                results[i] = result
+            todo = [i for i in todo if needs_fallback(results[i], *self.thresholds)]
+            if not todo:
+                break
+        return results
 
     def _keep(self, piece: _Piece, window, segment_frames: int, result):
         """A window's segments, on its input's transcribed timeline, added to its piece."""
