@@ -301,7 +301,9 @@ def main():
                 f"{split['prompt_ms_per_decode']:.1f}",
             ]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    stem = Path(args.out) / f"batch-decode-{datetime.now(timezone.utc):%Y%m%dT%H%M}-{commit}"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"batch-decode-{datetime.now(timezone.utc):%Y%m%dT%H%M}-{commit}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

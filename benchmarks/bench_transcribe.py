@@ -270,7 +270,8 @@ class Stats:
 
     def __init__(self):
         self.seconds, self.calls, self.step_times, self.compiles = {}, {}, [], {}
-        self.windows = self.tokens = 0  # faster-whisper runs (_TimedCTranslate2)
+        # windows encoded; tokens decoded (faster-whisper: its best hypotheses; whisperms: its segments')
+        self.windows = self.tokens = 0
 
     def add(self, name, dt):
         self.seconds[name] = self.seconds.get(name, 0.0) + dt
@@ -295,6 +296,7 @@ class Stats:
             "compile_call_s": {k: v[1] for k, v in self.compiles.items()},
             "n_compiles": sum(v[0] for v in self.compiles.values()),
             "windows": self.windows,
+            "tokens": self.tokens,
         }
         if steps:
             # host work per step: the token loop's time that is neither the prompt nor a step call (logit filters,
@@ -489,7 +491,10 @@ def run_worker(spec):
 
         def transcribe(path, language):
             try:
-                return model.transcribe(path, language=language, **options).text
+                result = model.transcribe(path, language=language, **options)
+                # the tokens of its segments (timestamp tokens included): what was decoded and kept
+                holder[0].tokens += sum(len(s.tokens) for s in getattr(result, "segments", ()))
+                return result.text
             except (whisperms.OptionsError, TypeError) as e:
                 # a whisperms without the batched mode refuses batch_size as an unknown option
                 if "not implemented" in str(e) or (
@@ -1378,7 +1383,7 @@ def render(reports, stat="auto", notes=()):
 
 # encoder and decoding set beside the peer's CTranslate2 calls: the sequential mode only (the batched mode's prompts
 # are not timed apart)
-STAGE_PEERS = {"whisperms": "faster-whisper-fp32"}
+STAGE_PEERS = {"whisperms": "faster-whisper-fp32", "whisperms-batched": "faster-whisper-batched"}
 
 
 def _beside_peer(groups):
@@ -1393,7 +1398,10 @@ def _beside_peer(groups):
         "time; decoding = whisperms' prompt and token steps "
         "(`start` + `step`, with their logits copies) beside CTranslate2's `generate` calls (prompt and steps, "
         "its own search and logit rules inside); steps / tokens = whisperms' step calls (beams count once per step; "
-        "a prompt of up to 8 tokens runs as steps) beside the tokens of CTranslate2's best hypotheses, summed.",
+        "a prompt of up to 8 tokens runs as steps; in brackets, where counted, the tokens of its segments, timestamp "
+        "tokens included) beside the tokens of CTranslate2's best hypotheses, summed (faster-whisper's batched "
+        "pipeline decodes without timestamps by default). Batched modes: whisperms' decoding leaves out its host "
+        "logic (logit rules, beam bookkeeping), which CTranslate2's generate has inside.",
         "",
         "| model | clip | beam, env | engines | encoder per window | ratio | conv stem share | windows | decoding | "
         "ratio | steps / tokens | wall |",
@@ -1419,11 +1427,12 @@ def _beside_peer(groups):
         dec_a = ma["seconds"].get("prefill", 0) + ma["seconds"].get("step", 0)
         dec_a -= ma["seconds"].get("step_in_prefill", 0)
         dec_b = mb["seconds"].get("generate", 0)
+        tokens_a = f" ({ma['tokens']})" if ma.get("tokens") else ""
         lines.append(
             f"| {model} | {clip} | {beam} | {engine} / {peer} | {_fmt(enc_a, 3)} / {_fmt(enc_b, 3)} | "
             f"{_fmt(_ratio(enc_a, enc_b))} | {_fmt(100 * stem, 1) + '%' if stem is not None else '-'} | "
             f"{windows_a} / {mb['windows']} | {_fmt(dec_a)} / {_fmt(dec_b)} | "
-            f"{_fmt(_ratio(dec_a, dec_b))} | {ma['calls'].get('step', 0)} / {mb['tokens']} | "
+            f"{_fmt(_ratio(dec_a, dec_b))} | {ma['calls'].get('step', 0)}{tokens_a} / {mb['tokens']} | "
             f"{_fmt(a['wall_s'])} / {_fmt(b['wall_s'])} |"
         )
         rows += 1

@@ -133,6 +133,13 @@ def _first_line(error):
     return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
 
 
+def _joined(audio_features):
+    """Audio features (A, n_audio_ctx, D) as given, or a list of A (1, n_audio_ctx, D) joined."""
+    if isinstance(audio_features, (list, tuple)):
+        return ms.ops.concat(list(audio_features), 0)
+    return audio_features
+
+
 def _warn(message):
     warnings.warn(f"whisperms: {message}", RuntimeWarning, stacklevel=4)
 
@@ -310,8 +317,7 @@ class Inference:
         (1, n_audio_ctx, D)), of any lengths, each run as `start` runs it; returns logits
         (A, len(gather_at[i]), V) and one cache whose rows are each audio's state repeated `group`
         times (its beams or samples, consecutive)."""
-        if isinstance(audio_features, (list, tuple)):
-            audio_features = ms.ops.concat(list(audio_features), 0)
+        audio_features = _joined(audio_features)
         if len({len(p) for p in prompts}) == 1 and all(g == gather_at[0] for g in gather_at):
             # prompts of one length (the common case: no prompt) run as one batch
             logits, cache = self.start(audio_features, [list(p) for p in prompts], gather_at[0])
@@ -333,8 +339,7 @@ class Inference:
         feed such a prompt by steps, or the cache is not on the host."""
         if not self.host_cache or length > STEP_PROMPT_MAX:
             return None
-        if isinstance(audio_features, (list, tuple)):
-            audio_features = ms.ops.concat(list(audio_features), 0)
+        audio_features = _joined(audio_features)
         cross_k, cross_v = self.cross_kv(audio_features)
         return self._empty_cache(audio_features.shape[0] * group, length, cross_k, cross_v)
 
