@@ -58,7 +58,9 @@ class StepSplit:
     `start`, `start` inside `start_batch`) count towards the outer call only.
     """
 
-    ENTRY_POINTS = ("embed_audio", "start_batch", "start", "step")
+    # empty_start: windows whose prompt runs through the batch's own steps (their cross-attention
+    # K/V and an empty cache); it counts as prompt time, those steps as steps
+    ENTRY_POINTS = ("embed_audio", "start_batch", "start", "empty_start", "step")
 
     def __init__(self, inference):
         self.inference = inference
@@ -275,7 +277,8 @@ def main():
         " call (logit filters, selection, beam bookkeeping, array building); host all = decode()'s"
         " whole time outside the encoder, prompt and step calls (adds task setup, the final"
         " selection and the results) over the steps. Encoder and prompt (start / start_batch,"
-        " the prompt's own steps included) per decode() call.",
+        " the prompt's own steps included; empty_start, the cross-attention K/V of windows whose"
+        " prompt runs through the batch's own steps, which then count as steps) per decode() call.",
         "",
         "| model | beam | mode | windows per decode() | rows per step | steps per run |"
         " step call ms median | step call ms mean | host ms/step median | host ms/step mean |"
