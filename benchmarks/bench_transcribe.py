@@ -1381,8 +1381,8 @@ def render(reports, stat="auto", notes=()):
     return "\n".join(lines) + "\n"
 
 
-# encoder and decoding set beside the peer's CTranslate2 calls: the sequential mode only (the batched mode's prompts
-# are not timed apart)
+# encoder and decoding set beside the peer's CTranslate2 calls, each mode beside its own peer (the batched mode's
+# prompts run as steps and its cross-attention K/V, computed in Inference.empty_start, fall outside its decoding)
 STAGE_PEERS = {"whisperms": "faster-whisper-fp32", "whisperms-batched": "faster-whisper-batched"}
 
 
