@@ -32,6 +32,10 @@ COMPRESSED_MASK_SIZE = 2048
 # q @ k^T without materializing k^T: a swapaxes made the CPU graph copy the whole (cross-attention)
 # cache every step.
 _QK = ops.BatchMatMul(transpose_b=True)
+# q @ k for keys held as (B, H, Dh, Tk) (split_heads_keys_last): cross-attention keys in the eager
+# implementation. A step's few queries read a window's keys at every step, and the transposed read
+# of (B, H, Tk, Dh) keys is a slower kernel than a plain one on some CPUs; same bits either way.
+_QK_LAST = ops.BatchMatMul()
 # Masked scores get this added, not -inf: exp() underflows to exactly 0 all the same, but fused
 # (graph-kernel) exp and max kernels turn -inf into NaN.
 MASKED = -1e9
@@ -61,14 +65,23 @@ def split_heads(x, n_head):
     return x.reshape(b, t, n_head, d // n_head).transpose(0, 2, 1, 3)
 
 
+def split_heads_keys_last(x, n_head):
+    """(B, T, D) -> (B, H, D/H, T): keys for `attention(..., keys_last=True)`."""
+    b, t, d = x.shape
+    return x.reshape(b, t, n_head, d // n_head).transpose(0, 2, 3, 1)
+
+
 def merge_heads(x):
     """(B, H, T, Dh) -> (B, T, H*Dh)."""
     b, h, t, dh = x.shape
     return x.transpose(0, 2, 1, 3).reshape(b, t, h * dh)
 
 
-def attention(q, k, v, implementation=EAGER, mask=None, causal_mask=None, kv_length=None):
-    """Scaled dot-product attention of q (B, H, Tq, Dh) over k, v (B, H, Tk, Dh).
+def attention(
+    q, k, v, implementation=EAGER, mask=None, causal_mask=None, kv_length=None, keys_last=False
+):
+    """Scaled dot-product attention of q (B, H, Tq, Dh) over k, v (B, H, Tk, Dh); with `keys_last`
+    (eager only), k is (B, H, Dh, Tk).
 
     Returns the output (B, H, Tq, Dh) in q's dtype and the weights (B, H, Tq, Tk) float32, or None
     from the fused kernels. The masking is given in the form each implementation takes, and callers
@@ -82,13 +95,13 @@ def attention(q, k, v, implementation=EAGER, mask=None, causal_mask=None, kv_len
                    attended.
     """
     if implementation == EAGER:
-        return eager_attention(q, k, v, mask)
+        return eager_attention(q, k, v, mask, keys_last)
     return flash_attention(q, k, v, causal_mask, kv_length), None
 
 
-def eager_attention(q, k, v, mask=None):
-    """Scaled dot-product attention on (B, H, T, Dh) tensors; `mask` is additive (0 keep, MASKED
-    discard).
+def eager_attention(q, k, v, mask=None, keys_last=False):
+    """Scaled dot-product attention on (B, H, T, Dh) tensors (k (B, H, Dh, Tk) with `keys_last`);
+    `mask` is additive (0 keep, MASKED discard).
 
     Returns the output (B, H, Tq, Dh) and the attention weights (B, H, Tq, Tk), the latter for word
     timestamps.
@@ -96,7 +109,7 @@ def eager_attention(q, k, v, mask=None):
     # Scaling q rather than the scores keeps a (B, H, Tq, Tk) temporary out of the graph (the
     # encoder's are large); for Whisper's head size 64 the scale is 1/8, exact in binary, so the
     # results are bit-identical.
-    scores = _QK(q * (q.shape[-1] ** -0.5), k)
+    scores = (_QK_LAST if keys_last else _QK)(q * (q.shape[-1] ** -0.5), k)
     if scores.dtype != ms.float32:
         scores = scores.astype(ms.float32)
     if mask is not None:
@@ -127,13 +140,15 @@ def attention_with_new(q, k, v, k_new, v_new, mask):
     return (weighted / total).astype(v.dtype)
 
 
-def chunked_attention(q, k, v, implementation=EAGER):
+def chunked_attention(q, k, v, implementation=EAGER, keys_last=False):
     """Unmasked attention output; eager attention runs `QUERY_CHUNK` query rows at a time."""
     t = q.shape[2]
     if implementation != EAGER or t <= QUERY_CHUNK:
-        return attention(q, k, v, implementation)[0]
+        return attention(q, k, v, implementation, keys_last=keys_last)[0]
     starts = range(0, t, QUERY_CHUNK)
-    return _CONCAT_QUERIES([eager_attention(q[:, :, i : i + QUERY_CHUNK], k, v)[0] for i in starts])
+    return _CONCAT_QUERIES(
+        [eager_attention(q[:, :, i : i + QUERY_CHUNK], k, v, None, keys_last)[0] for i in starts]
+    )
 
 
 def flash_attention(q, k, v, causal_mask=None, kv_length=None):

@@ -25,6 +25,7 @@ from .attention import (
     compressed_causal_mask,
     merge_heads,
     split_heads,
+    split_heads_keys_last,
 )
 from .device import CONV_KERNELS, MATMUL_TAPS, NATIVE_CONV1D
 
@@ -247,20 +248,28 @@ class Embedding(nn.Cell):
 
 
 class MultiHeadAttention(nn.Cell):
-    def __init__(self, n_state, n_head, attn_implementation=EAGER, dtype=ms.float32):
+    """`keys_last`: key_value() gives keys as (B, H, Dh, T) and the attention reads them so
+    (attention.split_heads_keys_last); eager attention only."""
+
+    def __init__(
+        self, n_state, n_head, attn_implementation=EAGER, dtype=ms.float32, keys_last=False
+    ):
         super().__init__()
         self.n_head = n_head
         self.attn_implementation = attn_implementation
+        self.keys_last = keys_last
         self.query = Linear(n_state, n_state, dtype=dtype)
         self.key = Linear(n_state, n_state, bias=False, dtype=dtype)
         self.value = Linear(n_state, n_state, dtype=dtype)
         self.out = Linear(n_state, n_state, dtype=dtype)
 
     def key_value(self, x, params=None, prefix=""):
-        """Keys and values of `x` split into heads: (B, H, T, Dh) each."""
+        """Keys and values of `x` split into heads: (B, H, T, Dh) each (keys (B, H, Dh, T) with
+        `keys_last`)."""
         k = self.key(x, params, prefix + "key.")
         v = self.value(x, params, prefix + "value.")
-        return split_heads(k, self.n_head), split_heads(v, self.n_head)
+        split_keys = split_heads_keys_last if self.keys_last else split_heads
+        return split_keys(k, self.n_head), split_heads(v, self.n_head)
 
     def construct(self, x, k, v, mask=None, params=None, prefix="", need_weights=False):
         """The queries of `x` attend over keys and values (B, H, Tk, Dh); returns the output and the
@@ -273,6 +282,7 @@ class MultiHeadAttention(nn.Cell):
         q = split_heads(self.query(x, params, prefix + "query."), self.n_head)
         implementation = EAGER if need_weights else self.attn_implementation
         additive, causal, kv_length = (None, None, None) if mask is None else mask
+        keys_last = self.keys_last
         b, h, t, dh = q.shape
         audios = k.shape[0]
         if t == 1 and b > audios:
@@ -280,13 +290,15 @@ class MultiHeadAttention(nn.Cell):
             # over each audio's K/V: a group's queries attend as one sequence, so the step reads
             # each window's K/V once instead of keeping a copy per row.
             grouped = q.reshape(audios, b // audios, h, dh).transpose(0, 2, 1, 3)
-            out, qk = attention(grouped, k, v, implementation, additive, causal, kv_length)
+            out, qk = attention(
+                grouped, k, v, implementation, additive, causal, kv_length, keys_last
+            )
             out = out.transpose(0, 2, 1, 3).reshape(b, h, 1, dh)
         elif mask is None and not need_weights and t > QUERY_CHUNK:
             # memory: see attention.QUERY_CHUNK
-            out, qk = chunked_attention(q, k, v, implementation), None
+            out, qk = chunked_attention(q, k, v, implementation, keys_last), None
         else:
-            out, qk = attention(q, k, v, implementation, additive, causal, kv_length)
+            out, qk = attention(q, k, v, implementation, additive, causal, kv_length, keys_last)
         return self.out(merge_heads(out), params, prefix + "out."), qk
 
     def attend_step(self, x, k, v, k_new, v_new, mask, params=None, prefix=""):
@@ -304,8 +316,12 @@ class ResidualAttentionBlock(nn.Cell):
         super().__init__()
         self.attn = MultiHeadAttention(n_state, n_head, attn_implementation, dtype)
         self.attn_ln = LayerNorm(n_state, dtype)
+        # Eager cross-attention holds its keys keys-last (attention._QK_LAST); the fused kernels
+        # take BNSD.
         self.cross_attn = (
-            MultiHeadAttention(n_state, n_head, attn_implementation, dtype)
+            MultiHeadAttention(
+                n_state, n_head, attn_implementation, dtype, attn_implementation == EAGER
+            )
             if cross_attention
             else None
         )
