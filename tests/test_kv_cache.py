@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
+import whisperms.inference as inference_module
 from whisperms.attention import MASKED, attention_with_new, eager_attention
 from whisperms.inference import Inference
 from whisperms.kv_cache import HostKVCache
 
-from conftest import DATA, window_mel
+from conftest import DATA, read_manifest, window_mel
 
 LAYERS, HEADS, HEAD_DIM = 2, 3, 4
 
@@ -145,3 +146,33 @@ def test_host_cache_steps_match_the_tensor_cache_steps(tiny_en_model):
     for a, b in zip(host_steps, tensor_steps):
         assert np.abs(a - b).max() < 1e-3
         np.testing.assert_array_equal(a.argmax(-1), b.argmax(-1))
+
+
+def test_wide_steps_on_transposed_weights_match_the_narrow_step(tiny_en_model, monkeypatch):
+    """Steps of WIDE_STEP_ROWS rows or more (beams of several windows) run the decoder's Linear
+    layers on transposed weight copies: the same logits and best tokens as the step graph on the
+    model's own weights, over 20 steps of 4 windows x 5 rows, and the copies made once."""
+    inference = tiny_en_model.inference
+    names = [r["file"] for r in read_manifest() if r["language"] == "en"][:4]
+    features = inference.embed_audio(np.stack([window_mel(DATA / name) for name in names]))
+    prompt = [50257, 50362]  # <|startoftranscript|><|notimestamps|>
+    group = 5
+    assert len(names) * group >= inference_module.WIDE_STEP_ROWS
+    runs = {}
+    for wide in (True, False):
+        if not wide:
+            monkeypatch.setattr(inference_module, "WIDE_STEP_ROWS", 10**6)
+        before = sum(inference._step_apart_wide.calls.values())
+        logits, cache = inference.start_batch(features, [prompt] * 4, [[1]] * 4, group=group)
+        tokens = np.repeat(logits[:, 0].argmax(-1), group)
+        steps = []
+        for _ in range(20):
+            out, cache = inference.step(tokens, cache)
+            steps.append(out)
+            tokens = out.argmax(-1)
+        runs[wide] = np.stack(steps)
+        wide_calls = sum(inference._step_apart_wide.calls.values()) - before
+        assert wide_calls == (20 if wide else 0)
+    assert inference._wide is not None
+    np.testing.assert_allclose(runs[True], runs[False], rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(runs[True].argmax(-1), runs[False].argmax(-1))

@@ -33,6 +33,13 @@ STEP_PROMPT_MAX = 8
 CACHE_BUCKETS = (64, 128, 256)
 # Rows of the output embedding transposed at a time (transposed): a block stays in the CPU's cache.
 TRANSPOSE_BLOCK = 1024
+# Steps of at least this many rows (beam search over several windows) run their decoder blocks'
+# Linear layers on transposed copies of the weights (wide_layers): for that many rows a plain
+# product was the faster CPU kernel than the transposed read of the (n_out, n_in) weight, and gave
+# the same bits; for fewer rows, the other way round.
+WIDE_STEP_ROWS = 16
+# Linear layers a step never runs (the cross-attention K/V are made once per window): not copied.
+NOT_IN_STEPS = ("cross_attn.key.", "cross_attn.value.")
 
 
 class _Graph:
@@ -111,6 +118,31 @@ def layer_parameters(block):
     named = list(block.parameters_and_names())
     return tuple(name for name, _ in named), mutable(
         tuple(Tensor.from_numpy(p.asnumpy()) for _, p in named)
+    )
+
+
+def step_parameters(block):
+    """The parameters a one-token step reads of a decoder block, by name."""
+    return [(n, p) for n, p in block.parameters_and_names() if not n.startswith(NOT_IN_STEPS)]
+
+
+def wide_names(block):
+    """The names `TextDecoder.step_apart(layers=...)` finds wide_layers' parameters under: each
+    Linear weight's transposed copy as "...weight_t"."""
+    return tuple(n + "_t" if p.ndim == 2 else n for n, p in step_parameters(block))
+
+
+def wide_layers(blocks):
+    """Per block, the parameters of wide_names: transposed copies of the Linear weights, the rest
+    sharing the model's memory."""
+    return tuple(
+        mutable(
+            tuple(
+                Tensor.from_numpy(transposed(p.asnumpy()) if p.ndim == 2 else p.asnumpy())
+                for _, p in step_parameters(block)
+            )
+        )
+        for block in blocks
     )
 
 
@@ -235,6 +267,14 @@ class Inference:
                 tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=embedding_t
             )
 
+        names_wide = wide_names(decoder_block)
+
+        def step_apart_wide(tokens, offset, self_k, self_v, cross_k, cross_v, layers):
+            params = tuple(by_name(names_wide, weights) for weights in layers)
+            return decoder.step_apart(
+                tokens, offset, self_k, self_v, cross_k, cross_v, layers=params
+            )
+
         def graph(fn):
             return _Graph(fn.__name__, fn, compiled, self.fuse, cache, runtime.device == "CPU")
 
@@ -251,6 +291,8 @@ class Inference:
         self._step_rows = graph(step_rows)
         self._step_apart = graph(step_apart)
         self._step_apart_t = graph(step_apart_t)
+        self._step_apart_wide = graph(step_apart_wide)
+        self._wide = None  # wide_layers(decoder.blocks), made at the first wide step
         self._embedding_t = None
         if runtime.device == "CPU":
             # made while the first window is encoded: the copy (and its first touch of fresh
@@ -420,6 +462,10 @@ class Inference:
             # the graph reads the cache and returns the new position's keys and values
             if one_row:
                 logits, new_k, new_v = self._step_apart_t(key, *args, self.embedding_t)
+            elif tokens.shape[0] >= WIDE_STEP_ROWS:
+                if self._wide is None:
+                    self._wide = wide_layers(self.model.decoder.blocks)
+                logits, new_k, new_v = self._step_apart_wide(key, *args, mutable(self._wide))
             else:
                 logits, new_k, new_v = self._step_apart(key, *args)
             return logits.asnumpy(), cache.written(new_k.asnumpy(), new_v.asnumpy())

@@ -88,9 +88,11 @@ def layer_norm(x, weight, bias):
     return y.astype(x.dtype)
 
 
-def linear(x, weight, bias=None):
+def linear(x, weight, bias=None, transposed=False):
+    """x @ weight^T (+ bias) for `weight` (n_out, n_in); with `transposed`, `weight` is its
+    (n_in, n_out) copy and the product a plain one."""
     lead = x.shape[:-1]
-    y = _MATMUL_T(x.reshape(-1, x.shape[-1]), weight)
+    y = (_MATMUL if transposed else _MATMUL_T)(x.reshape(-1, x.shape[-1]), weight)
     if bias is not None:
         y = _BIAS_ADD(y, bias)
     return y.reshape(lead + (y.shape[-1],))
@@ -158,11 +160,14 @@ class Linear(nn.Cell):
         self.bias = Parameter(_zeros((n_out,), dtype), name="bias") if bias else None
 
     def construct(self, x, params=None, prefix=""):
+        """With `params` (a block's parameters by name), the weight is params[prefix + "weight"],
+        or its transposed copy params[prefix + "weight_t"] where given (inference.wide_params)."""
         if params is None:
             return linear(x, self.weight, self.bias)
-        if self.bias is None:
-            return linear(x, params[prefix + "weight"])
-        return linear(x, params[prefix + "weight"], params[prefix + "bias"])
+        bias = None if self.bias is None else params[prefix + "bias"]
+        if prefix + "weight_t" in params:
+            return linear(x, params[prefix + "weight_t"], bias, transposed=True)
+        return linear(x, params[prefix + "weight"], bias)
 
 
 class GELU(nn.Cell):
@@ -506,16 +511,21 @@ class TextDecoder(nn.Cell):
         # reshape rather than [:, 0]: a StridedSlice there is a slow CPU kernel.
         return self.logits(x, embedding_t).reshape(b, -1), tuple(new_k), tuple(new_v)
 
-    def step_apart(self, tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=None):
+    def step_apart(
+        self, tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t=None, layers=None
+    ):
         """`step` over caches it only reads, positions offset[i] on being empty or stale: returns
         logits (B, n_vocab) and the new positions' keys and values (n_layer, B, H, 1, Dh) each, for
-        the caller to write in (kv_cache.HostKVCache). Eager attention only."""
+        the caller to write in (kv_cache.HostKVCache). Eager attention only. `layers`: each block's
+        parameters by name, to use instead of its own (Linear.construct)."""
         x, positions, offsets = self._step_input(tokens, offset, self_k[0].shape[2])
         b = x.shape[0]
         mask = ((positions >= offsets).astype(ms.float32) * MASKED).reshape(b, 1, 1, -1)
         new_k, new_v = [], []
         for i, block in enumerate(self.blocks):
-            x, (k, v), _ = block(x, (cross_k[i], cross_v[i]), mask, (self_k[i], self_v[i], None))
+            params = None if layers is None else layers[i]
+            cache = (self_k[i], self_v[i], None)
+            x, (k, v), _ = block(x, (cross_k[i], cross_v[i]), mask, cache, params)
             new_k.append(k)
             new_v.append(v)
         return self.logits(x, embedding_t).reshape(b, -1), _STACK(new_k), _STACK(new_v)
