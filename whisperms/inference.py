@@ -464,8 +464,8 @@ class Inference:
                 logits, new_k, new_v = self._step_apart_t(key, *args, self.embedding_t)
             elif tokens.shape[0] >= WIDE_STEP_ROWS:
                 if self._wide is None:
-                    self._wide = wide_layers(self.model.decoder.blocks)
-                logits, new_k, new_v = self._step_apart_wide(key, *args, mutable(self._wide))
+                    self._wide = mutable(wide_layers(self.model.decoder.blocks))
+                logits, new_k, new_v = self._step_apart_wide(key, *args, self._wide)
             else:
                 logits, new_k, new_v = self._step_apart(key, *args)
             return logits.asnumpy(), cache.written(new_k.asnumpy(), new_v.asnumpy())

@@ -161,7 +161,7 @@ class Linear(nn.Cell):
 
     def construct(self, x, params=None, prefix=""):
         """With `params` (a block's parameters by name), the weight is params[prefix + "weight"],
-        or its transposed copy params[prefix + "weight_t"] where given (inference.wide_params)."""
+        or its transposed copy params[prefix + "weight_t"] where given (inference.wide_layers)."""
         if params is None:
             return linear(x, self.weight, self.bias)
         bias = None if self.bias is None else params[prefix + "bias"]
