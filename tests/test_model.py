@@ -63,15 +63,17 @@ def test_cells_have_openai_names_and_shapes(name):
     assert cells["decoder.token_embedding.weight"] == (dims.n_vocab, dims.n_text_state)
 
 
-@pytest.mark.parametrize("t", [1500, 300, 250])
-def test_encoder_attention_in_query_chunks_equals_one_pass(t):
-    """The encoder's eager self-attention runs QUERY_CHUNK query rows at a time (memory); the output
-    must be that of one pass over all queries, including a last chunk shorter than the others (300 =
-    250 + 50)."""
+@pytest.mark.parametrize("case", ["encoder", "ragged", "one chunk"])
+def test_encoder_attention_in_query_chunks_equals_one_pass(case):
+    """The encoder's eager self-attention runs QUERY_CHUNK query rows at a time; the output must be
+    that of one pass over all queries: over the encoder's 1500 positions, over a last chunk shorter
+    than the others, and over exactly one chunk."""
     import mindspore as ms
 
     from whisperms import attention
 
+    chunk = attention.QUERY_CHUNK
+    t = {"encoder": 1500, "ragged": 5 * chunk + 10, "one chunk": chunk}[case]
     rng = np.random.default_rng(t)
     q, k, v = (ms.Tensor(rng.standard_normal((1, 6, t, 64)).astype(np.float32)) for _ in range(3))
     whole = attention.eager_attention(q, k, v)[0].asnumpy()

@@ -43,7 +43,11 @@ _WV = ops.BatchMatMul()
 _CONCAT_QUERIES = ops.Concat(axis=2)
 # Eager attention over more queries than this runs in chunks of this many query rows: the encoder's
 # float32 scores (B, H, 1500, 1500) and their softmax are held at once otherwise, for every head.
-QUERY_CHUNK = 250
+# Small enough that one head's chunk of scores (rows x 1500 floats) and the keys it is computed from
+# (1500 x 64) fit together in a core's 1-MB L2: past about 90 rows the encoder's attention slowed by
+# a third on a Zen 4 core, whatever the model's head count (benchmarks/bench_query_chunk.py); each
+# row's result is the same bits at any chunk size.
+QUERY_CHUNK = 60
 # The primitive, not ops.softmax: the graph frontend parses that wrapper's Python body into each
 # graph.
 _SOFTMAX = ops.Softmax(axis=-1)
@@ -140,10 +144,16 @@ def attention_with_new(q, k, v, k_new, v_new, mask):
     return (weighted / total).astype(v.dtype)
 
 
+def in_chunks(queries: int) -> bool:
+    """Whether unmasked eager attention over `queries` query rows runs in chunks
+    (chunked_attention)."""
+    return queries > QUERY_CHUNK
+
+
 def chunked_attention(q, k, v, implementation=EAGER, keys_last=False):
     """Unmasked attention output; eager attention runs `QUERY_CHUNK` query rows at a time."""
     t = q.shape[2]
-    if implementation != EAGER or t <= QUERY_CHUNK:
+    if implementation != EAGER or not in_chunks(t):
         return attention(q, k, v, implementation, keys_last=keys_last)[0]
     starts = range(0, t, QUERY_CHUNK)
     return _CONCAT_QUERIES(

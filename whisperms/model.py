@@ -18,11 +18,11 @@ from .attention import (
     EAGER,
     FLASH,
     MASKED,
-    QUERY_CHUNK,
     attention,
     attention_with_new,
     chunked_attention,
     compressed_causal_mask,
+    in_chunks,
     merge_heads,
     split_heads,
     split_heads_keys_last,
@@ -299,8 +299,8 @@ class MultiHeadAttention(nn.Cell):
                 grouped, k, v, implementation, additive, causal, kv_length, keys_last
             )
             out = out.transpose(0, 2, 1, 3).reshape(b, h, 1, dh)
-        elif mask is None and not need_weights and t > QUERY_CHUNK:
-            # memory: see attention.QUERY_CHUNK
+        elif mask is None and not need_weights and in_chunks(t):
+            # memory and cache reuse: see attention.QUERY_CHUNK
             out, qk = chunked_attention(q, k, v, implementation, keys_last), None
         else:
             out, qk = attention(q, k, v, implementation, additive, causal, kv_length, keys_last)
