@@ -77,7 +77,7 @@ def machine_info():
 
 
 def _caches():
-    """{'L1d': '48K', 'L2': '1024K', 'L3': '32768K'} of the first CPU, from sysfs (Linux), or {}:
+    """{'L1d': '32K', 'L2': '1024K', 'L3': '32768K'} of the first CPU, from sysfs (Linux), or {}:
     how much a core keeps close changes which work splits are fast."""
     found = {}
     for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):

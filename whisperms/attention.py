@@ -44,9 +44,9 @@ _CONCAT_QUERIES = ops.Concat(axis=2)
 # Eager attention over more queries than this runs in chunks of this many query rows: the encoder's
 # float32 scores (B, H, 1500, 1500) and their softmax are held at once otherwise, for every head.
 # Small enough that one head's chunk of scores (rows x 1500 floats) and the keys it is computed from
-# (1500 x 64) fit together in a core's 1-MB L2: past about 90 rows the encoder's attention slowed by
-# a third on a Zen 4 core, whatever the model's head count (benchmarks/bench_query_chunk.py); each
-# row's result is the same bits at any chunk size.
+# (1500 x 64) fit together in a core's L2 (1 MB on current x86 server cores): larger chunks made the
+# whole encoder slower, for every head count (benchmarks/bench_query_chunk.py times the sizes on any
+# CPU). Each row's result is the same bits at any chunk size.
 QUERY_CHUNK = 60
 # The primitive, not ops.softmax: the graph frontend parses that wrapper's Python body into each
 # graph.
