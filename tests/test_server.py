@@ -241,3 +241,49 @@ def test_a_file_over_the_limit_is_refused(tiny_en_model):
         assert _transcribe(server.client, smaller).text
     finally:
         server.close()
+
+
+def test_requests_over_the_limit_are_told_to_retry(tiny_en_model):
+    """With max_concurrent_requests=1 and one request in flight (held), the next is refused with
+    OpenAI's rate-limit error (429, Retry-After) and never reaches the worker; once the first is
+    answered (its own text), requests are served again."""
+    server = _Server(tiny_en_model, hold=True, max_concurrent_requests=1)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(_transcribe, server.client, CLIPS[0])
+            deadline = time.monotonic() + 60
+            while server.worker.queued() < 1:
+                assert time.monotonic() < deadline, "the first request did not reach the worker"
+                time.sleep(0.05)
+            with pytest.raises(openai.RateLimitError) as error:
+                # refused at once; were it queued, the held worker would keep it waiting
+                _transcribe(server.client.with_options(timeout=60), CLIPS[1])
+            assert error.value.status_code == 429
+            assert error.value.response.headers["retry-after"] == "1"
+            assert error.value.code == "rate_limit_exceeded"
+            assert "1 request at a time (--max_concurrent_requests)" in error.value.message
+            assert server.worker.queued() == 1
+            server.release()
+            text = first.result(timeout=600).text
+        alone = BatchedTranscriber(tiny_en_model).run(str(DATA / CLIPS[0])).text.strip()
+        assert text == alone and text
+        assert _transcribe(server.client, CLIPS[1]).text
+    finally:
+        server.close()
+
+
+def test_a_limit_that_is_not_a_positive_integer_is_refused(tiny_en_model, capsys):
+    """create_app refuses it; the command names it in one line and exits 1 before loading a
+    model (the model named here does not exist)."""
+    from whisperms.errors import OptionsError
+    from whisperms.server import create_app, main
+
+    for bad in (0, -3, 1.5, True):
+        with pytest.raises(OptionsError, match="max_concurrent_requests must be a positive"):
+            create_app(tiny_en_model, max_concurrent_requests=bad)
+    code = main(["--model", "no-such-model", "--max_concurrent_requests", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err == [
+        "whisperms-server: error: max_concurrent_requests must be a positive integer, got 0"
+    ]

@@ -43,6 +43,9 @@ DEFAULT_REQUEST = {"task": "transcribe", "word_timestamps": False}
 # recordings.
 DEFAULT_MAX_UPLOAD_MB = 200
 MB = 1 << 20
+# Seconds a refused request is told to wait before it retries (429's Retry-After, which OpenAI's
+# clients honour): short, as a place frees whenever any request in flight is answered.
+RETRY_AFTER_SECONDS = 1
 
 
 @dataclass
@@ -137,11 +140,37 @@ class BatchingWorker:
                             future.set_exception(error)
 
 
-def _error(status: int, message: str, param: Optional[str] = None, code: Optional[str] = None):
+def _error(
+    status: int,
+    message: str,
+    param: Optional[str] = None,
+    code: Optional[str] = None,
+    kind: str = "invalid_request_error",
+    headers: Optional[Dict[str, str]] = None,
+):
     from fastapi.responses import JSONResponse
 
-    body = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
-    return JSONResponse({"error": body}, status_code=status)
+    body = {"message": message, "type": kind, "param": param, "code": code}
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _checked_limit(limit):
+    """max_concurrent_requests as given: None or a positive integer (else OptionsError)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise OptionsError(f"max_concurrent_requests must be a positive integer, got {limit!r}")
+    return limit
+
+
+def _busy(limit: int):
+    """OpenAI's answer to too many requests (429, its clients retry after Retry-After)."""
+    return _error(
+        429,
+        f"the server is busy: it takes {limit} request{'s' if limit > 1 else ''} at a time "
+        "(--max_concurrent_requests); retry later",
+        code="rate_limit_exceeded",
+        kind="requests",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def _subtitles(result, response_format: str) -> str:
@@ -182,17 +211,24 @@ def create_app(
     batch_size: int = DEFAULT_BATCH_SIZE,
     worker: Optional[BatchingWorker] = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    max_concurrent_requests: Optional[int] = None,
     **options,
 ):
     """The FastAPI app serving `model` (a loaded whisperms model); `options` are transcribe's,
     for every request (a request's language, prompt, temperature and timestamp granularities
-    override theirs). A file over `max_upload_mb` is refused (413)."""
+    override theirs). A file over `max_upload_mb` is refused (413), and so is a request arriving
+    while `max_concurrent_requests` are in flight (429; None: no limit)."""
     from fastapi import FastAPI, File, Form, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
     from starlette.concurrency import run_in_threadpool
 
+    limit = _checked_limit(max_concurrent_requests)
     worker = worker or BatchingWorker(model, batch_size=batch_size, **options)
+
+    def full() -> bool:
+        return limit is not None and worker.queued() >= limit
+
     name = model.name or "whisper"
     app = FastAPI(title="whisperms")
     app.state.worker = worker
@@ -263,6 +299,8 @@ def create_app(
                 f"{max_upload_mb:g} MB",
                 "file",
             )
+        if full():
+            return _busy(limit)
         suffix = os.path.splitext(file.filename or "")[1]
         # a file on disk, as the audio loader reads containers by name (ffmpeg for the rest);
         # the upload is already spooled to disk by the framework past its first megabyte
@@ -270,6 +308,10 @@ def create_app(
             await run_in_threadpool(shutil.copyfileobj, file.file, tmp, MB)
         try:
             item = BatchInput(tmp.name, language=language or None, initial_prompt=prompt or None)
+            # checked again with no await before the submit: requests that passed the first check
+            # together while their uploads were copied cannot all get in
+            if full():
+                return _busy(limit)
             try:
                 future = worker.submit(item, **request_options)
             except OptionsError as error:
@@ -337,6 +379,13 @@ def main(argv=None) -> int:
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--beam_size", type=int, default=None)
     parser.add_argument("--max_upload_mb", type=float, default=DEFAULT_MAX_UPLOAD_MB)
+    parser.add_argument(
+        "--max_concurrent_requests",
+        type=int,
+        default=None,
+        help="requests in flight (queued or decoding) beyond which a request is refused with "
+        "429 and Retry-After (default: no limit)",
+    )
     args = parser.parse_args(argv)
     try:
         import uvicorn
@@ -349,12 +398,15 @@ def main(argv=None) -> int:
     from . import load_model
 
     try:
+        # before the model loads: a bad value fails at once
+        _checked_limit(args.max_concurrent_requests)
         model = load_model(args.model, download_root=args.model_dir)
         app = create_app(
             model,
             batch_size=args.batch_size,
             beam_size=args.beam_size,
             max_upload_mb=args.max_upload_mb,
+            max_concurrent_requests=args.max_concurrent_requests,
         )
     except WhispermsError as error:
         print(f"whisperms-server: error: {error}", file=sys.stderr)
