@@ -32,6 +32,7 @@ from typing import Dict, List, Optional, Tuple
 from .batched import DEFAULT_BATCH_SIZE, BatchedTranscriber, BatchInput, InputQueue
 from .errors import AudioError, OptionsError, WhispermsError
 from .tokenizer import LANGUAGES
+from .transcribe_options import check_number
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("segment", "word")
@@ -154,11 +155,9 @@ def _error(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
-def _checked_limit(limit):
-    """max_concurrent_requests as given: None or a positive integer (else OptionsError)."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise OptionsError(f"max_concurrent_requests must be a positive integer, got {limit!r}")
-    return limit
+def _checked_limit(limit) -> Optional[int]:
+    """max_concurrent_requests: None, or an integer >= 1 (else OptionsError)."""
+    return check_number("max_concurrent_requests", limit, low=1, integer=True, optional=True)
 
 
 def _busy(limit: int):
