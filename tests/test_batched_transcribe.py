@@ -6,6 +6,7 @@ The built file (`pauses`): the first English dev clips in manifest order joined 
 first piece is a full 30 s (its last sentence is decoded as a second window of the piece).
 """
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -125,6 +126,25 @@ def test_files_share_batches(tiny_en_model, pauses, tmp_path):
     for i in (0, 2, 3):
         alone = transcribe(tiny_en_model, inputs[i], batch_size=1, temperature=0.0)
         assert _segments(together[i]) == _segments(alone), inputs[i]
+
+
+def test_a_finished_input_leaves_nothing_for_the_garbage_collector(tiny_en_model):
+    """Once an input's result is given, its pieces (each holding the piece's mel) are freed with
+    it: a server or bulk worker that runs for days does not hold finished inputs until the
+    collector's next full pass."""
+    from whisperms.batched import _Piece, _Source
+
+    clips = [str(DATA / r["file"]) for r in read_manifest() if r["language"] == "en"][:2]
+    transcriber = BatchedTranscriber(tiny_en_model, batch_size=2, temperature=0.0)
+    gc.collect()
+    gc.disable()
+    try:
+        results = dict(transcriber.results(clips))
+        left = [type(o).__name__ for o in gc.get_objects() if type(o) in (_Piece, _Source)]
+    finally:
+        gc.enable()
+    assert sorted(results) == [0, 1] and all(r.text.strip() for r in results.values())
+    assert left == []
 
 
 def test_same_text_as_faster_whispers_batched_pipeline(tiny_en_model, tiny_en_ct2_dir, pauses):

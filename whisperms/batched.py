@@ -128,7 +128,9 @@ class _Piece:
     """A piece of one input, transcribed window by window: its own seek point, language and text."""
 
     source: _Source
-    mel: np.ndarray  # log-mel of the piece, with a window of padding
+    # the piece's audio until its log-mel is made: when it first joins a batch, so that the mels
+    # held at once are those of the pieces being decoded, not of every piece of a long input
+    samples: Optional[np.ndarray]
     offset: float  # seconds before the piece on its input's transcribed timeline
     seek: int = 0  # mel frame within the piece
     language: Optional[str] = None
@@ -137,10 +139,11 @@ class _Piece:
     prompt_reset_since: int = 0
     segments: List[Segment] = field(default_factory=list)
     last_speech_timestamp: float = 0.0
+    mel: Optional[np.ndarray] = None  # log-mel with a window of padding, while being decoded
+    content_frames: int = field(init=False)  # mel frames of the piece's audio
 
-    @property
-    def content_frames(self) -> int:
-        return self.mel.shape[-1] - N_FRAMES
+    def __post_init__(self):
+        self.content_frames = len(self.samples) // HOP_LENGTH
 
     @property
     def done(self) -> bool:
@@ -240,7 +243,7 @@ class BatchedTranscriber:
                         yield item[0], error
                         continue
                     if not source.pieces:
-                        yield source.index, self._result(source)
+                        yield source.index, self._finish(source)
                     pending.extend(source.pieces)
                     bar.total += len(source.pieces)
                     bar.refresh()
@@ -254,9 +257,10 @@ class BatchedTranscriber:
                         pending.appendleft(piece)
                         continue
                     bar.update(1)
+                    piece.mel = None
                     piece.source.remaining -= 1
                     if piece.source.remaining == 0:
-                        yield piece.source.index, self._result(piece.source)
+                        yield piece.source.index, self._finish(piece.source)
 
     # ---- an input into pieces ----
 
@@ -271,7 +275,6 @@ class BatchedTranscriber:
                 prompt_tokens = self._prompt_tokens(audio.initial_prompt)
             audio = audio.audio
         audio = load_audio(audio)
-        n_mels = self.model.dims.n_mels
         # as the sequential mode counts it: whole mel frames
         duration = len(audio) // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE
         if self.options.vad_applies:
@@ -298,8 +301,7 @@ class BatchedTranscriber:
             transcribed = sum(len(p) for _, p in spans) / SAMPLE_RATE
             source = _Source(index, duration, transcribed, None, language, prompt_tokens)
         for offset, samples in spans:
-            mel = log_mel_spectrogram(samples, n_mels, padding=N_SAMPLES)
-            piece = _Piece(source, mel, offset, language=language, last_speech_timestamp=offset)
+            piece = _Piece(source, samples, offset, language=language, last_speech_timestamp=offset)
             if piece.content_frames > 0:
                 source.pieces.append(piece)
         source.remaining = len(source.pieces)
@@ -313,6 +315,12 @@ class BatchedTranscriber:
         _, logprob_threshold, no_speech_threshold = self.thresholds
         live, mels, frames = [], [], []
         for piece in batch:
+            if piece.mel is None:
+                # over the whole piece, as the sequential mode's over the whole input: the floor
+                # of the log-mel is set by the piece's loudest frame
+                n_mels = self.model.dims.n_mels
+                piece.mel = log_mel_spectrogram(piece.samples, n_mels, padding=N_SAMPLES)
+                piece.samples = None
             segment_frames = min(N_FRAMES, piece.content_frames - piece.seek)
             segment = piece.mel[:, piece.seek : piece.seek + segment_frames]
             if no_speech_threshold is not None and is_constant(segment):
@@ -431,6 +439,14 @@ class BatchedTranscriber:
             piece.prompt_reset_since = len(piece.tokens)
 
     # ---- an input's result ----
+
+    def _finish(self, source: _Source) -> TranscriptionResult:
+        """The input's result, its pieces let go: each piece refers back to its input, so a
+        long-running caller (the server, a bulk worker) would otherwise keep every finished input's
+        pieces and their mels until the garbage collector's next full pass."""
+        result = self._result(source)
+        source.pieces.clear()
+        return result
 
     def _result(self, source: _Source) -> TranscriptionResult:
         segments = [segment for piece in source.pieces for segment in piece.segments]
