@@ -10,8 +10,9 @@
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_memory.py [--model tiny.en] [--minutes 60] \
         [--inputs 30] [--whisperms-src HEAD] [--compare-src REV]
 
-`--compare-src REV` measures whisperms at another commit too (same run, alternating), for a
-before/after. Results go to benchmarks/results/memory-<time>-<commit>.{md,json}.
+`--compare-src REV` measures whisperms at another commit too, in the same run (each case for
+both commits in turn), for a before/after. Results go to
+benchmarks/results/memory-<time>-<commit>.{md,json}.
 """
 
 import argparse
@@ -24,7 +25,6 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(Path(__file__).parent)]
 
 from bench_transcribe import (  # noqa: E402
