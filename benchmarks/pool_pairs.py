@@ -64,6 +64,11 @@ def pairs_of(report):
     return pooled
 
 
+def _median_load(report):
+    loads = [r["load_before"][0] for r in report["runs"] if r.get("load_before")]
+    return float(np.median(loads)) if loads else None
+
+
 def median_interval(values, rng):
     """The median of `values` and its bootstrap CONFIDENCE interval (pairs resampled)."""
     values = np.asarray(values, float)
@@ -87,8 +92,8 @@ def summarize(paths):
                 "whisperms_commit": (source.get("commit") or "?")[:10],
                 "machine": machine_of(report),
                 "like_for_like": bool(report.get("batched_as_faster_whisper")),
-                # the 1-minute load average when the run began
-                "load_at_start": (report.get("load_at_start") or [None])[0],
+                # the median 1-minute load average before its workers started
+                "load_before_runs": _median_load(report),
                 "repeats": report.get("repeats"),
             }
         )
@@ -148,15 +153,15 @@ def render(summary):
         f"- Interval: {level}% bootstrap interval of the median "
         f"({summary['bootstrap']['samples']} resamples of the pairs, seed 0).",
         "",
-        "| run file | date (UTC) | whisperms commit | machine | like for like | load at start "
-        "| repeats |",
+        "| run file | date (UTC) | whisperms commit | machine | like for like | load before runs "
+        "(median) | repeats |",
         "|---|---|---|---|---|---|---|",
     ]
     for run in summary["runs"]:
         like = "yes" if run["like_for_like"] else "no"
         lines.append(
             f"| {run['file']} | {run['date_utc']} | {run['whisperms_commit']} | "
-            f"{run['machine']} | {like} | {_load(run['load_at_start'])} | {run['repeats']} |"
+            f"{run['machine']} | {like} | {_load(run['load_before_runs'])} | {run['repeats']} |"
         )
     lines += [
         "",

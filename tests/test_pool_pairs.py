@@ -21,6 +21,7 @@ def _run(engine, repeat, seconds, beam=1, status="ok"):
         "repeat": repeat,
         "status": status,
         "passes": [{"pass": "cold", "wall_s": 99.0}, {"pass": "warm", "wall_s": seconds}],
+        "load_before": [1.0 + repeat, 1.0, 1.0],
     }
 
 
@@ -30,7 +31,6 @@ def _report(path, runs, commit="abc", like=False):
         "whisperms_source": {"commit": commit},
         "date_utc": "2026-12-03T00:00:00+00:00",
         "batched_as_faster_whisper": like,
-        "load_at_start": [1.5, 1.0, 1.0],
         "repeats": 2,
         "runs": runs,
     }
@@ -73,6 +73,8 @@ def test_pairs_are_the_same_repeat_of_the_same_cell_across_runs(tmp_path):
     assert beam["pairs"] == 1 and beam["ratio_median"] == pytest.approx(0.75)
     assert "speed_up_median" not in beam
     assert [r["whisperms_commit"] for r in summary["runs"]] == ["abc", "def"]
+    # the first run's loads before its nine workers: 1, 1, 1, 2, 2, 3, 3, 1, 1 (median, not mean)
+    assert [r["load_before_runs"] for r in summary["runs"]] == [1.0, 1.0]
     table = pool_pairs.render(summary)
     assert "| base | pauses-en | 1 | no | 3 | **0.95** |" in table
 
