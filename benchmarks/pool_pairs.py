@@ -23,6 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path[:0] = [str(Path(__file__).parent)]
+
+from machine import describe  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCHED, PEER, SEQUENTIAL = "whisperms-batched", "faster-whisper-batched", "whisperms"
 BOOTSTRAP_SAMPLES = 10000
@@ -38,12 +42,9 @@ def warm_seconds(run):
 
 
 def machine_of(report):
-    versions = report.get("versions", {})
-    caches = versions.get("caches") or {}
-    return (
-        f"{versions.get('cpu_model', '?')} {versions.get('cpu_family_model', '?')}, "
-        f"L2 {caches.get('L2', '?')}"
-    )
+    """The run's machine as bench_transcribe's report describes it (its versions hold
+    machine_info's fields)."""
+    return describe(report.get("versions", {}))
 
 
 def pairs_of(report):
