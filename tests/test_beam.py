@@ -4,7 +4,7 @@ real clips."""
 import numpy as np
 import pytest
 
-from whisperms.decoding import BeamSearchDecoder, rank_score
+from whisperms.decoding import BeamSearchDecoder, beam_rows, rank_score
 
 from conftest import DATA, readme_claim, window_mel
 
@@ -60,6 +60,23 @@ def test_sources_follow_the_winning_rows():
         tokens, logits_for([{3: 0.1, 4: 0.1, 6: 0.8}, {7: 0.9, 8: 0.1}]), sum_logprobs
     )
     assert nxt.tolist() == [[5, 2, 7], [5, 1, 6]] and rows == [1, 0]
+
+
+@pytest.mark.parametrize(
+    "parents, expected",
+    [
+        ([1, 0, 2, 4, 3], [1, 0, 2, 4, 3]),  # every beam one continuation: no row changes
+        ([2, 2, 0, 1], [2, 3, 0, 1]),  # row 3 ended; the second of row 2's continuations takes it
+        ([3, 3, 3, 3], [3, 0, 1, 2]),
+        ([0, 4, 0, 4, 1], [0, 4, 2, 3, 1]),
+    ],
+)
+def test_beam_rows_keep_each_first_continuation_in_its_parents_row(parents, expected):
+    rows = beam_rows(np.array(parents), len(parents))
+    assert rows.tolist() == expected
+    # each row holds one beam, and only the beams beyond a parent's first continuation move
+    assert sorted(rows.tolist()) == list(range(len(parents)))
+    assert (rows != parents).sum() == len(parents) - len(set(parents))
 
 
 def test_finalize_tops_up_with_unfinished_beams():

@@ -56,8 +56,12 @@ def test_attention_with_the_new_position_apart_equals_attention_over_the_written
     )
 
 
-def test_written_puts_each_rows_new_position_at_its_length_and_nothing_else():
+@pytest.mark.parametrize("one_position", [False, True])
+def test_written_puts_each_rows_new_position_at_its_length_and_nothing_else(one_position):
+    """Rows at different positions, and all at one (written as a slice)."""
     cache = _cache()
+    if one_position:
+        cache.length[:] = 3
     before_k, before_v = cache.keys.copy(), cache.values.copy()
     new_k = np.full((LAYERS, 4, HEADS, 1, HEAD_DIM), 7.0, np.float32)
     new_v = np.full((LAYERS, 4, HEADS, 1, HEAD_DIM), -7.0, np.float32)

@@ -311,13 +311,13 @@ class BeamSearchDecoder:
     def update(
         self,
         tokens: np.ndarray,
-        logits: np.ndarray,
+        logits: Optional[np.ndarray],
         sum_logprobs: np.ndarray,
         candidates: Optional[Tuple[np.ndarray, np.ndarray]] = None,
     ):
         """Return (next tokens (beam, T+1), source row of each, completed); sum_logprobs is
         rewritten in place. `candidates`: each row's `beam_candidates(logits, beam_size + 1)`, when
-        computed for many windows at once.
+        computed for many windows at once (`logits` is then not read).
 
         openai's candidate bookkeeping (a dict of sequences, sorted by score, stable) done with
         arrays: rows are ranked by their top beam_size + 1 tokens at once, and rows holding the same
@@ -782,7 +782,13 @@ class _SampledWindows(_Windows):
 
 
 class _BeamWindows(_Windows):
-    """One beam search per window (openai's), all windows' beams in one pass over their logits."""
+    """One beam search per window (openai's), all windows' beams in one pass over their logits.
+
+    A beam stays in the cache row of the beam it continues where it is that beam's first
+    continuation (`beam_rows`), so a step's reorder copies the cache rows of only the beams that
+    branched off, not of every beam whose rank changed: each search sees its beams in rank order
+    (`ranked`: the row of each), whatever rows hold them.
+    """
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -791,6 +797,7 @@ class _BeamWindows(_Windows):
             BeamSearchDecoder(options.beam_size, self.task.eot, options.patience)
             for _ in self.index
         ]
+        self.ranked = np.tile(np.arange(self.task.group), (len(self.beams), 1))
 
     def _choose(self):
         task, size = self.task, self.task.group
@@ -805,11 +812,15 @@ class _BeamWindows(_Windows):
         ended = np.zeros(len(self.beams), bool)
         results = []
         for j, beam in enumerate(self.beams):
-            rows = slice(j * size, (j + 1) * size)
-            grown[rows], picked, completed = beam.update(
-                tokens[rows], logits[rows], sums[rows], (top[rows], top_logprobs[rows])
+            ranked = j * size + self.ranked[j]
+            beam_sums = sums[ranked]
+            beam_tokens, picked, completed = beam.update(
+                tokens[ranked], None, beam_sums, (top[ranked], top_logprobs[ranked])
             )
-            offsets[rows] = picked
+            parents = self.ranked[j][picked]
+            self.ranked[j] = beam_rows(parents, size)
+            rows = j * size + self.ranked[j]
+            grown[rows], sums[rows], offsets[rows] = beam_tokens, beam_sums, parents
             if (
                 completed
                 or grown.shape[1] - 1 >= self.limits[j * size]
@@ -817,13 +828,27 @@ class _BeamWindows(_Windows):
             ):
                 # a search still going when sample_len runs out ends with its beams as they are
                 ended[j] = True
-                finished = beam.finalize(grown[rows], sums[rows])
+                finished = beam.finalize(beam_tokens, beam_sums)
                 found = [(list(seq[1:-1]), logprob) for seq, logprob in finished.items()]
                 results.append(task.result(self.index[j], found, self.no_speech[j]))
         self.tokens = grown
         self.beams = [beam for beam, end in zip(self.beams, ended) if not end]
+        self.ranked = self.ranked[~ended]
         rows = self._leave(ended)
         return grown[rows, -1], offsets[rows], results
+
+
+def beam_rows(parents: np.ndarray, size: int) -> np.ndarray:
+    """The row (of a window's `size`) for each of its next beams, which continue the rows
+    `parents`: a beam takes its parent's row if it is the parent's first continuation; the others
+    take the rows no beam continues, in order."""
+    parents = np.asarray(parents)
+    rows = np.empty(len(parents), np.int64)
+    first = np.zeros(len(parents), bool)
+    first[np.unique(parents, return_index=True)[1]] = True
+    rows[first] = parents[first]
+    rows[~first] = np.setdiff1d(np.arange(size), parents)[: (~first).sum()]
+    return rows
 
 
 def _sampled(row: List[int], eot: int) -> List[int]:
