@@ -77,11 +77,16 @@ def test_written_puts_each_rows_new_position_at_its_length_and_nothing_else(one_
     np.testing.assert_array_equal(after.values, before_v)
 
 
+@pytest.mark.parametrize("shared", [0, 1])
 @pytest.mark.parametrize("rows", [[0, 1, 2, 3], [1, 1, 2, 3], [3, 0, 0, 1], [2, 2, 2, 2]])
-def test_follow_equals_a_gather_of_the_filled_positions(rows):
+def test_follow_equals_a_gather_of_the_filled_positions(rows, shared):
+    """`shared`: the first positions, the same in every row (a prompt the beams share), are left
+    as they are."""
     cache = _cache(seed=2)
+    cache.keys[:, :, :, :shared] = cache.keys[:, :1, :, :shared]
+    cache.values[:, :, :, :shared] = cache.values[:, :1, :, :shared]
     keys, values, length = cache.keys.copy(), cache.values.copy(), cache.length.copy()
-    after = cache.follow(rows)
+    after = cache.follow(rows, shared)
     np.testing.assert_array_equal(after.length, length[rows])
     for i, source in enumerate(rows):
         filled = length[source]
@@ -90,6 +95,15 @@ def test_follow_equals_a_gather_of_the_filled_positions(rows):
     # rows that continue themselves are not touched at all
     for i in np.flatnonzero(np.asarray(rows) == np.arange(4)):
         np.testing.assert_array_equal(after.keys[:, i], keys[:, i])
+
+
+def test_follow_leaves_the_shared_positions_unwritten():
+    cache = _cache(seed=4)
+    cache.length[:] = 6
+    cache.keys[:, 2, :, :2] = 99.0  # row 2 copies row 0 below: only from position 2 on
+    after = cache.follow([0, 1, 0, 3], shared=2)
+    assert (after.keys[:, 2, :, :2] == 99.0).all()
+    np.testing.assert_array_equal(after.keys[:, 2, :, 2:6], after.keys[:, 0, :, 2:6])
 
 
 def test_reorder_select_stack_and_grown_make_arrays_of_their_own():

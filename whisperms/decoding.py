@@ -562,13 +562,23 @@ class DecodingTask:
         tokens = np.array([self.initial_tokens] * beam.beam_size, np.int64)
         logits = np.repeat(logits[:, 1], beam.beam_size, axis=0)
         sum_logprobs = np.zeros(beam.beam_size, np.float64)
+        # the cache row of each beam, in rank order (as _BeamWindows keeps them)
+        ranked = np.arange(beam.beam_size)
+        step_tokens, source = np.empty_like(ranked), np.empty_like(ranked)
         for _ in range(self.sample_len):
             for logit_filter in self.logit_filters:
                 logit_filter.apply(logits, tokens)
-            tokens, rows, completed = beam.update(tokens, logits, sum_logprobs)
+            tokens, picked, completed = beam.update(tokens, logits, sum_logprobs)
             if completed or tokens.shape[1] >= self.n_ctx:
                 break
-            logits, cache = inference.step(tokens[:, -1], cache, rows=rows)
+            parents = ranked[picked]
+            ranked = beam_rows(parents, beam.beam_size)
+            step_tokens[ranked], source[ranked] = tokens[:, -1], parents
+            # every beam holds the initial tokens: their positions are never copied
+            logits, cache = inference.step(
+                step_tokens, cache, rows=source, shared=len(self.initial_tokens)
+            )
+            logits = logits[ranked]
         finished = beam.finalize(tokens, sum_logprobs)
         return [
             (list(seq[self.sample_begin : -1]), logprob, no_speech_prob)

@@ -429,19 +429,20 @@ class Inference:
             picked[position] = logits
         return np.stack([picked[int(i)] for i in gather_at], axis=1), cache
 
-    def step(self, tokens, cache, rows=None):
+    def step(self, tokens, cache, rows=None, shared=0):
         """Feed one token per row (B,), row i at position cache.length[i]; return logits (B, V) and
         the next cache.
 
         With `rows`, the cache is first reordered as `cache.reorder(rows)` would: inside the same
-        graph call, or for a HostKVCache in place (HostKVCache.follow). A HostKVCache given is
-        consumed: the one returned shares its arrays.
+        graph call, or for a HostKVCache in place (HostKVCache.follow, which leaves the `shared`
+        first positions, the same in every row). A HostKVCache given is consumed: the one returned
+        shares its arrays.
         """
         if rows is not None and np.array_equal(rows, np.arange(len(rows))):
             rows = None  # every row continues itself: no gather of the whole cache
         host = isinstance(cache, HostKVCache)
         if host and rows is not None:
-            cache, rows = cache.follow(rows), None
+            cache, rows = cache.follow(rows, shared), None
         length = cache.length if rows is None else cache.length[np.asarray(rows)]
         if length.max() >= self.n_ctx:
             raise ValueError(f"decoding ran past the {self.n_ctx}-token context")

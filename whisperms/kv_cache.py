@@ -217,18 +217,20 @@ class HostKVCache:
             pad(self.keys), pad(self.values), self.cross_k, self.cross_v, self.length
         )
 
-    def follow(self, rows):
+    def follow(self, rows, shared=0):
         """Beam search's reorder in place (row i continues row rows[i]): only the rows that change
-        are copied, and only their filled positions."""
+        are copied, and only their filled positions from `shared` on (the positions before it
+        hold the same in every row: a prompt all the beams share)."""
         rows = np.asarray(rows, np.intp)
         changed = np.flatnonzero(rows != np.arange(len(rows)))
         if len(changed) == 0:
             return self
         source = rows[changed]
         filled = int(self.length[source].max())
+        kept = slice(min(shared, filled), filled)
         # the right-hand side is read into a copy first, so overlapping rows are safe
-        self.keys[:, changed, :, :filled] = self.keys[:, source, :, :filled]
-        self.values[:, changed, :, :filled] = self.values[:, source, :, :filled]
+        self.keys[:, changed, :, kept] = self.keys[:, source, :, kept]
+        self.values[:, changed, :, kept] = self.values[:, source, :, kept]
         return replace(self, length=self.length[rows])
 
     def written(self, new_k, new_v):
