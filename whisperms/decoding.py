@@ -708,6 +708,9 @@ class _Windows:
         self.index = np.arange(len(prompts))  # each window's place in task.tasks
         self.slots = np.arange(len(prompts))  # each window's slot, set by WindowSlots.join
         self.prompt = None  # (rows, length) tokens still to feed, and how many are fed
+        # cache positions that hold the same in every row of a window (its prompt's), in all of
+        # them: a beam's reorder need not copy them
+        self.shared = min(len(p) for p in prompts)
         if logits is None:
             self.prompt, self.fed = np.repeat(np.array(prompts, np.int64), group, axis=0), 0
             self.sot_index = np.array([t.sot_index for t in task.tasks])

@@ -138,7 +138,8 @@ class WindowSlots:
             cache.length[rows_of(self._free(), group)] = 0
             if self.cross is not None:
                 cache = cache.with_cross(*self.cross)
-        logits, self.cache = self.inference.step(tokens, cache, rows=rows)
+        shared = min(state.shared for state in self.states)
+        logits, self.cache = self.inference.step(tokens, cache, rows=rows, shared=shared)
         for state in self.states:
             state.logits = _rows(logits, state.slots, group)
         return ended
