@@ -12,10 +12,8 @@ window alone, beam 5), 8 rows (the 8 windows together, greedy) and 40 rows (toge
 """
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -29,6 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(Path(__file__).parent)]
 
 from bench_transcribe import model_folder  # noqa: E402
 from machine import describe, machine_info  # noqa: E402
+from result_files import short_commit, write_results  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 N_WINDOWS = 8
@@ -209,9 +208,7 @@ def main():
     args = parser.parse_args()
 
     files, mels = english_windows(N_WINDOWS)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit = short_commit()
     report = {
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name] + sys.argv),
@@ -304,13 +301,7 @@ def main():
                 f"{split['prompt_ms_per_decode']:.1f}",
             ]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"batch-decode-{datetime.now(timezone.utc):%Y%m%dT%H%M}-{commit}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {stem}.json and {stem}.md")
+    write_results(args.out, "batch-decode", commit, report, lines)
 
 
 if __name__ == "__main__":

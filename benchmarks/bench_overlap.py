@@ -30,6 +30,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).parent), str(ROOT / "tests")]
 
 from bench_transcribe import model_folder  # noqa: E402
 from machine import describe, machine_info  # noqa: E402
+from result_files import short_commit, write_results  # noqa: E402
 
 WORKS = ("encoder", "steps")
 WINDOWS = 8  # the batch of the steps' work, as the batched mode's default
@@ -113,9 +114,7 @@ def main():
         worker(args.worker, args.model, args.threads, args.seconds)
         return
 
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit = short_commit()
     runs = {"alone": {w: [] for w in WORKS}, "together": {w: [] for w in WORKS}}
     for round_ in range(args.rounds):
         for w in WORKS:
@@ -161,13 +160,7 @@ def main():
         f"Throughput of both at once against one after the other: "
         f"**{report['throughput_together']:.2f}** (1.00 = nothing gained).",
     ]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"overlap-{datetime.now(timezone.utc):%Y%m%dT%H%M}-{commit}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {stem}.json and {stem}.md")
+    write_results(args.out, "overlap", commit, report, lines)
 
 
 if __name__ == "__main__":

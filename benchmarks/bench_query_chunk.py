@@ -12,10 +12,8 @@ fast part of the curve.
 """
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -29,6 +27,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
 
 from bench_transcribe import model_folder  # noqa: E402
 from machine import describe, machine_info  # noqa: E402
+from result_files import short_commit, write_results  # noqa: E402
 
 DEFAULT_CHUNKS = (1500, 250, 150, 100, 90, 75, 60, 30)
 
@@ -79,9 +78,7 @@ def main():
 
     from whisperms import attention
 
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit = short_commit()
     report = {
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name] + sys.argv),
@@ -133,13 +130,7 @@ def main():
                 "yes" if r["same_bits"] else "NO",
             ]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"query-chunk-{datetime.now(timezone.utc):%Y%m%dT%H%M}-{commit}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {stem}.json and {stem}.md")
+    write_results(args.out, "query-chunk", commit, report, lines)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,9 @@ round of requests once before the timed one.
 """
 
 import argparse
-import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -29,6 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(Path(__file__).parent)]
 
 from bench_transcribe import model_folder  # noqa: E402
 from machine import describe, machine_info  # noqa: E402
+from result_files import short_commit, write_results  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 
@@ -110,9 +109,7 @@ def main():
     clips = english_clips(args.clips)
     audio_s = sum(d for _, d in clips)
     model = load_model(str(folder))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit = short_commit()
     report = {
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name] + sys.argv),
@@ -193,14 +190,7 @@ def main():
             f"{row['batches']} ({row['largest_batch']})" if "batches" in row else "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"server-{stamp}-{commit}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {stem}.md")
+    write_results(args.out, "server", commit, report, lines)
 
 
 if __name__ == "__main__":
