@@ -4,7 +4,7 @@ real clips."""
 import numpy as np
 import pytest
 
-from whisperms.decoding import BeamSearchDecoder, beam_rows, rank_score
+from whisperms.token_selection import BeamSearchDecoder, beam_rows, rank_score
 
 from conftest import DATA, readme_claim, window_mel
 
@@ -127,7 +127,7 @@ def test_beam_decode_is_deterministic_and_ends_cleanly(tiny_en_model):
 def test_top_k_rows_equals_full_stable_sort():
     """The partial sort beam search uses picks what a full stable argsort of each row would, ties by
     index."""
-    from whisperms.decoding import top_k_rows
+    from whisperms.logprobs import top_k_rows
 
     values = np.array([[0.5, 2.0, -np.inf, 2.0, 1.0, 2.0, 0.5]] * 2)
     # three-way tie at the top: lowest first
@@ -150,7 +150,7 @@ def test_top_k_rows_over_a_whole_vocabulary():
     picks, with ties (within a block, across blocks, at the k-th block maximum), masked ranges as
     the timestamp rules leave them, rows with fewer than k values above -inf, and the positions past
     the last whole block."""
-    from whisperms.decoding import TOP_K_BLOCK, top_k_rows
+    from whisperms.logprobs import TOP_K_BLOCK, top_k_rows
 
     rng = np.random.default_rng(1)
     n = 51865  # not a multiple of TOP_K_BLOCK: some positions lie past the last whole block
@@ -176,7 +176,7 @@ def test_exp_sums_in_blocks_of_rows_equal_the_whole_array_pass():
     """The normaliser of beam search (float64 sums) and greedy selection (float32), taken a block of
     rows at a time: bit for bit the one pass over the whole array, in blocks that divide the rows
     evenly and not, with -inf (suppressed) tokens and a row of one value."""
-    from whisperms.decoding import EXP_SUM_BLOCK_BYTES, exp_sums
+    from whisperms.logprobs import EXP_SUM_BLOCK_BYTES, exp_sums
 
     rng = np.random.default_rng(2)
     n = 51865

@@ -14,19 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from whisperms.decoding import (
+from whisperms.decoding import DecodingOptions, DecodingTask, _verify_options, compression_ratio
+from whisperms.errors import OptionsError
+from whisperms.logit_filters import (
     ApplyTimestampRules,
-    DecodingOptions,
-    DecodingTask,
-    GreedyDecoder,
     SuppressBlank,
     SuppressEarlyEnd,
     SuppressTokens,
-    _verify_options,
-    compression_ratio,
-    log_softmax,
 )
-from whisperms.errors import OptionsError
+from whisperms.logprobs import log_softmax
+from whisperms.token_selection import GreedyDecoder
 from whisperms.tokenizer import N_TIMESTAMP_TOKENS, TIME_PRECISION, get_tokenizer
 
 FILL = -30.0  # logit of every id a test does not name: 51k * e^-30 is ~1e-8 of probability mass

@@ -17,7 +17,8 @@ from whisperms.audio import (
     log_mel_spectrogram,
     pad_or_trim,
 )
-from whisperms.decoding import DecodingOptions, DecodingTask, rank_score
+from whisperms.decoding import DecodingOptions, DecodingTask
+from whisperms.token_selection import rank_score
 
 from conftest import DATA
 

@@ -1,0 +1,109 @@
+"""openai's logit rules as small filters: each sets the logits (B, V) of the tokens a row may not
+take next to -inf, in place, given the tokens so far (B, T)."""
+
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .logprobs import logsumexp
+from .tokenizer import Tokenizer
+
+
+class LogitFilter:
+    def apply(self, logits: np.ndarray, tokens: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def select(self, rows: np.ndarray) -> "LogitFilter":
+        """The filter for a batch of the rows `rows` of this one (a filter with a state per row
+        keeps theirs)."""
+        return self
+
+
+class SuppressBlank(LogitFilter):
+    """The first sampled token may be neither a blank nor EOT."""
+
+    def __init__(self, tokenizer: Tokenizer, sample_begin: int):
+        self.blank = tokenizer.encode(" ") + [tokenizer.eot]
+        self.sample_begin = sample_begin
+
+    def apply(self, logits, tokens):
+        if tokens.shape[1] == self.sample_begin:
+            logits[:, self.blank] = -np.inf
+
+
+class SuppressTokens(LogitFilter):
+    def __init__(self, suppress_tokens: Sequence[int]):
+        self.suppress_tokens = list(suppress_tokens)
+
+    def apply(self, logits, tokens):
+        logits[:, self.suppress_tokens] = -np.inf
+
+
+class ApplyTimestampRules(LogitFilter):
+    """openai's timestamp grammar: timestamps in pairs, never decreasing, a timestamp first (no
+    later than max_initial_timestamp), and a timestamp whenever timestamps together outweigh the
+    best text token."""
+
+    def __init__(
+        self, tokenizer: Tokenizer, sample_begin: int, max_initial_timestamp_index: Optional[int]
+    ):
+        self.eot = tokenizer.eot
+        self.no_timestamps = tokenizer.no_timestamps
+        self.timestamp_begin = tokenizer.timestamp_begin
+        self.sample_begin = sample_begin
+        self.max_initial_timestamp_index = max_initial_timestamp_index
+
+    def apply(self, logits, tokens):
+        ts = self.timestamp_begin
+        logits[:, self.no_timestamps] = -np.inf
+        sampled = tokens[:, self.sample_begin :]
+        n = sampled.shape[1]
+        is_timestamp = sampled >= ts
+        last_was_timestamp = is_timestamp[:, -1] if n >= 1 else np.zeros(len(tokens), bool)
+        penultimate_was_timestamp = is_timestamp[:, -2] if n >= 2 else np.ones(len(tokens), bool)
+        # a pair just closed: text or EOT
+        logits[last_was_timestamp & penultimate_was_timestamp, ts:] = -np.inf
+        open_segment = last_was_timestamp & ~penultimate_was_timestamp
+        logits[open_segment, : self.eot] = -np.inf  # an open segment: only a timestamp or EOT
+        if n >= 1:
+            # never decrease; a new segment's start may equal the previous end, other timestamps
+            # must advance
+            has_timestamp = is_timestamp.any(axis=1)
+            last_index = n - 1 - np.argmax(is_timestamp[:, ::-1], axis=1)
+            last = sampled[np.arange(len(tokens)), last_index] + (~open_segment)
+            blocked = np.arange(logits.shape[1] - ts)[None, :] < (last - ts)[:, None]
+            logits[:, ts:][blocked & has_timestamp[:, None]] = -np.inf
+        if n == 0:
+            logits[:, :ts] = -np.inf
+            if self.max_initial_timestamp_index is not None:
+                logits[:, ts + self.max_initial_timestamp_index + 1 :] = -np.inf
+        # timestamps together more likely than the best text token: compared on logits, as the
+        # log-softmax's normaliser is the same on both sides (no pass over the whole vocabulary)
+        timestamp_logit = logsumexp(logits[:, ts:])
+        logits[timestamp_logit > logits[:, :ts].max(axis=1), :ts] = -np.inf
+
+
+@dataclass(frozen=True)
+class SuppressEarlyEnd(LogitFilter):
+    """No end of text while a row's last segment ends before its window's `ends` (timestamp token
+    ids, one per row): the batched mode knows its windows hold speech up to there (VAD pieces), and
+    the model, left alone, may stop a few sentences early (or after the start of a segment it did
+    not write), leaving them for another window."""
+
+    eot: int
+    timestamp_begin: int
+    sample_begin: int
+    ends: np.ndarray
+
+    def apply(self, logits, tokens):
+        sampled = tokens[:, self.sample_begin :]
+        is_timestamp = sampled >= self.timestamp_begin
+        # a segment's end: a timestamp after text (a timestamp after a timestamp starts a segment)
+        closing = np.zeros_like(is_timestamp)
+        closing[:, 1:] = is_timestamp[:, 1:] & ~is_timestamp[:, :-1]
+        last_end = np.where(closing, sampled, 0).max(axis=1, initial=0)
+        logits[last_end < self.ends, self.eot] = -np.inf
+
+    def select(self, rows):
+        return replace(self, ends=self.ends[rows])

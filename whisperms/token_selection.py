@@ -1,0 +1,131 @@
+"""Token selection: greedy or sampled rows (GreedyDecoder), openai's beam search
+(BeamSearchDecoder) with the cache row each beam keeps (beam_rows), and the ranking of finished
+candidates (rank_score)."""
+
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from .logprobs import beam_candidates, exp_sums, log_softmax
+
+
+class GreedyDecoder:
+    """Argmax at temperature 0, else sampling from softmax(logits / temperature)."""
+
+    def __init__(self, temperature: float, eot: int, rng: Optional[np.random.Generator] = None):
+        self.temperature = temperature
+        self.eot = eot
+        self.rng = rng or np.random.default_rng()
+
+    def select(self, logits: np.ndarray, tokens: np.ndarray, sum_logprobs: np.ndarray):
+        """Return the next tokens (B,), updating sum_logprobs for rows not yet finished."""
+        if self.temperature == 0:
+            next_tokens = logits.argmax(axis=-1)
+        else:
+            probs = np.exp(log_softmax(logits / self.temperature))
+            next_tokens = np.array([self.rng.choice(len(p), p=p / p.sum()) for p in probs])
+        # log_softmax(logits) at the chosen tokens, without writing out the whole array
+        peak = logits.max(axis=-1)
+        total = exp_sums(logits, peak, logits.dtype)
+        chosen = logits[np.arange(len(next_tokens)), next_tokens]
+        current = (chosen - peak) - np.log(total)
+        sum_logprobs += current * (tokens[:, -1] != self.eot)
+        finished = tokens[:, -1] == self.eot
+        return np.where(finished, self.eot, next_tokens)
+
+
+class BeamSearchDecoder:
+    """openai's beam search for one audio: beam_size rows decoded as one batch.
+
+    Each step proposes the top beam_size + 1 continuations of every row; the best beam_size
+    unfinished sequences continue, and finished ones are kept until round(beam_size * patience) of
+    them exist.
+    """
+
+    def __init__(self, beam_size: int, eot: int, patience: Optional[float] = None):
+        self.beam_size = beam_size
+        self.eot = eot
+        self.max_candidates = round(beam_size * (patience or 1.0))
+        self.finished: Dict[Tuple[int, ...], float] = {}
+
+    def update(
+        self,
+        tokens: np.ndarray,
+        logits: Optional[np.ndarray],
+        sum_logprobs: np.ndarray,
+        candidates: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+    ):
+        """Return (next tokens (beam, T+1), source row of each, completed); sum_logprobs is
+        rewritten in place. `candidates`: each row's `beam_candidates(logits, beam_size + 1)`, when
+        computed for many windows at once (`logits` is then not read).
+
+        openai's candidate bookkeeping (a dict of sequences, sorted by score, stable) done with
+        arrays: rows are ranked by their top beam_size + 1 tokens at once, and rows holding the same
+        sequence (every row at the first step) propose once, from the last such row, as a dict keyed
+        by sequence would keep them.
+        """
+        k = self.beam_size + 1
+        same = (tokens[:, None, :] == tokens[None, :, :]).all(axis=2)  # rows holding one sequence
+        # each distinct sequence once, in the order of its first row, proposed from its last row
+        # (the last row of a sequence wins, as in a dict)
+        leaders = np.flatnonzero(same.argmax(axis=1) == np.arange(len(tokens)))
+        source = len(tokens) - 1 - same[leaders, ::-1].argmax(axis=1)
+        if candidates is None:
+            top, top_logprobs = beam_candidates(logits[source], k)
+        else:
+            top, top_logprobs = candidates[0][source], candidates[1][source]
+        candidate_rows = np.repeat(source, top.shape[1])
+        candidate_tokens = top.reshape(-1)
+        scores = sum_logprobs[candidate_rows] + top_logprobs.reshape(-1)
+        order = np.argsort(-scores, kind="stable")
+        finished = candidate_tokens[order] == self.eot
+        kept = order[~finished][: self.beam_size]
+        cut = (
+            np.flatnonzero(~finished)[self.beam_size - 1]
+            if len(kept) == self.beam_size
+            else len(order)
+        )
+        # finished candidates ranked before the beams filled up
+        for i in order[: cut + 1][finished[: cut + 1]]:
+            if len(self.finished) >= self.max_candidates:
+                break
+            sequence = tuple(tokens[candidate_rows[i]].tolist()) + (self.eot,)
+            self.finished[sequence] = float(scores[i])
+        sum_logprobs[: len(kept)] = scores[kept]
+        next_tokens = np.concatenate(
+            [tokens[candidate_rows[kept]], candidate_tokens[kept, None]], axis=1
+        )
+        completed = len(self.finished) >= self.max_candidates
+        return next_tokens.astype(np.int64), candidate_rows[kept].tolist(), completed
+
+    def finalize(
+        self, tokens: np.ndarray, sum_logprobs: np.ndarray
+    ) -> Dict[Tuple[int, ...], float]:
+        """Finished candidates, topped up with the best unfinished beams (EOT appended) if fewer
+        than beam_size."""
+        finished = dict(self.finished)
+        if len(finished) < self.beam_size:
+            for row in np.argsort(-sum_logprobs, kind="stable"):
+                finished[tuple(tokens[row].tolist()) + (self.eot,)] = float(sum_logprobs[row])
+                if len(finished) >= self.beam_size:
+                    break
+        return finished
+
+
+def beam_rows(parents: np.ndarray, size: int) -> np.ndarray:
+    """The row (of a window's `size`) for each of its next beams, which continue the rows
+    `parents`: a beam takes its parent's row if it is the parent's first continuation; the others
+    take the rows no beam continues, in order."""
+    parents = np.asarray(parents)
+    rows = np.empty(len(parents), np.int64)
+    first = np.zeros(len(parents), bool)
+    first[np.unique(parents, return_index=True)[1]] = True
+    rows[first] = parents[first]
+    rows[~first] = np.setdiff1d(np.arange(size), parents)[: (~first).sum()]
+    return rows
+
+
+def rank_score(sum_logprob: float, length: int, length_penalty: Optional[float]) -> float:
+    """openai's MaximumLikelihoodRanker score of one candidate."""
+    penalty = length if length_penalty is None else ((5 + length) / 6) ** length_penalty
+    return sum_logprob / penalty if penalty else sum_logprob
