@@ -23,13 +23,13 @@ from whisperms.convert import (
     read_checkpoint,
     read_ctranslate2,
     read_huggingface,
-    read_safetensors,
     read_whisperms,
     save_checkpoint,
-    state_shapes,
 )
 from whisperms.errors import CheckpointError, OptionsError
 from whisperms.model import ModelDimensions, Whisper
+from whisperms.state_layout import state_shapes
+from whisperms.tensor_files import read_safetensors
 
 TINY_EN_DIMS = ModelDimensions(
     n_mels=80,

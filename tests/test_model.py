@@ -4,9 +4,9 @@ count."""
 import numpy as np
 import pytest
 
-from whisperms.convert import state_shapes
 from whisperms.hub import RELEASED_DIMENSIONS
 from whisperms.model import Whisper
+from whisperms.state_layout import state_shapes
 
 # Parameter counts including the encoder's sinusoidal table (as Hugging Face's model cards count
 # them), and openai's published (rounded) sizes in millions.

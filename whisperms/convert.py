@@ -2,17 +2,15 @@
 
 Readers for CTranslate2 (`model.bin`), Hugging Face (`model.safetensors`, possibly sharded) and
 whisperms folders all return a `Checkpoint` whose state uses openai's parameter names, which equal
-the Cell parameter names of `whisperms.model.Whisper`. The name maps live here, once: `_TOP_LEVEL`
-and `_BLOCK` below.
+the Cell parameter names of `whisperms.model.Whisper`, mapped through the name maps of
+state_layout.py; tensor_files.py reads the files' tensors.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
-import struct
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +19,8 @@ import numpy as np
 
 from .errors import CheckpointError, OptionsError
 from .model import ModelDimensions
+from .state_layout import CT2_TIED_OUTPUT, HF_TIED_OUTPUT, layout, state_shapes
+from .tensor_files import read_ct2_variables, read_safetensors
 
 FORMAT_VERSION = 1  # of the whisperms folder layout written by save_checkpoint
 CONFIG_FILE = "config.json"
@@ -30,150 +30,6 @@ CT2_WEIGHTS_FILE = "model.bin"
 HF_INDEX_FILE = "model.safetensors.index.json"
 HF_GENERATION_FILE = "generation_config.json"
 SAVE_DTYPES = {"float32": np.float32, "float16": np.float16}
-
-# --- The name maps
-# -------------------------------------------------------------------------------------------------
-# Top level: (openai name, shape from dims, CTranslate2 variable, Hugging Face tensor).
-_TOP_LEVEL = [
-    (
-        "encoder.conv1.weight",
-        lambda d: (d.n_audio_state, d.n_mels, 3),
-        "encoder/conv1/weight",
-        "model.encoder.conv1.weight",
-    ),
-    (
-        "encoder.conv1.bias",
-        lambda d: (d.n_audio_state,),
-        "encoder/conv1/bias",
-        "model.encoder.conv1.bias",
-    ),
-    (
-        "encoder.conv2.weight",
-        lambda d: (d.n_audio_state, d.n_audio_state, 3),
-        "encoder/conv2/weight",
-        "model.encoder.conv2.weight",
-    ),
-    (
-        "encoder.conv2.bias",
-        lambda d: (d.n_audio_state,),
-        "encoder/conv2/bias",
-        "model.encoder.conv2.bias",
-    ),
-    (
-        "encoder.positional_embedding",
-        lambda d: (d.n_audio_ctx, d.n_audio_state),
-        "encoder/position_encodings/encodings",
-        "model.encoder.embed_positions.weight",
-    ),
-    (
-        "encoder.ln_post.weight",
-        lambda d: (d.n_audio_state,),
-        "encoder/layer_norm/gamma",
-        "model.encoder.layer_norm.weight",
-    ),
-    (
-        "encoder.ln_post.bias",
-        lambda d: (d.n_audio_state,),
-        "encoder/layer_norm/beta",
-        "model.encoder.layer_norm.bias",
-    ),
-    (
-        "decoder.token_embedding.weight",
-        lambda d: (d.n_vocab, d.n_text_state),
-        "decoder/embeddings/weight",
-        "model.decoder.embed_tokens.weight",
-    ),
-    (
-        "decoder.positional_embedding",
-        lambda d: (d.n_text_ctx, d.n_text_state),
-        "decoder/position_encodings/encodings",
-        "model.decoder.embed_positions.weight",
-    ),
-    (
-        "decoder.ln.weight",
-        lambda d: (d.n_text_state,),
-        "decoder/layer_norm/gamma",
-        "model.decoder.layer_norm.weight",
-    ),
-    (
-        "decoder.ln.bias",
-        lambda d: (d.n_text_state,),
-        "decoder/layer_norm/beta",
-        "model.decoder.layer_norm.bias",
-    ),
-]
-
-# Per block: (openai module, CTranslate2 module, part, parts, Hugging Face module, kind).
-# CTranslate2 fuses the self-attention q,k,v (parts of 3) and the cross-attention k,v (parts of 2)
-# along the output axis; the fused bias holds a key part that openai's model does not have (it is
-# zero, and a key bias cancels in the softmax anyway).
-_BLOCK = [
-    ("attn.query", "self_attention/linear_0", 0, 3, "self_attn.q_proj", "linear"),
-    ("attn.key", "self_attention/linear_0", 1, 3, "self_attn.k_proj", "linear_no_bias"),
-    ("attn.value", "self_attention/linear_0", 2, 3, "self_attn.v_proj", "linear"),
-    ("attn.out", "self_attention/linear_1", 0, 1, "self_attn.out_proj", "linear"),
-    ("attn_ln", "self_attention/layer_norm", 0, 1, "self_attn_layer_norm", "norm"),
-    ("cross_attn.query", "attention/linear_0", 0, 1, "encoder_attn.q_proj", "linear"),
-    ("cross_attn.key", "attention/linear_1", 0, 2, "encoder_attn.k_proj", "linear_no_bias"),
-    ("cross_attn.value", "attention/linear_1", 1, 2, "encoder_attn.v_proj", "linear"),
-    ("cross_attn.out", "attention/linear_2", 0, 1, "encoder_attn.out_proj", "linear"),
-    ("cross_attn_ln", "attention/layer_norm", 0, 1, "encoder_attn_layer_norm", "norm"),
-    ("mlp.0", "ffn/linear_0", 0, 1, "fc1", "mlp_in"),
-    ("mlp.2", "ffn/linear_1", 0, 1, "fc2", "mlp_out"),
-    ("mlp_ln", "ffn/layer_norm", 0, 1, "final_layer_norm", "norm"),
-]
-# kind -> [(openai leaf, CTranslate2 leaf, shape from the block width n)]
-_LEAVES = {
-    "linear": [("weight", "weight", lambda n: (n, n)), ("bias", "bias", lambda n: (n,))],
-    "linear_no_bias": [("weight", "weight", lambda n: (n, n))],
-    "norm": [("weight", "gamma", lambda n: (n,)), ("bias", "beta", lambda n: (n,))],
-    "mlp_in": [("weight", "weight", lambda n: (4 * n, n)), ("bias", "bias", lambda n: (4 * n,))],
-    "mlp_out": [("weight", "weight", lambda n: (n, 4 * n)), ("bias", "bias", lambda n: (n,))],
-}
-# Hugging Face's output projection, tied to decoder.embed_tokens
-_HF_TIED_OUTPUT = "proj_out.weight"
-# the same in CTranslate2 (an alias of decoder/embeddings/weight)
-_CT2_TIED_OUTPUT = "decoder/projection/weight"
-
-
-@dataclass(frozen=True)
-class _Entry:
-    name: str  # openai name
-    shape: tuple
-    ct2: str  # CTranslate2 variable
-    part: int  # index of this tensor in a fused CTranslate2 variable
-    parts: int
-    hf: str  # Hugging Face tensor
-
-
-def _layout(dims: ModelDimensions):
-    """Every tensor of a Whisper of these dims, with its name in each format."""
-    entries = [_Entry(name, shape(dims), ct2, 0, 1, hf) for name, shape, ct2, hf in _TOP_LEVEL]
-    for side, n, layers in (
-        ("encoder", dims.n_audio_state, dims.n_audio_layer),
-        ("decoder", dims.n_text_state, dims.n_text_layer),
-    ):
-        for i in range(layers):
-            for module, ct2, part, parts, hf, kind in _BLOCK:
-                if side == "encoder" and module.startswith("cross_attn"):
-                    continue
-                for leaf, ct2_leaf, shape in _LEAVES[kind]:
-                    entries.append(
-                        _Entry(
-                            f"{side}.blocks.{i}.{module}.{leaf}",
-                            shape(n),
-                            f"{side}/layer_{i}/{ct2}/{ct2_leaf}",
-                            part,
-                            parts,
-                            f"model.{side}.layers.{i}.{hf}.{leaf}",
-                        )
-                    )
-    return entries
-
-
-def state_shapes(dims: ModelDimensions) -> dict:
-    """openai name -> shape of every parameter of `Whisper(dims)`."""
-    return {e.name: e.shape for e in _layout(dims)}
 
 
 # --- The released models
@@ -333,31 +189,6 @@ def _read_json(path: Path):
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
 
 
-def _corrupted(path, what):
-    return CheckpointError(f"{path}: truncated or corrupted file ({what})")
-
-
-def _decode(raw: np.ndarray, dtype, shape) -> np.ndarray:
-    """A fresh array from the raw little-endian bytes `raw` (uint8); bfloat16 and float64 become
-    float32."""
-    if dtype == "bfloat16":
-        return (raw.view("<u2").astype(np.uint32) << 16).view(np.float32).reshape(shape)
-    arr = raw.view(np.dtype(dtype).newbyteorder("<")).reshape(shape)
-    return (
-        arr.astype(np.float32)
-        if arr.dtype.kind == "f" and arr.dtype.itemsize > 4
-        else arr.astype(arr.dtype.name)
-    )
-
-
-def _map_file(path: Path) -> np.ndarray:
-    try:
-        size = path.stat().st_size
-        return np.memmap(path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-
-
 def _check_state(state: dict, dims: ModelDimensions, where):
     """Every tensor of `dims` present with its shape, nothing else; the first offender is named."""
     expected = state_shapes(dims)
@@ -408,101 +239,6 @@ def _tokenizer(folder: Path) -> Path:
 # --- CTranslate2 (see ctranslate2/specs/model_spec.py `_serialize` and src/models/model.cc
 # `Model::load`) ----------
 
-# by type id (binary version >= 4)
-_CT2_DTYPES = (np.float32, np.int8, np.int16, np.int32, np.float16, "bfloat16")
-# binary versions < 4 stored the item size
-_CT2_ITEM_SIZE_DTYPES = {4: np.float32, 2: np.int16, 1: np.int8}
-_CT2_MAX_VERSION = 6
-# CTranslate2's global int16 scale, for old int16 models without saved scales
-_CT2_INT16_DEFAULT_SCALE = 1000.0
-
-
-class _Cursor:
-    """Sequential little-endian reads over a mapped file; running off the end is a
-    CheckpointError."""
-
-    def __init__(self, buf, path):
-        self.buf, self.pos, self.path = buf, 0, path
-
-    def take(self, n):
-        if self.pos + n > len(self.buf):
-            raise _corrupted(
-                self.path, f"needed {n} bytes at offset {self.pos}, the file has {len(self.buf)}"
-            )
-        self.pos += n
-        return self.buf[self.pos - n : self.pos]
-
-    def ints(self, fmt, count):
-        return struct.unpack(f"<{count}{fmt}", self.take(struct.calcsize(f"<{count}{fmt}")))
-
-    def int(self, fmt):
-        return self.ints(fmt, 1)[0]
-
-    def string(self):
-        raw = bytes(self.take(self.int("H")))
-        try:
-            return raw.split(b"\0", 1)[0].decode("utf-8")
-        except UnicodeDecodeError:
-            raise _corrupted(self.path, f"invalid name at offset {self.pos - len(raw)}") from None
-
-
-def read_ct2_variables(path):
-    """All variables of a CTranslate2 model.bin (int8/int16 dequantized, bfloat16 as float32),
-    aliases, header."""
-    path = Path(path)
-    cur = _Cursor(_map_file(path), path)
-    version = cur.int("I")
-    if not 1 <= version <= _CT2_MAX_VERSION:
-        raise CheckpointError(
-            f"{path}: unsupported CTranslate2 binary version {version} "
-            f"(whisperms reads versions 1 to {_CT2_MAX_VERSION})"
-        )
-    spec, revision = (cur.string(), cur.int("I")) if version >= 2 else (None, 1)
-    if spec is not None and spec != "WhisperSpec":
-        raise CheckpointError(
-            f"{path}: a CTranslate2 {spec or 'unnamed'} model, not a Whisper model"
-        )
-    variables = {}
-    for _ in range(cur.int("I")):
-        name = cur.string()
-        rank = cur.int("B")
-        shape = cur.ints("I", rank)
-        if version >= 4:
-            type_id = cur.int("B")
-            if type_id >= len(_CT2_DTYPES):
-                raise _corrupted(path, f"unknown data type id {type_id} for {name}")
-            dtype, num_bytes = _CT2_DTYPES[type_id], cur.int("I")
-        else:
-            item_size = cur.int("B")
-            if item_size not in _CT2_ITEM_SIZE_DTYPES:
-                raise _corrupted(path, f"unknown item size {item_size} for {name}")
-            dtype, num_bytes = _CT2_ITEM_SIZE_DTYPES[item_size], cur.int("I") * item_size
-        item = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
-        if num_bytes != math.prod(shape) * item:
-            raise _corrupted(path, f"{name} has {num_bytes} bytes for shape {shape}")
-        variables[name] = _decode(np.asarray(cur.take(num_bytes)), dtype, shape)
-    aliases = {}
-    for _ in range(cur.int("I") if version >= 3 else 0):
-        alias = cur.string()
-        aliases[alias] = cur.string()
-    _dequantize(variables, path)
-    return variables, aliases, {"binary_version": version, "spec": spec, "spec_revision": revision}
-
-
-def _dequantize(variables, path):
-    """CTranslate2 quantization: float = int / scale, scale per output row (int8) or per tensor
-    (int16)."""
-    for name in [n for n, v in variables.items() if v.ndim and v.dtype in (np.int8, np.int16)]:
-        scale = variables.pop(name + "_scale", None)
-        if scale is None:
-            if variables[name].dtype != np.int16:
-                raise CheckpointError(f"{path}: int8 variable {name} has no {name}_scale")
-            scale = np.float32(_CT2_INT16_DEFAULT_SCALE)
-        scale = np.asarray(scale, np.float32)
-        variables[name] = variables[name].astype(np.float32) / scale.reshape(
-            scale.shape + (1,) * (variables[name].ndim - scale.ndim)
-        )
-
 
 def read_ctranslate2(folder) -> Checkpoint:
     folder = Path(folder)
@@ -512,7 +248,7 @@ def read_ctranslate2(folder) -> Checkpoint:
     variables, _, header = read_ct2_variables(bin_path)
     dims = _ct2_dims(variables, bin_path)
     state, used = {}, set()
-    for e in _layout(dims):
+    for e in layout(dims):
         if e.ct2 not in variables:
             raise CheckpointError(f"{bin_path}: missing variable {e.ct2}")
         value = variables[e.ct2]
@@ -525,13 +261,13 @@ def read_ctranslate2(folder) -> Checkpoint:
             np.ascontiguousarray(np.split(value, e.parts)[e.part]) if e.parts > 1 else value
         )
         used.add(e.ct2)
-    tied = variables.get(_CT2_TIED_OUTPUT)
+    tied = variables.get(CT2_TIED_OUTPUT)
     if tied is not None and not np.array_equal(tied, state["decoder.token_embedding.weight"]):
         raise CheckpointError(
-            f"{bin_path}: {_CT2_TIED_OUTPUT} differs from the token embedding "
+            f"{bin_path}: {CT2_TIED_OUTPUT} differs from the token embedding "
             f"(untied output projections are not supported)"
         )
-    used.add(_CT2_TIED_OUTPUT)
+    used.add(CT2_TIED_OUTPUT)
     # scalars are runtime flags
     extra = [n for n, v in variables.items() if v.ndim and n not in used]
     if extra:
@@ -582,60 +318,6 @@ def _ct2_dims(variables, path) -> ModelDimensions:
     )
 
 
-# --- safetensors (read by hand: numpy has no bfloat16, and a corrupted file must give a one-line
-# error) ------------
-
-_ST_DTYPES = {
-    "F64": np.float64,
-    "F32": np.float32,
-    "F16": np.float16,
-    "BF16": "bfloat16",
-    "I64": np.int64,
-    "I32": np.int32,
-    "I16": np.int16,
-    "I8": np.int8,
-    "U8": np.uint8,
-    "BOOL": np.bool_,
-}
-
-
-def read_safetensors(path) -> dict:
-    """name -> np.ndarray of a safetensors file (bfloat16 and float64 become float32)."""
-    path = Path(path)
-    buf = _map_file(path)
-    if len(buf) < 8:
-        raise _corrupted(path, "shorter than a safetensors header")
-    (header_len,) = struct.unpack_from("<Q", buf, 0)
-    if header_len > len(buf) - 8:
-        raise _corrupted(path, f"header length {header_len} exceeds the file size {len(buf)}")
-    try:
-        header = json.loads(bytes(buf[8 : 8 + header_len]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise _corrupted(path, "the safetensors header is not valid JSON") from None
-    if not isinstance(header, dict):
-        raise _corrupted(path, "the safetensors header is not a JSON object")
-    header.pop("__metadata__", None)
-    start_of_data, tensors = 8 + header_len, {}
-    for name, info in header.items():
-        try:
-            dtype = _ST_DTYPES[info["dtype"]]
-            shape = tuple(int(x) for x in info["shape"])
-            begin, end = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise _corrupted(path, f"bad header entry for {name}") from None
-        item = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
-        if (
-            not 0 <= begin <= end <= len(buf) - start_of_data
-            or min(shape, default=0) < 0
-            or end - begin != math.prod(shape) * item
-        ):
-            raise _corrupted(path, f"tensor {name} lies outside the file or has the wrong size")
-        tensors[name] = _decode(
-            np.asarray(buf[start_of_data + begin : start_of_data + end]), dtype, shape
-        )
-    return tensors
-
-
 # --- Hugging Face transformers folders
 # -----------------------------------------------------------------------------
 
@@ -669,22 +351,22 @@ def read_huggingface(folder) -> Checkpoint:
         raise CheckpointError(f"{config_path}: missing or non-integer {missing[0]}")
     dims = ModelDimensions(**{ours: config[theirs] for ours, theirs in _HF_DIMS.items()})
     tensors, where = _hf_tensors(folder)
-    names = {e.hf: e.name for e in _layout(dims)}
+    names = {e.hf: e.name for e in layout(dims)}
     state = {}
     for hf_name, value in tensors.items():
         key = "model." + hf_name if hf_name.startswith(("encoder.", "decoder.")) else hf_name
         if key in names:
             state[names[key]] = value
-        elif key != _HF_TIED_OUTPUT:
+        elif key != HF_TIED_OUTPUT:
             raise CheckpointError(f"{where}: unexpected tensor {hf_name}")
-    absent = [e.hf for e in _layout(dims) if e.name not in state]
+    absent = [e.hf for e in layout(dims) if e.name not in state]
     if absent:
         raise CheckpointError(f"{where}: missing tensor {absent[0]}")
-    tied = tensors.get(_HF_TIED_OUTPUT)
+    tied = tensors.get(HF_TIED_OUTPUT)
     embedding = state.get("decoder.token_embedding.weight")
     if tied is not None and embedding is not None and not np.array_equal(tied, embedding):
         raise CheckpointError(
-            f"{where}: {_HF_TIED_OUTPUT} differs from decoder.embed_tokens.weight "
+            f"{where}: {HF_TIED_OUTPUT} differs from decoder.embed_tokens.weight "
             f"(untied output projections are not supported)"
         )
     _check_state(state, dims, where)

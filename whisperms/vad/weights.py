@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..convert import read_safetensors
 from ..errors import CheckpointError
+from ..tensor_files import read_safetensors
 from .model import ENCODER_CHANNELS, HIDDEN, KERNEL, N_BINS, N_FFT
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
