@@ -697,3 +697,51 @@ def test_decode_refuses_a_mel_that_is_not_finite(tiny_en_model):
         mel[3, 7] = bad
         with pytest.raises(OptionsError, match="^mel holds NaN or infinite values"):
             tiny_en_model.decode(mel)
+
+
+def _lying_flac(path, samples):
+    """A valid FLAC of `samples` whose STREAMINFO claims 2**36 - 1 frames (a header that lies)."""
+    soundfile.write(path, samples, 16000, format="FLAC")
+    data = bytearray(path.read_bytes())
+    field = 8 + 10  # STREAMINFO's 8 bytes of rate, channels, bits and the 36-bit frame count
+    packed = int.from_bytes(data[field : field + 8], "big") | ((1 << 36) - 1)
+    data[field : field + 8] = packed.to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+    assert soundfile.info(str(path)).frames == (1 << 36) - 1
+
+
+def test_headers_that_lie_about_the_length(tmp_path, tiny_en_model, short_audio, short_text):
+    """A file is read as far as its samples go, whatever length its header declares (a whole-file
+    read would first allocate what the header claims: 512 GiB here, a MemoryError that took a
+    batch's other inputs with it); audio that would make more than MAX_AUDIO_HOURS is refused in
+    one line; the other inputs of a batch are transcribed."""
+    from whisperms import AudioError
+    from whisperms.audio import MAX_AUDIO_HOURS, load_audio
+    from whisperms.batched import BatchedTranscriber
+
+    liar = tmp_path / "liar.flac"
+    _lying_flac(liar, short_audio[:16000])
+    try:
+        decoded = load_audio(liar)
+    except AudioError as error:  # libsndfile may stop at the missing frames
+        assert str(error).startswith(f"could not decode audio file {liar}")
+    else:
+        assert len(decoded) <= 16000
+    slow = tmp_path / "one_hertz.wav"  # 2 days of samples at a declared 1 Hz: 173k samples
+    soundfile.write(slow, np.zeros(2 * 86400, np.int16), 1, subtype="PCM_16")
+    with pytest.raises(AudioError) as info:
+        load_audio(slow)
+    assert str(info.value) == (
+        f"{slow} holds more than {MAX_AUDIO_HOURS} hours of audio at 1 Hz, more than whisperms "
+        "takes in one input: split it"
+    )
+    good = tmp_path / "good.wav"
+    soundfile.write(good, short_audio, 16000)
+    results = dict(
+        BatchedTranscriber(tiny_en_model, batch_size=4, temperature=0.0).results(
+            [str(slow), str(good), str(liar)]
+        )
+    )
+    assert isinstance(results[0], AudioError)
+    assert results[1].text.strip() == short_text.strip()
+    assert isinstance(results[2], AudioError) or len(results[2].segments) <= 1

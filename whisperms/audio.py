@@ -53,6 +53,11 @@ _WINDOW = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
 # Frames processed per FFT batch: bounds temporaries to a 30-s window's worth whatever the input
 # length.
 _FRAMES_PER_BATCH = N_FRAMES
+# The longest input a file may decode to: 24 hours at 16 kHz are 5.5 GB of float32, and a file whose
+# samples would make more (a day of audio, or a short file declaring a sample rate of a few Hz) is
+# refused in one line instead of exhausting the memory.
+MAX_AUDIO_HOURS = 24
+_READ_BLOCK_FRAMES = 1 << 20  # frames per read of a file (load_audio)
 MAX_CHANNELS = 8  # a 2-D array with both axes longer is not audio (a mel spectrogram, say): refused
 _PCM_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 # |sample| above this could overflow the float32 power spectrum (to inf, then NaN where the mel bank
@@ -93,7 +98,7 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     path = check_audio_file(file)
     try:
         with _decoder_output_hidden():
-            data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+            audio, rate = _read_mono(path, sr)
     # soundfile.LibsndfileError; its text can be misleading ("file does not exist")
     except RuntimeError:
         if shutil.which("ffmpeg"):
@@ -107,10 +112,35 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioError(
             f"could not decode audio file {path}: not a supported audio format, or corrupted"
         ) from None
-    audio = _finite(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], path)
+    audio = _finite(audio, path)
     if rate != sr and len(audio):
         audio = soxr.resample(audio, rate, sr, quality="HQ")
     return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def _read_mono(path: str, sr: int):
+    """(mono float32 samples, their rate) of a file libsndfile decodes, read a block at a time: a
+    header may claim any length (one claiming 2**36 frames would have a whole-file read allocate
+    half a terabyte up front), so memory follows the samples actually there, and a file that would
+    make more than MAX_AUDIO_HOURS at `sr` Hz is an AudioError before it fills the memory."""
+    with soundfile.SoundFile(path) as f:
+        rate = f.samplerate
+        limit = int(MAX_AUDIO_HOURS * 3600 * rate)  # the same duration in the file's own samples
+        blocks, total = [], 0
+        while True:
+            block = f.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            if not len(block):
+                break
+            total += len(block)
+            if total > limit:
+                raise AudioError(
+                    f"{path} holds more than {MAX_AUDIO_HOURS} hours of audio at {rate} Hz, more "
+                    f"than whisperms takes in one input: split it"
+                )
+            # channels averaged row by row: the same values as averaging the whole array at once
+            blocks.append(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0])
+    audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    return audio, rate
 
 
 def check_audio_file(file) -> str:
