@@ -288,3 +288,66 @@ def test_a_limit_that_is_not_a_positive_integer_is_refused(tiny_en_model, capsys
     assert err == [
         "whisperms-server: error: max_concurrent_requests must be an integer >= 1 or None, got 0"
     ]
+
+
+def test_odd_names_paths_and_methods_get_openai_errors(server, tiny_en_model):
+    """An upload's name never reaches the OS as given (a 300-character extension is served like any
+    file); the framework's refusals (unknown path, wrong method) are OpenAI error objects; a model
+    is looked up by id as OpenAI's client does (`models.retrieve`)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    with open(DATA / CLIPS[1], "rb") as f:
+        long_name = "clip." + "a" * 300
+        odd = server.client.audio.transcriptions.create(model="whisper-1", file=(long_name, f))
+    assert odd.text == _transcribe(server.client, CLIPS[1]).text
+    base = f"http://127.0.0.1:{server.port}/v1"
+    for url, status in ((f"{base}/audio/transcriptions", 405), (f"{base}/nothing", 404)):
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(url, timeout=60)
+        assert answer.value.code == status
+        error = json.loads(answer.value.read())["error"]
+        assert error["type"] == "invalid_request_error" and error["message"], error
+    assert server.client.models.retrieve(tiny_en_model.name).id == tiny_en_model.name
+    assert server.client.models.retrieve("whisper-1").id == tiny_en_model.name
+    with pytest.raises(openai.NotFoundError, match="is not served here"):
+        server.client.models.retrieve("whisper-large")
+
+
+def test_a_busy_group_gives_the_others_a_turn():
+    """A group's turn hands out the requests queued when it began (at least a batch), then stops
+    taking while another group has requests waiting, and goes on taking when none does."""
+    from whisperms.batched import InputQueue
+    from whisperms.server import _Turn
+
+    queue, others = InputQueue(), [True]
+    for name in "abcde":
+        queue.put(name)
+    turn = _Turn(queue, 2, lambda: others[0])
+    assert [turn.take(), turn.take(), turn.take()] == [(0, "a"), (1, "b"), None]
+    others[0] = False
+    assert [turn.take(), turn.take(), turn.take(), turn.take()] == [
+        (2, "c"),
+        (3, "d"),
+        (4, "e"),
+        None,
+    ]
+
+
+def test_upload_limits_and_ports_out_of_range_are_refused(tiny_en_model, capsys):
+    from whisperms.errors import OptionsError
+    from whisperms.server import create_app, main
+
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(OptionsError, match="max_upload_mb must be"):
+            create_app(tiny_en_model, max_upload_mb=bad)
+    for argv, message in (
+        (["--max_upload_mb", "nan"], "max_upload_mb must be"),
+        (["--port", "70000"], "--port must be from 0 to 65535, got 70000"),
+    ):
+        assert main(["--model", "no-such-model", *argv]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert (
+            len(err) == 1 and err[0].startswith("whisperms-server: error: ") and message in err[0]
+        )

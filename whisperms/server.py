@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import io
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -47,6 +48,10 @@ MB = 1 << 20
 # Seconds a refused request is told to wait before it retries (429's Retry-After, which OpenAI's
 # clients honour): short, as a place frees whenever any request in flight is answered.
 RETRY_AFTER_SECONDS = 1
+# An upload's extension kept for its temporary file (the audio loader picks a decoder by it); any
+# other name (too long for the file system, a NUL, a path) is dropped, not passed to the OS.
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,16}")
+MAX_PORT = 65535
 
 
 @dataclass
@@ -56,6 +61,27 @@ class _Group:
     transcriber: BatchedTranscriber
     inputs: InputQueue = field(default_factory=InputQueue)
     futures: Dict[int, concurrent.futures.Future] = field(default_factory=dict)
+
+
+class _Turn(InputQueue):
+    """A group's queue for one turn of the worker: it hands out the inputs queued when the turn
+    began (at least a batch of them), and later ones only while no other group has requests
+    waiting. A busy group would otherwise keep its turn for as long as its requests arrive, and a
+    request of another kind (word timestamps, a translation) would wait all that time."""
+
+    def __init__(self, queue: InputQueue, quota: int, others_waiting):
+        self._queue, self._quota, self._others_waiting = queue, quota, others_waiting
+        self._taken = 0
+
+    def put(self, audio) -> int:
+        return self._queue.put(audio)
+
+    def take(self):
+        if self._taken >= self._quota and self._others_waiting():
+            return None
+        item = self._queue.take()
+        self._taken += item is not None
+        return item
 
 
 class BatchingWorker:
@@ -123,8 +149,11 @@ class BatchingWorker:
             with self._lock:
                 groups = list(self._groups.values())
             for group in groups:
+                with self._lock:
+                    quota = max(self.batch_size, len(group.futures))
+                turn = _Turn(group.inputs, quota, lambda g=group: self._others_waiting(g))
                 try:
-                    for index, result in group.transcriber.results(group.inputs):
+                    for index, result in group.transcriber.results(turn):
                         with self._lock:
                             future = group.futures.pop(index)
                         # a request given up (its client gone) is not answered
@@ -139,6 +168,13 @@ class BatchingWorker:
                     for future in waiting:
                         if future.set_running_or_notify_cancel():
                             future.set_exception(error)
+            with self._lock:
+                if any(group.futures for group in self._groups.values()):
+                    self._wake.set()  # a turn ended with requests left: another round
+
+    def _others_waiting(self, group: _Group) -> bool:
+        with self._lock:
+            return any(g.futures for g in self._groups.values() if g is not group)
 
 
 def _error(
@@ -158,6 +194,11 @@ def _error(
 def _checked_limit(limit) -> Optional[int]:
     """max_concurrent_requests: None, or an integer >= 1 (else OptionsError)."""
     return check_number("max_concurrent_requests", limit, low=1, integer=True, optional=True)
+
+
+def _checked_upload_limit(megabytes) -> float:
+    """max_upload_mb: a finite number of megabytes above 0 (else OptionsError)."""
+    return check_number("max_upload_mb", megabytes, low=0, strict_low=True)
 
 
 def _busy(limit: int):
@@ -221,6 +262,9 @@ def create_app(
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
     from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+
+    max_upload_mb = _checked_upload_limit(max_upload_mb)
 
     limit = _checked_limit(max_concurrent_requests)
     worker = worker or BatchingWorker(model, batch_size=batch_size, **options)
@@ -239,12 +283,28 @@ def create_app(
         field = str(problem["loc"][-1]) if problem.get("loc") else None
         return _error(400, f"{field}: {problem['msg']}" if field else problem["msg"], field)
 
+    @app.exception_handler(HTTPException)
+    async def framework_error(request, error):
+        # the framework's own refusals (unknown path, wrong method, a malformed multipart body):
+        # OpenAI's error object too, not {"detail": ...}
+        return _error(error.status_code, str(error.detail), headers=error.headers)
+
+    served = {"id": name, "object": "model", "owned_by": "whisperms"}
+
     @app.get("/v1/models")
     async def models():
-        return {
-            "object": "list",
-            "data": [{"id": name, "object": "model", "owned_by": "whisperms"}],
-        }
+        return {"object": "list", "data": [served]}
+
+    @app.get("/v1/models/{model_id}")
+    async def model_info(model_id: str):
+        if model_id not in (name, OPENAI_MODEL):
+            return _error(
+                404,
+                f"model '{model_id}' is not served here; this server serves '{name}'",
+                "model",
+                "model_not_found",
+            )
+        return served
 
     async def handle(
         task: str,
@@ -301,6 +361,7 @@ def create_app(
         if full():
             return _busy(limit)
         suffix = os.path.splitext(file.filename or "")[1]
+        suffix = suffix if _SUFFIX.fullmatch(suffix) else ""
         # a file on disk, as the audio loader reads containers by name (ffmpeg for the rest);
         # the upload is already spooled to disk by the framework past its first megabyte
         with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as tmp:
@@ -399,6 +460,9 @@ def main(argv=None) -> int:
     try:
         # before the model loads: a bad value fails at once
         _checked_limit(args.max_concurrent_requests)
+        _checked_upload_limit(args.max_upload_mb)
+        if not 0 <= args.port <= MAX_PORT:
+            raise OptionsError(f"--port must be from 0 to {MAX_PORT}, got {args.port}")
         model = load_model(args.model, download_root=args.model_dir)
         app = create_app(
             model,
