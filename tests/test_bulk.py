@@ -3,6 +3,7 @@ Every readable file's output is what the batched mode writes for it alone, at it
 corpus folder; an unreadable file is one line and exit 1; a second run skips what is done."""
 
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 from user_env import user_env
 
 from whisperms.batched import BatchedTranscriber
+from whisperms.bulk import find_inputs
 
 from conftest import DATA
 
@@ -24,14 +26,14 @@ CORPUS = {
 }
 
 
-def _bulk(*args, cwd=None):
+def _bulk(*args, cwd=None, env=None, timeout=1200):
     return subprocess.run(
         [sys.executable, "-m", "whisperms.bulk", *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=timeout,
         cwd=cwd,
-        env=user_env(),
+        env=env or user_env(),
     )
 
 
@@ -76,3 +78,114 @@ def test_bad_input_is_one_line(tmp_path, tiny_en_ct2_dir):
     assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1
     assert "neither a checkpoint folder nor a model name" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _one_error(run):
+    """The run failed with exactly one line on stderr, an error line: that line."""
+    assert run.returncode == 1, run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("whisperms-bulk: error: "), line
+    return line
+
+
+def test_inputs_writing_the_same_output_are_refused(tmp_path, tiny_en_ct2_dir):
+    """Two inputs whose outputs would be one file (the extension is dropped, a file's output is
+    its own name): refused before anything runs, naming both, instead of one overwriting the
+    other and a later run counting both as done."""
+    clip = DATA / CORPUS["top.wav"]
+    for name in ("c1/a/one.wav", "c1/a/one.flac", "cA/one.wav", "cB/one.wav", "c2/B.wav"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip, tmp_path / name)
+    shutil.copy(clip, tmp_path / "c2" / "B.WAV")
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'cA/one.wav'}\n{tmp_path / 'cB/one.wav'}\n")
+    clashes = {
+        ("c1",): ["c1/a/one.flac", "c1/a/one.wav"],
+        ("c2",): ["c2/B.WAV", "c2/B.wav"],
+        ("cA", "cB"): ["cA/one.wav", "cB/one.wav"],
+        ("@list.txt",): ["cA/one.wav", "cB/one.wav"],
+    }
+    for inputs, colliding in clashes.items():
+        run = _bulk(*inputs, "-o", "out", "--model", tiny_en_ct2_dir, cwd=tmp_path)
+        line = _one_error(run)
+        assert "would write the same output" in line
+        assert all(str(tmp_path / name) in line for name in colliding), line
+        assert not (tmp_path / "out").exists()
+    # the same file named twice the same way is one input, not a collision
+    assert len(find_inputs([str(tmp_path / "cA"), str(tmp_path / "cA/one.wav")])) == 1
+
+
+def test_symlinked_folders_are_followed(tmp_path):
+    """A folder's walk follows symlinked folders (rglob skipped them silently) and walks each real
+    folder once: a link to an ancestor does not loop, a link to a folder already in the corpus
+    adds nothing, whatever its name sorts as."""
+    corpus, elsewhere = tmp_path / "corpus", tmp_path / "elsewhere"
+    for name in ("corpus/real/x.wav", "elsewhere/y.wav", "elsewhere/sub/z.flac"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (corpus / "link").symlink_to(elsewhere)
+    (corpus / "loop").symlink_to(corpus)  # an ancestor
+    (corpus / "again").symlink_to(corpus / "real")  # sorts before "real"
+    found = find_inputs([str(corpus)])
+    assert [name for _, name in found] == ["link/sub/z.flac", "link/y.wav", "real/x.wav"]
+    assert found[0][0] == str(corpus / "link/sub/z.flac")
+
+
+def test_output_folder_and_cluster_errors_are_one_line(tmp_path, tiny_en_ct2_dir):
+    """An --output_dir that is a file or below one, and --address auto with no cluster running,
+    are one error line and exit 1, not a traceback."""
+    (tmp_path / "afile").write_text("")
+    clip, model = DATA / CORPUS["top.wav"], ("--model", tiny_en_ct2_dir)
+    line = _one_error(_bulk(clip, "-o", tmp_path / "afile", *model))
+    assert line.endswith(f"--output_dir {tmp_path / 'afile'} is a file, not a folder")
+    line = _one_error(_bulk(clip, "-o", tmp_path / "afile" / "sub", *model))
+    assert f"cannot make --output_dir {tmp_path / 'afile' / 'sub'}: " in line
+    # no running cluster to find: Ray looks for one under RAY_TMPDIR, here an empty folder
+    env = {k: v for k, v in user_env({"RAY_TMPDIR": str(tmp_path)}).items() if k != "RAY_ADDRESS"}
+    run = _bulk(clip, "-o", tmp_path / "out", *model, "--address", "auto", env=env, timeout=120)
+    assert "cannot start or reach the Ray cluster at auto" in _one_error(run)
+
+
+def test_workers_that_do_not_fit_the_cluster(tmp_path, tiny_en_ct2_dir):
+    """On a local cluster: a worker needing more CPUs than a machine has is refused in one line
+    (Ray would wait for them forever); more workers than the CPUs allow are capped, said in a
+    line, and every task is done (the workers that could not start held theirs forever)."""
+    model = ("--model", tiny_en_ct2_dir)
+    broken = []
+    for index in range(4):  # unreadable files: every task is done quickly, and fails
+        broken.append(tmp_path / f"broken{index}.wav")
+        broken[-1].write_text("not audio")
+    run = _bulk(broken[0], "-o", tmp_path / "out", *model, "--cpus_per_worker", 4096, timeout=300)
+    assert "--cpus_per_worker 4096 is more than any machine of the Ray cluster" in _one_error(run)
+    options = ("--workers", 4096, "--cpus_per_worker", 1, "--files_per_task", 1)
+    run = _bulk(*broken, "-o", tmp_path / "out", *model, *options, timeout=600)
+    assert run.returncode == 1, run.stderr
+    assert "whisperms-bulk: --workers 4096 capped to " in run.stderr
+    assert len(_errors(run)) == 4 and "4 failed" in run.stderr
+
+
+def test_ctrl_c_is_one_line(tmp_path, tiny_en_ct2_dir):
+    """Ctrl-C during a run: one line and exit 130, not a KeyboardInterrupt traceback."""
+    clip = DATA / CORPUS["top.wav"]
+    inputs = []
+    for index in range(8):
+        inputs.append(tmp_path / f"clip{index}.wav")
+        shutil.copy(clip, inputs[-1])
+    command = [sys.executable, "-m", "whisperms.bulk", *map(str, inputs), "-o", str(tmp_path)]
+    command += ["--model", str(tiny_en_ct2_dir), "--workers", "1", "--cpus_per_worker", "1"]
+    # SIGINT as the default handler in the child, as a shell gives it (not ignored)
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, env=user_env(), preexec_fn=_default_sigint
+    )
+    try:
+        started = process.stderr.readline()  # the workers are started
+        assert "8 files on 1 workers" in started, started
+        process.send_signal(signal.SIGINT)
+        rest = process.stderr.read()
+        assert process.wait(timeout=120) == 130
+    finally:
+        process.kill()
+    assert rest.splitlines() == ["whisperms-bulk: interrupted (the files written so far are kept)"]
+
+
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

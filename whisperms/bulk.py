@@ -3,15 +3,17 @@
     whisperms-bulk INPUT... --output_dir OUT [--model tiny.en] [--batch_size 8]
         [--output_format txt] [--address auto] [--workers N] [--cpus_per_worker 2]
 
-Inputs are audio files, folders (their audio files, recursively) and lists (`@list.txt`: a path
-per line). Each worker is a Ray actor holding the model, `--cpus_per_worker` cores each (as many
-workers as the cluster's cores allow, or `--workers`); files go out in tasks of `--files_per_task`
-to whichever worker is free, so faster machines take more, and the files of a task share batches
-(the batched mode, `BatchedTranscriber.results`). Outputs keep each file's path below its input
-folder (two `a.wav` in different folders do not collide) and are written atomically, so
-`--output_dir` must be a folder every machine sees; a file whose outputs all exist is skipped, so a
-run that stopped resumes where it was. A file that cannot be read is reported in one line and the
-others go on; the exit status is 1 if any file failed.
+Inputs are audio files, folders (their audio files, recursively, symlinked folders followed, each
+real folder once) and lists (`@list.txt`: a path per line). Each worker is a Ray actor holding the
+model, `--cpus_per_worker` cores each, on one machine (as many workers as the cluster's cores allow,
+or `--workers`, capped to that); files go out in tasks of `--files_per_task` to whichever worker is
+free, so faster machines take more, and the files of a task share batches (the batched mode,
+`BatchedTranscriber.results`). Outputs keep each file's path below its input folder (two `a.wav` in
+different folders do not collide; inputs whose outputs would still be the same file, `a.wav` and
+`a.flac`, or two input folders' `a.wav`, are refused before anything runs) and are written
+atomically, so `--output_dir` must be a folder every machine sees; a file whose outputs all exist is
+skipped, so a run that stopped resumes where it was. A file that cannot be read is reported in one
+line and the others go on; the exit status is 1 if any file failed.
 
 Every machine needs whisperms installed (with the `bulk` extra) and the model (`--model_dir`).
 """
@@ -36,7 +38,7 @@ DEFAULT_CPUS_PER_WORKER = 2
 def find_inputs(inputs: Sequence[str]) -> List[Tuple[str, str]]:
     """(absolute path, output name) of every file the inputs name: a file's output name is its own
     name, a folder's files keep their path below it, a list's lines are inputs of their own. An
-    input that does not exist is an OptionsError."""
+    input that does not exist is an OptionsError; a file named twice the same way is kept once."""
     found: List[Tuple[str, str]] = []
     for item in inputs:
         if item.startswith("@"):
@@ -46,15 +48,58 @@ def find_inputs(inputs: Sequence[str]) -> List[Tuple[str, str]]:
                 raise OptionsError(f"cannot read the list {item[1:]}: {error.strerror}") from None
             found += find_inputs([line.strip() for line in lines if line.strip()])
         elif os.path.isdir(item):
-            root = Path(item)
-            for path in sorted(root.rglob("*")):
-                if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
-                    found.append((str(path.absolute()), str(path.relative_to(root))))
+            found += [(os.path.abspath(path), name) for path, name in _walk(item)]
         elif os.path.exists(item):
             found.append((os.path.abspath(item), os.path.basename(item)))
         else:
             raise OptionsError(f"no such file or folder: {item}")
-    return found
+    return list(dict.fromkeys(found))
+
+
+def _walk(root: str) -> List[Tuple[str, str]]:
+    """(path, path below `root`) of the audio files under `root`, sorted by that name. Symlinked
+    folders are followed (Path.rglob skips them, and a corpus assembled from links lost them
+    silently), and each real folder is walked once, so a link to an ancestor cannot loop and a
+    file is transcribed once: the folders reached without a link come first, so a link to one of
+    them is the one skipped."""
+    found: List[Tuple[str, str]] = []
+    visited = set()
+    plain, linked = [(root, "")], []
+    while plain or linked:
+        folder, below = plain.pop() if plain else linked.pop(0)
+        real = os.path.realpath(folder)
+        if real in visited:
+            continue
+        visited.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError:  # an unreadable folder: its files are not found, as with rglob
+            continue
+        for entry in entries:
+            name = os.path.join(below, entry.name)
+            if entry.is_dir():  # follows symlinks
+                (linked if entry.is_symlink() else plain).append((entry.path, name))
+            elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
+                found.append((entry.path, name))
+    return sorted(found, key=lambda item: item[1])
+
+
+def refuse_collisions(files: Sequence[Tuple[str, str]]) -> None:
+    """An OptionsError naming a few of the inputs whose outputs would be the same file (one.wav
+    and one.flac in a folder, B.wav and B.WAV, one.wav in two input folders or lists): one would
+    overwrite the other and a later run would count both as done. Found before any work starts."""
+    by_stem: dict = {}
+    for path, name in files:
+        by_stem.setdefault(os.path.normpath(os.path.splitext(name)[0]), []).append(path)
+    clashes = [(stem, paths) for stem, paths in by_stem.items() if len(paths) > 1]
+    if not clashes:
+        return
+    shown = "; ".join(f"{' and '.join(paths)} (output {stem}.*)" for stem, paths in clashes[:3])
+    more = f"; and {len(clashes) - 3} more" if len(clashes) > 3 else ""
+    raise OptionsError(
+        "inputs that would write the same output (rename one, or give them to runs with "
+        f"different --output_dir): {shown}{more}"
+    )
 
 
 def _outputs(output_dir: str, name: str, output_format: str) -> List[str]:
@@ -98,6 +143,60 @@ class _Worker:
         return done
 
 
+def _make_output_dir(output_dir: str) -> None:
+    """The output folder, or an OptionsError when it cannot be one (a file, or below a file)."""
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as error:
+        if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+            raise OptionsError(f"--output_dir {output_dir} is a file, not a folder") from None
+        reason = error.strerror or error
+        raise OptionsError(f"cannot make --output_dir {output_dir}: {reason}") from None
+
+
+def _start_ray(address: Optional[str]) -> None:
+    """Connect to the cluster at `address` (None: start a local one), or a WhispermsError."""
+    import ray
+
+    try:
+        # Ray's own notices stay out of the job's output
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+            logging_level=logging.ERROR,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        where = f"at {address}" if address else "(a local one)"
+        raise WhispermsError(f"cannot start or reach the Ray cluster {where}: {lines[0]}") from None
+
+
+def _worker_count(workers: Optional[int], cpus_per_worker: int, log) -> int:
+    """How many workers of `cpus_per_worker` CPUs to start: `workers`, or as many as fit. An actor
+    needs its CPUs on one machine and Ray waits for them forever, so a worker bigger than every
+    machine is an OptionsError, and more workers than fit are capped (with a line saying so)."""
+    import ray
+
+    nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")]
+    fit = sum(int(cpus // cpus_per_worker) for cpus in nodes)
+    if fit < 1:
+        largest = int(max(nodes, default=0))
+        raise OptionsError(
+            f"--cpus_per_worker {cpus_per_worker} is more than any machine of the Ray cluster "
+            f"has (at most {largest} CPUs)"
+        )
+    if workers is None:
+        return fit
+    if workers > fit:
+        log(
+            f"whisperms-bulk: --workers {workers} capped to {fit}: the Ray cluster has CPUs for "
+            f"{fit} workers of --cpus_per_worker {cpus_per_worker}"
+        )
+    return min(workers, fit)
+
+
 def run(
     inputs: Sequence[str],
     output_dir: str,
@@ -132,6 +231,7 @@ def run(
     # workers run elsewhere, from other folders: every path absolute
     output_dir = os.path.abspath(output_dir)
     files = find_inputs(inputs)
+    refuse_collisions(files)
     todo = [
         (path, name)
         for path, name in files
@@ -141,22 +241,12 @@ def run(
     stats.update(failed=0, audio_s=0.0, seconds=0.0, failures=[])
     if not todo:
         return stats
-    os.makedirs(output_dir, exist_ok=True)
+    _make_output_dir(output_dir)
     started = time.perf_counter()
-    # Ray's own notices stay out of the job's output
-    ray.init(
-        address=address,
-        include_dashboard=False,
-        log_to_driver=False,
-        ignore_reinit_error=True,
-        logging_level=logging.ERROR,
-    )
+    _start_ray(address)
     try:
-        if workers is None:
-            cores = int(ray.cluster_resources().get("CPU", 1))
-            workers = max(1, cores // cpus_per_worker)
         tasks = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)]
-        workers = min(workers, len(tasks))
+        workers = min(_worker_count(workers, cpus_per_worker, log), len(tasks))
         actor = ray.remote(num_cpus=cpus_per_worker)(_Worker)
         pool = ray.util.ActorPool(
             [actor.remote(model, model_dir, cpus_per_worker, options) for _ in range(workers)]
@@ -194,7 +284,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="whisperms-bulk", description="Transcribe a corpus on a Ray cluster."
     )
-    parser.add_argument("inputs", nargs="+", help="audio files, folders, or @lists of paths")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        help="audio files, folders, or @lists of paths; two whose outputs would be the same file "
+        "(a.wav and a.flac, or a.wav in two input folders) are refused",
+    )
     parser.add_argument("--output_dir", "-o", required=True, help="a folder every machine sees")
     parser.add_argument("--model", default="tiny.en", help="a model name or a model folder")
     parser.add_argument("--model_dir", default=None, help="where model names are found")
@@ -205,8 +300,12 @@ def main(argv=None) -> int:
     parser.add_argument("--beam_size", type=int, default=None)
     parser.add_argument("--language", default=None)
     parser.add_argument("--address", default=None, help="a Ray cluster ('auto'); none: a local one")
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--cpus_per_worker", type=int, default=DEFAULT_CPUS_PER_WORKER)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="default, and at most: as many as the CPUs fit"
+    )
+    parser.add_argument(
+        "--cpus_per_worker", type=int, default=DEFAULT_CPUS_PER_WORKER, help="on one machine"
+    )
     parser.add_argument("--files_per_task", type=int, default=DEFAULT_FILES_PER_TASK)
     args = parser.parse_args(argv)
     try:
@@ -240,6 +339,9 @@ def main(argv=None) -> int:
     except WhispermsError as error:
         log(f"whisperms-bulk: error: {error}")
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: what is written stays, a new run resumes from it
+        log("whisperms-bulk: interrupted (the files written so far are kept)")
+        return 130
     log(
         f"whisperms-bulk: {stats['transcribed']} transcribed ({stats['audio_s']:.1f} s of audio in "
         f"{stats['seconds']:.1f} s), {stats['skipped']} done before, {stats['failed']} failed"
