@@ -266,3 +266,116 @@ def test_cli_batch_size_writes_every_file(tiny_en_ct2_dir, tmp_path):
     jfk = (tmp_path / "out" / "jfk_inaugural_1961.txt").read_text()
     assert "ask not what your country can do for you" in jfk
     assert "Printing" in (tmp_path / "out" / "ljspeech_LJ001-0001.txt").read_text()
+
+
+def _trimmed(name: str) -> np.ndarray:
+    """A dev clip without its quiet ends, so that clips joined are speech without a pause."""
+    audio = load_audio(str(DATA / name))
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    return audio[loud[0] : loud[-1] + 1]
+
+
+@pytest.fixture(scope="module")
+def long_pauses():
+    """Two inputs of speech with a minute of digital silence between parts: name -> (samples,
+    parts), each part (start s, end s). The lengths put the pieces' starts on the speech-only
+    timeline between mel frames: in 'late' (27.5 s, a minute, JFK) JFK's piece starts 2 ms after a
+    frame, in 'three' (26 s, a minute, 27.8 s, a minute, JFK) the second piece starts 2 ms before
+    one and ends within a frame of JFK's chunk."""
+    names = sorted(p.name for p in DATA.glob("ljspeech_*.wav"))
+    names += sorted(p.name for p in DATA.glob("librivox_sense*.wav"))
+    speech = np.concatenate([_trimmed(name) for name in names])
+    jfk = load_audio(str(DATA / "jfk_inaugural_1961.flac"))
+    minute = np.zeros(60 * SAMPLE_RATE, np.float32)
+
+    def joined(*parts):
+        spans, t = [], 0.0
+        for part in parts:
+            if part is not minute:
+                spans.append((t, t + len(part) / SAMPLE_RATE))
+            t += len(part) / SAMPLE_RATE
+        return np.concatenate(parts), spans
+
+    first = speech[: round(27.548 * SAMPLE_RATE)]
+    # 512 samples: a step of the VAD's windows, which moves the chunks' ends
+    second = speech[40 * SAMPLE_RATE : 66 * SAMPLE_RATE - 512]
+    third = speech[: round(27.9 * SAMPLE_RATE) - 2 * 512]
+    return {"late": joined(first, minute, jfk), "three": joined(second, minute, third, minute, jfk)}
+
+
+@pytest.mark.parametrize("without_timestamps", [False, True])
+def test_times_of_pieces_after_a_long_pause(tiny_en_model, long_pauses, without_timestamps):
+    """A piece's times are moved back through its own VAD chunks, not through a neighbour's a minute
+    away (the piece's window starts on a whole mel frame, a few ms from its exact start): every
+    segment starts and ends in speech (within 0.5 s), JFK's sentence starts where JFK does, and the
+    second part's last words end where it does."""
+    for name, (audio, spans) in long_pauses.items():
+        result = transcribe(
+            tiny_en_model,
+            audio,
+            batch_size=4,
+            temperature=0.0,
+            without_timestamps=without_timestamps,
+        )
+        segments = [(s.start, s.end, normalize(s.text)) for s in result.segments if s.text]
+
+        def in_speech(t):
+            return any(start - 0.5 <= t <= end + 0.5 for start, end in spans)
+
+        assert all(in_speech(s) and in_speech(e) for s, e, _ in segments), (name, segments)
+        jfk = [s for s, _, text in segments if "fellow americans" in text]
+        assert len(jfk) == 1 and jfk[0] == pytest.approx(spans[-1][0], abs=0.5), (name, segments)
+        if name == "three":
+            ends = [e for _, e, text in segments if "metal letter" in text]
+            assert len(ends) == 1 and ends[0] == pytest.approx(spans[1][1], abs=0.5), segments
+
+
+def test_language_of_an_input_whose_first_piece_is_silence(base_model):
+    """A multilingual model without a language: the result's language is the first one detected,
+    as the sequential mode's, even when the first piece is all digital silence (never decoded);
+    an input of silence alone still has a language."""
+    french = load_audio(str(DATA / "picovoice_fr_test_fr.wav"))
+    audio = np.concatenate([np.zeros(5 * SAMPLE_RATE, np.float32), french])
+    batched = transcribe(base_model, audio, batch_size=2, clip_timestamps="0,4,5")
+    sequential = transcribe(base_model, audio, clip_timestamps="0,4,5")
+    assert batched.language == batched.info.language == sequential.language == "fr"
+    assert batched.info.language_probability > 0.5
+    silence = np.zeros(10 * SAMPLE_RATE, np.float32)
+    assert transcribe(base_model, silence, batch_size=2, vad_filter=False)["language"]
+
+
+def test_without_timestamps_one_segment_per_piece_with_words(tiny_en_model, pauses):
+    """without_timestamps=True gives one segment per VAD piece, word_timestamps or not: the words'
+    ends do not start another decode of a piece's tail."""
+    path, _ = pauses
+    plain = transcribe(tiny_en_model, str(path), batch_size=4, without_timestamps=True)
+    worded = transcribe(
+        tiny_en_model, str(path), batch_size=4, without_timestamps=True, word_timestamps=True
+    )
+    assert len(plain.segments) == 2
+    assert [s.text for s in worded.segments] == [s.text for s in plain.segments]
+    for segment in worded.segments:
+        assert segment.words and segment.start <= segment.words[0]["start"]
+        assert segment.words[-1]["end"] <= segment.end
+
+
+def test_carry_initial_prompt_keeps_the_initial_prompt(tiny_en_model):
+    """carry_initial_prompt=True: a piece's text is cut so that the initial prompt fits in the
+    decoder's n_text_ctx // 2 - 1 prompt tokens (the sequential mode's rule); without it the
+    text follows the initial prompt whole (the decoder keeps its end)."""
+    from whisperms.batched import _Piece, _Source
+
+    prompt = "Glossary: Gutenberg, Dashwood, Frere, Whittemore."
+    fits = tiny_en_model.dims.n_text_ctx // 2 - 1
+    for carry in (True, False):
+        transcriber = BatchedTranscriber(
+            tiny_en_model, batch_size=2, initial_prompt=prompt, carry_initial_prompt=carry
+        )
+        initial = transcriber.initial_prompt_tokens
+        source = _Source(0, 1.0, 1.0, None, "en", initial)
+        piece = _Piece(source, np.zeros(SAMPLE_RATE, np.float32), 0.0, tokens=list(range(300)))
+        tokens = transcriber._prompt(piece)
+        if carry:
+            assert tokens == initial + list(range(300 - (fits - len(initial)), 300))
+        else:
+            assert tokens == initial + list(range(300))

@@ -141,9 +141,11 @@ class _Piece:
     last_speech_timestamp: float = 0.0
     mel: Optional[np.ndarray] = None  # log-mel with a window of padding, while being decoded
     content_frames: int = field(init=False)  # mel frames of the piece's audio
+    end: float = field(init=False)  # seconds where the piece ends on the transcribed timeline
 
     def __post_init__(self):
         self.content_frames = len(self.samples) // HOP_LENGTH
+        self.end = self.offset + len(self.samples) / SAMPLE_RATE
 
     @property
     def done(self) -> bool:
@@ -199,6 +201,9 @@ class BatchedTranscriber:
         self.initial_prompt_tokens = self._prompt_tokens(options.initial_prompt)
         # windows of VAD pieces hold speech to their end (EARLY_END_MARGIN)
         self.early_end = options.vad_applies and not options.decoding.without_timestamps
+        # a VAD piece decoded without timestamps is one segment (faster-whisper's): its decode has
+        # read it all, and openai's seek to the last word's end would decode its tail again alone
+        self.one_segment_per_piece = options.vad_applies and options.decoding.without_timestamps
         self.input_stride = N_FRAMES // model.dims.n_audio_ctx
         self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE
         # what has been decoded: batches, their windows, the most windows in one
@@ -363,7 +368,13 @@ class BatchedTranscriber:
         return language, probs[language]
 
     def _prompt(self, piece: _Piece) -> List[int]:
-        return piece.source.prompt_tokens + piece.tokens[piece.prompt_reset_since :]
+        """The initial prompt, then the piece's text since the last reset. The decoder keeps the
+        prompt's last n_text_ctx // 2 - 1 tokens: with carry_initial_prompt the text is cut to
+        fit first, so that the initial prompt stays (the sequential mode's rule, openai's)."""
+        initial, text = piece.source.prompt_tokens, piece.tokens[piece.prompt_reset_since :]
+        if self.options.carry_initial_prompt:
+            text = text[-(self.model.dims.n_text_ctx // 2 - 1 - len(initial)) :]
+        return initial + text
 
     def _decode(self, pieces: List[_Piece], features: list, frames) -> list:
         """One DecodingResult per window: every window at the first temperature, then those that
@@ -423,7 +434,8 @@ class BatchedTranscriber:
                 append_punctuations=self.options.append_punctuations,
             )
             end = last_word_end(current)
-            if not single_timestamp_ending and end is not None and end > time_offset:
+            seek_to_last_word = not (single_timestamp_ending or self.one_segment_per_piece)
+            if seek_to_last_word and end is not None and end > time_offset:
                 piece.seek = round(end * FRAMES_PER_SECOND) - piece.frame_offset
             if end is not None:
                 piece.last_speech_timestamp = end
@@ -454,12 +466,17 @@ class BatchedTranscriber:
         if source.speech_chunks:
             from .vad import restore_speech_timestamps
 
+            for piece in source.pieces:
+                for segment in piece.segments:
+                    _clamp_to_piece(segment, piece)
             segments = list(restore_speech_timestamps(segments, source.speech_chunks))
         for i, (segment, cleared) in enumerate(zip(segments, empty)):
             finish_segment(segment, i, cleared, self.options.word_timestamps)
             if self.verbose:
                 print_segment(segment)
-        first = source.pieces[0] if source.pieces else None
+        # the first piece with a language: a piece whose windows were all silence has none
+        detected = [piece for piece in source.pieces if piece.language is not None]
+        first = detected[0] if detected else None
         language = first.language if first else (source.language or "en")
         probability = first.language_probability if first else 1.0
         info = TranscriptionInfo(
@@ -475,6 +492,19 @@ class BatchedTranscriber:
             language=language,
             info=info,
         )
+
+
+def _clamp_to_piece(segment: Segment, piece: _Piece):
+    """The segment's (and its words') times kept within its piece, half a sample inside: the VAD's
+    map finds a time's chunk from its sample, so a time on the piece's edge or past it (the window
+    starts on a whole mel frame, timestamps are 20 ms apart) would be moved through the
+    neighbouring piece's chunk, a whole pause away."""
+    low, high = piece.offset + 0.5 / SAMPLE_RATE, piece.end - 0.5 / SAMPLE_RATE
+    segment.start = min(max(segment.start, low), high)
+    segment.end = min(max(segment.end, low), high)
+    for word in segment.words or []:
+        word["start"] = min(max(word["start"], low), high)
+        word["end"] = min(max(word["end"], low), high)
 
 
 def _clip_spans(clip_seconds, n_samples: int) -> List[Tuple[float, float]]:
