@@ -62,13 +62,20 @@ def _segments(result):
     return [(s.start, s.end, s.text, tuple(s.tokens)) for s in result.segments]
 
 
-def test_without_vad_one_file_is_the_sequential_mode(tiny_en_model, pauses):
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"initial_prompt": "Gutenberg, Whitmore, Dashwood.", "condition_on_previous_text": False}],
+)
+def test_without_vad_one_file_is_the_sequential_mode(tiny_en_model, pauses, options):
     """vad_filter=False: the whole file is one piece, transcribed with the sequential mode's seek
-    rule, prompt and fallback, so every segment is the sequential mode's, exactly."""
+    rule, prompt and fallback, so every segment is the sequential mode's, exactly (with an initial
+    prompt that a reset of the text drops after the first window, as openai's)."""
     path, _ = pauses
     # one temperature: a fallback would sample, and samples differ from run to run
-    sequential = transcribe(tiny_en_model, str(path), temperature=0.0)
-    batched = transcribe(tiny_en_model, str(path), batch_size=4, vad_filter=False, temperature=0.0)
+    sequential = transcribe(tiny_en_model, str(path), temperature=0.0, **options)
+    batched = transcribe(
+        tiny_en_model, str(path), batch_size=4, vad_filter=False, temperature=0.0, **options
+    )
     assert len(sequential.segments) > 6
     assert _segments(batched) == _segments(sequential)
     assert batched.text == sequential.text

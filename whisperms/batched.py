@@ -137,6 +137,9 @@ class _Piece:
     language_probability: float = 1.0
     tokens: List[int] = field(default_factory=list)  # text decoded so far: the prompt within it
     prompt_reset_since: int = 0
+    # the text was reset (condition_on_previous_text off, or a hot fallback): the initial prompt
+    # goes too, unless carried, as in the sequential mode (all its tokens were text before that)
+    prompt_reset: bool = False
     segments: List[Segment] = field(default_factory=list)
     last_speech_timestamp: float = 0.0
     mel: Optional[np.ndarray] = None  # log-mel with a window of padding, while being decoded
@@ -368,12 +371,15 @@ class BatchedTranscriber:
         return language, probs[language]
 
     def _prompt(self, piece: _Piece) -> List[int]:
-        """The initial prompt, then the piece's text since the last reset. The decoder keeps the
-        prompt's last n_text_ctx // 2 - 1 tokens: with carry_initial_prompt the text is cut to
-        fit first, so that the initial prompt stays (the sequential mode's rule, openai's)."""
+        """The initial prompt (until the text is reset), then the piece's text since the last reset.
+        The decoder keeps the prompt's last n_text_ctx // 2 - 1 tokens: with carry_initial_prompt
+        the text is cut to fit first, so that the initial prompt stays (the sequential mode's rule,
+        openai's)."""
         initial, text = piece.source.prompt_tokens, piece.tokens[piece.prompt_reset_since :]
         if self.options.carry_initial_prompt:
             text = text[-(self.model.dims.n_text_ctx // 2 - 1 - len(initial)) :]
+        elif piece.prompt_reset:
+            return text
         return initial + text
 
     def _decode(self, pieces: List[_Piece], features: list, frames) -> list:
@@ -449,6 +455,7 @@ class BatchedTranscriber:
         piece.tokens.extend(t for segment in current for t in segment.tokens)
         if not self.options.condition_on_previous_text or result.temperature > 0.5:
             piece.prompt_reset_since = len(piece.tokens)
+            piece.prompt_reset = True
 
     # ---- an input's result ----
 
