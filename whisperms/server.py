@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .batched import DEFAULT_BATCH_SIZE, BatchedTranscriber, BatchInput, InputQueue
+from .decoding import build_tokenizer
 from .errors import AudioError, OptionsError, WhispermsError
 from .tokenizer import LANGUAGES
 from .transcribe_options import check_number
@@ -358,6 +359,11 @@ def create_app(
                 f"{max_upload_mb:g} MB",
                 "file",
             )
+        if language:
+            try:  # checked here, so that the error names its field
+                build_tokenizer(model, language)
+            except OptionsError as error:
+                return _error(400, str(error), "language")
         if full():
             return _busy(limit)
         suffix = os.path.splitext(file.filename or "")[1]
