@@ -98,7 +98,7 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     path = check_audio_file(file)
     try:
         with _decoder_output_hidden():
-            audio, rate = _read_mono(path, sr)
+            audio, rate = _read_mono(path)
     # soundfile.LibsndfileError; its text can be misleading ("file does not exist")
     except RuntimeError:
         if shutil.which("ffmpeg"):
@@ -118,11 +118,11 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-def _read_mono(path: str, sr: int):
+def _read_mono(path: str):
     """(mono float32 samples, their rate) of a file libsndfile decodes, read a block at a time: a
     header may claim any length (one claiming 2**36 frames would have a whole-file read allocate
-    half a terabyte up front), so memory follows the samples actually there, and a file that would
-    make more than MAX_AUDIO_HOURS at `sr` Hz is an AudioError before it fills the memory."""
+    half a terabyte up front), so memory follows the samples actually there, and a file of more than
+    MAX_AUDIO_HOURS is an AudioError before it fills the memory."""
     with soundfile.SoundFile(path) as f:
         rate = f.samplerate
         limit = int(MAX_AUDIO_HOURS * 3600 * rate)  # the same duration in the file's own samples

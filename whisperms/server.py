@@ -292,20 +292,21 @@ def create_app(
 
     served = {"id": name, "object": "model", "owned_by": "whisperms"}
 
+    def not_served(model_name: str):
+        return _error(
+            404,
+            f"model '{model_name}' is not served here; this server serves '{name}'",
+            "model",
+            "model_not_found",
+        )
+
     @app.get("/v1/models")
     async def models():
         return {"object": "list", "data": [served]}
 
     @app.get("/v1/models/{model_id}")
     async def model_info(model_id: str):
-        if model_id not in (name, OPENAI_MODEL):
-            return _error(
-                404,
-                f"model '{model_id}' is not served here; this server serves '{name}'",
-                "model",
-                "model_not_found",
-            )
-        return served
+        return served if model_id in (name, OPENAI_MODEL) else not_served(model_id)
 
     async def handle(
         task: str,
@@ -318,12 +319,7 @@ def create_app(
         granularities: List[str],
     ):
         if model_name not in (name, OPENAI_MODEL):
-            return _error(
-                404,
-                f"model '{model_name}' is not served here; this server serves '{name}'",
-                "model",
-                "model_not_found",
-            )
+            return not_served(model_name)
         if response_format not in RESPONSE_FORMATS:
             return _error(
                 400,
