@@ -2,16 +2,24 @@
 Every readable file's output is what the batched mode writes for it alone, at its path below the
 corpus folder; an unreadable file is one line and exit 1; a second run skips what is done."""
 
+import http.server
+import json
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 import pytest
 from user_env import user_env
 
 from whisperms.batched import BatchedTranscriber
-from whisperms.bulk import find_inputs
+from whisperms.bulk import find_inputs, ignores_case, refuse_collisions
+from whisperms.errors import OptionsError
 
 from conftest import DATA
 
@@ -114,6 +122,19 @@ def test_inputs_writing_the_same_output_are_refused(tmp_path, tiny_en_ct2_dir):
     assert len(find_inputs([str(tmp_path / "cA"), str(tmp_path / "cA/one.wav")])) == 1
 
 
+def test_names_differing_in_case_collide_where_the_output_folder_ignores_case(tmp_path):
+    """One.wav and one.wav write One.txt and one.txt: two files here, one file on a file system
+    that ignores case (macOS's and Windows' by default), where they are refused. This file
+    system keeps case, and the probe says so and leaves nothing behind. (Not run on one that
+    ignores case: none can be mounted here.)"""
+    files = [("/c/One.wav", "One.wav"), ("/c/one.wav", "one.wav")]
+    refuse_collisions(files)
+    with pytest.raises(OptionsError, match="/c/One.wav and /c/one.wav"):
+        refuse_collisions(files, fold_case=True)
+    assert not ignores_case(str(tmp_path / "not" / "yet"))  # its nearest existing parent
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_symlinked_folders_are_followed(tmp_path):
     """A folder's walk follows symlinked folders (rglob skipped them silently) and walks each real
     folder once: a link to an ancestor does not loop, a link to a folder already in the corpus
@@ -143,6 +164,103 @@ def test_output_folder_and_cluster_errors_are_one_line(tmp_path, tiny_en_ct2_dir
     env = {k: v for k, v in user_env({"RAY_TMPDIR": str(tmp_path)}).items() if k != "RAY_ADDRESS"}
     run = _bulk(clip, "-o", tmp_path / "out", *model, "--address", "auto", env=env, timeout=120)
     assert "cannot start or reach the Ray cluster at auto" in _one_error(run)
+
+
+class _Silent:
+    """A port that takes connections (the kernel's backlog) and never answers."""
+
+    def __enter__(self):
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        return self.socket.getsockname()[1]
+
+    def __exit__(self, *exc):
+        self.socket.close()
+
+
+class _Web:
+    """A web server on a port, not a Ray cluster."""
+
+    def __enter__(self):
+        handler = http.server.SimpleHTTPRequestHandler
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self.server.server_address[1]
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _closed_port():
+    with socket.create_server(("127.0.0.1", 0)) as unused:
+        return unused.getsockname()[1]
+
+
+def test_an_address_where_no_ray_cluster_answers_is_one_line(tmp_path, tiny_en_ct2_dir):
+    """--address at a closed port, at a port that never answers, at a web server, on a host that
+    does not exist: one error line saying why, within the answer timeout. Ray itself retried
+    the first three for minutes or for ever, logging on stderr."""
+    clip, model = DATA / CORPUS["top.wav"], ("--model", tiny_en_ct2_dir)
+    with _Silent() as silent, _Web() as web:
+        cases = {
+            f"127.0.0.1:{_closed_port()}": "connection refused",
+            f"ray://127.0.0.1:{silent}": "no answer in 10 s",
+            f"localhost:{web}": "what answers there is not a Ray cluster",
+            "no-such-host.invalid:6379": "",
+        }
+        for address, reason in cases.items():
+            run = _bulk(clip, "-o", tmp_path / "out", *model, "--address", address, timeout=60)
+            line = _one_error(run)
+            assert f"cannot reach the Ray cluster at {address}: {reason}" in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_cluster_started_elsewhere_at_its_address(tmp_path, tiny_en_ct2_dir, tiny_en_model):
+    """A head started with `ray start` on one CPU, with Ray's token authentication (a token in
+    ~/.ray), reached by --address HOST:PORT. Without RAY_AUTH_MODE=token (Ray only sends the
+    token to an address it finds itself): one line that says so, not twenty seconds of Ray's
+    retries on stderr. With it: the default worker size fits the one CPU (it was 2: refused),
+    and the file is transcribed as alone."""
+    ray_cli = Path(sys.executable).parent / "ray"
+    # a short private folder: Ray's socket paths must fit 107 characters
+    ray_dir, home = tempfile.mkdtemp(prefix="wr", dir="/tmp"), tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
+    env = user_env({"RAY_TMPDIR": ray_dir, "HOME": str(home)})
+    env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_AUTH_MODE", None)
+    port = _closed_port()
+    head = [str(ray_cli), "start", "--head", "--port", str(port), "--num-cpus", "1"]
+    head += ["--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", ray_dir]
+    started = subprocess.run(head, capture_output=True, text=True, timeout=180, env=env)
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        clip, out = DATA / CORPUS["top.wav"], tmp_path / "out"
+        command = (clip, "-o", out, "--model", tiny_en_ct2_dir, "--address", f"127.0.0.1:{port}")
+        line = _one_error(_bulk(*command, env=env, timeout=180))
+        assert line.endswith("the cluster asks for its authentication token (Ray's token "
+                             "authentication: set RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN or "
+                             "~/.ray/auth_token)")  # fmt: skip
+        run = _bulk(*command, env={**env, "RAY_AUTH_MODE": "token"})
+        assert run.returncode == 0, run.stderr
+        assert "1 files on 1 workers of 1 CPUs" in run.stderr
+        result = BatchedTranscriber(tiny_en_model).run(str(clip))
+        expected = "".join(s.text.strip() + "\n" for s in result.segments)
+        assert (out / clip.name).with_suffix(".txt").read_text() == expected
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120, env=env)
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def test_the_default_worker_fits_a_one_cpu_machine(tmp_path, tiny_en_ct2_dir):
+    """A local cluster on a machine of one CPU (Ray told so by RAY_OVERRIDE_RESOURCES, as it
+    reads a container's limit): one worker of one CPU, not a refusal of the default two."""
+    env = user_env({"RAY_OVERRIDE_RESOURCES": json.dumps({"CPU": 1})})
+    env.pop("RAY_ADDRESS", None)
+    run = _bulk(DATA / CORPUS["top.wav"], "-o", tmp_path, "--model", tiny_en_ct2_dir, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "1 files on 1 workers of 1 CPUs" in run.stderr
+    assert (tmp_path / CORPUS["top.wav"]).with_suffix(".txt").read_text().strip()
 
 
 def test_workers_that_do_not_fit_the_cluster(tmp_path, tiny_en_ct2_dir):

@@ -1,7 +1,7 @@
 """A corpus spread over many machines with Ray: `whisperms-bulk`.
 
     whisperms-bulk INPUT... --output_dir OUT [--model tiny.en] [--batch_size 8]
-        [--output_format txt] [--address auto] [--workers N] [--cpus_per_worker 2]
+        [--output_format txt] [--address auto|HOST:PORT] [--workers N] [--cpus_per_worker 2]
 
 Inputs are audio files, folders (their audio files, recursively, symlinked folders followed, each
 real folder once) and lists (`@list.txt`: a path per line). Each worker is a Ray actor holding the
@@ -19,9 +19,12 @@ Every machine needs whisperms installed (with the `bulk` extra) and the model (`
 """
 
 import argparse
+import contextlib
 import logging
 import os
+import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -32,7 +35,17 @@ AUDIO_EXTENSIONS = (
     ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".wma", ".mkv",
 )  # fmt: skip
 DEFAULT_FILES_PER_TASK = 16
+# A worker's cores when --cpus_per_worker is not given; a cluster whose machines all have fewer
+# gets workers of as many as its largest machine has.
 DEFAULT_CPUS_PER_WORKER = 2
+# Seconds for the head of the Ray cluster at --address to take a connection and answer: Ray's own
+# connect retries an address where nothing answers for minutes, or for ever.
+RAY_ANSWER_TIMEOUT = 10.0
+# The opening of an HTTP/2 client (its preface and an empty SETTINGS frame). A Ray head (its GCS,
+# or the Ray Client server behind ray://) is a gRPC server, and answers with a SETTINGS frame.
+HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_FRAME_HEADER = 9
+HTTP2_SETTINGS = 4
 
 
 def find_inputs(inputs: Sequence[str]) -> List[Tuple[str, str]]:
@@ -84,22 +97,48 @@ def _walk(root: str) -> List[Tuple[str, str]]:
     return sorted(found, key=lambda item: item[1])
 
 
-def refuse_collisions(files: Sequence[Tuple[str, str]]) -> None:
+def refuse_collisions(files: Sequence[Tuple[str, str]], fold_case: bool = False) -> None:
     """An OptionsError naming a few of the inputs whose outputs would be the same file (one.wav
-    and one.flac in a folder, B.wav and B.WAV, one.wav in two input folders or lists): one would
-    overwrite the other and a later run would count both as done. Found before any work starts."""
+    and one.flac in a folder, B.wav and B.WAV, one.wav in two input folders or lists; with
+    `fold_case`, for an output folder whose file system ignores case, also One.wav and one.wav):
+    one would overwrite the other and a later run would count both as done. Found before any work
+    starts."""
     by_stem: dict = {}
     for path, name in files:
-        by_stem.setdefault(os.path.normpath(os.path.splitext(name)[0]), []).append(path)
-    clashes = [(stem, paths) for stem, paths in by_stem.items() if len(paths) > 1]
+        stem = os.path.normpath(os.path.splitext(name)[0])
+        by_stem.setdefault(stem.casefold() if fold_case else stem, []).append((path, stem))
+    clashes = [entries for entries in by_stem.values() if len(entries) > 1]
     if not clashes:
         return
-    shown = "; ".join(f"{' and '.join(paths)} (output {stem}.*)" for stem, paths in clashes[:3])
+    shown = "; ".join(
+        f"{' and '.join(path for path, _ in entries)} (output {entries[0][1]}.*)"
+        for entries in clashes[:3]
+    )
     more = f"; and {len(clashes) - 3} more" if len(clashes) > 3 else ""
     raise OptionsError(
         "inputs that would write the same output (rename one, or give them to runs with "
         f"different --output_dir): {shown}{more}"
     )
+
+
+def ignores_case(folder: str) -> bool:
+    """Whether the file system of `folder` (or of its nearest existing parent) takes names that
+    differ only in case for the same file (macOS and Windows by default, some network shares):
+    a probe file is made there and looked for under another case. False where nothing can be
+    written: the outputs could not be written either, and that is reported then."""
+    folder = os.path.abspath(folder)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".whisperms-case-probe-", dir=folder)
+    except OSError:
+        return False
+    try:
+        os.close(handle)
+        head, name = os.path.split(probe)
+        return os.path.exists(os.path.join(head, name.upper()))
+    finally:
+        os.remove(probe)
 
 
 def _outputs(output_dir: str, name: str, output_format: str) -> List[str]:
@@ -154,47 +193,124 @@ def _make_output_dir(output_dir: str) -> None:
         raise OptionsError(f"cannot make --output_dir {output_dir}: {reason}") from None
 
 
+def ray_head(address: Optional[str]) -> Optional[Tuple[str, int]]:
+    """(host, port) of a Ray address `HOST:PORT` or `ray://HOST:PORT` ([IPv6]:PORT too); None
+    for `auto`, `local` and an address without a port, which Ray resolves by its own rules."""
+    if not address:
+        return None
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = rest.rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def check_ray_head(address: Optional[str]) -> None:
+    """A WhispermsError unless a gRPC server answers at the Ray address `address` within
+    RAY_ANSWER_TIMEOUT: Ray itself waits minutes, or for ever, at a closed port, a machine that
+    does not answer or a server that is not Ray's."""
+    head = ray_head(address)
+    if head is None:
+        return
+    deadline = time.monotonic() + RAY_ANSWER_TIMEOUT
+    answer = b""
+    try:
+        with socket.create_connection(head, timeout=RAY_ANSWER_TIMEOUT) as connection:
+            connection.sendall(HTTP2_HELLO)
+            while len(answer) < HTTP2_FRAME_HEADER:
+                connection.settimeout(max(deadline - time.monotonic(), 0.001))
+                chunk = connection.recv(HTTP2_FRAME_HEADER - len(answer))
+                if not chunk:
+                    break
+                answer += chunk
+    except TimeoutError:
+        reason = f"no answer in {RAY_ANSWER_TIMEOUT:g} s"
+        raise WhispermsError(f"cannot reach the Ray cluster at {address}: {reason}") from None
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise WhispermsError(f"cannot reach the Ray cluster at {address}: {reason}") from None
+    if len(answer) < HTTP2_FRAME_HEADER or answer[3] != HTTP2_SETTINGS:
+        raise WhispermsError(
+            f"cannot reach the Ray cluster at {address}: what answers there is not a Ray cluster"
+        )
+
+
+@contextlib.contextmanager
+def _stderr_to(file):
+    """The process's standard error (file descriptor 2, which Ray's C++ core writes to) sent to
+    `file` for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _start_ray(address: Optional[str]) -> None:
-    """Connect to the cluster at `address` (None: start a local one), or a WhispermsError."""
+    """Connect to the cluster at `address` (None: start a local one, or the cluster RAY_ADDRESS
+    names, as Ray does), or a WhispermsError."""
     import ray
 
-    try:
-        # Ray's own notices stay out of the job's output
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            ignore_reinit_error=True,
-            logging_level=logging.ERROR,
-        )
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        lines = str(error).strip().splitlines() or [type(error).__name__]
-        where = f"at {address}" if address else "(a local one)"
-        raise WhispermsError(f"cannot start or reach the Ray cluster {where}: {lines[0]}") from None
+    given = address or os.environ.get("RAY_ADDRESS")
+    check_ray_head(given)
+    # Connecting to a given head, Ray's core logs each failed try on standard error for tens of
+    # seconds before it gives up; kept aside, the error is one line that says why. (Not when a
+    # local cluster starts: its processes would inherit the file.)
+    connecting = ray_head(given) is not None
+    with tempfile.TemporaryFile(mode="w+", errors="replace") as said:
+        try:
+            with _stderr_to(said) if connecting else contextlib.nullcontext():
+                # Ray's own notices stay out of the job's output
+                ray.init(
+                    address=address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    ignore_reinit_error=True,
+                    logging_level=logging.ERROR,
+                )
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as error:
+            said.seek(0)
+            lines = str(error).strip().splitlines() or [type(error).__name__]
+            # its first sentence: Ray's go on with advice for its own tools
+            reason = lines[0].split(". ")[0].rstrip(".")
+            if "Unauthenticated" in said.read():
+                reason = (
+                    "the cluster asks for its authentication token (Ray's token authentication: "
+                    "set RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+                )
+            where = f"at {given}" if given else "(a local one)"
+            message = f"cannot start or reach the Ray cluster {where}: {reason}"
+            raise WhispermsError(message) from None
 
 
-def _worker_count(workers: Optional[int], cpus_per_worker: int, log) -> int:
-    """How many workers of `cpus_per_worker` CPUs to start: `workers`, or as many as fit. An actor
+def _worker_shape(workers: Optional[int], cpus_per_worker: Optional[int], log) -> Tuple[int, int]:
+    """(workers, CPUs each) to start: `workers`, or as many as fit, of `cpus_per_worker` CPUs
+    (None: DEFAULT_CPUS_PER_WORKER, or all of the largest machine's when it has fewer). An actor
     needs its CPUs on one machine and Ray waits for them forever, so a worker bigger than every
     machine is an OptionsError, and more workers than fit are capped (with a line saying so)."""
     import ray
 
     nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")]
+    largest = int(max(nodes, default=0))
+    if cpus_per_worker is None:
+        cpus_per_worker = max(min(DEFAULT_CPUS_PER_WORKER, largest), 1)
     fit = sum(int(cpus // cpus_per_worker) for cpus in nodes)
     if fit < 1:
-        largest = int(max(nodes, default=0))
         raise OptionsError(
             f"--cpus_per_worker {cpus_per_worker} is more than any machine of the Ray cluster "
             f"has (at most {largest} CPUs)"
         )
     if workers is None:
-        return fit
+        return fit, cpus_per_worker
     if workers > fit:
         log(
             f"whisperms-bulk: --workers {workers} capped to {fit}: the Ray cluster has CPUs for "
             f"{fit} workers of --cpus_per_worker {cpus_per_worker}"
         )
-    return min(workers, fit)
+    return min(workers, fit), cpus_per_worker
 
 
 def run(
@@ -206,7 +322,7 @@ def run(
     output_format: str = "txt",
     address: Optional[str] = None,
     workers: Optional[int] = None,
-    cpus_per_worker: int = DEFAULT_CPUS_PER_WORKER,
+    cpus_per_worker: Optional[int] = None,
     files_per_task: int = DEFAULT_FILES_PER_TASK,
     log=print,
     **options,
@@ -223,7 +339,7 @@ def run(
 
     if output_format != "all" and output_format not in WRITERS:
         raise OptionsError(f"output_format must be one of {', '.join(WRITERS)} or all")
-    if cpus_per_worker < 1 or files_per_task < 1 or (workers is not None and workers < 1):
+    if files_per_task < 1 or any(n is not None and n < 1 for n in (workers, cpus_per_worker)):
         raise OptionsError("workers, cpus_per_worker and files_per_task must be at least 1")
     options.setdefault("batch_size", DEFAULT_BATCH_SIZE)
     transcribe_options(**options)  # refused options fail here, before any worker starts
@@ -231,7 +347,7 @@ def run(
     # workers run elsewhere, from other folders: every path absolute
     output_dir = os.path.abspath(output_dir)
     files = find_inputs(inputs)
-    refuse_collisions(files)
+    refuse_collisions(files, fold_case=ignores_case(output_dir))
     todo = [
         (path, name)
         for path, name in files
@@ -246,13 +362,14 @@ def run(
     _start_ray(address)
     try:
         tasks = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)]
-        workers = min(_worker_count(workers, cpus_per_worker, log), len(tasks))
+        workers, cpus_per_worker = _worker_shape(workers, cpus_per_worker, log)
+        workers = min(workers, len(tasks))
         actor = ray.remote(num_cpus=cpus_per_worker)(_Worker)
         pool = ray.util.ActorPool(
             [actor.remote(model, model_dir, cpus_per_worker, options) for _ in range(workers)]
         )
         log(
-            f"whisperms-bulk: {len(todo)} files on {workers} workers "
+            f"whisperms-bulk: {len(todo)} files on {workers} workers of {cpus_per_worker} CPUs "
             f"({stats['skipped']} done before)"
         )
         results = pool.map_unordered(
@@ -304,7 +421,10 @@ def main(argv=None) -> int:
         "--workers", type=int, default=None, help="default, and at most: as many as the CPUs fit"
     )
     parser.add_argument(
-        "--cpus_per_worker", type=int, default=DEFAULT_CPUS_PER_WORKER, help="on one machine"
+        "--cpus_per_worker",
+        type=int,
+        default=None,
+        help=f"on one machine; default {DEFAULT_CPUS_PER_WORKER}, or a machine's all if fewer",
     )
     parser.add_argument("--files_per_task", type=int, default=DEFAULT_FILES_PER_TASK)
     args = parser.parse_args(argv)
