@@ -198,8 +198,9 @@ def _closed_port():
 
 def test_an_address_where_no_ray_cluster_answers_is_one_line(tmp_path, tiny_en_ct2_dir):
     """--address at a closed port, at a port that never answers, at a web server, on a host that
-    does not exist: one error line saying why, within the answer timeout. Ray itself retried
-    the first three for minutes or for ever, logging on stderr."""
+    does not exist, or RAY_ADDRESS at a closed port: one error line saying why, within the answer
+    timeout. Ray itself retried the closed and silent ports and the web server for minutes or for
+    ever, logging on stderr."""
     clip, model = DATA / CORPUS["top.wav"], ("--model", tiny_en_ct2_dir)
     with _Silent() as silent, _Web() as web:
         cases = {
@@ -212,6 +213,11 @@ def test_an_address_where_no_ray_cluster_answers_is_one_line(tmp_path, tiny_en_c
             run = _bulk(clip, "-o", tmp_path / "out", *model, "--address", address, timeout=60)
             line = _one_error(run)
             assert f"cannot reach the Ray cluster at {address}: {reason}" in line
+        # RAY_ADDRESS stands for --address auto, as in Ray
+        closed = f"127.0.0.1:{_closed_port()}"
+        env = user_env({"RAY_ADDRESS": closed})
+        run = _bulk(clip, "-o", tmp_path / "out", *model, "--address", "auto", env=env, timeout=60)
+        assert f"cannot reach the Ray cluster at {closed}: connection refused" in _one_error(run)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 

@@ -250,11 +250,13 @@ def _stderr_to(file):
 
 
 def _start_ray(address: Optional[str]) -> None:
-    """Connect to the cluster at `address` (None: start a local one, or the cluster RAY_ADDRESS
-    names, as Ray does), or a WhispermsError."""
+    """Connect to the cluster at `address` (None: start a local one), or a WhispermsError. As in
+    Ray, RAY_ADDRESS stands for None and `auto`."""
     import ray
 
-    given = address or os.environ.get("RAY_ADDRESS")
+    given = address
+    if address in (None, "auto") and os.environ.get("RAY_ADDRESS"):
+        given = os.environ["RAY_ADDRESS"]
     check_ray_head(given)
     # Connecting to a given head, Ray's core logs each failed try on standard error for tens of
     # seconds before it gives up; kept aside, the error is one line that says why. (Not when a
