@@ -386,3 +386,22 @@ def test_carry_initial_prompt_keeps_the_initial_prompt(tiny_en_model):
             assert tokens == initial + list(range(300 - (fits - len(initial)), 300))
         else:
             assert tokens == initial + list(range(300))
+
+
+def test_a_prompt_does_not_hold_a_window_open_past_its_text(tiny_en_model):
+    """After an initial prompt tiny.en often writes a window's text with no segment end and stops:
+    the early-end rule must let it (the open segment runs to the window's end). It used to forbid
+    that end, and the model wrote on to the token limit ('etc. Ah. Ah. Ah. ...', a sonnet's last
+    segment 224 tokens of '. . .'). Temperature 0 (the fallback hid it as other invented text)."""
+    clip = str(DATA / "cmuarctic_aew_arctic_a0001.wav")
+    options = dict(initial_prompt="hello world " * 60, temperature=0.0)
+    batched = transcribe(tiny_en_model, clip, batch_size=2, **options)
+    sequential = transcribe(tiny_en_model, clip, **options)
+    assert normalize(batched.text) == normalize(sequential.text) != ""
+    sonnet = str(DATA / "librivox_shakespeare-sonnet-002.mp3")
+    options = dict(initial_prompt="Sonnet two. When forty winters shall besiege thy brow.")
+    batched = transcribe(tiny_en_model, sonnet, batch_size=4, temperature=0.0, **options)
+    sequential = transcribe(tiny_en_model, sonnet, temperature=0.0, **options)
+    assert max(len(s.tokens) for s in batched.segments) <= 100
+    words, sequential_words = len(batched.text.split()), len(sequential.text.split())
+    assert abs(words - sequential_words) <= 0.1 * sequential_words, (batched.text, sequential.text)

@@ -835,23 +835,39 @@ def test_timestamp_rules_on_many_rows_equal_the_per_row_rules(en, seed):
 
 
 def test_suppress_early_end_until_the_last_timestamp_reaches_the_row_end(tok):
-    """EOT is suppressed exactly in the rows whose last segment end (a timestamp after text) is
-    before their end (none yet counts as before); nothing else changes."""
+    """EOT is suppressed exactly in the rows whose last segment would end before their end: after
+    a segment's end (a timestamp after text) before it, or after the start of a segment with no
+    text yet; not while a segment is open (text last: it would end at the window's end), nor
+    once a segment end reaches the row's end, nor for an end of 0. Nothing else changes."""
     initial = tok.sot_sequence
     rows = [
-        [ts(tok, 0.0), 400, ts(tok, 5.0), 401],  # last segment ends at 5 s < 20 s
-        [ts(tok, 0.0), 400, ts(tok, 20.0), 401],  # reached
-        [400, 401, 402, 403],  # no timestamp yet
-        [ts(tok, 0.0), 400, 401, 402],  # end 0: no end to wait for
+        [ts(tok, 0.0), 400, 401, ts(tok, 5.0)],  # last segment ends at 5 s < 20 s
         [ts(tok, 0.0), 400, ts(tok, 5.0), ts(tok, 25.0)],  # 25 s starts a segment: ends at 5 s
+        [ts(tok, 0.0), 400, ts(tok, 5.0), ts(tok, 5.0)],  # a segment started, no text yet
+        [ts(tok, 0.0), 400, ts(tok, 20.0), ts(tok, 20.0)],  # reached
+        [ts(tok, 0.0), 400, 401, 402],  # open: would end at the window's end
+        [400, ts(tok, 5.0), ts(tok, 5.0), 401],  # open again after an end at 5 s
+        [ts(tok, 0.0), 400, 401, ts(tok, 5.0)],  # end 0: no end to wait for
     ]
-    ends = np.array([ts(tok, 20.0)] * 3 + [0, ts(tok, 20.0)])
-    logits = np.random.default_rng(1).normal(size=(5, n_vocab(tok))).astype(np.float32)
+    ends = np.array([ts(tok, 20.0)] * 6 + [0])
+    logits = np.random.default_rng(1).normal(size=(len(rows), n_vocab(tok))).astype(np.float32)
     suppress = SuppressEarlyEnd(tok.eot, tok.timestamp_begin, len(initial), ends)
     before = apply(suppress, logits, make_tokens(initial, *rows))
-    for b, suppressed in enumerate((True, False, True, False, True)):
+    for b, suppressed in enumerate((True, True, True, False, False, False, False)):
         expected = mask(n_vocab(tok), tok.eot) if suppressed else mask(n_vocab(tok))
         assert_suppressed(before[b], logits[b], expected)
+
+
+def test_suppress_early_end_at_the_first_token(tok):
+    """Before any sampled token a row with an end may not end (it has written nothing); a row
+    with end 0 may."""
+    initial = tok.sot_sequence
+    ends = np.array([ts(tok, 20.0), 0])
+    logits = np.random.default_rng(3).normal(size=(2, n_vocab(tok))).astype(np.float32)
+    suppress = SuppressEarlyEnd(tok.eot, tok.timestamp_begin, len(initial), ends)
+    before = apply(suppress, logits, make_tokens(initial, [], []))
+    assert_suppressed(before[0], logits[0], mask(n_vocab(tok), tok.eot))
+    assert_suppressed(before[1], logits[1], mask(n_vocab(tok)))
 
 
 def test_suppress_early_end_keeps_the_ends_of_the_rows_it_keeps(tok):

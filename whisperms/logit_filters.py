@@ -86,10 +86,14 @@ class ApplyTimestampRules(LogitFilter):
 
 @dataclass(frozen=True)
 class SuppressEarlyEnd(LogitFilter):
-    """No end of text while a row's last segment ends before its window's `ends` (timestamp token
-    ids, one per row): the batched mode knows its windows hold speech up to there (VAD pieces), and
-    the model, left alone, may stop a few sentences early (or after the start of a segment it did
-    not write), leaving them for another window."""
+    """No end of text while a row's last segment would end before its window's `ends` (timestamp
+    token ids, one per row): the batched mode knows its windows hold speech up to there (VAD
+    pieces), and the model, left alone, may stop a few sentences early (or after the start of a
+    segment it did not write), leaving them for another window. A segment ends at the timestamp
+    after its text; one still open (text last) would end at the window's end, as a window that
+    stops there is read (openai's rule), so the row may end there: forced on through such a
+    segment, the model wrote on without a timestamp until the token limit (after a prompt, whose
+    windows often hold no segment ends)."""
 
     eot: int
     timestamp_begin: int
@@ -98,12 +102,16 @@ class SuppressEarlyEnd(LogitFilter):
 
     def apply(self, logits, tokens):
         sampled = tokens[:, self.sample_begin :]
+        if sampled.shape[1] == 0:
+            # the first token is a timestamp anyway (ApplyTimestampRules)
+            logits[:, self.eot] = np.where(self.ends > 0, -np.inf, logits[:, self.eot])
+            return
         is_timestamp = sampled >= self.timestamp_begin
         # a segment's end: a timestamp after text (a timestamp after a timestamp starts a segment)
         closing = np.zeros_like(is_timestamp)
         closing[:, 1:] = is_timestamp[:, 1:] & ~is_timestamp[:, :-1]
         last_end = np.where(closing, sampled, 0).max(axis=1, initial=0)
-        logits[last_end < self.ends, self.eot] = -np.inf
+        logits[is_timestamp[:, -1] & (last_end < self.ends), self.eot] = -np.inf
 
     def select(self, rows):
         return replace(self, ends=self.ends[rows])
