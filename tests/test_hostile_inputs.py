@@ -710,11 +710,14 @@ def _lying_flac(path, samples):
     assert soundfile.info(str(path)).frames == (1 << 36) - 1
 
 
-def test_headers_that_lie_about_the_length(tmp_path, tiny_en_model, short_audio, short_text):
+def test_headers_that_lie_about_the_length(
+    tmp_path, tiny_en_model, short_audio, short_text, monkeypatch
+):
     """A file is read as far as its samples go, whatever length its header declares (a whole-file
     read would first allocate what the header claims: 512 GiB here, a MemoryError that took a
     batch's other inputs with it); audio that would make more than MAX_AUDIO_HOURS is refused in
-    one line; the other inputs of a batch are transcribed."""
+    one line, and so is a sample rate no audio has (1 Hz: a few kilobytes made hours of samples);
+    the other inputs of a batch are transcribed."""
     from whisperms import AudioError
     from whisperms.audio import MAX_AUDIO_HOURS, load_audio
     from whisperms.batched import BatchedTranscriber
@@ -727,14 +730,24 @@ def test_headers_that_lie_about_the_length(tmp_path, tiny_en_model, short_audio,
         assert str(error).startswith(f"could not decode audio file {liar}")
     else:
         assert len(decoded) <= 16000
-    slow = tmp_path / "one_hertz.wav"  # 2 days of samples at a declared 1 Hz: 173k samples
-    soundfile.write(slow, np.zeros(2 * 86400, np.int16), 1, subtype="PCM_16")
+    slow = tmp_path / "one_hertz.wav"  # 3.9 s of speech declaring 1 Hz: 17 hours of samples
+    soundfile.write(slow, short_audio[: 4 * 16000], 1, subtype="PCM_16")
     with pytest.raises(AudioError) as info:
         load_audio(slow)
     assert str(info.value) == (
-        f"{slow} holds more than {MAX_AUDIO_HOURS} hours of audio at 1 Hz, more than whisperms "
-        "takes in one input: split it"
+        f"{slow} declares a sample rate of 1 Hz, below the 1000 Hz of any audio: not an audio "
+        "file, or its header is damaged"
     )
+    long = tmp_path / "long.wav"  # 1 h 0.1 s at 1 kHz, against a limit of 1 h
+    soundfile.write(long, np.zeros(3600 * 1000 + 100, np.int16), 1000, subtype="PCM_16")
+    monkeypatch.setattr("whisperms.audio.MAX_AUDIO_HOURS", 1)
+    with pytest.raises(AudioError) as info:
+        load_audio(long)
+    assert str(info.value) == (
+        f"{long} holds more than 1 hours of audio at 1000 Hz, more than whisperms takes in one "
+        "input: split it"
+    )
+    assert MAX_AUDIO_HOURS == 24
     good = tmp_path / "good.wav"
     soundfile.write(good, short_audio, 16000)
     results = dict(
@@ -745,3 +758,26 @@ def test_headers_that_lie_about_the_length(tmp_path, tiny_en_model, short_audio,
     assert isinstance(results[0], AudioError)
     assert results[1].text.strip() == short_text.strip()
     assert isinstance(results[2], AudioError) or len(results[2].segments) <= 1
+
+
+def test_a_file_cut_short_gives_the_audio_before_the_cut(tmp_path, tiny_en_ct2_dir):
+    """A FLAC missing its last 2000 bytes (a download cut short): the audio before the cut, with a
+    one-line warning, as truncated WAV and MP3 files already gave (it was refused whole: the
+    decoder loses sync in the last block); the CLI transcribes it and exits 0."""
+    from whisperms.audio import load_audio
+    from whisperms.errors import WhispermsWarning
+
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(JFK.read_bytes()[:-2000])
+    whole = load_audio(JFK)
+    with pytest.warns(WhispermsWarning, match="the audio stops decoding after 11.0 s"):
+        decoded = load_audio(cut)
+    assert len(whole) - 16000 < len(decoded) < len(whole)
+    np.testing.assert_array_equal(decoded[: 10 * 16000], whole[: 10 * 16000])
+    status, _, stderr = cli(cut, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt")
+    assert status == 0, stderr
+    assert [line for line in stderr if "warning" in line] == [
+        f"whisperms: warning: {cut}: the audio stops decoding after 11.0 s (the file is damaged or "
+        "cut short); transcribing what was read"
+    ]
+    assert "ask not what your country can do for you" in (tmp_path / "cut.txt").read_text()

@@ -57,7 +57,13 @@ _FRAMES_PER_BATCH = N_FRAMES
 # samples would make more (a day of audio, or a short file declaring a sample rate of a few Hz) is
 # refused in one line instead of exhausting the memory.
 MAX_AUDIO_HOURS = 24
+# A file declaring a lower sample rate is not audio (its header lies, or it holds other data):
+# refused, as resampling its samples to 16 kHz would make hours of them from a few kilobytes.
+MIN_SAMPLE_RATE = 1000
 _READ_BLOCK_FRAMES = 1 << 20  # frames per read of a file (load_audio)
+# Frames per read past a point where a block failed to decode: a file damaged or cut short is
+# read up to the damage, as truncated WAV and MP3 files are.
+_SALVAGE_FRAMES = 1 << 12
 MAX_CHANNELS = 8  # a 2-D array with both axes longer is not audio (a mel spectrogram, say): refused
 _PCM_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 # |sample| above this could overflow the float32 power spectrum (to inf, then NaN where the mel bank
@@ -98,7 +104,7 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     path = check_audio_file(file)
     try:
         with _decoder_output_hidden():
-            audio, rate = _read_mono(path)
+            audio, rate, cut = _read_mono(path)
     # soundfile.LibsndfileError; its text can be misleading ("file does not exist")
     except RuntimeError:
         if shutil.which("ffmpeg"):
@@ -112,6 +118,13 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioError(
             f"could not decode audio file {path}: not a supported audio format, or corrupted"
         ) from None
+    if cut:  # told here: the decoder's output is hidden while it reads
+        warnings.warn(
+            f"{path}: the audio stops decoding after {len(audio) / rate:.1f} s (the file is "
+            "damaged or cut short); transcribing what was read",
+            WhispermsWarning,
+            stacklevel=2,
+        )
     audio = _finite(audio, path)
     if rate != sr and len(audio):
         audio = soxr.resample(audio, rate, sr, quality="HQ")
@@ -119,16 +132,34 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def _read_mono(path: str):
-    """(mono float32 samples, their rate) of a file libsndfile decodes, read a block at a time: a
-    header may claim any length (one claiming 2**36 frames would have a whole-file read allocate
-    half a terabyte up front), so memory follows the samples actually there, and a file of more than
-    MAX_AUDIO_HOURS is an AudioError before it fills the memory."""
+    """(mono float32 samples, their rate, cut) of a file libsndfile decodes, read a block at a
+    time: a header may claim any length (one claiming 2**36 frames would have a whole-file read
+    allocate half a terabyte up front), so memory follows the samples actually there, and a file of
+    more than MAX_AUDIO_HOURS is an AudioError before it fills the memory. A file that stops
+    decoding part way (damaged, or cut short: a FLAC stream loses sync) gives the audio before
+    that, and `cut` True; one with none is the decoder's error."""
     with soundfile.SoundFile(path) as f:
         rate = f.samplerate
+        if rate < MIN_SAMPLE_RATE:
+            raise AudioError(
+                f"{path} declares a sample rate of {rate} Hz, below the {MIN_SAMPLE_RATE} Hz of "
+                "any audio: not an audio file, or its header is damaged"
+            )
         limit = int(MAX_AUDIO_HOURS * 3600 * rate)  # the same duration in the file's own samples
-        blocks, total = [], 0
+        blocks, total, size, cut = [], 0, _READ_BLOCK_FRAMES, False
         while True:
-            block = f.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            try:
+                block = f.read(size, dtype="float32", always_2d=True)
+            except RuntimeError:  # soundfile.LibsndfileError
+                if size == _SALVAGE_FRAMES:
+                    if not total:
+                        raise
+                    cut = True
+                    break
+                # the failed block again, in small reads, up to where it fails
+                f.seek(total)
+                size = _SALVAGE_FRAMES
+                continue
             if not len(block):
                 break
             total += len(block)
@@ -140,7 +171,7 @@ def _read_mono(path: str):
             # channels averaged row by row: the same values as averaging the whole array at once
             blocks.append(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0])
     audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    return audio, rate
+    return audio, rate, cut
 
 
 def check_audio_file(file) -> str:
