@@ -127,6 +127,14 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
                 + "--temperature_increment_on_fallback must be a finite number > 0 or None, got 0.0"
             ],
         ),
+        (
+            [a, "--temperature_increment_on_fallback", "1e-7"],
+            2,
+            [
+                e + "--temperature_increment_on_fallback 1e-07 makes 10000010 temperatures to try "
+                "from 0 to 1.0, more than 1001: give a larger increment"
+            ],
+        ),
         ([a, "--best_of", "0"], 2, [e + "--best_of must be an integer >= 1 or None, got 0"]),
         ([a, "--beam_size", "0"], 2, [e + "--beam_size must be an integer >= 1 or None, got 0"]),
         (
@@ -246,7 +254,7 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
             [e + "the following arguments are required: dst (see whisperms convert --help)"],
         ),
     ]
-    assert cli_checks(cases, cwd=tmp_path) == 31
+    assert cli_checks(cases, cwd=tmp_path) == 32
     # and the real entry point: the same one line, nothing else
     assert cli(a, "--temperature", "-1") == (
         2,

@@ -555,6 +555,28 @@ def test_sampling_matches_softmax_of_logits_over_temperature():
     )
 
 
+@pytest.mark.parametrize("temperature", [1e-38, 1e-45, 5e-324])
+def test_sampling_at_a_temperature_near_zero_is_the_argmax(temperature):
+    """Logits over a temperature of ~1e-38 or less overflow float32 to inf, and the probabilities
+    were NaN (a crash, a 500 from the server): such a row samples its argmax, the limit as the
+    temperature goes to 0; ties share it. A row that does not overflow samples as before."""
+    logits = np.array(
+        [
+            [2.0, 1.0, -np.inf, 0.0, 0.5, -np.inf, -np.inf, -1.0],
+            [0.0, 3.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # a tie
+            [0.0] * 8,  # all equal: nothing overflows
+        ],
+        np.float32,
+    )
+    tokens = np.ones((3, 1), np.int64)
+    decoder = GreedyDecoder(temperature, EOT_SMALL, np.random.default_rng(5))
+    seen = [set(), set(), set()]
+    for _ in range(200):
+        for row, token in enumerate(decoder.select(logits, tokens, np.zeros(3))):
+            seen[row].add(int(token))
+    assert seen[0] == {0} and seen[1] == {1, 2} and len(seen[2]) > 4
+
+
 def test_sampling_is_reproducible_with_a_seeded_generator():
     row = np.array([[2.0, 1.0, 0.0, 0.5, 0, 0, 0, -1.0]] * 64, np.float32)
     tokens = np.ones((64, 1), np.int64)

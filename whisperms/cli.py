@@ -16,6 +16,9 @@ import warnings
 from .errors import AudioError, OptionsError, OutputError, WhispermsError, WhispermsWarning
 
 OUTPUT_FORMATS = ("txt", "vtt", "srt", "tsv", "json", "all")
+# The most fallback temperatures --temperature_increment_on_fallback may make (an increment of
+# 0.001 from 0): a tinier one made millions, built and checked before any file was read.
+MAX_TEMPERATURES = 1001
 EXIT_RUNTIME, EXIT_USAGE = 1, 2
 
 
@@ -275,6 +278,11 @@ def _temperatures(args):
         return (first,)
     # as many as np.arange(first, 1.0 + 1e-6, increment) holds: never past 1.0
     steps = math.ceil((1.0 + 1e-6 - first) / increment) if first < 1.0 else 1
+    if steps > MAX_TEMPERATURES:
+        raise OptionsError(
+            f"--temperature_increment_on_fallback {increment:g} makes {steps} temperatures to try "
+            f"from {first:g} to 1.0, more than {MAX_TEMPERATURES}: give a larger increment"
+        )
     return tuple(round(first + i * increment, 6) for i in range(steps))
 
 

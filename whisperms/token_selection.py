@@ -22,7 +22,7 @@ class GreedyDecoder:
         if self.temperature == 0:
             next_tokens = logits.argmax(axis=-1)
         else:
-            probs = np.exp(log_softmax(logits / self.temperature))
+            probs = np.exp(log_softmax(_scaled(logits, self.temperature)))
             next_tokens = np.array([self.rng.choice(len(p), p=p / p.sum()) for p in probs])
         # log_softmax(logits) at the chosen tokens, without writing out the whole array
         peak = logits.max(axis=-1)
@@ -32,6 +32,21 @@ class GreedyDecoder:
         sum_logprobs += current * (tokens[:, -1] != self.eot)
         finished = tokens[:, -1] == self.eot
         return np.where(finished, self.eot, next_tokens)
+
+
+def _scaled(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """logits / temperature; a row where that is not finite (a temperature of ~1e-38 or below
+    overflows float32, one below its smallest value divides by 0) scaled after subtracting its
+    maximum instead, in float64: its sampling is then the argmax's, the limit as the temperature
+    goes to 0, not NaN probabilities."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        scaled = logits / temperature
+        broken = (~np.isfinite(scaled) & np.isfinite(logits)).any(axis=-1)
+        if broken.any():
+            rows = logits[broken].astype(np.float64)
+            scaled = scaled.astype(np.float64)
+            scaled[broken] = (rows - rows.max(axis=-1, keepdims=True)) / np.float64(temperature)
+    return scaled
 
 
 class BeamSearchDecoder:
