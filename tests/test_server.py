@@ -115,7 +115,7 @@ def test_response_formats(server, tiny_en_model):
     verbose = _transcribe(
         server.client, name, response_format="verbose_json", timestamp_granularities=["word"]
     )
-    assert verbose.language == "english" and verbose.text == result.text
+    assert verbose.language == "english" and verbose.text == text  # stripped, as json's
     assert verbose.duration == pytest.approx(result.info.duration)
     assert [(s.start, s.end, s.text) for s in verbose.segments] == [
         (s.start, s.end, s.text) for s in result.segments
@@ -245,6 +245,58 @@ def test_a_file_over_the_limit_is_refused(tiny_en_model):
         server.close()
 
 
+def test_a_body_over_the_limit_is_refused_before_it_is_read(tiny_en_model):
+    """A body declared far over the limit (Content-Length) is refused at once, without reading
+    it (it had been spooled whole to disk, then refused), and so is a streamed one without a
+    Content-Length once it passes the limit: 413, OpenAI's error object naming the size."""
+    import http.client
+    import json
+
+    server = _Server(tiny_en_model, max_upload_mb=1)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        connection.putrequest("POST", "/v1/audio/transcriptions")
+        connection.putheader("Content-Type", "multipart/form-data; boundary=x")
+        connection.putheader("Content-Length", str(10**9))
+        connection.endheaders()  # and no byte of the gigabyte
+        answer = connection.getresponse()
+        assert answer.status == 413
+        error = json.loads(answer.read())["error"]
+        assert error["param"] == "file" and error["message"] == (
+            "the request body is 953.7 MB; this server takes files of up to 1 MB"
+        )
+        connection.close()
+
+        def chunks():  # chunked: no Content-Length
+            yield b"--x\r\nContent-Disposition: form-data; name=file; filename=a.wav\r\n\r\n"
+            for _ in range(3):
+                yield bytes(2**20)
+
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        headers = {"Content-Type": "multipart/form-data; boundary=x"}
+        connection.request(
+            "POST", "/v1/audio/transcriptions", chunks(), headers, encode_chunked=True
+        )
+        answer = connection.getresponse()
+        assert answer.status == 413
+        assert (
+            "this server takes files of up to 1 MB" in json.loads(answer.read())["error"]["message"]
+        )
+        assert server.worker.queued() == 0
+    finally:
+        server.close()
+
+
+def test_a_prompt_over_the_limit_is_refused(server):
+    """Whisper reads a prompt's last 223 tokens; a prompt of over MAX_PROMPT_CHARS characters is a
+    400 naming the field (a megabyte of prompt held up every request while it was tokenized)."""
+    from whisperms.server import MAX_PROMPT_CHARS
+
+    with pytest.raises(openai.BadRequestError, match="this server takes up to") as error:
+        _transcribe(server.client, CLIPS[1], prompt="a " * MAX_PROMPT_CHARS)
+    assert error.value.body["param"] == "prompt"
+
+
 def test_requests_over_the_limit_are_told_to_retry(tiny_en_model):
     """With max_concurrent_requests=1 and one request in flight (held), the next is refused with
     OpenAI's rate-limit error (429, Retry-After) and never reaches the worker; once the first is
@@ -312,7 +364,7 @@ def test_odd_names_paths_and_methods_get_openai_errors(server, tiny_en_model):
         error = json.loads(answer.value.read())["error"]
         assert error["type"] == "invalid_request_error" and error["message"], error
     assert server.client.models.retrieve(tiny_en_model.name).id == tiny_en_model.name
-    assert server.client.models.retrieve("whisper-1").id == tiny_en_model.name
+    assert server.client.models.retrieve("whisper-1").id == "whisper-1"  # the id asked for
     with pytest.raises(openai.NotFoundError, match="is not served here"):
         server.client.models.retrieve("whisper-large")
 

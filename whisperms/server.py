@@ -46,6 +46,12 @@ DEFAULT_REQUEST = {"task": "transcribe", "word_timestamps": False}
 # recordings.
 DEFAULT_MAX_UPLOAD_MB = 200
 MB = 1 << 20
+# The longest prompt taken, in characters: Whisper reads only a prompt's last n_text_ctx // 2 - 1
+# (223) tokens, and tokenizing a megabyte of text held up every request for seconds.
+MAX_PROMPT_CHARS = 20000
+# A request's body may exceed its file by this much (the form's other fields and the multipart
+# framing) before it is refused unread.
+BODY_SLACK = MB
 # Seconds a refused request is told to wait before it retries (429's Retry-After, which OpenAI's
 # clients honour): short, as a place frees whenever any request in flight is answered.
 RETRY_AFTER_SECONDS = 1
@@ -192,6 +198,45 @@ def _error(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
+class _BodyLimit:
+    """ASGI middleware: a request whose body is over `limit` bytes is refused (413, OpenAI's error
+    object) as soon as that is known, at once from its Content-Length, or when its streamed body
+    passes the limit, instead of after the framework has spooled all of it to disk."""
+
+    def __init__(self, app, limit: int, files_mb: float):
+        self.app, self.limit, self.files_mb = app, limit, files_mb
+
+    def _message(self, size: int) -> str:
+        return (
+            f"the request body is {size / MB:.1f} MB; this server takes files of up to "
+            f"{self.files_mb:g} MB"
+        )
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from starlette.datastructures import Headers
+        from starlette.exceptions import HTTPException
+
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > self.limit:
+            # refused before any of the body is read (a client sending Expect: 100-continue
+            # never sends it)
+            return await _error(413, self._message(int(length)), "file")(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:  # FastAPI passes an HTTPException on unchanged
+                    raise HTTPException(413, self._message(received))
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def _checked_limit(limit) -> Optional[int]:
     """max_concurrent_requests: None, or an integer >= 1 (else OptionsError)."""
     return check_number("max_concurrent_requests", limit, low=1, integer=True, optional=True)
@@ -234,7 +279,7 @@ def _verbose(result, task: str, words: bool) -> dict:
         "task": task,
         "language": LANGUAGES.get(result.language, result.language),
         "duration": result.info.duration,
-        "text": result.text,
+        "text": result.text.strip(),  # as the json format's
         "segments": segments,
     }
     if words:
@@ -276,6 +321,8 @@ def create_app(
     name = model.name or "whisper"
     app = FastAPI(title="whisperms")
     app.state.worker = worker
+    body_limit = int(max_upload_mb * MB) + BODY_SLACK
+    app.add_middleware(_BodyLimit, limit=body_limit, files_mb=max_upload_mb)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request, error):
@@ -306,7 +353,10 @@ def create_app(
 
     @app.get("/v1/models/{model_id}")
     async def model_info(model_id: str):
-        return served if model_id in (name, OPENAI_MODEL) else not_served(model_id)
+        # under the name asked for, as OpenAI answers
+        return (
+            {**served, "id": model_id} if model_id in (name, OPENAI_MODEL) else not_served(model_id)
+        )
 
     async def handle(
         task: str,
@@ -333,6 +383,13 @@ def create_app(
                 400,
                 f"timestamp_granularities[] must be 'segment' or 'word', got '{unknown[0]}'",
                 "timestamp_granularities[]",
+            )
+        if prompt and len(prompt) > MAX_PROMPT_CHARS:
+            return _error(
+                400,
+                f"prompt is {len(prompt)} characters; this server takes up to {MAX_PROMPT_CHARS} "
+                "(Whisper reads only the last 223 tokens of a prompt)",
+                "prompt",
             )
         if not 0 <= temperature <= 1:
             return _error(
