@@ -153,9 +153,29 @@ def test_missing_and_undecodable_audio(tmp_path, tiny_en_model):
 
 
 def test_language_errors(tiny_en_model, base_model):
+    """An English-only model given another language transcribes English with a warning, as
+    openai's CLI and faster-whisper do (it was an error), in both modes and for a batch input's
+    own language; a language no model knows is an error."""
+    from whisperms.batched import BatchedTranscriber, BatchInput
+    from whisperms.errors import WhispermsWarning
+
+    english = tiny_en_model.transcribe(str(JFK), language="en", temperature=0.0)
+    for options in (dict(), dict(batch_size=2)):
+        alone = tiny_en_model.transcribe(str(JFK), language="en", temperature=0.0, **options)
+        with pytest.warns(WhispermsWarning, match="English-only; language 'German' is ignored"):
+            german = tiny_en_model.transcribe(
+                str(JFK), language="German", temperature=0.0, **options
+            )
+        assert german.text == alone.text and german.language == "en"
+    assert english.text.strip()
+    with pytest.warns(WhispermsWarning, match="language 'de' is ignored"):
+        ((_, result),) = BatchedTranscriber(tiny_en_model, temperature=0.0).results(
+            [BatchInput(str(JFK), language="de")]
+        )
+    assert result.text == alone.text
     with pytest.raises(OptionsError) as excinfo:
-        tiny_en_model.transcribe(str(JFK), language="de")
-    one_line(excinfo, "English-only")
+        tiny_en_model.transcribe(str(JFK), language="xx")
+    one_line(excinfo, "xx")
     with pytest.raises(OptionsError) as excinfo:
         base_model.transcribe(str(JFK), language="xx")
     one_line(excinfo, "xx")

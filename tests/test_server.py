@@ -149,10 +149,13 @@ def test_bad_requests_get_openai_errors(server, tmp_path):
         _transcribe(server.client, CLIPS[0], model="whisper-large")
     with pytest.raises(openai.BadRequestError, match="response_format must be one of"):
         _transcribe(server.client, CLIPS[0], response_format="xml")
-    for language, message in (("de", "English-only"), ("klingon", "klingon")):
-        with pytest.raises(openai.BadRequestError, match=message) as error:
-            _transcribe(server.client, CLIPS[0], language=language)
-        assert error.value.body["param"] == "language"
+    with pytest.raises(openai.BadRequestError, match="klingon") as error:
+        _transcribe(server.client, CLIPS[0], language="klingon")
+    assert error.value.body["param"] == "language"
+    # an English-only model transcribes another language as English (openai's CLI and
+    # faster-whisper: a warning, here in the server's log)
+    german = _transcribe(server.client, CLIPS[0], language="de")
+    assert german.text == _transcribe(server.client, CLIPS[0], language="en").text
     with pytest.raises(openai.BadRequestError, match="temperature must be between 0 and 1"):
         _transcribe(server.client, CLIPS[0], temperature=1.5)
     with pytest.raises(openai.BadRequestError, match="verbose_json"):

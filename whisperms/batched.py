@@ -56,7 +56,12 @@ from .segments import (
 )
 from .timing import add_word_timestamps, last_word_end
 from .tokenizer import language_code
-from .transcribe_options import TranscribeOptions, check_with_model, transcribe_options
+from .transcribe_options import (
+    TranscribeOptions,
+    check_with_model,
+    model_language,
+    transcribe_options,
+)
 
 # faster-whisper's BatchedInferencePipeline default
 DEFAULT_BATCH_SIZE = 8
@@ -184,7 +189,7 @@ class BatchedTranscriber:
             )
         if not options.batched:
             raise OptionsError("the batched mode needs options built with a batch_size")
-        check_with_model(model, options)
+        options = check_with_model(model, options)
         self.model = model
         self.options = options
         self.batch_size = options.batch_size
@@ -276,9 +281,9 @@ class BatchedTranscriber:
         language, prompt_tokens = self.language, self.initial_prompt_tokens
         if isinstance(audio, BatchInput):
             if audio.language is not None:
-                # refuses a language the model does not know or take
-                build_tokenizer(self.model, audio.language, self.options.decoding.task)
-                language = language_code(audio.language)
+                # English on an English-only model; refuses a language the model does not know
+                language = model_language(self.model, audio.language)
+                build_tokenizer(self.model, language, self.options.decoding.task)
             if audio.initial_prompt is not None:
                 prompt_tokens = self._prompt_tokens(audio.initial_prompt)
             audio = audio.audio

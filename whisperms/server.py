@@ -27,14 +27,14 @@ import shutil
 import sys
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .batched import DEFAULT_BATCH_SIZE, BatchedTranscriber, BatchInput, InputQueue
-from .decoding import build_tokenizer
-from .errors import AudioError, OptionsError, WhispermsError
+from .errors import AudioError, OptionsError, WhispermsError, WhispermsWarning
 from .tokenizer import LANGUAGES
-from .transcribe_options import check_number
+from .transcribe_options import check_number, model_language
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("segment", "word")
@@ -414,7 +414,11 @@ def create_app(
             )
         if language:
             try:  # checked here, so that the error names its field
-                build_tokenizer(model, language)
+                with warnings.catch_warnings():
+                    # an English-only model transcribes another language as English (the
+                    # worker's own check says so once in the log)
+                    warnings.simplefilter("ignore", WhispermsWarning)
+                    model_language(model, language)
             except OptionsError as error:
                 return _error(400, str(error), "language")
         if full():

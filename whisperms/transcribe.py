@@ -152,7 +152,7 @@ class Transcriber:
             raise OptionsError(
                 f"give options or keyword options, not both ({', '.join(sorted(kwargs))})"
             )
-        check_with_model(model, options)
+        options = check_with_model(model, options)
         self.model = model
         self.verbose = verbose
         # openai: a bar iff verbose=False

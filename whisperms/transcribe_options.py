@@ -274,12 +274,36 @@ def _token_ids(name, value, allow=()):
     return tuple(int(t) for t in ids)
 
 
-def check_with_model(model, options: TranscribeOptions):
-    """What transcribe_options cannot check without the model."""
+def model_language(model, language) -> Optional[str]:
+    """The language code a transcription of `language` (a code or a name; None: detected) uses on
+    `model`: English on an English-only model, with a WhispermsWarning if another was asked for,
+    as openai's CLI and faster-whisper do; an OptionsError for a language no model (or not this
+    one) knows."""
+    if language is None:
+        return None
+    code = language_code(language)
+    if not model.is_multilingual and code != "en":
+        warnings.warn(
+            f"this model is English-only; language '{language}' is ignored and the audio is "
+            "transcribed as English",
+            WhispermsWarning,
+            stacklevel=3,
+        )
+        return "en"
+    build_tokenizer(model, code)  # a language beyond the model's (yue before large-v3)
+    return code
+
+
+def check_with_model(model, options: TranscribeOptions) -> TranscribeOptions:
+    """What transcribe_options cannot check without the model; returns the options as the model
+    takes them (an English-only model's language is English: model_language)."""
     decoding = options.decoding
     if decoding.language is not None:
-        # an English-only model refuses other languages
-        build_tokenizer(model, decoding.language, decoding.task)
+        language = model_language(model, decoding.language)
+        build_tokenizer(model, language, decoding.task)
+        if language != language_code(decoding.language):
+            options = replace(options, decoding=replace(decoding, language=language))
+            decoding = options.decoding
     if options.word_timestamps and not model.alignment_heads:
         raise OptionsError(
             "word_timestamps needs the checkpoint's alignment heads, and this one has none"
@@ -291,3 +315,4 @@ def check_with_model(model, options: TranscribeOptions):
                 f"{name}: token id {max(ids)} is beyond this model's vocabulary of "
                 f"{model.dims.n_vocab} tokens"
             )
+    return options
