@@ -291,8 +291,8 @@ WORD_OPTIONS = ("highlight_words", "max_line_count", "max_line_width", "max_word
 
 def _writer_args(args):
     """The subtitle layout options, checked: openai's CLI refuses each without --word_timestamps (an
-    option given a value that means "unset", False or 0, is not refused, as there); the line limits
-    are counts, so >= 1."""
+    option given a value that means "unset", False or 0, is not refused, as there) and warns of
+    those another makes useless; the line limits are counts, so >= 1."""
     writer_args = {name: getattr(args, name) for name in WORD_OPTIONS}
     if not args.word_timestamps:
         for name in WORD_OPTIONS:
@@ -301,10 +301,11 @@ def _writer_args(args):
     for name in ("max_line_count", "max_line_width", "max_words_per_line"):
         if writer_args[name] is not None and writer_args[name] < 1:
             raise OptionsError(f"--{name} must be at least 1, got {writer_args[name]}")
+    # warnings, as openai's CLI gives them
     if writer_args["max_line_count"] and not writer_args["max_line_width"]:
-        raise OptionsError("--max_line_count has no effect without --max_line_width")
+        warnings.warn("--max_line_count has no effect without --max_line_width", WhispermsWarning)
     if writer_args["max_words_per_line"] and writer_args["max_line_width"]:
-        raise OptionsError("--max_words_per_line has no effect with --max_line_width")
+        warnings.warn("--max_words_per_line has no effect with --max_line_width", WhispermsWarning)
     return writer_args
 
 

@@ -146,7 +146,13 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
     own = {name: checked.pop(name) for name in list(checked) if name in _OWN_OPTIONS}
     options = TranscribeOptions(**own, decoding=DecodingOptions(**checked))
     if options.hallucination_silence_threshold is not None and not options.word_timestamps:
-        raise OptionsError("hallucination_silence_threshold needs word_timestamps=True")
+        # openai's transcribe and faster-whisper skip silences by the words' times only
+        warnings.warn(
+            "hallucination_silence_threshold has no effect without word_timestamps=True",
+            WhispermsWarning,
+            stacklevel=2,
+        )
+        options = replace(options, hallucination_silence_threshold=None)
     if options.batched and options.hallucination_silence_threshold is not None:
         raise OptionsError(
             "hallucination_silence_threshold works in the sequential mode only: leave out "
