@@ -290,6 +290,48 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(tiny_en_model):
         server.close()
 
 
+def test_a_request_whose_client_has_gone_is_not_decoded(tiny_en_model):
+    """A client that sends its file and hangs up before the answer: the request is given up
+    within a second (it no longer counts as queued for --max_concurrent_requests), and none of its
+    audio is decoded (its windows were, keeping later requests waiting and 429s going); a request
+    after it gets its text."""
+    import http.client
+
+    from whisperms.server import DEFAULT_REQUEST
+
+    server = _Server(tiny_en_model, hold=True)
+    try:
+        long_clip = DATA / "librivox_shakespeare-sonnet-002.mp3"  # 50 s: two windows
+        boundary = "x"
+        body = (
+            (
+                f"--{boundary}\r\nContent-Disposition: form-data; name=model\r\n\r\nwhisper-1\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=file; filename=s.mp3\r\n"
+                "Content-Type: audio/mpeg\r\n\r\n"
+            ).encode()
+            + long_clip.read_bytes()
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        gone = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        gone.request("POST", "/v1/audio/transcriptions", body, headers)
+        deadline = time.monotonic() + 30
+        while server.worker.queued() == 0:
+            assert time.monotonic() < deadline, "the request did not reach the worker"
+            time.sleep(0.05)
+        gone.close()  # hangs up without reading the answer
+        deadline = time.monotonic() + 10
+        while server.worker.queued():
+            assert time.monotonic() < deadline, "the request was not given up"
+            time.sleep(0.05)
+        server.release()
+        text = _transcribe(server.client, CLIPS[1]).text
+        assert text == BatchedTranscriber(tiny_en_model).run(str(DATA / CLIPS[1])).text.strip()
+        assert server.worker._group(DEFAULT_REQUEST).transcriber.windows == 1  # CLIPS[1]'s only
+    finally:
+        server.close()
+
+
 def test_a_prompt_over_the_limit_is_refused(server):
     """Whisper reads a prompt's last 223 tokens; a prompt of over MAX_PROMPT_CHARS characters is a
     400 naming the field (a megabyte of prompt held up every request while it was tokenized)."""

@@ -96,6 +96,7 @@ class InputQueue:
         self._items: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()  # indices in the order items are queued
         self._count = 0
+        self._cancelled: set = set()
 
     def put(self, audio) -> int:
         """Queue an input (what `results` takes: a path, samples or a BatchInput); its index."""
@@ -111,6 +112,20 @@ class InputQueue:
             return self._items.get_nowait()
         except queue.Empty:
             return None
+
+    def cancel(self, index: int):
+        """Give up the input `index` (from any thread; its requester is gone): `results` decodes
+        no more of it and gives it as Cancelled at once."""
+        with self._lock:
+            self._cancelled.add(index)
+
+    def cancelled(self, index: int) -> bool:
+        with self._lock:
+            return index in self._cancelled
+
+
+class Cancelled(WhispermsError):
+    """The result of an input given up (InputQueue.cancel) before it was done."""
 
 
 @dataclass
@@ -236,20 +251,32 @@ class BatchedTranscriber:
         its WhispermsError) and the others go on. From an InputQueue: the inputs put before the
         queue is found empty with nothing in flight."""
         if isinstance(audios, InputQueue):
-            take = audios.take
+            take, cancelled = audios.take, audios.cancelled
         else:
             inputs = enumerate(audios)
 
             def take():
                 return next(inputs, None)
 
+            def cancelled(index):
+                return False
+
         pending: deque = deque()  # pieces with windows left, in the order they are to be decoded
         with tqdm(total=0, unit="piece", disable=not self.progress) as bar:
             while True:
+                # the pieces of inputs given up are decoded no further
+                gone = {p.source.index for p in pending if cancelled(p.source.index)}
+                if gone:
+                    pending = deque(p for p in pending if p.source.index not in gone)
+                    for index in sorted(gone):
+                        yield index, Cancelled("given up before it was transcribed")
                 while len(pending) < self.batch_size:
                     item = take()
                     if item is None:
                         break
+                    if cancelled(item[0]):
+                        yield item[0], Cancelled("given up before it was transcribed")
+                        continue
                     try:
                         source = self._prepare(*item)
                     except WhispermsError as error:

@@ -49,6 +49,10 @@ MB = 1 << 20
 # The longest prompt taken, in characters: Whisper reads only a prompt's last n_text_ctx // 2 - 1
 # (223) tokens, and tokenizing a megabyte of text held up every request for seconds.
 MAX_PROMPT_CHARS = 20000
+# How often a request waiting for its result checks whether its client has gone; and the status
+# logged for a request so given up (nginx's "client closed request": nothing is sent).
+DISCONNECT_CHECK_SECONDS = 0.5
+CLIENT_GONE = 499
 # A request's body may exceed its file by this much (the form's other fields and the multipart
 # framing) before it is refused unread.
 BODY_SLACK = MB
@@ -82,6 +86,12 @@ class _Turn(InputQueue):
 
     def put(self, audio) -> int:
         return self._queue.put(audio)
+
+    def cancel(self, index: int):
+        self._queue.cancel(index)
+
+    def cancelled(self, index: int) -> bool:
+        return self._queue.cancelled(index)
 
     def take(self):
         if self._taken >= self._quota and self._others_waiting():
@@ -122,9 +132,21 @@ class BatchingWorker:
         self._wake.set()
 
     def queued(self) -> int:
-        """Requests waiting for their result."""
+        """Requests waiting for their result (not those given up)."""
         with self._lock:
-            return sum(len(group.futures) for group in self._groups.values())
+            futures = [f for group in self._groups.values() for f in group.futures.values()]
+        return sum(not f.cancelled() for f in futures)
+
+    def cancel(self, future: concurrent.futures.Future):
+        """Give up a request (its client is gone): what is left of its input is not decoded, and
+        it no longer counts as queued."""
+        with self._lock:
+            for group in self._groups.values():
+                index = next((i for i, f in group.futures.items() if f is future), None)
+                if index is not None:
+                    group.inputs.cancel(index)
+        future.cancel()
+        self._wake.set()
 
     def submit(self, item: BatchInput, **options) -> concurrent.futures.Future:
         """A future of `item`'s TranscriptionResult (or WhispermsError); `options` (task,
@@ -237,6 +259,20 @@ class _BodyLimit:
         await self.app(scope, counted, send)
 
 
+async def _answer_or_gone(request, worker: BatchingWorker, future):
+    """The request's result, or None once its client has gone (checked every
+    DISCONNECT_CHECK_SECONDS while it waits): the request is then given up, so that its audio is
+    decoded no further and other requests do not wait behind it."""
+    waiting = asyncio.wrap_future(future)
+    while True:
+        done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_CHECK_SECONDS)
+        if done:
+            return waiting.result()
+        if await request.is_disconnected():
+            worker.cancel(future)
+            return None
+
+
 def _checked_limit(limit) -> Optional[int]:
     """max_concurrent_requests: None, or an integer >= 1 (else OptionsError)."""
     return check_number("max_concurrent_requests", limit, low=1, integer=True, optional=True)
@@ -304,9 +340,9 @@ def create_app(
     for every request (a request's language, prompt, temperature and timestamp granularities
     override theirs). A file over `max_upload_mb` is refused (413), and so is a request arriving
     while `max_concurrent_requests` are in flight (429; None: no limit)."""
-    from fastapi import FastAPI, File, Form, UploadFile
+    from fastapi import FastAPI, File, Form, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, PlainTextResponse
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
 
@@ -359,6 +395,7 @@ def create_app(
         )
 
     async def handle(
+        request: Request,
         task: str,
         file: UploadFile,
         model_name: str,
@@ -439,7 +476,9 @@ def create_app(
                 future = worker.submit(item, **request_options)
             except OptionsError as error:
                 return _error(400, str(error))
-            result = await asyncio.wrap_future(future)
+            result = await _answer_or_gone(request, worker, future)
+            if result is None:  # the client is gone: nobody to answer
+                return Response(status_code=CLIENT_GONE)
         finally:
             os.unlink(tmp.name)
         if isinstance(result, WhispermsError):
@@ -455,6 +494,7 @@ def create_app(
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(
+        request: Request,
         file: UploadFile = File(...),
         model: str = Form(OPENAI_MODEL),
         language: Optional[str] = Form(None),
@@ -464,6 +504,7 @@ def create_app(
         timestamp_granularities: List[str] = Form([], alias="timestamp_granularities[]"),
     ):
         return await handle(
+            request,
             "transcribe",
             file,
             model,
@@ -476,6 +517,7 @@ def create_app(
 
     @app.post("/v1/audio/translations")
     async def translations(
+        request: Request,
         file: UploadFile = File(...),
         model: str = Form(OPENAI_MODEL),
         prompt: Optional[str] = Form(None),
@@ -483,7 +525,7 @@ def create_app(
         temperature: float = Form(0.0),
     ):
         return await handle(
-            "translate", file, model, None, prompt, response_format, temperature, []
+            request, "translate", file, model, None, prompt, response_format, temperature, []
         )
 
     return app
