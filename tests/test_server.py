@@ -112,17 +112,25 @@ def test_response_formats(server, tiny_en_model):
     assert srt.startswith("1\n00:00:") and " --> " in srt and text in srt.replace("\n", " ")
     vtt = _transcribe(server.client, name, response_format="vtt")
     assert vtt.startswith("WEBVTT") and " --> " in vtt
-    verbose = _transcribe(
-        server.client, name, response_format="verbose_json", timestamp_granularities=["word"]
+    # as OpenAI's API: segments unless words alone are asked for, words only if asked for
+    both, words_only, plain = (
+        _transcribe(
+            server.client, name, response_format="verbose_json", timestamp_granularities=asked
+        )
+        for asked in (["word", "segment"], ["word"], [])
     )
-    assert verbose.language == "english" and verbose.text == text  # stripped, as json's
-    assert verbose.duration == pytest.approx(result.info.duration)
-    assert [(s.start, s.end, s.text) for s in verbose.segments] == [
-        (s.start, s.end, s.text) for s in result.segments
-    ]
+    expected_segments = [(s.start, s.end, s.text) for s in result.segments]
     expected_words = [(w["word"], w["start"], w["end"]) for s in result.segments for w in s.words]
-    assert [(w.word, w.start, w.end) for w in verbose.words] == expected_words
     assert len(expected_words) >= 5
+    for verbose in (both, words_only, plain):
+        assert verbose.language == "english" and verbose.text == text  # stripped, as json's
+        assert verbose.duration == pytest.approx(result.info.duration)
+    assert [(s.start, s.end, s.text) for s in both.segments] == expected_segments
+    # without word timestamps a segment keeps its timestamp tokens' times
+    assert [s.text for s in plain.segments] == [s.text for s in result.segments]
+    for verbose in (both, words_only):
+        assert [(w.word, w.start, w.end) for w in verbose.words] == expected_words
+    assert words_only.segments is None and plain.words is None
 
 
 def test_a_request_prompt_is_its_own(server, tiny_en_model):

@@ -304,20 +304,22 @@ def _subtitles(result, response_format: str) -> str:
     return out.getvalue()
 
 
-def _verbose(result, task: str, words: bool) -> dict:
-    """OpenAI's verbose_json: the language by name, the duration, segments and (asked for) words."""
-    segments = []
-    for s in result.segments:
-        d = s.to_dict()
-        d.pop("words", None)
-        segments.append(d)
+def _verbose(result, task: str, granularities: List[str]) -> dict:
+    """OpenAI's verbose_json: the language by name, the duration, and the granularities asked for:
+    segments unless words alone are (as OpenAI's API answers), words if asked for."""
+    words = "word" in granularities
     body = {
         "task": task,
         "language": LANGUAGES.get(result.language, result.language),
         "duration": result.info.duration,
         "text": result.text.strip(),  # as the json format's
-        "segments": segments,
     }
+    if "segment" in granularities or not words:
+        body["segments"] = []
+        for s in result.segments:
+            d = s.to_dict()
+            d.pop("words", None)
+            body["segments"].append(d)
     if words:
         body["words"] = [
             {"word": w["word"], "start": w["start"], "end": w["end"]}
@@ -489,7 +491,7 @@ def create_app(
         if response_format in ("srt", "vtt"):
             return PlainTextResponse(_subtitles(result, response_format))
         if response_format == "verbose_json":
-            return JSONResponse(_verbose(result, task, words))
+            return JSONResponse(_verbose(result, task, granularities))
         return {"text": result.text.strip()}
 
     @app.post("/v1/audio/transcriptions")
