@@ -798,3 +798,13 @@ def test_a_file_cut_short_gives_the_audio_before_the_cut(tmp_path, tiny_en_ct2_d
         "cut short); transcribing what was read"
     ]
     assert "ask not what your country can do for you" in (tmp_path / "cut.txt").read_text()
+
+
+def test_a_file_name_that_is_not_utf8(tmp_path, tiny_en_ct2_dir):
+    """A file whose name's bytes are not UTF-8 (Python keeps them as surrogates): transcribed, its
+    output named after it (libsndfile was handed a str it could not encode: a traceback)."""
+    audio = tmp_path / os.fsdecode(b"caf\xe9.wav")
+    shutil.copy(SHORT, audio)
+    status, _, stderr = cli(audio, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt")
+    assert status == 0, stderr
+    assert "modern" in (tmp_path / os.fsdecode(b"caf\xe9.txt")).read_text()

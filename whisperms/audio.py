@@ -138,7 +138,8 @@ def _read_mono(path: str):
     more than MAX_AUDIO_HOURS is an AudioError before it fills the memory. A file that stops
     decoding part way (damaged, or cut short: a FLAC stream loses sync) gives the audio before
     that, and `cut` True; one with none is the decoder's error."""
-    with soundfile.SoundFile(path) as f:
+    # as bytes: a name that is not UTF-8 (undecodable bytes kept as surrogates) fails to encode
+    with soundfile.SoundFile(os.fsencode(path)) as f:
         rate = f.samplerate
         if rate < MIN_SAMPLE_RATE:
             raise AudioError(
