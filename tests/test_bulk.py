@@ -4,6 +4,7 @@ corpus folder; an unreadable file is one line and exit 1; a second run skips wha
 
 import http.server
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -25,12 +26,16 @@ from conftest import DATA
 
 pytest.importorskip("ray", reason="bulk extra missing: pip install -e .[test]")
 
+# whisperms-bulk's defaults, the whisperms CLI's: what each output is compared with
+CLI_DEFAULTS = dict(beam_size=5, best_of=5)
 # (corpus path, dev clip): two files named one.wav in different folders
 CORPUS = {
     "a/one.wav": "cmuarctic_aew_arctic_a0001.wav",
     "a/two.wav": "cmuarctic_aew_arctic_a0002.wav",
     "b/one.wav": "cmuarctic_aew_arctic_a0003.wav",
     "top.wav": "cmuarctic_unknown-speaker_arctic_a0010.wav",
+    # a name whose bytes are not UTF-8 (Python keeps them as surrogates): it stopped the job
+    os.fsdecode(b"b/caf\xe9.wav"): "ljspeech_LJ001-0002.wav",
 }
 
 
@@ -61,18 +66,24 @@ def test_a_corpus_on_two_workers(tmp_path, tiny_en_ct2_dir, tiny_en_model):
     assert run.returncode == 1, run.stderr
     (error,) = _errors(run)
     assert "broken.wav" in error
-    assert "4 transcribed" in run.stderr and "1 failed" in run.stderr
-    alone = BatchedTranscriber(tiny_en_model)
+    assert "5 transcribed" in run.stderr and "1 failed" in run.stderr
+    alone = BatchedTranscriber(tiny_en_model, **CLI_DEFAULTS)
     for name, clip in CORPUS.items():
         result = alone.run(str(DATA / clip))
         expected = "".join(s.text.strip() + "\n" for s in result.segments)
         assert (out / name).with_suffix(".txt").read_text() == expected, name
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert written == ["a/one.txt", "a/two.txt", "b/one.txt", "top.txt"]
+    assert written == [
+        "a/one.txt",
+        "a/two.txt",
+        os.fsdecode(b"b/caf\xe9.txt"),
+        "b/one.txt",
+        "top.txt",
+    ]
 
     again = _bulk(corpus, "-o", out, *options)
     assert again.returncode == 1
-    assert "0 transcribed" in again.stderr and "4 done before" in again.stderr
+    assert "0 transcribed" in again.stderr and "5 done before" in again.stderr
     assert len(_errors(again)) == 1
 
 
@@ -133,6 +144,56 @@ def test_names_differing_in_case_collide_where_the_output_folder_ignores_case(tm
         refuse_collisions(files, fold_case=True)
     assert not ignores_case(str(tmp_path / "not" / "yet"))  # its nearest existing parent
     assert list(tmp_path.iterdir()) == []
+
+
+def test_lists_that_loop_or_are_not_text_and_nested_folders(tmp_path):
+    """A list naming itself (or through another list) and one that is not UTF-8 text are one-line
+    OptionsErrors (a RecursionError and a UnicodeDecodeError traceback before); a byte-order mark
+    is not part of the first path; a file in a folder and in its subfolder, both given, is
+    transcribed once (it was twice, under two names)."""
+    (tmp_path / "c" / "sub").mkdir(parents=True)
+    for name in ("c/a.wav", "c/sub/b.wav"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "self.txt").write_text("@" + str(tmp_path / "other.txt") + "\n")
+    (tmp_path / "other.txt").write_text("@" + str(tmp_path / "self.txt") + "\n")
+    with pytest.raises(OptionsError, match="names itself"):
+        find_inputs(["@" + str(tmp_path / "self.txt")])
+    (tmp_path / "latin.txt").write_bytes("caf\xe9.wav\n".encode("latin-1"))
+    with pytest.raises(OptionsError, match="latin.txt: not UTF-8 text"):
+        find_inputs(["@" + str(tmp_path / "latin.txt")])
+    (tmp_path / "bom.txt").write_text(str(tmp_path / "c" / "a.wav") + "\r\n", encoding="utf-8-sig")
+    assert find_inputs(["@" + str(tmp_path / "bom.txt")]) == [(str(tmp_path / "c/a.wav"), "a.wav")]
+    c = str(tmp_path / "c")
+    assert [name for _, name in find_inputs([c, c + "/sub"])] == ["a.wav", "sub/b.wav"]
+    assert [name for _, name in find_inputs([c + "/sub", c])] == ["b.wav", "a.wav"]
+
+
+def test_an_unreadable_folder_is_one_line(tmp_path):
+    """A subfolder the user cannot read (as 'nobody'): an error naming it, not its files left out
+    of the job without a word."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to read as 'nobody'")
+    corpus = Path(tempfile.mkdtemp(prefix="whisperms-bulk-"))
+    try:
+        corpus.chmod(0o755)
+        (corpus / "a.wav").write_bytes(b"")
+        (corpus / "locked").mkdir(mode=0o700)
+        (corpus / "locked" / "b.wav").write_bytes(b"")
+        (corpus / "locked").chmod(0)
+        code = "import sys; from whisperms.bulk import find_inputs; find_inputs([sys.argv[1]])"
+        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        run = subprocess.run(
+            [*nobody, sys.executable, "-c", code, str(corpus)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=user_env(),
+        )
+        assert run.returncode != 0
+        assert f"cannot read the folder {corpus / 'locked'}: Permission denied" in run.stderr
+    finally:
+        (corpus / "locked").chmod(0o755)
+        shutil.rmtree(corpus)
 
 
 def test_symlinked_folders_are_followed(tmp_path):
@@ -250,7 +311,7 @@ def test_a_cluster_started_elsewhere_at_its_address(tmp_path, tiny_en_ct2_dir, t
         run = _bulk(*command, env={**env, "RAY_AUTH_MODE": "token"})
         assert run.returncode == 0, run.stderr
         assert "1 files on 1 workers of 1 CPUs" in run.stderr
-        result = BatchedTranscriber(tiny_en_model).run(str(clip))
+        result = BatchedTranscriber(tiny_en_model, **CLI_DEFAULTS).run(str(clip))
         expected = "".join(s.text.strip() + "\n" for s in result.segments)
         assert (out / clip.name).with_suffix(".txt").read_text() == expected
     finally:
@@ -287,8 +348,16 @@ def test_workers_that_do_not_fit_the_cluster(tmp_path, tiny_en_ct2_dir):
     assert len(_errors(run)) == 4 and "4 failed" in run.stderr
 
 
-def test_ctrl_c_is_one_line(tmp_path, tiny_en_ct2_dir):
-    """Ctrl-C during a run: one line and exit 130, not a KeyboardInterrupt traceback."""
+@pytest.mark.parametrize(
+    "sent, status, line",
+    [
+        (signal.SIGINT, 130, "whisperms-bulk: interrupted (the files written so far are kept)"),
+        # a scheduler's or `docker stop`'s: it was Ray's crash dump, exit 1 or 15
+        (signal.SIGTERM, 143, "whisperms-bulk: terminated (the files written so far are kept)"),
+    ],
+)
+def test_ctrl_c_and_sigterm_are_one_line(tmp_path, tiny_en_ct2_dir, sent, status, line):
+    """Ctrl-C or SIGTERM during a run: one line and exit 128 + the signal, not a traceback."""
     clip = DATA / CORPUS["top.wav"]
     inputs = []
     for index in range(8):
@@ -303,12 +372,12 @@ def test_ctrl_c_is_one_line(tmp_path, tiny_en_ct2_dir):
     try:
         started = process.stderr.readline()  # the workers are started
         assert "8 files on 1 workers" in started, started
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sent)
         rest = process.stderr.read()
-        assert process.wait(timeout=120) == 130
+        assert process.wait(timeout=120) == status
     finally:
         process.kill()
-    assert rest.splitlines() == ["whisperms-bulk: interrupted (the files written so far are kept)"]
+    assert rest.splitlines() == [line]
 
 
 def _default_sigint():

@@ -282,6 +282,10 @@ class BatchedTranscriber:
                     except WhispermsError as error:
                         yield item[0], error
                         continue
+                    except Exception as error:  # one no check foresaw: this input's alone
+                        message = f"cannot transcribe it: {type(error).__name__}: {error}"
+                        yield item[0], WhispermsError(message)
+                        continue
                     if not source.pieces:
                         yield source.index, self._finish(source)
                     pending.extend(source.pieces)

@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -29,12 +30,15 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from .cli import optional
 from .errors import OptionsError, WhispermsError
 
 AUDIO_EXTENSIONS = (
     ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".wma", ".mkv",
 )  # fmt: skip
 DEFAULT_FILES_PER_TASK = 16
+DEFAULT_BEAM_SIZE = 5
+DEFAULT_BEST_OF = 5
 # A worker's cores when --cpus_per_worker is not given; a cluster whose machines all have fewer
 # gets workers of as many as its largest machine has.
 DEFAULT_CPUS_PER_WORKER = 2
@@ -51,22 +55,44 @@ HTTP2_SETTINGS = 4
 def find_inputs(inputs: Sequence[str]) -> List[Tuple[str, str]]:
     """(absolute path, output name) of every file the inputs name: a file's output name is its own
     name, a folder's files keep their path below it, a list's lines are inputs of their own. An
-    input that does not exist is an OptionsError; a file named twice the same way is kept once."""
+    input that does not exist, a list that cannot be read as text or names itself (through other
+    lists or not), and a folder that cannot be read are OptionsErrors. A file reached twice (named
+    twice, or in a folder and in a subfolder also given) is kept once, as first reached."""
+    found = _find(inputs, ())
+    kept, seen = [], set()
+    for path, name in found:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            kept.append((path, name))
+    return kept
+
+
+def _find(inputs: Sequence[str], lists: Tuple[str, ...]) -> List[Tuple[str, str]]:
+    """find_inputs' files in the order reached; `lists`: the lists being read (real paths)."""
     found: List[Tuple[str, str]] = []
     for item in inputs:
         if item.startswith("@"):
+            real = os.path.realpath(item[1:])
+            if real in lists:
+                raise OptionsError(f"the list {item[1:]} names itself (through @lists it names)")
             try:
-                lines = Path(item[1:]).read_text().splitlines()
+                # utf-8-sig: a byte-order mark (Windows Notepad's) is not part of the first path
+                lines = Path(item[1:]).read_text(encoding="utf-8-sig").splitlines()
             except OSError as error:
                 raise OptionsError(f"cannot read the list {item[1:]}: {error.strerror}") from None
-            found += find_inputs([line.strip() for line in lines if line.strip()])
+            except UnicodeDecodeError:
+                raise OptionsError(
+                    f"cannot read the list {item[1:]}: not UTF-8 text (a list has a path per line)"
+                ) from None
+            found += _find([line.strip() for line in lines if line.strip()], (*lists, real))
         elif os.path.isdir(item):
             found += [(os.path.abspath(path), name) for path, name in _walk(item)]
         elif os.path.exists(item):
             found.append((os.path.abspath(item), os.path.basename(item)))
         else:
             raise OptionsError(f"no such file or folder: {item}")
-    return list(dict.fromkeys(found))
+    return found
 
 
 def _walk(root: str) -> List[Tuple[str, str]]:
@@ -86,8 +112,9 @@ def _walk(root: str) -> List[Tuple[str, str]]:
         visited.add(real)
         try:
             entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        except OSError:  # an unreadable folder: its files are not found, as with rglob
-            continue
+        except OSError as error:  # its files would be missing from the job without a word
+            reason = error.strerror or str(error)
+            raise OptionsError(f"cannot read the folder {folder}: {reason}") from None
         for entry in entries:
             name = os.path.join(below, entry.name)
             if entry.is_dir():  # follows symlinks
@@ -162,24 +189,45 @@ class _Worker:
     def transcribe(self, files: List[Tuple[str, str]], output_dir: str, output_format: str):
         """[(path, None or the error's one line, seconds of audio)] for the task's files, each
         written as soon as it is done."""
+        done, answered = [], set()
+        try:
+            for index, result in self.transcriber.results([path for path, _ in files]):
+                answered.add(index)
+                done.append(self._write(files[index], result, output_dir, output_format))
+        except Exception as error:  # a bug: the task's other files fail, the job goes on
+            reason = f"{type(error).__name__}: {error}"
+            done += [
+                (path, f"not transcribed: {reason}", 0.0)
+                for index, (path, _) in enumerate(files)
+                if index not in answered
+            ]
+        return done
+
+    @staticmethod
+    def _write(file: Tuple[str, str], result, output_dir: str, output_format: str):
+        """(path, None or the error's one line, seconds of audio) of one file; its outputs
+        written."""
         from .writers import get_writer
 
-        done = []
-        for index, result in self.transcriber.results([path for path, _ in files]):
-            path, name = files[index]
-            if isinstance(result, WhispermsError):
-                done.append((path, str(result), 0.0))
-                continue
-            folder = os.path.dirname(os.path.join(output_dir, name))
-            try:
-                os.makedirs(folder, exist_ok=True)
-                # named after `name`, in the folder `name` is in
-                get_writer(output_format, folder)(result.to_dict(), os.path.basename(name))
-            except (OSError, WhispermsError) as error:
-                done.append((path, f"cannot write its output: {error}", 0.0))
-                continue
-            done.append((path, None, result.info.duration))
-        return done
+        path, name = file
+        if isinstance(result, WhispermsError):
+            return (path, str(result), 0.0)
+        folder = os.path.dirname(os.path.join(output_dir, name))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            # named after `name`, in the folder `name` is in
+            get_writer(output_format, folder)(result.to_dict(), os.path.basename(name))
+        except (OSError, WhispermsError) as error:
+            return (path, f"cannot write its output: {error}", 0.0)
+        return (path, None, result.info.duration)
+
+
+class Terminated(Exception):
+    """SIGTERM (a scheduler's or `docker stop`'s): the job ends as Ctrl-C ends it."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def _make_output_dir(output_dir: str) -> None:
@@ -273,7 +321,8 @@ def _start_ray(address: Optional[str]) -> None:
                     ignore_reinit_error=True,
                     logging_level=logging.ERROR,
                 )
-        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as error:
+        # OSError: ConnectionError, and Ray's own folders unusable (RAY_TMPDIR a file, no rights)
+        except (OSError, RuntimeError, ValueError, ray.exceptions.RayError) as error:
             said.seek(0)
             lines = str(error).strip().splitlines() or [type(error).__name__]
             # its first sentence: Ray's go on with advice for its own tools
@@ -362,6 +411,8 @@ def run(
     _make_output_dir(output_dir)
     started = time.perf_counter()
     _start_ray(address)
+    # after Ray's start, which puts its own handler there (a crash dump, and a varying status)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         tasks = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)]
         workers, cpus_per_worker = _worker_shape(workers, cpus_per_worker, log)
@@ -416,7 +467,11 @@ def main(argv=None) -> int:
         "--output_format", "-f", default="txt", help="txt, vtt, srt, tsv, json, all"
     )
     parser.add_argument("--batch_size", type=int, default=None)
-    parser.add_argument("--beam_size", type=int, default=None)
+    # the whisperms CLI's defaults (openai's CLI's): the same text for the same file
+    parser.add_argument(
+        "--beam_size", type=optional(int), default=DEFAULT_BEAM_SIZE, help="None: greedy"
+    )
+    parser.add_argument("--best_of", type=optional(int), default=DEFAULT_BEST_OF)
     parser.add_argument("--language", default=None)
     parser.add_argument("--address", default=None, help="a Ray cluster ('auto'); none: a local one")
     parser.add_argument(
@@ -437,7 +492,7 @@ def main(argv=None) -> int:
         return 1
     options = {
         name: getattr(args, name)
-        for name in ("batch_size", "beam_size", "language")
+        for name in ("batch_size", "beam_size", "best_of", "language")
         if getattr(args, name) is not None
     }
 
@@ -464,6 +519,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: what is written stays, a new run resumes from it
         log("whisperms-bulk: interrupted (the files written so far are kept)")
         return 130
+    except Terminated:
+        log("whisperms-bulk: terminated (the files written so far are kept)")
+        return 128 + signal.SIGTERM
     log(
         f"whisperms-bulk: {stats['transcribed']} transcribed ({stats['audio_s']:.1f} s of audio in "
         f"{stats['seconds']:.1f} s), {stats['skipped']} done before, {stats['failed']} failed"
