@@ -9,6 +9,8 @@ import json
 import os
 import shutil
 import struct
+import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +18,6 @@ from safetensors.numpy import save_file
 
 from whisperms.convert import (
     Checkpoint,
-    assign_state,
     convert,
     detect_format,
     model_name,
@@ -28,6 +29,7 @@ from whisperms.convert import (
 )
 from whisperms.errors import CheckpointError, OptionsError
 from whisperms.model import ModelDimensions, Whisper
+from whisperms.state_assign import assign_state
 from whisperms.state_layout import state_shapes
 from whisperms.tensor_files import read_safetensors
 
@@ -692,7 +694,10 @@ def test_save_refuses_to_overwrite(tmp_path, tiny):
     assert_one_line_error(excinfo, str(dst), "overwrite=True")
     renamed = Checkpoint(tiny.dims, tiny.state, None, tiny.tokenizer_path, "renamed", tiny.source)
     save_checkpoint(renamed, dst, overwrite=True)
-    assert read_whisperms(dst).name == "renamed" and read_whisperms(dst).alignment_heads is None
+    # no alignment heads given: openai's default, every head of the upper half of the layers
+    layers, heads = tiny.dims.n_text_layer, tiny.dims.n_text_head
+    upper = [[layer, h] for layer in range(layers // 2, layers) for h in range(heads)]
+    assert read_whisperms(dst).name == "renamed" and read_whisperms(dst).alignment_heads == upper
     assert sorted(os.listdir(tmp_path)) == ["ckpt"]
 
     other = tmp_path / "notes"
@@ -827,3 +832,60 @@ def test_assign_state_strict(tiny, tiny_model):
         "shape mismatch for encoder.blocks.2.mlp.0.weight: "
         "checkpoint (384, 1536) vs model (1536, 384)"
     )
+
+
+def test_a_damaged_tokenizer_or_head_count_is_one_line(tmp_path, tiny):
+    """A tokenizer.json cut short: convert refuses it (it was copied, and loading the folder ended
+    in the parser's traceback), and so does loading. A head count that does not divide the width
+    (config.json edited): one line naming it (a MindSpore traceback from inside the network)."""
+    from whisperms.tokenizer import check_tokenizer_file
+
+    broken = tmp_path / "tokenizer.json"
+    broken.write_bytes(tiny.tokenizer_path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError) as excinfo:
+        save_checkpoint(replace(tiny, tokenizer_path=broken), tmp_path / "out")
+    assert_one_line_error(excinfo, str(broken), "not a valid tokenizer file")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(CheckpointError):
+        check_tokenizer_file(broken)
+    good = save_checkpoint(tiny, tmp_path / "good")
+    config = json.loads((good / "config.json").read_text())
+    for heads, message in ((5, "n_audio_head 5 does not divide n_audio_state 384"),
+                           (0, "n_audio_head 0 does not divide")):  # fmt: skip
+        config["dims"]["n_audio_head"] = heads
+        (good / "config.json").write_text(json.dumps(config))
+        with pytest.raises(CheckpointError) as excinfo:
+            read_whisperms(good)
+        assert_one_line_error(excinfo, message)
+
+
+def test_a_conversion_does_not_replace_one_written_meanwhile(tmp_path, tiny):
+    """Two conversions into one new folder at once, without overwrite: the one that finishes second
+    fails (both succeeded, the second silently replacing the first's), and leaves the first's."""
+    from whisperms.convert import _move_into_place
+
+    first = save_checkpoint(tiny, tmp_path / "ckpt")
+    second = tmp_path / ".ckpt.partial-test"
+    second.mkdir()
+    (second / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="already exists and is not empty"):
+        _move_into_place(second, first, overwrite=False)
+    assert read_whisperms(first).dims == tiny.dims
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root")
+def test_a_full_disk_is_one_line(tmp_path, tiny):
+    """Converting onto a disk that fills up: one line (safetensors' own error was a traceback), and
+    no partial folder left."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)])
+    if mounted.returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        with pytest.raises(CheckpointError) as excinfo:
+            save_checkpoint(tiny, disk / "ckpt")
+        assert_one_line_error(excinfo, "cannot write the checkpoint")
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)])

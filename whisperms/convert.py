@@ -8,6 +8,7 @@ state_layout.py; tensor_files.py reads the files' tensors.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import shutil
@@ -21,6 +22,7 @@ from .errors import CheckpointError, OptionsError
 from .model import ModelDimensions
 from .state_layout import CT2_TIED_OUTPUT, HF_TIED_OUTPUT, layout, state_shapes
 from .tensor_files import read_ct2_variables, read_safetensors
+from .tokenizer import check_tokenizer_file
 
 FORMAT_VERSION = 1  # of the whisperms folder layout written by save_checkpoint
 CONFIG_FILE = "config.json"
@@ -132,6 +134,22 @@ class Checkpoint:
     # openai model name ("tiny.en", "base", "large-v3", ...), None if unknown
     name: str | None = None
     source: dict | None = None  # {"format": ..., "path": ...}: where the weights came from
+
+    def __post_init__(self):
+        where = (self.source or {}).get("path", "checkpoint")
+        for side in ("audio", "text"):
+            width = getattr(self.dims, f"n_{side}_state")
+            heads = getattr(self.dims, f"n_{side}_head")
+            # the shapes cannot tell the head count: a wrong one failed deep inside MindSpore
+            if heads < 1 or width % heads:
+                raise CheckpointError(
+                    f"{where}: n_{side}_head {heads} does not divide n_{side}_state {width}"
+                )
+        if self.alignment_heads is None:
+            # openai's default where a checkpoint names none: every head of the upper half
+            layers, heads = self.dims.n_text_layer, self.dims.n_text_head
+            upper = range(layers // 2, layers)
+            self.alignment_heads = [[layer, h] for layer in upper for h in range(heads)]
 
 
 # --- Detection and dispatch
@@ -460,10 +478,12 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
     from safetensors.numpy import save_file
 
     dst = Path(dst)
+    check_tokenizer_file(ckpt.tokenizer_path)  # a file cut short would be copied as it is
     if dst.exists() and not (dst.is_dir() and not any(dst.iterdir())):
         if not overwrite:
             raise CheckpointError(
-                f"{dst}: already exists and is not empty (pass overwrite=True to replace it)"
+                f"{dst}: already exists and is not empty (overwrite=True, --overwrite in the "
+                "CLI, replaces it)"
             )
         if not _is_whisperms(dst):
             raise CheckpointError(
@@ -494,14 +514,19 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         _user_file_modes(tmp)
-        _move_into_place(tmp, dst)
+        _move_into_place(tmp, dst, overwrite)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, CheckpointError):
+            raise
         if isinstance(e, OSError):
             raise CheckpointError(
                 f"{dst}: cannot write the checkpoint: {e.strerror or e}"
                 f"{f' ({e.filename})' if e.filename else ''}"
             ) from None
+        if isinstance(e, Exception):  # safetensors' own (a full disk: its SafetensorError)
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise CheckpointError(f"{dst}: cannot write the checkpoint: {reason}") from None
         raise
     return dst
 
@@ -524,9 +549,19 @@ def _is_whisperms(folder: Path) -> bool:
         return False
 
 
-def _move_into_place(tmp: Path, dst: Path):
-    if not dst.exists():
-        tmp.rename(dst)
+def _move_into_place(tmp: Path, dst: Path, overwrite: bool):
+    if not overwrite or not dst.exists():
+        try:
+            # fails on a folder that is not empty: another conversion may have written it since
+            # the check
+            tmp.rename(dst)
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise CheckpointError(
+                    f"{dst}: already exists and is not empty (written meanwhile, by another "
+                    "conversion?)"
+                ) from None
+            raise
         return
     old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
     dst.rename(old)
@@ -536,41 +571,3 @@ def _move_into_place(tmp: Path, dst: Path):
         old.rename(dst)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-# --- Loading into the network
-# --------------------------------------------------------------------------------------
-
-
-def assign_state(model, state: dict):
-    """Load `state` into a `whisperms.model.Whisper` one-to-one: every parameter, equal shapes,
-    nothing left over.
-
-    All checks run before any parameter is written; a mismatch raises CheckpointError naming the
-    first offender.
-    """
-    import mindspore as ms
-
-    params = list(model.parameters_and_names())
-    for name, param in params:
-        if name not in state:
-            raise CheckpointError(f"missing parameter {name}")
-        have, want = tuple(state[name].shape), tuple(param.shape)
-        if have != want:
-            raise CheckpointError(f"shape mismatch for {name}: checkpoint {have} vs model {want}")
-    known = {name for name, _ in params}
-    for name in state:
-        if name not in known:
-            raise CheckpointError(f"unexpected tensor {name}")
-    np_types = {ms.float32: np.float32, ms.float16: np.float16}
-    for name, param in params:
-        array = np.ascontiguousarray(state[name], dtype=np_types.get(param.dtype, np.float32))
-        # a view of the file or of the caller's array
-        if not (array.flags.owndata and array.flags.writeable):
-            array = array.copy()
-        # from_numpy shares the array's memory; Tensor(array) would copy the whole checkpoint once
-        # more
-        tensor = ms.Tensor.from_numpy(array)
-        # e.g. bfloat16
-        param.set_data(tensor if param.dtype in np_types else tensor.astype(param.dtype))
-    return model

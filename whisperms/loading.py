@@ -4,10 +4,11 @@ entry points."""
 from pathlib import Path
 
 from . import device as devices
-from .convert import assign_state, read_checkpoint
+from .convert import read_checkpoint
 from .hub import resolve
 from .inference import Inference
 from .model import Whisper
+from .state_assign import assign_state
 from .tokenizer import prefetch
 
 

@@ -86,7 +86,11 @@ def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]
     byte rules."""
     if not Path(path).is_file():
         raise CheckpointError(f"tokenizer file not found: {path}")
-    hf = tokenizers.Tokenizer.from_file(path)
+    try:
+        hf = tokenizers.Tokenizer.from_file(path)
+    except Exception as error:  # the parser's own: a file cut short, not a tokenizer
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"{path}: not a valid tokenizer file: {reason}") from None
     # Text is text: "<|endoftext|>" typed in a prompt must not become a control token (tiktoken
     # refuses it).
     hf.encode_special_tokens = True
@@ -111,6 +115,11 @@ def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]
 
 # tokenizer files being parsed on a thread of their own (prefetch), by resolved path
 _prefetched: Dict[str, InBackground] = {}
+
+
+def check_tokenizer_file(tokenizer_json_path) -> None:
+    """A CheckpointError unless the file parses as a tokenizer (convert checks before it copies)."""
+    _load(str(Path(tokenizer_json_path).resolve()))
 
 
 def prefetch(tokenizer_json_path) -> None:

@@ -12,8 +12,8 @@ import numpy as np
 from mindspore import Tensor
 
 from .. import compute_thread
-from ..convert import assign_state
 from ..errors import CheckpointError
+from ..state_assign import assign_state
 from .model import CONTEXT_SAMPLES, HIDDEN, INPUT_SAMPLES, WINDOW_SAMPLES, SileroVAD
 from .weights import DEFAULT_WEIGHTS, read_weights
 
