@@ -127,6 +127,9 @@ class InputQueue:
 class Cancelled(WhispermsError):
     """The result of an input given up (InputQueue.cancel) before it was done."""
 
+    def __init__(self):
+        super().__init__("given up before it was transcribed")
+
 
 @dataclass
 class _Source:
@@ -269,13 +272,13 @@ class BatchedTranscriber:
                 if gone:
                     pending = deque(p for p in pending if p.source.index not in gone)
                     for index in sorted(gone):
-                        yield index, Cancelled("given up before it was transcribed")
+                        yield index, Cancelled()
                 while len(pending) < self.batch_size:
                     item = take()
                     if item is None:
                         break
                     if cancelled(item[0]):
-                        yield item[0], Cancelled("given up before it was transcribed")
+                        yield item[0], Cancelled()
                         continue
                     try:
                         source = self._prepare(*item)
@@ -313,8 +316,7 @@ class BatchedTranscriber:
         if isinstance(audio, BatchInput):
             if audio.language is not None:
                 # English on an English-only model; refuses a language the model does not know
-                language = model_language(self.model, audio.language)
-                build_tokenizer(self.model, language, self.options.decoding.task)
+                language = model_language(self.model, audio.language, self.options.decoding.task)
             if audio.initial_prompt is not None:
                 prompt_tokens = self._prompt_tokens(audio.initial_prompt)
             audio = audio.audio

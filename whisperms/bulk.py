@@ -412,7 +412,7 @@ def run(
     started = time.perf_counter()
     _start_ray(address)
     # after Ray's start, which puts its own handler there (a crash dump, and a varying status)
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         tasks = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)]
         workers, cpus_per_worker = _worker_shape(workers, cpus_per_worker, log)
@@ -446,6 +446,7 @@ def run(
                     log(f"whisperms-bulk: error: {path}: {error}")
     finally:
         ray.shutdown()
+        signal.signal(signal.SIGTERM, previous)
     stats["seconds"] = time.perf_counter() - started
     return stats
 

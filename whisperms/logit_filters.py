@@ -102,16 +102,14 @@ class SuppressEarlyEnd(LogitFilter):
 
     def apply(self, logits, tokens):
         sampled = tokens[:, self.sample_begin :]
-        if sampled.shape[1] == 0:
-            # the first token is a timestamp anyway (ApplyTimestampRules)
-            logits[:, self.eot] = np.where(self.ends > 0, -np.inf, logits[:, self.eot])
-            return
         is_timestamp = sampled >= self.timestamp_begin
         # a segment's end: a timestamp after text (a timestamp after a timestamp starts a segment)
         closing = np.zeros_like(is_timestamp)
         closing[:, 1:] = is_timestamp[:, 1:] & ~is_timestamp[:, :-1]
         last_end = np.where(closing, sampled, 0).max(axis=1, initial=0)
-        logits[is_timestamp[:, -1] & (last_end < self.ends), self.eot] = -np.inf
+        # nothing sampled yet counts as no segment open
+        text_last = ~is_timestamp[:, -1] if sampled.shape[1] else np.zeros(len(sampled), bool)
+        logits[~text_last & (last_end < self.ends), self.eot] = -np.inf
 
     def select(self, rows):
         return replace(self, ends=self.ends[rows])

@@ -280,11 +280,11 @@ def _token_ids(name, value, allow=()):
     return tuple(int(t) for t in ids)
 
 
-def model_language(model, language) -> Optional[str]:
+def model_language(model, language, task: str = "transcribe") -> Optional[str]:
     """The language code a transcription of `language` (a code or a name; None: detected) uses on
     `model`: English on an English-only model, with a WhispermsWarning if another was asked for,
     as openai's CLI and faster-whisper do; an OptionsError for a language no model (or not this
-    one) knows."""
+    one) knows, or a task it cannot do."""
     if language is None:
         return None
     code = language_code(language)
@@ -295,8 +295,8 @@ def model_language(model, language) -> Optional[str]:
             WhispermsWarning,
             stacklevel=3,
         )
-        return "en"
-    build_tokenizer(model, code)  # a language beyond the model's (yue before large-v3)
+        code = "en"
+    build_tokenizer(model, code, task)  # a language beyond the model's (yue before large-v3)
     return code
 
 
@@ -305,8 +305,7 @@ def check_with_model(model, options: TranscribeOptions) -> TranscribeOptions:
     takes them (an English-only model's language is English: model_language)."""
     decoding = options.decoding
     if decoding.language is not None:
-        language = model_language(model, decoding.language)
-        build_tokenizer(model, language, decoding.task)
+        language = model_language(model, decoding.language, decoding.task)
         if language != language_code(decoding.language):
             options = replace(options, decoding=replace(decoding, language=language))
             decoding = options.decoding
