@@ -3,6 +3,7 @@ clips in tests/data."""
 
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import librosa
@@ -263,3 +264,87 @@ def test_mel_filters_match_faster_whisper_slaney_port():
     for n_mels in (80, 128):
         theirs = feature_extractor.FeatureExtractor.get_mel_filters(16000, 400, n_mels=n_mels)
         np.testing.assert_allclose(mel_filters(n_mels), theirs, rtol=1e-5, atol=1e-8)
+
+
+def test_a_flac_damaged_mid_file_gives_the_audio_before_the_damage(tmp_path):
+    """Random bytes half way into a FLAC: the decoder loses sync, and then cannot seek either (the
+    whole file was refused); the audio before the damage comes back, with a warning."""
+    from whisperms.errors import WhispermsWarning
+
+    data = bytearray((DATA / FLAC_44K_STEREO).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 5000] = np.random.default_rng(0).bytes(5000)
+    damaged = tmp_path / "damaged.flac"
+    damaged.write_bytes(bytes(data))
+    whole = load_audio(DATA / FLAC_44K_STEREO)
+    with pytest.warns(WhispermsWarning, match=r"the audio stops decoding after \d+\.\d s"):
+        decoded = load_audio(damaged)
+    assert 3 * SAMPLE_RATE < len(decoded) < len(whole) * 0.6
+    # the same samples up to a second before the cut (resampling differs at the new end)
+    n = len(decoded) - SAMPLE_RATE
+    np.testing.assert_allclose(decoded[:n], whole[:n], atol=1e-6)
+
+
+def test_a_header_declaring_more_than_the_limit_is_refused_before_reading(tmp_path):
+    """A 26-hour 8-bit WAV that is a sparse file (a few kB on disk): refused from its header, not
+    after reading 24 hours of samples into memory."""
+    path = tmp_path / "long.wav"
+    frames = 26 * 3600 * SAMPLE_RATE
+    soundfile.write(path, np.zeros(16, np.float32), SAMPLE_RATE, subtype="PCM_U8")
+    header = bytearray(path.read_bytes()[:44])
+    assert header[36:40] == b"data"
+    header[40:44] = frames.to_bytes(4, "little")
+    header[4:8] = (36 + frames).to_bytes(4, "little")
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(44 + frames)
+    assert soundfile.info(str(path)).frames == frames
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    assert str(info.value) == (
+        f"{path} holds more than 24 hours of audio at 16000 Hz, more than whisperms takes in one "
+        "input: split it"
+    )
+
+
+def test_a_float_file_louder_than_full_scale_is_clipped(tmp_path):
+    """A float WAV far above full scale: clipped to +-1, as openai's and faster-whisper's decoders
+    deliver 16-bit PCM (unclipped, a 1000x file transcribed to nothing)."""
+    speech = load_audio(DATA / FLAC_16K)
+    loud = tmp_path / "loud.wav"
+    soundfile.write(loud, speech * 1000, SAMPLE_RATE, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(loud), np.clip(speech * 1000, -1, 1))
+
+
+def test_array_dtypes_and_paths_as_a_user_passes_them(tmp_path):
+    pcm = (np.sin(np.arange(1600) / 7) * 20000).astype(np.int16)
+    for dtype in (">i2", ">i4"):  # big-endian PCM is PCM
+        native = pcm.astype(dtype.replace(">", "<"))
+        np.testing.assert_array_equal(load_audio(native.astype(dtype)), load_audio(native))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning from the cast, no "not finite"
+        samples = load_audio(np.array([0.1, 1e300, -1e300, np.finfo(np.float64).max]))
+    assert samples.tolist() == pytest.approx([0.1, 1e16, -1e16, 1e16])
+    path = tmp_path / "clip.wav"
+    soundfile.write(path, pcm, SAMPLE_RATE)
+    np.testing.assert_array_equal(load_audio(bytes(path)), load_audio(str(path)))
+    with pytest.raises(AudioError) as info:
+        load_audio(np.array([str(path), str(path)]))
+    assert str(info.value) == (
+        "audio array holds strings, not samples: pass one path (str or os.PathLike) per input, or "
+        "an array of samples"
+    )
+    for sr in (0, None, 16000.0):
+        with pytest.raises(AudioError, match="^sr must be a sample rate of at least 1000 Hz"):
+            load_audio(str(path), sr=sr)
+
+
+def test_an_undecodable_file_without_an_extension_is_not_blamed_on_ffmpeg(tmp_path, monkeypatch):
+    path = tmp_path / "notes"
+    path.write_text("not audio\n")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg: libsndfile alone decides
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    assert str(info.value) == (
+        f"could not decode audio file {path}: not a supported audio format, or corrupted"
+    )

@@ -7,6 +7,7 @@ the mel bank in float32 like openai. What `load_audio` accepts, and what it make
 docstring.
 """
 
+import numbers
 import os
 import shutil
 import stat
@@ -64,6 +65,7 @@ _READ_BLOCK_FRAMES = 1 << 20  # frames per read of a file (load_audio)
 # Frames per read past a point where a block failed to decode: a file damaged or cut short is
 # read up to the damage, as truncated WAV and MP3 files are.
 _SALVAGE_FRAMES = 1 << 12
+_UNKNOWN_FRAMES = 1 << 62  # libsndfile's frame count for a length it cannot know
 MAX_CHANNELS = 8  # a 2-D array with both axes longer is not audio (a mel spectrogram, say): refused
 _PCM_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 # |sample| above this could overflow the float32 power spectrum (to inf, then NaN where the mel bank
@@ -75,8 +77,8 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Decode any file to mono float32 at `sr` Hz; an array is taken as already decoded.
 
     What it (and so `transcribe`) takes, and what it makes of it:
-    - a path (str or os.PathLike) to a regular, readable file: decoded, channels averaged, resampled
-      to 16 kHz.
+    - a path (str, bytes or os.PathLike) to a regular, readable file: decoded, channels averaged,
+      resampled to 16 kHz, clipped to full scale (+-1.0) as 16-bit decoders deliver it.
       A missing file, a folder, an unreadable file and an undecodable one are each an AudioError
       that says which.
     - an array of samples at 16 kHz (nothing can check the rate: resample first): float32 or float64
@@ -99,8 +101,12 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     "HQ" (librosa's default resampler); openai resamples with ffmpeg's swresample, so samples match
     openai closely but not exactly.
     """
+    if isinstance(file, bytes):  # a path as the OS gives it
+        file = os.fsdecode(file)
     if not isinstance(file, (str, os.PathLike)):
         return as_waveform(file)
+    if not isinstance(sr, numbers.Integral) or sr < MIN_SAMPLE_RATE:
+        raise AudioError(f"sr must be a sample rate of at least {MIN_SAMPLE_RATE} Hz, got {sr!r}")
     path = check_audio_file(file)
     try:
         with _decoder_output_hidden():
@@ -110,10 +116,9 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
         if shutil.which("ffmpeg"):
             return _load_with_ffmpeg(path, sr)
         ext = os.path.splitext(path)[1].lower()
-        if ext not in _SOUNDFILE_EXTENSIONS:
+        if ext and ext not in _SOUNDFILE_EXTENSIONS:
             raise AudioError(
-                f"cannot decode {path}: ffmpeg is needed for {ext or 'this'} files and is not on "
-                "PATH"
+                f"cannot decode {path}: {ext} files need ffmpeg, which is not on PATH"
             ) from None
         raise AudioError(
             f"could not decode audio file {path}: not a supported audio format, or corrupted"
@@ -128,51 +133,102 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     audio = _finite(audio, path)
     if rate != sr and len(audio):
         audio = soxr.resample(audio, rate, sr, quality="HQ")
-    return np.ascontiguousarray(audio, dtype=np.float32)
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    # full scale, as openai's and faster-whisper's decoders deliver it (16-bit PCM): a float file
+    # louder than that would otherwise be transcribed as noise
+    return np.clip(audio, -1.0, 1.0, out=audio)
 
 
 def _read_mono(path: str):
     """(mono float32 samples, their rate, cut) of a file libsndfile decodes, read a block at a
-    time: a header may claim any length (one claiming 2**36 frames would have a whole-file read
-    allocate half a terabyte up front), so memory follows the samples actually there, and a file of
-    more than MAX_AUDIO_HOURS is an AudioError before it fills the memory. A file that stops
-    decoding part way (damaged, or cut short: a FLAC stream loses sync) gives the audio before
-    that, and `cut` True; one with none is the decoder's error."""
+    time: a header may claim any length, so a file of more than MAX_AUDIO_HOURS is an AudioError
+    before it fills the memory. A file that stops decoding part way (damaged, or cut short: a FLAC
+    stream loses sync) gives the audio before that, and `cut` True; one with none is the decoder's
+    error."""
     # as bytes: a name that is not UTF-8 (undecodable bytes kept as surrogates) fails to encode
-    with soundfile.SoundFile(os.fsencode(path)) as f:
+    name = os.fsencode(path)
+    with soundfile.SoundFile(name) as f:
         rate = f.samplerate
         if rate < MIN_SAMPLE_RATE:
             raise AudioError(
                 f"{path} declares a sample rate of {rate} Hz, below the {MIN_SAMPLE_RATE} Hz of "
                 "any audio: not an audio file, or its header is damaged"
             )
-        limit = int(MAX_AUDIO_HOURS * 3600 * rate)  # the same duration in the file's own samples
-        blocks, total, size, cut = [], 0, _READ_BLOCK_FRAMES, False
-        while True:
-            try:
-                block = f.read(size, dtype="float32", always_2d=True)
-            except RuntimeError:  # soundfile.LibsndfileError
-                if size == _SALVAGE_FRAMES:
-                    if not total:
-                        raise
-                    cut = True
-                    break
-                # the failed block again, in small reads, up to where it fails
-                f.seek(total)
-                size = _SALVAGE_FRAMES
-                continue
-            if not len(block):
-                break
-            total += len(block)
-            if total > limit:
-                raise AudioError(
-                    f"{path} holds more than {MAX_AUDIO_HOURS} hours of audio at {rate} Hz, more "
-                    f"than whisperms takes in one input: split it"
-                )
-            # channels averaged row by row: the same values as averaging the whole array at once
-            blocks.append(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0])
-    audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    return audio, rate, cut
+        samples = _Samples(f.frames, int(MAX_AUDIO_HOURS * 3600 * rate), path, rate)
+        # a count libsndfile knows (it stands for "unknown" with the largest value) is refused
+        # before hours of reading: it holds a WAV's data size to the file's own size
+        if samples.limit < f.frames < _UNKNOWN_FRAMES:
+            samples.refuse()
+        failure = _read_into(f, samples, _READ_BLOCK_FRAMES)
+        if failure is None:
+            return samples.array(), rate, False
+        try:  # the failed block again, in small reads, up to where it fails
+            f.seek(samples.total)
+            reread = f
+        except RuntimeError:  # a decoder that lost sync may not seek at all
+            reread = None
+        if reread is not None:
+            failure = _read_into(f, samples, _SALVAGE_FRAMES)
+    if reread is None:
+        # a fresh decoder, read up to the good frames (they decoded before), then in small reads
+        with soundfile.SoundFile(name) as f:
+            _skip(f, samples.total)
+            failure = _read_into(f, samples, _SALVAGE_FRAMES)
+    if failure is not None and not samples.total:
+        raise failure
+    return samples.array(), rate, failure is not None
+
+
+class _Samples:
+    """A file's mono samples as they are read, in one buffer of the length its header declares
+    (pages never written are never touched, so a header claiming too much costs no memory), grown
+    if the file holds more."""
+
+    def __init__(self, declared: int, limit: int, path: str, rate: int):
+        self.buffer = np.empty(min(max(declared, 0), limit), np.float32)
+        self.total, self.limit, self.path, self.rate = 0, limit, path, rate
+
+    def add(self, block: np.ndarray):
+        end = self.total + len(block)
+        if end > self.limit:
+            self.refuse()
+        if end > len(self.buffer):
+            grown = np.empty(min(max(2 * len(self.buffer), end), self.limit), np.float32)
+            grown[: self.total] = self.buffer[: self.total]
+            self.buffer = grown
+        # channels averaged row by row: the same values as averaging the whole array at once
+        self.buffer[self.total : end] = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+        self.total = end
+
+    def array(self) -> np.ndarray:
+        return self.buffer[: self.total]
+
+    def refuse(self):
+        raise AudioError(
+            f"{self.path} holds more than {MAX_AUDIO_HOURS} hours of audio at {self.rate} Hz, "
+            "more than whisperms takes in one input: split it"
+        )
+
+
+def _read_into(f, samples: _Samples, size: int):
+    """Blocks of `size` frames from `f` into `samples` to the end: None, or the decoder's error
+    where a block failed."""
+    while True:
+        try:
+            block = f.read(size, dtype="float32", always_2d=True)
+        except RuntimeError as error:  # soundfile.LibsndfileError
+            return error
+        if not len(block):
+            return None
+        samples.add(block)
+
+
+def _skip(f, frames: int):
+    while frames > 0:
+        read = len(f.read(min(frames, _READ_BLOCK_FRAMES), dtype="float32", always_2d=True))
+        if not read:
+            return
+        frames -= read
 
 
 def check_audio_file(file) -> str:
@@ -214,10 +270,16 @@ def as_waveform(audio, source: str = "audio array") -> np.ndarray:
         raise AudioError(
             f"{source} is not an array of samples: {str(error).splitlines()[0]}"
         ) from None
+    native = array.dtype.newbyteorder("=")  # big-endian PCM is PCM too
     if array.dtype.kind == "f":
-        waveform = array.astype(np.float32, copy=False)
-    elif array.dtype in _PCM_SCALE:
-        waveform = (array / _PCM_SCALE[array.dtype]).astype(np.float32)
+        waveform = _as_float32(array)
+    elif native in _PCM_SCALE:
+        waveform = (array / _PCM_SCALE[native]).astype(np.float32)
+    elif array.dtype.kind in "SU":
+        raise AudioError(
+            f"{source} holds strings, not samples: pass one path (str or os.PathLike) per input, "
+            "or an array of samples"
+        )
     else:
         raise AudioError(
             f"{source} has dtype {array.dtype}: pass float32 or float64 samples (full scale 1.0), "
@@ -244,6 +306,19 @@ def as_waveform(audio, source: str = "audio array") -> np.ndarray:
             "(samples, channels) / (channels, samples)"
         )
     return _finite(waveform, source)
+
+
+def _as_float32(array: np.ndarray) -> np.ndarray:
+    """Float samples as float32; finite values beyond float32's range (float64 can hold them) are
+    set to +-_SAMPLE_LIMIT, as the mel frontend clips them, not made infinite by the cast."""
+    if array.dtype.itemsize <= 4:
+        return array.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):
+        waveform = array.astype(np.float32)
+    huge = np.isinf(waveform) & np.isfinite(array)
+    if huge.any():
+        waveform[huge] = np.sign(array[huge]) * _SAMPLE_LIMIT
+    return waveform
 
 
 def _finite(audio: np.ndarray, source: str) -> np.ndarray:
@@ -400,14 +475,12 @@ def log_mel_spectrogram(audio, n_mels: int = 80, padding: int = 0) -> np.ndarray
     peak = max(float(audio.max()), -float(audio.min())) if audio.size else 0.0
     if peak > _SAMPLE_LIMIT:
         audio = np.clip(audio, -_SAMPLE_LIMIT, _SAMPLE_LIMIT)
-    if padding > 0:
-        audio = np.concatenate([audio, np.zeros(padding, np.float32)])
     filters = mel_filters(n_mels)
-    n_frames = len(audio) // HOP_LENGTH
+    n_frames = (len(audio) + max(padding, 0)) // HOP_LENGTH
     if n_frames == 0:
         return np.zeros((n_mels, 0), np.float32)
 
-    x = np.pad(audio, N_FFT // 2, mode="reflect")
+    x = _reflect_padded(audio, max(padding, 0))
     step = x.strides[0]
     out = np.empty((n_mels, n_frames), np.float32)
     for start in range(0, n_frames, _FRAMES_PER_BATCH):
@@ -428,3 +501,22 @@ def log_mel_spectrogram(audio, n_mels: int = 80, padding: int = 0) -> np.ndarray
     out += 4.0
     out /= 4.0
     return out
+
+
+def _reflect_padded(audio: np.ndarray, padding: int) -> np.ndarray:
+    """`audio` and `padding` zeros, reflect-padded by N_FFT // 2 on each side (the centered STFT's
+    input), built in one buffer: the same values as np.pad(np.concatenate(...), mode="reflect")
+    without a second copy of an input that may be hours long."""
+    edge = N_FFT // 2
+    n = len(audio) + padding
+    x = np.empty(n + 2 * edge, np.float32)
+    body = x[edge : edge + n]
+    body[: len(audio)] = audio
+    body[len(audio) :] = 0.0
+    # a reflection repeats no edge sample; a signal shorter than the reflection is reflected
+    # back and forth, as np.pad does it: that rare case takes np.pad itself
+    if n <= edge:
+        return np.pad(body, edge, mode="reflect")
+    x[:edge] = body[1 : edge + 1][::-1]
+    x[edge + n :] = body[n - 1 - edge : n - 1][::-1]
+    return x
