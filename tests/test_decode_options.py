@@ -3,6 +3,7 @@ CTranslate2's generate on the same weights, mel, initial tokens and suppression 
 does for the defaults), each on a clip where the option changes the tokens, so that a decode()
 ignoring it fails."""
 
+import numpy as np
 import pytest
 
 from whisperms.decoding import DecodingOptions, DecodingTask
@@ -117,3 +118,93 @@ def test_patience_waits_for_more_finished_candidates(tiny_en_model):
         return result.avg_logprob * (len(result.tokens) + 1) / len(result.tokens)
 
     assert patient.tokens != plain.tokens and score(patient) > score(plain)
+
+
+def test_decode_checks_its_options_and_the_model_stays_usable(tiny_en_model):
+    """decode() takes DecodingOptions as given: each of these failed deep inside (a TypeError, a
+    MindSpore traceback), or decoded wrongly (a negative id picked a token from the vocabulary's
+    end); a prompt id beyond the vocabulary made MindSpore's Gather fail and every later call on
+    the model fail with it. Now each is one OptionsError before any graph runs."""
+    from whisperms import OptionsError
+
+    mel = window_mel(DATA / "ljspeech_LJ001-0001.wav")
+    before = tiny_en_model.decode(mel).tokens
+    n_vocab = tiny_en_model.dims.n_vocab
+    cases = [
+        (dict(prompt=[n_vocab]), f"prompt: token id {n_vocab} is beyond this model's vocabulary"),
+        (dict(prefix=[10**9]), "prefix: token id 1000000000 is beyond this model's vocabulary"),
+        (dict(suppress_tokens=[10**9]), "suppress_tokens: token id 1000000000 is beyond"),
+        (dict(prompt=[-3]), "prompt must be token ids (integers >= 0), got [-3]"),
+        (dict(suppress_tokens=[-2]), "suppress_tokens must be token ids (integers >= 0 or -1)"),
+        (dict(suppress_tokens="-1,abc"), "suppress_tokens must be comma-separated token ids"),
+        (dict(beam_size=2.5), "beam_size must be a whole number, got 2.5"),
+        (dict(sample_len="9"), "sample_len must be a whole number, got '9'"),
+        (dict(max_initial_timestamp=-1.0), "max_initial_timestamp must be >= 0 seconds"),
+        (dict(patience=float("nan"), beam_size=2), "patience must be a finite number, got nan"),
+        (dict(without_timestamps="no"), "without_timestamps must be True or False, got 'no'"),
+        (dict(language=5), "language must be a string, got 5"),
+        (dict(prefix=[262] * 450), "the prompt and prefix make 451 tokens, more than the model's"),
+    ]
+    for options, message in cases:
+        with pytest.raises(OptionsError) as info:
+            tiny_en_model.decode(mel, **options)
+        assert str(info.value).startswith(message), options
+        with pytest.raises(OptionsError):  # the same in a batch
+            tiny_en_model.decode([mel, mel], **options)
+    with pytest.raises(OptionsError, match="^mel must be an array of numbers"):
+        tiny_en_model.decode("hello")
+    assert tiny_en_model.decode(mel).tokens == before
+
+
+def test_detect_language_of_a_batch(base_model):
+    """openai's detect_language takes (B, n_mels, 3000) and answers per window (it failed inside
+    MindSpore, and left the step graph unfused for the model's life)."""
+    mels = [window_mel(DATA / n) for n in ("picovoice_fr_test_fr.wav", "ljspeech_LJ001-0001.wav")]
+    codes, probs = base_model.detect_language(np.stack(mels))
+    assert codes == ["fr", "en"]
+    for mel, code, row in zip(mels, codes, probs):
+        alone_code, alone = base_model.detect_language(mel)
+        assert alone_code == code and row == pytest.approx(alone, abs=1e-6)
+
+
+def test_load_model_needs_a_name_or_a_folder():
+    from whisperms import OptionsError, load_model
+
+    for value in (None, 5, ""):
+        with pytest.raises(OptionsError) as info:
+            load_model(value)
+        assert str(info.value) == (
+            f"load_model needs a model name or a checkpoint folder, got {value!r}"
+        )
+
+
+def test_a_forked_child_gets_an_error_not_a_hang(tiny_en_model):
+    """A model used and then forked (multiprocessing's default start method on Linux): the
+    child's first graph call waited for ever on MindSpore threads the child does not have."""
+    import os
+    import time
+
+    audio = DATA / "ljspeech_LJ001-0002.wav"
+    tiny_en_model.transcribe(str(audio))
+    pid = os.fork()
+    if pid == 0:  # the child: exit status says what happened, nothing else runs
+        status = 3
+        try:
+            tiny_en_model.transcribe(str(audio))
+            status = 2
+        except Exception as error:
+            status = 0 if type(error).__name__ == "ForkedProcess" else 1
+        finally:
+            os._exit(status)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert tiny_en_model.transcribe(str(audio)).text.strip() == "in being comparatively modern."

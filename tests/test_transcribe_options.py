@@ -262,3 +262,32 @@ def test_best_of_keeps_the_best_ranked_sample(tiny_en_model, jfk, monkeypatch):
     assert len({tuple(s.tokens) for s in samples}) > 1 and best.tokens != samples[0].tokens
     got = [t for s in result.segments for t in s.tokens]
     assert got and got == best.tokens[: len(got)]
+
+
+def test_openai_idioms_run(tiny_en_model, jfk):
+    """What openai-whisper code writes runs as it does there: the audio helpers at the package's
+    top level, fp16 given (False, the CPU idiom, quietly; True as a warning that the precision is
+    the model's: openai warns on a CPU too), no_speech_threshold above 1 (no window skipped), and
+    the dict idioms on the result (openai returns a dict)."""
+    import warnings
+
+    import whisperms
+    from whisperms import WhispermsWarning
+
+    mel = whisperms.log_mel_spectrogram(whisperms.pad_or_trim(whisperms.load_audio(jfk)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = tiny_en_model.transcribe(jfk, fp16=False, no_speech_threshold=2.0)
+        window = tiny_en_model.decode(mel, DecodingOptions(fp16=False))
+    assert "fellow Americans" in window.text and "fellow Americans" in result.text
+    with pytest.warns(
+        WhispermsWarning, match="^fp16=True has no effect: this model runs in float32"
+    ):
+        tiny_en_model.decode(mel, fp16=True)
+    with pytest.raises(whisperms.OptionsError, match="^fp16 must be True, False or None"):
+        tiny_en_model.transcribe(jfk, fp16="yes")
+    assert result.get("language") == "en" and result.get("missing", 7) == 7
+    assert "segments" in result and "words" not in result["segments"][0]
+    assert list(dict(result)) == ["text", "segments", "language"]
+    assert dict(result["segments"][0]) == {k: v for k, v in result.to_dict()["segments"][0].items()}
+    assert [key for key, _ in result.items()] == list(result.keys())

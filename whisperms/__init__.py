@@ -1,5 +1,6 @@
 """whisperms: Whisper speech recognition on MindSpore."""
 
+from .audio import load_audio, log_mel_spectrogram, pad_or_trim
 from .decoding import DecodingOptions, DecodingResult, decode, detect_language
 from .errors import (
     AudioError,
@@ -19,6 +20,9 @@ __all__ = [
     "transcribe",
     "decode",
     "detect_language",
+    "load_audio",
+    "log_mel_spectrogram",
+    "pad_or_trim",
     "DecodingOptions",
     "DecodingResult",
     "Segment",

@@ -65,7 +65,19 @@ _READ_BLOCK_FRAMES = 1 << 20  # frames per read of a file (load_audio)
 # Frames per read past a point where a block failed to decode: a file damaged or cut short is
 # read up to the damage, as truncated WAV and MP3 files are.
 _SALVAGE_FRAMES = 1 << 12
-_UNKNOWN_FRAMES = 1 << 62  # libsndfile's frame count for a length it cannot know
+# Bytes per sample of the uncompressed encodings, whose declared length the file's size can vouch
+# for.
+_SAMPLE_BYTES = {
+    "PCM_S8": 1,
+    "PCM_U8": 1,
+    "ULAW": 1,
+    "ALAW": 1,
+    "PCM_16": 2,
+    "PCM_24": 3,
+    "PCM_32": 4,
+    "FLOAT": 4,
+    "DOUBLE": 8,
+}
 MAX_CHANNELS = 8  # a 2-D array with both axes longer is not audio (a mel spectrogram, say): refused
 _PCM_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 # |sample| above this could overflow the float32 power spectrum (to inf, then NaN where the mel bank
@@ -155,9 +167,14 @@ def _read_mono(path: str):
                 "any audio: not an audio file, or its header is damaged"
             )
         samples = _Samples(f.frames, int(MAX_AUDIO_HOURS * 3600 * rate), path, rate)
-        # a count libsndfile knows (it stands for "unknown" with the largest value) is refused
-        # before hours of reading: it holds a WAV's data size to the file's own size
-        if samples.limit < f.frames < _UNKNOWN_FRAMES:
+        # a length the file's size vouches for (uncompressed samples) is refused before hours of
+        # reading; a compressed stream's declared length may lie, and is read as far as it goes
+        width = _SAMPLE_BYTES.get(f.subtype)
+        if (
+            width is not None
+            and samples.limit < f.frames
+            and f.frames * f.channels * width <= os.path.getsize(path)
+        ):
             samples.refuse()
         failure = _read_into(f, samples, _READ_BLOCK_FRAMES)
         if failure is None:

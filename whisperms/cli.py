@@ -10,10 +10,20 @@ output folder, a bad checkpoint); other files in a batch still run. Warnings are
 import argparse
 import math
 import os
+import signal
 import sys
 import warnings
 
-from .errors import AudioError, OptionsError, OutputError, WhispermsError, WhispermsWarning
+from .errors import (
+    AudioError,
+    OptionsError,
+    OutputError,
+    Terminated,
+    WhispermsError,
+    WhispermsWarning,
+    raise_terminated,
+)
+from .output_files import check_output_folder, check_targets, distinct_outputs
 
 OUTPUT_FORMATS = ("txt", "vtt", "srt", "tsv", "json", "all")
 # The most fallback temperatures --temperature_increment_on_fallback may make (an increment of
@@ -92,6 +102,7 @@ def transcribe_parser():
         choices=["float32", "float16"],
         help="weights and activations (default: float16 on Ascend, float32 on CPU)",
     )
+    p.add_argument("--fp16", type=str2bool, default=None, help="openai's; --dtype decides")
     p.add_argument(
         "--attn_implementation",
         default="auto",
@@ -294,13 +305,14 @@ def _writer_args(args):
     option given a value that means "unset", False or 0, is not refused, as there) and warns of
     those another makes useless; the line limits are counts, so >= 1."""
     writer_args = {name: getattr(args, name) for name in WORD_OPTIONS}
+    for name in ("max_line_count", "max_line_width", "max_words_per_line"):
+        if writer_args[name] is not None and writer_args[name] < 0:
+            raise OptionsError(f"--{name} must be 0 (no limit) or more, got {writer_args[name]}")
+        writer_args[name] = writer_args[name] or None  # 0 is "unset", as openai's writers read it
     if not args.word_timestamps:
         for name in WORD_OPTIONS:
             if writer_args[name]:
                 raise OptionsError(f"--{name} requires --word_timestamps True")
-    for name in ("max_line_count", "max_line_width", "max_words_per_line"):
-        if writer_args[name] is not None and writer_args[name] < 1:
-            raise OptionsError(f"--{name} must be at least 1, got {writer_args[name]}")
     # warnings, as openai's CLI gives them
     if writer_args["max_line_count"] and not writer_args["max_line_width"]:
         warnings.warn("--max_line_count has no effect without --max_line_width", WhispermsWarning)
@@ -333,6 +345,7 @@ def _transcribe_options(args):
         patience=args.patience,
         length_penalty=args.length_penalty,
         suppress_tokens=args.suppress_tokens,
+        fp16=args.fp16,
     )
     return transcribe_options(
         temperature=temperatures,
@@ -361,38 +374,6 @@ def _as_cli_option(message, parser):
     return f"--{message}" if any(action.dest == name for action in parser._actions) else message
 
 
-def check_output_folder(folder):
-    """An OutputError unless `folder` is a writable folder, or can be created as one (it is created
-    on the first write, so a run that writes nothing leaves nothing behind)."""
-    path = os.path.abspath(folder)
-    existing = path
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if existing == path and not os.path.isdir(path):
-        raise OutputError(f"output folder {folder} exists and is not a folder")
-    if not os.path.isdir(existing):
-        raise OutputError(f"cannot create output folder {folder}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        if existing == path:
-            raise OutputError(f"output folder {folder} is not writable: permission denied")
-        raise OutputError(f"cannot create output folder {folder}: permission denied in {existing}")
-
-
-def output_paths(output_format, output_dir, audio_path):
-    from .writers import WRITERS
-
-    formats = list(WRITERS) if output_format == "all" else [output_format]
-    return [WRITERS[name](output_dir).output_path(audio_path) for name in formats]
-
-
-def _check_targets(output_format, output_dir, audio_path):
-    """Before decoding a file: none of its transcripts may be a folder (os.replace could not put a
-    file there)."""
-    for target in output_paths(output_format, output_dir, audio_path):
-        if os.path.isdir(target):
-            raise OutputError(f"cannot write {target}: it is a folder")
-
-
 def _transcribe_main(argv):
     """The options, every input file and the output folder are checked before MindSpore is imported
     and the model loaded, so a typo costs no start-up; only what needs the model (the device, the
@@ -416,6 +397,9 @@ def _transcribe_main(argv):
         check_output_folder(args.output_dir)
     except OutputError as error:
         return _fail(str(error))
+    paths, clashes = distinct_outputs(paths)
+    for message in clashes:
+        status = _fail(message)
     if not paths:
         return status
 
@@ -449,7 +433,7 @@ def _transcribe_main(argv):
         return _transcribe_batched(model, paths, options, args, writer, writer_args) or status
     for path in paths:
         try:
-            _check_targets(args.output_format, args.output_dir, path)
+            check_targets(args.output_format, args.output_dir, path)
             transcriber = Transcriber(
                 model,
                 path,
@@ -476,7 +460,7 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args):
     status, ready = 0, []
     for path in paths:
         try:
-            _check_targets(args.output_format, args.output_dir, path)
+            check_targets(args.output_format, args.output_dir, path)
             ready.append(path)
         except OutputError as error:
             status = _fail(_about(path, error))
@@ -577,14 +561,37 @@ def main(argv=None):
     saved = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread: the signal is not this call's to handle
+        previous = None
+    try:
         if argv and argv[0] in commands:
             return commands[argv[0]](argv[1:])
         return _transcribe_main(argv)
     except KeyboardInterrupt:
-        print("whisperms: interrupted", file=sys.stderr)
-        return 128 + 2  # as a shell reports SIGINT
+        return _stopped("interrupted", 128 + signal.SIGINT)  # as a shell reports it
+    except Terminated:  # also Ctrl-C during a MindSpore graph run: MindSpore makes it SIGTERM
+        return _stopped("terminated", 128 + signal.SIGTERM)
     finally:
         warnings.showwarning = saved
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(how: str, status: int) -> int:
+    """One line, then the status. A file being written is gone by now (its writer removes it).
+    Once MindSpore is imported the process ends here: an import it did not finish leaves exit hooks
+    that crash the interpreter's shutdown, with pages of tracebacks."""
+    print(f"whisperms: {how}", file=sys.stderr)
+    # a failed import takes "mindspore" itself out of sys.modules, not what it had loaded
+    if not any(name.partition(".")[0] == "mindspore" for name in list(sys.modules)):
+        return status
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ the rules run there in NumPy (logit_filters.py; token_selection.py picks the tok
 cheaper than extra device graphs, and each rule stays small and testable.
 """
 
+import math
+import numbers
+import warnings
 import zlib
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -14,7 +17,7 @@ import numpy as np
 
 from .audio import CHUNK_LENGTH, N_FRAMES
 from .batch_windows import BeamWindows, SampledWindows
-from .errors import OptionsError
+from .errors import OptionsError, WhispermsWarning
 from .logit_filters import (
     ApplyTimestampRules,
     LogitFilter,
@@ -47,6 +50,9 @@ class DecodingOptions:
     suppress_blank: bool = True  # no blank/EOT as the first sampled token
     without_timestamps: bool = False  # <|notimestamps|>: text tokens only
     max_initial_timestamp: Optional[float] = 1.0  # seconds; the first timestamp may not be later
+    # openai's switch, taken so that its calls run: the precision is load_model's dtype, and a
+    # value that disagrees with it is a warning (openai's own on a CPU), not a change
+    fp16: Optional[bool] = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,77 @@ def build_tokenizer(model, language=None, task="transcribe") -> Tokenizer:
     )
 
 
+def _check_types(options: DecodingOptions):
+    """Each field of the kind it must be: decode() takes DecodingOptions as given (transcribe()
+    has converted them), and a wrong kind failed deep inside, or decoded wrongly (a negative token
+    id picked a token from the end of the vocabulary)."""
+    for name in ("sample_len", "best_of", "beam_size"):
+        value = getattr(options, name)
+        if value is not None and (not isinstance(value, numbers.Integral) or _is_bool(value)):
+            raise OptionsError(f"{name} must be a whole number, got {value!r}")
+    for name in ("patience", "length_penalty", "max_initial_timestamp"):
+        value = getattr(options, name)
+        if value is not None and (
+            not isinstance(value, numbers.Real) or _is_bool(value) or not math.isfinite(value)
+        ):
+            raise OptionsError(f"{name} must be a finite number, got {value!r}")
+    if options.max_initial_timestamp is not None and options.max_initial_timestamp < 0:
+        raise OptionsError(
+            f"max_initial_timestamp must be >= 0 seconds, got {options.max_initial_timestamp}"
+        )
+    for name in ("suppress_blank", "without_timestamps"):
+        if not _is_bool(getattr(options, name)):
+            raise OptionsError(f"{name} must be True or False, got {getattr(options, name)!r}")
+    if options.fp16 is not None and not _is_bool(options.fp16):
+        raise OptionsError(f"fp16 must be True, False or None, got {options.fp16!r}")
+    for name in ("language", "task"):
+        value = getattr(options, name)
+        if value is not None and not isinstance(value, str):
+            raise OptionsError(f"{name} must be a string, got {value!r}")
+    token_ids(options.suppress_tokens, "suppress_tokens", allow=(-1,))
+    for name in ("prompt", "prefix"):
+        if not isinstance(getattr(options, name), str):
+            token_ids(getattr(options, name), name)
+
+
+def check_fp16(model, fp16: Optional[bool]):
+    """A warning when openai's fp16 asks for a precision other than the model's."""
+    if fp16 is not None and fp16 != (model.runtime.dtype == "float16"):
+        warnings.warn(
+            f"fp16={fp16} has no effect: this model runs in {model.runtime.dtype} (load_model's "
+            "dtype, the CLI's --dtype, chooses)",
+            WhispermsWarning,
+            stacklevel=3,
+        )
+
+
+def _is_bool(value) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def token_ids(value, name: str, allow=()) -> Tuple[int, ...]:
+    """Token ids given as a sequence of ints or a comma-separated string: each >= 0 or in `allow`;
+    an OptionsError if not. Whether they are below the vocabulary size is the model's to check."""
+    if value is None:
+        return ()
+    ids = value
+    if isinstance(value, str):
+        try:
+            ids = [int(t) for t in value.split(",") if t.strip()]
+        except ValueError:
+            raise OptionsError(f"{name} must be comma-separated token ids, got '{value}'") from None
+    if not isinstance(ids, (Sequence, np.ndarray)) or not all(
+        isinstance(t, numbers.Integral) and not _is_bool(t) and (t >= 0 or t in allow) for t in ids
+    ):
+        raise OptionsError(
+            f"{name} must be token ids (integers >= 0{''.join(f' or {a}' for a in allow)}), "
+            f"got {value!r}"
+        )
+    return tuple(int(t) for t in ids)
+
+
 def _verify_options(options: DecodingOptions) -> DecodingOptions:
+    _check_types(options)
     if (
         not isinstance(options.temperature, (int, float))
         or not np.isfinite(options.temperature)
@@ -121,10 +197,29 @@ class DecodingTask:
             if options.without_timestamps
             else tok.sot_sequence
         )
+        self._check_vocabulary()
         self.initial_tokens = self._initial_tokens()
+        if len(self.initial_tokens) >= self.n_ctx:
+            raise OptionsError(
+                f"the prompt and prefix make {len(self.initial_tokens)} tokens, more than the "
+                f"model's {self.n_ctx}-token context takes"
+            )
         self.sample_begin = len(self.initial_tokens)
         self.sot_index = self.initial_tokens.index(tok.sot)
         self.logit_filters = self._logit_filters()
+
+    def _check_vocabulary(self):
+        n_vocab = self.model.dims.n_vocab
+        for name in ("suppress_tokens", "prompt", "prefix"):
+            value = getattr(self.options, name)
+            if name != "suppress_tokens" and isinstance(value, str):
+                continue
+            ids = token_ids(value, name, allow=(-1,) if name == "suppress_tokens" else ())
+            if ids and max(ids) >= n_vocab:
+                raise OptionsError(
+                    f"{name}: token id {max(ids)} is beyond this model's vocabulary of {n_vocab} "
+                    "tokens"
+                )
 
     def _encode_text(self, text):
         return self.tokenizer.encode(" " + text.strip()) if isinstance(text, str) else list(text)
@@ -410,7 +505,7 @@ def _features(model, mel):
 
 def detect_language(model, mel, tokenizer: Optional[Tokenizer] = None, audio_features=None):
     """Most likely language of one window, and the probability of each language: a single prefill of
-    <|sot|>."""
+    <|sot|>. A batch of windows (B, n_mels, 3000) gives a list of each, as openai's does."""
     if not model.is_multilingual:
         raise OptionsError(
             "language detection needs a multilingual model; this one is English-only"
@@ -418,6 +513,12 @@ def detect_language(model, mel, tokenizer: Optional[Tokenizer] = None, audio_fea
     tokenizer = tokenizer or build_tokenizer(model)
     if audio_features is None:
         audio_features = _features(model, mel)
+        if np.ndim(mel) == 3:
+            found = [
+                detect_language(model, None, tokenizer, audio_features[i : i + 1])
+                for i in range(audio_features.shape[0])
+            ]
+            return [code for code, _ in found], [probs for _, probs in found]
     logits, _ = model.inference.start(audio_features, [[tokenizer.sot]], [0])
     logits = logits[0, 0].astype(np.float64)
     ids = np.array(tokenizer.all_language_tokens)
@@ -433,7 +534,11 @@ def decode(model, mel, options=None, **kwargs):
     (B, n_mels, 3000) gives a list, one per window, decoded together. `options` is one
     DecodingOptions for every window, or a list of one per window that differ only in language,
     prompt and prefix."""
-    mel = np.asarray(mel, np.float32)
+    try:
+        mel = np.asarray(mel, np.float32)
+    except (TypeError, ValueError) as error:  # text, ragged lists
+        reason = str(error).splitlines()[0]
+        raise OptionsError(f"mel must be an array of numbers: {reason}") from None
     single = mel.ndim == 2
     audio_features = _features(model, mel)
     n = audio_features.shape[0]
@@ -443,6 +548,10 @@ def decode(model, mel, options=None, **kwargs):
         rows = [replace(o, **kwargs) for o in options]
     else:
         rows = [replace(options or DecodingOptions(), **kwargs)] * n
+    for row in rows:
+        _verify_options(row)  # before the language is read from it
+    for fp16 in {row.fp16 for row in rows}:
+        check_fp16(model, fp16)
     tasks, language_probs = [], []
     for i, row in enumerate(rows):
         language, probs = row.language, None

@@ -1,6 +1,8 @@
 """Errors a user can act on. Each carries a one-line message; the CLI prints it and exits
 non-zero."""
 
+import os
+
 
 class WhispermsError(Exception):
     """Base class: anything raised as this (or a subclass) is a user-facing, one-line problem."""
@@ -28,3 +30,33 @@ class OutputError(WhispermsError):
 class WhispermsWarning(UserWarning):
     """Something whisperms repaired and went on with (e.g. non-finite audio samples); the CLI prints
     it as one line."""
+
+
+class Terminated(BaseException):
+    """SIGTERM (a scheduler's, `docker stop`'s, or MindSpore's own: during a graph run it turns
+    Ctrl-C into SIGTERM) raised in the main thread, so the command ends as Ctrl-C ends it: files
+    being written removed, one line, a status. A BaseException, as KeyboardInterrupt is: the
+    handlers that keep one input's failure to that input must not swallow it."""
+
+
+def raise_terminated(signum, frame):
+    """A SIGTERM handler."""
+    raise Terminated
+
+
+class ForkedProcess(WhispermsError):
+    """A model used in a process forked from the one that loaded it: MindSpore's runtime threads
+    (and a tokenizer being read) are not in the child, whose first graph call would wait for
+    ever."""
+
+    def __init__(self):
+        super().__init__(
+            "this model was loaded in the process this one was forked from, and cannot run here: "
+            "load it in this process, or start workers with multiprocessing's 'spawn' method"
+        )
+
+
+def check_same_process(pid: int):
+    """ForkedProcess unless this is process `pid` (the loading one)."""
+    if os.getpid() != pid:
+        raise ForkedProcess()

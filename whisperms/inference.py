@@ -8,6 +8,7 @@ the step is one unrolled graph. Compiles are fused on CPU (fusion.py) and kept o
 (graph_cache.py).
 """
 
+import os
 import warnings
 from collections import Counter
 
@@ -17,6 +18,7 @@ from mindspore import Tensor, mutable
 
 from . import compute_thread
 from .attention import EAGER
+from .errors import check_same_process
 from .fusion import fused_compile
 from .graph_cache import GraphCache, graph_folder
 from .internals import runner
@@ -58,8 +60,10 @@ class _Graph:
         self.cache = cache if compiled else None
         self.loaded = {}  # key -> runner() of the GraphCell loaded from the cache
         self.calls = Counter()
+        self.pid = os.getpid()
 
     def __call__(self, key, *args):
+        check_same_process(self.pid)
         if self.on_graph_thread:
             return compute_thread.run(self._call, key, *args)
         return self._call(key, *args)

@@ -1,10 +1,12 @@
 """`load_model`: wires a checkpoint, the network built for the chosen runtime, and its compiled
 entry points."""
 
+import os
 from pathlib import Path
 
 from . import device as devices
 from .convert import read_checkpoint
+from .errors import OptionsError
 from .hub import resolve
 from .inference import Inference
 from .model import Whisper
@@ -89,5 +91,10 @@ def load_model(
     threads: CPU cores to use (None: all). jit=False runs everything eagerly (PyNative): much
     slower, the reference the compiled path is tested against. The choices are on `model.runtime`.
     """
+    if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
+        # Path("") is the current folder, and None or a number a TypeError deep in pathlib
+        raise OptionsError(
+            f"load_model needs a model name or a checkpoint folder, got {name_or_path!r}"
+        )
     runtime = devices.select(device, dtype, attn_implementation, jit, threads)
     return build_model(read_checkpoint(resolve(name_or_path, download_root)), runtime)

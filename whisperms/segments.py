@@ -3,7 +3,9 @@ every long-form mode (sequential or batched) applies to a decoded window: when t
 higher temperature, when the window is silence, and how its tokens are cut into segments at
 timestamp pairs."""
 
+import os
 import sys
+import warnings
 from dataclasses import asdict, dataclass
 from typing import List, Optional
 
@@ -11,12 +13,42 @@ from tqdm import tqdm
 
 from .audio import HOP_LENGTH, SAMPLE_RATE
 from .decoding import DecodingResult
+from .errors import WhispermsWarning
 from .vad.options import VadOptions
 from .writers import format_timestamp
 
 
+class _AsDict:
+    """openai returns dicts, so the dict idioms work here too: `result["text"]`,
+    `result["segments"][0]["start"]`, `result.get("language")`, `"words" in segment`,
+    `dict(result)`, over the keys of `to_dict()` (which gives plain dicts, for JSON)."""
+
+    def keys(self):
+        raise NotImplementedError
+
+    def __getitem__(self, key):
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self.keys() else default
+
+    def __contains__(self, key):
+        return key in self.keys()
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def items(self):
+        return [(key, self[key]) for key in self.keys()]
+
+    def values(self):
+        return [self[key] for key in self.keys()]
+
+
 @dataclass
-class Segment:
+class Segment(_AsDict):
     id: int
     seek: int  # mel frame where this segment's window started
     start: float  # seconds
@@ -35,8 +67,8 @@ class Segment:
             del d["words"]
         return d
 
-    def __getitem__(self, key):
-        return _item(self, key)
+    def keys(self):
+        return [f for f in self.__dataclass_fields__ if f != "words" or self.words is not None]
 
 
 @dataclass(frozen=True)
@@ -50,7 +82,7 @@ class TranscriptionInfo:
 
 
 @dataclass
-class TranscriptionResult:
+class TranscriptionResult(_AsDict):
     text: str
     segments: List[Segment]
     language: str
@@ -64,19 +96,8 @@ class TranscriptionResult:
             "language": self.language,
         }
 
-    def __getitem__(self, key):
-        return _item(self, key)
-
-
-def _item(result, key):
-    """openai returns dicts, so `result["text"]` and `result["segments"][0]["start"]` work here
-    too."""
-    if key not in ("text", "segments", "language") and key not in Segment.__dataclass_fields__:
-        raise KeyError(key)
-    value = getattr(result, key, None)
-    if value is None:
-        raise KeyError(key)
-    return value
+    def keys(self):
+        return ["text", "segments", "language"]
 
 
 def needs_fallback(
@@ -194,12 +215,43 @@ def window_segments(
 
 
 def print_segment(segment: Segment):
-    """openai's verbose line, above a progress bar if there is one (tqdm clears and redraws it)."""
-    tqdm.write(
-        f"[{format_timestamp(segment.start)} --> {format_timestamp(segment.end)}] {segment.text}",
-        file=sys.stdout,
+    """openai's verbose line, above a progress bar if there is one (tqdm clears and redraws it).
+
+    Printing never stops a transcription: characters the stream cannot encode are escaped (a
+    Japanese line on an ASCII console), and a stream that cannot be written (a closed pipe, a full
+    disk) is given up with one warning, the transcripts still written."""
+    out = sys.stdout
+    if out is None:  # no stdout at all (pythonw, a closed descriptor): nothing to print to
+        return
+    line = f"[{format_timestamp(segment.start)} --> {format_timestamp(segment.end)}] {segment.text}"
+    encoding = getattr(out, "encoding", None) or "utf-8"
+    try:
+        line.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        line = line.encode(encoding, "backslashreplace").decode(encoding, "replace")
+    try:
+        tqdm.write(line, file=out)
+        out.flush()
+    except (OSError, ValueError) as error:  # ValueError: a closed file
+        _give_up_stdout(error)
+
+
+def _give_up_stdout(error: Exception):
+    """Standard output on /dev/null from now on (what is buffered, and what Python flushes at exit,
+    would fail again), after one warning."""
+    reason = getattr(error, "strerror", None) or error
+    warnings.warn(
+        f"cannot print segments to standard output ({reason}); printing stopped",
+        WhispermsWarning,
+        stacklevel=3,
     )
-    sys.stdout.flush()
+    sink = open(os.devnull, "w")
+    try:
+        os.dup2(sink.fileno(), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor of its own (a closed file)
+        sys.stdout = sink
+    else:
+        sink.close()
 
 
 def is_empty(segment: Segment) -> bool:

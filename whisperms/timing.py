@@ -97,7 +97,8 @@ def find_alignment(
     weights = scores[:, :, : num_frames // 2].astype(np.float64) * qk_scale
     weights = np.exp(weights - weights.max(-1, keepdims=True))
     weights /= weights.sum(-1, keepdims=True)
-    weights = (weights - weights.mean(-2, keepdims=True)) / weights.std(-2, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):  # one token: 0/0, NaN as torch makes it
+        weights = (weights - weights.mean(-2, keepdims=True)) / weights.std(-2, keepdims=True)
     weights = median_filter(weights, medfilt_width)
     matrix = weights.mean(axis=0)[n_sot:-1]
     text_indices, time_indices = dtw(-matrix)

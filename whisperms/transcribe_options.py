@@ -11,7 +11,13 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .audio import CHUNK_LENGTH
-from .decoding import DecodingOptions, _verify_options, build_tokenizer
+from .decoding import (
+    DecodingOptions,
+    _verify_options,
+    build_tokenizer,
+    check_fp16,
+    token_ids,
+)
 from .errors import OptionsError, WhispermsWarning
 from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
 from .tokenizer import language_code
@@ -76,7 +82,7 @@ _DECODING_OPTIONS = {f.name for f in fields(DecodingOptions)} - {"temperature"}
 _NUMBER_OPTIONS = {
     "compression_ratio_threshold": {},
     "logprob_threshold": {},
-    "no_speech_threshold": dict(low=0, high=1),
+    "no_speech_threshold": {},  # as openai takes it: above 1 no window is ever skipped
     "hallucination_silence_threshold": dict(low=0),
     "best_of": dict(low=1, integer=True),
     "beam_size": dict(low=1, integer=True),
@@ -259,25 +265,8 @@ def _clip_seconds(value) -> Tuple[float, ...]:
 
 
 def _token_ids(name, value, allow=()):
-    """Token ids as a tuple of ints (a string of comma-separated ids for suppress_tokens); each >= 0
-    or in `allow`. Whether they are below the vocabulary size is checked with the model."""
-    if value is None:
-        return None
-    ids = value
-    if isinstance(value, str):
-        try:
-            ids = [int(t) for t in value.split(",") if t.strip()]
-        except ValueError:
-            raise OptionsError(f"{name} must be comma-separated token ids, got '{value}'") from None
-    if not isinstance(ids, (Sequence, np.ndarray)) or not all(
-        isinstance(t, numbers.Integral) and not isinstance(t, bool) and (t >= 0 or t in allow)
-        for t in ids
-    ):
-        raise OptionsError(
-            f"{name} must be token ids (integers >= 0{''.join(f' or {a}' for a in allow)}), "
-            f"got {value!r}"
-        )
-    return tuple(int(t) for t in ids)
+    """Token ids as a tuple of ints (decoding.token_ids), None kept."""
+    return None if value is None else token_ids(value, name, allow)
 
 
 def model_language(model, language, task: str = "transcribe") -> Optional[str]:
@@ -304,6 +293,7 @@ def check_with_model(model, options: TranscribeOptions) -> TranscribeOptions:
     """What transcribe_options cannot check without the model; returns the options as the model
     takes them (an English-only model's language is English: model_language)."""
     decoding = options.decoding
+    check_fp16(model, decoding.fp16)
     if decoding.language is not None:
         language = model_language(model, decoding.language, decoding.task)
         if language != language_code(decoding.language):

@@ -91,16 +91,23 @@ class ResultWriter:
         """Write atomically and return the final path; on any error nothing new is left and the old
         file stays."""
         output_path = self.output_path(audio_path)
+        # an existing symbolic link is written through, as open(path, "w") would, not replaced
+        target = os.path.realpath(output_path)
         tmp = tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", delete=False, dir=self.output_dir, prefix=".", suffix=".partial"
+            "w",
+            encoding="utf-8",
+            delete=False,
+            dir=os.path.dirname(target),
+            prefix=".",
+            suffix=".partial",
         )
         try:
             with tmp as f:
                 self.write_result(result, file=f, options=options, **kwargs)
                 f.flush()
                 os.fsync(f.fileno())  # the data is on disk before the name points at it
-            os.chmod(tmp.name, _file_mode(output_path))
-            os.replace(tmp.name, output_path)
+            os.chmod(tmp.name, _file_mode(target))
+            os.replace(tmp.name, target)
         except BaseException:
             try:
                 os.unlink(tmp.name)

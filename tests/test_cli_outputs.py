@@ -1,0 +1,159 @@
+"""The command's output handling where the world gets in the way: inputs that would overwrite each
+other's transcripts, outputs that are symbolic links or too long a name, a standard output that
+is closed or cannot encode the text, and Ctrl-C. Real CLI processes, tiny.en (base for accents)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import soundfile
+from user_env import user_env
+
+from conftest import DATA
+
+SHORT = DATA / "ljspeech_LJ001-0002.wav"  # " in being comparatively modern."
+OTHER = DATA / "ljspeech_LJ001-0001.wav"
+
+
+def command(*args):
+    return [sys.executable, "-m", "whisperms", *map(str, args)]
+
+
+def run(*args, env=None, cwd=None):
+    proc = subprocess.run(
+        command(*args), capture_output=True, text=True, timeout=600, env=user_env(env), cwd=cwd
+    )
+    return proc.returncode, proc.stdout.splitlines(), proc.stderr.splitlines()
+
+
+def test_clashing_names_links_and_long_names(tmp_path, tiny_en_ct2_dir):
+    """b/x.wav would overwrite a/x.wav's x.txt (openai's CLI does so silently): it fails alone,
+    before any decoding; a file given twice is transcribed once; a 251-byte name whose .json
+    would be too long fails before decoding (four formats were written, then the fifth failed);
+    an existing transcript that is a symbolic link is written through, as open() would."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "x.wav").write_bytes(SHORT.read_bytes())
+    (b / "x.wav").write_bytes(OTHER.read_bytes())
+    long = tmp_path / ("s" * 251 + ".wav")
+    long.write_bytes(SHORT.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "kept.txt"
+    target.write_text("old\n")
+    (out / "x.txt").symlink_to(target)
+    status, _, stderr = run(
+        a / "x.wav", b / "x.wav", a / "x.wav", long, "--model", tiny_en_ct2_dir, "-o", out,
+        "-f", "all", "--verbose", "False",
+    )  # fmt: skip
+    e = "whisperms: error: "
+    long_json = out / ("s" * 251 + ".json")
+    assert status == 1
+    assert stderr == [
+        e + f"{b / 'x.wav'}: not transcribed: its transcripts would overwrite {a / 'x.wav'}'s",
+        e + f"{long}: cannot write {long_json}: its name is longer than the 255 bytes the file "
+        "system takes",
+    ]
+    assert (out / "x.txt").is_symlink() and target.read_text() == "in being comparatively modern.\n"
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"x.{f}" for f in "json srt tsv txt vtt".split()
+    ]
+
+
+def test_zero_line_limits_mean_none_as_in_openai(tmp_path, tiny_en_ct2_dir):
+    """openai's writers read 0 as "no limit" and its CLI takes it; negative values are refused."""
+    base = ["--model", tiny_en_ct2_dir, "-f", "srt", "--word_timestamps", "True"]
+    status, _, stderr = run(SHORT, *base, "-o", tmp_path / "plain")
+    assert status == 0, stderr
+    zeros = ["--max_line_width", "0", "--max_line_count", "0", "--max_words_per_line", "0"]
+    status, _, stderr = run(SHORT, *base, *zeros, "-o", tmp_path / "zeros")
+    assert status == 0 and [line for line in stderr if "warning" in line] == [], stderr
+    name = SHORT.stem + ".srt"
+    assert (tmp_path / "zeros" / name).read_text() == (tmp_path / "plain" / name).read_text()
+    status, _, stderr = run(SHORT, *base, "--max_line_width", "-1", "-o", tmp_path / "neg")
+    assert (status, stderr) == (
+        2,
+        ["whisperms: error: --max_line_width must be 0 (no limit) or more, got -1"],
+    )
+
+
+def test_a_closed_standard_output_stops_printing_not_the_transcription(tmp_path, tiny_en_ct2_dir):
+    """`whisperms ... | head -1`: the pipe closes after a line; both transcripts are still
+    written, with one warning (before: no transcript at all, or a traceback in the batched
+    mode)."""
+    for extra in ([], ["--batch_size", "2"]):
+        out = tmp_path / f"out{len(extra)}"
+        proc = subprocess.Popen(
+            command(SHORT, OTHER, "--model", tiny_en_ct2_dir, "-o", out, "-f", "txt", *extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=user_env(),
+        )
+        proc.stdout.readline()
+        proc.stdout.close()
+        stderr = proc.stderr.read().splitlines()
+        assert proc.wait(timeout=600) == 0, stderr
+        assert [line for line in stderr if "warning" in line or "error" in line] == [
+            "whisperms: warning: cannot print segments to standard output (Broken pipe); printing "
+            "stopped"
+        ]
+        assert (out / (SHORT.stem + ".txt")).read_text() == "in being comparatively modern.\n"
+        assert (out / (OTHER.stem + ".txt")).stat().st_size > 100
+
+
+def test_a_standard_output_that_cannot_encode_the_text(tmp_path, base_ct2_dir):
+    """An ASCII console and a French transcript: the accents are escaped on the console, the file
+    keeps them (before: a UnicodeEncodeError traceback, and the next files never ran)."""
+    clip = DATA / "picovoice_fr_test_fr.wav"
+    status, stdout, stderr = run(
+        clip, SHORT, "--model", base_ct2_dir, "--language", "fr", "-o", tmp_path, "-f", "txt",
+        env={"PYTHONIOENCODING": "ascii"},
+    )  # fmt: skip
+    assert status == 0, stderr
+    written = (tmp_path / (clip.stem + ".txt")).read_text(encoding="utf-8")
+    assert any(ord(c) > 127 for c in written)
+    printed = " ".join(line.split("] ", 1)[1] for line in stdout if line.startswith("["))
+    assert printed.isascii() and "\\x" in printed
+    assert (tmp_path / (SHORT.stem + ".txt")).is_file()
+
+
+def test_ctrl_c_ends_with_one_line_and_no_partial_file(tmp_path, tiny_en_ct2_dir):
+    """Ctrl-C while MindSpore imports: one line, status 130 (it crashed the interpreter's
+    shutdown with pages of MindSpore tracebacks, status 134). Ctrl-C while decoding: MindSpore
+    turns it into SIGTERM, which ends the run with one line and status 143, no file half written
+    (it was killed outright, its temporary file left behind)."""
+    speech = np.concatenate([soundfile.read(DATA / n)[0] for n in [SHORT.name, OTHER.name] * 6])
+    long = tmp_path / "long.wav"
+    soundfile.write(long, speech, 22050)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        command(long, "--model", tiny_en_ct2_dir, "-o", out),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=user_env(),
+    )
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    assert (proc.wait(timeout=120), proc.stderr.read().splitlines()) == (
+        130,
+        ["whisperms: interrupted"],
+    )
+    proc = subprocess.Popen(
+        command(long, "--model", tiny_en_ct2_dir, "-o", out, "--verbose", "True"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=user_env(),
+    )
+    assert proc.stdout.readline().startswith("[00:00.000 --> ")  # decoding
+    proc.send_signal(signal.SIGINT)
+    status = proc.wait(timeout=120)
+    stderr = proc.stderr.read().splitlines()
+    assert (status, stderr[-1]) in [(143, "whisperms: terminated"), (130, "whisperms: interrupted")]
+    assert not any("Traceback" in line or "Error" in line for line in stderr), stderr
+    assert not out.exists() or os.listdir(out) == []

@@ -1,0 +1,77 @@
+"""What the `whisperms` command checks of its output folder and file names before it decodes, so
+a problem there costs no decoding."""
+
+import os
+
+from .errors import OutputError
+
+
+def check_output_folder(folder):
+    """An OutputError unless `folder` is a writable folder, or can be created as one (it is created
+    on the first write, so a run that writes nothing leaves nothing behind)."""
+    if not folder:
+        raise OutputError("the output folder's name is empty")
+    path = os.path.abspath(folder)
+    existing = path
+    while not os.path.exists(existing):
+        if os.path.islink(existing):
+            raise OutputError(
+                f"cannot create output folder {folder}: {existing} is a broken symbolic link"
+            )
+        existing = os.path.dirname(existing)
+    if existing == path and not os.path.isdir(path):
+        raise OutputError(f"output folder {folder} exists and is not a folder")
+    if not os.path.isdir(existing):
+        raise OutputError(f"cannot create output folder {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == path:
+            raise OutputError(f"output folder {folder} is not writable: permission denied")
+        raise OutputError(f"cannot create output folder {folder}: permission denied in {existing}")
+
+
+def output_paths(output_format, output_dir, audio_path):
+    from .writers import WRITERS
+
+    formats = list(WRITERS) if output_format == "all" else [output_format]
+    return [WRITERS[name](output_dir).output_path(audio_path) for name in formats]
+
+
+def check_targets(output_format, output_dir, audio_path):
+    """Before decoding a file: none of its transcripts may be a folder (os.replace could not put a
+    file there) or have a name longer than the file system takes (some formats were written and
+    others not, after the whole decode)."""
+    for target in output_paths(output_format, output_dir, audio_path):
+        if os.path.isdir(target):
+            raise OutputError(f"cannot write {target}: it is a folder")
+        longest = _longest_name(output_dir)
+        if len(os.fsencode(os.path.basename(target))) > longest:
+            raise OutputError(
+                f"cannot write {target}: its name is longer than the {longest} bytes the file "
+                "system takes"
+            )
+
+
+def _longest_name(folder) -> int:
+    """NAME_MAX where `folder` is (or will be created)."""
+    existing = os.path.abspath(folder)
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(existing)
+    try:
+        return os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def distinct_outputs(paths):
+    """The inputs whose transcripts would not overwrite an earlier input's (openai's CLI writes
+    a/x.wav's and then b/x.wav's into one x.txt); each other one fails with a line naming both. A
+    file given twice is transcribed once. Returns (paths kept, the others' one-line errors)."""
+    kept, owners, failures = [], {}, []
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        owner = owners.setdefault(stem, path)
+        if owner == path and path not in kept:
+            kept.append(path)
+        elif os.path.realpath(owner) != os.path.realpath(path):
+            failures.append(f"{path}: not transcribed: its transcripts would overwrite {owner}'s")
+    return kept, failures
