@@ -374,10 +374,9 @@ def test_ctrl_c_and_sigterm_are_one_line(tmp_path, tiny_en_ct2_dir, sent, status
         assert "8 files on 1 workers" in started, started
         process.send_signal(sent)
         rest = process.stderr.read()
-        assert process.wait(timeout=120) == status
+        assert (process.wait(timeout=120), rest.splitlines()) == (status, [line])
     finally:
         process.kill()
-    assert rest.splitlines() == [line]
 
 
 def _default_sigint():

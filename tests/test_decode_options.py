@@ -104,6 +104,31 @@ def test_prefix_without_timestamps(tiny_en_model, ct2_tiny_en):
     assert ours.text.startswith("Americans ask not what your country can do for you")
 
 
+def test_prefix_with_timestamps(tiny_en_model, ct2_tiny_en):
+    """With timestamps the prefix goes after <|0.00|>, as CTranslate2 and faster-whisper put it,
+    and the tokens after it are CTranslate2's; openai's placement forced a timestamp after the
+    prefix, and tiny.en then ended the window with nothing. In a batch with a window without a
+    prefix, each row is what it is alone."""
+    mel = window_mel(DATA / JFK)
+    other = window_mel(DATA / "ljspeech_LJ001-0001.wav")
+    options = DecodingOptions(language="en", prefix="And so, my fellow")
+    task = DecodingTask(tiny_en_model, options)
+    assert task.prefix_tokens[0] == task.tokenizer.timestamp_begin and task.opened
+    ours = tiny_en_model.decode(mel, options)
+    theirs = ct2_tokens(ct2_tiny_en, tiny_en_model, mel, prefix="And so, my fellow")
+    n = len(task.prefix_tokens)
+    assert theirs[:n] == list(task.prefix_tokens) and ours.tokens == theirs[n:]
+    assert ours.text.startswith("Americans ask not what your country can do for you")
+    batch = tiny_en_model.decode(np.stack([mel, other]), [options, DecodingOptions(language="en")])
+    assert [r.tokens for r in batch] == [ours.tokens, tiny_en_model.decode(other).tokens]
+    for beams in (dict(beam_size=5),):
+        alone = tiny_en_model.decode(mel, options, **beams)
+        rows = tiny_en_model.decode(
+            np.stack([other, mel]), [DecodingOptions(language="en"), options], **beams
+        )
+        assert rows[1].tokens == alone.tokens and rows[1].text.startswith("Americans")
+
+
 def test_patience_waits_for_more_finished_candidates(tiny_en_model):
     """Beam 2 on the Spanish clip (tiny.en): with patience 3 the search goes on until 6 candidates
     have finished, a superset of the 2 that patience 1 stops at, so it keeps a different,
@@ -143,7 +168,7 @@ def test_decode_checks_its_options_and_the_model_stays_usable(tiny_en_model):
         (dict(patience=float("nan"), beam_size=2), "patience must be a finite number, got nan"),
         (dict(without_timestamps="no"), "without_timestamps must be True or False, got 'no'"),
         (dict(language=5), "language must be a string, got 5"),
-        (dict(prefix=[262] * 450), "the prompt and prefix make 451 tokens, more than the model's"),
+        (dict(prefix=[262] * 450), "the prompt and prefix make 452 tokens, more than the model's"),
     ]
     for options, message in cases:
         with pytest.raises(OptionsError) as info:

@@ -272,6 +272,36 @@ def test_open_segment_after_text_timestamps_must_advance(tok):
     assert logits[0].argmax() == word(tok, " world")
 
 
+def test_a_prefix_after_zero_opens_the_first_segment(tok):
+    """<|0.00|> and a prefix forced before the sampled tokens (faster-whisper's prefix): the rules
+    read them as written, so the first sampled token is not forced to be a timestamp (openai's
+    placement forced one, and the model then ended the window); a closing timestamp must pass
+    <|0.00|>. A batch mixing such rows with plain ones applies each rule to its own rows."""
+    initial = list(tok.sot_sequence) + [tok.timestamp_begin, word(tok, " Hello")]
+    n, tb = n_vocab(tok), tok.timestamp_begin
+    values = {word(tok, " world"): 2.0, tok.eot: 1.0, ts(tok, 0.00): 1.5, ts(tok, 0.40): 0.5}
+    opened = ApplyTimestampRules(tok, len(initial), MAX_INITIAL_INDEX, opened=True)
+    logits = make_logits(n, values)
+    before = apply(opened, logits, make_tokens(initial, []))
+    assert_suppressed(before[0], logits[0], mask(n, tok.no_timestamps, range(tb, tb + 1)))
+    assert logits[0].argmax() == word(tok, " world")
+    # the same as a segment <|0.00|> Hello sampled under the plain rule
+    plain, _ = rules(tok)
+    same = make_logits(n, values)
+    plain.apply(same, make_tokens(tok.sot_sequence, [tb, word(tok, " Hello")]))
+    np.testing.assert_array_equal(logits, same)
+    # per row, and kept by select(): row 0 opened, row 1 plain (a timestamp first)
+    mixed = ApplyTimestampRules(tok, len(initial), MAX_INITIAL_INDEX, np.array([True, False]))
+    both = make_logits(n, values, values)
+    mixed.apply(both, make_tokens(initial, [], []))
+    np.testing.assert_array_equal(both[0], logits[0])
+    assert np.isneginf(both[1, :tb]).all() and both[1].argmax() == ts(tok, 0.00)
+    swapped = mixed.select(np.array([1, 0]))
+    again = make_logits(n, values, values)
+    swapped.apply(again, make_tokens(initial, [], []))
+    np.testing.assert_array_equal(again, both[::-1])
+
+
 def test_timestamp_after_text_allows_only_eot_or_a_timestamp_not_earlier(tok):
     # <|0.40|> Hello <|1.00|>: the segment just closed. Text (< eot) is forbidden; EOT is allowed;
     # the next segment may start at the same time the last one ended (timestamp_last =
@@ -689,16 +719,23 @@ def test_initial_tokens_with_long_token_prompt_keeps_the_last_n_ctx_half_minus_o
 
 
 def test_initial_tokens_with_prefix_within_its_budget(tok, make_task):
-    # sample_len=200 leaves n_ctx // 2 - 200 = 24 tokens for the prefix: the last 24 are kept.
+    # sample_len=200 leaves n_ctx // 2 - 200 = 24 tokens for the prefix: the last 24 are kept,
+    # after <|0.00|> with timestamps on (faster-whisper's place for it)
     assert make_task(tok, prefix=" Hello", sample_len=200).initial_tokens == (
         *tok.sot_sequence,
+        tok.timestamp_begin,
         *tok.encode(" Hello"),
     )
     prefix = list(range(2000, 2030))
     assert make_task(tok, prefix=prefix, sample_len=200).initial_tokens == (
         *tok.sot_sequence,
+        tok.timestamp_begin,
         *prefix[-24:],
     )
+    # a prefix of ids that starts with a timestamp gets no other
+    timed = [tok.timestamp_begin + 5, *prefix[:3]]
+    task = make_task(tok, prefix=timed, sample_len=200)
+    assert task.initial_tokens == (*tok.sot_sequence, *timed) and not task.opened
 
 
 def test_initial_tokens_with_prompt_and_prefix(tok, make_task):
@@ -716,7 +753,7 @@ def test_initial_tokens_with_prompt_and_prefix(tok, make_task):
 
 def test_initial_tokens_keep_the_prefix_with_the_default_sample_len(tok, make_task):
     got = make_task(tok, prefix="Hello world").initial_tokens
-    assert got == (*tok.sot_sequence, *tok.encode(" Hello world"))
+    assert got == (*tok.sot_sequence, tok.timestamp_begin, *tok.encode(" Hello world"))
 
 
 # ---- _verify_options ----

@@ -430,7 +430,13 @@ class BatchedTranscriber:
             tasks = [
                 DecodingTask(
                     self.model,
-                    replace(options, language=pieces[i].language, prompt=self._prompt(pieces[i])),
+                    replace(
+                        options,
+                        language=pieces[i].language,
+                        prompt=self._prompt(pieces[i]),
+                        # a piece's first window, as faster-whisper's pipeline gives it each chunk
+                        prefix=options.prefix if pieces[i].seek == 0 else None,
+                    ),
                 )
                 for i in todo
             ]
@@ -443,8 +449,9 @@ class BatchedTranscriber:
                 ends = [max(frames[i] / FRAMES_PER_SECOND - EARLY_END_MARGIN, 0) for i in todo]
                 ends += [ends[-1]] * padding
             decoded = BatchDecodingTask(tasks + [tasks[-1]] * padding, speech_ends=ends).run(rows)
-            for i, result in zip(todo, decoded):
-                results[i] = result
+            for i, task, result in zip(todo, tasks, decoded):
+                # the prefix is part of the window's text (and a segment's), as in faster-whisper
+                results[i] = replace(result, tokens=list(task.prefix_tokens) + result.tokens)
             todo = [i for i in todo if needs_fallback(results[i], *self.thresholds)]
             if not todo:
                 break

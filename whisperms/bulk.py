@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from .cli import optional
-from .errors import OptionsError, Terminated, WhispermsError, raise_terminated
+from .errors import OptionsError, WhispermsError
 
 AUDIO_EXTENSIONS = (
     ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".wma", ".mkv",
@@ -222,6 +222,14 @@ class _Worker:
         return (path, None, result.info.duration)
 
 
+class Terminated(Exception):
+    """SIGTERM (a scheduler's or `docker stop`'s): the job ends as Ctrl-C ends it."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def _make_output_dir(output_dir: str) -> None:
     """The output folder, or an OptionsError when it cannot be one (a file, or below a file)."""
     try:
@@ -404,7 +412,7 @@ def run(
     started = time.perf_counter()
     _start_ray(address)
     # after Ray's start, which puts its own handler there (a crash dump, and a varying status)
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         tasks = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)]
         workers, cpus_per_worker = _worker_shape(workers, cpus_per_worker, log)

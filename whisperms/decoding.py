@@ -198,6 +198,8 @@ class DecodingTask:
             else tok.sot_sequence
         )
         self._check_vocabulary()
+        # the prefix opens the first segment when <|0.00|> is put before it
+        self.prefix_tokens, self.opened = self._prefix_tokens()
         self.initial_tokens = self._initial_tokens()
         if len(self.initial_tokens) >= self.n_ctx:
             raise OptionsError(
@@ -224,12 +226,23 @@ class DecodingTask:
     def _encode_text(self, text):
         return self.tokenizer.encode(" " + text.strip()) if isinstance(text, str) else list(text)
 
+    def _prefix_tokens(self) -> Tuple[Tuple[int, ...], bool]:
+        """The forced start of the text: the prefix (openai's slice of it), after <|0.00|> when
+        timestamps are on and it starts with text, as CTranslate2 and faster-whisper put it
+        (openai forces a timestamp right after the prefix, and the model then mostly ends the
+        window with nothing); and whether <|0.00|> was put there."""
+        if not self.options.prefix:
+            return (), False
+        prefix = self._encode_text(self.options.prefix)
+        max_prefix_len = self.n_ctx // 2 - self.sample_len
+        prefix = prefix[-max_prefix_len:]  # openai's slice: 0 keeps the whole prefix
+        ts = self.tokenizer.timestamp_begin
+        if self.options.without_timestamps or not prefix or prefix[0] >= ts:
+            return tuple(prefix), False
+        return (ts, *prefix), True
+
     def _initial_tokens(self) -> Tuple[int, ...]:
-        tokens = list(self.sot_sequence)
-        if self.options.prefix:
-            prefix = self._encode_text(self.options.prefix)
-            max_prefix_len = self.n_ctx // 2 - self.sample_len
-            tokens += prefix[-max_prefix_len:]  # openai's slice: 0 keeps the whole prefix
+        tokens = list(self.sot_sequence) + list(self.prefix_tokens)
         if self.options.prompt:
             prompt = self._encode_text(self.options.prompt)
             tokens = [self.tokenizer.sot_prev] + prompt[-(self.n_ctx // 2 - 1) :] + tokens
@@ -253,10 +266,12 @@ class DecodingTask:
         ]
         return tuple(sorted(set(requested)))
 
-    def _logit_filters(self, sample_begin=None) -> List[LogitFilter]:
+    def _logit_filters(self, sample_begin=None, opened=None) -> List[LogitFilter]:
         """The rules, for token rows whose sampled part starts at `sample_begin` (default: after
-        the initial tokens)."""
+        the initial tokens), and whose first segment a prefix `opened` (a bool or one per row;
+        default: this task's)."""
         sample_begin = self.sample_begin if sample_begin is None else sample_begin
+        opened = self.opened if opened is None else opened
         filters: List[LogitFilter] = []
         if self.options.suppress_blank:
             filters.append(SuppressBlank(self.tokenizer, sample_begin))
@@ -267,7 +282,7 @@ class DecodingTask:
             index = None
             if self.options.max_initial_timestamp:
                 index = round(self.options.max_initial_timestamp / precision)
-            filters.append(ApplyTimestampRules(self.tokenizer, sample_begin, index))
+            filters.append(ApplyTimestampRules(self.tokenizer, sample_begin, index, opened))
         return filters
 
     def run(
@@ -412,13 +427,14 @@ class BatchDecodingTask:
         self.eot = tasks[0].tokenizer.eot
         self.no_speech = tasks[0].tokenizer.no_speech
         self.sample_len = tasks[0].sample_len
-        # one row of initial token, then the sampled part
-        self.logit_filters = tasks[0]._logit_filters(sample_begin=1)
         self.beam = first.beam_size is not None and first.temperature == 0
         if self.beam:
             self.group = first.beam_size
         else:
             self.group = (first.best_of or 1) if first.temperature > 0 else 1
+        # one row of initial token, then the sampled part; the rows a prefix opened, per row
+        opened = np.repeat([task.opened for task in tasks], self.group)
+        self.logit_filters = tasks[0]._logit_filters(sample_begin=1, opened=opened)
         if speech_ends is not None and not first.without_timestamps:
             precision = CHUNK_LENGTH / self.model.dims.n_audio_ctx
             seconds = np.asarray(speech_ends, np.float64)

@@ -34,9 +34,10 @@ class WhispermsWarning(UserWarning):
 
 class Terminated(BaseException):
     """SIGTERM (a scheduler's, `docker stop`'s, or MindSpore's own: during a graph run it turns
-    Ctrl-C into SIGTERM) raised in the main thread, so the command ends as Ctrl-C ends it: files
-    being written removed, one line, a status. A BaseException, as KeyboardInterrupt is: the
-    handlers that keep one input's failure to that input must not swallow it."""
+    Ctrl-C into SIGTERM) raised in the `whisperms` command's main thread, so that it ends as Ctrl-C
+    ends it: files being written removed, one line, a status. A BaseException, as
+    KeyboardInterrupt is: the handlers that keep one input's failure to that input must not
+    swallow it."""
 
 
 def raise_terminated(signum, frame):

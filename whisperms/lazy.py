@@ -3,11 +3,8 @@ MindSpore, the slowest part of a start, stay out of `import whisperms` and of th
 its arguments), and work begun at once on a thread of its own, waited for where it is first needed
 (InBackground)."""
 
-import os
 import threading
 from importlib import import_module
-
-from .errors import check_same_process
 
 
 def lazy_attributes(package, namespace, lazy):
@@ -33,7 +30,6 @@ class InBackground:
 
     def __init__(self, make):
         self._make = make
-        self._pid = os.getpid()
         self._done = False
         self._result = self._error = None
         self._thread = threading.Thread(target=self._run, name="whisperms-prepare", daemon=True)
@@ -48,9 +44,7 @@ class InBackground:
 
     def get(self):
         self._thread.join()
-        if not self._done:  # a child forked before the thread ended: the work is not there,
-            # and doing it again can wait for ever on a lock the thread held at the fork
-            check_same_process(self._pid)
+        if not self._done:  # a child forked before the thread ended: the work is not there
             self._run()
         if self._error is not None:
             raise self._error

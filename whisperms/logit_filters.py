@@ -1,6 +1,7 @@
 """openai's logit rules as small filters: each sets the logits (B, V) of the tokens a row may not
 take next to -inf, in place, given the tokens so far (B, T)."""
 
+import copy
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
@@ -46,18 +47,45 @@ class ApplyTimestampRules(LogitFilter):
     best text token."""
 
     def __init__(
-        self, tokenizer: Tokenizer, sample_begin: int, max_initial_timestamp_index: Optional[int]
+        self,
+        tokenizer: Tokenizer,
+        sample_begin: int,
+        max_initial_timestamp_index: Optional[int],
+        opened=False,
     ):
         self.eot = tokenizer.eot
         self.no_timestamps = tokenizer.no_timestamps
         self.timestamp_begin = tokenizer.timestamp_begin
         self.sample_begin = sample_begin
         self.max_initial_timestamp_index = max_initial_timestamp_index
+        # rows (a bool, or one per row) whose first segment a prefix after <|0.00|> opened
+        # (faster-whisper's): the grammar counts that timestamp and text as written, so no
+        # timestamp is forced after the prefix
+        self.opened = opened
+
+    def select(self, rows):
+        if np.ndim(self.opened) == 0:
+            return self
+        chosen = copy.copy(self)
+        chosen.opened = self.opened[rows]
+        return chosen
 
     def apply(self, logits, tokens):
+        opened = np.broadcast_to(self.opened, (len(tokens),))
+        if opened.all() or not opened.any():
+            self._apply(logits, tokens, opened.all())
+            return
+        for rows in (np.flatnonzero(opened), np.flatnonzero(~opened)):
+            part = logits[rows]
+            self._apply(part, tokens[rows], opened[rows[0]])
+            logits[rows] = part
+
+    def _apply(self, logits, tokens, opened: bool):
         ts = self.timestamp_begin
         logits[:, self.no_timestamps] = -np.inf
         sampled = tokens[:, self.sample_begin :]
+        if opened:  # <|0.00|> and text (0: any text token) before what is sampled
+            sampled = np.concatenate([np.tile([ts, 0], (len(tokens), 1)), sampled], axis=1)
         n = sampled.shape[1]
         is_timestamp = sampled >= ts
         last_was_timestamp = is_timestamp[:, -1] if n >= 1 else np.zeros(len(tokens), bool)

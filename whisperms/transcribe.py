@@ -221,16 +221,18 @@ class Transcriber:
             print(f"Detected language: {LANGUAGES[language].title()}")
         return language, probs[language]
 
-    def _decode_window(self, mel_segment, prompt):
+    def _decode_window(self, mel_segment, prompt, first: bool):
         """(result, audio features): the window is encoded once for every temperature and for word
-        timing."""
+        timing. The prefix goes to the audio's first window only, and is part of its text, as in
+        faster-whisper (openai puts it in every window and leaves it out of the text)."""
         audio_features = self.model.inference.embed_audio(mel_segment[None])
         result = None
         for t in self.temperatures:
             options = replace(self.transcribe_options, decoding=self.options).at_temperature(t)
-            result = DecodingTask(self.model, replace(options, prompt=prompt)).run(
-                audio_features, self.language
-            )
+            options = replace(options, prompt=prompt, prefix=options.prefix if first else None)
+            task = DecodingTask(self.model, options)
+            result = task.run(audio_features, self.language)
+            result = replace(result, tokens=list(task.prefix_tokens) + result.tokens)
             if not needs_fallback(result, *self.thresholds):
                 break
         return result, audio_features
@@ -328,7 +330,9 @@ class Transcriber:
             return
         time_offset = state.seek * HOP_LENGTH / SAMPLE_RATE
         mel_segment = pad_or_trim(segment, N_FRAMES)
-        result, audio_features = self._decode_window(mel_segment, self._prompt(state))
+        result, audio_features = self._decode_window(
+            mel_segment, self._prompt(state), first=state.seek == 0
+        )
         if is_silence(result, logprob_threshold, no_speech_threshold):
             state.seek += segment_frames  # silence: skip the whole window
             return
