@@ -433,6 +433,12 @@ def run(
                 done = next(results)
             except StopIteration:
                 break
+            except SystemError as error:
+                # Ctrl-C or SIGTERM while Ray's C code waits: its handler's exception comes back
+                # wrapped ("returned a result with an exception set")
+                if isinstance(error.__cause__, (KeyboardInterrupt, Terminated)):
+                    raise error.__cause__ from None
+                raise
             except ray.exceptions.RayError as error:  # a worker died or could not start
                 lines = [line for line in str(error).splitlines() if line.strip()]
                 raise WhispermsError(f"a Ray worker failed: {lines[-1] if lines else error}")
