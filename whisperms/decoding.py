@@ -156,6 +156,20 @@ def token_ids(value, name: str, allow=()) -> Tuple[int, ...]:
     return tuple(int(t) for t in ids)
 
 
+def check_vocabulary(options: DecodingOptions, n_vocab: int):
+    """An OptionsError for a token id in suppress_tokens, prompt or prefix that a model of `n_vocab`
+    tokens does not have (MindSpore's Gather failed on it, and the model with it)."""
+    for name in ("suppress_tokens", "prompt", "prefix"):
+        value = getattr(options, name)
+        if name != "suppress_tokens" and isinstance(value, str):
+            continue
+        ids = token_ids(value, name, allow=(-1,) if name == "suppress_tokens" else ())
+        if ids and max(ids) >= n_vocab:
+            raise OptionsError(
+                f"{name}: token id {max(ids)} is beyond this model's vocabulary of {n_vocab} tokens"
+            )
+
+
 def _verify_options(options: DecodingOptions) -> DecodingOptions:
     _check_types(options)
     if (
@@ -197,7 +211,7 @@ class DecodingTask:
             if options.without_timestamps
             else tok.sot_sequence
         )
-        self._check_vocabulary()
+        check_vocabulary(options, model.dims.n_vocab)
         # the prefix opens the first segment when <|0.00|> is put before it
         self.prefix_tokens, self.opened = self._prefix_tokens()
         self.initial_tokens = self._initial_tokens()
@@ -209,19 +223,6 @@ class DecodingTask:
         self.sample_begin = len(self.initial_tokens)
         self.sot_index = self.initial_tokens.index(tok.sot)
         self.logit_filters = self._logit_filters()
-
-    def _check_vocabulary(self):
-        n_vocab = self.model.dims.n_vocab
-        for name in ("suppress_tokens", "prompt", "prefix"):
-            value = getattr(self.options, name)
-            if name != "suppress_tokens" and isinstance(value, str):
-                continue
-            ids = token_ids(value, name, allow=(-1,) if name == "suppress_tokens" else ())
-            if ids and max(ids) >= n_vocab:
-                raise OptionsError(
-                    f"{name}: token id {max(ids)} is beyond this model's vocabulary of {n_vocab} "
-                    "tokens"
-                )
 
     def _encode_text(self, text):
         return self.tokenizer.encode(" " + text.strip()) if isinstance(text, str) else list(text)

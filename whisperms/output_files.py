@@ -40,10 +40,10 @@ def check_targets(output_format, output_dir, audio_path):
     """Before decoding a file: none of its transcripts may be a folder (os.replace could not put a
     file there) or have a name longer than the file system takes (some formats were written and
     others not, after the whole decode)."""
+    longest = _longest_name(output_dir)
     for target in output_paths(output_format, output_dir, audio_path):
         if os.path.isdir(target):
             raise OutputError(f"cannot write {target}: it is a folder")
-        longest = _longest_name(output_dir)
         if len(os.fsencode(os.path.basename(target))) > longest:
             raise OutputError(
                 f"cannot write {target}: its name is longer than the {longest} bytes the file "

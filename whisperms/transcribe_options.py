@@ -16,6 +16,7 @@ from .decoding import (
     _verify_options,
     build_tokenizer,
     check_fp16,
+    check_vocabulary,
     token_ids,
 )
 from .errors import OptionsError, WhispermsWarning
@@ -303,11 +304,5 @@ def check_with_model(model, options: TranscribeOptions) -> TranscribeOptions:
         raise OptionsError(
             "word_timestamps needs the checkpoint's alignment heads, and this one has none"
         )
-    for name in ("suppress_tokens", "prompt", "prefix"):
-        ids = getattr(decoding, name)
-        if isinstance(ids, tuple) and any(t >= model.dims.n_vocab for t in ids):
-            raise OptionsError(
-                f"{name}: token id {max(ids)} is beyond this model's vocabulary of "
-                f"{model.dims.n_vocab} tokens"
-            )
+    check_vocabulary(decoding, model.dims.n_vocab)
     return options
