@@ -34,10 +34,36 @@ def test_an_error_of_the_work_is_raised_by_get():
         job.get()
 
 
+def test_a_fork_waits_for_the_work_and_the_child_has_its_result():
+    """Work cut off by a fork can leave a library's lock held in the child (the tokenizer parser's
+    did, and the child then hung): the fork waits, and the child does not do the work again."""
+    script = (
+        "import os, time\n"
+        "from whisperms.lazy import InBackground\n"
+        "def make():\n"
+        "    time.sleep(1.0)\n"
+        "    return os.getpid()\n"
+        "job = InBackground(make)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if job.get() == os.getppid() else 1)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status), job.get() == os.getpid())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=user_env()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", "True"]
+
+
 def test_a_child_forked_before_the_work_ended_does_it_itself():
+    """Work that outlasts the fork's wait (here it waits on an event set only after the fork)."""
     script = (
         "import os, threading\n"
+        "from whisperms import lazy\n"
         "from whisperms.lazy import InBackground\n"
+        "lazy.FORK_WAIT_SECONDS = 0.5\n"
         "gate = threading.Event()\n"
         "job = InBackground(lambda: gate.wait() and 42)\n"
         "pid = os.fork()\n"

@@ -2,10 +2,13 @@
 inputs."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from test_convert import hf_folder, hf_real_folder
+from user_env import user_env
 
 from whisperms import AudioError, CheckpointError, OptionsError, load_model
 from whisperms.convert import convert, read_ctranslate2
@@ -199,3 +202,44 @@ def test_ascend_without_a_device_is_a_one_line_error(tiny_en_ct2_dir):
     with pytest.raises(OptionsError) as excinfo:
         load_model(tiny_en_ct2_dir, device="Ascend")
     one_line(excinfo, "Ascend")
+
+
+FORK_AT_ONCE = """
+import multiprocessing, sys
+from whisperms import load_model
+model = load_model(sys.argv[1])
+def child():
+    import faulthandler
+    faulthandler.dump_traceback_later(90, exit=True)
+    print(model.transcribe(sys.argv[2]).text.strip(), flush=True)
+if __name__ == "__main__":
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(120)
+    print("child exit", process.exitcode, flush=True)
+"""
+
+
+def test_a_model_forked_as_soon_as_it_is_loaded_works_and_the_script_exits_quietly(
+    tiny_en_ct2_dir,
+):
+    """A fork right after load_model (a Pool set up at once, say) cut off the tokenizer being read
+    on its own thread: the child hung on the parser's lock. And a script that imported
+    multiprocessing printed hundreds of lines of MindSpore tracebacks at exit, one per Cell of the
+    model still held in its globals."""
+    audio = DATA / "cmuarctic_aew_arctic_a0003.wav"
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_AT_ONCE, str(tiny_en_ct2_dir), str(audio)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=user_env(),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "For the 20th time that evening the two men shook hands.",
+        "child exit 0",
+    ], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr[
+        -2000:
+    ]

@@ -6,6 +6,7 @@ Ascend: float16 (LayerNorm, softmax, logits in float32), FlashAttention-2 kernel
 the native `mint` conv1d.
 """
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -26,6 +27,17 @@ NATIVE_CONV1D = "mint_conv1d"  # Conv1DExt: Ascend only ("kernel unregistered" o
 # The Ascend-only conv kernel, looked up at trace/call time so tests can substitute an emulation of
 # its contract.
 CONV_KERNELS = {"conv1d": mint.nn.functional.conv1d}
+
+
+def _plain_cell_registry():
+    """MindSpore's Cell.__del__ removes the cell from a WeakKeyDictionary, which fails once the
+    interpreter's shutdown has cleared the weakref module: a model still referenced then (a global
+    of a script that imported multiprocessing, for one) printed a traceback per Cell, hundreds of
+    lines, at exit. At exit a plain dict takes the registry's place; nothing reads it then."""
+    ms.nn.Cell.global_cells = {}
+
+
+atexit.register(_plain_cell_registry)
 
 
 @dataclass(frozen=True)
