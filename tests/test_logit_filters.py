@@ -272,24 +272,28 @@ def test_open_segment_after_text_timestamps_must_advance(tok):
     assert logits[0].argmax() == word(tok, " world")
 
 
-def test_a_prefix_after_zero_opens_the_first_segment(tok):
-    """<|0.00|> and a prefix forced before the sampled tokens (faster-whisper's prefix): the rules
-    read them as written, so the first sampled token is not forced to be a timestamp (openai's
-    placement forced one, and the model then ended the window); a closing timestamp must pass
-    <|0.00|>. A batch mixing such rows with plain ones applies each rule to its own rows."""
+def test_after_a_prefix_the_rules_read_only_what_is_sampled(tok):
+    """<|0.00|> and a prefix forced before the sampled tokens (faster-whisper's prefix), read as
+    CTranslate2 reads them: the first sampled token is free, even where timestamps outweigh the
+    best text (openai's placement forced a timestamp there, and the model then ended the window);
+    later steps follow the grammar over the sampled tokens alone, a first sampled timestamp opening
+    a segment. A batch mixing such rows with plain ones applies each rule to its own rows."""
     initial = list(tok.sot_sequence) + [tok.timestamp_begin, word(tok, " Hello")]
     n, tb = n_vocab(tok), tok.timestamp_begin
-    values = {word(tok, " world"): 2.0, tok.eot: 1.0, ts(tok, 0.00): 1.5, ts(tok, 0.40): 0.5}
+    values = {word(tok, " world"): 2.0, tok.eot: 1.0, ts(tok, 0.00): 2.5, ts(tok, 0.40): 0.5}
     opened = ApplyTimestampRules(tok, len(initial), MAX_INITIAL_INDEX, opened=True)
     logits = make_logits(n, values)
     before = apply(opened, logits, make_tokens(initial, []))
-    assert_suppressed(before[0], logits[0], mask(n, tok.no_timestamps, range(tb, tb + 1)))
-    assert logits[0].argmax() == word(tok, " world")
-    # the same as a segment <|0.00|> Hello sampled under the plain rule
+    assert_suppressed(before[0], logits[0], mask(n, tok.no_timestamps))
+    assert logits[0].argmax() == ts(tok, 0.00)
+    # then the plain grammar over the sampled part: a timestamp opened a segment (text or EOT
+    # next), text leaves timestamps and text to the probability rule
     plain, _ = rules(tok)
-    same = make_logits(n, values)
-    plain.apply(same, make_tokens(tok.sot_sequence, [tb, word(tok, " Hello")]))
-    np.testing.assert_array_equal(logits, same)
+    for sampled in ([ts(tok, 0.40)], [word(tok, " world")]):
+        after_prefix, same = make_logits(n, values), make_logits(n, values)
+        opened.apply(after_prefix, make_tokens(initial, sampled))
+        plain.apply(same, make_tokens(tok.sot_sequence, sampled))
+        np.testing.assert_array_equal(after_prefix, same)
     # per row, and kept by select(): row 0 opened, row 1 plain (a timestamp first)
     mixed = ApplyTimestampRules(tok, len(initial), MAX_INITIAL_INDEX, np.array([True, False]))
     both = make_logits(n, values, values)

@@ -434,7 +434,7 @@ class BatchedTranscriber:
                         options,
                         language=pieces[i].language,
                         prompt=self._prompt(pieces[i]),
-                        # a piece's first window, as faster-whisper's pipeline gives it each chunk
+                        # a piece's first window (faster-whisper's pipeline ignores a prefix)
                         prefix=options.prefix if pieces[i].seek == 0 else None,
                     ),
                 )
@@ -450,7 +450,8 @@ class BatchedTranscriber:
                 ends += [ends[-1]] * padding
             decoded = BatchDecodingTask(tasks + [tasks[-1]] * padding, speech_ends=ends).run(rows)
             for i, task, result in zip(todo, tasks, decoded):
-                # the prefix is part of the window's text (and a segment's), as in faster-whisper
+                # the prefix is part of the window's text (and a segment's), as in faster-whisper's
+                # sequential mode
                 results[i] = replace(result, tokens=list(task.prefix_tokens) + result.tokens)
             todo = [i for i in todo if needs_fallback(results[i], *self.thresholds)]
             if not todo:

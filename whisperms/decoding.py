@@ -301,20 +301,29 @@ class DecodingTask:
             n_samples = (self.options.best_of or 1) if self.options.temperature > 0 else 1
             rng = rng or np.random.default_rng()
             candidates = [self._sample(audio_features, rng) for _ in range(n_samples)]
+        forced = len(self.prefix_tokens)
         scores = [
-            rank_score(logprob, len(tokens), self.options.length_penalty)
+            rank_score(logprob, forced + len(tokens), self.options.length_penalty)
             for tokens, logprob, _ in candidates
         ]
         sampled, sum_logprob, no_speech_prob = candidates[int(np.argmax(scores))]
-        text = self.tokenizer.decode(sampled).strip()
+        return self.make_result(language, sampled, sum_logprob, no_speech_prob)
+
+    def make_result(self, language, tokens, sum_logprob, no_speech_prob) -> DecodingResult:
+        """The result of the chosen candidate. A prefix counts as CTranslate2 counts it (and
+        faster-whisper after it): its tokens add to the length (here, and in the ranking of the
+        candidates) and its text to the compressed text, not their log probabilities."""
+        text = self.tokenizer.decode(tokens).strip()
+        forced = len(self.prefix_tokens)
+        whole = self.tokenizer.decode([*self.prefix_tokens, *tokens]).strip() if forced else text
         return DecodingResult(
             language=language,
-            tokens=sampled,
+            tokens=tokens,
             text=text,
-            avg_logprob=sum_logprob / (len(sampled) + 1),
-            no_speech_prob=no_speech_prob,
+            avg_logprob=sum_logprob / (forced + len(tokens) + 1),
+            no_speech_prob=float(no_speech_prob),
             temperature=self.options.temperature,
-            compression_ratio=compression_ratio(text),
+            compression_ratio=compression_ratio(whole),
         )
 
     def _sample(self, audio_features, rng):
@@ -485,17 +494,11 @@ class BatchDecodingTask:
         """(key, DecodingResult) of window `index` from its candidates `found` ((tokens without
         EOT, sum of logprobs) each)."""
         task = self.tasks[index]
-        scores = [rank_score(lp, len(t), self.options.length_penalty) for t, lp in found]
+        forced = len(task.prefix_tokens)
+        scores = [rank_score(lp, forced + len(t), self.options.length_penalty) for t, lp in found]
         tokens, sum_logprob = found[int(np.argmax(scores))]
-        text = task.tokenizer.decode(tokens).strip()
-        return self.keys[index], DecodingResult(
-            language=task.options.language,
-            tokens=tokens,
-            text=text,
-            avg_logprob=sum_logprob / (len(tokens) + 1),
-            no_speech_prob=float(no_speech),
-            temperature=self.options.temperature,
-            compression_ratio=compression_ratio(text),
+        return self.keys[index], task.make_result(
+            task.options.language, tokens, sum_logprob, no_speech
         )
 
 

@@ -58,9 +58,9 @@ class ApplyTimestampRules(LogitFilter):
         self.timestamp_begin = tokenizer.timestamp_begin
         self.sample_begin = sample_begin
         self.max_initial_timestamp_index = max_initial_timestamp_index
-        # rows (a bool, or one per row) whose first segment a prefix after <|0.00|> opened
-        # (faster-whisper's): the grammar counts that timestamp and text as written, so no
-        # timestamp is forced after the prefix
+        # rows (a bool, or one per row) after a prefix (faster-whisper's: <|0.00|> and text), read
+        # as CTranslate2 reads them: the grammar sees only what is sampled after the prefix, and
+        # the first sampled token is free (no timestamp forced there)
         self.opened = opened
 
     def select(self, rows):
@@ -84,9 +84,9 @@ class ApplyTimestampRules(LogitFilter):
         ts = self.timestamp_begin
         logits[:, self.no_timestamps] = -np.inf
         sampled = tokens[:, self.sample_begin :]
-        if opened:  # <|0.00|> and text (0: any text token) before what is sampled
-            sampled = np.concatenate([np.tile([ts, 0], (len(tokens), 1)), sampled], axis=1)
         n = sampled.shape[1]
+        if opened and n == 0:
+            return
         is_timestamp = sampled >= ts
         last_was_timestamp = is_timestamp[:, -1] if n >= 1 else np.zeros(len(tokens), bool)
         penultimate_was_timestamp = is_timestamp[:, -2] if n >= 2 else np.ones(len(tokens), bool)
