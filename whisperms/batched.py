@@ -168,9 +168,14 @@ class _Piece:
     mel: Optional[np.ndarray] = None  # log-mel with a window of padding, while being decoded
     content_frames: int = field(init=False)  # mel frames of the piece's audio
     end: float = field(init=False)  # seconds where the piece ends on the transcribed timeline
+    # word timing of a piece decoded in one window aligns over its length in whole seconds, as
+    # faster-whisper's pipeline aligns a chunk (aligned to its exact end, its last word ended early)
+    aligned_frames: int = field(init=False)
 
     def __post_init__(self):
         self.content_frames = len(self.samples) // HOP_LENGTH
+        whole_seconds = -(-len(self.samples) // SAMPLE_RATE)
+        self.aligned_frames = min(N_FRAMES, whole_seconds * FRAMES_PER_SECOND)
         self.end = self.offset + len(self.samples) / SAMPLE_RATE
 
     @property
@@ -334,7 +339,8 @@ class BatchedTranscriber:
             source = _Source(
                 index,
                 duration,
-                sum(c["end"] - c["start"] for c in chunks) / SAMPLE_RATE,
+                # whole mel frames too, as the sequential mode counts the speech it joins
+                sum(c["end"] - c["start"] for c in chunks) // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE,
                 chunks,
                 language,
                 prompt_tokens,
@@ -347,7 +353,9 @@ class BatchedTranscriber:
             transcribed = sum(len(p) for _, p in spans) / SAMPLE_RATE
             source = _Source(index, duration, transcribed, None, language, prompt_tokens)
         for offset, samples in spans:
-            piece = _Piece(source, samples, offset, language=language, last_speech_timestamp=offset)
+            # word timing's "last speech": 0 at the input's start, as the sequential mode begins
+            speech = offset if source.pieces else 0.0
+            piece = _Piece(source, samples, offset, language=language, last_speech_timestamp=speech)
             if piece.content_frames > 0:
                 source.pieces.append(piece)
         source.remaining = len(source.pieces)
@@ -475,12 +483,20 @@ class BatchedTranscriber:
         )
         piece.seek += advance
         if self.options.word_timestamps:
+            pieces = piece.source.pieces
+            if window_seek == 0 and piece is not pieces[0]:
+                # the previous piece's last word, as the sequential mode carries it from window
+                # to window and faster-whisper's pipeline from chunk to chunk (the pause before a
+                # piece's first word limits its length)
+                earlier = pieces[next(i for i, p in enumerate(pieces) if p is piece) - 1]
+                piece.last_speech_timestamp = earlier.last_speech_timestamp
+            whole = self.options.vad_applies and segment_frames == piece.content_frames
             add_word_timestamps(
                 segments=current,
                 model=self.model,
                 tokenizer=tokenizer,
                 audio_features=window,
-                num_frames=segment_frames,
+                num_frames=piece.aligned_frames if whole else segment_frames,
                 last_speech_timestamp=piece.last_speech_timestamp,
                 prepend_punctuations=self.options.prepend_punctuations,
                 append_punctuations=self.options.append_punctuations,
