@@ -113,3 +113,19 @@ def test_words_match_faster_whisper(tiny_en_model, tiny_en_ct2_dir, clip, claim)
         f"{clip}: {len(ours)} words, mean |diff| {np.mean(diffs):.5f} s, max {np.max(diffs):.3f} s"
     )
     assert np.mean(diffs) < claim + ROUNDING
+
+
+def test_a_window_of_a_few_frames_gives_no_negative_times(tiny_en_model, tmp_path):
+    """25 ms of speech: the alignment has one time column, and its path ended at index -1 (as
+    openai's does): words and the segment at -0.02 s, which the CLI's printing refused with a
+    traceback and the writers wrote as they were."""
+    from whisperms.audio import SAMPLE_RATE, load_audio
+
+    audio = load_audio(str(DATA / "jfk_inaugural_1961.flac"))
+    start = round(1.5 * SAMPLE_RATE)
+    short = audio[start : start + SAMPLE_RATE // 40]
+    result = tiny_en_model.transcribe(short, word_timestamps=True, temperature=0.0)
+    assert result.segments
+    for segment in result.segments:
+        assert 0 <= segment.start <= segment.end
+        assert all(0 <= w["start"] <= w["end"] for w in segment.words)

@@ -108,7 +108,9 @@ def find_alignment(
         return []
     boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
     jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
-    jump_times = time_indices[jumps] / TOKENS_PER_SECOND
+    # a path that reaches the first frame before the first token ends at index -1 (openai's
+    # too: a 25-ms window gave times of -0.02 s, which the writers refuse)
+    jump_times = np.maximum(time_indices[jumps], 0) / TOKENS_PER_SECOND
     starts, ends = jump_times[boundaries[:-1]], jump_times[boundaries[1:]]
     probabilities = [
         float(np.mean(text_token_probs[i:j])) for i, j in zip(boundaries[:-1], boundaries[1:])
