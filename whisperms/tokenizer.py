@@ -17,6 +17,9 @@ import tokenizers
 from .errors import CheckpointError, OptionsError, WhispermsError
 from .lazy import InBackground
 
+# <|endoftext|> in the English-only and in the multilingual vocabularies
+ENGLISH_EOT, MULTILINGUAL_EOT = 50256, 50257
+
 LANGUAGES = {
     "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko":
     "korean", "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish", "pl": "polish",
@@ -382,6 +385,19 @@ def get_tokenizer(
         except WhispermsError:  # raised again, here, by the call below
             pass
     hf, id_bytes = _load(path)
+    # the one id where the two vocabularies differ: a tokenizer of the other kind decoded the
+    # model's tokens into other words, with no error
+    expected = MULTILINGUAL_EOT if multilingual else ENGLISH_EOT
+    if hf.token_to_id("<|endoftext|>") != expected:
+        kind, other = ("multilingual", "English-only")[:: 1 if multilingual else -1]
+        raise CheckpointError(
+            f"{path}: a tokenizer for {other} models, but the weights are {kind}: copy "
+            "tokenizer.json from the same model's folder or Hugging Face repository"
+        )
+        raise CheckpointError(
+            f"{path}: the tokenizer of an {other} model, but the weights are {kind}'s: copy "
+            "tokenizer.json from the same model's folder or Hugging Face repository"
+        )
     return Tokenizer(
         hf=hf, id_bytes=id_bytes, num_languages=num_languages, language=language, task=task
     )
