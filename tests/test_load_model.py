@@ -119,6 +119,42 @@ def test_named_model_offline_says_where_to_put_weights(tmp_path, monkeypatch):
     assert not (tmp_path / "base.en").exists()
 
 
+def test_a_model_converted_meanwhile_by_another_process_is_used(
+    tmp_path, monkeypatch, tiny_en_ct2_dir, jfk_tokens
+):
+    """Two processes loading one model name on a fresh machine (bulk workers, two servers): the
+    one that finished converting second failed with "already exists and is not empty". The hub is
+    unreachable here, so its download is stood in for by the Hugging Face folder it would give,
+    during which the other process's conversion lands. Only the files a conversion reads are
+    asked for (large-v3's repository also holds a float32 copy of the weights, twice the size)."""
+    import huggingface_hub
+    from huggingface_hub.utils import filter_repo_objects
+
+    monkeypatch.setenv("WHISPERMS_WEIGHTS", str(tmp_path / "weights"))
+    hub_folder = hf_folder(tmp_path / "hub", read_ctranslate2(tiny_en_ct2_dir))
+    asked = []
+
+    def download(repo, allow_patterns):
+        asked.append((repo, allow_patterns))
+        convert(tiny_en_ct2_dir, tmp_path / "weights" / "tiny.en")  # the other process
+        return str(hub_folder)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+    assert load_model("tiny.en").decode(window_mel(JFK)).tokens == jfk_tokens
+    repo, patterns = asked[0]
+    assert repo == "openai/whisper-tiny.en"
+    large_v3 = [
+        "config.json",
+        "model.safetensors",
+        "model.fp32-00001-of-00002.safetensors",
+        "model.fp32-00002-of-00002.safetensors",
+        "pytorch_model.bin",
+        "tokenizer.json",
+    ]
+    wanted = list(filter_repo_objects(large_v3, allow_patterns=patterns))
+    assert wanted == ["config.json", "model.safetensors", "tokenizer.json"]
+
+
 def test_unknown_name(tmp_path):
     with pytest.raises(CheckpointError) as excinfo:
         load_model("tiny-v9")

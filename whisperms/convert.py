@@ -485,7 +485,7 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
                 f"{dst}: already exists and is not empty (overwrite=True, --overwrite in the "
                 "CLI, replaces it)"
             )
-        if not _is_whisperms(dst):
+        if not is_whisperms(dst):
             raise CheckpointError(
                 f"{dst}: refusing to overwrite, it is not a whisperms checkpoint folder"
             )
@@ -542,7 +542,7 @@ def _user_file_modes(folder: Path):
         path.chmod(mode)
 
 
-def _is_whisperms(folder: Path) -> bool:
+def is_whisperms(folder: Path) -> bool:
     try:
         return detect_format(folder) == "whisperms"
     except CheckpointError:

@@ -9,12 +9,15 @@ nothing imports back.
 import os
 from pathlib import Path
 
-from .convert import RELEASED_DIMENSIONS, convert
+from .convert import RELEASED_DIMENSIONS, convert, is_whisperms
 from .errors import CheckpointError
 
 WEIGHTS_ENV = "WHISPERMS_WEIGHTS"  # overrides where named models are looked up and cached
 
 ALIASES = {"large": "large-v3", "turbo": "large-v3-turbo"}
+# what a conversion reads from a hub repository: the float32 copies some repositories also hold
+# (model.fp32-0000N-of-0000M.safetensors) would triple large-v3's download
+HUB_FILES = ["*.json", "*.txt", "model.safetensors", "model-*-of-*.safetensors"]
 HF_REPOS = {
     name: f"openai/whisper-{'large' if name == 'large-v1' else name}"
     for name in RELEASED_DIMENSIONS
@@ -57,9 +60,7 @@ def _download(name, dst: Path) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        folder = snapshot_download(
-            HF_REPOS[name], allow_patterns=["*.json", "*.safetensors", "*.txt"]
-        )
+        folder = snapshot_download(HF_REPOS[name], allow_patterns=HUB_FILES)
     # offline, hub unreachable, or repo missing: all end the same way for the user
     except Exception as error:
         raise CheckpointError(
@@ -69,4 +70,10 @@ def _download(name, dst: Path) -> Path:
             f"{dst} "
             f"(or set {WEIGHTS_ENV})"
         ) from None
-    return convert(folder, dst)
+    try:
+        return convert(folder, dst)
+    except CheckpointError:
+        # another process (a worker, a second server) converted the same model meanwhile
+        if is_whisperms(dst):
+            return dst
+        raise
