@@ -68,6 +68,39 @@ def test_models_lists_every_name_and_what_is_local(tmp_path, tiny_en_ct2_dir):
     assert lines == expected + [f"{'large':16s} -> large-v3", f"{'turbo':16s} -> large-v3-turbo"]
 
 
+def test_models_into_a_pipe_closed_early(tmp_path):
+    """`whisperms models | head -1`: a reader that stops reading (here: one gone before the first
+    line) is no error; that was a BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from user_env import user_env
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "whisperms", "models"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            env=user_env({"WHISPERMS_WEIGHTS": str(tmp_path)}),
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_option_names_in_a_message_are_the_cli_s():
+    """Every option a message names is spelled as on the command line, not only the first."""
+    audio = DATA / "jfk_inaugural_1961.flac"
+    options = ("--batch_size", "8", "--hallucination_silence_threshold", "1")
+    proc = run(audio, *options, "--word_timestamps", "True")
+    assert_clean_error(proc, 2, "--hallucination_silence_threshold", "leave out --batch_size")
+
+
 def test_convert_overwrite(tmp_path, tiny_en_ct2_dir):
     """README's first command: `convert --overwrite` replaces an earlier checkpoint (float16 ->
     float32 here); without the flag the earlier one is kept and the error names the folder and the

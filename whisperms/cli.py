@@ -368,10 +368,15 @@ def _transcribe_options(args):
 
 
 def _as_cli_option(message, parser):
-    """transcribe_options names options as keywords ("best_of must be ..."); on the command line
-    they are --best_of."""
-    name = message.split(" ", 1)[0].rstrip(":")
-    return f"--{message}" if any(action.dest == name for action in parser._actions) else message
+    """Keywords of transcribe_options' messages ("best_of must be ...") as --best_of: the first
+    word, and later ones with an underscore (plain words such as "language" stay)."""
+    names = {action.dest for action in parser._actions if action.option_strings}
+    words = message.split(" ")
+    cli = [
+        f"--{w}" if w.rstrip(":,.)") in names and (i == 0 or "_" in w) else w
+        for i, w in enumerate(words)
+    ]
+    return " ".join(cli)
 
 
 def _transcribe_main(argv):
@@ -516,20 +521,15 @@ def _convert_main(argv):
 
 
 def _models_main(argv):
-    Parser(prog="whisperms models", description="Known model names and local copies.").parse_args(
-        argv
-    )
+    parser = Parser(prog="whisperms models", description="Known model names and local copies.")
+    parser.parse_args(argv)
     from .hub import ALIASES, RELEASED_DIMENSIONS, weights_root
 
     root = weights_root()
     for name in RELEASED_DIMENSIONS:
         local = root / name / "model.safetensors"
-        where = (
-            f"{local.stat().st_size / 1e6:.0f} MB at {local.parent}"
-            if local.is_file()
-            else "not downloaded"
-        )
-        print(f"{name:16s} {where}")
+        size = f"{local.stat().st_size / 1e6:.0f} MB at {local.parent}" if local.is_file() else ""
+        print(f"{name:16s} {size or 'not downloaded'}")
     for alias, name in ALIASES.items():
         print(f"{alias:16s} -> {name}")
     return 0
@@ -550,9 +550,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     text = str(message).splitlines()[0] if str(message) else category.__name__
     ours = issubclass(category, WhispermsWarning) or text.startswith("whisperms: ")
     text = text.removeprefix("whisperms: ")
-    print(
-        f"whisperms: warning: {text}" + ("" if ours else f" ({category.__name__})"), file=sys.stderr
-    )
+    tag = "" if ours else f" ({category.__name__})"
+    print(f"whisperms: warning: {text}{tag}", file=sys.stderr)
 
 
 def main(argv=None):
@@ -568,6 +567,9 @@ def main(argv=None):
         if argv and argv[0] in commands:
             return commands[argv[0]](argv[1:])
         return _transcribe_main(argv)
+    except BrokenPipeError:  # `whisperms models | head -1`: a reader that has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         return _stopped("interrupted", 128 + signal.SIGINT)  # as a shell reports it
     except Terminated:  # also Ctrl-C during a MindSpore graph run: MindSpore makes it SIGTERM
