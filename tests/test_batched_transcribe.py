@@ -255,6 +255,29 @@ def test_an_input_queue_is_taken_as_inputs_arrive(tiny_en_model):
         assert _segments(result) == _segments(BatchedTranscriber(tiny_en_model).run(clips[index]))
 
 
+def test_an_input_behind_a_long_one_takes_its_turn(tiny_en_model, pauses):
+    """A server's short request queued behind a long one is decoded in the next batch, the inputs
+    taking turns: it waited for nearly all the long one's pieces (a 1.9-s clip behind a 10-min
+    upload took 37 s, against 0.8 s alone). Each still gets exactly its result alone; a list of
+    files is read as before, as the batches need more pieces."""
+    from whisperms.batched import InputQueue
+
+    path, _ = pauses
+    long = np.tile(load_audio(str(path)), 3)  # 3 min: 7 pieces, 4 batches of 2
+    short = str(DATA / "ljspeech_LJ001-0002.wav")
+    transcriber, inputs = BatchedTranscriber(tiny_en_model, batch_size=2), InputQueue()
+    inputs.put(long)
+    inputs.put(short)
+    finished, batches = [], {}
+    for index, result in transcriber.results(inputs):
+        finished.append((index, result))
+        batches[index] = transcriber.batches
+    assert batches == {1: 1, 0: transcriber.batches} and transcriber.batches >= 4
+    alone = BatchedTranscriber(tiny_en_model, batch_size=2)
+    for index, result in finished:
+        assert _segments(result) == _segments(alone.run(short if index else long))
+
+
 def test_options_of_the_batched_mode():
     assert transcribe_options(batch_size=8).vad_parameters == VadOptions(
         max_speech_duration_s=30, min_silence_duration_ms=160

@@ -17,14 +17,13 @@ by default) is one piece of any length, transcribed window by window as the sequ
 Files are read only when the batch needs more windows, and each file's result is given as soon as
 its last piece is done, so a long list of files streams through a fixed amount of memory. Inputs may
 also arrive while others are decoded (`InputQueue`, a server's requests) and may each have their own
-language and initial prompt (`BatchInput`): they join the next batch with room.
+language and initial prompt (`BatchInput`; both in batch_inputs.py): they join the next batch, the
+inputs taking turns, so that one behind a long input is not kept waiting for all its pieces.
 """
 
-import queue
-import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -40,6 +39,7 @@ from .audio import (
     log_mel_spectrogram,
     pad_or_trim,
 )
+from .batch_inputs import BatchInput, Cancelled, InputQueue
 from .decoding import BatchDecodingTask, DecodingTask, build_tokenizer, detect_language
 from .errors import OptionsError, WhispermsError
 from .segments import (
@@ -73,62 +73,6 @@ EARLY_END_MARGIN = 1.0
 # Windows per encoder call on CPU: one at a time runs as fast per window (slower batched on an AVX2
 # CPU), holds one window's activations instead of eight, and reuses the sequential mode's graph.
 CPU_ENCODER_GROUP = 1
-
-
-@dataclass(frozen=True)
-class BatchInput:
-    """An input with options of its own: `audio` (a path or 16-kHz samples, as transcribe takes)
-    and the `language` and `initial_prompt` for it alone (None: the transcriber's). These two may
-    differ within a batch; inputs differing in any other option need a transcriber of their own."""
-
-    audio: Any
-    language: Optional[str] = None
-    initial_prompt: Optional[str] = None
-
-
-class InputQueue:
-    """Inputs that arrive while others are being decoded (a server's requests), for
-    `BatchedTranscriber.results`: `put` (from any thread) returns the input's index, and the
-    transcriber takes what has arrived whenever its batch has room. Its `results` ends once nothing
-    is in flight and nothing has arrived: run it again for inputs put later."""
-
-    def __init__(self):
-        self._items: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()  # indices in the order items are queued
-        self._count = 0
-        self._cancelled: set = set()
-
-    def put(self, audio) -> int:
-        """Queue an input (what `results` takes: a path, samples or a BatchInput); its index."""
-        with self._lock:
-            index = self._count
-            self._count += 1
-            self._items.put((index, audio))
-        return index
-
-    def take(self) -> Optional[Tuple[int, Any]]:
-        """(index, input) of the oldest input not yet taken, or None if there is none now."""
-        try:
-            return self._items.get_nowait()
-        except queue.Empty:
-            return None
-
-    def cancel(self, index: int):
-        """Give up the input `index` (from any thread; its requester is gone): `results` decodes
-        no more of it and gives it as Cancelled at once."""
-        with self._lock:
-            self._cancelled.add(index)
-
-    def cancelled(self, index: int) -> bool:
-        with self._lock:
-            return index in self._cancelled
-
-
-class Cancelled(WhispermsError):
-    """The result of an input given up (InputQueue.cancel) before it was done."""
-
-    def __init__(self):
-        super().__init__("given up before it was transcribed")
 
 
 @dataclass
@@ -258,7 +202,11 @@ class BatchedTranscriber:
         finish; an input that cannot be read, or whose options the model cannot take, gives (index,
         its WhispermsError) and the others go on. From an InputQueue: the inputs put before the
         queue is found empty with nothing in flight."""
-        if isinstance(audios, InputQueue):
+        # arriving inputs (a server's requests) are taken while fewer inputs than a batch are
+        # decoding, however many pieces those have: one behind a long input is decoded at once;
+        # inputs to be read (files) only when the pieces run short, which bounds the audio held
+        arriving = isinstance(audios, InputQueue)
+        if arriving:
             take, cancelled = audios.take, audios.cancelled
         else:
             inputs = enumerate(audios)
@@ -278,7 +226,9 @@ class BatchedTranscriber:
                     pending = deque(p for p in pending if p.source.index not in gone)
                     for index in sorted(gone):
                         yield index, Cancelled()
-                while len(pending) < self.batch_size:
+                while len(pending) < self.batch_size or (
+                    arriving and len({p.source.index for p in pending}) < self.batch_size
+                ):
                     item = take()
                     if item is None:
                         break
@@ -301,7 +251,7 @@ class BatchedTranscriber:
                     bar.refresh()
                 if not pending:
                     return
-                batch = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
+                batch = _take_in_turn(pending, self.batch_size)
                 self._advance(batch)
                 # a piece not yet done goes first into the next batch: its input finishes sooner
                 for piece in reversed(batch):
@@ -561,6 +511,25 @@ class BatchedTranscriber:
             language=language,
             info=info,
         )
+
+
+def _take_in_turn(pending: deque, size: int) -> List[_Piece]:
+    """Up to `size` pieces of `pending` for the next batch, its inputs in turn: the first piece of
+    each input (in the queue's order), then the second of each, ... An input queued behind a long
+    one is in the next batch, not after all the long one's pieces. Each input's pieces keep their
+    order, and a piece still being decoded (queued first) keeps its place."""
+    turns, ranked = {}, []
+    for position, piece in enumerate(pending):
+        turn = turns.get(piece.source.index, 0)
+        turns[piece.source.index] = turn + 1
+        ranked.append((turn, position))
+    chosen = sorted(position for _, position in sorted(ranked)[:size])
+    batch = [pending[position] for position in chosen]
+    taken = set(chosen)
+    kept = [piece for position, piece in enumerate(pending) if position not in taken]
+    pending.clear()
+    pending.extend(kept)
+    return batch
 
 
 def _clamp_to_piece(segment: Segment, piece: _Piece):

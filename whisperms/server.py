@@ -31,7 +31,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from .batched import DEFAULT_BATCH_SIZE, BatchedTranscriber, BatchInput, InputQueue
+from .batch_inputs import BatchInput, InputQueue
+from .batched import DEFAULT_BATCH_SIZE, BatchedTranscriber
 from .errors import AudioError, OptionsError, WhispermsError, WhispermsWarning
 from .tokenizer import LANGUAGES
 from .transcribe_options import check_number, model_language
