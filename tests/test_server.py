@@ -305,7 +305,7 @@ def test_a_request_whose_client_has_gone_is_not_decoded(tiny_en_model):
     after it gets its text."""
     import http.client
 
-    from whisperms.server import DEFAULT_REQUEST
+    from whisperms.server_worker import DEFAULT_REQUEST
 
     server = _Server(tiny_en_model, hold=True)
     try:
@@ -426,7 +426,7 @@ def test_a_busy_group_gives_the_others_a_turn():
     """A group's turn hands out the requests queued when it began (at least a batch), then stops
     taking while another group has requests waiting, and goes on taking when none does."""
     from whisperms.batched import InputQueue
-    from whisperms.server import _Turn
+    from whisperms.server_worker import _Turn
 
     queue, others = InputQueue(), [True]
     for name in "abcde":
@@ -458,3 +458,71 @@ def test_upload_limits_and_ports_out_of_range_are_refused(tiny_en_model, capsys)
         assert (
             len(err) == 1 and err[0].startswith("whisperms-server: error: ") and message in err[0]
         )
+
+
+def test_the_address_is_checked_before_the_model_loads(capsys):
+    """A port in use was found by uvicorn after the model had loaded: six lines of its log."""
+    from whisperms.server import main
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["--model", "no-such-model", "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    message = f"cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert err == [f"whisperms-server: error: {message}"]
+
+
+def test_a_second_ctrl_c_ends_the_server_at_once(tiny_en_ct2_dir):
+    """Once a request has been decoded, MindSpore's SIGINT handler (set by every graph run) makes
+    Ctrl-C a SIGTERM, so uvicorn's "a second Ctrl-C forces the exit" no longer held: with a client
+    stalled in mid-upload the server waited for it. Now the second signal ends it."""
+    import signal
+    import subprocess
+    import sys
+
+    from user_env import user_env
+
+    port = _free_port()
+    script = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal\n"
+        "from whisperms.server import main\n"
+        "sys.exit(main())\n"
+    )
+    args = ["--model", str(tiny_en_ct2_dir), "--port", str(port)]
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=user_env(),
+    )
+    try:
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=300
+        )
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with open(DATA / CLIPS[0], "rb") as f:
+                    client.audio.transcriptions.create(model="whisper-1", file=f)
+                break
+            except openai.APIConnectionError:
+                assert time.monotonic() < deadline and process.poll() is None, "no server"
+                time.sleep(0.5)
+        stalled = socket.create_connection(("127.0.0.1", port))
+        stalled.sendall(
+            b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+        )
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        time.sleep(2)
+        assert process.poll() is None  # the first waits for the stalled upload
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+        stalled.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

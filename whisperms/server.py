@@ -8,10 +8,10 @@ timestamp_granularities[]) and answer as OpenAI's API does, so its clients work 
 `GET /v1/models` lists the model served. Errors are OpenAI's error object with status 400 (a bad
 file or option) or 404 (another model).
 
-Concurrent requests share batches: requests that decode alike (task, temperature, word timestamps)
-are one group, whose inputs go into an InputQueue that one worker thread runs through a
-BatchedTranscriber (whisperms/batched.py); a request joins the next batch with room, with its own
-language and prompt, and is answered as soon as its own audio is done.
+Concurrent requests share batches (server_worker.py): requests that decode alike (task,
+temperature, word timestamps) are one group, whose inputs go into an InputQueue that one worker
+thread runs through a BatchedTranscriber (whisperms/batched.py); a request joins the next batch,
+with its own language and prompt, and is answered as soon as its own audio is done.
 
 As OpenAI's API: temperature 0 (the default) decodes with the temperature fallback, another value
 at that temperature alone.
@@ -19,21 +19,21 @@ at that temperature alone.
 
 import argparse
 import asyncio
-import concurrent.futures
 import io
 import os
 import re
 import shutil
+import signal
+import socket
 import sys
 import tempfile
-import threading
 import warnings
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
-from .batch_inputs import BatchInput, InputQueue
-from .batched import DEFAULT_BATCH_SIZE, BatchedTranscriber
+from .batch_inputs import BatchInput
+from .batched import DEFAULT_BATCH_SIZE
 from .errors import AudioError, OptionsError, WhispermsError, WhispermsWarning
+from .server_worker import BatchingWorker
 from .tokenizer import LANGUAGES
 from .transcribe_options import check_number, model_language
 
@@ -41,8 +41,6 @@ RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("segment", "word")
 # The name OpenAI's clients send by default; accepted for the model served.
 OPENAI_MODEL = "whisper-1"
-# What a request without options of its own asks for
-DEFAULT_REQUEST = {"task": "transcribe", "word_timestamps": False}
 # Larger uploads are refused (413). OpenAI's own limit is 25 MB; a self-hosted server takes longer
 # recordings.
 DEFAULT_MAX_UPLOAD_MB = 200
@@ -64,147 +62,6 @@ RETRY_AFTER_SECONDS = 1
 # other name (too long for the file system, a NUL, a path) is dropped, not passed to the OS.
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,16}")
 MAX_PORT = 65535
-
-
-@dataclass
-class _Group:
-    """Requests that decode alike: their transcriber, queue and the futures waiting on them."""
-
-    transcriber: BatchedTranscriber
-    inputs: InputQueue = field(default_factory=InputQueue)
-    futures: Dict[int, concurrent.futures.Future] = field(default_factory=dict)
-
-
-class _Turn(InputQueue):
-    """A group's queue for one turn of the worker: it hands out the inputs queued when the turn
-    began (at least a batch of them), and later ones only while no other group has requests
-    waiting. A busy group would otherwise keep its turn for as long as its requests arrive, and a
-    request of another kind (word timestamps, a translation) would wait all that time."""
-
-    def __init__(self, queue: InputQueue, quota: int, others_waiting):
-        self._queue, self._quota, self._others_waiting = queue, quota, others_waiting
-        self._taken = 0
-
-    def put(self, audio) -> int:
-        return self._queue.put(audio)
-
-    def cancel(self, index: int):
-        self._queue.cancel(index)
-
-    def cancelled(self, index: int) -> bool:
-        return self._queue.cancelled(index)
-
-    def take(self):
-        if self._taken >= self._quota and self._others_waiting():
-            return None
-        item = self._queue.take()
-        self._taken += item is not None
-        return item
-
-
-class BatchingWorker:
-    """One thread that decodes every request: each group's queued inputs go through its
-    transcriber in shared batches, and each request's future gets its result (or WhispermsError).
-
-    `start=False` leaves the thread to `start()`: requests queue up meanwhile (tests use it to
-    put several requests into one batch for certain)."""
-
-    def __init__(
-        self, model, *, batch_size: int = DEFAULT_BATCH_SIZE, start: bool = True, **options
-    ):
-        self.model = model
-        self.batch_size = batch_size
-        self.options = options
-        self._groups: Dict[Tuple, _Group] = {}
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="whisperms-batching", daemon=True)
-        # the plain requests' group now: options the batched mode refuses fail at once
-        self._group(DEFAULT_REQUEST)
-        if start:
-            self.start()
-
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        self._stopped = True
-        self._wake.set()
-
-    def queued(self) -> int:
-        """Requests waiting for their result (not those given up)."""
-        with self._lock:
-            futures = [f for group in self._groups.values() for f in group.futures.values()]
-        return sum(not f.cancelled() for f in futures)
-
-    def cancel(self, future: concurrent.futures.Future):
-        """Give up a request (its client is gone): what is left of its input is not decoded, and
-        it no longer counts as queued."""
-        with self._lock:
-            for group in self._groups.values():
-                index = next((i for i, f in group.futures.items() if f is future), None)
-                if index is not None:
-                    group.inputs.cancel(index)
-        future.cancel()
-        self._wake.set()
-
-    def submit(self, item: BatchInput, **options) -> concurrent.futures.Future:
-        """A future of `item`'s TranscriptionResult (or WhispermsError); `options` (task,
-        temperature, word_timestamps) choose its group. Options the mode refuses raise
-        OptionsError here."""
-        with self._lock:
-            group = self._group(options)
-            future: concurrent.futures.Future = concurrent.futures.Future()
-            # registered before the worker can take the input
-            group.futures[group.inputs.put(item)] = future
-        self._wake.set()
-        return future
-
-    def _group(self, options: dict) -> _Group:
-        key = tuple(sorted({**DEFAULT_REQUEST, **options}.items()))
-        group = self._groups.get(key)
-        if group is None:
-            settings = {**self.options, **dict(key)}
-            transcriber = BatchedTranscriber(
-                self.model, progress=False, batch_size=self.batch_size, **settings
-            )
-            group = self._groups[key] = _Group(transcriber)
-        return group
-
-    def _run(self):
-        while not self._stopped:
-            self._wake.wait()
-            self._wake.clear()
-            with self._lock:
-                groups = list(self._groups.values())
-            for group in groups:
-                with self._lock:
-                    quota = max(self.batch_size, len(group.futures))
-                turn = _Turn(group.inputs, quota, lambda g=group: self._others_waiting(g))
-                try:
-                    for index, result in group.transcriber.results(turn):
-                        with self._lock:
-                            future = group.futures.pop(index)
-                        # a request given up (its client gone) is not answered
-                        if future.set_running_or_notify_cancel():
-                            future.set_result(result)
-                except Exception as error:  # a bug: fail the group's waiting requests, go on
-                    with self._lock:
-                        waiting = list(group.futures.values())
-                        group.futures.clear()
-                        while group.inputs.take() is not None:
-                            pass
-                    for future in waiting:
-                        if future.set_running_or_notify_cancel():
-                            future.set_exception(error)
-            with self._lock:
-                if any(group.futures for group in self._groups.values()):
-                    self._wake.set()  # a turn ended with requests left: another round
-
-    def _others_waiting(self, group: _Group) -> bool:
-        with self._lock:
-            return any(g.futures for g in self._groups.values() if g is not group)
 
 
 def _error(
@@ -571,6 +428,7 @@ def main(argv=None) -> int:
         _checked_upload_limit(args.max_upload_mb)
         if not 0 <= args.port <= MAX_PORT:
             raise OptionsError(f"--port must be from 0 to {MAX_PORT}, got {args.port}")
+        _check_address(args.host, args.port)
         model = load_model(args.model, download_root=args.model_dir)
         app = create_app(
             model,
@@ -582,5 +440,26 @@ def main(argv=None) -> int:
     except WhispermsError as error:
         print(f"whisperms-server: error: {error}", file=sys.stderr)
         return 1
-    uvicorn.run(app, host=args.host, port=args.port)
-    return 0
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            # MindSpore's SIGINT handler (set again by every graph run) makes Ctrl-C a SIGTERM:
+            # a second signal forces the exit, as uvicorn's second Ctrl-C does
+            super().handle_exit(signal.SIGINT if self.should_exit else sig, frame)
+
+    server = Server(uvicorn.Config(app, host=args.host, port=args.port))
+    server.run()
+    return 0 if server.started else 1
+
+
+def _check_address(host: str, port: int):
+    """An OptionsError unless the server can listen there, asked before the model loads: uvicorn
+    found out after it, in six lines of its log."""
+    if port == 0:
+        return
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        reason = str(error.strerror or error).split(" (while attempting")[0]
+        raise OptionsError(f"cannot listen on {host}:{port}: {reason}") from None
