@@ -27,6 +27,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 import warnings
 from typing import Dict, List, Optional
 
@@ -34,6 +35,7 @@ from .batch_inputs import BatchInput
 from .batched import DEFAULT_BATCH_SIZE
 from .errors import AudioError, OptionsError, WhispermsError, WhispermsWarning
 from .server_worker import BatchingWorker
+from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
 from .tokenizer import LANGUAGES
 from .transcribe_options import check_number, model_language
 
@@ -180,11 +182,18 @@ def _verbose(result, task: str, granularities: List[str]) -> dict:
             body["segments"].append(d)
     if words:
         body["words"] = [
-            {"word": w["word"], "start": w["start"], "end": w["end"]}
+            {"word": word, "start": w["start"], "end": w["end"]}
             for s in result.segments
             for w in (s.words or [])
+            if (word := api_word(w["word"]))
         ]
     return body
+
+
+def api_word(word: str) -> str:
+    """A word as OpenAI's API gives it: no space before it and no punctuation around it (' trail,'
+    is 'trail'); Whisper's words carry both. Punctuation alone is no word."""
+    return word.strip().strip(PREPEND_PUNCTUATIONS + APPEND_PUNCTUATIONS).strip()
 
 
 def create_app(
@@ -233,7 +242,8 @@ def create_app(
         # OpenAI's error object too, not {"detail": ...}
         return _error(error.status_code, str(error.detail), headers=error.headers)
 
-    served = {"id": name, "object": "model", "owned_by": "whisperms"}
+    # OpenAI's Model object; created: when this server began serving it (Unix seconds)
+    served = {"id": name, "object": "model", "created": int(time.time()), "owned_by": "whisperms"}
 
     def not_served(model_name: str):
         return _error(
