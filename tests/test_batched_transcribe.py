@@ -290,6 +290,12 @@ def test_options_of_the_batched_mode():
         transcribe_options(batch_size=0)
     with pytest.raises(OptionsError, match="sequential mode only"):
         transcribe_options(batch_size=2, word_timestamps=True, hallucination_silence_threshold=1.0)
+    # faster-whisper's pipeline takes clips as dicts of seconds: the same clips
+    clips = [{"start": 2, "end": 12}, {"start": 20, "end": 30.5}]
+    as_dicts = transcribe_options(batch_size=8, clip_timestamps=clips).clip_timestamps
+    assert as_dicts == transcribe_options(clip_timestamps="2,12,20,30.5").clip_timestamps
+    with pytest.raises(OptionsError, match="need 'start' and 'end' in each"):
+        transcribe_options(batch_size=8, clip_timestamps=[{"start": 2}])
 
 
 def test_cli_batch_size_writes_every_file(tiny_en_ct2_dir, tmp_path):

@@ -246,6 +246,11 @@ def _clip_seconds(value) -> Tuple[float, ...]:
             ) from None
     elif isinstance(value, numbers.Real):
         value = [value]
+    elif isinstance(value, Sequence) and value and all(isinstance(c, dict) for c in value):
+        # faster-whisper's pipeline form: [{"start": s, "end": e}, ...] in seconds
+        if any(set(c) != {"start", "end"} for c in value):
+            raise OptionsError("clip_timestamps given as dicts need 'start' and 'end' in each")
+        value = [ts for clip in value for ts in (clip["start"], clip["end"])]
     if not isinstance(value, (Sequence, np.ndarray)):
         raise OptionsError(
             f"clip_timestamps must be 'start,end,...' seconds or a list of them, got {value!r}"
