@@ -713,6 +713,25 @@ def test_save_refuses_to_overwrite(tmp_path, tiny):
     assert read_whisperms(save_checkpoint(tiny, empty)).name == "tiny.en"
 
 
+def test_a_checkpoint_is_written_through_a_symbolic_link(tmp_path, tiny):
+    """weights/tiny.en a link to a folder on a bigger disk: the checkpoint goes into the link's
+    target (the temporary folder was made beside the link's own name, and the rename onto the link
+    failed with 'Not a directory' after the whole write); with overwrite the target is replaced and
+    the link kept (the link was replaced by a folder, its target left with the old weights). An
+    empty folder is filled in place (a mount point cannot be renamed onto), as this one is."""
+    disk = tmp_path / "disk" / "tiny.en"
+    disk.mkdir(parents=True)
+    link = tmp_path / "weights" / "tiny.en"
+    link.parent.mkdir()
+    link.symlink_to(disk)
+    assert save_checkpoint(tiny, link) == link
+    assert read_whisperms(disk).name == "tiny.en" and link.is_symlink()
+    save_checkpoint(replace(tiny, name="renamed"), link, overwrite=True)
+    assert link.is_symlink() and read_whisperms(disk).name == "renamed"
+    assert os.listdir(link.parent) == ["tiny.en"]  # nothing left beside the link
+    assert sorted(os.listdir(disk.parent)) == ["tiny.en"]
+
+
 def test_save_failure_leaves_nothing(tmp_path, tiny):
     broken = Checkpoint(tiny.dims, tiny.state, None, tmp_path / "no-such-tokenizer.json", "x", {})
     out = tmp_path / "out"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import shutil
 import uuid
@@ -489,9 +490,12 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
             raise CheckpointError(
                 f"{dst}: refusing to overwrite, it is not a whisperms checkpoint folder"
             )
+    real = Path(os.path.realpath(dst))  # a symbolic link's target is what is written
+    # an empty folder is filled in place: a mount point cannot be replaced by a rename
+    empty = real.is_dir() and not any(real.iterdir())
     try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.partial-{uuid.uuid4().hex[:8]}")
+        real.parent.mkdir(parents=True, exist_ok=True)
+        tmp = (real if empty else real.parent) / f".{real.name}.partial-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
     except OSError as e:
         raise CheckpointError(
@@ -514,7 +518,10 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         _user_file_modes(tmp)
-        _move_into_place(tmp, dst, overwrite)
+        if empty:
+            _fill_in_place(tmp, real)
+        else:
+            _move_into_place(tmp, real, overwrite)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, CheckpointError):
@@ -547,6 +554,15 @@ def is_whisperms(folder: Path) -> bool:
         return detect_format(folder) == "whisperms"
     except CheckpointError:
         return False
+
+
+def _fill_in_place(tmp: Path, dst: Path):
+    """Move the files of `tmp` (a folder inside the empty `dst`) up into `dst`."""
+    if os.listdir(dst) != [tmp.name]:
+        raise CheckpointError(f"{dst}: written meanwhile, by another conversion?")
+    for name in os.listdir(tmp):
+        os.replace(tmp / name, dst / name)
+    tmp.rmdir()
 
 
 def _move_into_place(tmp: Path, dst: Path, overwrite: bool):
