@@ -188,6 +188,17 @@ def test_undecodable_file_raises_one_line_error(tmp_path, name, content):
     assert "\n" not in message and str(path) in message and "could not decode" in message
 
 
+@pytest.mark.parametrize("name", ["x.wav", "x.m4a", "x"])
+def test_an_empty_file_is_said_to_be_empty(tmp_path, name):
+    """A zero-byte file (a failed download or copy) was 'not a supported audio format, or
+    corrupted', or blamed on a missing ffmpeg."""
+    path = tmp_path / name
+    path.write_bytes(b"")
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    assert str(info.value) == f"could not decode audio file {path}: the file is empty"
+
+
 def test_m4a_needs_ffmpeg(tmp_path):
     """Exactly one branch runs: decode a real m4a when ffmpeg is on PATH, else a clear error naming
     ffmpeg."""

@@ -796,6 +796,11 @@ def test_unknown_and_missing_folders(tmp_path, tiny_en_ct2_dir):
     with pytest.raises(CheckpointError) as excinfo:
         read_checkpoint(tmp_path / "absent")
     assert_one_line_error(excinfo, "absent", "no such checkpoint folder")
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"")
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(weights)  # the file for its folder
+    assert_one_line_error(excinfo, str(weights), "a file; give the checkpoint folder it is in")
 
     odd = tmp_path / "odd"
     odd.mkdir()

@@ -125,6 +125,8 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
             audio, rate, cut = _read_mono(path)
     # soundfile.LibsndfileError; its text can be misleading ("file does not exist")
     except RuntimeError:
+        if os.path.getsize(path) == 0:  # a failed download or copy: say so, not "corrupted"
+            raise AudioError(f"could not decode audio file {path}: the file is empty") from None
         if shutil.which("ffmpeg"):
             return _load_with_ffmpeg(path, sr)
         ext = os.path.splitext(path)[1].lower()

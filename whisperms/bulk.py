@@ -449,7 +449,9 @@ def run(
                 else:
                     stats["failed"] += 1
                     stats["failures"].append((path, error))
-                    log(f"whisperms-bulk: error: {path}: {error}")
+                    # the audio loader's own messages name the file already
+                    about = error if path in error else f"{path}: {error}"
+                    log(f"whisperms-bulk: error: {about}")
     finally:
         ray.shutdown()
         signal.signal(signal.SIGTERM, previous)

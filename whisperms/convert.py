@@ -161,6 +161,8 @@ def detect_format(folder) -> str:
     """ "whisperms", "huggingface" or "ctranslate2" for a checkpoint folder; CheckpointError
     otherwise."""
     folder = Path(folder)
+    if folder.is_file():  # model.safetensors or model.bin given for its folder
+        raise CheckpointError(f"{folder}: a file; give the checkpoint folder it is in")
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such checkpoint folder")
     config = _read_json(folder / CONFIG_FILE) if (folder / CONFIG_FILE).is_file() else {}
