@@ -296,3 +296,41 @@ def test_a_tokenizer_of_the_other_vocabulary_is_a_one_line_error(tmp_path, tiny_
     with pytest.raises(CheckpointError) as info:
         model.transcribe(str(JFK))
     one_line(info, "a tokenizer for multilingual models, but the weights are English-only")
+
+
+CTRL_C_AFTER = """
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a process started from a terminal
+from whisperms import load_model
+model = load_model(sys.argv[1])
+model.transcribe(sys.argv[2])
+print("transcribed", flush=True)
+try:
+    time.sleep(120)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+"""
+
+
+def test_ctrl_c_after_a_transcription_is_a_keyboard_interrupt(tiny_en_ct2_dir):
+    """Every graph run sets MindSpore's SIGINT handler, which makes Ctrl-C a SIGTERM: after one
+    transcription a script's Ctrl-C killed it (exit 143, no KeyboardInterrupt, no clean-up)."""
+    import signal
+
+    audio = DATA / "cmuarctic_aew_arctic_a0003.wav"
+    process = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_AFTER, str(tiny_en_ct2_dir), str(audio)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=user_env(),
+    )
+    try:
+        assert process.stdout.readline() == "transcribed\n", process.stderr.read()[-2000:]
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0 and out == "KeyboardInterrupt\n", err[-2000:]

@@ -38,20 +38,31 @@ class WhisperModel(Whisper):
             self._inference = Inference(self, self.runtime, compiled=self.runtime.jit)
         return self._inference
 
+    # each gives Ctrl-C back to Python when it returns (devices.restore_python_sigint)
+
     def decode(self, mel, options=None, **kwargs):
         from .decoding import decode
 
-        return decode(self, mel, options, **kwargs)
+        try:
+            return decode(self, mel, options, **kwargs)
+        finally:
+            devices.restore_python_sigint()
 
     def detect_language(self, mel):
         from .decoding import detect_language
 
-        return detect_language(self, mel)
+        try:
+            return detect_language(self, mel)
+        finally:
+            devices.restore_python_sigint()
 
     def transcribe(self, audio, **kwargs):
         from .transcribe import transcribe
 
-        return transcribe(self, audio, **kwargs)
+        try:
+            return transcribe(self, audio, **kwargs)
+        finally:
+            devices.restore_python_sigint()
 
 
 def build_model(checkpoint, runtime: devices.Runtime) -> WhisperModel:
