@@ -801,6 +801,11 @@ def test_unknown_and_missing_folders(tmp_path, tiny_en_ct2_dir):
     with pytest.raises(CheckpointError) as excinfo:
         read_checkpoint(weights)  # the file for its folder
     assert_one_line_error(excinfo, str(weights), "a file; give the checkpoint folder it is in")
+    openai_file = tmp_path / "tiny.en.pt"
+    openai_file.write_bytes(b"PK")
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(openai_file)
+    assert_one_line_error(excinfo, "a torch checkpoint (openai-whisper's .pt)", "Hugging Face")
 
     odd = tmp_path / "odd"
     odd.mkdir()

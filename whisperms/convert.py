@@ -161,6 +161,11 @@ def detect_format(folder) -> str:
     """ "whisperms", "huggingface" or "ctranslate2" for a checkpoint folder; CheckpointError
     otherwise."""
     folder = Path(folder)
+    if folder.is_file() and folder.suffix in (".pt", ".pth"):  # openai-whisper's: a torch pickle
+        raise CheckpointError(
+            f"{folder}: a torch checkpoint (openai-whisper's .pt), which whisperms cannot read "
+            "without torch; give a Hugging Face, CTranslate2 or whisperms folder"
+        )
     if folder.is_file():  # model.safetensors or model.bin given for its folder
         raise CheckpointError(f"{folder}: a file; give the checkpoint folder it is in")
     if not folder.is_dir():
