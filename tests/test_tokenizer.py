@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import tokenizers
 
+from whisperms.bpe_merges import restore_missing_merges
 from whisperms.errors import CheckpointError, OptionsError
 from whisperms.tokenizer import (
     LANGUAGES,
@@ -48,7 +49,12 @@ def ml(ml_dir):
 
 
 def _hf(folder):
-    return tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    """The folder's tokenizer.json as the `tokenizers` library reads it, with the merges it lacks
+    restored as whisperms restores them (the base file lacks one: see
+    test_a_tokenizer_file_missing_a_merge_encodes_as_openai)."""
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    restore_missing_merges(data["model"], {t["content"] for t in data["added_tokens"]})
+    return tokenizers.Tokenizer.from_str(json.dumps(data))
 
 
 def _specials(tok):
@@ -151,6 +157,30 @@ def test_bad_options(ml_dir):
         get_tokenizer(path, multilingual=True, num_languages=100)
     with pytest.raises(CheckpointError, match="not found"):
         get_tokenizer(ml_dir / "missing.json", multilingual=True)
+
+
+def test_a_tokenizer_file_missing_a_merge_encodes_as_openai(ml, ml_dir):
+    """The multilingual tokenizer.json of the base weights lacks the merge "Ġ t" (49,999 merges):
+    read as it is, " the" was [220, 3322] and every prompt with a word in "t" was other tokens than
+    openai-whisper's (tiktoken) ids, given here, and the transcript changed with them."""
+    data = json.loads((ml_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    assert "Ġ t" not in data["model"]["merges"]  # the file as shipped
+    as_read = tokenizers.Tokenizer.from_str(json.dumps(data))
+    assert as_read.encode(" the", add_special_tokens=False).ids == [220, 3322]
+    assert ml.encode(" the") == [264]
+    assert ml.encode(" Great talk!") == [3769, 751, 0]
+    assert ml.encode(" ask not what your country can do for you") == [
+        1029,
+        406,
+        437,
+        428,
+        1941,
+        393,
+        360,
+        337,
+        291,
+    ]
+    assert ml.encode(" Il était une fois") == [4416, 11806, 2251, 9576]
 
 
 def test_known_encodings(en, ml):
@@ -368,3 +398,18 @@ def test_a_prefetched_file_gives_the_same_tokenizer_and_the_same_errors(en_dir, 
     prefetch(broken)
     with pytest.raises(CheckpointError, match="not byte-level BPE"):
         get_tokenizer(broken, multilingual=False)
+
+
+@pytest.mark.parametrize("as_text", [True, False])
+def test_restore_missing_merges_in_either_merge_format(as_text):
+    """A merge lost from the list goes back before the merges of later tokens, made of two earlier
+    tokens that spell its token; files list merges as "a b" or, newer, as ["a", "b"]."""
+    vocab = {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4, "abc": 5, "<|x|>": 6}
+
+    def merges(*pairs):
+        return [" ".join(p) if as_text else list(p) for p in pairs]
+
+    model = {"vocab": vocab, "merges": merges(("b", "c"), ("ab", "c"))}
+    assert restore_missing_merges(model, {"<|x|>"}) == 1
+    assert model["merges"] == merges(("a", "b"), ("b", "c"), ("ab", "c"))
+    assert restore_missing_merges(model, {"<|x|>"}) == 0

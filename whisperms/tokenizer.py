@@ -6,6 +6,7 @@ English-only and multilingual vocabularies differ by one id, and files differ in
 (`<|nospeech|>` vs `<|nocaptions|>`).
 """
 
+import json
 import string
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -14,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 import tokenizers
 
+from .bpe_merges import restore_missing_merges
 from .errors import CheckpointError, OptionsError, WhispermsError
 from .lazy import InBackground
 
@@ -94,6 +96,7 @@ def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]
     except Exception as error:  # the parser's own: a file cut short, not a tokenizer
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise CheckpointError(f"{path}: not a valid tokenizer file: {reason}") from None
+    hf = _with_all_merges(path, hf)
     # Text is text: "<|endoftext|>" typed in a prompt must not become a control token (tiktoken
     # refuses it).
     hf.encode_special_tokens = True
@@ -114,6 +117,18 @@ def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]
     for i, b in id_bytes.items():
         table[i] = b
     return hf, tuple(table)
+
+
+def _with_all_merges(path: str, hf: tokenizers.Tokenizer) -> tokenizers.Tokenizer:
+    """`hf`, or the same file with the merges it lacks restored (bpe_merges.py)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        return hf
+    special = {t.get("content") for t in data.get("added_tokens") or [] if isinstance(t, dict)}
+    if not restore_missing_merges(model, special):
+        return hf
+    return tokenizers.Tokenizer.from_str(json.dumps(data))
 
 
 # tokenizer files being parsed on a thread of their own (prefetch), by resolved path
