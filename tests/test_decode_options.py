@@ -233,3 +233,19 @@ def test_a_forked_child_gets_an_error_not_a_hang(tiny_en_model):
         pytest.fail("the forked child hung")
     assert os.waitstatus_to_exitcode(status) == 0
     assert tiny_en_model.transcribe(str(audio)).text.strip() == "in being comparatively modern."
+
+
+def test_token_ids_as_numpy_arrays(tiny_en_model):
+    """prompt, prefix and suppress_tokens as numpy arrays (passed the option check, then failed in
+    a truth test with numpy's 'truth value of an array is ambiguous'): as the same lists."""
+    mel = window_mel(DATA / JFK)
+    from whisperms.decoding import build_tokenizer
+
+    tokenizer = build_tokenizer(tiny_en_model)
+    lists = dict(
+        prompt=tokenizer.encode(" AND SO, MY FELLOW AMERICANS"),
+        prefix=tokenizer.encode(" And so"),
+        suppress_tokens=[-1, *tokenizer.encode(" country")],
+    )
+    arrays = {name: np.array(ids) for name, ids in lists.items()}
+    assert tiny_en_model.decode(mel, **arrays).tokens == tiny_en_model.decode(mel, **lists).tokens

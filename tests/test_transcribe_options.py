@@ -90,6 +90,9 @@ def test_initial_prompt(tiny_en_model, fw, jfk):
     assert prompted == theirs(fw, jfk, initial_prompt=prompt)
     assert prompted[0][2].startswith(" And so, my fellow Americans, ask not")
     assert "," not in "".join(text for _, _, text in ours(tiny_en_model, jfk))
+    # an empty prompt is a prompt too, " ", as openai and faster-whisper take it (it was none)
+    empty = ours(tiny_en_model, jfk, initial_prompt="")
+    assert empty == theirs(fw, jfk, initial_prompt="") != ours(tiny_en_model, jfk)
 
 
 @pytest.mark.parametrize("beam_size", [1, 5])

@@ -185,7 +185,7 @@ class BatchedTranscriber:
         self.batches = self.windows = self.largest_batch = 0
 
     def _prompt_tokens(self, prompt: Optional[str]) -> List[int]:
-        return self.tokenizer.encode(" " + prompt.strip()) if prompt else []
+        return self.tokenizer.encode(" " + prompt.strip()) if prompt is not None else []
 
     def run(self, audio) -> TranscriptionResult:
         """One input (a path or 16-kHz samples, as transcribe takes): its result, or its error

@@ -195,7 +195,14 @@ def _verify_options(options: DecodingOptions) -> DecodingOptions:
         raise OptionsError(f"best_of must be at least 1, got {options.best_of}")
     if options.patience is not None and round(options.beam_size * options.patience) < 1:
         raise OptionsError(f"patience {options.patience} leaves no finished candidate to wait for")
-    return options
+    # token ids as a numpy array: a list, as the code reads them (an array has no truth value)
+    arrays = ("prompt", "prefix", "suppress_tokens")
+    lists = {
+        n: getattr(options, n).tolist()
+        for n in arrays
+        if isinstance(getattr(options, n), np.ndarray)
+    }
+    return replace(options, **lists) if lists else options
 
 
 class DecodingTask:

@@ -203,7 +203,10 @@ class Transcriber:
         self.tokenizer = build_tokenizer(model, self.language, self.options.task)
         self.options = replace(self.options, language=self.language)
         prompt = options.initial_prompt
-        self.initial_prompt_tokens = self.tokenizer.encode(" " + prompt.strip()) if prompt else []
+        # "" too is a prompt, " " (as openai and faster-whisper take it)
+        self.initial_prompt_tokens = (
+            self.tokenizer.encode(" " + prompt.strip()) if prompt is not None else []
+        )
         self.input_stride = N_FRAMES // model.dims.n_audio_ctx
         self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE
 
