@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from user_env import user_env
+from user_env import default_sigint, user_env
 
 from whisperms.batched import BatchedTranscriber
 from whisperms.bulk import find_inputs, ignores_case, refuse_collisions
@@ -367,7 +367,7 @@ def test_ctrl_c_and_sigterm_are_one_line(tmp_path, tiny_en_ct2_dir, sent, status
     command += ["--model", str(tiny_en_ct2_dir), "--workers", "1", "--cpus_per_worker", "1"]
     # SIGINT as the default handler in the child, as a shell gives it (not ignored)
     process = subprocess.Popen(
-        command, stderr=subprocess.PIPE, text=True, env=user_env(), preexec_fn=_default_sigint
+        command, stderr=subprocess.PIPE, text=True, env=user_env(), preexec_fn=default_sigint
     )
     try:
         started = process.stderr.readline()  # the workers are started
@@ -377,7 +377,3 @@ def test_ctrl_c_and_sigterm_are_one_line(tmp_path, tiny_en_ct2_dir, sent, status
         assert (process.wait(timeout=120), rest.splitlines()) == (status, [line])
     finally:
         process.kill()
-
-
-def _default_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import soundfile
-from user_env import user_env
+from user_env import default_sigint, user_env
 
 from conftest import DATA
 
@@ -130,12 +130,15 @@ def test_ctrl_c_ends_with_one_line_and_no_partial_file(tmp_path, tiny_en_ct2_dir
     long = tmp_path / "long.wav"
     soundfile.write(long, speech, 22050)
     out = tmp_path / "out"
+    # SIGINT at its default in the child, as a shell gives it: a test run in the background has
+    # it ignored, and so would the child
     proc = subprocess.Popen(
         command(long, "--model", tiny_en_ct2_dir, "-o", out),
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
         env=user_env(),
+        preexec_fn=default_sigint,
     )
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
@@ -149,6 +152,7 @@ def test_ctrl_c_ends_with_one_line_and_no_partial_file(tmp_path, tiny_en_ct2_dir
         stderr=subprocess.PIPE,
         text=True,
         env=user_env(),
+        preexec_fn=default_sigint,
     )
     assert proc.stdout.readline().startswith("[00:00.000 --> ")  # decoding
     proc.send_signal(signal.SIGINT)

@@ -22,3 +22,11 @@ def snapshot():
 def user_env(extra=None):
     """The recorded environment with `extra` on top."""
     return {**_AT_START, **(extra or {})}
+
+
+def default_sigint():
+    """preexec_fn: SIGINT at its default in a child, as a shell gives it to a command. A test run
+    in the background (CI) has SIGINT ignored, and a child would inherit that."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
