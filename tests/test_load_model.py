@@ -304,8 +304,8 @@ signal.signal(signal.SIGINT, signal.default_int_handler)  # as a process started
 from whisperms import load_model
 model = load_model(sys.argv[1])
 model.transcribe(sys.argv[2])
-print("transcribed", flush=True)
-try:
+try:  # entered before the parent is told, which then sends Ctrl-C
+    print("transcribed", flush=True)
     time.sleep(120)
 except KeyboardInterrupt:
     print("KeyboardInterrupt", flush=True)
