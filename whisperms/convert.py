@@ -487,7 +487,10 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
 
     dst = Path(dst)
     check_tokenizer_file(ckpt.tokenizer_path)  # a file cut short would be copied as it is
-    if dst.exists() and not (dst.is_dir() and not any(dst.iterdir())):
+    real = Path(os.path.realpath(dst))  # a symbolic link's target is what is written
+    # an empty folder is filled in place: a mount point cannot be replaced by a rename
+    empty = real.is_dir() and not any(real.iterdir())
+    if real.exists() and not empty:
         if not overwrite:
             raise CheckpointError(
                 f"{dst}: already exists and is not empty (overwrite=True, --overwrite in the "
@@ -497,9 +500,6 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
             raise CheckpointError(
                 f"{dst}: refusing to overwrite, it is not a whisperms checkpoint folder"
             )
-    real = Path(os.path.realpath(dst))  # a symbolic link's target is what is written
-    # an empty folder is filled in place: a mount point cannot be replaced by a rename
-    empty = real.is_dir() and not any(real.iterdir())
     try:
         real.parent.mkdir(parents=True, exist_ok=True)
         tmp = (real if empty else real.parent) / f".{real.name}.partial-{uuid.uuid4().hex[:8]}"

@@ -1,6 +1,7 @@
 """`load_model`: wires a checkpoint, the network built for the chosen runtime, and its compiled
 entry points."""
 
+import functools
 import os
 from pathlib import Path
 
@@ -12,6 +13,19 @@ from .inference import Inference
 from .model import Whisper
 from .state_assign import assign_state
 from .tokenizer import prefetch
+
+
+def _gives_sigint_back(method):
+    """`method`, giving Ctrl-C back to Python when it returns (devices.restore_python_sigint)."""
+
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        finally:
+            devices.restore_python_sigint()
+
+    return call
 
 
 class WhisperModel(Whisper):
@@ -38,31 +52,23 @@ class WhisperModel(Whisper):
             self._inference = Inference(self, self.runtime, compiled=self.runtime.jit)
         return self._inference
 
-    # each gives Ctrl-C back to Python when it returns (devices.restore_python_sigint)
-
+    @_gives_sigint_back
     def decode(self, mel, options=None, **kwargs):
         from .decoding import decode
 
-        try:
-            return decode(self, mel, options, **kwargs)
-        finally:
-            devices.restore_python_sigint()
+        return decode(self, mel, options, **kwargs)
 
+    @_gives_sigint_back
     def detect_language(self, mel):
         from .decoding import detect_language
 
-        try:
-            return detect_language(self, mel)
-        finally:
-            devices.restore_python_sigint()
+        return detect_language(self, mel)
 
+    @_gives_sigint_back
     def transcribe(self, audio, **kwargs):
         from .transcribe import transcribe
 
-        try:
-            return transcribe(self, audio, **kwargs)
-        finally:
-            devices.restore_python_sigint()
+        return transcribe(self, audio, **kwargs)
 
 
 def build_model(checkpoint, runtime: devices.Runtime) -> WhisperModel:

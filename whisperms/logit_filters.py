@@ -72,21 +72,21 @@ class ApplyTimestampRules(LogitFilter):
 
     def apply(self, logits, tokens):
         opened = np.broadcast_to(self.opened, (len(tokens),))
-        if opened.all() or not opened.any():
-            self._apply(logits, tokens, opened.all())
+        if tokens.shape[1] > self.sample_begin or not opened.any():
+            self._apply(logits, tokens)
             return
-        for rows in (np.flatnonzero(opened), np.flatnonzero(~opened)):
-            part = logits[rows]
-            self._apply(part, tokens[rows], opened[rows[0]])
-            logits[rows] = part
+        # the first step: the rows after a prefix are free, but for <|notimestamps|>
+        logits[opened, self.no_timestamps] = -np.inf
+        rows = np.flatnonzero(~opened)
+        part = logits[rows]
+        self._apply(part, tokens[rows])
+        logits[rows] = part
 
-    def _apply(self, logits, tokens, opened: bool):
+    def _apply(self, logits, tokens):
         ts = self.timestamp_begin
         logits[:, self.no_timestamps] = -np.inf
         sampled = tokens[:, self.sample_begin :]
         n = sampled.shape[1]
-        if opened and n == 0:
-            return
         is_timestamp = sampled >= ts
         last_was_timestamp = is_timestamp[:, -1] if n >= 1 else np.zeros(len(tokens), bool)
         penultimate_was_timestamp = is_timestamp[:, -2] if n >= 2 else np.ones(len(tokens), bool)

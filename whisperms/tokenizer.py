@@ -92,11 +92,12 @@ def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]
     if not Path(path).is_file():
         raise CheckpointError(f"tokenizer file not found: {path}")
     try:
-        hf = tokenizers.Tokenizer.from_file(path)
+        text = Path(path).read_text(encoding="utf-8")
+        hf = tokenizers.Tokenizer.from_str(text)
     except Exception as error:  # the parser's own: a file cut short, not a tokenizer
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise CheckpointError(f"{path}: not a valid tokenizer file: {reason}") from None
-    hf = _with_all_merges(path, hf)
+    hf = _with_all_merges(text, hf)
     # Text is text: "<|endoftext|>" typed in a prompt must not become a control token (tiktoken
     # refuses it).
     hf.encode_special_tokens = True
@@ -119,9 +120,10 @@ def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]
     return hf, tuple(table)
 
 
-def _with_all_merges(path: str, hf: tokenizers.Tokenizer) -> tokenizers.Tokenizer:
-    """`hf`, or the same file with the merges it lacks restored (bpe_merges.py)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+def _with_all_merges(text: str, hf: tokenizers.Tokenizer) -> tokenizers.Tokenizer:
+    """`hf` (parsed from `text`), or the same file with the merges it lacks restored
+    (bpe_merges.py)."""
+    data = json.loads(text)
     model = data.get("model")
     if not isinstance(model, dict) or model.get("type") != "BPE":
         return hf
