@@ -1,6 +1,7 @@
 """The `whisperms` command run for real in a subprocess: output files parsed back, exit codes,
 one-line errors."""
 
+import argparse
 import fcntl
 import io
 import json
@@ -177,7 +178,7 @@ class Stream:
 
 
 def test_progress_rule():
-    from whisperms.cli import show_progress
+    from whisperms.cli_args import show_progress
 
     assert show_progress(True, Stream(True))
     # --verbose False prints nothing, on a terminal too
@@ -304,10 +305,25 @@ def test_cold_cache_prints_only_whisperms_lines(tmp_path, tiny_en_ct2_dir):
     assert quiet.returncode == 0 and (quiet.stdout, quiet.stderr) == ("", "")
 
 
+def test_help_gives_every_default():
+    """--help names each option's default, as openai's CLI does (None: the help says what unset
+    means)."""
+    from whisperms.cli_args import transcribe_parser
+
+    parser = transcribe_parser()
+    text = " ".join(parser.format_help().split())
+    for action in parser._actions:
+        if not action.option_strings or action.default in (None, argparse.SUPPRESS):
+            continue
+        shown = f"(default: {action.default})" in text or "(default " in (action.help or "")
+        assert shown, action.option_strings[0]
+    assert "(None: greedy) (default: 5)" in text
+
+
 def test_readme_options_table_matches_the_parser():
     """README's options table lists every transcription option once, with the default the parser
     really has."""
-    from whisperms.cli import transcribe_parser
+    from whisperms.cli_args import transcribe_parser
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| `(--\w+)`(?:, `-\w`)? \| `(.*?)` \| .+ \|$", readme, re.M)

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from .cli import optional
+from .cli_args import optional
 from .errors import OptionsError, WhispermsError
 
 AUDIO_EXTENSIONS = (
