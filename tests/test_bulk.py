@@ -282,6 +282,30 @@ def test_an_address_where_no_ray_cluster_answers_is_one_line(tmp_path, tiny_en_c
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_a_cluster_recorded_by_ray_start_that_has_gone(tmp_path, tiny_en_ct2_dir):
+    """A `ray start` on this machine left its head's address in ray_current_cluster and the head
+    is gone: with no --address the job runs on a new local cluster, as the README says (Ray's own
+    default tried that head for ever); with --address auto it is one error line."""
+    # a short private folder: Ray's socket paths must fit 107 characters
+    ray_dir = tempfile.mkdtemp(prefix="wr", dir="/tmp")
+    try:
+        (Path(ray_dir) / "ray").mkdir()
+        gone = f"127.0.0.1:{_closed_port()}"
+        (Path(ray_dir) / "ray" / "ray_current_cluster").write_text(gone + "\n")
+        env = user_env({"RAY_TMPDIR": ray_dir})
+        env.pop("RAY_ADDRESS", None)
+        clip, out = DATA / CORPUS["top.wav"], tmp_path / "out"
+        run = _bulk(clip, "-o", out, "--model", tiny_en_ct2_dir, env=env, timeout=300)
+        assert run.returncode == 0, run.stderr
+        assert not [line for line in run.stderr.splitlines() if "warning" in line], run.stderr
+        assert (out / clip.name).with_suffix(".txt").read_text().strip()
+        run = _bulk(clip, "-o", tmp_path / "o2", "--model", tiny_en_ct2_dir, "--address", "auto",
+                    env=env, timeout=60)  # fmt: skip
+        assert f"cannot reach the Ray cluster at {gone}: connection refused" in _one_error(run)
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
 def test_a_cluster_started_elsewhere_at_its_address(tmp_path, tiny_en_ct2_dir, tiny_en_model):
     """A head started with `ray start` on one CPU, with Ray's token authentication (a token in
     ~/.ray), reached by --address HOST:PORT. Without RAY_AUTH_MODE=token (Ray only sends the

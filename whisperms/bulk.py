@@ -297,14 +297,30 @@ def _stderr_to(file):
         os.close(saved)
 
 
+def recorded_head() -> Optional[str]:
+    """The head address the last `ray start` on this machine recorded (Ray's ray_current_cluster
+    file, in the "ray" folder under RAY_TMPDIR, else TMPDIR, else /tmp), or None: where Ray
+    connects when given no address or `auto`. Its head may be long gone."""
+    temp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    try:
+        with open(os.path.join(temp, "ray", "ray_current_cluster"), encoding="utf-8") as file:
+            return file.read().strip() or None
+    except (OSError, ValueError):
+        return None
+
+
 def _start_ray(address: Optional[str]) -> None:
-    """Connect to the cluster at `address` (None: start a local one), or a WhispermsError. As in
-    Ray, RAY_ADDRESS stands for None and `auto`."""
+    """Connect to the cluster at `address`, or a WhispermsError. None: a new local cluster (Ray's
+    own default joins the cluster a `ray start` on this machine recorded, and waited for ever when
+    its head had gone); `auto`: that recorded cluster, checked first. As in Ray, RAY_ADDRESS stands
+    for None and `auto`."""
     import ray
 
     given = address
-    if address in (None, "auto") and os.environ.get("RAY_ADDRESS"):
-        given = os.environ["RAY_ADDRESS"]
+    if address in (None, "auto"):
+        given = os.environ.get("RAY_ADDRESS") or (recorded_head() if address else None)
+    if given is None and address is None:
+        address = "local"
     check_ray_head(given)
     # Connecting to a given head, Ray's core logs each failed try on standard error for tens of
     # seconds before it gives up; kept aside, the error is one line that says why. (Not when a
@@ -332,7 +348,7 @@ def _start_ray(address: Optional[str]) -> None:
                     "the cluster asks for its authentication token (Ray's token authentication: "
                     "set RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN or ~/.ray/auth_token)"
                 )
-            where = f"at {given}" if given else "(a local one)"
+            where = "(a local one)" if address == "local" else f"at {given or address}"
             message = f"cannot start or reach the Ray cluster {where}: {reason}"
             raise WhispermsError(message) from None
 
