@@ -101,6 +101,19 @@ def test_no_words_lost_at_a_piece_end(tiny_en_model, pauses):
     assert sorted({s.seek for s in result.segments}) == [0, 2997]
 
 
+def test_no_words_lost_where_a_recording_stops_mid_sentence(tiny_en_model):
+    """A recording cut in the middle of a word: beam 5 ends the window after "in his", 0.74 s
+    before the end, which the early end took as the piece read and dropped "power to do"; the rest
+    is decoded in a next window, as the sequential mode does."""
+    audio = load_audio(str(DATA / "librivox_sense-and-sensibility-ch01_0870.wav"))
+    cut = audio[round(0.55 * SAMPLE_RATE) : round(6.45 * SAMPLE_RATE)]
+    sequential = transcribe(tiny_en_model, cut, beam_size=5)
+    batched = transcribe(tiny_en_model, cut, batch_size=8, beam_size=5)
+    assert sequential.text.endswith(" in his power to do.")
+    assert batched.text == sequential.text
+    assert batched.segments[-1].end <= len(cut) / SAMPLE_RATE
+
+
 def test_one_piece_is_the_sequential_vad_filter(tiny_en_model):
     """Speech shorter than a window, with silence around it, and the same VAD options: one piece,
     decoded as the sequential mode decodes its speech-only audio; times on the original timeline."""

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -399,5 +400,55 @@ def test_ctrl_c_and_sigterm_are_one_line(tmp_path, tiny_en_ct2_dir, sent, status
         process.send_signal(sent)
         rest = process.stderr.read()
         assert (process.wait(timeout=120), rest.splitlines()) == (status, [line])
+        # at once, not when the worker's task of all 8 files is done (SIGTERM waited for it)
+        assert len(list(tmp_path.glob("*.txt"))) < len(inputs)
     finally:
         process.kill()
+
+
+def _ray_workers(ray_dir):
+    """Process ids of the bulk job's Ray workers whose cluster runs under RAY_TMPDIR `ray_dir`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            title = (entry / "cmdline").read_bytes()
+            environment = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"ray::_Worker") and f"RAY_TMPDIR={ray_dir}".encode() in environment:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path, tiny_en_ct2_dir, tiny_en_model):
+    """A worker killed in the middle of its task (as the kernel's OOM killer does): a new worker
+    takes over, the task's files not yet written are done one by one, and every output is what the
+    file gives alone. It ended the whole job, naming no file."""
+    ray_dir = tempfile.mkdtemp(prefix="wr", dir="/tmp")  # Ray's socket paths fit 107 characters
+    env = user_env({"RAY_TMPDIR": ray_dir})
+    env.pop("RAY_ADDRESS", None)
+    clips = [c for c in sorted(CORPUS.values()) if not c.startswith("ljspeech")][:4]
+    inputs = []
+    for index, clip in enumerate(clips + clips):
+        inputs.append(tmp_path / f"in{index}.wav")
+        shutil.copy(DATA / clip, inputs[-1])
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "whisperms.bulk", *map(str, inputs), "-o", str(out)]
+    command += ["--model", str(tiny_en_ct2_dir), "--workers", "1", "--cpus_per_worker", "1"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(out.glob("*.txt")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (worker,) = _ray_workers(ray_dir)
+        os.kill(worker, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+        assert f"{len(inputs)} transcribed" in stderr and "0 failed" in stderr, stderr
+    finally:
+        process.kill()
+        shutil.rmtree(ray_dir, ignore_errors=True)
+    alone = BatchedTranscriber(tiny_en_model, **CLI_DEFAULTS)
+    for path, clip in zip(inputs, clips + clips):
+        expected = "".join(s.text.strip() + "\n" for s in alone.run(str(DATA / clip)).segments)
+        assert (out / path.name).with_suffix(".txt").read_text() == expected, path.name

@@ -299,27 +299,52 @@ def test_a_tokenizer_of_the_other_vocabulary_is_a_one_line_error(tmp_path, tiny_
 
 
 CTRL_C_AFTER = """
-import signal, sys, time
+import signal, sys, threading, time
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as a process started from a terminal
 from whisperms import load_model
+from whisperms.batched import BatchedTranscriber
 model = load_model(sys.argv[1])
-model.transcribe(sys.argv[2])
+how, audio = sys.argv[2], sys.argv[3]
+if how == "main":
+    model.transcribe(audio)
+elif how == "thread":  # a web app's request thread, an asyncio executor
+    worker = threading.Thread(target=model.transcribe, args=(audio,))
+    worker.start()
+    worker.join()
+elif how == "batched in a thread":
+    worker = threading.Thread(target=BatchedTranscriber(model).run, args=(audio,))
+    worker.start()
+    worker.join()
+elif how == "own handler":  # an application's clean shutdown
+    signal.signal(signal.SIGINT, lambda signum, frame: print("own handler", flush=True))
+    model.transcribe(audio)
 try:  # entered before the parent is told, which then sends Ctrl-C
     print("transcribed", flush=True)
-    time.sleep(120)
+    time.sleep(120 if how != "own handler" else 5)
 except KeyboardInterrupt:
     print("KeyboardInterrupt", flush=True)
 """
 
 
-def test_ctrl_c_after_a_transcription_is_a_keyboard_interrupt(tiny_en_ct2_dir):
+@pytest.mark.parametrize(
+    "how, said",
+    [
+        ("main", "KeyboardInterrupt"),
+        ("thread", "KeyboardInterrupt"),
+        ("batched in a thread", "KeyboardInterrupt"),
+        ("own handler", "own handler"),
+    ],
+)
+def test_ctrl_c_after_a_transcription_is_the_applications(tiny_en_ct2_dir, how, said):
     """Every graph run sets MindSpore's SIGINT handler, which makes Ctrl-C a SIGTERM: after one
-    transcription a script's Ctrl-C killed it (exit 143, no KeyboardInterrupt, no clean-up)."""
+    transcription a script's Ctrl-C killed it (exit 143, no KeyboardInterrupt, no clean-up), and
+    after a call from another thread (a web app's), or with the application's own handler, it
+    still did: the handler was given back only from the main thread."""
     import signal
 
     audio = DATA / "cmuarctic_aew_arctic_a0003.wav"
     process = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_AFTER, str(tiny_en_ct2_dir), str(audio)],
+        [sys.executable, "-c", CTRL_C_AFTER, str(tiny_en_ct2_dir), how, str(audio)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -333,4 +358,4 @@ def test_ctrl_c_after_a_transcription_is_a_keyboard_interrupt(tiny_en_ct2_dir):
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 0 and out == "KeyboardInterrupt\n", err[-2000:]
+    assert process.returncode == 0 and out == said + "\n", err[-2000:]

@@ -28,6 +28,7 @@ from typing import Iterable, Iterator, List, Optional, Tuple, Union
 import numpy as np
 from tqdm import tqdm
 
+from . import sigint
 from .audio import (
     CHUNK_LENGTH,
     FRAMES_PER_SECOND,
@@ -109,6 +110,9 @@ class _Piece:
     prompt_reset: bool = False
     segments: List[Segment] = field(default_factory=list)
     last_speech_timestamp: float = 0.0
+    # its speech runs to the input's end (a recording cut mid-sentence): no silence after its
+    # last words, so a window that ends early leaves the rest to a next window (sequential mode)
+    ends_input: bool = False
     mel: Optional[np.ndarray] = None  # log-mel with a window of padding, while being decoded
     content_frames: int = field(init=False)  # mel frames of the piece's audio
     end: float = field(init=False)  # seconds where the piece ends on the transcribed timeline
@@ -202,6 +206,17 @@ class BatchedTranscriber:
         finish; an input that cannot be read, or whose options the model cannot take, gives (index,
         its WhispermsError) and the others go on. From an InputQueue: the inputs put before the
         queue is found empty with nothing in flight."""
+        found = self._results(audios)
+        while True:
+            # MindSpore's work between the graphs sets its SIGINT handler too: the caller's back
+            # whenever a result is handed out (sigint.py)
+            with sigint.kept():
+                item = next(found, None)
+            if item is None:
+                return
+            yield item
+
+    def _results(self, audios):
         # arriving inputs (a server's requests) are taken while fewer inputs than a batch are
         # decoding, however many pieces those have: one behind a long input is decoded at once;
         # inputs to be read (files) only when the pieces run short, which bounds the audio held
@@ -308,6 +323,8 @@ class BatchedTranscriber:
             piece = _Piece(source, samples, offset, language=language, last_speech_timestamp=speech)
             if piece.content_frames > 0:
                 source.pieces.append(piece)
+        if source.pieces and source.speech_chunks:
+            source.pieces[-1].ends_input = source.speech_chunks[-1]["end"] > len(audio) - HOP_LENGTH
         source.remaining = len(source.pieces)
         return source
 
@@ -459,8 +476,9 @@ class BatchedTranscriber:
                 piece.last_speech_timestamp = end
         window_end = window_seek + segment_frames
         # a window that ends where it began (a 0.00 s segment) moves on
+        early_end = self.early_end and not piece.ends_input
         if piece.seek <= window_seek or (
-            self.early_end and window_end - piece.seek <= EARLY_END_MARGIN * FRAMES_PER_SECOND
+            early_end and window_end - piece.seek <= EARLY_END_MARGIN * FRAMES_PER_SECOND
         ):
             piece.seek = window_end
         piece.segments.extend(current)

@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from .bulk_tasks import run_tasks
 from .cli_args import optional
-from .errors import OptionsError, WhispermsError
+from .errors import OptionsError, Terminated, WhispermsError, raise_terminated
 
 AUDIO_EXTENSIONS = (
     ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".wma", ".mkv",
@@ -222,16 +223,9 @@ class _Worker:
         return (path, None, result.info.duration)
 
 
-class Terminated(Exception):
-    """SIGTERM (a scheduler's or `docker stop`'s): the job ends as Ctrl-C ends it."""
-
-
-def _terminate(signum, frame):
-    raise Terminated
-
-
 def _make_output_dir(output_dir: str) -> None:
-    """The output folder, or an OptionsError when it cannot be one (a file, or below a file)."""
+    """The output folder, or an OptionsError when it cannot be one (a file, or below a file) or
+    cannot be written."""
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as error:
@@ -239,6 +233,9 @@ def _make_output_dir(output_dir: str) -> None:
             raise OptionsError(f"--output_dir {output_dir} is a file, not a folder") from None
         reason = error.strerror or error
         raise OptionsError(f"cannot make --output_dir {output_dir}: {reason}") from None
+    # before any worker starts: every output would fail, after its decoding
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise OptionsError(f"--output_dir {output_dir} is not writable (permission, or read-only)")
 
 
 def ray_head(address: Optional[str]) -> Optional[Tuple[str, int]]:
@@ -426,38 +423,24 @@ def run(
         return stats
     _make_output_dir(output_dir)
     started = time.perf_counter()
-    _start_ray(address)
-    # after Ray's start, which puts its own handler there (a crash dump, and a varying status)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    # before Ray's start: a SIGTERM while it starts ends the job as one later does (and Ray's
+    # processes are stopped); Ray puts its own handler there, which is replaced after it
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
+        _start_ray(address)
+        # from here SIGTERM is noted, and the task loop ends the job (see bulk_tasks.run_tasks)
+        terminated = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
         tasks = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)]
         workers, cpus_per_worker = _worker_shape(workers, cpus_per_worker, log)
         workers = min(workers, len(tasks))
         actor = ray.remote(num_cpus=cpus_per_worker)(_Worker)
-        pool = ray.util.ActorPool(
-            [actor.remote(model, model_dir, cpus_per_worker, options) for _ in range(workers)]
-        )
         log(
             f"whisperms-bulk: {len(todo)} files on {workers} workers of {cpus_per_worker} CPUs "
             f"({stats['skipped']} done before)"
         )
-        results = pool.map_unordered(
-            lambda w, task: w.transcribe.remote(task, output_dir, output_format), tasks
-        )
-        while True:
-            try:
-                done = next(results)
-            except StopIteration:
-                break
-            except SystemError as error:
-                # Ctrl-C or SIGTERM while Ray's C code waits: its handler's exception comes back
-                # wrapped ("returned a result with an exception set")
-                if isinstance(error.__cause__, (KeyboardInterrupt, Terminated)):
-                    raise error.__cause__ from None
-                raise
-            except ray.exceptions.RayError as error:  # a worker died or could not start
-                lines = [line for line in str(error).splitlines() if line.strip()]
-                raise WhispermsError(f"a Ray worker failed: {lines[-1] if lines else error}")
+
+        def report(done):
             for path, error, audio_s in done:
                 if error is None:
                     stats["transcribed"] += 1
@@ -468,6 +451,23 @@ def run(
                     # the audio loader's own messages name the file already
                     about = error if path in error else f"{path}: {error}"
                     log(f"whisperms-bulk: error: {about}")
+
+        try:
+            run_tasks(
+                lambda: actor.remote(model, model_dir, cpus_per_worker, options),
+                workers,
+                tasks,
+                lambda w, task: w.transcribe.remote(task, output_dir, output_format),
+                lambda file: all(map(os.path.exists, _outputs(output_dir, file[1], output_format))),
+                report,
+                stopped=lambda: bool(terminated),
+            )
+        except SystemError as error:
+            # Ctrl-C or SIGTERM while Ray's C code waits: its handler's exception comes back
+            # wrapped ("returned a result with an exception set")
+            if isinstance(error.__cause__, (KeyboardInterrupt, Terminated)):
+                raise error.__cause__ from None
+            raise
     finally:
         ray.shutdown()
         signal.signal(signal.SIGTERM, previous)

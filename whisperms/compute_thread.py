@@ -14,7 +14,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from . import core_share
+from . import core_share, sigint
 
 # Added to the caller's nice value for the graph-calling thread (nice values stop at 19).
 NICE_INCREMENT = 10
@@ -45,7 +45,8 @@ def _call(fn, args):
     global _thread_id, _native_id, _lowered
     _thread_id, _native_id = threading.get_ident(), threading.get_native_id()
     try:
-        return fn(*args)
+        with sigint.kept():  # a graph run sets MindSpore's SIGINT handler: the caller's after it
+            return fn(*args)
     finally:
         if not _lowered and kernel_threads_started():
             _lowered = True

@@ -8,8 +8,6 @@ the native `mint` conv1d.
 
 import atexit
 import os
-import signal
-import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -40,20 +38,6 @@ def _plain_cell_registry():
 
 
 atexit.register(_plain_cell_registry)
-
-
-def restore_python_sigint():
-    """Give SIGINT back to Python's handler (from the main thread; elsewhere nothing is done).
-
-    Every graph run sets MindSpore's own SIGINT handler, which makes Ctrl-C a SIGTERM: after one
-    transcription a later Ctrl-C killed the process (exit 143) instead of raising
-    KeyboardInterrupt. Called when a call into the model returns; during the call Ctrl-C is still
-    MindSpore's."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    handler = signal.getsignal(signal.SIGINT)
-    if handler is not None:  # None: a handler Python did not set, not its to restore
-        signal.signal(signal.SIGINT, handler)
 
 
 @dataclass(frozen=True)

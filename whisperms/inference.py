@@ -16,7 +16,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, mutable
 
-from . import compute_thread
+from . import compute_thread, sigint
 from .attention import EAGER
 from .errors import check_same_process
 from .fusion import fused_compile
@@ -66,7 +66,8 @@ class _Graph:
         check_same_process(self.pid)
         if self.on_graph_thread:
             return compute_thread.run(self._call, key, *args)
-        return self._call(key, *args)
+        with sigint.kept():  # as compute_thread does for its calls
+            return self._call(key, *args)
 
     def _call(self, key, *args):
         if self.compiled is None:

@@ -1,11 +1,11 @@
 """`load_model`: wires a checkpoint, the network built for the chosen runtime, and its compiled
 entry points."""
 
-import functools
 import os
 from pathlib import Path
 
 from . import device as devices
+from . import sigint
 from .convert import read_checkpoint
 from .errors import OptionsError
 from .hub import resolve
@@ -13,19 +13,6 @@ from .inference import Inference
 from .model import Whisper
 from .state_assign import assign_state
 from .tokenizer import prefetch
-
-
-def _gives_sigint_back(method):
-    """`method`, giving Ctrl-C back to Python when it returns (devices.restore_python_sigint)."""
-
-    @functools.wraps(method)
-    def call(*args, **kwargs):
-        try:
-            return method(*args, **kwargs)
-        finally:
-            devices.restore_python_sigint()
-
-    return call
 
 
 class WhisperModel(Whisper):
@@ -52,19 +39,19 @@ class WhisperModel(Whisper):
             self._inference = Inference(self, self.runtime, compiled=self.runtime.jit)
         return self._inference
 
-    @_gives_sigint_back
+    @sigint.keeps  # PyNative work outside the graphs too
     def decode(self, mel, options=None, **kwargs):
         from .decoding import decode
 
         return decode(self, mel, options, **kwargs)
 
-    @_gives_sigint_back
+    @sigint.keeps  # PyNative work outside the graphs too
     def detect_language(self, mel):
         from .decoding import detect_language
 
         return detect_language(self, mel)
 
-    @_gives_sigint_back
+    @sigint.keeps  # PyNative work outside the graphs too
     def transcribe(self, audio, **kwargs):
         from .transcribe import transcribe
 
