@@ -32,7 +32,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from .bulk_tasks import run_tasks
 from .cli_args import optional
-from .errors import OptionsError, Terminated, WhispermsError, raise_terminated
+from .errors import OptionsError, Terminated, WhispermsError, interrupted, raise_terminated
 
 AUDIO_EXTENSIONS = (
     ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".wma", ".mkv",
@@ -541,7 +541,9 @@ def main(argv=None) -> int:
     except WhispermsError as error:
         log(f"whisperms-bulk: error: {error}")
         return 1
-    except KeyboardInterrupt:  # Ctrl-C: what is written stays, a new run resumes from it
+    except (KeyboardInterrupt, ImportError) as error:  # Ctrl-C: what is written stays
+        if not interrupted(error):  # a Ctrl-C in MindSpore's import comes as an ImportError
+            raise
         log("whisperms-bulk: interrupted (the files written so far are kept)")
         return 130
     except Terminated:

@@ -21,6 +21,7 @@ from .errors import (
     Terminated,
     WhispermsError,
     WhispermsWarning,
+    interrupted,
     raise_terminated,
 )
 from .output_files import check_output_folder, check_targets, distinct_outputs
@@ -331,6 +332,10 @@ def main(argv=None):
         return 0
     except KeyboardInterrupt:
         return _stopped("interrupted", 128 + signal.SIGINT)  # as a shell reports it
+    except ImportError as error:
+        if not interrupted(error):
+            raise
+        return _stopped("interrupted", 128 + signal.SIGINT)
     except Terminated:  # also Ctrl-C during a MindSpore graph run: MindSpore makes it SIGTERM
         return _stopped("terminated", 128 + signal.SIGTERM)
     finally:

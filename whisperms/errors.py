@@ -61,3 +61,15 @@ def check_same_process(pid: int):
     """ForkedProcess unless this is process `pid` (the loading one)."""
     if os.getpid() != pid:
         raise ForkedProcess()
+
+
+def interrupted(error: BaseException) -> bool:
+    """Whether `error` is a KeyboardInterrupt, or was caused by one: Ctrl-C while MindSpore's C
+    extension is imported comes out as "ImportError: initialization failed"."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
