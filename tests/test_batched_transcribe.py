@@ -333,6 +333,32 @@ def test_cli_batch_size_writes_every_file(tiny_en_ct2_dir, tmp_path):
     assert "Printing" in (tmp_path / "out" / "ljspeech_LJ001-0001.txt").read_text()
 
 
+def test_cli_batch_size_prints_each_files_segments_under_its_name(tiny_en_ct2_dir, tmp_path):
+    """Several files with --batch_size finish in any order: each one's segment lines come together
+    under a line naming it (they came with nothing to say whose they were)."""
+    files = [DATA / "jfk_inaugural_1961.flac", DATA / "ljspeech_LJ001-0001.wav"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "whisperms", *map(str, files), "--model", str(tiny_en_ct2_dir)]
+        + ["--batch_size", "2", "-f", "txt", "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=user_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    blocks, name = {}, None
+    for line in proc.stdout.splitlines():
+        if line.endswith(":") and not line.startswith("["):
+            name = line[:-1]
+            blocks[name] = []
+        else:
+            blocks[name].append(line.split("] ", 1)[1].strip())
+    assert sorted(blocks) == sorted(map(str, files))
+    for path in files:
+        written = (tmp_path / (path.stem + ".txt")).read_text().splitlines()
+        assert blocks[str(path)] == written, path
+
+
 def _trimmed(name: str) -> np.ndarray:
     """A dev clip without its quiet ends, so that clips joined are speech without a pause."""
     audio = load_audio(str(DATA / name))

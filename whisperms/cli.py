@@ -221,6 +221,7 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args):
     """--batch_size: every file's windows share the batches; each file is written when its last
     window is done. Returns the exit status."""
     from .batched import BatchedTranscriber
+    from .segments import print_line, print_segment
 
     status, ready = 0, []
     for path in paths:
@@ -229,9 +230,14 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args):
             ready.append(path)
         except OutputError as error:
             status = _fail(_about(path, error))
+    # several files finish in any order: each one's segments under its name
+    named = args.verbose and len(ready) > 1
     try:
         transcriber = BatchedTranscriber(
-            model, verbose=args.verbose, progress=show_progress(args.verbose), options=options
+            model,
+            verbose=args.verbose and not named,
+            progress=show_progress(args.verbose),
+            options=options,
         )
     except OptionsError as error:  # what needs the model
         return _usage(str(error))
@@ -240,6 +246,10 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args):
         if isinstance(result, WhispermsError):
             status = _fail(_about(path, result))
             continue
+        if named:
+            print_line(f"{path}:")
+            for segment in result.segments:
+                print_segment(segment)
         try:
             _write(writer, result, path, args.output_dir, writer_args)
         except OSError as error:

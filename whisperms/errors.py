@@ -53,7 +53,8 @@ class ForkedProcess(WhispermsError):
     def __init__(self):
         super().__init__(
             "this model was loaded in the process this one was forked from, and cannot run here: "
-            "load it in this process, or start workers with multiprocessing's 'spawn' method"
+            "start workers with multiprocessing's 'spawn' or 'forkserver' method and load the "
+            "model in each (a forked child's own model waits for ever once the parent has run one)"
         )
 
 

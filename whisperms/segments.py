@@ -215,7 +215,13 @@ def window_segments(
 
 
 def print_segment(segment: Segment):
-    """openai's verbose line, above a progress bar if there is one (tqdm clears and redraws it).
+    """openai's verbose line (print_line)."""
+    start, end = format_timestamp(segment.start), format_timestamp(segment.end)
+    print_line(f"[{start} --> {end}] {segment.text}")
+
+
+def print_line(line: str):
+    """A line on stdout, above a progress bar if there is one (tqdm clears and redraws it).
 
     Printing never stops a transcription: characters the stream cannot encode are escaped (a
     Japanese line on an ASCII console), and a stream that cannot be written (a closed pipe, a full
@@ -223,7 +229,6 @@ def print_segment(segment: Segment):
     out = sys.stdout
     if out is None:  # no stdout at all (pythonw, a closed descriptor): nothing to print to
         return
-    line = f"[{format_timestamp(segment.start)} --> {format_timestamp(segment.end)}] {segment.text}"
     encoding = getattr(out, "encoding", None) or "utf-8"
     try:
         line.encode(encoding)
