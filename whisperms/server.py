@@ -33,6 +33,7 @@ from typing import Dict, List, Optional
 
 from .batch_inputs import BatchInput
 from .batched import DEFAULT_BATCH_SIZE
+from .cli_args import optional
 from .errors import AudioError, OptionsError, WhispermsError, WhispermsWarning
 from .server_worker import BatchingWorker
 from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
@@ -409,10 +410,15 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--model", default="tiny.en", help="a model name or a model folder")
     parser.add_argument("--model_dir", default=None, help="where model names are found")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--beam_size", type=int, default=None)
+    parser.add_argument(
+        "--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="windows decoded together"
+    )
+    # greedy by default, as OpenAI's API offers no beam option: a request's answer comes sooner
+    parser.add_argument(
+        "--beam_size", type=optional(int), default=None, help="beam search (None: greedy)"
+    )
     parser.add_argument("--max_upload_mb", type=float, default=DEFAULT_MAX_UPLOAD_MB)
     parser.add_argument(
         "--max_concurrent_requests",
