@@ -114,6 +114,21 @@ def test_no_words_lost_where_a_recording_stops_mid_sentence(tiny_en_model):
     assert batched.segments[-1].end <= len(cut) / SAMPLE_RATE
 
 
+def test_no_segment_runs_through_a_long_pause(tiny_en_model):
+    """Two sentences a minute of silence apart fall in one piece; the first one's last timestamp
+    lands just past its speech, in the second chunk's opening padding, and was moved through that
+    chunk: a segment (a subtitle) from 5.6 s to past the minute. It ends with its own chunk now."""
+    first = load_audio(str(DATA / "ljspeech_LJ001-0001.wav"))
+    second = load_audio(str(DATA / "ljspeech_LJ001-0003.wav"))
+    gap = np.zeros(60 * SAMPLE_RATE, np.float32)
+    audio = np.concatenate([first, gap, second])
+    pause_start, pause_end = len(first) / SAMPLE_RATE, (len(first) + len(gap)) / SAMPLE_RATE
+    result = transcribe(tiny_en_model, audio, batch_size=8)
+    assert "exhibition" in result.text and "Netherlands" in result.text
+    for segment in result.segments:
+        assert segment.end < pause_start + 1 or segment.start > pause_end - 1, segment
+
+
 def test_one_piece_is_the_sequential_vad_filter(tiny_en_model):
     """Speech shorter than a window, with silence around it, and the same VAD options: one piece,
     decoded as the sequential mode decodes its speech-only audio; times on the original timeline."""

@@ -681,3 +681,13 @@ def test_restore_speech_timestamps():
     assert (restored[1].start, restored[1].end) == (4.5, 20.6)
     assert restored[2] == {"start": 11.0, "end": 12.0}
     assert list(restore_speech_timestamps([segment(1.0, 2.0)], [])) == [segment(1.0, 2.0)]
+    # an end 0.2 s into the next chunk: there with faster-whisper's mapping; with a slack of 0.3 s
+    # at the end of its start's chunk (as the batched mode maps it, the VAD's padding as slack)
+    late = [{"start": 1.0, "end": 3.2}, {"start": 1.0, "end": 3.4}]
+    assert list(restore_speech_timestamps(late, CHUNKS, end_slack=0.3)) == [
+        {"start": 3.0, "end": 5.0},
+        {"start": 3.0, "end": 10.4},
+    ]
+    assert list(restore_speech_timestamps([{"start": 1.0, "end": 3.2}], CHUNKS)) == [
+        {"start": 3.0, "end": 10.2}
+    ]

@@ -506,7 +506,12 @@ class BatchedTranscriber:
             for piece in source.pieces:
                 for segment in piece.segments:
                     _clamp_to_piece(segment, piece)
-            segments = list(restore_speech_timestamps(segments, source.speech_chunks))
+            # an end in a chunk's opening padding ends with the chunk before (faster-whisper's
+            # pipeline gives its pieces no segment times to compare)
+            slack = self.options.vad_parameters.speech_pad_ms / 1000
+            segments = list(
+                restore_speech_timestamps(segments, source.speech_chunks, end_slack=slack)
+            )
         for i, (segment, cleared) in enumerate(zip(segments, empty)):
             finish_segment(segment, i, cleared, self.options.word_timestamps)
             if self.verbose:

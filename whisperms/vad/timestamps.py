@@ -195,14 +195,22 @@ def _set(item, key, value):
 
 
 def restore_speech_timestamps(
-    segments: Iterable, speech_chunks: List[dict], sampling_rate: int = SAMPLE_RATE
+    segments: Iterable,
+    speech_chunks: List[dict],
+    sampling_rate: int = SAMPLE_RATE,
+    end_slack: float = 0.0,
 ) -> Iterable:
     """Segments transcribed from the joined speech, with times moved to the original timeline
     (changed in place and yielded), as faster-whisper does: with words, each word is mapped through
     the chunk its middle falls in and the segment spans its first word's start to its last word's
     end; without, the start is mapped through the chunk it falls in and the end through the chunk it
     ends (`is_end`). Segments and words may be objects or dicts with "start", "end" (and
-    "words")."""
+    "words").
+
+    `end_slack` (seconds; 0: faster-whisper's mapping): a segment without words whose end falls at
+    most this far into a later chunk than its start ends with the chunk before: the opening padding
+    of a chunk is silence, and an end just past a chunk's speech was moved a whole pause later (a
+    subtitle shown through minutes of silence)."""
     if not speech_chunks:
         yield from segments
         return
@@ -220,6 +228,12 @@ def restore_speech_timestamps(
             _set(segment, "start", _get(words[0], "start"))
             _set(segment, "end", _get(words[-1], "end"))
         else:
-            _set(segment, "start", ts_map.get_original_time(_get(segment, "start")))
-            _set(segment, "end", ts_map.get_original_time(_get(segment, "end"), is_end=True))
+            start, end = _get(segment, "start"), _get(segment, "end")
+            end_index = ts_map.get_chunk_index(end, is_end=True)
+            if end_slack and end_index > ts_map.get_chunk_index(start):
+                opening = ts_map.chunk_end_sample[end_index - 1] / sampling_rate
+                if end - opening <= end_slack:
+                    end, end_index = opening, end_index - 1
+            _set(segment, "start", ts_map.get_original_time(start))
+            _set(segment, "end", ts_map.get_original_time(end, end_index))
         yield segment
