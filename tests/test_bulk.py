@@ -166,7 +166,8 @@ def test_lists_that_loop_or_are_not_text_and_nested_folders(tmp_path):
     assert find_inputs(["@" + str(tmp_path / "bom.txt")]) == [(str(tmp_path / "c/a.wav"), "a.wav")]
     c = str(tmp_path / "c")
     assert [name for _, name in find_inputs([c, c + "/sub"])] == ["a.wav", "sub/b.wav"]
-    assert [name for _, name in find_inputs([c + "/sub", c])] == ["b.wav", "a.wav"]
+    # named as in the outermost folder, whatever the order
+    assert [name for _, name in find_inputs([c + "/sub", c])] == ["sub/b.wav", "a.wav"]
 
 
 def test_an_unreadable_folder_is_one_line(tmp_path):
@@ -211,6 +212,21 @@ def test_symlinked_folders_are_followed(tmp_path):
     found = find_inputs([str(corpus)])
     assert [name for _, name in found] == ["link/sub/z.flac", "link/y.wav", "real/x.wav"]
     assert found[0][0] == str(corpus / "link/sub/z.flac")
+
+
+def test_a_file_reached_twice_and_names_linked_to_one_file(tmp_path):
+    """A file reached through a folder and through its subfolder is one file, named as in the
+    outermost folder whatever the inputs' order (the order decided: corpus/a before corpus wrote
+    a's outputs flat, and a later run over corpus did them again); two names linked to one file are
+    two inputs, each with its output (the second was dropped without a word)."""
+    corpus = tmp_path / "corpus"
+    (corpus / "a").mkdir(parents=True)
+    (corpus / "a" / "x.wav").write_bytes(b"")
+    (corpus / "spk1.wav").symlink_to(corpus / "a" / "x.wav")
+    (corpus / "spk2.wav").symlink_to(corpus / "a" / "x.wav")
+    for inputs in ([corpus / "a", corpus], [corpus, corpus / "a"]):
+        names = sorted(name for _, name in find_inputs([str(p) for p in inputs]))
+        assert names == ["a/x.wav", "spk1.wav", "spk2.wav"], inputs
 
 
 def test_output_folder_and_cluster_errors_are_one_line(tmp_path, tiny_en_ct2_dir):

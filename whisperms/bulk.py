@@ -58,14 +58,18 @@ def find_inputs(inputs: Sequence[str]) -> List[Tuple[str, str]]:
     name, a folder's files keep their path below it, a list's lines are inputs of their own. An
     input that does not exist, a list that cannot be read as text or names itself (through other
     lists or not), and a folder that cannot be read are OptionsErrors. A file reached twice (named
-    twice, or in a folder and in a subfolder also given) is kept once, as first reached."""
-    found = _find(inputs, ())
-    kept, seen = [], set()
-    for path, name in found:
-        real = os.path.realpath(path)
-        if real not in seen:
-            seen.add(real)
+    twice, or in a folder and in a subfolder also given) is kept once, where first reached, under
+    the name it has in the outermost folder given (whatever the order of the inputs); two names
+    linked to one file are two files, each with its output."""
+    kept, where = [], {}
+    for path, name in _find(inputs, ()):
+        # one entry of one real folder, however it was reached
+        entry = (os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+        if entry not in where:
+            where[entry] = len(kept)
             kept.append((path, name))
+        elif len(Path(name).parts) > len(Path(kept[where[entry]][1]).parts):
+            kept[where[entry]] = (path, name)
     return kept
 
 
