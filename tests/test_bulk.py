@@ -229,6 +229,17 @@ def test_a_file_reached_twice_and_names_linked_to_one_file(tmp_path):
         assert names == ["a/x.wav", "spk1.wav", "spk2.wav"], inputs
 
 
+def test_a_folder_without_audio_is_a_warning(tmp_path, tiny_en_ct2_dir):
+    """No audio found (a mistyped folder, files of a kind not looked for): one warning line, and
+    no Ray cluster started for nothing (it said only "0 transcribed")."""
+    (tmp_path / "notes.txt").write_text("not audio")
+    run = _bulk(tmp_path, "-o", tmp_path / "out", "--model", tiny_en_ct2_dir)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 0 and len(lines) == 2, run.stderr
+    assert lines[0].startswith("whisperms-bulk: warning: no audio files in the inputs (files ")
+    assert lines[1].startswith("whisperms-bulk: 0 transcribed")
+
+
 def test_output_folder_and_cluster_errors_are_one_line(tmp_path, tiny_en_ct2_dir):
     """An --output_dir that is a file or below one, and --address auto with no cluster running,
     are one error line and exit 1, not a traceback."""

@@ -415,6 +415,9 @@ def run(
     # workers run elsewhere, from other folders: every path absolute
     output_dir = os.path.abspath(output_dir)
     files = find_inputs(inputs)
+    if not files:  # a mistyped folder, or audio of a kind not looked for: say so, not "0 done"
+        known = " ".join(AUDIO_EXTENSIONS)
+        log(f"whisperms-bulk: warning: no audio files in the inputs (files named {known})")
     refuse_collisions(files, fold_case=ignores_case(output_dir))
     todo = [
         (path, name)
