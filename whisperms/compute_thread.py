@@ -15,6 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from . import core_share, sigint
+from .errors import ForkedProcess
 
 # Added to the caller's nice value for the graph-calling thread (nice values stop at 19).
 NICE_INCREMENT = 10
@@ -30,6 +31,7 @@ _executor_pid = None
 _thread_id = None
 _native_id = None  # the graph thread's id in the kernel (Linux: its task id)
 _lowered = not PER_THREAD_PRIORITY
+_ran_in = None  # the process that ran the first graph: in a process forked from it, none can run
 
 
 def run(fn, *args):
@@ -37,8 +39,19 @@ def run(fn, *args):
     then, the process keeps to the cores other processes leave free (core_share)."""
     if threading.get_ident() == _thread_id:
         return fn(*args)
+    check_not_forked()
     core_share.check(compute_thread_ids)
     return _get_executor().submit(_call, fn, args).result()
+
+
+def check_not_forked():
+    """ForkedProcess when this process was forked from one that ran graphs: MindSpore's runtime
+    threads are not here, and a graph run waited for ever, even a model loaded here."""
+    global _ran_in
+    if _ran_in is None:
+        _ran_in = os.getpid()
+    elif _ran_in != os.getpid():
+        raise ForkedProcess(parent_ran_graphs=True)
 
 
 def _call(fn, args):

@@ -46,16 +46,21 @@ def raise_terminated(signum, frame):
 
 
 class ForkedProcess(WhispermsError):
-    """A model used in a process forked from the one that loaded it: MindSpore's runtime threads
-    (and a tokenizer being read) are not in the child, whose first graph call would wait for
-    ever."""
+    """A model used in a process forked from the one that loaded it, or any graph run in a process
+    forked after its parent ran one: MindSpore's runtime threads (and a tokenizer being read) are
+    not in the child, whose first graph call would wait for ever."""
 
-    def __init__(self):
-        super().__init__(
-            "this model was loaded in the process this one was forked from, and cannot run here: "
-            "start workers with multiprocessing's 'spawn' or 'forkserver' method and load the "
-            "model in each (a forked child's own model waits for ever once the parent has run one)"
-        )
+    ADVICE = (
+        "start workers with multiprocessing's 'spawn' or 'forkserver' method and load the model in "
+        "each"
+    )
+
+    def __init__(self, parent_ran_graphs: bool = False):
+        if parent_ran_graphs:
+            what = "the process this one was forked from ran MindSpore graphs: none can run here"
+        else:
+            what = "this model was loaded in the process this one was forked from, not in this one"
+        super().__init__(f"{what}: {self.ADVICE}")
 
 
 def check_same_process(pid: int):
