@@ -531,3 +531,50 @@ def test_a_second_ctrl_c_ends_the_server_at_once(tiny_en_ct2_dir):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_ctrl_c_reaches_a_server_started_with_it_ignored(tiny_en_ct2_dir):
+    """A server started in the background (SIGINT ignored until uvicorn sets its handler, after the
+    batching worker began its first call): after a request, SIGINT still ends it. Putting back the
+    handler recorded when that call began would have put back "ignored"."""
+    import signal
+    import subprocess
+    import sys
+
+    from user_env import user_env
+
+    port = _free_port()
+    script = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)  # as nohup, or a shell's background job\n"
+        "from whisperms.server import main\n"
+        "sys.exit(main())\n"
+    )
+    args = ["--model", str(tiny_en_ct2_dir), "--port", str(port)]
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=user_env(),
+    )
+    try:
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=300
+        )
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with open(DATA / CLIPS[0], "rb") as f:
+                    client.audio.transcriptions.create(model="whisper-1", file=f)
+                break
+            except openai.APIConnectionError:
+                assert time.monotonic() < deadline and process.poll() is None, "no server"
+                time.sleep(0.5)
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

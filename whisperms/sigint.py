@@ -22,6 +22,10 @@ SIGACTION_BYTES = 512
 _lock = threading.Lock()
 _depth = 0  # calls in progress, from any thread: the first records, the last puts back
 _saved = None
+# Python's own C-level handler (which calls the Python-level one), once seen: put back instead of
+# a record of "ignored" or "default" taken before the application set a Python handler (a server
+# started with SIGINT ignored, whose web framework sets its handler while a call is in progress)
+_python_handler = None
 
 
 def _find_sigaction():
@@ -37,6 +41,27 @@ def _find_sigaction():
 _SIGACTION = _find_sigaction()
 
 
+def _address(action) -> int:
+    """The handler function's address in a struct sigaction (its first field): 0 and 1 are the
+    default and "ignore"."""
+    return ctypes.c_void_p.from_buffer(action).value or 0
+
+
+def _python_handles() -> bool:
+    return callable(signal.getsignal(signal.SIGINT))
+
+
+def _record():
+    """SIGINT's action now, or None; noted as Python's own when Python has a handler set."""
+    global _python_handler
+    action = ctypes.create_string_buffer(SIGACTION_BYTES)
+    if _SIGACTION(signal.SIGINT, None, action) != 0:
+        return None
+    if _address(action) > 1 and _python_handles() and _python_handler is None:
+        _python_handler = action
+    return action
+
+
 @contextlib.contextmanager
 def kept():
     """Run the body with SIGINT's handler put back as it was before, when the body returns or
@@ -47,8 +72,7 @@ def kept():
         return
     with _lock:
         if _depth == 0:
-            current = ctypes.create_string_buffer(SIGACTION_BYTES)
-            _saved = current if _SIGACTION(signal.SIGINT, None, current) == 0 else None
+            _saved = _record()
         _depth += 1
     try:
         yield
@@ -56,7 +80,11 @@ def kept():
         with _lock:
             _depth -= 1
             if _depth == 0 and _saved is not None:
-                _SIGACTION(signal.SIGINT, _saved, None)
+                action = _saved
+                if _address(action) <= 1 and _python_handles():
+                    action = _python_handler  # set meanwhile; None: not known, left as it is
+                if action is not None:
+                    _SIGACTION(signal.SIGINT, action, None)
                 _saved = None
 
 
@@ -69,3 +97,7 @@ def keeps(function):
             return function(*args, **kwargs)
 
     return call
+
+
+if _SIGACTION is not None:
+    _record()  # imported before any graph runs: Python's own handler, if it has one
