@@ -477,44 +477,51 @@ def test_the_address_is_checked_before_the_model_loads(capsys):
     assert err == [f"whisperms-server: error: {message}"]
 
 
-def test_a_second_ctrl_c_ends_the_server_at_once(tiny_en_ct2_dir):
-    """Once a request has been decoded, MindSpore's SIGINT handler (set by every graph run) makes
-    Ctrl-C a SIGTERM, so uvicorn's "a second Ctrl-C forces the exit" no longer held: with a client
-    stalled in mid-upload the server waited for it. Now the second signal ends it."""
-    import signal
+def _server_after_a_request(model_dir, sigint_line):
+    """A whisperms-server process whose script starts with `sigint_line` (how SIGINT is set, as a
+    shell would leave it), once it has answered one request: (process, port)."""
     import subprocess
     import sys
 
     from user_env import user_env
 
     port = _free_port()
-    script = (
-        "import signal, sys\n"
-        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal\n"
-        "from whisperms.server import main\n"
-        "sys.exit(main())\n"
+    script = "\n".join(
+        ["import signal, sys", sigint_line, "from whisperms.server import main", "sys.exit(main())"]
     )
-    args = ["--model", str(tiny_en_ct2_dir), "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-c", script, *args],
+        [sys.executable, "-c", script, "--model", str(model_dir), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env=user_env(),
     )
+    client = openai.OpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=300
+    )
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            with open(DATA / CLIPS[0], "rb") as f:
+                client.audio.transcriptions.create(model="whisper-1", file=f)
+            return process, port
+        except openai.APIConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("no server")
+            time.sleep(0.5)
+
+
+def test_a_second_ctrl_c_ends_the_server_at_once(tiny_en_ct2_dir):
+    """Once a request has been decoded, MindSpore's SIGINT handler (set by every graph run) makes
+    Ctrl-C a SIGTERM, so uvicorn's "a second Ctrl-C forces the exit" no longer held: with a client
+    stalled in mid-upload the server waited for it. Now the second signal ends it."""
+    import signal
+
+    # as from a terminal
+    terminal = "signal.signal(signal.SIGINT, signal.default_int_handler)"
+    process, port = _server_after_a_request(tiny_en_ct2_dir, terminal)
     try:
-        client = openai.OpenAI(
-            base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=300
-        )
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                with open(DATA / CLIPS[0], "rb") as f:
-                    client.audio.transcriptions.create(model="whisper-1", file=f)
-                break
-            except openai.APIConnectionError:
-                assert time.monotonic() < deadline and process.poll() is None, "no server"
-                time.sleep(0.5)
         stalled = socket.create_connection(("127.0.0.1", port))
         stalled.sendall(
             b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
@@ -538,39 +545,10 @@ def test_ctrl_c_reaches_a_server_started_with_it_ignored(tiny_en_ct2_dir):
     batching worker began its first call): after a request, SIGINT still ends it. Putting back the
     handler recorded when that call began would have put back "ignored"."""
     import signal
-    import subprocess
-    import sys
 
-    from user_env import user_env
-
-    port = _free_port()
-    script = (
-        "import signal, sys\n"
-        "signal.signal(signal.SIGINT, signal.SIG_IGN)  # as nohup, or a shell's background job\n"
-        "from whisperms.server import main\n"
-        "sys.exit(main())\n"
-    )
-    args = ["--model", str(tiny_en_ct2_dir), "--port", str(port)]
-    process = subprocess.Popen(
-        [sys.executable, "-c", script, *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=user_env(),
-    )
+    ignored = "signal.signal(signal.SIGINT, signal.SIG_IGN)"  # as nohup, or a background job
+    process, _ = _server_after_a_request(tiny_en_ct2_dir, ignored)
     try:
-        client = openai.OpenAI(
-            base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=300
-        )
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                with open(DATA / CLIPS[0], "rb") as f:
-                    client.audio.transcriptions.create(model="whisper-1", file=f)
-                break
-            except openai.APIConnectionError:
-                assert time.monotonic() < deadline and process.poll() is None, "no server"
-                time.sleep(0.5)
         time.sleep(1)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
