@@ -39,9 +39,15 @@ def run(fn, *args):
     then, the process keeps to the cores other processes leave free (core_share)."""
     if threading.get_ident() == _thread_id:
         return fn(*args)
-    check_not_forked()
     core_share.check(compute_thread_ids)
     return _get_executor().submit(_call, fn, args).result()
+
+
+def run_graph(fn, *args):
+    """run(fn, *args) for a MindSpore graph: ForkedProcess in a process forked after its parent
+    ran one (check_not_forked)."""
+    check_not_forked()
+    return run(fn, *args)
 
 
 def check_not_forked():

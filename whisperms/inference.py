@@ -65,7 +65,7 @@ class _Graph:
     def __call__(self, key, *args):
         check_same_process(self.pid)
         if self.on_graph_thread:
-            return compute_thread.run(self._call, key, *args)
+            return compute_thread.run_graph(self._call, key, *args)
         compute_thread.check_not_forked()
         with sigint.kept():  # as compute_thread does for its calls
             return self._call(key, *args)

@@ -111,8 +111,9 @@ class SileroVADModel:
         )
         if ms.get_context("device_target") == "CPU":
             # from the graph thread, as the Whisper graphs (compute_thread.py)
+            graphs = (self._whole, self._encode, self._decode)
             self._whole, self._encode, self._decode = (
-                partial(compute_thread.run, fn) for fn in (self._whole, self._encode, self._decode)
+                partial(compute_thread.run_graph, fn) for fn in graphs
             )
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
