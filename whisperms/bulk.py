@@ -319,7 +319,7 @@ def _start_ray(address: Optional[str]) -> None:
 
     given = address
     if address in (None, "auto"):
-        given = os.environ.get("RAY_ADDRESS") or (recorded_head() if address else None)
+        given = os.environ.get("RAY_ADDRESS") or (recorded_head() if address == "auto" else None)
     if given is None and address is None:
         address = "local"
     check_ray_head(given)

@@ -43,11 +43,13 @@ def run(fn, *args):
     return _get_executor().submit(_call, fn, args).result()
 
 
-def run_graph(fn, *args):
-    """run(fn, *args) for a MindSpore graph: ForkedProcess in a process forked after its parent
-    ran one (check_not_forked)."""
+def run_graph(fn, *args, on_graph_thread=True):
+    """A MindSpore graph `fn(*args)`, on the graph thread (run) or, without `on_graph_thread`, on
+    the calling one: ForkedProcess in a process forked after its parent ran one (check_not_forked),
+    and SIGINT's handler as the caller had it afterwards (a graph run sets MindSpore's: sigint)."""
     check_not_forked()
-    return run(fn, *args)
+    with sigint.kept():
+        return run(fn, *args) if on_graph_thread else fn(*args)
 
 
 def check_not_forked():
@@ -64,8 +66,7 @@ def _call(fn, args):
     global _thread_id, _native_id, _lowered
     _thread_id, _native_id = threading.get_ident(), threading.get_native_id()
     try:
-        with sigint.kept():  # a graph run sets MindSpore's SIGINT handler: the caller's after it
-            return fn(*args)
+        return fn(*args)
     finally:
         if not _lowered and kernel_threads_started():
             _lowered = True

@@ -16,7 +16,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, mutable
 
-from . import compute_thread, sigint
+from . import compute_thread
 from .attention import EAGER
 from .errors import check_same_process
 from .fusion import fused_compile
@@ -64,11 +64,9 @@ class _Graph:
 
     def __call__(self, key, *args):
         check_same_process(self.pid)
-        if self.on_graph_thread:
-            return compute_thread.run_graph(self._call, key, *args)
-        compute_thread.check_not_forked()
-        with sigint.kept():  # as compute_thread does for its calls
-            return self._call(key, *args)
+        return compute_thread.run_graph(
+            self._call, key, *args, on_graph_thread=self.on_graph_thread
+        )
 
     def _call(self, key, *args):
         if self.compiled is None:
