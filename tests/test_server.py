@@ -556,3 +556,24 @@ def test_ctrl_c_reaches_a_server_started_with_it_ignored(tiny_en_ct2_dir):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_beam_size_is_none_or_a_number_the_batched_mode_takes(tiny_en_ct2_dir, capsys):
+    """`--beam_size None` (the default, greedy) is accepted as the CLI's is; a value reaches the
+    batched mode, which refuses 0 in one line; a word is a usage error."""
+    from whisperms.server import main
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        # parsed, then stopped at the port check
+        assert main(["--model", "no-such-model", "--beam_size", "None", "--port", str(port)]) == 1
+    assert "cannot listen on" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(["--beam_size", "five"])
+    assert stopped.value.code == 2
+    assert "--beam_size: invalid int value: 'five'" in capsys.readouterr().err
+    argv = ["--model", str(tiny_en_ct2_dir), "--beam_size", "0", "--port", str(_free_port())]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("whisperms-server: error: ")
+    assert "beam_size" in err[0]
