@@ -65,13 +65,13 @@ def step_graphs(model, mel):
 
 
 def timing(graph, key, args):
-    """Median ms of CALLS calls of the loaded step graph, and CPU time / wall time over them."""
-    run = graph.loaded[key]
+    """Median ms of CALLS calls of the step graph as decoding calls it (on compute_thread's thread,
+    core_share adapting), and CPU time / wall time over them."""
     times = []
     cpu0, wall0 = os.times(), time.perf_counter()
     for _ in range(CALLS):
         start = time.perf_counter()
-        run(*args)[0].asnumpy()
+        graph(key, *args)[0].asnumpy()
         times.append(time.perf_counter() - start)
     cpu1, wall1 = os.times(), time.perf_counter()
     cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
@@ -159,7 +159,8 @@ def main():
         f"- Command: `{command}` at {short_commit()}; OMP_WAIT_POLICY={policy}",
         f"- Machine: {describe(info)}",
         f"- Versions: mindspore {metadata.version('mindspore')}, model {args.model}",
-        f"- Each row one process: step graphs loaded from warm caches, timed ({CALLS} calls, "
+        f"- Each row one process: step graphs loaded from warm caches, timed ({CALLS} calls as "
+        "decoding makes them, "
         f"median), then {NEW_SHAPE_WINDOWS} windows decoded together (new shapes; own = through "
         "the model's Inference: compiled, fused, kernels generated, saved; unfused = through a "
         "second Inference without graph cache or fusion), then the same step graphs timed again. "
