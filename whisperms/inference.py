@@ -16,7 +16,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, mutable
 
-from . import compute_thread
+from . import compute_thread, core_share
 from .attention import EAGER
 from .errors import check_same_process
 from .fusion import fused_compile
@@ -75,6 +75,14 @@ class _Graph:
         if self.calls[key] > 1:
             run = self.loaded.get(key)
             return run(*args) if run is not None else self.compiled(*args)
+        out = self._compile_and_call(key, args)
+        # MindSpore's kernel build server (a process) was busy while this one waited for it: that
+        # is no other process's use of our cores to give one up for (core_share.restart).
+        core_share.restart()
+        return out
+
+    def _compile_and_call(self, key, args):
+        """The first call for `key`: the graph loaded from the cache, or compiled (and saved)."""
         if self.cache is None:
             return self._first_call(self.compiled, args)
         cell = self._cached(lambda: self.cache.load(self.name, args))
