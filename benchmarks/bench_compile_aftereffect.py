@@ -146,7 +146,7 @@ def main():
             for mode in MODES:
                 caches = Path(folder) / f"{mode}-{i}"
                 shutil.copytree(template, caches)
-                trials.append(run(mode, str(caches)))
+                trials.append({"trial": i + 1, **run(mode, str(caches))})
                 shutil.rmtree(caches)
     started = datetime.now(timezone.utc)
     info = machine_info()
@@ -170,10 +170,10 @@ def main():
         "| cpu/wall before | cpu/wall after |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for i, t in enumerate(trials, len(MODES)):
+    for t in trials:
         for label, b, a in zip(t["labels"], t["before"], t["after"]):
             lines.append(
-                f"| {i // len(MODES)} | {t['mode']} | {t['compile_s']:.1f} | {label} "
+                f"| {t['trial']} | {t['mode']} | {t['compile_s']:.1f} | {label} "
                 f"| {b['ms']:.2f} | {a['ms']:.2f} | {a['ms'] / b['ms']:.2f} "
                 f"| {b['cpu_per_wall']:.2f} | {a['cpu_per_wall']:.2f} |"
             )
