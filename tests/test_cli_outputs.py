@@ -164,6 +164,9 @@ def test_ctrl_c_ends_with_one_line_and_no_partial_file(tmp_path, tiny_en_ct2_dir
     proc.send_signal(signal.SIGINT)
     status = proc.wait(timeout=120)
     stderr = proc.stderr.read().splitlines()
-    assert (status, stderr[-1]) in [(143, "whisperms: terminated"), (130, "whisperms: interrupted")]
+    assert (status, stderr[-1]) in [
+        (143, "whisperms: terminated"),
+        (130, "whisperms: interrupted"),
+    ], "\n".join(stderr[-40:])
     assert not any("Traceback" in line or "Error" in line for line in stderr), stderr
     assert not out.exists() or os.listdir(out) == []

@@ -7,12 +7,21 @@ the scheduler puts it, it takes turns with a thread doing the work. So graph cal
 one thread of lower scheduling priority (a higher nice value), which gives way to the work, while
 the caller's own threads keep theirs. The priority is lowered once MindSpore's kernel threads exist:
 they start during the first graph run and inherit the priority of the thread that starts them.
+
+The caller waits for a call's end on a plain lock of its own, which the graph thread releases.
+Ctrl-C (or SIGTERM, made an exception by the CLI) is raised in the caller wherever Python checks for
+signals. A `concurrent.futures` pool's submit and its future's wait have points where that left a
+lock released that a `with` then released again ("RuntimeError: cannot release un-acquired lock" in
+place of the KeyboardInterrupt) or held for ever (the next call waited for ever). The caller's side
+here holds no lock across such a point.
 """
 
+import _thread
+import atexit
 import os
+import queue
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from . import core_share, sigint
 from .errors import ForkedProcess
@@ -26,8 +35,8 @@ KERNEL_THREAD_NAMES = ("ActorThread", "KernelThread")
 PER_THREAD_PRIORITY = sys.platform.startswith("linux")
 
 _lock = threading.Lock()
-_executor = None
-_executor_pid = None
+_calls = None  # the graph thread's queue of _Call, or None before its first call
+_calls_pid = None  # the process that started the graph thread
 _thread_id = None
 _native_id = None  # the graph thread's id in the kernel (Linux: its task id)
 _lowered = not PER_THREAD_PRIORITY
@@ -40,7 +49,28 @@ def run(fn, *args):
     if threading.get_ident() == _thread_id:
         return fn(*args)
     core_share.check(compute_thread_ids)
-    return _get_executor().submit(_call, fn, args).result()
+    call = _Call(fn, args)
+    _get_calls().put(call)
+    call.done.acquire()
+    error = call.error
+    if error is None:
+        return call.result
+    try:
+        raise error
+    finally:
+        del error, call  # no reference cycle through this frame in the error's traceback
+
+
+class _Call:
+    """fn(*args) for the graph thread: its result or error, and `done`, held until it has ended."""
+
+    __slots__ = ("fn", "args", "result", "error", "done")
+
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
+        self.result = self.error = None
+        self.done = threading.Lock()
+        self.done.acquire()
 
 
 def run_graph(fn, *args, on_graph_thread=True):
@@ -62,28 +92,52 @@ def check_not_forked():
         raise ForkedProcess(parent_ran_graphs=True)
 
 
-def _call(fn, args):
-    global _thread_id, _native_id, _lowered
-    _thread_id, _native_id = threading.get_ident(), threading.get_native_id()
-    try:
-        return fn(*args)
-    finally:
-        if not _lowered and kernel_threads_started():
-            _lowered = True
-            lower_priority()
+def _serve(calls):
+    """The graph thread: runs each _Call in turn until one without a function."""
+    global _lowered
+    while (call := calls.get()).fn is not None:
+        try:
+            call.result = call.fn(*call.args)
+        except BaseException as error:  # raised again in the caller
+            call.error = error
+        finally:
+            if not _lowered and kernel_threads_started():
+                _lowered = True
+                lower_priority()
+            call.done.release()
+        del call  # its result and arguments are the caller's alone now
+    call.done.release()
 
 
-def _get_executor():
-    """The process's executor; a new one in a forked child, where the parent's thread does not
-    exist."""
-    global _executor, _executor_pid, _thread_id, _lowered
+def _get_calls():
+    """The graph thread's queue; a new thread in a forked child, where the parent's does not exist.
+
+    The thread is started with `_thread`, which leaves nothing half done when a signal's exception
+    lands during the start (threading.Thread.start waits on a Condition as a future does, and also
+    failed so). The globals change only once the thread runs: an exception on the way (Ctrl-C)
+    leaves the next call to start one again rather than queue calls no thread serves."""
+    global _calls, _calls_pid, _thread_id, _native_id, _lowered
     with _lock:
-        if _executor is None or _executor_pid != os.getpid():
-            _executor = ThreadPoolExecutor(1, thread_name_prefix="whisperms-graphs")
-            _executor_pid = os.getpid()
-            _thread_id = _native_id = None
+        if _calls is None or _calls_pid != os.getpid():
+            calls = queue.SimpleQueue()
+            first = _Call(threading.get_native_id, ())
+            calls.put(first)
             _lowered = not PER_THREAD_PRIORITY
-        return _executor
+            thread_id = _thread.start_new_thread(_serve, (calls,))
+            first.done.acquire()
+            atexit.register(_stop, calls)
+            _thread_id, _native_id = thread_id, first.result
+            _calls, _calls_pid = calls, os.getpid()
+        return _calls
+
+
+def _stop(calls):
+    """At exit, in the process that started it: the graph thread ends after the calls it has (a
+    graph still running while the interpreter shuts down would meet MindSpore half torn down)."""
+    if calls is _calls and _calls_pid == os.getpid():
+        last = _Call(None, ())
+        calls.put(last)
+        last.done.acquire()
 
 
 def compute_thread_ids():
