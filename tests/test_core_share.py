@@ -209,8 +209,8 @@ def test_proc_files_that_do_not_parse_turn_adapting_off_not_the_transcription(mo
 
 
 # Another process busy on our cores for a while, then idle: the next measurement gives up a core,
-# unless restart() started it after the busy spell (as a graph's first call does after a compile,
-# when the busy process was MindSpore's kernel build server).
+# unless restart() started it after the busy spell (as a graph's compile does, the busy process
+# then being MindSpore's kernel build server).
 RESTART_SCRIPT = """
 import json, subprocess, sys, threading, time
 from whisperms import core_share
@@ -256,7 +256,7 @@ def _double(x):
     return x * 2
 
 
-def test_a_graphs_first_call_for_each_input_shape_restarts_the_measurement(monkeypatch):
+def test_a_graphs_compile_for_each_input_shape_restarts_the_measurement(monkeypatch):
     restarts = []
     monkeypatch.setattr(core_share, "restart", lambda: restarts.append(1))
     graph = _Graph("double", _double)

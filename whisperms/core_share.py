@@ -13,7 +13,7 @@ seconds the CPU time spent on our cores by other processes is measured (each cor
 core) are kept on as many of the cores as are left free (`cores_to_use`). Results do not change:
 MindSpore's thread count stays as loaded; only where its threads may run does. A thread count
 below the process's cores (`load_model(threads=N)`, `--threads N`: exactly those cores) turns this
-off, as does WHISPERMS_ADAPT_CORES=0. A graph's first call starts a new measurement (`restart`):
+off, as does WHISPERMS_ADAPT_CORES=0. A graph's compile starts a new measurement (`restart`):
 while MindSpore compiles, its kernel build server is a process busy on our cores.
 
 A CPU quota on the process's cgroup (a container's `--cpus`, a Kubernetes CPU limit) caps the cores
@@ -288,9 +288,9 @@ def check(threads: Callable[[], List[int]]) -> None:
 
 def restart() -> None:
     """Start the next measurement now: other processes' use of our cores since the last one is left
-    out. For a graph's first call (inference._Graph): a compile keeps MindSpore's kernel build
-    server, a process, busy on our cores while this process waits for it, and that would otherwise
-    give up a core for the graphs that run next, until the measurement after."""
+    out. For after a graph's compile (inference._Graph): it keeps MindSpore's kernel build server,
+    a process, busy on our cores while this process waits for it, and that would otherwise give up
+    a core for the graphs that run next, until the measurement after."""
     state = _state
     if _disabled or not AVAILABLE or state is None or state.pid != os.getpid():
         return

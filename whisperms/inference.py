@@ -75,16 +75,8 @@ class _Graph:
         if self.calls[key] > 1:
             run = self.loaded.get(key)
             return run(*args) if run is not None else self.compiled(*args)
-        out = self._compile_and_call(key, args)
-        # MindSpore's kernel build server (a process) was busy while this one waited for it: that
-        # is no other process's use of our cores to give one up for (core_share.restart).
-        core_share.restart()
-        return out
-
-    def _compile_and_call(self, key, args):
-        """The first call for `key`: the graph loaded from the cache, or compiled (and saved)."""
         if self.cache is None:
-            return self._first_call(self.compiled, args)
+            return self._compile(args)
         cell = self._cached(lambda: self.cache.load(self.name, args))
         # A saved graph that does not compile here warns and is compiled instead (`out` is never
         # None otherwise).
@@ -93,8 +85,16 @@ class _Graph:
             self.loaded[key] = runner(cell)
             return out
         before = self.cache.phases()
-        out = self._first_call(self.compiled, args)
+        out = self._compile(args)
         self._cached(lambda: self.cache.save(self.name, args, before))
+        return out
+
+    def _compile(self, args):
+        """fn(*args) through `mindspore.jit`, which compiles it. MindSpore's kernel build server (a
+        process) was busy on our cores while this one waited for it: no other process's use of them
+        to give one up for, so core_share's next measurement starts after it."""
+        out = self._first_call(self.compiled, args)
+        core_share.restart()
         return out
 
     def _cached(self, action):
