@@ -51,14 +51,7 @@ def run(fn, *args):
     core_share.check(compute_thread_ids)
     call = _Call(fn, args)
     _get_calls().put(call)
-    call.done.acquire()
-    error = call.error
-    if error is None:
-        return call.result
-    try:
-        raise error
-    finally:
-        del error, call  # no reference cycle through this frame in the error's traceback
+    return call.wait()
 
 
 class _Call:
@@ -71,6 +64,17 @@ class _Call:
         self.result = self.error = None
         self.done = threading.Lock()
         self.done.acquire()
+
+    def wait(self):
+        """Its result once the graph thread has run it, or its error raised."""
+        self.done.acquire()
+        error = self.error
+        if error is None:
+            return self.result
+        try:
+            raise error
+        finally:
+            del error, self  # no reference cycle through this frame in the error's traceback
 
 
 def run_graph(fn, *args, on_graph_thread=True):
@@ -124,9 +128,9 @@ def _get_calls():
             calls.put(first)
             _lowered = not PER_THREAD_PRIORITY
             thread_id = _thread.start_new_thread(_serve, (calls,))
-            first.done.acquire()
+            native_id = first.wait()
             atexit.register(_stop, calls)
-            _thread_id, _native_id = thread_id, first.result
+            _thread_id, _native_id = thread_id, native_id
             _calls, _calls_pid = calls, os.getpid()
         return _calls
 
@@ -137,7 +141,7 @@ def _stop(calls):
     if calls is _calls and _calls_pid == os.getpid():
         last = _Call(None, ())
         calls.put(last)
-        last.done.acquire()
+        last.wait()
 
 
 def compute_thread_ids():
