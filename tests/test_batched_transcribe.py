@@ -114,6 +114,27 @@ def test_no_words_lost_where_a_recording_stops_mid_sentence(tiny_en_model):
     assert batched.segments[-1].end <= len(cut) / SAMPLE_RATE
 
 
+def test_no_window_for_a_sliver_where_speech_runs_to_the_recording_end(tiny_en_model):
+    """Three clips, the last one's speech running to the recording's end: beam 5 closes its last
+    segment 0.03 s before the piece's end, and that rest was decoded as a window of its own, where
+    the model wrote text at every temperature (all of it past the end, dropped). A rest shorter than
+    END_SLIVER is no window now; the text is as before, and as the sequential mode's."""
+    names = ("ljspeech_LJ002-0035.wav", "speechrecognition_english.wav")
+    last = "voices_Lab41-SRI-VOiCES-src-sp0307-ch127535-sg0042.wav"
+    parts = []
+    for name, pause in zip(names, (0.4, 1.5)):
+        parts += [load_audio(str(DATA / name)), np.zeros(round(pause * SAMPLE_RATE), np.float32)]
+    audio = np.concatenate(parts + [load_audio(str(DATA / last))])
+    transcriber = BatchedTranscriber(tiny_en_model, beam_size=5)
+    batched = transcriber.run(audio)
+    assert transcriber.windows == 1
+    assert batched.text == (
+        " Eight, the press yard. One, two, three. I had that curiosity beside me at this moment."
+    )
+    assert batched.segments[-1].end <= len(audio) / SAMPLE_RATE
+    assert batched.text == transcribe(tiny_en_model, audio, beam_size=5).text
+
+
 def test_no_segment_runs_through_a_long_pause(tiny_en_model):
     """Two sentences a minute of silence apart fall in one piece; the first one's last timestamp
     lands just past its speech, in the second chunk's opening padding, and was moved through that

@@ -71,6 +71,11 @@ DEFAULT_BATCH_SIZE = 8
 # last timestamp is within this many seconds of the piece's end, and a window so ended has read its
 # piece: the rest of the piece would cost a whole window's encoding for a fraction of a second.
 EARLY_END_MARGIN = 1.0
+# Where a piece's speech runs to the recording's end its rest is decoded however short (a cut
+# sentence's last words have no silence after them), except a rest shorter than this (seconds): no
+# word fits there, and a window of a few frames of audio makes the model write text at every
+# temperature of the fallback, all of which falls past the piece's end and is dropped.
+END_SLIVER = 0.1
 # Windows per encoder call on CPU: one at a time runs as fast per window (slower batched on an AVX2
 # CPU), holds one window's activations instead of eight, and reuses the sequential mode's graph.
 CPU_ENCODER_GROUP = 1
@@ -476,9 +481,9 @@ class BatchedTranscriber:
                 piece.last_speech_timestamp = end
         window_end = window_seek + segment_frames
         # a window that ends where it began (a 0.00 s segment) moves on
-        early_end = self.early_end and not piece.ends_input
+        margin = END_SLIVER if piece.ends_input else EARLY_END_MARGIN
         if piece.seek <= window_seek or (
-            early_end and window_end - piece.seek <= EARLY_END_MARGIN * FRAMES_PER_SECOND
+            self.early_end and window_end - piece.seek <= margin * FRAMES_PER_SECOND
         ):
             piece.seek = window_end
         piece.segments.extend(current)
