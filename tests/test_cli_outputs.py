@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import soundfile
 from user_env import default_sigint, user_env
 
@@ -31,7 +32,7 @@ def run(*args, env=None, cwd=None):
 
 def test_clashing_names_links_and_long_names(tmp_path, tiny_en_ct2_dir):
     """b/x.wav would overwrite a/x.wav's x.txt (openai's CLI does so silently): it fails alone,
-    before any decoding; a file given twice is transcribed once; a 251-byte name whose .json
+    without being decoded; a file given twice is transcribed once; a 251-byte name whose .json
     would be too long fails before decoding (four formats were written, then the fifth failed);
     an existing transcript that is a symbolic link is written through, as open() would."""
     a, b = tmp_path / "a", tmp_path / "b"
@@ -61,6 +62,38 @@ def test_clashing_names_links_and_long_names(tmp_path, tiny_en_ct2_dir):
     assert sorted(p.name for p in out.iterdir()) == [
         f"x.{f}" for f in "json srt tsv txt vtt".split()
     ]
+
+
+@pytest.mark.parametrize("mode", [[], ["--batch_size", "8"]], ids=["sequential", "batched"])
+def test_a_name_goes_to_the_first_input_written_under_it(tmp_path, tiny_en_ct2_dir, mode):
+    """bad/x.wav is no audio and fails; good/x.wav, whose x.txt it would have overwritten, is
+    transcribed then (it was refused as a clash, so neither was written). With both readable the
+    first one written keeps the name, in the batched mode too (the second waits for it)."""
+    bad, good, other = tmp_path / "bad", tmp_path / "good", tmp_path / "other"
+    for folder in (bad, good, other):
+        folder.mkdir()
+    (bad / "x.wav").write_bytes(b"no audio here " * 100)
+    (good / "x.wav").write_bytes(SHORT.read_bytes())
+    (other / "x.wav").write_bytes(OTHER.read_bytes())
+    base = ["--model", tiny_en_ct2_dir, "-f", "txt", "--verbose", "False", *mode]
+    status, _, stderr = run(bad / "x.wav", good / "x.wav", *base, "-o", tmp_path / "one")
+    assert (status, stderr) == (
+        1,
+        [
+            f"whisperms: error: could not decode audio file {bad / 'x.wav'}: not a supported audio "
+            "format, or corrupted"
+        ],
+    )
+    assert (tmp_path / "one" / "x.txt").read_text() == "in being comparatively modern.\n"
+    status, _, stderr = run(good / "x.wav", other / "x.wav", *base, "-o", tmp_path / "two")
+    assert (status, stderr) == (
+        1,
+        [
+            f"whisperms: error: {other / 'x.wav'}: not transcribed: its transcripts would "
+            f"overwrite {good / 'x.wav'}'s"
+        ],
+    )
+    assert (tmp_path / "two" / "x.txt").read_text() == "in being comparatively modern.\n"
 
 
 def test_zero_line_limits_mean_none_as_in_openai(tmp_path, tiny_en_ct2_dir):

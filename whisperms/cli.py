@@ -24,7 +24,7 @@ from .errors import (
     interrupted,
     raise_terminated,
 )
-from .output_files import check_output_folder, check_targets, distinct_outputs
+from .output_files import OutputOwners, check_output_folder, check_targets, distinct_inputs
 
 # The most fallback temperatures --temperature_increment_on_fallback may make (an increment of
 # 0.001 from 0): a tinier one made millions, built and checked before any file was read.
@@ -162,9 +162,7 @@ def _transcribe_main(argv):
         check_output_folder(args.output_dir)
     except OutputError as error:
         return _fail(str(error))
-    paths, clashes = distinct_outputs(paths)
-    for message in clashes:
-        status = _fail(message)
+    paths = distinct_inputs(paths)
     if not paths:
         return status
 
@@ -193,10 +191,15 @@ def _transcribe_main(argv):
             f"conv {rt.conv}, cores {rt.threads or 'all'}",
             file=sys.stderr,
         )
-    writer = get_writer(args.output_format, args.output_dir)
+    writer, owners = get_writer(args.output_format, args.output_dir), OutputOwners()
     if options.batched:
-        return _transcribe_batched(model, paths, options, args, writer, writer_args) or status
+        run = _transcribe_batched(model, paths, options, args, writer, writer_args, owners)
+        return run or status
     for path in paths:
+        clash = owners.clash(path)
+        if clash is not None:
+            status = _fail(clash)
+            continue
         try:
             check_targets(args.output_format, args.output_dir, path)
             transcriber = Transcriber(
@@ -208,6 +211,7 @@ def _transcribe_main(argv):
             )
             result = transcriber.run()
             _write(writer, result, path, args.output_dir, writer_args)
+            owners.written(path)
         except OptionsError as error:  # what needs the model: the same for every file
             return _usage(str(error))
         except WhispermsError as error:
@@ -217,21 +221,15 @@ def _transcribe_main(argv):
     return status
 
 
-def _transcribe_batched(model, paths, options, args, writer, writer_args):
+def _transcribe_batched(model, paths, options, args, writer, writer_args, owners):
     """--batch_size: every file's windows share the batches; each file is written when its last
-    window is done. Returns the exit status."""
+    window is done. Inputs written under one name go in turns: one waits for the one before it
+    (it is transcribed only if that one failed). Returns the exit status."""
     from .batched import BatchedTranscriber
     from .segments import print_line, print_segment
 
-    status, ready = 0, []
-    for path in paths:
-        try:
-            check_targets(args.output_format, args.output_dir, path)
-            ready.append(path)
-        except OutputError as error:
-            status = _fail(_about(path, error))
     # several files finish in any order: each one's segments under its name
-    named = args.verbose and len(ready) > 1
+    named = args.verbose and len(paths) > 1
     try:
         transcriber = BatchedTranscriber(
             model,
@@ -241,19 +239,32 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args):
         )
     except OptionsError as error:  # what needs the model
         return _usage(str(error))
-    for index, result in transcriber.results(ready):
-        path = ready[index]
-        if isinstance(result, WhispermsError):
-            status = _fail(_about(path, result))
-            continue
-        if named:
-            print_line(f"{path}:")
-            for segment in result.segments:
-                print_segment(segment)
-        try:
-            _write(writer, result, path, args.output_dir, writer_args)
-        except OSError as error:
-            status = _fail(_unwritable(path, args.output_dir, error))
+    status = 0
+    while paths:
+        now, paths, clashes = owners.next_round(paths)
+        for message in clashes:
+            status = _fail(message)
+        ready = []
+        for path in now:
+            try:
+                check_targets(args.output_format, args.output_dir, path)
+                ready.append(path)
+            except OutputError as error:
+                status = _fail(_about(path, error))
+        for index, result in transcriber.results(ready):
+            path = ready[index]
+            if isinstance(result, WhispermsError):
+                status = _fail(_about(path, result))
+                continue
+            if named:
+                print_line(f"{path}:")
+                for segment in result.segments:
+                    print_segment(segment)
+            try:
+                _write(writer, result, path, args.output_dir, writer_args)
+                owners.written(path)
+            except OSError as error:
+                status = _fail(_unwritable(path, args.output_dir, error))
     return status
 
 

@@ -62,16 +62,49 @@ def _longest_name(folder) -> int:
         return 255
 
 
-def distinct_outputs(paths):
-    """The inputs whose transcripts would not overwrite an earlier input's (openai's CLI writes
-    a/x.wav's and then b/x.wav's into one x.txt); each other one fails with a line naming both. A
-    file given twice is transcribed once. Returns (paths kept, the others' one-line errors)."""
-    kept, owners, failures = [], {}, []
+def distinct_inputs(paths):
+    """`paths` without a file given twice under one name (it is transcribed once)."""
+    kept = []
     for path in paths:
-        stem = os.path.splitext(os.path.basename(path))[0]
-        owner = owners.setdefault(stem, path)
-        if owner == path and path not in kept:
+        if not any(
+            _stem(k) == _stem(path) and os.path.realpath(k) == os.path.realpath(path) for k in kept
+        ):
             kept.append(path)
-        elif os.path.realpath(owner) != os.path.realpath(path):
-            failures.append(f"{path}: not transcribed: its transcripts would overwrite {owner}'s")
-    return kept, failures
+    return kept
+
+
+def _stem(path) -> str:
+    """The name an input's transcripts are written under (writers.ResultWriter.output_path)."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+class OutputOwners:
+    """Whose transcripts each output name holds: the first input written under it. openai's CLI
+    writes a/x.wav's and then b/x.wav's into one x.txt; here b/x.wav is not transcribed once
+    a/x.wav's transcripts are written, and is when a/x.wav failed (nothing of it to overwrite)."""
+
+    def __init__(self):
+        self._owners = {}
+
+    def clash(self, path):
+        """The one-line error of an input whose transcripts would overwrite another's, else None."""
+        owner = self._owners.get(_stem(path))
+        if owner is None:
+            return None
+        return f"{path}: not transcribed: its transcripts would overwrite {owner}'s"
+
+    def written(self, path):
+        self._owners.setdefault(_stem(path), path)
+
+    def next_round(self, paths):
+        """(the inputs to transcribe together now: the first of each output name not yet written,
+        the inputs that wait for them, the others' one-line errors), each in the given order."""
+        now, later, errors, names = [], [], [], set()
+        for path in paths:
+            clash = self.clash(path)
+            if clash is not None:
+                errors.append(clash)
+                continue
+            (later if _stem(path) in names else now).append(path)
+            names.add(_stem(path))
+        return now, later, errors
