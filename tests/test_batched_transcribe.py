@@ -327,6 +327,38 @@ def test_an_input_behind_a_long_one_takes_its_turn(tiny_en_model, pauses):
         assert _segments(result) == _segments(alone.run(short if index else long))
 
 
+def test_chunk_length_is_the_longest_piece_as_in_faster_whisper(tiny_en_model, pauses):
+    """chunk_length (faster-whisper's pipeline's): the VAD's longest speech and the longest piece,
+    in place of a max_speech_duration_s given; the pieces are faster-whisper's for the same value,
+    each read in one window. Only the batched mode takes it, up to a window's 30 s."""
+    from faster_whisper.vad import VadOptions as FwVadOptions
+    from faster_whisper.vad import collect_chunks, get_speech_timestamps
+
+    path, clips = pauses
+    audio = load_audio(str(path))
+    fw_vad = FwVadOptions(max_speech_duration_s=10, min_silence_duration_ms=160)
+    _, chunks = collect_chunks(audio, get_speech_timestamps(audio, fw_vad), max_duration=10)
+    transcriber = BatchedTranscriber(tiny_en_model, chunk_length=10)
+    result = transcriber.run(str(path))
+    assert len(chunks) >= 6
+    assert transcriber.windows == len(chunks)
+    assert all(c["duration"] <= 10 for c in chunks)
+    assert max(s.end - s.start for s in result.segments) <= 10
+    reference = " ".join(text for _, _, text in clips)
+    assert wer(reference, result.text) < 0.05
+    given = transcribe_options(batch_size=8, chunk_length=10, vad_parameters={"threshold": 0.6})
+    assert given.vad_parameters.max_speech_duration_s == 10
+    given = {"max_speech_duration_s": 20}
+    options = transcribe_options(batch_size=8, chunk_length=10, vad_parameters=given)
+    assert options.vad_parameters.max_speech_duration_s == 10
+    with pytest.raises(OptionsError, match="chunk_length must be a finite number above 0 up to 30"):
+        transcribe_options(batch_size=8, chunk_length=0)
+    with pytest.raises(OptionsError, match="chunk_length must be a finite number above 0 up to 30"):
+        transcribe_options(batch_size=8, chunk_length=31)
+    with pytest.raises(OptionsError, match="chunk_length works in the batched mode only"):
+        transcribe_options(chunk_length=10)
+
+
 def test_options_of_the_batched_mode():
     assert transcribe_options(batch_size=8).vad_parameters == VadOptions(
         max_speech_duration_s=30, min_silence_duration_ms=160

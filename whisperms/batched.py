@@ -303,7 +303,8 @@ class BatchedTranscriber:
             from .vad import collect_chunks, get_speech_timestamps
 
             chunks = get_speech_timestamps(audio, self.options.vad_parameters)
-            pieces, metadata = collect_chunks(audio, chunks, max_duration=CHUNK_LENGTH)
+            longest = self.options.chunk_length or CHUNK_LENGTH
+            pieces, metadata = collect_chunks(audio, chunks, max_duration=longest)
             # no speech: one empty piece, dropped below
             spans = [(m["offset"], p) for m, p in zip(metadata, pieces)]
             source = _Source(

@@ -54,6 +54,9 @@ class TranscribeOptions:
     vad_parameters: Optional[VadOptions] = None  # the VAD's options, resolved when it applies
     # windows decoded together (the batched mode, batched.py); None: openai's sequential mode
     batch_size: Optional[int] = None
+    # the batched mode's longest piece of speech in seconds (faster-whisper's pipeline's
+    # chunk_length); None: a whole window
+    chunk_length: Optional[float] = None
     decoding: DecodingOptions = DecodingOptions()
 
     @property
@@ -92,6 +95,7 @@ _NUMBER_OPTIONS = {
     "length_penalty": dict(low=0, high=1),
     "max_initial_timestamp": dict(low=0),
     "batch_size": dict(low=1, integer=True),
+    "chunk_length": dict(low=0, strict_low=True, high=CHUNK_LENGTH),
 }
 _FLAG_OPTIONS = (
     "condition_on_previous_text",
@@ -165,6 +169,13 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
             "hallucination_silence_threshold works in the sequential mode only: leave out "
             "batch_size"
         )
+    if options.chunk_length is not None and not options.batched:
+        # faster-whisper's sequential mode reads it as a shorter mel window, which Whisper's
+        # encoder does not take
+        raise OptionsError(
+            "chunk_length works in the batched mode only (the longest piece of speech): give "
+            "batch_size"
+        )
     if options.vad_applies:
         options = replace(options, vad_parameters=_resolved_vad(options))
     if options.vad_filter and not options.vad_applies:
@@ -181,14 +192,17 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
 
 def _resolved_vad(options: TranscribeOptions) -> VadOptions:
     """The VAD options used: those given, or VadOptions(); in the batched mode faster-whisper's
-    (pauses from BATCH_MIN_SILENCE_MS split speech; pieces of speech no longer than a window)."""
+    (pauses from BATCH_MIN_SILENCE_MS split speech; pieces of speech no longer than a window, or
+    than chunk_length, which replaces a max_speech_duration_s given, as in faster-whisper)."""
     if not options.batched:
         return options.vad_parameters or VadOptions()
+    longest = options.chunk_length or CHUNK_LENGTH
     if options.vad_parameters is None:
         return VadOptions(
-            max_speech_duration_s=CHUNK_LENGTH, min_silence_duration_ms=BATCH_MIN_SILENCE_MS
+            max_speech_duration_s=longest, min_silence_duration_ms=BATCH_MIN_SILENCE_MS
         )
-    longest = min(options.vad_parameters.max_speech_duration_s, CHUNK_LENGTH)
+    if options.chunk_length is None:
+        longest = min(options.vad_parameters.max_speech_duration_s, CHUNK_LENGTH)
     return replace(options.vad_parameters, max_speech_duration_s=longest)
 
 
@@ -212,7 +226,9 @@ def check_number(
         return number
     wanted = "an integer" if integer else "a finite number"
     if low is not None and high is not None:
-        wanted += f" from {low} to {high}"
+        wanted += (
+            f" {'above' if strict_low else 'from'} {low} {'up ' if strict_low else ''}to {high}"
+        )
     elif low is not None:
         wanted += f" {'>' if strict_low else '>='} {low}"
     raise OptionsError(f"{name} must be {wanted}{' or None' if optional else ''}, got {value!r}")
