@@ -401,7 +401,7 @@ def transcribe(model, audio, **kwargs) -> TranscriptionResult:
     """Transcribe a file path or an array of 16 kHz samples (what arrays are taken: load_audio's
     docstring); keyword options as openai's transcribe(), plus faster-whisper's vad_filter and
     vad_parameters (a VadOptions, a dict of its fields or "name=value,..."; Transcriber's
-    docstring) and batch_size (the batched mode: batched.py), checked first
+    docstring) and batch_size with chunk_length (the batched mode: batched.py), checked first
     (transcribe_options)."""
     shown = {name: kwargs.pop(name) for name in ("verbose", "progress") if name in kwargs}
     options = transcribe_options(**kwargs)
