@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 from . import sigint
 from .audio import (
-    CHUNK_LENGTH,
     FRAMES_PER_SECOND,
     HOP_LENGTH,
     N_FRAMES,
@@ -303,7 +302,7 @@ class BatchedTranscriber:
             from .vad import collect_chunks, get_speech_timestamps
 
             chunks = get_speech_timestamps(audio, self.options.vad_parameters)
-            longest = self.options.chunk_length or CHUNK_LENGTH
+            longest = self.options.longest_piece
             pieces, metadata = collect_chunks(audio, chunks, max_duration=longest)
             # no speech: one empty piece, dropped below
             spans = [(m["offset"], p) for m, p in zip(metadata, pieces)]

@@ -64,11 +64,11 @@ def _longest_name(folder) -> int:
 
 def distinct_inputs(paths):
     """`paths` without a file given twice under one name (it is transcribed once)."""
-    kept = []
+    kept, seen = [], set()
     for path in paths:
-        if not any(
-            _stem(k) == _stem(path) and os.path.realpath(k) == os.path.realpath(path) for k in kept
-        ):
+        key = (_stem(path), os.path.realpath(path))
+        if key not in seen:
+            seen.add(key)
             kept.append(path)
     return kept
 

@@ -64,6 +64,11 @@ class TranscribeOptions:
         return self.batch_size is not None
 
     @property
+    def longest_piece(self) -> float:
+        """The batched mode's longest piece of speech, seconds: chunk_length, else a window."""
+        return self.chunk_length or CHUNK_LENGTH
+
+    @property
     def vad_applies(self) -> bool:
         """The VAD filter is on, and clip_timestamps left at the whole file ("0", as faster-whisper
         requires)."""
@@ -196,7 +201,7 @@ def _resolved_vad(options: TranscribeOptions) -> VadOptions:
     than chunk_length, which replaces a max_speech_duration_s given, as in faster-whisper)."""
     if not options.batched:
         return options.vad_parameters or VadOptions()
-    longest = options.chunk_length or CHUNK_LENGTH
+    longest = options.longest_piece
     if options.vad_parameters is None:
         return VadOptions(
             max_speech_duration_s=longest, min_silence_duration_ms=BATCH_MIN_SILENCE_MS
