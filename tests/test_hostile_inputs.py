@@ -747,7 +747,8 @@ def test_headers_that_lie_about_the_length(
     one line, and so is a sample rate no audio has (1 Hz: a few kilobytes made hours of samples);
     the other inputs of a batch are transcribed."""
     from whisperms import AudioError
-    from whisperms.audio import MAX_AUDIO_HOURS, load_audio
+    from whisperms.audio import load_audio
+    from whisperms.audio_files import MAX_AUDIO_HOURS
     from whisperms.batched import BatchedTranscriber
 
     liar = tmp_path / "liar.flac"
@@ -768,7 +769,7 @@ def test_headers_that_lie_about_the_length(
     )
     long = tmp_path / "long.wav"  # 1 h 0.1 s at 1 kHz, against a limit of 1 h
     soundfile.write(long, np.zeros(3600 * 1000 + 100, np.int16), 1000, subtype="PCM_16")
-    monkeypatch.setattr("whisperms.audio.MAX_AUDIO_HOURS", 1)
+    monkeypatch.setattr("whisperms.audio_files.MAX_AUDIO_HOURS", 1)
     with pytest.raises(AudioError) as info:
         load_audio(long)
     assert str(info.value) == (

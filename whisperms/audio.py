@@ -9,18 +9,20 @@ docstring.
 
 import numbers
 import os
-import shutil
-import stat
-import subprocess
-import sys
 import warnings
-from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
-import soundfile
 import soxr
 
+from .audio_files import (
+    MIN_SAMPLE_RATE,
+    AudioSource,
+    check_audio_file,
+    content_source,
+    decode_file,
+    is_content,
+)
 from .errors import AudioError, WhispermsWarning
 
 SAMPLE_RATE = 16000
@@ -33,51 +35,12 @@ N_SAMPLES_PER_TOKEN = HOP_LENGTH * 2  # the encoder's stride-2 conv halves the f
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100 mel frames: 10 ms each
 TOKENS_PER_SECOND = SAMPLE_RATE // N_SAMPLES_PER_TOKEN  # 50 audio positions: 20 ms each
 
-# Extensions libsndfile (>= 1.1 with mpg123 and opus) decodes itself; anything else needs ffmpeg.
-_SOUNDFILE_EXTENSIONS = {
-    ".wav",
-    ".wave",
-    ".flac",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".mp3",
-    ".aif",
-    ".aiff",
-    ".au",
-    ".caf",
-    ".w64",
-}
 # torch.hann_window's default (periodic=True): the window of length N_FFT + 1 without its last
 # sample.
 _WINDOW = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
 # Frames processed per FFT batch: bounds temporaries to a 30-s window's worth whatever the input
 # length.
 _FRAMES_PER_BATCH = N_FRAMES
-# The longest input a file may decode to: 24 hours at 16 kHz are 5.5 GB of float32, and a file whose
-# samples would make more (a day of audio, or a short file declaring a sample rate of a few Hz) is
-# refused in one line instead of exhausting the memory.
-MAX_AUDIO_HOURS = 24
-# A file declaring a lower sample rate is not audio (its header lies, or it holds other data):
-# refused, as resampling its samples to 16 kHz would make hours of them from a few kilobytes.
-MIN_SAMPLE_RATE = 1000
-_READ_BLOCK_FRAMES = 1 << 20  # frames per read of a file (load_audio)
-# Frames per read past a point where a block failed to decode: a file damaged or cut short is
-# read up to the damage, as truncated WAV and MP3 files are.
-_SALVAGE_FRAMES = 1 << 12
-# Bytes per sample of the uncompressed encodings, whose declared length the file's size can vouch
-# for.
-_SAMPLE_BYTES = {
-    "PCM_S8": 1,
-    "PCM_U8": 1,
-    "ULAW": 1,
-    "ALAW": 1,
-    "PCM_16": 2,
-    "PCM_24": 3,
-    "PCM_32": 4,
-    "FLOAT": 4,
-    "DOUBLE": 8,
-}
 MAX_CHANNELS = 8  # a 2-D array with both axes longer is not audio (a mel spectrogram, say): refused
 _PCM_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 # |sample| above this could overflow the float32 power spectrum (to inf, then NaN where the mel bank
@@ -93,6 +56,13 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
       resampled to 16 kHz, clipped to full scale (+-1.0) as 16-bit decoders deliver it.
       A missing file, a folder, an unreadable file and an undecodable one are each an AudioError
       that says which.
+    - a file's content: a binary file object (read from where it stands, as faster-whisper takes
+      one: open(path, "rb"), io.BytesIO), or the bytes themselves (bytes that cannot be a path:
+      longer than PATH_MAX_BYTES, or holding a NUL, as every WAV header does; bytearray and
+      memoryview always), decoded as the file would be. ffmpeg gets them on stdin.
+    - a WAV file whose header declares no samples where samples follow (a recorder stopped before
+      it closed the file): the samples after the header, with a WhispermsWarning, as ffmpeg reads
+      them.
     - an array of samples at 16 kHz (nothing can check the rate: resample first): float32 or float64
       (float16 too)
       taken as they are, full scale +-1.0; int16 and int32 PCM scaled by 2**15 and 2**31; any other
@@ -113,38 +83,23 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     "HQ" (librosa's default resampler); openai resamples with ffmpeg's swresample, so samples match
     openai closely but not exactly.
     """
-    if isinstance(file, bytes):  # a path as the OS gives it
-        file = os.fsdecode(file)
-    if not isinstance(file, (str, os.PathLike)):
+    content = is_content(file) or hasattr(file, "read")
+    if not content and not isinstance(file, (str, bytes, os.PathLike)):
         return as_waveform(file)
     if not isinstance(sr, numbers.Integral) or sr < MIN_SAMPLE_RATE:
         raise AudioError(f"sr must be a sample rate of at least {MIN_SAMPLE_RATE} Hz, got {sr!r}")
-    path = check_audio_file(file)
-    try:
-        with _decoder_output_hidden():
-            audio, rate, cut = _read_mono(path)
-    # soundfile.LibsndfileError; its text can be misleading ("file does not exist")
-    except RuntimeError:
-        if os.path.getsize(path) == 0:  # a failed download or copy: say so, not "corrupted"
-            raise AudioError(f"could not decode audio file {path}: the file is empty") from None
-        if shutil.which("ffmpeg"):
-            return _load_with_ffmpeg(path, sr)
-        ext = os.path.splitext(path)[1].lower()
-        if ext and ext not in _SOUNDFILE_EXTENSIONS:
-            raise AudioError(
-                f"cannot decode {path}: {ext} files need ffmpeg, which is not on PATH"
-            ) from None
-        raise AudioError(
-            f"could not decode audio file {path}: not a supported audio format, or corrupted"
-        ) from None
-    if cut:  # told here: the decoder's output is hidden while it reads
-        warnings.warn(
-            f"{path}: the audio stops decoding after {len(audio) / rate:.1f} s (the file is "
-            "damaged or cut short); transcribing what was read",
-            WhispermsWarning,
-            stacklevel=2,
-        )
-    audio = _finite(audio, path)
+    if is_content(file):
+        source = content_source(file, "the audio bytes given")
+    elif content:  # a file object, as faster-whisper takes one
+        named = isinstance(getattr(file, "name", None), (str, bytes))
+        source = content_source(_read_object(file), _object_name(file), named)
+    else:  # bytes: a path as the OS gives it
+        path = check_audio_file(os.fsdecode(file) if isinstance(file, bytes) else file)
+        source = AudioSource(path, path=path)
+    audio, rate, problem = decode_file(source, sr)
+    if problem:  # told here: the decoder's output is hidden while it reads
+        warnings.warn(f"{source.name}: {problem}", WhispermsWarning, stacklevel=2)
+    audio = _finite(audio, source.name)
     if rate != sr and len(audio):
         audio = soxr.resample(audio, rate, sr, quality="HQ")
     audio = np.ascontiguousarray(audio, dtype=np.float32)
@@ -153,132 +108,24 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     return np.clip(audio, -1.0, 1.0, out=audio)
 
 
-def _read_mono(path: str):
-    """(mono float32 samples, their rate, cut) of a file libsndfile decodes, read a block at a
-    time: a header may claim any length, so a file of more than MAX_AUDIO_HOURS is an AudioError
-    before it fills the memory. A file that stops decoding part way (damaged, or cut short: a FLAC
-    stream loses sync) gives the audio before that, and `cut` True; one with none is the decoder's
-    error."""
-    # as bytes: a name that is not UTF-8 (undecodable bytes kept as surrogates) fails to encode
-    name = os.fsencode(path)
-    with soundfile.SoundFile(name) as f:
-        rate = f.samplerate
-        if rate < MIN_SAMPLE_RATE:
-            raise AudioError(
-                f"{path} declares a sample rate of {rate} Hz, below the {MIN_SAMPLE_RATE} Hz of "
-                "any audio: not an audio file, or its header is damaged"
-            )
-        samples = _Samples(f.frames, int(MAX_AUDIO_HOURS * 3600 * rate), path, rate)
-        # a length the file's size vouches for (uncompressed samples) is refused before hours of
-        # reading; a compressed stream's declared length may lie, and is read as far as it goes
-        width = _SAMPLE_BYTES.get(f.subtype)
-        if (
-            width is not None
-            and samples.limit < f.frames
-            and f.frames * f.channels * width <= os.path.getsize(path)
-        ):
-            samples.refuse()
-        failure = _read_into(f, samples, _READ_BLOCK_FRAMES)
-        if failure is None:
-            return samples.array(), rate, False
-        try:  # the failed block again, in small reads, up to where it fails
-            f.seek(samples.total)
-            reread = f
-        except RuntimeError:  # a decoder that lost sync may not seek at all
-            reread = None
-        if reread is not None:
-            failure = _read_into(f, samples, _SALVAGE_FRAMES)
-    if reread is None:
-        # a fresh decoder, read up to the good frames (they decoded before), then in small reads
-        with soundfile.SoundFile(name) as f:
-            _skip(f, samples.total)
-            failure = _read_into(f, samples, _SALVAGE_FRAMES)
-    if failure is not None and not samples.total:
-        raise failure
-    return samples.array(), rate, failure is not None
-
-
-class _Samples:
-    """A file's mono samples as they are read, in one buffer of the length its header declares
-    (pages never written are never touched, so a header claiming too much costs no memory), grown
-    if the file holds more."""
-
-    def __init__(self, declared: int, limit: int, path: str, rate: int):
-        self.buffer = np.empty(min(max(declared, 0), limit), np.float32)
-        self.total, self.limit, self.path, self.rate = 0, limit, path, rate
-
-    def add(self, block: np.ndarray):
-        end = self.total + len(block)
-        if end > self.limit:
-            self.refuse()
-        if end > len(self.buffer):
-            grown = np.empty(min(max(2 * len(self.buffer), end), self.limit), np.float32)
-            grown[: self.total] = self.buffer[: self.total]
-            self.buffer = grown
-        # channels averaged row by row: the same values as averaging the whole array at once
-        self.buffer[self.total : end] = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
-        self.total = end
-
-    def array(self) -> np.ndarray:
-        return self.buffer[: self.total]
-
-    def refuse(self):
+def _read_object(file) -> bytes:
+    """What a file object holds from where it stands (as faster-whisper reads one); an AudioError
+    for one opened as text or that fails to read."""
+    try:
+        content = file.read()
+    except (OSError, ValueError) as error:  # closed, or not readable
+        raise AudioError(f"cannot read {_object_name(file)}: {error}") from None
+    if not isinstance(content, (bytes, bytearray, memoryview)):
         raise AudioError(
-            f"{self.path} holds more than {MAX_AUDIO_HOURS} hours of audio at {self.rate} Hz, "
-            "more than whisperms takes in one input: split it"
+            f"{_object_name(file)} reads {type(content).__name__}, not bytes: open the file in "
+            "binary mode ('rb')"
         )
+    return content
 
 
-def _read_into(f, samples: _Samples, size: int):
-    """Blocks of `size` frames from `f` into `samples` to the end: None, or the decoder's error
-    where a block failed."""
-    while True:
-        try:
-            block = f.read(size, dtype="float32", always_2d=True)
-        except RuntimeError as error:  # soundfile.LibsndfileError
-            return error
-        if not len(block):
-            return None
-        samples.add(block)
-
-
-def _skip(f, frames: int):
-    while frames > 0:
-        read = len(f.read(min(frames, _READ_BLOCK_FRAMES), dtype="float32", always_2d=True))
-        if not read:
-            return
-        frames -= read
-
-
-def check_audio_file(file) -> str:
-    """The path as a str if it names a regular file this process can open; else an AudioError saying
-    why.
-
-    The CLI calls this for every input before it loads a model, so a typo costs nothing."""
-    path = os.fspath(file)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise AudioError(f"audio file not found: {path}") from None
-    except PermissionError:  # a folder on the way that this user may not enter
-        raise AudioError(f"cannot read audio file {path}: permission denied") from None
-    # ENAMETOOLONG, ELOOP, EACCES on a parent folder, an embedded NUL
-    except (OSError, ValueError) as error:
-        raise AudioError(
-            f"cannot open audio file {path}: {getattr(error, 'strerror', None) or error}"
-        ) from None
-    if stat.S_ISDIR(mode):
-        raise AudioError(f"{path} is a folder, not an audio file")
-    if not stat.S_ISREG(mode):  # a FIFO would block, a device never end
-        raise AudioError(f"{path} is not a regular file")
-    try:
-        with open(path, "rb"):
-            pass
-    except PermissionError:
-        raise AudioError(f"cannot read audio file {path}: permission denied") from None
-    except OSError as error:
-        raise AudioError(f"cannot read audio file {path}: {error.strerror or error}") from None
-    return path
+def _object_name(file) -> str:
+    name = getattr(file, "name", None)
+    return os.fsdecode(name) if isinstance(name, (str, bytes)) else "the file object given"
 
 
 def as_waveform(audio, source: str = "audio array") -> np.ndarray:
@@ -356,59 +203,6 @@ def _finite(audio: np.ndarray, source: str) -> np.ndarray:
         stacklevel=3,
     )
     return np.where(bad, np.float32(0), audio).astype(np.float32, copy=False)
-
-
-@contextmanager
-def _decoder_output_hidden():
-    """File descriptor 2 on /dev/null while libsndfile decodes: its MP3 decoder (mpg123) writes
-    notes such as "Note: Trying to resync..." straight to the process's stderr on damaged input, and
-    they are not ours to show (a file that fails is reported by AudioError). Anything another thread
-    writes to fd 2 meanwhile is lost too."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    # no fd 2 (a daemon), or sys.stderr closed or None
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def _load_with_ffmpeg(path: str, sr: int) -> np.ndarray:
-    """openai's exact ffmpeg invocation: mono 16-bit PCM at `sr` on stdout."""
-    cmd = [
-        "ffmpeg",
-        "-nostdin",
-        "-threads",
-        "0",
-        "-i",
-        path,
-        "-f",
-        "s16le",
-        "-ac",
-        "1",
-        "-acodec",
-        "pcm_s16le",
-        "-ar",
-        str(sr),
-        "-",
-    ]
-    try:
-        out = subprocess.run(cmd, capture_output=True, check=True).stdout
-    except subprocess.CalledProcessError as e:
-        lines = [
-            line.strip() for line in e.stderr.decode(errors="replace").splitlines() if line.strip()
-        ]
-        reason = lines[-1] if lines else f"ffmpeg exited with status {e.returncode}"
-        raise AudioError(f"could not decode audio file {path}: {reason}") from None
-    return np.frombuffer(out, np.int16).astype(np.float32) / 32768.0
 
 
 def pad_or_trim(array, length: int = N_SAMPLES, *, axis: int = -1):

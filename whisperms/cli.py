@@ -143,7 +143,7 @@ def _transcribe_main(argv):
     """The options, every input file and the output folder are checked before MindSpore is imported
     and the model loaded, so a typo costs no start-up; only what needs the model (the device, the
     model name, an English-only model given another language) is checked after loading it."""
-    from .audio import check_audio_file
+    from .audio_files import check_audio_file
 
     parser = transcribe_parser()
     args = parser.parse_args(argv)

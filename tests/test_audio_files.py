@@ -1,0 +1,135 @@
+"""Audio files given as their content (bytes, file objects), WAV files a recorder never closed, and
+decoding in several threads at once: real clips from tests/data."""
+
+import io
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from whisperms.audio import load_audio
+from whisperms.errors import AudioError, WhispermsWarning
+
+DATA = Path(__file__).parent / "data"
+CLIPS = [
+    "jfk_inaugural_1961.flac",
+    "ljspeech_LJ001-0001.wav",
+    "librivox_shakespeare-sonnet-001.mp3",
+    "mls_es_13697_11991_000000.opus",
+]
+
+
+@pytest.mark.parametrize("name", CLIPS)
+def test_a_files_content_decodes_as_the_file_does(name):
+    """faster-whisper takes a binary file object; bytes too, here: the same samples as the path."""
+    path = DATA / name
+    expected = load_audio(path)
+    content = path.read_bytes()
+    with open(path, "rb") as opened:
+        from_object = load_audio(opened)
+    for decoded in (from_object, load_audio(io.BytesIO(content)), load_audio(content)):
+        np.testing.assert_array_equal(decoded, expected)
+    np.testing.assert_array_equal(load_audio(bytearray(content)), expected)
+    np.testing.assert_array_equal(load_audio(memoryview(content)), expected)
+
+
+def test_content_that_is_not_audio_is_one_short_line(tmp_path):
+    junk = bytes(range(256)) * 400  # 100 kB that no decoder takes
+    with pytest.raises(AudioError) as info:
+        load_audio(junk)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 300, message
+    assert message.startswith("could not decode the audio bytes given: not a supported audio")
+    with pytest.raises(
+        AudioError, match=r"^could not decode the file object given: the file is empty$"
+    ):
+        load_audio(io.BytesIO(b""))
+    text = tmp_path / "x.wav"
+    text.write_bytes((DATA / CLIPS[1]).read_bytes())
+    with open(text, encoding="latin-1") as opened, pytest.raises(AudioError) as info:
+        load_audio(opened)
+    assert str(info.value) == f"{text} reads str, not bytes: open the file in binary mode ('rb')"
+    closed = open(text, "rb")
+    closed.close()
+    with pytest.raises(AudioError, match=rf"^cannot read {text}: "):
+        load_audio(closed)
+
+
+def test_bytes_that_name_a_file_are_still_a_path(tmp_path):
+    path = tmp_path / "clip.wav"
+    path.write_bytes((DATA / CLIPS[1]).read_bytes())
+    np.testing.assert_array_equal(load_audio(os.fsencode(path)), load_audio(path))
+
+
+def _unclosed(path: Path, samples: np.ndarray, rate: int, subtype: str, channels: int = 1):
+    """A WAV file as a recorder stopped before closing it leaves it: the RIFF and data sizes 0."""
+    soundfile.write(path, samples if channels == 1 else np.stack([samples] * channels, 1), rate,
+                    subtype=subtype)  # fmt: skip
+    content = bytearray(path.read_bytes())
+    data = content.index(b"data")
+    size = int.from_bytes(content[data + 4 : data + 8], "little")
+    del content[data + 8 + size :]  # chunks libsndfile adds after the samples, at the close
+    content[4:8] = bytes(4)
+    content[data + 4 : data + 8] = bytes(4)
+    path.write_bytes(bytes(content))
+
+
+@pytest.mark.parametrize(("subtype", "channels"), [("PCM_16", 1), ("PCM_24", 2), ("FLOAT", 1)])
+def test_a_wav_file_that_was_never_closed_gives_its_samples(tmp_path, subtype, channels):
+    """Its header declares no samples: it decoded to none (an empty transcript, exit 0) where
+    ffmpeg (openai, faster-whisper) reads the samples after the header. Now those, and a warning."""
+    speech, rate = soundfile.read(DATA / CLIPS[1], dtype="float32")
+    whole = tmp_path / "whole.wav"
+    soundfile.write(whole, speech, rate, subtype=subtype)
+    cut = tmp_path / "unclosed.wav"
+    _unclosed(cut, speech, rate, subtype, channels)
+    with pytest.warns(WhispermsWarning) as caught:
+        decoded = load_audio(cut)
+    assert [str(w.message) for w in caught] == [
+        f"{cut}: its header declares no audio, but {len(speech) / rate:.1f} s follow it (a "
+        "recording that was not closed?); transcribing them"
+    ]
+    np.testing.assert_allclose(decoded, load_audio(whole), atol=1e-6)
+
+
+def test_an_empty_wav_file_is_still_empty(tmp_path):
+    """No samples declared and none there, or a metadata chunk after an empty data chunk: no audio
+    and no warning."""
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    listed = tmp_path / "listed.wav"
+    info = b"INFOISFT" + (8).to_bytes(4, "little") + b"whisper\0"
+    listed.write_bytes(empty.read_bytes() + b"LIST" + len(info).to_bytes(4, "little") + info)
+    for path in (empty, listed):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert load_audio(path).size == 0
+
+
+def test_decoding_in_threads_leaves_stderr_where_it_was():
+    """The decoder's own notes are hidden by pointing fd 2 at /dev/null while it reads; threads
+    decoding at once each saved and put back the other's /dev/null, and the process lost its stderr
+    for good."""
+    before = os.fstat(2)
+    paths = [DATA / name for name in CLIPS] * 2
+    failures = []
+
+    def decode(path):
+        try:
+            for _ in range(4):
+                load_audio(path)
+        except Exception as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=decode, args=(path,)) for path in paths]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

@@ -1,0 +1,418 @@
+"""Audio files to samples: a file named by its path, or a file's bytes held in memory (what a
+file object reads), decoded by libsndfile in-process, else by the ffmpeg binary when it is on PATH.
+
+`decode_file` gives mono float32 samples at the file's own rate; `load_audio` (audio.py) resamples
+and checks them.
+"""
+
+import io
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+from typing import NamedTuple, Optional
+
+import numpy as np
+import soundfile
+
+from .errors import AudioError
+
+# Extensions libsndfile (>= 1.1 with mpg123 and opus) decodes itself; anything else needs ffmpeg.
+_SOUNDFILE_EXTENSIONS = {
+    ".wav",
+    ".wave",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aif",
+    ".aiff",
+    ".au",
+    ".caf",
+    ".w64",
+}
+# The longest input a file may decode to: 24 hours at 16 kHz are 5.5 GB of float32, and a file whose
+# samples would make more (a day of audio, or a short file declaring a sample rate of a few Hz) is
+# refused in one line instead of exhausting the memory.
+MAX_AUDIO_HOURS = 24
+# A file declaring a lower sample rate is not audio (its header lies, or it holds other data):
+# refused, as resampling its samples to 16 kHz would make hours of them from a few kilobytes.
+MIN_SAMPLE_RATE = 1000
+_READ_BLOCK_FRAMES = 1 << 20  # frames per read of a file (load_audio)
+# Frames per read past a point where a block failed to decode: a file damaged or cut short is
+# read up to the damage, as truncated WAV and MP3 files are.
+_SALVAGE_FRAMES = 1 << 12
+# Bytes per sample of the uncompressed encodings, whose declared length the file's size can vouch
+# for.
+_SAMPLE_BYTES = {
+    "PCM_S8": 1,
+    "PCM_U8": 1,
+    "ULAW": 1,
+    "ALAW": 1,
+    "PCM_16": 2,
+    "PCM_24": 3,
+    "PCM_32": 4,
+    "FLOAT": 4,
+    "DOUBLE": 8,
+}
+# Where a WAV file's chunks are looked for: its header and the chunks before its samples.
+_WAV_HEAD_BYTES = 1 << 16
+# A path is at most this long (Linux's PATH_MAX): longer bytes, or bytes holding a NUL, are a file's
+# content.
+PATH_MAX_BYTES = 4096
+
+
+class Decoded(NamedTuple):
+    samples: np.ndarray  # mono float32
+    rate: int
+    # what the caller warns of, in a sentence that follows the file's name, or None
+    problem: Optional[str]
+
+
+class AudioSource:
+    """A file to decode: by its path, or its bytes (`data`); `name` is what messages call it."""
+
+    def __init__(
+        self, name: str, path: Optional[str] = None, data: Optional[bytes] = None, named=False
+    ):
+        self.name, self.path, self.data = name, path, data
+        self.named = named or path is not None  # `name` is a file's: else it describes the source
+
+    @property
+    def what(self) -> str:
+        """The source in an error's words: "audio file NAME", or a description of content given."""
+        return f"audio file {self.name}" if self.named else self.name
+
+    def open(self):
+        """A binary file object at the file's start."""
+        return open(self._name(), "rb") if self.data is None else io.BytesIO(self.data)
+
+    def sound_file(self) -> soundfile.SoundFile:
+        """libsndfile's reader: by name for a path (libsndfile reads it itself), else over the
+        bytes."""
+        return soundfile.SoundFile(self._name() if self.data is None else io.BytesIO(self.data))
+
+    def _name(self) -> bytes:
+        # as bytes: a name that is not UTF-8 (undecodable bytes kept as surrogates) fails to encode
+        return os.fsencode(self.path)
+
+    def size(self) -> int:
+        return os.path.getsize(self.path) if self.data is None else len(self.data)
+
+
+def content_source(content, name: str, named: bool = False) -> AudioSource:
+    """The bytes of an audio file (bytes, bytearray or memoryview) as a source; `named`: `name` is
+    the file's."""
+    return AudioSource(name, data=bytes(content), named=named)
+
+
+def is_content(value) -> bool:
+    """True for bytes that are a file's content, not a path as the OS gives it: too long for a
+    path, or holding a NUL (as every WAV header does)."""
+    if isinstance(value, (bytearray, memoryview)):
+        return True
+    return isinstance(value, bytes) and (len(value) > PATH_MAX_BYTES or b"\0" in value)
+
+
+def decode_file(source: AudioSource, sr: int) -> Decoded:
+    """Mono float32 samples of the file, at its own rate (or `sr`, when ffmpeg decodes it); an
+    AudioError that says why when it cannot be decoded."""
+    try:
+        with _decoder_output_hidden():
+            return _read_mono(source)
+    # soundfile.LibsndfileError; its text can be misleading ("file does not exist")
+    except RuntimeError:
+        if source.size() == 0:  # a failed download or copy: say so, not "corrupted"
+            raise AudioError(f"could not decode {source.what}: the file is empty") from None
+        if shutil.which("ffmpeg"):
+            return Decoded(_load_with_ffmpeg(source, sr), sr, None)
+        ext = os.path.splitext(source.path)[1].lower() if source.path else ""
+        if ext and ext not in _SOUNDFILE_EXTENSIONS:
+            raise AudioError(
+                f"cannot decode {source.name}: {ext} files need ffmpeg, which is not on PATH"
+            ) from None
+        raise AudioError(
+            f"could not decode {source.what}: not a supported audio format, or "
+            "corrupted"
+            + (
+                ""
+                if source.path
+                else " (formats other than WAV, FLAC, Ogg, Opus and "
+                "MP3 need ffmpeg, which is not on PATH)"
+            )
+        ) from None
+
+
+def _read_mono(source: AudioSource) -> Decoded:
+    """The file's samples read a block at a time: a header may claim any length, so a file of more
+    than MAX_AUDIO_HOURS is an AudioError before it fills the memory. A file that stops decoding
+    part way (damaged, or cut short: a FLAC stream loses sync) gives the audio before that, and a
+    problem that says so; one with none is the decoder's error."""
+    with source.sound_file() as f:
+        rate = f.samplerate
+        if rate < MIN_SAMPLE_RATE:
+            raise AudioError(
+                f"{source.name} declares a sample rate of {rate} Hz, below the {MIN_SAMPLE_RATE} "
+                "Hz of any audio: not an audio file, or its header is damaged"
+            )
+        samples = _Samples(f.frames, int(MAX_AUDIO_HOURS * 3600 * rate), source.name, rate)
+        # a length the file's size vouches for (uncompressed samples) is refused before hours of
+        # reading; a compressed stream's declared length may lie, and is read as far as it goes
+        width = _SAMPLE_BYTES.get(f.subtype)
+        if (
+            width is not None
+            and samples.limit < f.frames
+            and f.frames * f.channels * width <= source.size()
+        ):
+            samples.refuse()
+        failure = _read_into(f, samples, _READ_BLOCK_FRAMES)
+        if failure is None:
+            if not samples.total and f.format in ("WAV", "WAVEX") and width is not None:
+                return _unclosed_wav(source, f, samples)
+            return Decoded(samples.array(), rate, None)
+        try:  # the failed block again, in small reads, up to where it fails
+            f.seek(samples.total)
+            reread = True
+        except RuntimeError:  # a decoder that lost sync may not seek at all
+            reread = False
+        if reread:
+            failure = _read_into(f, samples, _SALVAGE_FRAMES)
+    if not reread:
+        # a fresh decoder, read up to the good frames (they decoded before), then in small reads
+        with source.sound_file() as f:
+            _skip(f, samples.total)
+            failure = _read_into(f, samples, _SALVAGE_FRAMES)
+    if failure is not None and not samples.total:
+        raise failure
+    problem = None
+    if failure is not None:
+        problem = (
+            f"the audio stops decoding after {samples.total / rate:.1f} s (the file is damaged or "
+            "cut short); transcribing what was read"
+        )
+    return Decoded(samples.array(), rate, problem)
+
+
+def _unclosed_wav(source: AudioSource, f, samples) -> Decoded:
+    """A WAV file whose header declares no samples where samples follow it: what a recorder leaves
+    when it is stopped before it closes the file (the sizes are written last). The bytes after the
+    header are read as the samples its format chunk describes, as ffmpeg reads them."""
+    with source.open() as raw:
+        offset = _wav_data_offset(raw.read(_WAV_HEAD_BYTES))
+        if offset is None or offset >= source.size():
+            return Decoded(samples.array(), f.samplerate, None)
+        raw.seek(offset)
+        if _starts_a_chunk(raw.read(8), source.size() - offset):  # a truly empty WAV, then more
+            return Decoded(samples.array(), f.samplerate, None)
+        raw.seek(offset)
+        # counted here: libsndfile takes the whole file's length for the samples' (the header
+        # too), and reads past the end what is not there
+        frames = (source.size() - offset) // (f.channels * _SAMPLE_BYTES[f.subtype])
+        with soundfile.SoundFile(
+            raw,
+            format="RAW",
+            subtype=f.subtype,
+            samplerate=f.samplerate,
+            channels=f.channels,
+            endian="LITTLE",
+        ) as body:
+            while frames > 0:
+                block = body.read(min(frames, _READ_BLOCK_FRAMES), dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                samples.add(block)
+                frames -= len(block)
+    problem = None
+    if samples.total:
+        problem = (
+            f"its header declares no audio, but {samples.total / f.samplerate:.1f} s follow it "
+            "(a recording that was not closed?); transcribing them"
+        )
+    return Decoded(samples.array(), f.samplerate, problem)
+
+
+def _wav_data_offset(head: bytes) -> Optional[int]:
+    """Where the samples of a RIFF WAV file start (after its "data" chunk's header), if `head` (its
+    first bytes) reaches them."""
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    position = 12
+    while position + 8 <= len(head):
+        size = int.from_bytes(head[position + 4 : position + 8], "little")
+        if head[position : position + 4] == b"data":
+            return position + 8
+        position += 8 + size + (size & 1)  # chunks are padded to an even length
+    return None
+
+
+def _starts_a_chunk(head: bytes, remaining: int) -> bool:
+    """True if `head` is a RIFF chunk header (a printable id and a size that fits what follows)."""
+    return (
+        len(head) == 8
+        and all(32 <= byte < 127 for byte in head[:4])
+        and int.from_bytes(head[4:8], "little") <= remaining - 8
+    )
+
+
+class _Samples:
+    """A file's mono samples as they are read, in one buffer of the length its header declares
+    (pages never written are never touched, so a header claiming too much costs no memory), grown
+    if the file holds more."""
+
+    def __init__(self, declared: int, limit: int, name: str, rate: int):
+        self.buffer = np.empty(min(max(declared, 0), limit), np.float32)
+        self.total, self.limit, self.name, self.rate = 0, limit, name, rate
+
+    def add(self, block: np.ndarray):
+        end = self.total + len(block)
+        if end > self.limit:
+            self.refuse()
+        if end > len(self.buffer):
+            grown = np.empty(min(max(2 * len(self.buffer), end), self.limit), np.float32)
+            grown[: self.total] = self.buffer[: self.total]
+            self.buffer = grown
+        # channels averaged row by row: the same values as averaging the whole array at once
+        self.buffer[self.total : end] = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+        self.total = end
+
+    def array(self) -> np.ndarray:
+        return self.buffer[: self.total]
+
+    def refuse(self):
+        raise AudioError(
+            f"{self.name} holds more than {MAX_AUDIO_HOURS} hours of audio at {self.rate} Hz, "
+            "more than whisperms takes in one input: split it"
+        )
+
+
+def _read_into(f, samples: _Samples, size: int):
+    """Blocks of `size` frames from `f` into `samples` to the end: None, or the decoder's error
+    where a block failed."""
+    while True:
+        try:
+            block = f.read(size, dtype="float32", always_2d=True)
+        except RuntimeError as error:  # soundfile.LibsndfileError
+            return error
+        if not len(block):
+            return None
+        samples.add(block)
+
+
+def _skip(f, frames: int):
+    while frames > 0:
+        read = len(f.read(min(frames, _READ_BLOCK_FRAMES), dtype="float32", always_2d=True))
+        if not read:
+            return
+        frames -= read
+
+
+def check_audio_file(file) -> str:
+    """The path as a str if it names a regular file this process can open; else an AudioError saying
+    why.
+
+    The CLI calls this for every input before it loads a model, so a typo costs nothing."""
+    path = os.fspath(file)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise AudioError(f"audio file not found: {path}") from None
+    except PermissionError:  # a folder on the way that this user may not enter
+        raise AudioError(f"cannot read audio file {path}: permission denied") from None
+    # ENAMETOOLONG, ELOOP, EACCES on a parent folder, an embedded NUL
+    except (OSError, ValueError) as error:
+        raise AudioError(
+            f"cannot open audio file {path}: {getattr(error, 'strerror', None) or error}"
+        ) from None
+    if stat.S_ISDIR(mode):
+        raise AudioError(f"{path} is a folder, not an audio file")
+    if not stat.S_ISREG(mode):  # a FIFO would block, a device never end
+        raise AudioError(f"{path} is not a regular file")
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise AudioError(f"cannot read audio file {path}: permission denied") from None
+    except OSError as error:
+        raise AudioError(f"cannot read audio file {path}: {error.strerror or error}") from None
+    return path
+
+
+# File descriptor 2 is the process's: threads decoding at once share one redirection, made by the
+# first to start and undone by the last to finish (each undoing its own put back the other's
+# /dev/null for good).
+_hidden_lock = threading.Lock()
+_hidden_count = 0
+_hidden_saved = None  # the real fd 2, duplicated, while hidden
+
+
+@contextmanager
+def _decoder_output_hidden():
+    """File descriptor 2 on /dev/null while libsndfile decodes: its MP3 decoder (mpg123) writes
+    notes such as "Note: Trying to resync..." straight to the process's stderr on damaged input, and
+    they are not ours to show (a file that fails is reported by AudioError). Anything another thread
+    writes to fd 2 meanwhile is lost too."""
+    global _hidden_count, _hidden_saved
+    with _hidden_lock:
+        if _hidden_count == 0:
+            _hidden_saved = _hide_fd2()
+        _hidden_count += 1
+    try:
+        yield
+    finally:
+        with _hidden_lock:
+            _hidden_count -= 1
+            if _hidden_count == 0 and _hidden_saved is not None:
+                os.dup2(_hidden_saved, 2)
+                os.close(_hidden_saved)
+                _hidden_saved = None
+
+
+def _hide_fd2() -> Optional[int]:
+    """fd 2 pointed at /dev/null; a duplicate of what it was, or None where there is nothing to
+    hide (no fd 2, as in a daemon; sys.stderr closed or None)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        return None
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+    finally:
+        os.close(devnull)
+    return saved
+
+
+def _load_with_ffmpeg(source: AudioSource, sr: int) -> np.ndarray:
+    """openai's exact ffmpeg invocation: mono 16-bit PCM at `sr` on stdout (the bytes of a file
+    held in memory on stdin)."""
+    # -nostdin: ffmpeg must not take keys from a terminal, unless stdin is the file
+    given = ["-nostdin", "-i", source.path] if source.path is not None else ["-i", "pipe:0"]
+    cmd = [
+        "ffmpeg",
+        "-threads",
+        "0",
+        *given,
+        "-f",
+        "s16le",
+        "-ac",
+        "1",
+        "-acodec",
+        "pcm_s16le",
+        "-ar",
+        str(sr),
+        "-",
+    ]
+    try:
+        out = subprocess.run(cmd, input=source.data, capture_output=True, check=True).stdout
+    except subprocess.CalledProcessError as e:
+        lines = [
+            line.strip() for line in e.stderr.decode(errors="replace").splitlines() if line.strip()
+        ]
+        reason = lines[-1] if lines else f"ffmpeg exited with status {e.returncode}"
+        raise AudioError(f"could not decode {source.what}: {reason}") from None
+    return np.frombuffer(out, np.int16).astype(np.float32) / 32768.0
