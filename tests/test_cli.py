@@ -332,3 +332,36 @@ def test_readme_options_table_matches_the_parser():
     assert len(rows) == len(table) == len(options)
     for action in options:
         assert table[action.option_strings[0]] == str(action.default), action.option_strings[0]
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "prog"),
+    [
+        ("whisperms.cli", [str(SHORT), "-o", "OUT"], "whisperms"),
+        ("whisperms.cli", ["convert", "a", "b"], "whisperms"),
+        ("whisperms.server", [], "whisperms-server"),
+        ("whisperms.bulk", [str(SHORT), "-o", "OUT"], "whisperms-bulk"),
+    ],
+)
+def test_a_deleted_current_folder_is_one_line(tmp_path, module, args, prog):
+    """Started in a folder that was then deleted: MindSpore's import asked for it and crashed the
+    interpreter (status 134, a hundred lines), the CLI's own paths gave a traceback."""
+    here = tmp_path / "gone"
+    here.mkdir()
+    args = [arg.replace("OUT", str(tmp_path / "out")) for arg in args]
+    code = (
+        f"import os, sys; os.rmdir(os.getcwd()); from {module} import main; "
+        f"sys.exit(main({args!r}))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=here, timeout=300,
+        env=user_env({"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}),  # this package
+    )  # fmt: skip
+    assert (run.returncode, run.stderr.splitlines()) == (
+        1,
+        [
+            f"{prog}: error: the current folder no longer exists (deleted, or moved away): change "
+            "to one that does"
+        ],
+    )
+    assert not (tmp_path / "out").exists()

@@ -32,7 +32,14 @@ from typing import List, Optional, Sequence, Tuple
 
 from .bulk_tasks import run_tasks
 from .cli_args import optional
-from .errors import OptionsError, Terminated, WhispermsError, interrupted, raise_terminated
+from .errors import (
+    OptionsError,
+    Terminated,
+    WhispermsError,
+    check_working_folder,
+    interrupted,
+    raise_terminated,
+)
 
 AUDIO_EXTENSIONS = (
     ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".wma", ".mkv",
@@ -517,6 +524,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--files_per_task", type=int, default=DEFAULT_FILES_PER_TASK)
     args = parser.parse_args(argv)
+    try:
+        check_working_folder()
+    except OptionsError as error:
+        print(f"whisperms-bulk: error: {error}", file=sys.stderr)
+        return 1
     try:
         import ray  # noqa: F401
     except ImportError:

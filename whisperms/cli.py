@@ -21,6 +21,7 @@ from .errors import (
     Terminated,
     WhispermsError,
     WhispermsWarning,
+    check_working_folder,
     interrupted,
     raise_terminated,
 )
@@ -337,6 +338,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        check_working_folder()
+    except OptionsError as error:
+        return _fail(str(error))
     commands = {"convert": _convert_main, "models": _models_main}
     saved = warnings.showwarning
     warnings.showwarning = _show_warning

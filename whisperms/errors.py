@@ -32,6 +32,17 @@ class WhispermsWarning(UserWarning):
     it as one line."""
 
 
+def check_working_folder():
+    """An OptionsError when the process's current folder has been deleted: relative paths cannot be
+    resolved there, and MindSpore's import crashes the interpreter (it asks for the folder)."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise OptionsError(
+            "the current folder no longer exists (deleted, or moved away): change to one that does"
+        ) from None
+
+
 class Terminated(BaseException):
     """SIGTERM (a scheduler's, `docker stop`'s, or MindSpore's own: during a graph run it turns
     Ctrl-C into SIGTERM) raised in the `whisperms` command's main thread, so that it ends as Ctrl-C

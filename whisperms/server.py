@@ -34,7 +34,13 @@ from typing import Dict, List, Optional
 from .batch_inputs import BatchInput
 from .batched import DEFAULT_BATCH_SIZE
 from .cli_args import optional
-from .errors import AudioError, OptionsError, WhispermsError, WhispermsWarning
+from .errors import (
+    AudioError,
+    OptionsError,
+    WhispermsError,
+    WhispermsWarning,
+    check_working_folder,
+)
 from .server_worker import BatchingWorker
 from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
 from .tokenizer import LANGUAGES
@@ -428,6 +434,11 @@ def main(argv=None) -> int:
         "429 and Retry-After (default: no limit)",
     )
     args = parser.parse_args(argv)
+    try:
+        check_working_folder()
+    except OptionsError as error:
+        print(f"whisperms-server: error: {error}", file=sys.stderr)
+        return 1
     try:
         import uvicorn
     except ImportError:
