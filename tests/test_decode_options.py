@@ -159,6 +159,11 @@ def test_decode_checks_its_options_and_the_model_stays_usable(tiny_en_model):
         (dict(prompt=[n_vocab]), f"prompt: token id {n_vocab} is beyond this model's vocabulary"),
         (dict(prefix=[10**9]), "prefix: token id 1000000000 is beyond this model's vocabulary"),
         (dict(suppress_tokens=[10**9]), "suppress_tokens: token id 1000000000 is beyond"),
+        # NaN probabilities in the sampler's fallback, and a ValueError, after pages of warnings
+        (
+            dict(suppress_tokens=list(range(n_vocab))),
+            f"suppress_tokens: all {n_vocab} tokens suppressed: none is left",
+        ),
         (dict(prompt=[-3]), "prompt must be token ids (integers >= 0), got [-3]"),
         (dict(suppress_tokens=[-2]), "suppress_tokens must be token ids (integers >= 0 or -1)"),
         (dict(suppress_tokens="-1,abc"), "suppress_tokens must be comma-separated token ids"),

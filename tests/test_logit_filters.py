@@ -1,20 +1,22 @@
 """Each logit rule of whisperms.decoding alone, on hand-built token sequences and logits, against
 openai/whisper's semantics (current master `whisper/decoding.py`: SuppressBlank, SuppressTokens,
 ApplyTimestampRules, GreedyDecoder, DecodingTask._get_suppress_tokens / _get_initial_tokens /
-_verify_options).
+verify_options).
 
 Logits are float32 (B, V) and filled with FILL everywhere except the ids a test names, so the mass
 of the unnamed ids is negligible and each test's numbers decide the outcome. Every filter test
 checks the exact set of ids it sets to -inf and that every other logit is unchanged.
 """
 
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from whisperms.decoding import DecodingOptions, DecodingTask, _verify_options, compression_ratio
+from whisperms.decoding import DecodingOptions, DecodingTask, compression_ratio
+from whisperms.decoding_checks import verify_options
 from whisperms.errors import OptionsError
 from whisperms.logit_filters import (
     ApplyTimestampRules,
@@ -551,6 +553,24 @@ def test_greedy_argmax_and_logprob_of_the_filtered_logits():
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_a_row_with_no_token_left_ends(temperature):
+    """The filters can leave a row no token (suppress_tokens with the timestamp rules): it takes
+    EOT with a log probability of -inf (sampling failed on NaN probabilities, argmax took token
+    0); the other rows are as they were, and a row that had ended adds nothing."""
+    logits = np.full((3, V_SMALL), -np.inf, np.float32)
+    logits[0, 3] = 1.0
+    tokens = np.array([[1, 2], [1, 2], [1, EOT_SMALL]], np.int64)
+    sum_logprobs = np.array([-1.0, -1.0, -2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        next_tokens = GreedyDecoder(temperature, EOT_SMALL, np.random.default_rng(0)).select(
+            logits, tokens, sum_logprobs
+        )
+    assert next_tokens.tolist() == [3, EOT_SMALL, EOT_SMALL]
+    assert sum_logprobs.tolist() == [-1.0, -np.inf, -2.0]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
 def test_rows_that_ended_keep_eot_and_add_no_logprob(temperature):
     logits = np.array(
         [[5.0, 1.0, 0, 0, 0, 0, 0, -2.0], [5.0, 1.0, 0, 0, 0, 0, 0, -2.0]], np.float32
@@ -760,7 +780,7 @@ def test_initial_tokens_keep_the_prefix_with_the_default_sample_len(tok, make_ta
     assert got == (*tok.sot_sequence, tok.timestamp_begin, *tok.encode(" Hello world"))
 
 
-# ---- _verify_options ----
+# ---- verify_options ----
 
 
 @pytest.mark.parametrize(
@@ -778,9 +798,9 @@ def test_initial_tokens_keep_the_prefix_with_the_default_sample_len(tok, make_ta
         (dict(sample_len=0), "sample_len must be at least 1, got 0"),
     ],
 )
-def test_verify_options_rejects(options, message):
+def testverify_options_rejects(options, message):
     with pytest.raises(OptionsError, match=message):
-        _verify_options(DecodingOptions(**options))
+        verify_options(DecodingOptions(**options))
 
 
 @pytest.mark.parametrize(
@@ -794,9 +814,9 @@ def test_verify_options_rejects(options, message):
         dict(task="translate"),
     ],
 )
-def test_verify_options_accepts(options):
+def testverify_options_accepts(options):
     opts = DecodingOptions(**options)
-    assert _verify_options(opts) is opts
+    assert verify_options(opts) is opts
 
 
 # ---- compression_ratio, log_softmax ----

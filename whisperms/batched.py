@@ -22,6 +22,7 @@ inputs taking turns, so that one behind a long input is not kept waiting for all
 """
 
 from collections import deque
+from os import PathLike
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, List, Optional, Tuple, Union
 
@@ -210,6 +211,8 @@ class BatchedTranscriber:
         finish; an input that cannot be read, or whose options the model cannot take, gives (index,
         its WhispermsError) and the others go on. From an InputQueue: the inputs put before the
         queue is found empty with nothing in flight."""
+        if isinstance(audios, (str, bytes, PathLike)):  # iterated, it made an input of each letter
+            raise OptionsError("results() takes a list of inputs, not one path: put it in a list")
         found = self._results(audios)
         while True:
             # MindSpore's work between the graphs sets its SIGINT handler too: the caller's back

@@ -6,9 +6,6 @@ the rules run there in NumPy (logit_filters.py; token_selection.py picks the tok
 cheaper than extra device graphs, and each rule stays small and testable.
 """
 
-import math
-import numbers
-import warnings
 import zlib
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -17,7 +14,8 @@ import numpy as np
 
 from .audio import CHUNK_LENGTH, N_FRAMES
 from .batch_windows import BeamWindows, SampledWindows
-from .errors import OptionsError, WhispermsWarning
+from .decoding_checks import check_fp16, check_vocabulary, verify_options
+from .errors import OptionsError
 from .logit_filters import (
     ApplyTimestampRules,
     LogitFilter,
@@ -27,7 +25,7 @@ from .logit_filters import (
 )
 from .logprobs import log_softmax
 from .token_selection import BeamSearchDecoder, GreedyDecoder, beam_rows, rank_score
-from .tokenizer import Tokenizer, check_task, get_tokenizer, language_code
+from .tokenizer import Tokenizer, get_tokenizer, language_code
 from .window_slots import WindowSlots
 
 
@@ -87,128 +85,10 @@ def build_tokenizer(model, language=None, task="transcribe") -> Tokenizer:
     )
 
 
-def _check_types(options: DecodingOptions):
-    """Each field of the kind it must be: decode() takes DecodingOptions as given (transcribe()
-    has converted them), and a wrong kind failed deep inside, or decoded wrongly (a negative token
-    id picked a token from the end of the vocabulary)."""
-    for name in ("sample_len", "best_of", "beam_size"):
-        value = getattr(options, name)
-        if value is not None and (not isinstance(value, numbers.Integral) or _is_bool(value)):
-            raise OptionsError(f"{name} must be a whole number, got {value!r}")
-    for name in ("patience", "length_penalty", "max_initial_timestamp"):
-        value = getattr(options, name)
-        if value is not None and (
-            not isinstance(value, numbers.Real) or _is_bool(value) or not math.isfinite(value)
-        ):
-            raise OptionsError(f"{name} must be a finite number, got {value!r}")
-    if options.max_initial_timestamp is not None and options.max_initial_timestamp < 0:
-        raise OptionsError(
-            f"max_initial_timestamp must be >= 0 seconds, got {options.max_initial_timestamp}"
-        )
-    for name in ("suppress_blank", "without_timestamps"):
-        if not _is_bool(getattr(options, name)):
-            raise OptionsError(f"{name} must be True or False, got {getattr(options, name)!r}")
-    if options.fp16 is not None and not _is_bool(options.fp16):
-        raise OptionsError(f"fp16 must be True, False or None, got {options.fp16!r}")
-    for name in ("language", "task"):
-        value = getattr(options, name)
-        if value is not None and not isinstance(value, str):
-            raise OptionsError(f"{name} must be a string, got {value!r}")
-    token_ids(options.suppress_tokens, "suppress_tokens", allow=(-1,))
-    for name in ("prompt", "prefix"):
-        if not isinstance(getattr(options, name), str):
-            token_ids(getattr(options, name), name)
-
-
-def check_fp16(model, fp16: Optional[bool]):
-    """A warning when openai's fp16 asks for a precision other than the model's."""
-    if fp16 is not None and fp16 != (model.runtime.dtype == "float16"):
-        warnings.warn(
-            f"fp16={fp16} has no effect: this model runs in {model.runtime.dtype} (load_model's "
-            "dtype, the CLI's --dtype, chooses)",
-            WhispermsWarning,
-            stacklevel=3,
-        )
-
-
-def _is_bool(value) -> bool:
-    return isinstance(value, (bool, np.bool_))
-
-
-def token_ids(value, name: str, allow=()) -> Tuple[int, ...]:
-    """Token ids given as a sequence of ints or a comma-separated string: each >= 0 or in `allow`;
-    an OptionsError if not. Whether they are below the vocabulary size is the model's to check."""
-    if value is None:
-        return ()
-    ids = value
-    if isinstance(value, str):
-        try:
-            ids = [int(t) for t in value.split(",") if t.strip()]
-        except ValueError:
-            raise OptionsError(f"{name} must be comma-separated token ids, got '{value}'") from None
-    if not isinstance(ids, (Sequence, np.ndarray)) or not all(
-        isinstance(t, numbers.Integral) and not _is_bool(t) and (t >= 0 or t in allow) for t in ids
-    ):
-        raise OptionsError(
-            f"{name} must be token ids (integers >= 0{''.join(f' or {a}' for a in allow)}), "
-            f"got {value!r}"
-        )
-    return tuple(int(t) for t in ids)
-
-
-def check_vocabulary(options: DecodingOptions, n_vocab: int):
-    """An OptionsError for a token id in suppress_tokens, prompt or prefix that a model of `n_vocab`
-    tokens does not have (MindSpore's Gather failed on it, and the model with it)."""
-    for name in ("suppress_tokens", "prompt", "prefix"):
-        value = getattr(options, name)
-        if name != "suppress_tokens" and isinstance(value, str):
-            continue
-        ids = token_ids(value, name, allow=(-1,) if name == "suppress_tokens" else ())
-        if ids and max(ids) >= n_vocab:
-            raise OptionsError(
-                f"{name}: token id {max(ids)} is beyond this model's vocabulary of {n_vocab} tokens"
-            )
-
-
-def _verify_options(options: DecodingOptions) -> DecodingOptions:
-    _check_types(options)
-    if (
-        not isinstance(options.temperature, (int, float))
-        or not np.isfinite(options.temperature)
-        or options.temperature < 0
-    ):
-        raise OptionsError(f"temperature must be a finite number >= 0, got {options.temperature!r}")
-    if options.sample_len is not None and options.sample_len < 1:
-        raise OptionsError(f"sample_len must be at least 1, got {options.sample_len}")
-    if options.beam_size is not None and options.best_of is not None:
-        raise OptionsError("beam_size and best_of can't be given together")
-    if options.temperature == 0 and options.best_of is not None:
-        raise OptionsError("best_of with greedy sampling (temperature 0) is not compatible")
-    if options.patience is not None and options.beam_size is None:
-        raise OptionsError("patience requires beam_size to be given")
-    if options.length_penalty is not None and not 0 <= options.length_penalty <= 1:
-        raise OptionsError("length_penalty (alpha) should be a value between 0 and 1")
-    check_task(options.task)
-    if options.beam_size is not None and options.beam_size < 1:
-        raise OptionsError(f"beam_size must be at least 1, got {options.beam_size}")
-    if options.best_of is not None and options.best_of < 1:
-        raise OptionsError(f"best_of must be at least 1, got {options.best_of}")
-    if options.patience is not None and round(options.beam_size * options.patience) < 1:
-        raise OptionsError(f"patience {options.patience} leaves no finished candidate to wait for")
-    # token ids as a numpy array: a list, as the code reads them (an array has no truth value)
-    arrays = ("prompt", "prefix", "suppress_tokens")
-    lists = {
-        n: getattr(options, n).tolist()
-        for n in arrays
-        if isinstance(getattr(options, n), np.ndarray)
-    }
-    return replace(options, **lists) if lists else options
-
-
 class DecodingTask:
     def __init__(self, model, options: DecodingOptions):
         self.model = model
-        self.options = _verify_options(options)
+        self.options = verify_options(options)
         self.tokenizer = build_tokenizer(model, options.language or "en", options.task)
         self.n_ctx = model.dims.n_text_ctx
         self.sample_len = options.sample_len or self.n_ctx // 2
@@ -576,7 +456,7 @@ def decode(model, mel, options=None, **kwargs):
     else:
         rows = [replace(options or DecodingOptions(), **kwargs)] * n
     for row in rows:
-        _verify_options(row)  # before the language is read from it
+        verify_options(row)  # before the language is read from it
     for fp16 in {row.fp16 for row in rows}:
         check_fp16(model, fp16)
     tasks, language_probs = [], []

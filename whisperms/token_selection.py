@@ -19,18 +19,24 @@ class GreedyDecoder:
 
     def select(self, logits: np.ndarray, tokens: np.ndarray, sum_logprobs: np.ndarray):
         """Return the next tokens (B,), updating sum_logprobs for rows not yet finished."""
+        # a row its filters left no token (suppress_tokens and the timestamp rules together can):
+        # it ends, where sampling would fail on NaN probabilities
+        dead = ~(logits.max(axis=-1) > -np.inf)
         if self.temperature == 0:
             next_tokens = logits.argmax(axis=-1)
         else:
-            probs = np.exp(log_softmax(_scaled(logits, self.temperature)))
-            next_tokens = np.array([self.rng.choice(len(p), p=p / p.sum()) for p in probs])
+            next_tokens = np.full(len(logits), self.eot)
+            probs = np.exp(log_softmax(_scaled(logits[~dead], self.temperature)))
+            next_tokens[~dead] = [self.rng.choice(len(p), p=p / p.sum()) for p in probs]
+        next_tokens = np.where(dead, self.eot, next_tokens)
         # log_softmax(logits) at the chosen tokens, without writing out the whole array
         peak = logits.max(axis=-1)
-        total = exp_sums(logits, peak, logits.dtype)
-        chosen = logits[np.arange(len(next_tokens)), next_tokens]
-        current = (chosen - peak) - np.log(total)
-        sum_logprobs += current * (tokens[:, -1] != self.eot)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a dead row: -inf - -inf
+            total = exp_sums(logits, peak, logits.dtype)
+            chosen = logits[np.arange(len(next_tokens)), next_tokens]
+            current = np.where(dead, -np.inf, (chosen - peak) - np.log(total))
         finished = tokens[:, -1] == self.eot
+        sum_logprobs += np.where(finished, 0.0, current)
         return np.where(finished, self.eot, next_tokens)
 
 

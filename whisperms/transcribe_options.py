@@ -11,14 +11,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .audio import CHUNK_LENGTH
-from .decoding import (
-    DecodingOptions,
-    _verify_options,
-    build_tokenizer,
-    check_fp16,
-    check_vocabulary,
-    token_ids,
-)
+from .decoding import DecodingOptions, build_tokenizer
+from .decoding_checks import check_fp16, check_vocabulary, token_ids, verify_options
 from .errors import OptionsError, WhispermsWarning
 from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
 from .tokenizer import language_code
@@ -191,7 +185,7 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
         )
     for temperature in options.temperature:
         # decoding's own rules, for every attempt
-        _verify_options(options.at_temperature(temperature))
+        verify_options(options.at_temperature(temperature))
     return options
 
 
