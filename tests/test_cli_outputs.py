@@ -96,6 +96,30 @@ def test_a_name_goes_to_the_first_input_written_under_it(tmp_path, tiny_en_ct2_d
     assert (tmp_path / "two" / "x.txt").read_text() == "in being comparatively modern.\n"
 
 
+@pytest.mark.parametrize("mode", [[], ["--batch_size", "8"]], ids=["sequential", "batched"])
+def test_a_transcript_never_overwrites_an_input(tmp_path, tiny_en_ct2_dir, mode):
+    """Audio files named talk.wav and talk.txt: talk.wav's transcript would be talk.txt, and
+    talk.txt's its own name. Both were written over the audio; now neither is, each one line, and
+    an input whose transcripts are elsewhere is written."""
+    audio = {"talk.wav": SHORT, "talk.txt": OTHER, "clip.flac": SHORT}
+    for name, source in audio.items():
+        (tmp_path / name).write_bytes(source.read_bytes())
+    inputs = [tmp_path / name for name in audio]
+    args = [*inputs, "--model", tiny_en_ct2_dir, "-f", "txt", "-o", tmp_path, *mode]
+    status, _, stderr = run(*args, "--verbose", "False")
+    assert (status, stderr) == (
+        1,
+        [
+            f"whisperms: error: {tmp_path / 'talk.wav'}: cannot write {tmp_path / 'talk.txt'}: it "
+            "is an input of this run",
+            f"whisperms: error: cannot write {tmp_path / 'talk.txt'}: it is the audio input itself",
+        ],
+    )
+    for name, source in audio.items():
+        assert (tmp_path / name).read_bytes() == source.read_bytes()
+    assert (tmp_path / "clip.txt").read_text() == "in being comparatively modern.\n"
+
+
 def test_zero_line_limits_mean_none_as_in_openai(tmp_path, tiny_en_ct2_dir):
     """openai's writers read 0 as "no limit" and its CLI takes it; negative values are refused."""
     base = ["--model", tiny_en_ct2_dir, "-f", "srt", "--word_timestamps", "True"]

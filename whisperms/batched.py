@@ -22,8 +22,8 @@ inputs taking turns, so that one behind a long input is not kept waiting for all
 """
 
 from collections import deque
-from os import PathLike
 from dataclasses import dataclass, field, replace
+from os import PathLike
 from typing import Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np

@@ -25,7 +25,13 @@ from .errors import (
     interrupted,
     raise_terminated,
 )
-from .output_files import OutputOwners, check_output_folder, check_targets, distinct_inputs
+from .output_files import (
+    OutputOwners,
+    check_output_folder,
+    check_targets,
+    distinct_inputs,
+    real_paths,
+)
 
 # The most fallback temperatures --temperature_increment_on_fallback may make (an increment of
 # 0.001 from 0): a tinier one made millions, built and checked before any file was read.
@@ -193,8 +199,9 @@ def _transcribe_main(argv):
             file=sys.stderr,
         )
     writer, owners = get_writer(args.output_format, args.output_dir), OutputOwners()
+    inputs = real_paths(paths)
     if options.batched:
-        run = _transcribe_batched(model, paths, options, args, writer, writer_args, owners)
+        run = _transcribe_batched(model, paths, options, args, writer, writer_args, owners, inputs)
         return run or status
     for path in paths:
         clash = owners.clash(path)
@@ -202,7 +209,7 @@ def _transcribe_main(argv):
             status = _fail(clash)
             continue
         try:
-            check_targets(args.output_format, args.output_dir, path)
+            check_targets(args.output_format, args.output_dir, path, inputs)
             transcriber = Transcriber(
                 model,
                 path,
@@ -222,7 +229,7 @@ def _transcribe_main(argv):
     return status
 
 
-def _transcribe_batched(model, paths, options, args, writer, writer_args, owners):
+def _transcribe_batched(model, paths, options, args, writer, writer_args, owners, inputs):
     """--batch_size: every file's windows share the batches; each file is written when its last
     window is done. Inputs written under one name go in turns: one waits for the one before it
     (it is transcribed only if that one failed). Returns the exit status."""
@@ -248,7 +255,7 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
         ready = []
         for path in now:
             try:
-                check_targets(args.output_format, args.output_dir, path)
+                check_targets(args.output_format, args.output_dir, path, inputs)
                 ready.append(path)
             except OutputError as error:
                 status = _fail(_about(path, error))

@@ -36,19 +36,32 @@ def output_paths(output_format, output_dir, audio_path):
     return [WRITERS[name](output_dir).output_path(audio_path) for name in formats]
 
 
-def check_targets(output_format, output_dir, audio_path):
+def check_targets(output_format, output_dir, audio_path, inputs=frozenset()):
     """Before decoding a file: none of its transcripts may be a folder (os.replace could not put a
-    file there) or have a name longer than the file system takes (some formats were written and
-    others not, after the whole decode)."""
+    file there), have a name longer than the file system takes (some formats were written and
+    others not, after the whole decode), or be one of the run's `inputs` (real_paths: an audio
+    file named talk.txt would be lost to talk.wav's transcript)."""
     longest = _longest_name(output_dir)
     for target in output_paths(output_format, output_dir, audio_path):
         if os.path.isdir(target):
             raise OutputError(f"cannot write {target}: it is a folder")
+        if os.path.realpath(target) in inputs:
+            which = (
+                "the audio input itself"
+                if os.path.samefile(target, audio_path)
+                else "an input of this run"
+            )
+            raise OutputError(f"cannot write {target}: it is {which}")
         if len(os.fsencode(os.path.basename(target))) > longest:
             raise OutputError(
                 f"cannot write {target}: its name is longer than the {longest} bytes the file "
                 "system takes"
             )
+
+
+def real_paths(paths) -> frozenset:
+    """The files `paths` name, as check_targets compares them."""
+    return frozenset(os.path.realpath(path) for path in paths)
 
 
 def _longest_name(folder) -> int:
