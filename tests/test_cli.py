@@ -365,3 +365,23 @@ def test_a_deleted_current_folder_is_one_line(tmp_path, module, args, prog):
         ],
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_out_of_memory_is_one_line(tmp_path, tiny_en_ct2_dir):
+    """A beam far too wide for the machine (here its address space limited to 8 GiB): one line and
+    status 1, not a traceback ending in numpy's MemoryError; nothing written."""
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    out = tmp_path / "out"
+    args = [SHORT, "--model", tiny_en_ct2_dir, "--beam_size", "40000", "-o", out]
+    run = subprocess.run(
+        [sys.executable, "-m", "whisperms", *map(str, args), "--verbose", "False"],
+        capture_output=True, text=True, timeout=600, env=user_env(), preexec_fn=limited,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("whisperms: error: out of memory: "), lines
+    assert not out.exists() or not any(out.iterdir())

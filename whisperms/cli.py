@@ -360,6 +360,9 @@ def main(argv=None):
         if argv and argv[0] in commands:
             return commands[argv[0]](argv[1:])
         return _transcribe_main(argv)
+    except MemoryError as error:  # a huge beam_size or best_of, say: what is written stays
+        first = str(error).splitlines()[0] if str(error) else "a memory allocation failed"
+        return _fail(f"out of memory: {first}")
     except BrokenPipeError:  # `whisperms models | head -1`: a reader that has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
