@@ -385,3 +385,14 @@ def test_out_of_memory_is_one_line(tmp_path, tiny_en_ct2_dir):
     lines = run.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("whisperms: error: out of memory: "), lines
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_output_folder_that_takes_no_files_is_refused_before_decoding(tmp_path):
+    """/proc passes os.access as root and takes no file: it was found after the decode."""
+    run_ = run(SHORT, "--model", "no-such-model-needed", "-o", "/proc")
+    lines = run_.stderr.splitlines()
+    assert run_.returncode == 1 and len(lines) == 1, lines
+    # the reason is the kernel's (ENOENT here)
+    assert lines[0].startswith(
+        "whisperms: error: output folder /proc is not writable: creating a file there failed ("
+    )

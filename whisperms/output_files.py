@@ -2,6 +2,7 @@
 a problem there costs no decoding."""
 
 import os
+import tempfile
 
 from .errors import OutputError
 
@@ -27,6 +28,14 @@ def check_output_folder(folder):
         if existing == path:
             raise OutputError(f"output folder {folder} is not writable: permission denied")
         raise OutputError(f"cannot create output folder {folder}: permission denied in {existing}")
+    try:  # what access() cannot tell (/proc, some network mounts); a file without a name on Linux
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        where = f"output folder {folder} is not" if existing == path else f"{existing} is not"
+        raise OutputError(
+            f"{where} writable: creating a file there failed ({error.strerror or error})"
+        ) from None
 
 
 def output_paths(output_format, output_dir, audio_path):
