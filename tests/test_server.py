@@ -2,6 +2,7 @@
 called with OpenAI's own client, tiny.en: concurrent requests share one batch and each gets what it
 gets alone; response formats; clear errors for bad requests; a request's own prompt."""
 
+import contextlib
 import socket
 import threading
 import time
@@ -477,7 +478,7 @@ def test_the_address_is_checked_before_the_model_loads(capsys):
     assert err == [f"whisperms-server: error: {message}"]
 
 
-def _server_after_a_request(model_dir, sigint_line):
+def _server_after_a_request(model_dir, sigint_line, env=None):
     """A whisperms-server process whose script starts with `sigint_line` (how SIGINT is set, as a
     shell would leave it), once it has answered one request: (process, port)."""
     import subprocess
@@ -494,7 +495,7 @@ def _server_after_a_request(model_dir, sigint_line):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env=user_env(),
+        env=user_env(env),
     )
     client = openai.OpenAI(
         base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=300
@@ -538,6 +539,49 @@ def test_a_second_ctrl_c_ends_the_server_at_once(tiny_en_ct2_dir):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_forced_exit_leaves_no_upload_behind(tiny_en_ct2_dir, tmp_path):
+    """Two SIGTERMs while a request is decoding end the server at once (uvicorn's forced exit):
+    the upload's copy on disk stayed behind, 54 MB of it for a long recording."""
+    import signal
+
+    import numpy as np
+    import soundfile
+
+    uploads = tmp_path / "tmp"
+    uploads.mkdir()
+    terminal = "signal.signal(signal.SIGINT, signal.default_int_handler)"
+    process, port = _server_after_a_request(tiny_en_ct2_dir, terminal, {"TMPDIR": str(uploads)})
+    speech, rate = soundfile.read(DATA / CLIPS[0])
+    long = tmp_path / "long.wav"
+    soundfile.write(long, np.tile(speech, 240 * rate // len(speech)), rate)  # about 4 minutes
+    client = openai.OpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=300
+    )
+
+    def request():
+        with open(long, "rb") as f, contextlib.suppress(openai.APIError):
+            client.audio.transcriptions.create(model="whisper-1", file=f)
+
+    asking = threading.Thread(target=request)
+    asking.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not list(uploads.glob("*.wav")):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        time.sleep(1)  # decoding
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        assert list(uploads.glob("*.wav")) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        asking.join(timeout=60)
 
 
 def test_ctrl_c_reaches_a_server_started_with_it_ignored(tiny_en_ct2_dir):

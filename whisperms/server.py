@@ -19,6 +19,7 @@ at that temperature alone.
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import re
@@ -233,6 +234,8 @@ def create_app(
     name = model.name or "whisper"
     app = FastAPI(title="whisperms")
     app.state.worker = worker
+    # uploads on disk until their request ends; what a forced exit leaves, main() removes
+    app.state.uploads = uploads = set()
     body_limit = int(max_upload_mb * MB) + BODY_SLACK
     app.add_middleware(_BodyLimit, limit=body_limit, files_mb=max_upload_mb)
 
@@ -342,6 +345,7 @@ def create_app(
         # a file on disk, as the audio loader reads containers by name (ffmpeg for the rest);
         # the upload is already spooled to disk by the framework past its first megabyte
         with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as tmp:
+            uploads.add(tmp.name)
             await run_in_threadpool(shutil.copyfileobj, file.file, tmp, MB)
         try:
             item = BatchInput(tmp.name, language=language or None, initial_prompt=prompt or None)
@@ -358,6 +362,7 @@ def create_app(
                 return Response(status_code=CLIENT_GONE)
         finally:
             os.unlink(tmp.name)
+            uploads.discard(tmp.name)
         if isinstance(result, WhispermsError):
             message = str(result).replace(tmp.name, file.filename or "the file")
             return _error(400, message, "file" if isinstance(result, AudioError) else None)
@@ -473,6 +478,14 @@ def main(argv=None) -> int:
             # MindSpore's SIGINT handler (set again by every graph run) makes Ctrl-C a SIGTERM:
             # a second signal forces the exit, as uvicorn's second Ctrl-C does
             super().handle_exit(signal.SIGINT if self.should_exit else sig, frame)
+
+        async def shutdown(self, sockets=None):
+            await super().shutdown(sockets)
+            # a second signal ends the server with requests in flight, their uploads on disk;
+            # uvicorn then raises the signals again, which end the process
+            for path in list(app.state.uploads):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
     server = Server(uvicorn.Config(app, host=args.host, port=args.port))
     server.run()
