@@ -149,52 +149,93 @@ def decode_file(source: AudioSource, sr: int) -> Decoded:
 
 def _read_mono(source: AudioSource) -> Decoded:
     """The file's samples read a block at a time: a header may claim any length, so a file of more
-    than MAX_AUDIO_HOURS is an AudioError before it fills the memory. A file that stops decoding
-    part way (damaged, or cut short: a FLAC stream loses sync) gives the audio before that, and a
-    problem that says so; one with none is the decoder's error."""
+    than MAX_AUDIO_HOURS is an AudioError before it fills the memory. Where a stretch fails to
+    decode (damage: a FLAC stream loses sync), what follows it is read on where the decoder finds
+    its way again, the stretch left silent so that later times stay where they are; a file that
+    stops decoding part way (cut short) gives the audio before that. Each comes with a problem that
+    says so; a file that decodes nothing is the decoder's error."""
     with source.sound_file() as f:
-        rate = f.samplerate
+        rate, declared = f.samplerate, f.frames
         if rate < MIN_SAMPLE_RATE:
             raise AudioError(
                 f"{source.name} declares a sample rate of {rate} Hz, below the {MIN_SAMPLE_RATE} "
                 "Hz of any audio: not an audio file, or its header is damaged"
             )
-        samples = _Samples(f.frames, int(MAX_AUDIO_HOURS * 3600 * rate), source.name, rate)
+        samples = _Samples(declared, int(MAX_AUDIO_HOURS * 3600 * rate), source.name, rate)
         # a length the file's size vouches for (uncompressed samples) is refused before hours of
         # reading; a compressed stream's declared length may lie, and is read as far as it goes
         width = _SAMPLE_BYTES.get(f.subtype)
-        if (
-            width is not None
-            and samples.limit < f.frames
-            and f.frames * f.channels * width <= source.size()
-        ):
+        if width is not None and samples.limit < declared <= source.size() // (f.channels * width):
             samples.refuse()
         failure = _read_into(f, samples, _READ_BLOCK_FRAMES)
         if failure is None:
             if not samples.total and f.format in ("WAV", "WAVEX") and width is not None:
                 return _unclosed_wav(source, f, samples)
             return Decoded(samples.array(), rate, None)
-        try:  # the failed block again, in small reads, up to where it fails
-            f.seek(samples.total)
-            reread = True
-        except RuntimeError:  # a decoder that lost sync may not seek at all
-            reread = False
-        if reread:
-            failure = _read_into(f, samples, _SALVAGE_FRAMES)
-    if not reread:
-        # a fresh decoder, read up to the good frames (they decoded before), then in small reads
-        with source.sound_file() as f:
-            _skip(f, samples.total)
-            failure = _read_into(f, samples, _SALVAGE_FRAMES)
+        failure = _up_to_damage(source, f, samples)
     if failure is not None and not samples.total:
         raise failure
+    skipped = 0
+    while failure is not None:
+        resumed = _past_damage(source, samples, declared)
+        if resumed is None:  # nothing decodes further on: cut short
+            break
+        gap, failure = resumed
+        skipped += gap
     problem = None
     if failure is not None:
         problem = (
             f"the audio stops decoding after {samples.total / rate:.1f} s (the file is damaged or "
             "cut short); transcribing what was read"
         )
+    elif skipped:
+        problem = (
+            f"{skipped / rate:.1f} s of the audio could not be decoded (the file is damaged); "
+            "transcribing them as silence"
+        )
     return Decoded(samples.array(), rate, problem)
+
+
+def _up_to_damage(source: AudioSource, f, samples) -> Optional[RuntimeError]:
+    """After a block of `f` failed: that block again, in small reads, up to where it fails (the
+    failure, or None if it now reads to the end)."""
+    try:
+        f.seek(samples.total)
+    except RuntimeError:  # a decoder that lost sync may not seek at all
+        # a fresh decoder, read up to the good frames (they decoded before), then in small reads
+        with source.sound_file() as fresh:
+            _skip(fresh, samples.total)
+            return _read_into(fresh, samples, _SALVAGE_FRAMES)
+    return _read_into(f, samples, _SALVAGE_FRAMES)
+
+
+def _past_damage(source: AudioSource, samples, declared: int):
+    """Where a read failed at samples.total: the first point further on, at ever larger steps
+    within the declared length, where the decoder reads again (libFLAC finds the next good frame);
+    the frames skipped go in as silence, then the rest as far as it reads. (frames skipped, the
+    next failure or None), or None when nothing reads further on."""
+    start, skip = samples.total, _SALVAGE_FRAMES
+    while start + skip < declared:
+        try:
+            f = source.sound_file()
+        except RuntimeError:
+            return None
+        with f:
+            try:
+                f.seek(start + skip)
+                block = f.read(_SALVAGE_FRAMES, dtype="float32", always_2d=True)
+            except RuntimeError:
+                skip *= 2
+                continue
+            if not len(block):
+                return None
+            samples.add(np.zeros((skip, 1), np.float32))
+            samples.add(block)
+            failure = _read_into(f, samples, _READ_BLOCK_FRAMES)
+            if failure is not None:
+                failure = _up_to_damage(source, f, samples)
+            return skip, failure
+    return None
 
 
 def _unclosed_wav(source: AudioSource, f, samples) -> Decoded:
