@@ -21,7 +21,8 @@ class GreedyDecoder:
         """Return the next tokens (B,), updating sum_logprobs for rows not yet finished."""
         # a row its filters left no token (suppress_tokens and the timestamp rules together can):
         # it ends, where sampling would fail on NaN probabilities
-        dead = ~(logits.max(axis=-1) > -np.inf)
+        peak = logits.max(axis=-1)
+        dead = ~(peak > -np.inf)
         if self.temperature == 0:
             next_tokens = logits.argmax(axis=-1)
         else:
@@ -30,7 +31,6 @@ class GreedyDecoder:
             next_tokens[~dead] = [self.rng.choice(len(p), p=p / p.sum()) for p in probs]
         next_tokens = np.where(dead, self.eot, next_tokens)
         # log_softmax(logits) at the chosen tokens, without writing out the whole array
-        peak = logits.max(axis=-1)
         with np.errstate(invalid="ignore", divide="ignore"):  # a dead row: -inf - -inf
             total = exp_sums(logits, peak, logits.dtype)
             chosen = logits[np.arange(len(next_tokens)), next_tokens]
