@@ -50,19 +50,25 @@ def test_content_that_is_not_audio_is_one_short_line(tmp_path):
         load_audio(io.BytesIO(b""))
     text = tmp_path / "x.wav"
     text.write_bytes((DATA / CLIPS[1]).read_bytes())
-    with open(text, encoding="latin-1") as opened, pytest.raises(AudioError) as info:
+    with open(text) as opened, pytest.raises(AudioError) as info:
         load_audio(opened)
-    assert str(info.value) == f"{text} reads str, not bytes: open the file in binary mode ('rb')"
+    assert str(info.value) == f"{text} is open as text: open it in binary mode ('rb')"
+    with open(text, "rb") as opened, pytest.raises(AudioError) as info:
+        opened.seek(10)  # what follows alone is read, and the message says where it began
+        load_audio(opened)
+    assert str(info.value).startswith(f"could not decode audio file {text} (from byte 10): ")
     closed = open(text, "rb")
     closed.close()
     with pytest.raises(AudioError, match=rf"^cannot read {text}: "):
         load_audio(closed)
 
 
-def test_bytes_that_name_a_file_are_still_a_path(tmp_path):
+def test_bytes_that_name_a_file_are_still_a_path_and_a_memoryview_of_samples_is_samples(tmp_path):
     path = tmp_path / "clip.wav"
     path.write_bytes((DATA / CLIPS[1]).read_bytes())
     np.testing.assert_array_equal(load_audio(os.fsencode(path)), load_audio(path))
+    samples = np.linspace(-0.5, 0.5, 16000, dtype=np.float32)
+    np.testing.assert_array_equal(load_audio(memoryview(samples)), samples)
 
 
 def _unclosed(path: Path, samples: np.ndarray, rate: int, subtype: str, channels: int = 1):
@@ -96,15 +102,43 @@ def test_a_wav_file_that_was_never_closed_gives_its_samples(tmp_path, subtype, c
     np.testing.assert_allclose(decoded, load_audio(whole), atol=1e-6)
 
 
+def test_an_unclosed_wav_file_with_a_long_chunk_before_its_samples(tmp_path):
+    """A chunk of 100 kB before the samples (broadcast WAV's bext, JUNK padding): found all the
+    same."""
+    speech, rate = soundfile.read(DATA / CLIPS[1], dtype="float32")
+    plain = tmp_path / "plain.wav"
+    _unclosed(plain, speech, rate, "PCM_16")
+    content = plain.read_bytes()
+    junk = b"JUNK" + (100_000).to_bytes(4, "little") + bytes(100_000)
+    padded = tmp_path / "padded.wav"
+    padded.write_bytes(content[:12] + junk + content[12:])
+    with pytest.warns(WhispermsWarning, match="its header declares no audio, but 9.7 s follow"):
+        np.testing.assert_array_equal(load_audio(padded), load_audio(tmp_path / "plain.wav"))
+
+
+def test_an_unclosed_wav_file_too_long_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    speech, rate = soundfile.read(DATA / CLIPS[1], dtype="float32")
+    unclosed = tmp_path / "unclosed.wav"
+    _unclosed(unclosed, speech, rate, "PCM_16")
+    monkeypatch.setattr("whisperms.audio_files.MAX_AUDIO_HOURS", 1 / 3600)  # one second
+    read = []
+    monkeypatch.setattr("whisperms.audio_files._Samples.add", lambda self, block: read.append(1))
+    with pytest.raises(AudioError, match="holds more than 0.000277"):
+        load_audio(unclosed)
+    assert not read
+
+
 def test_an_empty_wav_file_is_still_empty(tmp_path):
-    """No samples declared and none there, or a metadata chunk after an empty data chunk: no audio
-    and no warning."""
+    """No samples declared and none there, a metadata chunk after an empty data chunk, or a few
+    stray bytes: no audio and no warning."""
     empty = tmp_path / "empty.wav"
     soundfile.write(empty, np.zeros(0, np.float32), 16000, subtype="PCM_16")
     listed = tmp_path / "listed.wav"
     info = b"INFOISFT" + (8).to_bytes(4, "little") + b"whisper\0"
     listed.write_bytes(empty.read_bytes() + b"LIST" + len(info).to_bytes(4, "little") + info)
-    for path in (empty, listed):
+    stray = tmp_path / "stray.wav"
+    stray.write_bytes(empty.read_bytes() + b"\x01\x02\x03\x04\x05")
+    for path in (empty, listed, stray):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert load_audio(path).size == 0

@@ -360,14 +360,17 @@ def test_chunk_length_is_the_longest_piece_as_in_faster_whisper(tiny_en_model, p
 
 
 def test_results_of_one_path_is_one_line(tiny_en_model):
-    """results() takes a list; one path was read a letter at a time, an error for each letter."""
+    """results() takes a list; one path was read a letter at a time, an error for each letter (a
+    file's bytes or a file object, a byte or a line at a time)."""
     transcriber = BatchedTranscriber(tiny_en_model, batch_size=2)
-    for single in (str(DATA / "ljspeech_LJ001-0001.wav"), DATA / "ljspeech_LJ001-0001.wav"):
-        with pytest.raises(OptionsError) as info:
-            next(transcriber.results(single))
-        assert str(info.value) == (
-            "results() takes a list of inputs, not one path: put it in a list"
-        )
+    path = DATA / "ljspeech_LJ001-0001.wav"
+    with open(path, "rb") as opened:
+        for single in (str(path), path, path.read_bytes(), bytearray(path.read_bytes()), opened):
+            with pytest.raises(OptionsError) as info:
+                next(transcriber.results(single))
+            assert str(info.value) == (
+                "results() takes a list of inputs, not one input: put it in a list"
+            )
 
 
 def test_options_of_the_batched_mode():

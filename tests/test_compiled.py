@@ -24,8 +24,8 @@ ENGLISH = [
 # two sources in the default run (beam search has jfk; test_parity holds the compiled path to
 # CTranslate2 on every clip); the others with -m slow
 DEFAULT_CLIPS = ENGLISH[::16]
-# its first LONG_SECONDS: two windows, the second with a prompt bucket (the eager path takes a
-# minute for the whole 53 s)
+# its first LONG_SECONDS: two windows, the second with a prompt bucket (the whole 53 s add nothing
+# to that, and the eager path is slow)
 LONG_CLIP = "librivox_shakespeare-sonnet-001.mp3"
 LONG_SECONDS = 36
 

@@ -1,7 +1,7 @@
 """Each logit rule of whisperms.decoding alone, on hand-built token sequences and logits, against
 openai/whisper's semantics (current master `whisper/decoding.py`: SuppressBlank, SuppressTokens,
 ApplyTimestampRules, GreedyDecoder, DecodingTask._get_suppress_tokens / _get_initial_tokens /
-verify_options).
+_verify_options).
 
 Logits are float32 (B, V) and filled with FILL everywhere except the ids a test names, so the mass
 of the unnamed ids is negligible and each test's numbers decide the outcome. Every filter test
@@ -25,7 +25,7 @@ from whisperms.logit_filters import (
     SuppressTokens,
 )
 from whisperms.logprobs import log_softmax
-from whisperms.token_selection import GreedyDecoder
+from whisperms.token_selection import NO_TOKEN_LOGPROB, GreedyDecoder
 from whisperms.tokenizer import N_TIMESTAMP_TOKENS, TIME_PRECISION, get_tokenizer
 
 FILL = -30.0  # logit of every id a test does not name: 51k * e^-30 is ~1e-8 of probability mass
@@ -555,8 +555,9 @@ def test_greedy_argmax_and_logprob_of_the_filtered_logits():
 @pytest.mark.parametrize("temperature", [0.0, 0.7])
 def test_a_row_with_no_token_left_ends(temperature):
     """The filters can leave a row no token (suppress_tokens with the timestamp rules): it takes
-    EOT with a log probability of -inf (sampling failed on NaN probabilities, argmax took token
-    0); the other rows are as they were, and a row that had ended adds nothing."""
+    EOT with float32's smallest log probability, finite (sampling failed on NaN probabilities,
+    argmax took token 0); the other rows are as they were, and a row that had ended adds
+    nothing."""
     logits = np.full((3, V_SMALL), -np.inf, np.float32)
     logits[0, 3] = 1.0
     tokens = np.array([[1, 2], [1, 2], [1, EOT_SMALL]], np.int64)
@@ -567,7 +568,7 @@ def test_a_row_with_no_token_left_ends(temperature):
             logits, tokens, sum_logprobs
         )
     assert next_tokens.tolist() == [3, EOT_SMALL, EOT_SMALL]
-    assert sum_logprobs.tolist() == [-1.0, -np.inf, -2.0]
+    assert sum_logprobs.tolist() == [-1.0, -1.0 + NO_TOKEN_LOGPROB, -2.0]
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7])
@@ -798,7 +799,7 @@ def test_initial_tokens_keep_the_prefix_with_the_default_sample_len(tok, make_ta
         (dict(sample_len=0), "sample_len must be at least 1, got 0"),
     ],
 )
-def testverify_options_rejects(options, message):
+def test_verify_options_rejects(options, message):
     with pytest.raises(OptionsError, match=message):
         verify_options(DecodingOptions(**options))
 
@@ -814,7 +815,7 @@ def testverify_options_rejects(options, message):
         dict(task="translate"),
     ],
 )
-def testverify_options_accepts(options):
+def test_verify_options_accepts(options):
     opts = DecodingOptions(**options)
     assert verify_options(opts) is opts
 

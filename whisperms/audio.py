@@ -7,6 +7,7 @@ the mel bank in float32 like openai. What `load_audio` accepts, and what it make
 docstring.
 """
 
+import io
 import numbers
 import os
 import warnings
@@ -92,7 +93,8 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
         source = content_source(file, "the audio bytes given")
     elif content:  # a file object, as faster-whisper takes one
         named = isinstance(getattr(file, "name", None), (str, bytes))
-        source = content_source(_read_object(file), _object_name(file), named)
+        name = _object_name(file)  # before the read moves it
+        source = content_source(_read_object(file, name), name, named)
     else:  # bytes: a path as the OS gives it
         path = check_audio_file(os.fsdecode(file) if isinstance(file, bytes) else file)
         source = AudioSource(path, path=path)
@@ -108,24 +110,32 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     return np.clip(audio, -1.0, 1.0, out=audio)
 
 
-def _read_object(file) -> bytes:
+def _read_object(file, name: str) -> bytes:
     """What a file object holds from where it stands (as faster-whisper reads one); an AudioError
     for one opened as text or that fails to read."""
+    if isinstance(file, io.TextIOBase):
+        raise AudioError(f"{name} is open as text: open it in binary mode ('rb')")
     try:
         content = file.read()
     except (OSError, ValueError) as error:  # closed, or not readable
-        raise AudioError(f"cannot read {_object_name(file)}: {error}") from None
+        raise AudioError(f"cannot read {name}: {error}") from None
     if not isinstance(content, (bytes, bytearray, memoryview)):
         raise AudioError(
-            f"{_object_name(file)} reads {type(content).__name__}, not bytes: open the file in "
-            "binary mode ('rb')"
+            f"{name} reads {type(content).__name__}, not bytes: open the file in binary mode ('rb')"
         )
     return content
 
 
 def _object_name(file) -> str:
+    """The file object's name (the file's, if it has one), and where it stood when it is not at
+    its start: what follows that point alone is read."""
     name = getattr(file, "name", None)
-    return os.fsdecode(name) if isinstance(name, (str, bytes)) else "the file object given"
+    name = os.fsdecode(name) if isinstance(name, (str, bytes)) else "the file object given"
+    try:
+        position = file.tell()
+    except (AttributeError, OSError, ValueError):  # a pipe, or closed
+        position = 0
+    return f"{name} (from byte {position})" if position else name
 
 
 def as_waveform(audio, source: str = "audio array") -> np.ndarray:

@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 from contextlib import contextmanager
 from typing import NamedTuple, Optional
@@ -59,8 +60,8 @@ _SAMPLE_BYTES = {
     "FLOAT": 4,
     "DOUBLE": 8,
 }
-# Where a WAV file's chunks are looked for: its header and the chunks before its samples.
-_WAV_HEAD_BYTES = 1 << 16
+# Fewer seconds after an unclosed WAV file's header are stray bytes, not a recording.
+_UNCLOSED_MIN_SECONDS = 0.01
 # A path is at most this long (Linux's PATH_MAX): longer bytes, or bytes holding a NUL, are a file's
 # content.
 PATH_MAX_BYTES = 4096
@@ -112,8 +113,11 @@ def content_source(content, name: str, named: bool = False) -> AudioSource:
 
 def is_content(value) -> bool:
     """True for bytes that are a file's content, not a path as the OS gives it: too long for a
-    path, or holding a NUL (as every WAV header does)."""
-    if isinstance(value, (bytearray, memoryview)):
+    path, or holding a NUL (as every WAV header does); a bytearray, and a memoryview of bytes (one
+    of other items holds samples)."""
+    if isinstance(value, memoryview):
+        return value.itemsize == 1
+    if isinstance(value, bytearray):
         return True
     return isinstance(value, bytes) and (len(value) > PATH_MAX_BYTES or b"\0" in value)
 
@@ -242,17 +246,20 @@ def _unclosed_wav(source: AudioSource, f, samples) -> Decoded:
     """A WAV file whose header declares no samples where samples follow it: what a recorder leaves
     when it is stopped before it closes the file (the sizes are written last). The bytes after the
     header are read as the samples its format chunk describes, as ffmpeg reads them."""
+    width = f.channels * _SAMPLE_BYTES[f.subtype]
     with source.open() as raw:
-        offset = _wav_data_offset(raw.read(_WAV_HEAD_BYTES))
-        if offset is None or offset >= source.size():
-            return Decoded(samples.array(), f.samplerate, None)
-        raw.seek(offset)
-        if _starts_a_chunk(raw.read(8), source.size() - offset):  # a truly empty WAV, then more
-            return Decoded(samples.array(), f.samplerate, None)
-        raw.seek(offset)
+        offset = _wav_data_offset(raw, source.size())
         # counted here: libsndfile takes the whole file's length for the samples' (the header
         # too), and reads past the end what is not there
-        frames = (source.size() - offset) // (f.channels * _SAMPLE_BYTES[f.subtype])
+        frames = (source.size() - offset) // width if offset is not None else 0
+        if frames < f.samplerate * _UNCLOSED_MIN_SECONDS:  # an empty WAV, and a few bytes more
+            return Decoded(samples.array(), f.samplerate, None)
+        raw.seek(offset)
+        if _starts_a_chunk(raw.read(8), source.size() - offset):  # an empty WAV, then its chunks
+            return Decoded(samples.array(), f.samplerate, None)
+        if frames > samples.limit:
+            samples.refuse()
+        raw.seek(offset)
         with soundfile.SoundFile(
             raw,
             format="RAW",
@@ -267,26 +274,30 @@ def _unclosed_wav(source: AudioSource, f, samples) -> Decoded:
                     break
                 samples.add(block)
                 frames -= len(block)
-    problem = None
-    if samples.total:
-        problem = (
-            f"its header declares no audio, but {samples.total / f.samplerate:.1f} s follow it "
-            "(a recording that was not closed?); transcribing them"
-        )
+    problem = (
+        f"its header declares no audio, but {samples.total / f.samplerate:.1f} s follow it (a "
+        "recording that was not closed?); transcribing them"
+    )
     return Decoded(samples.array(), f.samplerate, problem)
 
 
-def _wav_data_offset(head: bytes) -> Optional[int]:
-    """Where the samples of a RIFF WAV file start (after its "data" chunk's header), if `head` (its
-    first bytes) reaches them."""
+def _wav_data_offset(raw, size: int) -> Optional[int]:
+    """Where the samples of a RIFF WAV file start (after its "data" chunk's header), found by
+    reading each chunk's header and seeking over its body; None if there is no such chunk."""
+    raw.seek(0)
+    head = raw.read(12)
     if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
     position = 12
-    while position + 8 <= len(head):
-        size = int.from_bytes(head[position + 4 : position + 8], "little")
-        if head[position : position + 4] == b"data":
+    while position + 8 <= size:
+        raw.seek(position)
+        chunk = raw.read(8)
+        if len(chunk) < 8:
+            return None
+        if chunk[:4] == b"data":
             return position + 8
-        position += 8 + size + (size & 1)  # chunks are padded to an even length
+        length = int.from_bytes(chunk[4:8], "little")
+        position += 8 + length + (length & 1)  # chunks are padded to an even length
     return None
 
 
@@ -429,31 +440,29 @@ def _hide_fd2() -> Optional[int]:
 
 
 def _load_with_ffmpeg(source: AudioSource, sr: int) -> np.ndarray:
-    """openai's exact ffmpeg invocation: mono 16-bit PCM at `sr` on stdout (the bytes of a file
-    held in memory on stdin)."""
-    # -nostdin: ffmpeg must not take keys from a terminal, unless stdin is the file
-    given = ["-nostdin", "-i", source.path] if source.path is not None else ["-i", "pipe:0"]
-    cmd = [
-        "ffmpeg",
-        "-threads",
-        "0",
-        *given,
-        "-f",
-        "s16le",
-        "-ac",
-        "1",
-        "-acodec",
-        "pcm_s16le",
-        "-ar",
-        str(sr),
-        "-",
-    ]
+    """openai's exact ffmpeg invocation: mono 16-bit PCM at `sr` on stdout. A file held in memory
+    is given as a temporary file, not on stdin: ffmpeg cannot seek in a pipe, and an MP4 whose
+    index comes last (as phones record them) needs to."""
+    if source.path is None:
+        suffix = os.path.splitext(source.name)[1] if source.named else ""
+        with tempfile.NamedTemporaryFile(suffix=suffix[:17]) as copy:
+            copy.write(source.data)
+            copy.flush()
+            return _ffmpeg(copy.name, source, sr)
+    return _ffmpeg(source.path, source, sr)
+
+
+def _ffmpeg(path: str, source: AudioSource, sr: int) -> np.ndarray:
+    cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", path, "-f", "s16le", "-ac", "1"]
+    cmd += ["-acodec", "pcm_s16le", "-ar", str(sr), "-"]
     try:
-        out = subprocess.run(cmd, input=source.data, capture_output=True, check=True).stdout
+        out = subprocess.run(cmd, capture_output=True, check=True).stdout
     except subprocess.CalledProcessError as e:
         lines = [
             line.strip() for line in e.stderr.decode(errors="replace").splitlines() if line.strip()
         ]
         reason = lines[-1] if lines else f"ffmpeg exited with status {e.returncode}"
+        if source.path is None:  # the temporary copy's name means nothing to the caller
+            reason = reason.replace(path, source.name)
         raise AudioError(f"could not decode {source.what}: {reason}") from None
     return np.frombuffer(out, np.int16).astype(np.float32) / 32768.0

@@ -211,8 +211,10 @@ class BatchedTranscriber:
         finish; an input that cannot be read, or whose options the model cannot take, gives (index,
         its WhispermsError) and the others go on. From an InputQueue: the inputs put before the
         queue is found empty with nothing in flight."""
-        if isinstance(audios, (str, bytes, PathLike)):  # iterated, it made an input of each letter
-            raise OptionsError("results() takes a list of inputs, not one path: put it in a list")
+        if isinstance(audios, (str, bytes, bytearray, memoryview, PathLike)) or hasattr(
+            audios, "read"
+        ):  # iterated, one input made an input of each letter, byte or line
+            raise OptionsError("results() takes a list of inputs, not one input: put it in a list")
         found = self._results(audios)
         while True:
             # MindSpore's work between the graphs sets its SIGINT handler too: the caller's back

@@ -361,7 +361,8 @@ def create_app(
             if result is None:  # the client is gone: nobody to answer
                 return Response(status_code=CLIENT_GONE)
         finally:
-            os.unlink(tmp.name)
+            with contextlib.suppress(FileNotFoundError):  # a forced exit's shutdown removed it
+                os.unlink(tmp.name)
             uploads.discard(tmp.name)
         if isinstance(result, WhispermsError):
             message = str(result).replace(tmp.name, file.filename or "the file")

@@ -8,6 +8,10 @@ import numpy as np
 
 from .logprobs import beam_candidates, exp_sums, log_softmax
 
+# What a row whose filters left no token ends with (GreedyDecoder): float32's smallest number's
+# log probability, finite, as avg_logprob goes into JSON.
+NO_TOKEN_LOGPROB = float(np.log(np.finfo(np.float32).tiny))
+
 
 class GreedyDecoder:
     """Argmax at temperature 0, else sampling from softmax(logits / temperature)."""
@@ -20,7 +24,8 @@ class GreedyDecoder:
     def select(self, logits: np.ndarray, tokens: np.ndarray, sum_logprobs: np.ndarray):
         """Return the next tokens (B,), updating sum_logprobs for rows not yet finished."""
         # a row its filters left no token (suppress_tokens and the timestamp rules together can):
-        # it ends, where sampling would fail on NaN probabilities
+        # it ends, where sampling would fail on NaN probabilities, at the log probability of
+        # float32's smallest number (finite: avg_logprob goes into JSON)
         peak = logits.max(axis=-1)
         dead = ~(peak > -np.inf)
         if self.temperature == 0:
@@ -34,7 +39,7 @@ class GreedyDecoder:
         with np.errstate(invalid="ignore", divide="ignore"):  # a dead row: -inf - -inf
             total = exp_sums(logits, peak, logits.dtype)
             chosen = logits[np.arange(len(next_tokens)), next_tokens]
-            current = np.where(dead, -np.inf, (chosen - peak) - np.log(total))
+            current = np.where(dead, NO_TOKEN_LOGPROB, (chosen - peak) - np.log(total))
         finished = tokens[:, -1] == self.eot
         sum_logprobs += np.where(finished, 0.0, current)
         return np.where(finished, self.eot, next_tokens)
