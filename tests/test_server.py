@@ -584,6 +584,38 @@ def test_a_forced_exit_leaves_no_upload_behind(tiny_en_ct2_dir, tmp_path):
         asking.join(timeout=60)
 
 
+def test_a_warning_is_one_line_naming_the_upload(tiny_en_ct2_dir, tmp_path):
+    """A FLAC damaged half way is decoded around the damage with a warning: it reached the log as
+    Python's two lines, naming the upload's temporary copy."""
+    import signal
+
+    data = bytearray((DATA / "jfk_inaugural_1961.flac").read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 5000] = bytes(range(250)) * 20
+    damaged = tmp_path / "damaged.flac"
+    damaged.write_bytes(bytes(data))
+    terminal = "signal.signal(signal.SIGINT, signal.default_int_handler)"
+    process, port = _server_after_a_request(tiny_en_ct2_dir, terminal)
+    try:
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=300
+        )
+        with open(damaged, "rb") as f:
+            text = client.audio.transcriptions.create(model="whisper-1", file=f).text
+        assert "ask not what your country can do for you" in text
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        warned = [line for line in process.stderr.read().splitlines() if "warning" in line]
+        assert len(warned) == 1, warned
+        assert warned[0].startswith("whisperms-server: warning: damaged.flac: ")
+        assert warned[0].endswith(
+            "could not be decoded (the file is damaged); transcribing them as silence"
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_ctrl_c_reaches_a_server_started_with_it_ignored(tiny_en_ct2_dir):
     """A server started in the background (SIGINT ignored until uvicorn sets its handler, after the
     batching worker began its first call): after a request, SIGINT still ends it. Putting back the

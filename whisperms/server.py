@@ -234,8 +234,9 @@ def create_app(
     name = model.name or "whisper"
     app = FastAPI(title="whisperms")
     app.state.worker = worker
-    # uploads on disk until their request ends; what a forced exit leaves, main() removes
-    app.state.uploads = uploads = set()
+    # uploads on disk until their request ends (path: the name it was uploaded under); what a
+    # forced exit leaves, main() removes
+    app.state.uploads = uploads = {}
     body_limit = int(max_upload_mb * MB) + BODY_SLACK
     app.add_middleware(_BodyLimit, limit=body_limit, files_mb=max_upload_mb)
 
@@ -345,7 +346,7 @@ def create_app(
         # a file on disk, as the audio loader reads containers by name (ffmpeg for the rest);
         # the upload is already spooled to disk by the framework past its first megabyte
         with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as tmp:
-            uploads.add(tmp.name)
+            uploads[tmp.name] = file.filename or "the file"
             await run_in_threadpool(shutil.copyfileobj, file.file, tmp, MB)
         try:
             item = BatchInput(tmp.name, language=language or None, initial_prompt=prompt or None)
@@ -363,7 +364,7 @@ def create_app(
         finally:
             with contextlib.suppress(FileNotFoundError):  # a forced exit's shutdown removed it
                 os.unlink(tmp.name)
-            uploads.discard(tmp.name)
+            uploads.pop(tmp.name, None)
         if isinstance(result, WhispermsError):
             message = str(result).replace(tmp.name, file.filename or "the file")
             return _error(400, message, "file" if isinstance(result, AudioError) else None)
@@ -489,8 +490,28 @@ def main(argv=None) -> int:
                     os.unlink(path)
 
     server = Server(uvicorn.Config(app, host=args.host, port=args.port))
-    server.run()
+    saved = warnings.showwarning
+    warnings.showwarning = _warning_lines(app.state.uploads)
+    try:
+        server.run()
+    finally:
+        warnings.showwarning = saved
     return 0 if server.started else 1
+
+
+def _warning_lines(uploads: Dict[str, str]):
+    """warnings.showwarning for the server: each warning (an upload decoded around damage, an
+    option the model cannot use) one line on stderr, as the whisperms command prints them, with an
+    upload's temporary path put back to the name it was uploaded under."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        for path, name in list(uploads.items()):
+            text = text.replace(path, name)
+        tag = "" if issubclass(category, WhispermsWarning) else f" ({category.__name__})"
+        print(f"whisperms-server: warning: {text}{tag}", file=sys.stderr, flush=True)
+
+    return show
 
 
 def _check_address(host: str, port: int):
