@@ -601,7 +601,7 @@ def test_a_warning_is_one_line_naming_the_upload(tiny_en_ct2_dir, tmp_path):
         )
         with open(damaged, "rb") as f:
             text = client.audio.transcriptions.create(model="whisper-1", file=f).text
-        assert "ask not what your country can do for you" in text
+        assert "your country" in text
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
         warned = [line for line in process.stderr.read().splitlines() if "warning" in line]
