@@ -397,3 +397,12 @@ def test_an_output_folder_that_takes_no_files_is_refused_before_decoding(tmp_pat
     assert lines[0].startswith(
         "whisperms: error: output folder /proc is not writable: creating a file there failed ("
     )
+
+
+def test_a_file_name_with_a_line_break_is_still_one_line(tmp_path):
+    missing = tmp_path / "bad\nname.wav"
+    run_ = run(missing, "--model", "no-such-model-needed", "-o", tmp_path)
+    assert (run_.returncode, run_.stderr.splitlines()) == (
+        1,
+        [f"whisperms: error: audio file not found: {tmp_path}/bad\\nname.wav"],
+    )

@@ -712,6 +712,15 @@ def test_save_refuses_to_overwrite(tmp_path, tiny):
     empty.mkdir()
     assert read_whisperms(save_checkpoint(tiny, empty)).name == "tiny.en"
 
+    # a file, even an empty one, is no folder to write: --overwrite was suggested, then refused
+    a_file = tmp_path / "afile.txt"
+    a_file.touch()
+    for overwrite in (False, True):
+        with pytest.raises(CheckpointError) as excinfo:
+            save_checkpoint(tiny, a_file, overwrite=overwrite)
+        assert str(excinfo.value) == f"{a_file}: is a file, not a folder"
+    assert a_file.read_bytes() == b""
+
 
 def test_a_checkpoint_is_written_through_a_symbolic_link(tmp_path, tiny):
     """weights/tiny.en a link to a folder on a bigger disk: the checkpoint goes into the link's

@@ -112,14 +112,15 @@ def content_source(content, name: str, named: bool = False) -> AudioSource:
 
 
 def is_content(value) -> bool:
-    """True for bytes that are a file's content, not a path as the OS gives it: too long for a
-    path, or holding a NUL (as every WAV header does); a bytearray, and a memoryview of bytes (one
-    of other items holds samples)."""
+    """True for bytes that are a file's content, not a path as the OS gives it: empty, too long
+    for a path, or holding a NUL (as every WAV header does); a bytearray, and a memoryview of
+    bytes (one of other items holds samples)."""
     if isinstance(value, memoryview):
         return value.itemsize == 1
     if isinstance(value, bytearray):
         return True
-    return isinstance(value, bytes) and (len(value) > PATH_MAX_BYTES or b"\0" in value)
+    # empty bytes name no file either: an empty file's content
+    return isinstance(value, bytes) and (not value or len(value) > PATH_MAX_BYTES or b"\0" in value)
 
 
 def decode_file(source: AudioSource, sr: int) -> Decoded:

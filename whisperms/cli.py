@@ -325,13 +325,18 @@ def _models_main(argv):
 
 
 def _usage(message):
-    print(f"whisperms: error: {message}", file=sys.stderr)
+    print(f"whisperms: error: {_one_line(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
 def _fail(message):
-    print(f"whisperms: error: {message}", file=sys.stderr)
+    print(f"whisperms: error: {_one_line(message)}", file=sys.stderr)
     return EXIT_RUNTIME
+
+
+def _one_line(text: str) -> str:
+    """A message with a file name holding a line break, kept to its one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

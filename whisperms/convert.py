@@ -491,6 +491,8 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
     # an empty folder is filled in place: a mount point cannot be replaced by a rename
     empty = real.is_dir() and not any(real.iterdir())
     if real.exists() and not empty:
+        if not real.is_dir():  # a folder is written there, with or without --overwrite
+            raise CheckpointError(f"{dst}: is a file, not a folder")
         if not overwrite:
             raise CheckpointError(
                 f"{dst}: already exists and is not empty (overwrite=True, --overwrite in the "
