@@ -12,6 +12,7 @@ import numbers
 import os
 import warnings
 from functools import lru_cache
+from typing import Tuple
 
 import numpy as np
 import soxr
@@ -59,8 +60,8 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
       that says which.
     - a file's content: a binary file object (read from where it stands, as faster-whisper takes
       one: open(path, "rb"), io.BytesIO), or the bytes themselves (bytes that cannot be a path:
-      longer than PATH_MAX_BYTES, or holding a NUL, as every WAV header does; bytearray and
-      memoryview always), decoded as the file would be. ffmpeg gets them on stdin.
+      empty, longer than PATH_MAX_BYTES, or holding a NUL, as every WAV header does; a bytearray,
+      a memoryview of bytes), decoded as the file would be (ffmpeg gets a temporary copy).
     - a WAV file whose header declares no samples where samples follow (a recorder stopped before
       it closed the file): the samples after the header, with a WhispermsWarning, as ffmpeg reads
       them.
@@ -84,16 +85,15 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     "HQ" (librosa's default resampler); openai resamples with ffmpeg's swresample, so samples match
     openai closely but not exactly.
     """
-    content = is_content(file) or hasattr(file, "read")
-    if not content and not isinstance(file, (str, bytes, os.PathLike)):
+    content = is_content(file)
+    if not (content or hasattr(file, "read") or isinstance(file, (str, bytes, os.PathLike))):
         return as_waveform(file)
     if not isinstance(sr, numbers.Integral) or sr < MIN_SAMPLE_RATE:
         raise AudioError(f"sr must be a sample rate of at least {MIN_SAMPLE_RATE} Hz, got {sr!r}")
-    if is_content(file):
+    if content:
         source = content_source(file, "the audio bytes given")
-    elif content:  # a file object, as faster-whisper takes one
-        named = isinstance(getattr(file, "name", None), (str, bytes))
-        name = _object_name(file)  # before the read moves it
+    elif hasattr(file, "read"):  # a file object, as faster-whisper takes one
+        name, named = _object_name(file)  # before the read moves it
         source = content_source(_read_object(file, name), name, named)
     else:  # bytes: a path as the OS gives it
         path = check_audio_file(os.fsdecode(file) if isinstance(file, bytes) else file)
@@ -126,16 +126,17 @@ def _read_object(file, name: str) -> bytes:
     return content
 
 
-def _object_name(file) -> str:
-    """The file object's name (the file's, if it has one), and where it stood when it is not at
-    its start: what follows that point alone is read."""
+def _object_name(file) -> Tuple[str, bool]:
+    """(the file object's name, and where it stood when it is not at its start: what follows that
+    point alone is read; whether that name is the file's)."""
     name = getattr(file, "name", None)
-    name = os.fsdecode(name) if isinstance(name, (str, bytes)) else "the file object given"
+    named = isinstance(name, (str, bytes))
+    name = os.fsdecode(name) if named else "the file object given"
     try:
         position = file.tell()
     except (AttributeError, OSError, ValueError):  # a pipe, or closed
         position = 0
-    return f"{name} (from byte {position})" if position else name
+    return (f"{name} (from byte {position})" if position else name), named
 
 
 def as_waveform(audio, source: str = "audio array") -> np.ndarray:

@@ -269,12 +269,9 @@ def _unclosed_wav(source: AudioSource, f, samples) -> Decoded:
             channels=f.channels,
             endian="LITTLE",
         ) as body:
-            while frames > 0:
-                block = body.read(min(frames, _READ_BLOCK_FRAMES), dtype="float32", always_2d=True)
-                if not len(block):
-                    break
-                samples.add(block)
-                frames -= len(block)
+            failure = _read_into(body, samples, _READ_BLOCK_FRAMES, frames)
+    if failure is not None:
+        raise failure
     problem = (
         f"its header declares no audio, but {samples.total / f.samplerate:.1f} s follow it (a "
         "recording that was not closed?); transcribing them"
@@ -342,17 +339,21 @@ class _Samples:
         )
 
 
-def _read_into(f, samples: _Samples, size: int):
-    """Blocks of `size` frames from `f` into `samples` to the end: None, or the decoder's error
-    where a block failed."""
-    while True:
+def _read_into(f, samples: _Samples, size: int, frames: Optional[int] = None):
+    """Blocks of `size` frames from `f` into `samples` to the end, or to `frames` of them: None,
+    or the decoder's error where a block failed."""
+    while frames is None or frames > 0:
+        wanted = size if frames is None else min(size, frames)
         try:
-            block = f.read(size, dtype="float32", always_2d=True)
+            block = f.read(wanted, dtype="float32", always_2d=True)
         except RuntimeError as error:  # soundfile.LibsndfileError
             return error
         if not len(block):
             return None
         samples.add(block)
+        if frames is not None:
+            frames -= len(block)
+    return None
 
 
 def _skip(f, frames: int):

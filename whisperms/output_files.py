@@ -54,12 +54,10 @@ def check_targets(output_format, output_dir, audio_path, inputs=frozenset()):
     for target in output_paths(output_format, output_dir, audio_path):
         if os.path.isdir(target):
             raise OutputError(f"cannot write {target}: it is a folder")
-        if os.path.realpath(target) in inputs:
-            which = (
-                "the audio input itself"
-                if os.path.samefile(target, audio_path)
-                else "an input of this run"
-            )
+        real = os.path.realpath(target)
+        if real in inputs:
+            itself = real == os.path.realpath(audio_path)
+            which = "the audio input itself" if itself else "an input of this run"
             raise OutputError(f"cannot write {target}: it is {which}")
         if len(os.fsencode(os.path.basename(target))) > longest:
             raise OutputError(

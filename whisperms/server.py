@@ -345,8 +345,9 @@ def create_app(
         suffix = suffix if _SUFFIX.fullmatch(suffix) else ""
         # a file on disk, as the audio loader reads containers by name (ffmpeg for the rest);
         # the upload is already spooled to disk by the framework past its first megabyte
+        shown = file.filename or "the file"  # in messages, for the temporary copy's name
         with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as tmp:
-            uploads[tmp.name] = file.filename or "the file"
+            uploads[tmp.name] = shown
             await run_in_threadpool(shutil.copyfileobj, file.file, tmp, MB)
         try:
             item = BatchInput(tmp.name, language=language or None, initial_prompt=prompt or None)
@@ -366,7 +367,7 @@ def create_app(
                 os.unlink(tmp.name)
             uploads.pop(tmp.name, None)
         if isinstance(result, WhispermsError):
-            message = str(result).replace(tmp.name, file.filename or "the file")
+            message = str(result).replace(tmp.name, shown)
             return _error(400, message, "file" if isinstance(result, AudioError) else None)
         if response_format == "text":
             return PlainTextResponse(result.text.strip() + "\n")
