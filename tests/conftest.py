@@ -31,6 +31,10 @@ UNSET = (
     "HUGGINGFACE_HUB_CACHE",
 )
 SESSION_STATE = pytest.StashKey()
+# The reference engines' threads: the cores this process may use, as whisperms takes by default.
+# Their own default, 4 threads, oversubscribes a 2-core machine, where CTranslate2 then took about
+# twice as long (each OpenMP barrier waits for a thread that has no core).
+REFERENCE_THREADS = len(os.sched_getaffinity(0))
 
 
 def session_folders(root):
@@ -137,6 +141,24 @@ def base_model(base_ct2_dir):
     from whisperms import load_model
 
     return load_model(base_ct2_dir)
+
+
+def ctranslate2_whisper(folder):
+    """CTranslate2's Whisper on `folder`, float32 on the CPU (a reference engine)."""
+    import ctranslate2
+
+    return ctranslate2.models.Whisper(
+        str(folder), device="cpu", compute_type="float32", intra_threads=REFERENCE_THREADS
+    )
+
+
+def faster_whisper_model(folder):
+    """faster-whisper's WhisperModel on `folder`, float32 on the CPU (a reference engine)."""
+    import faster_whisper
+
+    return faster_whisper.WhisperModel(
+        str(folder), device="cpu", compute_type="float32", cpu_threads=REFERENCE_THREADS
+    )
 
 
 def window_mel(path, n_mels=80):

@@ -22,7 +22,7 @@ from whisperms.errors import AudioError, OptionsError
 from whisperms.transcribe import transcribe, transcribe_options
 from whisperms.vad import VadOptions
 
-from conftest import DATA, read_manifest
+from conftest import DATA, faster_whisper_model, read_manifest
 
 faster_whisper = pytest.importorskip(
     "faster_whisper", reason="reference engine: pip install -e .[test]"
@@ -209,7 +209,7 @@ def test_same_text_as_faster_whispers_batched_pipeline(tiny_en_model, tiny_en_ct
     timestamps the same words at the same times (a piece's last word ended up to 0.26 s early when
     aligned to the piece's exact end; faster-whisper aligns over whole seconds)."""
     path, _ = pauses
-    model = faster_whisper.WhisperModel(str(tiny_en_ct2_dir), device="cpu", compute_type="float32")
+    model = faster_whisper_model(tiny_en_ct2_dir)
     pipeline = faster_whisper.BatchedInferencePipeline(model)
     theirs, info = pipeline.transcribe(
         str(path), batch_size=4, language="en", beam_size=1, word_timestamps=True

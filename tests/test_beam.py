@@ -6,7 +6,7 @@ import pytest
 
 from whisperms.token_selection import BeamSearchDecoder, beam_rows, rank_score
 
-from conftest import DATA, readme_claim, window_mel
+from conftest import DATA, faster_whisper_model, readme_claim, window_mel
 
 EOT, V = 9, 10
 _same, _all = readme_claim(
@@ -97,8 +97,8 @@ def test_length_penalty_ranking():
 
 
 def test_beam_text_matches_faster_whisper(tiny_en_model, tiny_en_ct2_dir, short_clips):
-    faster_whisper = pytest.importorskip("faster_whisper")
-    fw = faster_whisper.WhisperModel(str(tiny_en_ct2_dir), device="cpu", compute_type="float32")
+    pytest.importorskip("faster_whisper")
+    fw = faster_whisper_model(tiny_en_ct2_dir)
     differing = []
     for row in short_clips:
         path = str(DATA / row["file"])

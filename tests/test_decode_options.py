@@ -8,7 +8,7 @@ import pytest
 
 from whisperms.decoding import DecodingOptions, DecodingTask
 
-from conftest import DATA, window_mel
+from conftest import DATA, ctranslate2_whisper, window_mel
 
 ctranslate2 = pytest.importorskip("ctranslate2", reason="reference engine: pip install -e .[test]")
 
@@ -20,7 +20,7 @@ MAX_INITIAL_TIMESTAMP_INDEX = 50  # openai's default max_initial_timestamp=1.0 s
 
 @pytest.fixture(scope="module")
 def ct2_tiny_en(tiny_en_ct2_dir):
-    return ctranslate2.models.Whisper(str(tiny_en_ct2_dir), device="cpu", compute_type="float32")
+    return ctranslate2_whisper(tiny_en_ct2_dir)
 
 
 def ct2_tokens(ct2_model, model, mel, **options):

@@ -3,7 +3,7 @@ English."""
 
 import pytest
 
-from conftest import DATA, window_mel
+from conftest import DATA, faster_whisper_model, window_mel
 
 faster_whisper = pytest.importorskip(
     "faster_whisper", reason="reference engine: pip install -e .[test]"
@@ -11,7 +11,7 @@ faster_whisper = pytest.importorskip(
 
 
 def test_detects_the_language_of_every_non_english_clip(base_model, base_ct2_dir, manifest):
-    fw = faster_whisper.WhisperModel(str(base_ct2_dir), device="cpu", compute_type="float32")
+    fw = faster_whisper_model(base_ct2_dir)
     rows = [r for r in manifest if r["language"] != "en"] + [
         r for r in manifest if r["language"] == "en"
     ][:3]

@@ -13,7 +13,7 @@ import pytest
 from whisperms.audio import N_SAMPLES
 from whisperms.decoding import DecodingOptions, DecodingTask
 
-from conftest import DATA, readme_claim, window_mel
+from conftest import DATA, ctranslate2_whisper, readme_claim, window_mel
 
 ctranslate2 = pytest.importorskip("ctranslate2", reason="reference engine: pip install -e .[test]")
 
@@ -40,12 +40,12 @@ MAX_INITIAL_TIMESTAMP_INDEX = 50  # openai's default max_initial_timestamp=1.0 s
 
 @pytest.fixture(scope="module")
 def ct2_tiny_en(tiny_en_ct2_dir):
-    return ctranslate2.models.Whisper(str(tiny_en_ct2_dir), device="cpu", compute_type="float32")
+    return ctranslate2_whisper(tiny_en_ct2_dir)
 
 
 @pytest.fixture(scope="module")
 def ct2_base(base_ct2_dir):
-    return ctranslate2.models.Whisper(str(base_ct2_dir), device="cpu", compute_type="float32")
+    return ctranslate2_whisper(base_ct2_dir)
 
 
 def ct2_encode(ct2_model, mel):

@@ -6,7 +6,7 @@ import pytest
 
 from whisperms.timing import WordTiming, dtw, median_filter, merge_punctuations
 
-from conftest import DATA, readme_claim
+from conftest import DATA, faster_whisper_model, readme_claim
 
 # README: mean |start/end diff| vs faster-whisper on the same weights, in seconds, printed to the
 # millisecond; the margin is that rounding (a claim of 0.001 s holds below 0.0015 s).
@@ -81,8 +81,8 @@ def test_merge_punctuations():
     ],
 )
 def test_words_match_faster_whisper(tiny_en_model, tiny_en_ct2_dir, clip, claim):
-    faster_whisper = pytest.importorskip("faster_whisper")
-    fw = faster_whisper.WhisperModel(str(tiny_en_ct2_dir), device="cpu", compute_type="float32")
+    pytest.importorskip("faster_whisper")
+    fw = faster_whisper_model(tiny_en_ct2_dir)
     result = tiny_en_model.transcribe(
         str(DATA / clip), word_timestamps=True, beam_size=5, temperature=0.0
     )

@@ -9,7 +9,7 @@ import pytest
 
 from whisperms.audio import SAMPLE_RATE, load_audio
 
-from conftest import DATA, read_manifest
+from conftest import DATA, faster_whisper_model, read_manifest
 
 faster_whisper = pytest.importorskip(
     "faster_whisper", reason="reference engine: pip install -e .[test]"
@@ -36,7 +36,7 @@ def synthetic_long():
 
 @pytest.fixture(scope="module")
 def fw_tiny_en(tiny_en_ct2_dir):
-    return faster_whisper.WhisperModel(str(tiny_en_ct2_dir), device="cpu", compute_type="float32")
+    return faster_whisper_model(tiny_en_ct2_dir)
 
 
 def faster_whisper_text(model, audio):
@@ -119,7 +119,7 @@ def test_german_with_base(base_model, base_ct2_dir):
     result = base_model.transcribe(audio)
     assert result.language == "de" and result.info.language_probability > 0.5
     check_segments(result, 68.1)
-    fw = faster_whisper.WhisperModel(str(base_ct2_dir), device="cpu", compute_type="float32")
+    fw = faster_whisper_model(base_ct2_dir)
     segments, _ = fw.transcribe(audio, beam_size=1, best_of=1, vad_filter=False)
     theirs = " ".join(s.text.strip() for s in segments)
     ours_wer, theirs_wer = (

@@ -20,7 +20,7 @@ from whisperms.audio import (
 from whisperms.decoding import DecodingOptions, DecodingTask
 from whisperms.token_selection import rank_score
 
-from conftest import DATA
+from conftest import DATA, faster_whisper_model
 
 faster_whisper = pytest.importorskip(
     "faster_whisper", reason="reference engine: pip install -e .[test]"
@@ -34,7 +34,7 @@ FRENCH = DATA / "picovoice_fr_test_fr.wav"
 
 @pytest.fixture(scope="module")
 def fw(tiny_en_ct2_dir):
-    return faster_whisper.WhisperModel(str(tiny_en_ct2_dir), device="cpu", compute_type="float32")
+    return faster_whisper_model(tiny_en_ct2_dir)
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +214,7 @@ def test_translate(base_model, base_ct2_dir):
     """base on the French dev clip with task="translate": faster-whisper's English segments on the
     same weights, not the French transcript."""
     audio = load_audio(str(FRENCH))
-    fw_base = faster_whisper.WhisperModel(str(base_ct2_dir), device="cpu", compute_type="float32")
+    fw_base = faster_whisper_model(base_ct2_dir)
     translated = ours(base_model, audio, task="translate", language="fr")
     assert translated == theirs(fw_base, audio, task="translate", language="fr")
     text = "".join(t for _, _, t in translated)

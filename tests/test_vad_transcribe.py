@@ -25,7 +25,7 @@ from whisperms.transcribe import transcribe_options
 from whisperms.vad import OPTION_NAMES, VadOptions
 
 from cli_harness import cli_checks
-from conftest import DATA, read_manifest
+from conftest import DATA, faster_whisper_model, read_manifest
 
 faster_whisper = pytest.importorskip(
     "faster_whisper", reason="reference engine: pip install -e .[test]"
@@ -64,7 +64,7 @@ ENGLISH = [row["file"] for row in read_manifest() if row["language"] == "en"]
 
 @pytest.fixture(scope="module")
 def fw(tiny_en_ct2_dir):
-    return faster_whisper.WhisperModel(str(tiny_en_ct2_dir), device="cpu", compute_type="float32")
+    return faster_whisper_model(tiny_en_ct2_dir)
 
 
 def noise(seconds, seed=0):
