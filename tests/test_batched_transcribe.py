@@ -371,6 +371,16 @@ def test_results_of_one_path_is_one_line(tiny_en_model):
             assert str(info.value) == (
                 "results() takes a list of inputs, not one input: put it in a list"
             )
+    # an item that is no input at all is that item's error, said as a mistaken argument (it was
+    # "audio array has dtype object"), and the others go on
+    found = dict(transcriber.results([None, 3, np.zeros(0, np.float32)]))
+    assert [str(found[index]) for index in (0, 1)] == [
+        "audio is None: pass a path, a file's content (bytes, a binary file object) or an array "
+        "of samples",
+        "audio is of type int: pass a path, a file's content (bytes, a binary file object) or an "
+        "array of samples",
+    ]
+    assert found[2].segments == []
 
 
 def test_options_of_the_batched_mode():

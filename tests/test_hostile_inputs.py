@@ -392,6 +392,16 @@ def test_arrays_are_converted_or_refused(tiny_en_model, short_audio, short_text)
             "(channels, samples)",
         ),
         (
+            None,
+            "audio is None: pass a path, a file's content (bytes, a binary file object) or an "
+            "array of samples",
+        ),
+        (
+            2.5,
+            "audio is of type float: pass a path, a file's content (bytes, a binary file object) "
+            "or an array of samples",
+        ),
+        (
             [[0.1, 0.2], [0.3]],
             "audio array is not an array of samples: setting an array element with a sequence. "
             "The requested array has an inhomogeneous shape after 1 dimensions. The detected shape "

@@ -141,6 +141,13 @@ def _object_name(file) -> Tuple[str, bool]:
 
 def as_waveform(audio, source: str = "audio array") -> np.ndarray:
     """An array of samples as mono float32 (load_audio's docstring says what is taken and how)."""
+    if audio is None or (isinstance(audio, numbers.Number) and not isinstance(audio, np.generic)):
+        # not an array of 0 dimensions, nor "dtype object": a mistaken argument, said as one
+        what = "None" if audio is None else f"of type {type(audio).__name__}"
+        raise AudioError(
+            f"audio is {what}: pass a path, a file's content (bytes, a binary file object) or an "
+            "array of samples"
+        )
     try:
         array = np.asarray(audio)
     except (TypeError, ValueError) as error:  # ragged nested lists, objects without an array form
