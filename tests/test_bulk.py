@@ -164,6 +164,12 @@ def test_lists_that_loop_or_are_not_text_and_nested_folders(tmp_path):
         find_inputs(["@" + str(tmp_path / "latin.txt")])
     (tmp_path / "bom.txt").write_text(str(tmp_path / "c" / "a.wav") + "\r\n", encoding="utf-8-sig")
     assert find_inputs(["@" + str(tmp_path / "bom.txt")]) == [(str(tmp_path / "c/a.wav"), "a.wav")]
+    # comment lines and blank ones name nothing (a "#" line was a missing file, the job refused)
+    commented = f"# the corpus\n\n  # indented too\n{tmp_path / 'c' / 'a.wav'}\n"
+    (tmp_path / "commented.txt").write_text(commented)
+    assert find_inputs(["@" + str(tmp_path / "commented.txt")]) == [
+        (str(tmp_path / "c/a.wav"), "a.wav")
+    ]
     c = str(tmp_path / "c")
     assert [name for _, name in find_inputs([c, c + "/sub"])] == ["a.wav", "sub/b.wav"]
     # named as in the outermost folder, whatever the order
@@ -242,17 +248,21 @@ def test_a_folder_without_audio_is_a_warning(tmp_path, tiny_en_ct2_dir):
 
 def test_output_folder_and_cluster_errors_are_one_line(tmp_path, tiny_en_ct2_dir):
     """An --output_dir that is a file or below one, and --address auto with no cluster running,
-    are one error line and exit 1, not a traceback."""
+    are one error line and exit 1, not a traceback; the output folder is not made for nothing."""
     (tmp_path / "afile").write_text("")
     clip, model = DATA / CORPUS["top.wav"], ("--model", tiny_en_ct2_dir)
     line = _one_error(_bulk(clip, "-o", tmp_path / "afile", *model))
-    assert line.endswith(f"--output_dir {tmp_path / 'afile'} is a file, not a folder")
+    assert line.endswith(f"output folder {tmp_path / 'afile'} exists and is not a folder")
     line = _one_error(_bulk(clip, "-o", tmp_path / "afile" / "sub", *model))
-    assert f"cannot make --output_dir {tmp_path / 'afile' / 'sub'}: " in line
+    assert line.endswith(
+        f"cannot create output folder {tmp_path / 'afile' / 'sub'}: {tmp_path / 'afile'} is not "
+        "a folder"
+    )
     # no running cluster to find: Ray looks for one under RAY_TMPDIR, here an empty folder
     env = {k: v for k, v in user_env({"RAY_TMPDIR": str(tmp_path)}).items() if k != "RAY_ADDRESS"}
     run = _bulk(clip, "-o", tmp_path / "out", *model, "--address", "auto", env=env, timeout=120)
     assert "cannot start or reach the Ray cluster at auto" in _one_error(run)
+    assert not (tmp_path / "out").exists()  # a job that wrote nothing leaves no folder
 
 
 class _Silent:
@@ -307,7 +317,7 @@ def test_an_address_where_no_ray_cluster_answers_is_one_line(tmp_path, tiny_en_c
         env = user_env({"RAY_ADDRESS": closed})
         run = _bulk(clip, "-o", tmp_path / "out", *model, "--address", "auto", env=env, timeout=60)
         assert f"cannot reach the Ray cluster at {closed}: connection refused" in _one_error(run)
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert not (tmp_path / "out").exists()  # no folder made for a job that did not start
 
 
 def test_a_cluster_recorded_by_ray_start_that_has_gone(tmp_path, tiny_en_ct2_dir):
@@ -385,7 +395,8 @@ def test_the_default_worker_fits_a_one_cpu_machine(tmp_path, tiny_en_ct2_dir):
 def test_workers_that_do_not_fit_the_cluster(tmp_path, tiny_en_ct2_dir):
     """On a local cluster: a worker needing more CPUs than a machine has is refused in one line
     (Ray would wait for them forever); more workers than the CPUs allow are capped, said in a
-    line, and every task is done (the workers that could not start held theirs forever)."""
+    line, and every task is done (the workers that could not start held theirs forever). The
+    workers' warnings are the job's lines, each once."""
     model = ("--model", tiny_en_ct2_dir)
     broken = []
     for index in range(4):  # unreadable files: every task is done quickly, and fails
@@ -393,11 +404,30 @@ def test_workers_that_do_not_fit_the_cluster(tmp_path, tiny_en_ct2_dir):
         broken[-1].write_text("not audio")
     run = _bulk(broken[0], "-o", tmp_path / "out", *model, "--cpus_per_worker", 4096, timeout=300)
     assert "--cpus_per_worker 4096 is more than any machine of the Ray cluster" in _one_error(run)
+    assert not (tmp_path / "out").exists()  # it was made, and left empty
+    # and a file a recorder never closed (its header's sizes 0): transcribed, with a warning
+    unclosed = bytearray((DATA / CORPUS["top.wav"]).read_bytes())
+    data = unclosed.index(b"data")
+    unclosed[4:8] = unclosed[data + 4 : data + 8] = bytes(4)
+    (tmp_path / "unclosed.wav").write_bytes(unclosed)
     options = ("--workers", 4096, "--cpus_per_worker", 1, "--files_per_task", 1)
-    run = _bulk(*broken, "-o", tmp_path / "out", *model, *options, timeout=600)
+    # an English-only model given another language: every worker warns, the job once
+    options += ("--language", "Spanish")
+    run = _bulk(
+        *broken, tmp_path / "unclosed.wav", "-o", tmp_path / "out", *model, *options, timeout=600
+    )
     assert run.returncode == 1, run.stderr
     assert "whisperms-bulk: --workers 4096 capped to " in run.stderr
-    assert len(_errors(run)) == 4 and "4 failed" in run.stderr
+    assert len(_errors(run)) == 4 and "4 failed" in run.stderr and "1 transcribed" in run.stderr
+    # the workers' warnings reach the job's output (they stayed in the workers' logs), each once
+    warned = [line for line in run.stderr.splitlines() if " warning: " in line]
+    assert sorted(warned) == [
+        f"whisperms-bulk: warning: {tmp_path / 'unclosed.wav'}: its header declares no audio, but "
+        "3.6 s follow it (a recording that was not closed?); transcribing them",
+        "whisperms-bulk: warning: this model is English-only; language 'Spanish' is ignored and "
+        "the audio is transcribed as English",
+    ], run.stderr
+    assert (tmp_path / "out" / "unclosed.txt").read_text().strip()
 
 
 @pytest.mark.parametrize(

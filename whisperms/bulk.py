@@ -4,16 +4,17 @@
         [--output_format txt] [--address auto|HOST:PORT] [--workers N] [--cpus_per_worker 2]
 
 Inputs are audio files, folders (their audio files, recursively, symlinked folders followed, each
-real folder once) and lists (`@list.txt`: a path per line). Each worker is a Ray actor holding the
-model, `--cpus_per_worker` cores each, on one machine (as many workers as the cluster's cores allow,
-or `--workers`, capped to that); files go out in tasks of `--files_per_task` to whichever worker is
-free, so faster machines take more, and the files of a task share batches (the batched mode,
-`BatchedTranscriber.results`). Outputs keep each file's path below its input folder (two `a.wav` in
-different folders do not collide; inputs whose outputs would still be the same file, `a.wav` and
-`a.flac`, or two input folders' `a.wav`, are refused before anything runs) and are written
-atomically, so `--output_dir` must be a folder every machine sees; a file whose outputs all exist is
-skipped, so a run that stopped resumes where it was. A file that cannot be read is reported in one
-line and the others go on; the exit status is 1 if any file failed.
+real folder once) and lists (`@list.txt`: a path per line; blank lines and lines opening with `#`
+are skipped). Each worker is a Ray actor holding the model, `--cpus_per_worker` cores each, on one
+machine (as many workers as the cluster's cores allow, or `--workers`, capped to that); files go
+out in tasks of `--files_per_task` to whichever worker is free, so faster machines take more, and
+the files of a task share batches (the batched mode, `BatchedTranscriber.results`). Outputs keep
+each file's path below its input folder (two `a.wav` in different folders do not collide; inputs
+whose outputs would still be the same file, `a.wav` and `a.flac`, or two input folders' `a.wav`,
+are refused before anything runs) and are written atomically, so `--output_dir` must be a folder
+every machine sees; a file whose outputs all exist is skipped, so a run that stopped resumes where
+it was. A file that cannot be read is reported in one line and the others go on; the exit status
+is 1 if any file failed.
 
 Every machine needs whisperms installed (with the `bulk` extra) and the model (`--model_dir`).
 """
@@ -27,6 +28,7 @@ import socket
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -36,10 +38,12 @@ from .errors import (
     OptionsError,
     Terminated,
     WhispermsError,
+    WhispermsWarning,
     check_working_folder,
     interrupted,
     raise_terminated,
 )
+from .output_files import check_output_folder
 
 AUDIO_EXTENSIONS = (
     ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".wma", ".mkv",
@@ -97,7 +101,9 @@ def _find(inputs: Sequence[str], lists: Tuple[str, ...]) -> List[Tuple[str, str]
                 raise OptionsError(
                     f"cannot read the list {item[1:]}: not UTF-8 text (a list has a path per line)"
                 ) from None
-            found += _find([line.strip() for line in lines if line.strip()], (*lists, real))
+            # blank lines and lines opening with "#" (comments) name nothing
+            paths = [line.strip() for line in lines if line.strip()]
+            found += _find([path for path in paths if not path.startswith("#")], (*lists, real))
         elif os.path.isdir(item):
             found += [(os.path.abspath(path), name) for path, name in _walk(item)]
         elif os.path.exists(item):
@@ -195,25 +201,34 @@ class _Worker:
         from . import load_model
         from .batched import BatchedTranscriber
 
-        self.model = load_model(model, download_root=model_dir, threads=threads)
-        self.transcriber = BatchedTranscriber(self.model, progress=False, **options)
+        # what whisperms warns of (an English-only model given another language, audio decoded
+        # around damage) goes to the job's output with the task's results, not to a worker log
+        with warnings.catch_warnings(record=True) as self.said:
+            warnings.simplefilter("always", WhispermsWarning)
+            self.model = load_model(model, download_root=model_dir, threads=threads)
+            self.transcriber = BatchedTranscriber(self.model, progress=False, **options)
 
     def transcribe(self, files: List[Tuple[str, str]], output_dir: str, output_format: str):
-        """[(path, None or the error's one line, seconds of audio)] for the task's files, each
-        written as soon as it is done."""
+        """([(path, None or the error's one line, seconds of audio)] for the task's files, each
+        written as soon as it is done; [whisperms' warnings since the worker started or its last
+        task])."""
         done, answered = [], set()
-        try:
-            for index, result in self.transcriber.results([path for path, _ in files]):
-                answered.add(index)
-                done.append(self._write(files[index], result, output_dir, output_format))
-        except Exception as error:  # a bug: the task's other files fail, the job goes on
-            reason = f"{type(error).__name__}: {error}"
-            done += [
-                (path, f"not transcribed: {reason}", 0.0)
-                for index, (path, _) in enumerate(files)
-                if index not in answered
-            ]
-        return done
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", WhispermsWarning)
+            try:
+                for index, result in self.transcriber.results([path for path, _ in files]):
+                    answered.add(index)
+                    done.append(self._write(files[index], result, output_dir, output_format))
+            except Exception as error:  # a bug: the task's other files fail, the job goes on
+                reason = f"{type(error).__name__}: {error}"
+                done += [
+                    (path, f"not transcribed: {reason}", 0.0)
+                    for index, (path, _) in enumerate(files)
+                    if index not in answered
+                ]
+        ours = [w for w in [*self.said, *said] if issubclass(w.category, WhispermsWarning)]
+        self.said = []
+        return done, [str(w.message).removeprefix("whisperms: ") for w in ours]
 
     @staticmethod
     def _write(file: Tuple[str, str], result, output_dir: str, output_format: str):
@@ -232,21 +247,6 @@ class _Worker:
         except (OSError, WhispermsError) as error:
             return (path, f"cannot write its output: {error}", 0.0)
         return (path, None, result.info.duration)
-
-
-def _make_output_dir(output_dir: str) -> None:
-    """The output folder, or an OptionsError when it cannot be one (a file, or below a file) or
-    cannot be written."""
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as error:
-        if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-            raise OptionsError(f"--output_dir {output_dir} is a file, not a folder") from None
-        reason = error.strerror or error
-        raise OptionsError(f"cannot make --output_dir {output_dir}: {reason}") from None
-    # before any worker starts: every output would fail, after its decoding
-    if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise OptionsError(f"--output_dir {output_dir} is not writable (permission, or read-only)")
 
 
 def ray_head(address: Optional[str]) -> Optional[Tuple[str, int]]:
@@ -435,7 +435,9 @@ def run(
     stats.update(failed=0, audio_s=0.0, seconds=0.0, failures=[])
     if not todo:
         return stats
-    _make_output_dir(output_dir)
+    # before any worker starts (every output would fail, after its decoding); the workers make
+    # the folder as they write, so a job that writes nothing leaves none behind
+    check_output_folder(output_dir)
     started = time.perf_counter()
     # before Ray's start: a SIGTERM while it starts ends the job as one later does (and Ray's
     # processes are stopped); Ray puts its own handler there, which is replaced after it
@@ -453,6 +455,13 @@ def run(
             f"whisperms-bulk: {len(todo)} files on {workers} workers of {cpus_per_worker} CPUs "
             f"({stats['skipped']} done before)"
         )
+
+        warned = set()
+
+        def warn(message):  # once: every worker warns of the model, a retried file twice
+            if message not in warned:
+                warned.add(message)
+                log(f"whisperms-bulk: warning: {message}")
 
         def report(done):
             for path, error, audio_s in done:
@@ -475,6 +484,7 @@ def run(
                 lambda file: all(map(os.path.exists, _outputs(output_dir, file[1], output_format))),
                 report,
                 stopped=lambda: bool(terminated),
+                warn=warn,
             )
         except SystemError as error:
             # Ctrl-C or SIGTERM while Ray's C code waits: its handler's exception comes back

@@ -37,9 +37,11 @@ def run_tasks(
     written: Callable[[File], bool],
     report: Callable[[List[Done]], None],
     stopped: Callable[[], bool] = lambda: False,
+    warn: Callable[[str], None] = lambda message: None,
 ) -> None:
     """Run `tasks` on `workers` workers made by `start_worker()`: `call(worker, task)` gives the
-    ObjectRef of the task's [Done]; each is passed to `report` as it comes. `written(file)`: whether
+    ObjectRef of the task's ([Done], [warning]); each [Done] is passed to `report` as it comes, and
+    each warning (a worker's, which would stay in its log) to `warn`. `written(file)`: whether
     a file's outputs are all there (after a worker died in its task). `stopped()`: whether a SIGTERM
     came (raised as Terminated here; an exception its handler raises inside Ray's wait is lost)."""
     import ray
@@ -58,7 +60,7 @@ def run_tasks(
         for ref in ready:
             worker, task = running.pop(ref)
             try:
-                done = ray.get(ref)
+                done, said = ray.get(ref)
             except ray.exceptions.RayActorError as error:
                 reason = worker_error(error)
                 if error.actor_init_failed:
@@ -80,4 +82,6 @@ def run_tasks(
                 raise WhispermsError(f"a Ray worker failed: {worker_error(error)}") from None
             deaths = 0
             idle.append(worker)
+            for message in said:
+                warn(message)
             report(done)
