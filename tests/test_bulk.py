@@ -21,7 +21,7 @@ from user_env import default_sigint, user_env
 
 from whisperms.batched import BatchedTranscriber
 from whisperms.bulk import find_inputs, ignores_case, refuse_collisions
-from whisperms.errors import OptionsError
+from whisperms.errors import AudioError, OptionsError
 
 from conftest import DATA
 
@@ -98,11 +98,21 @@ def test_bad_input_is_one_line(tmp_path, tiny_en_ct2_dir):
     assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1
     assert "neither a checkpoint folder nor a model name" in run.stderr
     assert not (tmp_path / "out").exists()
+    # an option that cannot work: status 2, as the whisperms CLI's (it was 1)
+    for option, said in [
+        (("--beam_size", 0), "beam_size must be an integer >= 1"),
+        (("--output_format", "docx"), "output_format must be one of "),
+    ]:
+        run = _bulk(
+            DATA / CORPUS["top.wav"], "-o", tmp_path / "out", "--model", tiny_en_ct2_dir, *option
+        )
+        assert said in _one_error(run, status=2)
 
 
-def _one_error(run):
-    """The run failed with exactly one line on stderr, an error line: that line."""
-    assert run.returncode == 1, run.stderr
+def _one_error(run, status=1):
+    """The run failed with `status` (2: an option that cannot work, as the whisperms CLI's) and
+    exactly one line on stderr, an error line: that line."""
+    assert run.returncode == status, run.stderr
     (line,) = run.stderr.strip().splitlines()
     assert line.startswith("whisperms-bulk: error: "), line
     return line
@@ -126,7 +136,7 @@ def test_inputs_writing_the_same_output_are_refused(tmp_path, tiny_en_ct2_dir):
     }
     for inputs, colliding in clashes.items():
         run = _bulk(*inputs, "-o", "out", "--model", tiny_en_ct2_dir, cwd=tmp_path)
-        line = _one_error(run)
+        line = _one_error(run, status=2)
         assert "would write the same output" in line
         assert all(str(tmp_path / name) in line for name in colliding), line
         assert not (tmp_path / "out").exists()
@@ -149,7 +159,7 @@ def test_names_differing_in_case_collide_where_the_output_folder_ignores_case(tm
 
 def test_lists_that_loop_or_are_not_text_and_nested_folders(tmp_path):
     """A list naming itself (or through another list) and one that is not UTF-8 text are one-line
-    OptionsErrors (a RecursionError and a UnicodeDecodeError traceback before); a byte-order mark
+    AudioErrors (a RecursionError and a UnicodeDecodeError traceback before); a byte-order mark
     is not part of the first path; a file in a folder and in its subfolder, both given, is
     transcribed once (it was twice, under two names)."""
     (tmp_path / "c" / "sub").mkdir(parents=True)
@@ -157,10 +167,10 @@ def test_lists_that_loop_or_are_not_text_and_nested_folders(tmp_path):
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "self.txt").write_text("@" + str(tmp_path / "other.txt") + "\n")
     (tmp_path / "other.txt").write_text("@" + str(tmp_path / "self.txt") + "\n")
-    with pytest.raises(OptionsError, match="names itself"):
+    with pytest.raises(AudioError, match="names itself"):
         find_inputs(["@" + str(tmp_path / "self.txt")])
     (tmp_path / "latin.txt").write_bytes("caf\xe9.wav\n".encode("latin-1"))
-    with pytest.raises(OptionsError, match="latin.txt: not UTF-8 text"):
+    with pytest.raises(AudioError, match="latin.txt: not UTF-8 text"):
         find_inputs(["@" + str(tmp_path / "latin.txt")])
     (tmp_path / "bom.txt").write_text(str(tmp_path / "c" / "a.wav") + "\r\n", encoding="utf-8-sig")
     assert find_inputs(["@" + str(tmp_path / "bom.txt")]) == [(str(tmp_path / "c/a.wav"), "a.wav")]
@@ -403,7 +413,8 @@ def test_workers_that_do_not_fit_the_cluster(tmp_path, tiny_en_ct2_dir):
         broken.append(tmp_path / f"broken{index}.wav")
         broken[-1].write_text("not audio")
     run = _bulk(broken[0], "-o", tmp_path / "out", *model, "--cpus_per_worker", 4096, timeout=300)
-    assert "--cpus_per_worker 4096 is more than any machine of the Ray cluster" in _one_error(run)
+    line = _one_error(run, status=2)
+    assert "--cpus_per_worker 4096 is more than any machine of the Ray cluster" in line
     assert not (tmp_path / "out").exists()  # it was made, and left empty
     # and a file a recorder never closed (its header's sizes 0): transcribed, with a warning
     unclosed = bytearray((DATA / CORPUS["top.wav"]).read_bytes())

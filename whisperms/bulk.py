@@ -14,7 +14,8 @@ whose outputs would still be the same file, `a.wav` and `a.flac`, or two input f
 are refused before anything runs) and are written atomically, so `--output_dir` must be a folder
 every machine sees; a file whose outputs all exist is skipped, so a run that stopped resumes where
 it was. A file that cannot be read is reported in one line and the others go on; the exit status
-is 1 if any file failed.
+is 1 if any file failed. An error that stops the job before it starts is one line, with status 2
+for an option that cannot work (as the whisperms CLI's) and 1 for the rest.
 
 Every machine needs whisperms installed (with the `bulk` extra) and the model (`--model_dir`).
 """
@@ -33,8 +34,9 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from .bulk_tasks import run_tasks
-from .cli_args import optional
+from .cli_args import EXIT_USAGE, optional
 from .errors import (
+    AudioError,
     OptionsError,
     Terminated,
     WhispermsError,
@@ -68,10 +70,10 @@ def find_inputs(inputs: Sequence[str]) -> List[Tuple[str, str]]:
     """(absolute path, output name) of every file the inputs name: a file's output name is its own
     name, a folder's files keep their path below it, a list's lines are inputs of their own. An
     input that does not exist, a list that cannot be read as text or names itself (through other
-    lists or not), and a folder that cannot be read are OptionsErrors. A file reached twice (named
-    twice, or in a folder and in a subfolder also given) is kept once, where first reached, under
-    the name it has in the outermost folder given (whatever the order of the inputs); two names
-    linked to one file are two files, each with its output."""
+    lists or not), and a folder that cannot be read are AudioErrors (inputs that cannot be read).
+    A file reached twice (named twice, or in a folder and in a subfolder also given) is kept once,
+    where first reached, under the name it has in the outermost folder given (whatever the order
+    of the inputs); two names linked to one file are two files, each with its output."""
     kept, where = [], {}
     for path, name in _find(inputs, ()):
         # one entry of one real folder, however it was reached
@@ -91,14 +93,14 @@ def _find(inputs: Sequence[str], lists: Tuple[str, ...]) -> List[Tuple[str, str]
         if item.startswith("@"):
             real = os.path.realpath(item[1:])
             if real in lists:
-                raise OptionsError(f"the list {item[1:]} names itself (through @lists it names)")
+                raise AudioError(f"the list {item[1:]} names itself (through @lists it names)")
             try:
                 # utf-8-sig: a byte-order mark (Windows Notepad's) is not part of the first path
                 lines = Path(item[1:]).read_text(encoding="utf-8-sig").splitlines()
             except OSError as error:
-                raise OptionsError(f"cannot read the list {item[1:]}: {error.strerror}") from None
+                raise AudioError(f"cannot read the list {item[1:]}: {error.strerror}") from None
             except UnicodeDecodeError:
-                raise OptionsError(
+                raise AudioError(
                     f"cannot read the list {item[1:]}: not UTF-8 text (a list has a path per line)"
                 ) from None
             # blank lines and lines opening with "#" (comments) name nothing
@@ -109,7 +111,7 @@ def _find(inputs: Sequence[str], lists: Tuple[str, ...]) -> List[Tuple[str, str]
         elif os.path.exists(item):
             found.append((os.path.abspath(item), os.path.basename(item)))
         else:
-            raise OptionsError(f"no such file or folder: {item}")
+            raise AudioError(f"no such file or folder: {item}")
     return found
 
 
@@ -132,7 +134,7 @@ def _walk(root: str) -> List[Tuple[str, str]]:
             entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
         except OSError as error:  # its files would be missing from the job without a word
             reason = error.strerror or str(error)
-            raise OptionsError(f"cannot read the folder {folder}: {reason}") from None
+            raise AudioError(f"cannot read the folder {folder}: {reason}") from None
         for entry in entries:
             name = os.path.join(below, entry.name)
             if entry.is_dir():  # follows symlinks
@@ -569,7 +571,9 @@ def main(argv=None) -> int:
         )
     except WhispermsError as error:
         log(f"whisperms-bulk: error: {error}")
-        return 1
+        # as the whisperms CLI: an option that cannot work is a usage error (argparse's status);
+        # inputs, the model, the output folder and the cluster are runtime ones
+        return EXIT_USAGE if isinstance(error, OptionsError) else 1
     except (KeyboardInterrupt, ImportError) as error:  # Ctrl-C: what is written stays
         if not interrupted(error):  # a Ctrl-C in MindSpore's import comes as an ImportError
             raise
