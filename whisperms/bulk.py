@@ -230,7 +230,7 @@ class _Worker:
                 ]
         ours = [w for w in [*self.said, *said] if issubclass(w.category, WhispermsWarning)]
         self.said = []
-        return done, [str(w.message).removeprefix("whisperms: ") for w in ours]
+        return done, [str(w.message) for w in ours]
 
     @staticmethod
     def _write(file: Tuple[str, str], result, output_dir: str, output_format: str):
