@@ -568,7 +568,7 @@ def test_a_forced_exit_leaves_no_upload_behind(tiny_en_ct2_dir, tmp_path):
     asking.start()
     try:
         deadline = time.monotonic() + 120
-        while not list(uploads.glob("*.wav")):
+        while not list(uploads.rglob("*.wav")):
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.1)
         time.sleep(1)  # decoding
@@ -576,7 +576,7 @@ def test_a_forced_exit_leaves_no_upload_behind(tiny_en_ct2_dir, tmp_path):
         time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-        assert list(uploads.glob("*.wav")) == []
+        assert list(uploads.iterdir()) == []  # the server's upload folder too
     finally:
         if process.poll() is None:
             process.kill()
@@ -653,3 +653,58 @@ def test_beam_size_is_none_or_a_number_the_batched_mode_takes(tiny_en_ct2_dir, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("whisperms-server: error: ")
     assert "beam_size" in err[0]
+
+
+_HOLD_A_FOLDER = """
+import sys, time
+from whisperms.upload_folder import UploadFolder
+folder = UploadFolder(sys.argv[1])
+open(folder.path + "/upload.wav", "wb").write(bytes(1000))
+print(folder.path, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_uploads_of_a_killed_server_are_removed_by_the_next_one(tmp_path):
+    """A server ended by SIGKILL cannot remove the uploads it holds; the next server started
+    removes them, and not the folders of servers still running (two real processes: one killed,
+    one running)."""
+    import subprocess
+    import sys
+
+    from user_env import user_env
+
+    from whisperms.upload_folder import UploadFolder
+
+    def server_process():
+        process = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_A_FOLDER, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=user_env(),
+        )
+        return process, process.stdout.readline().strip()
+
+    killed, killed_folder = server_process()
+    running, running_folder = server_process()
+    try:
+        killed.kill()
+        killed.wait()
+        (tmp_path / "whisperms-server-not-ours").mkdir()  # no lock file: not judged
+        assert len(list(tmp_path.iterdir())) == 3
+        folder = UploadFolder(str(tmp_path))
+        left = {p.name for p in tmp_path.iterdir()}
+        assert left == {
+            "whisperms-server-not-ours",
+            running_folder.rsplit("/", 1)[1],
+            folder.path.rsplit("/", 1)[1],
+        }
+        assert killed_folder.rsplit("/", 1)[1] not in left
+        assert (tmp_path / running_folder / "upload.wav").exists()
+        folder.remove()
+        assert not (tmp_path / folder.path).exists()
+    finally:
+        running.kill()
+        running.wait()
+        killed.stdout.close()
+        running.stdout.close()

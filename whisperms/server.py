@@ -46,6 +46,7 @@ from .server_worker import BatchingWorker
 from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
 from .tokenizer import LANGUAGES
 from .transcribe_options import check_number, model_language
+from .upload_folder import UploadFolder
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("segment", "word")
@@ -234,9 +235,10 @@ def create_app(
     name = model.name or "whisper"
     app = FastAPI(title="whisperms")
     app.state.worker = worker
-    # uploads on disk until their request ends (path: the name it was uploaded under); what a
-    # forced exit leaves, main() removes
+    # uploads on disk until their request ends (path: the name it was uploaded under), in a
+    # folder of the server's own; what a forced exit leaves, main() removes with the folder
     app.state.uploads = uploads = {}
+    app.state.upload_folder = folder = UploadFolder()
     body_limit = int(max_upload_mb * MB) + BODY_SLACK
     app.add_middleware(_BodyLimit, limit=body_limit, files_mb=max_upload_mb)
 
@@ -346,7 +348,7 @@ def create_app(
         # a file on disk, as the audio loader reads containers by name (ffmpeg for the rest);
         # the upload is already spooled to disk by the framework past its first megabyte
         shown = file.filename or "the file"  # in messages, for the temporary copy's name
-        with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as tmp:
+        with tempfile.NamedTemporaryFile(suffix=suffix, dir=folder.path, delete=False) as tmp:
             uploads[tmp.name] = shown
             await run_in_threadpool(shutil.copyfileobj, file.file, tmp, MB)
         try:
@@ -486,9 +488,7 @@ def main(argv=None) -> int:
             await super().shutdown(sockets)
             # a second signal ends the server with requests in flight, their uploads on disk;
             # uvicorn then raises the signals again, which end the process
-            for path in list(app.state.uploads):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            app.state.upload_folder.remove()
 
     server = Server(uvicorn.Config(app, host=args.host, port=args.port))
     saved = warnings.showwarning
