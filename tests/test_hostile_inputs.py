@@ -237,6 +237,22 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
             2,
             [e + "unrecognized arguments: --no_such_option (see whisperms --help)"],
         ),
+        (
+            [a, "--beam_size", "5", "--patience", "1e308"],
+            2,
+            [
+                e + "--patience 1e+308 is too large: the count of finished candidates it asks for "
+                "is not finite"
+            ],
+        ),
+        (  # a prompt in Latin-1 from the shell: Python keeps the byte as a surrogate
+            [a, "--initial_prompt", "caf\udce9"],
+            2,
+            [
+                e + "--initial_prompt is not valid text: character 4 is a byte that is not UTF-8 "
+                "(give the text in UTF-8)"
+            ],
+        ),
         ([], 2, [e + "the following arguments are required: audio (see whisperms --help)"]),
         (
             ["convert", "only-one"],
@@ -244,7 +260,7 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
             [e + "the following arguments are required: dst (see whisperms convert --help)"],
         ),
     ]
-    assert cli_checks(cases, cwd=tmp_path) == 30
+    assert cli_checks(cases, cwd=tmp_path) == 32
     # and the real entry point: the same one line, nothing else
     assert cli(a, "--temperature", "-1") == (
         2,
@@ -304,6 +320,21 @@ def test_api_option_values_are_options_errors(tiny_en_model, short_audio):
         (dict(patience=2.0), "patience requires beam_size to be given"),
         (dict(word_timestamps="yes"), "word_timestamps must be True or False, got 'yes'"),
         (dict(initial_prompt=5), "initial_prompt must be a string, got 5"),
+        (
+            dict(initial_prompt="abc\udcff"),
+            "initial_prompt is not valid text: character 4 is a byte that is not UTF-8 (give the "
+            "text in UTF-8)",
+        ),
+        (
+            dict(prefix="\udcff"),
+            "prefix is not valid text: character 1 is a byte that is not UTF-8 (give the text in "
+            "UTF-8)",
+        ),
+        (
+            dict(beam_size=5, patience=1e308),
+            "patience 1e+308 is too large: the count of finished candidates it asks for is not "
+            "finite",
+        ),
         (dict(clip_timestamps=[1, -2]), "clip_timestamps must be finite seconds >= 0, got -2"),
         (
             dict(suppress_tokens="99999"),
@@ -470,10 +501,19 @@ def test_clips_beyond_the_end_end(tiny_en_model, short_audio, short_text):
         # a clip partly beyond the end is cut there: the whole file, once, as without clips
         whole = segments_of(tiny_en_model.transcribe(short_audio))
         assert whole == [(0.0, 2.0, short_text)]
-        for clips in ("0,100", "0,1000,2000,3000"):
+        for clips in ("0,100", "0,1000,2000,3000", "0,1e308"):
             assert (
                 segments_of(tiny_en_model.transcribe(short_audio, clip_timestamps=clips)) == whole
             ), clips
+        # times too large for frames are past the end too (they overflowed: a traceback), and a
+        # max_initial_timestamp past the window is no limit
+        for clips in ("1e308", [1e308, 1e308]):
+            assert (
+                segments_of(tiny_en_model.transcribe(short_audio, clip_timestamps=clips)) == []
+            ), clips
+        assert segments_of(tiny_en_model.transcribe(short_audio, max_initial_timestamp=1e308)) == (
+            whole
+        )
 
 
 # --- 6. wrong words: each bad path named as what it is
@@ -820,6 +860,25 @@ def test_a_file_cut_short_gives_the_audio_before_the_cut(tmp_path, tiny_en_ct2_d
         "cut short); transcribing what was read"
     ]
     assert "ask not what your country can do for you" in (tmp_path / "cut.txt").read_text()
+    # a WAV file cut short: libsndfile reads what there is and said nothing
+    wav = tmp_path / "whole.wav"
+    soundfile.write(wav, whole, 16000, subtype="PCM_16")
+    cut_wav = tmp_path / "cut.wav"
+    cut_wav.write_bytes(wav.read_bytes()[: 44 + 2 * 16000 * 5])
+    with pytest.warns(WhispermsWarning) as caught:
+        decoded = load_audio(cut_wav)
+    assert [str(w.message) for w in caught] == [
+        f"{cut_wav}: the file ends after 5.00 s of the {len(whole) / 16000:.2f} s its header "
+        "declares (cut short?); transcribing what was read"
+    ]
+    assert len(decoded) == 5 * 16000
+    # a header written for a stream of unknown length (0xFFFFFFFF) is no file cut short
+    stream = bytearray(wav.read_bytes())
+    stream[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
+    cut_wav.write_bytes(stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_audio(cut_wav)) == len(whole)
 
 
 def test_a_file_name_that_is_not_utf8(tmp_path, tiny_en_ct2_dir):

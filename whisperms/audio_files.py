@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 from contextlib import contextmanager
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 import soundfile
@@ -60,8 +60,12 @@ _SAMPLE_BYTES = {
     "FLOAT": 4,
     "DOUBLE": 8,
 }
-# Fewer seconds after an unclosed WAV file's header are stray bytes, not a recording.
+# Fewer seconds after an unclosed WAV file's header are stray bytes, not a recording; fewer
+# missing from a WAV file than its header declares, a writer's slip, not a file cut short.
 _UNCLOSED_MIN_SECONDS = 0.01
+# A WAV "data" length from here up is a writer's "length unknown" (a stream written to a pipe:
+# 0xFFFFFFFF, or just under 2 GiB), not a promise that the file was cut short of.
+_WAV_UNKNOWN_LENGTH = 0x7FFF0000
 # A path is at most this long (Linux's PATH_MAX): longer bytes, or bytes holding a NUL, are a file's
 # content.
 PATH_MAX_BYTES = 4096
@@ -174,9 +178,11 @@ def _read_mono(source: AudioSource) -> Decoded:
             samples.refuse()
         failure = _read_into(f, samples, _READ_BLOCK_FRAMES)
         if failure is None:
-            if not samples.total and f.format in ("WAV", "WAVEX") and width is not None:
+            wav = f.format in ("WAV", "WAVEX") and width is not None
+            if wav and not samples.total:
                 return _unclosed_wav(source, f, samples)
-            return Decoded(samples.array(), rate, None)
+            short = _wav_cut_short(source, samples.total, f.channels * width, rate) if wav else None
+            return Decoded(samples.array(), rate, short)
         failure = _up_to_damage(source, f, samples)
     if failure is not None and not samples.total:
         raise failure
@@ -279,9 +285,33 @@ def _unclosed_wav(source: AudioSource, f, samples) -> Decoded:
     return Decoded(samples.array(), f.samplerate, problem)
 
 
+def _wav_cut_short(source: AudioSource, frames: int, frame_bytes: int, rate: int) -> Optional[str]:
+    """The problem of a WAV file that ends before the samples its header declares (a download or
+    a copy cut short; libsndfile reads what there is and says nothing), or None."""
+    with source.open() as raw:
+        chunk = _wav_data_chunk(raw, source.size())
+    if chunk is None or chunk[1] >= _WAV_UNKNOWN_LENGTH:
+        return None
+    declared = chunk[1] // frame_bytes
+    if declared - frames < rate * _UNCLOSED_MIN_SECONDS:  # a writer's slip of a few samples
+        return None
+    return (
+        f"the file ends after {frames / rate:.2f} s of the {declared / rate:.2f} s its header "
+        "declares (cut short?); transcribing what was read"
+    )
+
+
 def _wav_data_offset(raw, size: int) -> Optional[int]:
-    """Where the samples of a RIFF WAV file start (after its "data" chunk's header), found by
-    reading each chunk's header and seeking over its body; None if there is no such chunk."""
+    """Where the samples of a RIFF WAV file start (after its "data" chunk's header); None if there
+    is no such chunk."""
+    chunk = _wav_data_chunk(raw, size)
+    return None if chunk is None else chunk[0]
+
+
+def _wav_data_chunk(raw, size: int) -> Optional[Tuple[int, int]]:
+    """(where the samples start, the length in bytes the header gives them) of a RIFF WAV file's
+    "data" chunk, found by reading each chunk's header and seeking over its body; None if there
+    is no such chunk."""
     raw.seek(0)
     head = raw.read(12)
     if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
@@ -292,9 +322,9 @@ def _wav_data_offset(raw, size: int) -> Optional[int]:
         chunk = raw.read(8)
         if len(chunk) < 8:
             return None
-        if chunk[:4] == b"data":
-            return position + 8
         length = int.from_bytes(chunk[4:8], "little")
+        if chunk[:4] == b"data":
+            return position + 8, length
         position += 8 + length + (length & 1)  # chunks are padded to an even length
     return None
 

@@ -166,10 +166,12 @@ class DecodingTask:
         if self.options.suppress_tokens:
             filters.append(SuppressTokens(self.suppress_tokens()))
         if not self.options.without_timestamps:
-            precision = CHUNK_LENGTH / self.model.dims.n_audio_ctx
+            n_ctx = self.model.dims.n_audio_ctx
+            precision = CHUNK_LENGTH / n_ctx
             index = None
             if self.options.max_initial_timestamp:
-                index = round(self.options.max_initial_timestamp / precision)
+                # past the window's last timestamp is no limit (and 1e308 s no overflow)
+                index = round(min(self.options.max_initial_timestamp / precision, n_ctx))
             filters.append(ApplyTimestampRules(self.tokenizer, sample_begin, index, opened))
         return filters
 

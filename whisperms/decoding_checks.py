@@ -43,8 +43,23 @@ def _check_types(options):
             raise OptionsError(f"{name} must be a string, got {value!r}")
     token_ids(options.suppress_tokens, "suppress_tokens", allow=(-1,))
     for name in ("prompt", "prefix"):
-        if not isinstance(getattr(options, name), str):
+        if isinstance(getattr(options, name), str):
+            check_text(name, getattr(options, name))
+        else:
             token_ids(getattr(options, name), name)
+
+
+def check_text(name: str, text: str):
+    """An OptionsError for a string the tokenizer cannot take: one holding characters that are no
+    text (bytes that were not UTF-8, as Python keeps them from a command line given in another
+    encoding)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise OptionsError(
+            f"{name} is not valid text: character {error.start + 1} is a byte that is not UTF-8 "
+            "(give the text in UTF-8)"
+        ) from None
 
 
 def check_fp16(model, fp16: Optional[bool]):
@@ -125,6 +140,11 @@ def verify_options(options):
         raise OptionsError(f"beam_size must be at least 1, got {options.beam_size}")
     if options.best_of is not None and options.best_of < 1:
         raise OptionsError(f"best_of must be at least 1, got {options.best_of}")
+    if options.patience is not None and not math.isfinite(options.beam_size * options.patience):
+        raise OptionsError(
+            f"patience {options.patience} is too large: the count of finished candidates it "
+            "asks for is not finite"
+        )
     if options.patience is not None and round(options.beam_size * options.patience) < 1:
         raise OptionsError(f"patience {options.patience} leaves no finished candidate to wait for")
     # token ids as a numpy array: a list, as the code reads them (an array has no truth value)

@@ -107,7 +107,8 @@ def _seek_clips(clip_seconds: Sequence[float], content_frames: int) -> List[Tupl
     """(start, end) mel frames of each clip, cut at the end of the audio: a clip beyond the end is
     empty and ends at once, whatever the file's length (one clip_timestamps serves every file of a
     batch)."""
-    points = [round(ts * FRAMES_PER_SECOND) for ts in clip_seconds] or [0]
+    # past the end is the end (a time too large for frames, 1e308 s, too)
+    points = [round(min(ts * FRAMES_PER_SECOND, content_frames)) for ts in clip_seconds] or [0]
     if len(points) % 2 == 1:
         points.append(content_frames)
     return [

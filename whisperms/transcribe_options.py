@@ -12,7 +12,13 @@ import numpy as np
 
 from .audio import CHUNK_LENGTH
 from .decoding import DecodingOptions, build_tokenizer
-from .decoding_checks import check_fp16, check_vocabulary, token_ids, verify_options
+from .decoding_checks import (
+    check_fp16,
+    check_text,
+    check_vocabulary,
+    token_ids,
+    verify_options,
+)
 from .errors import OptionsError, WhispermsWarning
 from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
 from .tokenizer import language_code
@@ -130,6 +136,8 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
             and not (name == "initial_prompt" and checked[name] is None)
         ):
             raise OptionsError(f"{name} must be a string, got {checked[name]!r}")
+        if isinstance(checked.get(name), str):
+            check_text(name, checked[name])
     if "temperature" in checked:
         checked["temperature"] = _temperatures(checked["temperature"])
     if "clip_timestamps" in checked:
