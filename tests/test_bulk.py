@@ -102,6 +102,9 @@ def test_bad_input_is_one_line(tmp_path, tiny_en_ct2_dir):
     for option, said in [
         (("--beam_size", 0), "beam_size must be an integer >= 1"),
         (("--output_format", "docx"), "output_format must be one of "),
+        (("--files_per_task", 0), "--files_per_task must be at least 1, got 0"),
+        # argparse's own, one line as the whisperms CLI's (it printed its usage first)
+        (("--workers", "two"), "argument --workers: invalid int value: 'two' (see whisperms-bulk"),
     ]:
         run = _bulk(
             DATA / CORPUS["top.wav"], "-o", tmp_path / "out", "--model", tiny_en_ct2_dir, *option
@@ -172,6 +175,15 @@ def test_lists_that_loop_or_are_not_text_and_nested_folders(tmp_path):
     (tmp_path / "latin.txt").write_bytes("caf\xe9.wav\n".encode("latin-1"))
     with pytest.raises(AudioError, match="latin.txt: not UTF-8 text"):
         find_inputs(["@" + str(tmp_path / "latin.txt")])
+    # a path that is not there, named with the list's line (through a nested list: both)
+    (tmp_path / "gaps.txt").write_text(f"# corpus\n{tmp_path / 'c' / 'a.wav'}\nmissing.wav\n")
+    (tmp_path / "outer.txt").write_text("@" + str(tmp_path / "gaps.txt") + "\n")
+    with pytest.raises(AudioError) as info:
+        find_inputs(["@" + str(tmp_path / "outer.txt")])
+    assert str(info.value) == (
+        f"{tmp_path / 'outer.txt'}, line 1: {tmp_path / 'gaps.txt'}, line 3: no such file or "
+        "folder: missing.wav"
+    )
     (tmp_path / "bom.txt").write_text(str(tmp_path / "c" / "a.wav") + "\r\n", encoding="utf-8-sig")
     assert find_inputs(["@" + str(tmp_path / "bom.txt")]) == [(str(tmp_path / "c/a.wav"), "a.wav")]
     # comment lines and blank ones name nothing (a "#" line was a missing file, the job refused)

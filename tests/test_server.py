@@ -647,7 +647,11 @@ def test_beam_size_is_none_or_a_number_the_batched_mode_takes(tiny_en_ct2_dir, c
     with pytest.raises(SystemExit) as stopped:
         main(["--beam_size", "five"])
     assert stopped.value.code == 2
-    assert "--beam_size: invalid int value: 'five'" in capsys.readouterr().err
+    # one line, as the whisperms CLI's (argparse printed its usage first)
+    assert capsys.readouterr().err.splitlines() == [
+        "whisperms-server: error: argument --beam_size: invalid int value: 'five' (see "
+        "whisperms-server --help)"
+    ]
     argv = ["--model", str(tiny_en_ct2_dir), "--beam_size", "0", "--port", str(_free_port())]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()

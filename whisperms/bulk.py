@@ -20,7 +20,6 @@ for an option that cannot work (as the whisperms CLI's) and 1 for the rest.
 Every machine needs whisperms installed (with the `bulk` extra) and the model (`--model_dir`).
 """
 
-import argparse
 import contextlib
 import logging
 import os
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from .bulk_tasks import run_tasks
-from .cli_args import EXIT_USAGE, optional
+from .cli_args import EXIT_USAGE, Parser, optional
 from .errors import (
     AudioError,
     OptionsError,
@@ -103,9 +102,14 @@ def _find(inputs: Sequence[str], lists: Tuple[str, ...]) -> List[Tuple[str, str]
                 raise AudioError(
                     f"cannot read the list {item[1:]}: not UTF-8 text (a list has a path per line)"
                 ) from None
-            # blank lines and lines opening with "#" (comments) name nothing
-            paths = [line.strip() for line in lines if line.strip()]
-            found += _find([path for path in paths if not path.startswith("#")], (*lists, real))
+            for number, line in enumerate(lines, 1):
+                path = line.strip()
+                if not path or path.startswith("#"):  # blank lines and comments name nothing
+                    continue
+                try:
+                    found += _find([path], (*lists, real))
+                except AudioError as error:  # where the list names it (nested lists: each)
+                    raise AudioError(f"{item[1:]}, line {number}: {error}") from None
         elif os.path.isdir(item):
             found += [(os.path.abspath(path), name) for path, name in _walk(item)]
         elif os.path.exists(item):
@@ -416,8 +420,10 @@ def run(
 
     if output_format != "all" and output_format not in WRITERS:
         raise OptionsError(f"output_format must be one of {', '.join(WRITERS)} or all")
-    if files_per_task < 1 or any(n is not None and n < 1 for n in (workers, cpus_per_worker)):
-        raise OptionsError("workers, cpus_per_worker and files_per_task must be at least 1")
+    counts = dict(workers=workers, cpus_per_worker=cpus_per_worker, files_per_task=files_per_task)
+    for name, count in counts.items():
+        if count is not None and count < 1:
+            raise OptionsError(f"--{name} must be at least 1, got {count}")
     options.setdefault("batch_size", DEFAULT_BATCH_SIZE)
     transcribe_options(**options)  # refused options fail here, before any worker starts
     resolve(model, model_dir)  # and a model that is not there
@@ -502,9 +508,7 @@ def run(
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="whisperms-bulk", description="Transcribe a corpus on a Ray cluster."
-    )
+    parser = Parser(prog="whisperms-bulk", description="Transcribe a corpus on a Ray cluster.")
     parser.add_argument(
         "inputs",
         nargs="+",

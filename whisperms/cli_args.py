@@ -46,7 +46,9 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
-        print(f"whisperms: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        # "whisperms" for the command and its subcommands, "whisperms-server" for that one
+        command = self.prog.split()[0]
+        print(f"{command}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
 

@@ -17,7 +17,6 @@ As OpenAI's API: temperature 0 (the default) decodes with the temperature fallba
 at that temperature alone.
 """
 
-import argparse
 import asyncio
 import contextlib
 import io
@@ -34,7 +33,7 @@ from typing import Dict, List, Optional
 
 from .batch_inputs import BatchInput
 from .batched import DEFAULT_BATCH_SIZE
-from .cli_args import optional
+from .cli_args import Parser, optional
 from .errors import (
     AudioError,
     OptionsError,
@@ -419,7 +418,7 @@ def create_app(
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="whisperms-server",
         description="An OpenAI-compatible transcription server (POST /v1/audio/transcriptions); "
         "concurrent requests share batches.",
