@@ -540,6 +540,8 @@ def test_bad_paths_are_named(tmp_path, capfd):
             garbage,
             f"could not decode audio file {garbage}: not a supported audio format, or corrupted",
         ),
+        # a line break in a name (a path pasted with its newline) stays in the one line, as \n
+        ("a1.wav\n", "audio file not found: a1.wav\\n"),
     ]
     for path, message in cases:
         with pytest.raises(AudioError) as info:

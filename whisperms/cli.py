@@ -23,6 +23,7 @@ from .errors import (
     WhispermsWarning,
     check_working_folder,
     interrupted,
+    one_line,
     raise_terminated,
 )
 from .output_files import (
@@ -325,18 +326,13 @@ def _models_main(argv):
 
 
 def _usage(message):
-    print(f"whisperms: error: {_one_line(message)}", file=sys.stderr)
+    print(f"whisperms: error: {one_line(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
 def _fail(message):
-    print(f"whisperms: error: {_one_line(message)}", file=sys.stderr)
+    print(f"whisperms: error: {one_line(message)}", file=sys.stderr)
     return EXIT_RUNTIME
-
-
-def _one_line(text: str) -> str:
-    """A message with a file name holding a line break, kept to its one line."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

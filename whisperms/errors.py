@@ -4,7 +4,22 @@ non-zero."""
 import os
 
 
-class WhispermsError(Exception):
+def one_line(text: str) -> str:
+    """A message kept to its one line: a line break in a name it quotes (a path given with one)
+    written as \\n."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+class _OneLine:
+    """A message given as a string is made one line, whatever names it quotes."""
+
+    def __init__(self, *args):
+        if args and isinstance(args[0], str):
+            args = (one_line(args[0]), *args[1:])
+        super().__init__(*args)
+
+
+class WhispermsError(_OneLine, Exception):
     """Base class: anything raised as this (or a subclass) is a user-facing, one-line problem."""
 
 
@@ -27,7 +42,7 @@ class OutputError(WhispermsError):
     """An output folder or file that cannot be written (not a folder, no permission)."""
 
 
-class WhispermsWarning(UserWarning):
+class WhispermsWarning(_OneLine, UserWarning):
     """Something whisperms repaired and went on with (e.g. non-finite audio samples); the CLI prints
     it as one line."""
 
