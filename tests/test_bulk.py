@@ -240,6 +240,19 @@ def test_symlinked_folders_are_followed(tmp_path):
     found = find_inputs([str(corpus)])
     assert [name for _, name in found] == ["link/sub/z.flac", "link/y.wav", "real/x.wav"]
     assert found[0][0] == str(corpus / "link/sub/z.flac")
+    # audio names that are no file (a link to nothing, a FIFO) are kept, to fail in a line each as
+    # when given by name (they were left out without a word); other names are not audio
+    (corpus / "broken.wav").symlink_to(tmp_path / "nowhere.wav")
+    os.mkfifo(corpus / "fifo.wav")
+    os.mkfifo(corpus / "fifo.txt")
+    found = find_inputs([str(corpus)])
+    assert [name for _, name in found] == [
+        "broken.wav",
+        "fifo.wav",
+        "link/sub/z.flac",
+        "link/y.wav",
+        "real/x.wav",
+    ]
 
 
 def test_a_file_reached_twice_and_names_linked_to_one_file(tmp_path):

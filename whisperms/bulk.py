@@ -143,7 +143,9 @@ def _walk(root: str) -> List[Tuple[str, str]]:
             name = os.path.join(below, entry.name)
             if entry.is_dir():  # follows symlinks
                 (linked if entry.is_symlink() else plain).append((entry.path, name))
-            elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
+            elif os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
+                # a link to nothing, a FIFO: kept, to fail in one line each as the files given
+                # (they were left out without a word)
                 found.append((entry.path, name))
     return sorted(found, key=lambda item: item[1])
 
