@@ -226,8 +226,22 @@ def test_windows_are_faster_whispers():
     assert not windows[3, -64:].any()
     # A later call's windows (the runner builds one call's at a time): the same rows, zeros past the
     # end.
-    later = windows_at(padded_samples(audio), 2, 3)
+    later = windows_at(audio, 2, 3)
     assert np.array_equal(later[:2], windows[2:]) and not later[2].any()
+    # built from the audio as given (no padded copy of it): the windows of the padded copy, at
+    # every length around a window's edges (the last 64 samples zeroed fall on real audio when
+    # fewer than 64 samples of padding follow it) and for every call's first window
+    for length in (0, 1, 448, 449, 500, 511, 512, 513, 1023, 1024, 5 * 512 + 470):
+        audio = np.arange(1, length + 1, dtype=np.float32)
+        padded = padded_samples(audio).reshape(-1, 512)
+        context = np.concatenate([np.zeros((1, 64), np.float32), padded[:-1, -64:]])
+        expected = np.concatenate([context, padded], axis=1)
+        assert np.array_equal(silero_windows(audio), expected), length
+        for first in range(len(expected)):
+            for count in (1, 2, 3):
+                got = windows_at(audio, first, count)
+                rows = expected[first : first + count]
+                assert np.array_equal(got[: len(rows)], rows) and not got[len(rows) :].any()
 
 
 @pytest.mark.parametrize(

@@ -45,23 +45,38 @@ def padded_samples(audio: np.ndarray) -> np.ndarray:
     return samples
 
 
-def windows_at(samples: np.ndarray, first: int, count: int) -> np.ndarray:
-    """(count, INPUT_SAMPLES) model inputs of windows first .. first + count - 1 of
-    `padded_samples`: window i is the last CONTEXT_SAMPLES samples of window i - 1 (zeros for the
-    first) then its own WINDOW_SAMPLES samples. Rows past the last window are zeros."""
-    own = samples.reshape(-1, WINDOW_SAMPLES)
-    rows = own[first : first + count]
+def padded_range(audio: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Samples start .. stop - 1 of `padded_samples(audio)`, without building it whole (a copy of
+    an hour of audio, 230 MB)."""
+    out = np.zeros(stop - start, np.float32)
+    real = audio[start : min(stop, len(audio))]
+    out[: len(real)] = real
+    cleared = max(n_windows(len(audio)) * WINDOW_SAMPLES - CONTEXT_SAMPLES, start)
+    out[cleared - start :] = 0.0
+    return out
+
+
+def windows_at(audio: np.ndarray, first: int, count: int) -> np.ndarray:
+    """(count, INPUT_SAMPLES) model inputs of windows first .. first + count - 1 of `audio` as
+    `padded_samples` pads it: window i is the last CONTEXT_SAMPLES samples of window i - 1 (zeros
+    for the first) then its own WINDOW_SAMPLES samples. Rows past the last window are zeros."""
     windows = np.zeros((count, INPUT_SAMPLES), np.float32)
+    end = min(first + count, n_windows(len(audio)))
+    if end <= first:
+        return windows
+    begin = max(first * WINDOW_SAMPLES - CONTEXT_SAMPLES, 0)
+    span = padded_range(audio, begin, end * WINDOW_SAMPLES)
+    rows = span[first * WINDOW_SAMPLES - begin :].reshape(-1, WINDOW_SAMPLES)
     windows[: len(rows), CONTEXT_SAMPLES:] = rows
     windows[1 : len(rows), :CONTEXT_SAMPLES] = rows[:-1, -CONTEXT_SAMPLES:]
-    if first > 0 and len(rows):
-        windows[0, :CONTEXT_SAMPLES] = own[first - 1, -CONTEXT_SAMPLES:]
+    if first > 0:
+        windows[0, :CONTEXT_SAMPLES] = span[:CONTEXT_SAMPLES]
     return windows
 
 
 def silero_windows(audio: np.ndarray) -> np.ndarray:
     """All (n_windows, INPUT_SAMPLES) model inputs of `audio`, as faster-whisper builds them."""
-    return windows_at(padded_samples(audio), 0, n_windows(len(audio)))
+    return windows_at(audio, 0, n_windows(len(audio)))
 
 
 class SileroVADModel:
@@ -118,14 +133,14 @@ class SileroVADModel:
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         """(n_windows(len(audio)),) float32 speech probabilities of 16-kHz mono `audio`, the state
-        starting at zero. The windows of one call at a time are built, so memory stays at one copy
-        of the audio."""
-        samples = padded_samples(np.asarray(audio, dtype=np.float32).reshape(-1))
-        count, per_call = len(samples) // WINDOW_SAMPLES, self.windows_per_call
+        starting at zero. The windows of one call at a time are built from the audio as given, so
+        memory holds no copy of it."""
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        count, per_call = n_windows(len(audio)), self.windows_per_call
         h = c = Tensor(np.zeros((1, HIDDEN), np.float32))
         outputs = []
         for first in range(0, count, per_call):
-            batch = Tensor(windows_at(samples, first, per_call))
+            batch = Tensor(windows_at(audio, first, per_call))
             if self.fused:
                 probs, h, c = self._whole(batch, h, c)
                 # read at once: calls left queued behind each other ran several times slower
