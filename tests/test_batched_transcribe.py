@@ -327,6 +327,23 @@ def test_an_input_behind_a_long_one_takes_its_turn(tiny_en_model, pauses):
         assert _segments(result) == _segments(alone.run(short if index else long))
 
 
+def test_an_input_behind_one_slow_to_read_is_not_held_by_its_reading(tiny_en_model):
+    """A server's inputs are read, and their speech found, on threads of their own: a short
+    request queued behind two hours of audio is answered before the long one's speech has been
+    found (seconds of VAD), where it waited for all of it; the long one is still answered."""
+    from whisperms.batched import InputQueue
+
+    short = str(DATA / "ljspeech_LJ001-0002.wav")
+    transcriber, inputs = BatchedTranscriber(tiny_en_model, batch_size=2), InputQueue()
+    inputs.put(np.zeros(2 * 3600 * 16000, np.float32))
+    inputs.put(short)
+    finished = [(index, result) for index, result in transcriber.results(inputs)]
+    assert [index for index, _ in finished] == [1, 0]
+    assert finished[1][1].segments == []
+    alone = BatchedTranscriber(tiny_en_model, batch_size=2)
+    assert _segments(finished[0][1]) == _segments(alone.run(short))
+
+
 def test_chunk_length_is_the_longest_piece_as_in_faster_whisper(tiny_en_model, pauses):
     """chunk_length (faster-whisper's pipeline's): the VAD's longest speech and the longest piece,
     in place of a max_speech_duration_s given; the pieces are faster-whisper's for the same value,

@@ -40,6 +40,7 @@ from .audio import (
     log_mel_spectrogram,
     pad_or_trim,
 )
+from .batch_feed import BatchFeed
 from .batch_inputs import BatchInput, Cancelled, InputQueue
 from .decoding import BatchDecodingTask, DecodingTask, build_tokenizer, detect_language
 from .errors import OptionsError, WhispermsError
@@ -227,66 +228,49 @@ class BatchedTranscriber:
 
     def _results(self, audios):
         # arriving inputs (a server's requests) are taken while fewer inputs than a batch are
-        # decoding, however many pieces those have: one behind a long input is decoded at once;
-        # inputs to be read (files) only when the pieces run short, which bounds the audio held
-        arriving = isinstance(audios, InputQueue)
-        if arriving:
-            take, cancelled = audios.take, audios.cancelled
-        else:
-            inputs = enumerate(audios)
-
-            def take():
-                return next(inputs, None)
-
-            def cancelled(index):
-                return False
-
+        # decoding, however many pieces those have, and made ready on threads of their own: one
+        # behind a long input is decoded at once; inputs to be read (files) only when the pieces
+        # run short, which bounds the audio held (batch_feed.py)
+        feed = BatchFeed(audios, self._prepare, self.batch_size)
         pending: deque = deque()  # pieces with windows left, in the order they are to be decoded
         with tqdm(total=0, unit="piece", disable=not self.progress) as bar:
-            while True:
-                # the pieces of inputs given up are decoded no further
-                gone = {p.source.index for p in pending if cancelled(p.source.index)}
-                if gone:
-                    pending = deque(p for p in pending if p.source.index not in gone)
-                    for index in sorted(gone):
-                        yield index, Cancelled()
-                while len(pending) < self.batch_size or (
-                    arriving and len({p.source.index for p in pending}) < self.batch_size
-                ):
-                    item = take()
-                    if item is None:
-                        break
-                    if cancelled(item[0]):
-                        yield item[0], Cancelled()
+            try:
+                while True:
+                    # the pieces of inputs given up are decoded no further
+                    gone = {p.source.index for p in pending if feed.cancelled(p.source.index)}
+                    if gone:
+                        pending = deque(p for p in pending if p.source.index not in gone)
+                        for index in sorted(gone):
+                            yield index, Cancelled()
+                    inputs = len({p.source.index for p in pending})
+                    for index, source in feed.ready(len(pending), inputs):
+                        if not isinstance(source, _Source):  # an error, or given up
+                            yield index, source
+                            continue
+                        if not source.pieces:
+                            yield source.index, self._finish(source)
+                        pending.extend(source.pieces)
+                        bar.total += len(source.pieces)
+                        bar.refresh()
+                    if not pending:
+                        if feed.idle():
+                            return
                         continue
-                    try:
-                        source = self._prepare(*item)
-                    except WhispermsError as error:
-                        yield item[0], error
-                        continue
-                    except Exception as error:  # one no check foresaw: this input's alone
-                        message = f"cannot transcribe it: {type(error).__name__}: {error}"
-                        yield item[0], WhispermsError(message)
-                        continue
-                    if not source.pieces:
-                        yield source.index, self._finish(source)
-                    pending.extend(source.pieces)
-                    bar.total += len(source.pieces)
-                    bar.refresh()
-                if not pending:
-                    return
-                batch = _take_in_turn(pending, self.batch_size)
-                self._advance(batch)
-                # a piece not yet done goes first into the next batch: its input finishes sooner
-                for piece in reversed(batch):
-                    if not piece.done:
-                        pending.appendleft(piece)
-                        continue
-                    bar.update(1)
-                    piece.mel = None
-                    piece.source.remaining -= 1
-                    if piece.source.remaining == 0:
-                        yield piece.source.index, self._finish(piece.source)
+                    batch = _take_in_turn(pending, self.batch_size)
+                    self._advance(batch)
+                    # a piece not yet done goes first into the next batch: its input finishes
+                    # sooner
+                    for piece in reversed(batch):
+                        if not piece.done:
+                            pending.appendleft(piece)
+                            continue
+                        bar.update(1)
+                        piece.mel = None
+                        piece.source.remaining -= 1
+                        if piece.source.remaining == 0:
+                            yield piece.source.index, self._finish(piece.source)
+            finally:
+                feed.close()
 
     # ---- an input into pieces ----
 

@@ -5,6 +5,7 @@ Both graphs have static shapes, so a process compiles each once (their layout: t
 WINDOWS_PER_CALL).
 """
 
+import threading
 from functools import lru_cache, partial
 
 import mindspore as ms
@@ -154,6 +155,9 @@ class SileroVADModel:
         return np.concatenate(outputs)[:count]
 
 
+_loading = threading.Lock()
+
+
 @lru_cache(maxsize=None)
 def _cached_model(path, device):
     return SileroVADModel(path)
@@ -161,5 +165,8 @@ def _cached_model(path, device):
 
 def get_vad_model(path=None) -> SileroVADModel:
     """The VAD of `path` (default: the shipped weights), loaded and compiled once per process and
-    device."""
-    return _cached_model(str(path) if path is not None else None, ms.get_context("device_target"))
+    device, whichever threads ask for it first (a server makes its requests ready on several)."""
+    with _loading:
+        return _cached_model(
+            str(path) if path is not None else None, ms.get_context("device_target")
+        )
