@@ -7,6 +7,7 @@ first piece is a full 30 s (its last sentence is decoded as a second window of t
 """
 
 import gc
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -342,6 +343,25 @@ def test_an_input_behind_one_slow_to_read_is_not_held_by_its_reading(tiny_en_mod
     assert finished[1][1].segments == []
     alone = BatchedTranscriber(tiny_en_model, batch_size=2)
     assert _segments(finished[0][1]) == _segments(alone.run(short))
+
+
+def test_what_an_input_declares_before_it_is_read(tmp_path):
+    """Arriving inputs of up to INLINE_SECONDS are read in the batches' thread, longer ones and
+    those of unknown length on threads of their own: the length as declared, never waiting on a
+    FIFO (its open waits for a writer) or failing on a name that is not there."""
+    from whisperms.batch_feed import declared_seconds
+
+    clip = DATA / "ljspeech_LJ001-0002.wav"
+    # the file's own length (22.05 kHz here), within a sample of the 16-kHz samples'
+    samples = len(load_audio(str(clip)))
+    assert declared_seconds(str(clip)) == pytest.approx(samples / 16000, abs=1e-4)
+    assert declared_seconds(BatchInput(clip)) == declared_seconds(str(clip))
+    assert declared_seconds(np.zeros((32000, 2), np.float32)) == 2.0
+    os.mkfifo(tmp_path / "fifo.wav")
+    (tmp_path / "not-audio.wav").write_bytes(b"text")
+    for unknown in (tmp_path / "fifo.wav", tmp_path / "missing.wav", tmp_path / "not-audio.wav"):
+        assert declared_seconds(unknown) is None
+    assert declared_seconds(clip.read_bytes()) is None
 
 
 def test_chunk_length_is_the_longest_piece_as_in_faster_whisper(tiny_en_model, pauses):
