@@ -229,6 +229,9 @@ def test_unknown_device_and_dtype(tiny_en_ct2_dir):
     with pytest.raises(OptionsError) as excinfo:
         load_model(tiny_en_ct2_dir, dtype="bfloat32")
     one_line(excinfo, "bfloat32")
+    with pytest.raises(OptionsError) as excinfo:  # a string was taken as True
+        load_model(tiny_en_ct2_dir, jit="no")
+    assert str(excinfo.value) == "jit must be True or False, got 'no'"
 
 
 @pytest.mark.skipif(

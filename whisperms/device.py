@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import mindspore as ms
+import numpy as np
 from mindspore import mint
 
 from . import core_share
@@ -96,6 +97,8 @@ def select(device=None, dtype=None, attn_implementation=AUTO, jit=True, threads=
         raise OptionsError(
             "device 'Ascend' was asked for but MindSpore reports no Ascend device here"
         )
+    if not isinstance(jit, (bool, np.bool_)):  # "no" was taken as True
+        raise OptionsError(f"jit must be True or False, got {jit!r}")
     dtype = dtype or ("float16" if device == "Ascend" else "float32")
     if dtype not in DTYPES:
         raise OptionsError(f"unknown dtype '{dtype}': use one of {', '.join(DTYPES)}")
