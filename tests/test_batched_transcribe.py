@@ -345,7 +345,7 @@ def test_an_input_behind_one_slow_to_read_is_not_held_by_its_reading(tiny_en_mod
     assert _segments(finished[0][1]) == _segments(alone.run(short))
 
 
-def test_what_an_input_declares_before_it_is_read(tmp_path):
+def test_what_an_input_declares_before_it_is_read(tmp_path, capfd):
     """Arriving inputs of up to INLINE_SECONDS are read in the batches' thread, longer ones and
     those of unknown length on threads of their own: the length as declared, never waiting on a
     FIFO (its open waits for a writer) or failing on a name that is not there."""
@@ -362,6 +362,12 @@ def test_what_an_input_declares_before_it_is_read(tmp_path):
     for unknown in (tmp_path / "fifo.wav", tmp_path / "missing.wav", tmp_path / "not-audio.wav"):
         assert declared_seconds(unknown) is None
     assert declared_seconds(clip.read_bytes()) is None
+    # a damaged MP3's header read: the decoder's notes stay off stderr (a server's log)
+    garbage = tmp_path / "garbage.mp3"
+    garbage.write_bytes(b"not audio at all\n" * 50)
+    capfd.readouterr()
+    assert declared_seconds(garbage) is None
+    assert capfd.readouterr() == ("", "")
 
 
 def test_chunk_length_is_the_longest_piece_as_in_faster_whisper(tiny_en_model, pauses):

@@ -425,6 +425,19 @@ def check_audio_file(file) -> str:
     return path
 
 
+def declared_seconds(file) -> Optional[float]:
+    """The seconds of audio a file's header declares, read without decoding it (libsndfile's
+    formats), or None: another format, or a file check_audio_file refuses (a FIFO is never
+    opened; its reading says why). The MP3 decoder's notes on a damaged file stay hidden, as when
+    it is read."""
+    try:
+        path = check_audio_file(file)
+        with _decoder_output_hidden():
+            return soundfile.info(os.fsencode(path)).duration
+    except Exception:
+        return None
+
+
 # File descriptor 2 is the process's: threads decoding at once share one redirection, made by the
 # first to start and undone by the last to finish (each undoing its own put back the other's
 # /dev/null for good).

@@ -13,14 +13,13 @@ before: on threads of their own, many short requests at once made the batches sl
 
 import concurrent.futures
 import os
-import stat
 import time
 from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
-import soundfile
 
 from .audio import SAMPLE_RATE
+from .audio_files import declared_seconds as file_seconds
 from .batch_inputs import BatchInput, Cancelled, InputQueue
 from .errors import WhispermsError
 
@@ -49,20 +48,15 @@ def outcome(prepare: Callable, index: int, audio):
 
 def declared_seconds(audio) -> Optional[float]:
     """The seconds of audio an input holds, as far as known before it is read: an array's length,
-    a regular file's header (libsndfile's formats); None otherwise (other formats, content given
-    as bytes, a FIFO or device, a file that cannot be opened: its reading says why)."""
+    a file's header (audio_files.declared_seconds); None otherwise (content given as bytes, a
+    file whose header does not say)."""
     if isinstance(audio, BatchInput):
         audio = audio.audio
     if isinstance(audio, np.ndarray):
         return max(audio.shape, default=0) / SAMPLE_RATE
-    if not isinstance(audio, (str, os.PathLike)):
-        return None
-    try:
-        if not stat.S_ISREG(os.stat(audio).st_mode):  # a FIFO's open waits for a writer
-            return None
-        return soundfile.info(os.fsencode(audio)).duration
-    except Exception:
-        return None
+    if isinstance(audio, (str, os.PathLike)):
+        return file_seconds(audio)
+    return None
 
 
 class BatchFeed:
