@@ -36,7 +36,6 @@ from whisperms.vad.model import ENCODER_CHANNELS, N_FRAMES, Conv, SileroVAD
 from whisperms.vad.runner import (
     WINDOWS_PER_CALL,
     n_windows,
-    padded_samples,
     silero_windows,
     windows_at,
 )
@@ -208,6 +207,15 @@ def test_speech_probabilities_and_edge_lengths(model):
     )
     with pytest.raises(AudioError, match="1-D"):
         get_speech_timestamps(np.zeros((2, 1600), np.float32))
+
+
+def padded_samples(audio: np.ndarray) -> np.ndarray:
+    """The whole of `audio` as faster-whisper pads it, in one copy: zeros to a whole number of
+    windows (a full window more when it is one already), the last 64 samples zeroed."""
+    samples = np.zeros((len(audio) // 512 + 1) * 512, np.float32)
+    samples[: len(audio)] = audio
+    samples[-64:] = 0.0
+    return samples
 
 
 def test_windows_are_faster_whispers():

@@ -35,20 +35,12 @@ def n_windows(n_samples: int) -> int:
     return n_samples // WINDOW_SAMPLES + 1
 
 
-def padded_samples(audio: np.ndarray) -> np.ndarray:
-    """`audio` zero-padded to n_windows * WINDOW_SAMPLES samples, as faster-whisper pads it, with
-    the last CONTEXT_SAMPLES samples zeroed: faster-whisper clears the last window's context in
-    place, and that context is a view of the audio, so the last window sees zeros there; this does
-    the same, so that the probabilities are."""
-    samples = np.zeros(n_windows(len(audio)) * WINDOW_SAMPLES, np.float32)
-    samples[: len(audio)] = audio
-    samples[-CONTEXT_SAMPLES:] = 0.0
-    return samples
-
-
 def padded_range(audio: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Samples start .. stop - 1 of `padded_samples(audio)`, without building it whole (a copy of
-    an hour of audio, 230 MB)."""
+    """Samples start .. stop - 1 of `audio` as faster-whisper pads it, without a padded copy of
+    the whole (an hour of audio is 230 MB): zeros to n_windows * WINDOW_SAMPLES samples, the last
+    CONTEXT_SAMPLES of them zeroed even where they are audio. faster-whisper clears the last
+    window's context in place, and that context is a view of the audio, so the last window sees
+    zeros there; this does the same, so that the probabilities are."""
     out = np.zeros(stop - start, np.float32)
     real = audio[start : min(stop, len(audio))]
     out[: len(real)] = real
@@ -59,7 +51,7 @@ def padded_range(audio: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 def windows_at(audio: np.ndarray, first: int, count: int) -> np.ndarray:
     """(count, INPUT_SAMPLES) model inputs of windows first .. first + count - 1 of `audio` as
-    `padded_samples` pads it: window i is the last CONTEXT_SAMPLES samples of window i - 1 (zeros
+    `padded_range` pads it: window i is the last CONTEXT_SAMPLES samples of window i - 1 (zeros
     for the first) then its own WINDOW_SAMPLES samples. Rows past the last window are zeros."""
     windows = np.zeros((count, INPUT_SAMPLES), np.float32)
     end = min(first + count, n_windows(len(audio)))
