@@ -255,7 +255,8 @@ def _unclosed_wav(source: AudioSource, f, samples) -> Decoded:
     header are read as the samples its format chunk describes, as ffmpeg reads them."""
     width = f.channels * _SAMPLE_BYTES[f.subtype]
     with source.open() as raw:
-        offset = _wav_data_offset(raw, source.size())
+        chunk = _wav_data_chunk(raw, source.size())
+        offset = chunk[0] if chunk is not None else None
         # counted here: libsndfile takes the whole file's length for the samples' (the header
         # too), and reads past the end what is not there
         frames = (source.size() - offset) // width if offset is not None else 0
@@ -299,13 +300,6 @@ def _wav_cut_short(source: AudioSource, frames: int, frame_bytes: int, rate: int
         f"the file ends after {frames / rate:.2f} s of the {declared / rate:.2f} s its header "
         "declares (cut short?); transcribing what was read"
     )
-
-
-def _wav_data_offset(raw, size: int) -> Optional[int]:
-    """Where the samples of a RIFF WAV file start (after its "data" chunk's header); None if there
-    is no such chunk."""
-    chunk = _wav_data_chunk(raw, size)
-    return None if chunk is None else chunk[0]
 
 
 def _wav_data_chunk(raw, size: int) -> Optional[Tuple[int, int]]:
