@@ -227,3 +227,37 @@ def test_ctrl_c_ends_with_one_line_and_no_partial_file(tmp_path, tiny_en_ct2_dir
     ], "\n".join(stderr[-40:])
     assert not any("Traceback" in line or "Error" in line for line in stderr), stderr
     assert not out.exists() or os.listdir(out) == []
+
+
+def _raised(make):
+    try:
+        make()
+    except BaseException as error:
+        return error
+
+
+def _during(first, then):
+    def make():
+        try:
+            raise first
+        except BaseException:
+            raise then
+
+    return make
+
+
+def test_what_a_cleanup_raises_in_ctrl_c_place_still_ends_the_run_as_interrupted():
+    """Ctrl-C inside tqdm's lock made tqdm raise "RuntimeError: cannot release un-acquired lock"
+    while the KeyboardInterrupt was handled: a traceback and status 1 (seen in a clean-clone CI run
+    of the test above). An error raised during or from Ctrl-C or SIGTERM is that signal's."""
+    from whisperms.errors import Terminated, stopped_by
+
+    lock = RuntimeError("cannot release un-acquired lock")
+    assert stopped_by(_raised(_during(KeyboardInterrupt(), lock))) == "interrupted"
+    assert stopped_by(_raised(_during(Terminated(), OSError("disk")))) == "terminated"
+    initialization = ImportError("initialization failed")
+    initialization.__cause__ = KeyboardInterrupt()
+    assert stopped_by(initialization) == "interrupted"
+    assert stopped_by(KeyboardInterrupt()) == "interrupted"
+    assert stopped_by(_raised(_during(ValueError("x"), RuntimeError("y")))) is None
+    assert stopped_by(RuntimeError("alone")) is None

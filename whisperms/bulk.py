@@ -41,8 +41,8 @@ from .errors import (
     WhispermsError,
     WhispermsWarning,
     check_working_folder,
-    interrupted,
     raise_terminated,
+    stopped_by,
 )
 from .output_files import check_output_folder
 
@@ -580,14 +580,12 @@ def main(argv=None) -> int:
         # as the whisperms CLI: an option that cannot work is a usage error (argparse's status);
         # inputs, the model, the output folder and the cluster are runtime ones
         return EXIT_USAGE if isinstance(error, OptionsError) else 1
-    except (KeyboardInterrupt, ImportError) as error:  # Ctrl-C: what is written stays
-        if not interrupted(error):  # a Ctrl-C in MindSpore's import comes as an ImportError
+    except BaseException as error:  # Ctrl-C, SIGTERM, or what a library raised in their place
+        how = stopped_by(error)
+        if how is None:
             raise
-        log("whisperms-bulk: interrupted (the files written so far are kept)")
-        return 130
-    except Terminated:
-        log("whisperms-bulk: terminated (the files written so far are kept)")
-        return 128 + signal.SIGTERM
+        log(f"whisperms-bulk: {how} (the files written so far are kept)")
+        return 128 + (signal.SIGINT if how == "interrupted" else signal.SIGTERM)
     log(
         f"whisperms-bulk: {stats['transcribed']} transcribed ({stats['audio_s']:.1f} s of audio in "
         f"{stats['seconds']:.1f} s), {stats['skipped']} done before, {stats['failed']} failed"

@@ -18,13 +18,12 @@ from .errors import (
     AudioError,
     OptionsError,
     OutputError,
-    Terminated,
     WhispermsError,
     WhispermsWarning,
     check_working_folder,
-    interrupted,
     one_line,
     raise_terminated,
+    stopped_by,
 )
 from .output_files import (
     OutputOwners,
@@ -224,8 +223,10 @@ def _transcribe_main(argv):
         except OptionsError as error:  # what needs the model: the same for every file
             return _usage(str(error))
         except WhispermsError as error:
+            _raise_if_stopped(error)
             status = _fail(_about(path, error))
         except OSError as error:  # writing: the folder checked above can still change, or fill up
+            _raise_if_stopped(error)
             status = _fail(_unwritable(path, args.output_dir, error))
     return status
 
@@ -273,6 +274,7 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
                 _write(writer, result, path, args.output_dir, writer_args)
                 owners.written(path)
             except OSError as error:
+                _raise_if_stopped(error)
                 status = _fail(_unwritable(path, args.output_dir, error))
     return status
 
@@ -280,6 +282,13 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
 def _write(writer, result, path, output_dir, writer_args):
     os.makedirs(output_dir, exist_ok=True)
     writer(result.to_dict(), path, **writer_args)
+
+
+def _raise_if_stopped(error):
+    """An error that came out of Ctrl-C or SIGTERM (a cleanup's, in its place) ends the run: main
+    says so."""
+    if stopped_by(error) is not None:
+        raise error
 
 
 def _about(path, error):
@@ -367,18 +376,20 @@ def main(argv=None):
     except BrokenPipeError:  # `whisperms models | head -1`: a reader that has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        return _stopped("interrupted", 128 + signal.SIGINT)  # as a shell reports it
-    except ImportError as error:
-        if not interrupted(error):
+    except BaseException as error:  # also what a library's cleanup raised in Ctrl-C's place
+        how = stopped_by(error)
+        if how is None:
             raise
-        return _stopped("interrupted", 128 + signal.SIGINT)
-    except Terminated:  # also Ctrl-C during a MindSpore graph run: MindSpore makes it SIGTERM
-        return _stopped("terminated", 128 + signal.SIGTERM)
+        return _stopped(how, _STOP_STATUS[how])
     finally:
         warnings.showwarning = saved
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+# as a shell reports them; "terminated" is also Ctrl-C during a MindSpore graph run, which MindSpore
+# turns into SIGTERM
+_STOP_STATUS = {"interrupted": 128 + signal.SIGINT, "terminated": 128 + signal.SIGTERM}
 
 
 def _stopped(how: str, status: int) -> int:

@@ -2,6 +2,7 @@
 non-zero."""
 
 import os
+from typing import Optional
 
 
 def one_line(text: str) -> str:
@@ -95,13 +96,17 @@ def check_same_process(pid: int):
         raise ForkedProcess()
 
 
-def interrupted(error: BaseException) -> bool:
-    """Whether `error` is a KeyboardInterrupt, or was caused by one: Ctrl-C while MindSpore's C
-    extension is imported comes out as "ImportError: initialization failed"."""
+def stopped_by(error: BaseException) -> Optional[str]:
+    """How a signal stopped the run that raised `error`: "interrupted" if it is a KeyboardInterrupt
+    or came while one was raised or handled, "terminated" for Terminated likewise, else None. Ctrl-C while MindSpore's C extension is
+    imported comes out as "ImportError: initialization failed"; in tqdm's lock, as a RuntimeError
+    raised while the KeyboardInterrupt was handled."""
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, KeyboardInterrupt):
-            return True
+            return "interrupted"
+        if isinstance(error, Terminated):
+            return "terminated"
         seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return False
+    return None
