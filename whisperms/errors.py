@@ -97,10 +97,11 @@ def check_same_process(pid: int):
 
 
 def stopped_by(error: BaseException) -> Optional[str]:
-    """How a signal stopped the run that raised `error`: "interrupted" if it is a KeyboardInterrupt
-    or came while one was raised or handled, "terminated" for Terminated likewise, else None. Ctrl-C while MindSpore's C extension is
-    imported comes out as "ImportError: initialization failed"; in tqdm's lock, as a RuntimeError
-    raised while the KeyboardInterrupt was handled."""
+    """How a signal stopped the run that raised `error`: "interrupted" if it is a
+    KeyboardInterrupt or came while one was raised or handled, "terminated" for Terminated
+    likewise, else None. Ctrl-C while MindSpore's C extension is imported comes out as
+    "ImportError: initialization failed"; in tqdm's lock, as a RuntimeError raised while the
+    KeyboardInterrupt was handled."""
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, KeyboardInterrupt):
