@@ -1,6 +1,7 @@
 """The command's output handling where the world gets in the way: inputs that would overwrite each
 other's transcripts, outputs that are symbolic links or too long a name, a standard output that
-is closed or cannot encode the text, and Ctrl-C. Real CLI processes, tiny.en (base for accents)."""
+is closed or cannot encode the text, standard input as an input (-), and Ctrl-C. Real CLI
+processes, tiny.en (base for accents)."""
 
 import os
 import signal
@@ -261,3 +262,46 @@ def test_what_a_cleanup_raises_in_ctrl_c_place_still_ends_the_run_as_interrupted
     assert stopped_by(KeyboardInterrupt()) == "interrupted"
     assert stopped_by(_raised(_during(ValueError("x"), RuntimeError("y")))) is None
     assert stopped_by(RuntimeError("alone")) is None
+
+
+def test_standard_input_as_openai_and_whisper_cpp_take_it(tmp_path, tiny_en_ct2_dir):
+    """`-` is the audio piped in, its transcripts written under its name (-.txt), as openai's CLI
+    (through ffmpeg) and whisper.cpp's take it: the text of the file read by name, sequentially and
+    in a batch beside another file. Standard input that is a terminal (reading would wait for
+    someone to type audio) or closed is one line before the model loads, not a wait for ever."""
+    model = ("--model", tiny_en_ct2_dir, "--output_format", "txt", "--verbose", "False")
+    status, _, stderr = run(SHORT, *model, "-o", tmp_path / "named")
+    assert (status, stderr) == (0, [])
+    named = (tmp_path / "named" / f"{SHORT.stem}.txt").read_text()
+    assert "comparatively modern" in named
+    for batch in ([], [OTHER, "--batch_size", "2"]):
+        out = tmp_path / f"piped{len(batch)}"
+        proc = subprocess.run(
+            command("-", *batch, *model, "-o", out),
+            input=SHORT.read_bytes(),
+            capture_output=True,
+            timeout=600,
+            env=user_env(),
+        )
+        assert (proc.returncode, proc.stderr) == (0, b""), batch
+        assert (out / "-.txt").read_text() == named, batch
+    primary, secondary = os.openpty()
+    try:
+        terminal = subprocess.run(
+            command("-", *model), stdin=secondary, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert terminal.returncode == 1
+    assert terminal.stderr.splitlines() == [
+        "whisperms: error: -: standard input is a terminal: pipe the audio in "
+        "(ffmpeg -i talk.mp4 -f wav - | whisperms -), or name a file"
+    ]
+    closed = subprocess.run(
+        command("-", *model), preexec_fn=lambda: os.close(0), capture_output=True, text=True
+    )
+    assert (closed.returncode, closed.stderr.splitlines()) == (
+        1,
+        ["whisperms: error: -: standard input is closed: pipe the audio in, or name a file"],
+    )

@@ -38,6 +38,10 @@ from .output_files import (
 MAX_TEMPERATURES = 1001
 EXIT_RUNTIME = 1
 
+# The input that stands for standard input, as openai's CLI (through ffmpeg) and whisper.cpp's take
+# it; its transcripts are written as theirs are, under its name: -.txt, -.srt, ...
+STDIN = "-"
+
 
 def _temperatures(args):
     """openai's CLI: the first temperature, then steps of the increment up to 1.0 (just the first
@@ -162,7 +166,7 @@ def _transcribe_main(argv):
     status, paths = 0, []
     for path in args.audio:
         try:
-            paths.append(check_audio_file(path))
+            paths.append(path if path == STDIN and _check_stdin() else check_audio_file(path))
         except AudioError as error:
             status = _fail(str(error))
     try:
@@ -212,7 +216,7 @@ def _transcribe_main(argv):
             check_targets(args.output_format, args.output_dir, path, inputs)
             transcriber = Transcriber(
                 model,
-                path,
+                _opened(path),
                 verbose=args.verbose,
                 progress=show_progress(args.verbose),
                 options=options,
@@ -261,7 +265,7 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
                 ready.append(path)
             except OutputError as error:
                 status = _fail(_about(path, error))
-        for index, result in transcriber.results(ready):
+        for index, result in transcriber.results([_opened(path) for path in ready]):
             path = ready[index]
             if isinstance(result, WhispermsError):
                 status = _fail(_about(path, result))
@@ -277,6 +281,24 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
                 _raise_if_stopped(error)
                 status = _fail(_unwritable(path, args.output_dir, error))
     return status
+
+
+def _check_stdin() -> bool:
+    """True if "-" can be read: standard input is open and not a terminal (where reading would
+    wait for ever for someone to type audio); else an AudioError saying so."""
+    if sys.stdin is None or sys.stdin.closed:
+        raise AudioError("-: standard input is closed: pipe the audio in, or name a file")
+    if sys.stdin.isatty():
+        raise AudioError(
+            "-: standard input is a terminal: pipe the audio in "
+            "(ffmpeg -i talk.mp4 -f wav - | whisperms -), or name a file"
+        )
+    return True
+
+
+def _opened(path):
+    """What transcribe takes for an input: "-" is standard input, read to its end."""
+    return sys.stdin.buffer if path == STDIN else path
 
 
 def _write(writer, result, path, output_dir, writer_args):

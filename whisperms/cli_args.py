@@ -74,7 +74,7 @@ def transcribe_parser():
         description="Transcribe audio with Whisper on MindSpore.",
         epilog="Also: 'whisperms convert SRC DST' and 'whisperms models'.",
     )
-    p.add_argument("audio", nargs="+", help="audio file(s) to transcribe")
+    p.add_argument("audio", nargs="+", help="audio file(s) to transcribe; - reads standard input")
     # the names live in hub.py, which imports MindSpore: not listed here
     p.add_argument(
         "--model",
