@@ -634,6 +634,69 @@ def test_ctrl_c_reaches_a_server_started_with_it_ignored(tiny_en_ct2_dir):
             process.wait()
 
 
+def test_ctrl_c_ends_the_server_with_one_line(tiny_en_ct2_dir):
+    """Ctrl-C before uvicorn runs (MindSpore importing, the model loading) ends the server with one
+    line and status 130, as the whisperms command; it was a traceback ("ImportError:
+    initialization failed") or a fatal error in the interpreter's shutdown. Ctrl-C once it runs
+    ends it after uvicorn's log of its shutdown, with that line too: uvicorn raises the signal
+    again when it is done, which was a KeyboardInterrupt's traceback."""
+    import signal
+    import subprocess
+    import sys
+
+    from user_env import default_sigint, user_env
+
+    started = "import sys; from whisperms.server import main; print(flush=True); sys.exit(main())"
+    for delay in (0.3, 1.5):
+        process = subprocess.Popen(
+            [sys.executable, "-c", started, "--model", tiny_en_ct2_dir, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=user_env(),
+            preexec_fn=default_sigint,
+        )
+        try:
+            assert process.stdout.readline() == "\n"
+            time.sleep(delay)
+            process.send_signal(signal.SIGINT)
+            status = process.wait(timeout=120)
+            assert (status, process.stderr.read().splitlines()) == (
+                130,
+                ["whisperms-server: interrupted"],
+            ), delay
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", started, "--model", tiny_en_ct2_dir, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=user_env(),
+        preexec_fn=default_sigint,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=60)
+        log = process.stderr.read().splitlines()
+        assert (status, log[-1]) == (130, "whisperms-server: interrupted"), log
+        assert not [line for line in log if "Traceback" in line or "Error" in line], log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_beam_size_is_none_or_a_number_the_batched_mode_takes(tiny_en_ct2_dir, capsys):
     """`--beam_size None` (the default, greedy) is accepted as the CLI's is; a value reaches the
     batched mode, which refuses 0 in one line; a word is a usage error."""

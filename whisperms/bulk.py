@@ -35,6 +35,7 @@ from typing import List, Optional, Sequence, Tuple
 from .bulk_tasks import run_tasks
 from .cli_args import EXIT_USAGE, Parser, optional
 from .errors import (
+    STOP_STATUS,
     AudioError,
     OptionsError,
     Terminated,
@@ -585,7 +586,7 @@ def main(argv=None) -> int:
         if how is None:
             raise
         log(f"whisperms-bulk: {how} (the files written so far are kept)")
-        return 128 + (signal.SIGINT if how == "interrupted" else signal.SIGTERM)
+        return STOP_STATUS[how]
     log(
         f"whisperms-bulk: {stats['transcribed']} transcribed ({stats['audio_s']:.1f} s of audio in "
         f"{stats['seconds']:.1f} s), {stats['skipped']} done before, {stats['failed']} failed"

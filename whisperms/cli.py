@@ -21,6 +21,7 @@ from .errors import (
     WhispermsError,
     WhispermsWarning,
     check_working_folder,
+    end_stopped,
     one_line,
     raise_terminated,
     stopped_by,
@@ -402,32 +403,11 @@ def main(argv=None):
         how = stopped_by(error)
         if how is None:
             raise
-        return _stopped(how, _STOP_STATUS[how])
+        return end_stopped("whisperms", how)
     finally:
         warnings.showwarning = saved
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-# as a shell reports them; "terminated" is also Ctrl-C during a MindSpore graph run, which MindSpore
-# turns into SIGTERM
-_STOP_STATUS = {"interrupted": 128 + signal.SIGINT, "terminated": 128 + signal.SIGTERM}
-
-
-def _stopped(how: str, status: int) -> int:
-    """One line, then the status. A file being written is gone by now (its writer removes it).
-    Once MindSpore is imported the process ends here: an import it did not finish leaves exit hooks
-    that crash the interpreter's shutdown, with pages of tracebacks."""
-    print(f"whisperms: {how}", file=sys.stderr)
-    # a failed import takes "mindspore" itself out of sys.modules, not what it had loaded
-    if not any(name.partition(".")[0] == "mindspore" for name in list(sys.modules)):
-        return status
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):
-            pass
-    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 non-zero."""
 
 import os
+import signal
+import sys
 from typing import Optional
 
 
@@ -111,3 +113,26 @@ def stopped_by(error: BaseException) -> Optional[str]:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+# Statuses as a shell reports a command a signal ended; "terminated" is also Ctrl-C during a
+# MindSpore graph run, which MindSpore turns into SIGTERM.
+STOP_STATUS = {"interrupted": 128 + signal.SIGINT, "terminated": 128 + signal.SIGTERM}
+
+
+def end_stopped(prog: str, how: str) -> int:
+    """A command stopped by a signal (`how`, from stopped_by): one line ("PROG: interrupted"),
+    then its status. A file being written is gone by now (its writer removes it). Once MindSpore is
+    imported the process ends here: an import it did not finish leaves exit hooks that crash the
+    interpreter's shutdown, with pages of tracebacks."""
+    print(f"{prog}: {how}", file=sys.stderr)
+    status = STOP_STATUS[how]
+    # a failed import takes "mindspore" itself out of sys.modules, not what it had loaded
+    if not any(name.partition(".")[0] == "mindspore" for name in list(sys.modules)):
+        return status
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(status)

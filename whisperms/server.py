@@ -40,6 +40,8 @@ from .errors import (
     WhispermsError,
     WhispermsWarning,
     check_working_folder,
+    end_stopped,
+    stopped_by,
 )
 from .server_worker import BatchingWorker
 from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
@@ -418,6 +420,16 @@ def create_app(
 
 
 def main(argv=None) -> int:
+    try:
+        return _serve(argv)
+    except BaseException as error:  # Ctrl-C while the model loads (uvicorn's own handles it after)
+        how = stopped_by(error)
+        if how is None:
+            raise
+        return end_stopped("whisperms-server", how)
+
+
+def _serve(argv) -> int:
     parser = Parser(
         prog="whisperms-server",
         description="An OpenAI-compatible transcription server (POST /v1/audio/transcriptions); "
