@@ -422,7 +422,8 @@ def create_app(
 def main(argv=None) -> int:
     try:
         return _serve(argv)
-    except BaseException as error:  # Ctrl-C while the model loads (uvicorn's own handles it after)
+    # Ctrl-C while the model loads, or the signal uvicorn raises again once it has shut down
+    except BaseException as error:
         how = stopped_by(error)
         if how is None:
             raise
