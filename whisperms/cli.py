@@ -167,7 +167,7 @@ def _transcribe_main(argv):
     status, paths = 0, []
     for path in args.audio:
         try:
-            paths.append(path if path == STDIN and _check_stdin() else check_audio_file(path))
+            paths.append(_check_stdin() if path == STDIN else check_audio_file(path))
         except AudioError as error:
             status = _fail(str(error))
     try:
@@ -284,9 +284,10 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
     return status
 
 
-def _check_stdin() -> bool:
-    """True if "-" can be read: standard input is open and not a terminal (where reading would
-    wait for ever for someone to type audio); else an AudioError saying so."""
+def _check_stdin() -> str:
+    """STDIN if it can be read, as check_audio_file returns a path: standard input is open and not
+    a terminal (where reading would wait for ever for someone to type audio); else an AudioError
+    saying so."""
     if sys.stdin is None or sys.stdin.closed:
         raise AudioError("-: standard input is closed: pipe the audio in, or name a file")
     if sys.stdin.isatty():
@@ -294,7 +295,7 @@ def _check_stdin() -> bool:
             "-: standard input is a terminal: pipe the audio in "
             "(ffmpeg -i talk.mp4 -f wav - | whisperms -), or name a file"
         )
-    return True
+    return STDIN
 
 
 def _opened(path):
