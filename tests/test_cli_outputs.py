@@ -262,6 +262,58 @@ def test_what_a_cleanup_raises_in_ctrl_c_place_still_ends_the_run_as_interrupted
     assert stopped_by(KeyboardInterrupt()) == "interrupted"
     assert stopped_by(_raised(_during(ValueError("x"), RuntimeError("y")))) is None
     assert stopped_by(RuntimeError("alone")) is None
+    # MindSpore's C++ passing on a KeyboardInterrupt raised in Python code it called (seen in a
+    # clean-clone CI run: Ctrl-C while whisperms-server imported MindSpore)
+    assert stopped_by(RuntimeError("KeyboardInterrupt: <EMPTY MESSAGE>\n\nAt:\n ...")) == (
+        "interrupted"
+    )
+
+
+_CTRL_C_IN_BLOCK = """
+import os, signal, sys, time
+from whisperms.errors import ctrl_c_ends
+{handler}
+with ctrl_c_ends("prog"):
+    print("in", flush=True)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)
+    print("went on", flush=True)
+print("after", flush=True)
+os.kill(os.getpid(), signal.SIGINT)
+"""
+
+
+@pytest.mark.parametrize(
+    "handler, status, stdout, stderr",
+    [
+        # as from a shell: one line, at once, whatever the block was doing
+        ("", 130, ["in"], ["prog: interrupted"]),
+        # an application's handler is left as it is, inside the block and after it
+        (
+            "signal.signal(signal.SIGINT, lambda *_: print('own', flush=True))",
+            0,
+            ["in", "own", "went on", "after", "own"],
+            [],
+        ),
+    ],
+)
+def test_ctrl_c_while_mindspore_imports_ends_the_process_at_once(handler, status, stdout, stderr):
+    """While MindSpore imports and the model loads, Ctrl-C ends the command at once: raised as a
+    KeyboardInterrupt it came out of MindSpore's C++ as "RuntimeError: KeyboardInterrupt", and the
+    half-done import crashed the interpreter's shutdown (status -6, in a clean-clone CI run)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_IN_BLOCK.format(handler=handler)],
+        capture_output=True,
+        text=True,
+        env=user_env(),
+        preexec_fn=default_sigint,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout.splitlines(), proc.stderr.splitlines()) == (
+        status,
+        stdout,
+        stderr,
+    )
 
 
 def test_standard_input_as_openai_and_whisper_cpp_take_it(tmp_path, tiny_en_ct2_dir):

@@ -21,6 +21,7 @@ from .errors import (
     WhispermsError,
     WhispermsWarning,
     check_working_folder,
+    ctrl_c_ends,
     end_stopped,
     one_line,
     raise_terminated,
@@ -178,19 +179,18 @@ def _transcribe_main(argv):
     if not paths:
         return status
 
-    from . import load_model
-    from .transcribe import Transcriber
-    from .writers import get_writer
-
     try:
-        model = load_model(
-            args.model,
-            device=args.device,
-            dtype=args.dtype,
-            download_root=args.model_dir,
-            attn_implementation=args.attn_implementation,
-            threads=args.threads or None,
-        )
+        with ctrl_c_ends("whisperms"):
+            from . import load_model
+
+            model = load_model(
+                args.model,
+                device=args.device,
+                dtype=args.dtype,
+                download_root=args.model_dir,
+                attn_implementation=args.attn_implementation,
+                threads=args.threads or None,
+            )
     except OptionsError as error:
         return _usage(str(error))
     except WhispermsError as error:
@@ -203,6 +203,9 @@ def _transcribe_main(argv):
             f"conv {rt.conv}, cores {rt.threads or 'all'}",
             file=sys.stderr,
         )
+    from .transcribe import Transcriber
+    from .writers import get_writer
+
     writer, owners = get_writer(args.output_format, args.output_dir), OutputOwners()
     inputs = real_paths(paths)
     if options.batched:

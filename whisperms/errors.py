@@ -4,6 +4,8 @@ non-zero."""
 import os
 import signal
 import sys
+import threading
+from contextlib import contextmanager
 from typing import Optional
 
 
@@ -98,18 +100,26 @@ def check_same_process(pid: int):
         raise ForkedProcess()
 
 
+# How MindSpore's C++ passes on a KeyboardInterrupt raised in Python code it called: a RuntimeError
+# with this text, without the KeyboardInterrupt as its cause.
+_TRANSLATED_INTERRUPT = "KeyboardInterrupt:"
+
+
 def stopped_by(error: BaseException) -> Optional[str]:
     """How a signal stopped the run that raised `error`: "interrupted" if it is a
     KeyboardInterrupt or came while one was raised or handled, "terminated" for Terminated
     likewise, else None. Ctrl-C while MindSpore's C extension is imported comes out as
-    "ImportError: initialization failed"; in tqdm's lock, as a RuntimeError raised while the
-    KeyboardInterrupt was handled."""
+    "ImportError: initialization failed", or as MindSpore's RuntimeError "KeyboardInterrupt:
+    <EMPTY MESSAGE>"; in tqdm's lock, as a RuntimeError raised while the KeyboardInterrupt was
+    handled."""
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, KeyboardInterrupt):
             return "interrupted"
         if isinstance(error, Terminated):
             return "terminated"
+        if isinstance(error, RuntimeError) and str(error).startswith(_TRANSLATED_INTERRUPT):
+            return "interrupted"
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
@@ -120,15 +130,15 @@ def stopped_by(error: BaseException) -> Optional[str]:
 STOP_STATUS = {"interrupted": 128 + signal.SIGINT, "terminated": 128 + signal.SIGTERM}
 
 
-def end_stopped(prog: str, how: str) -> int:
+def end_stopped(prog: str, how: str, at_once: bool = False) -> int:
     """A command stopped by a signal (`how`, from stopped_by): one line ("PROG: interrupted"),
     then its status. A file being written is gone by now (its writer removes it). Once MindSpore is
-    imported the process ends here: an import it did not finish leaves exit hooks that crash the
-    interpreter's shutdown, with pages of tracebacks."""
+    imported (or `at_once`) the process ends here: an import it did not finish leaves exit hooks
+    that crash the interpreter's shutdown, with pages of tracebacks."""
     print(f"{prog}: {how}", file=sys.stderr)
     status = STOP_STATUS[how]
     # a failed import takes "mindspore" itself out of sys.modules, not what it had loaded
-    if not any(name.partition(".")[0] == "mindspore" for name in list(sys.modules)):
+    if not at_once and not any(name.partition(".")[0] == "mindspore" for name in list(sys.modules)):
         return status
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -136,3 +146,23 @@ def end_stopped(prog: str, how: str) -> int:
         except (AttributeError, OSError, ValueError):
             pass
     os._exit(status)
+
+
+@contextmanager
+def ctrl_c_ends(prog: str):
+    """While the block runs (MindSpore imports, a model loads: nothing is being written), Ctrl-C
+    ends the process at once with one line and status 130. Raised as a KeyboardInterrupt there, it
+    can come out of MindSpore's C++ as another error, or leave an import half done whose exit hooks
+    crash the interpreter's shutdown. Only Python's own handler is replaced, in the main thread (an
+    application's handler, or SIGINT ignored, stays as it is), and it comes back after the block."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: end_stopped(prog, "interrupted", True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -40,6 +40,7 @@ from .errors import (
     WhispermsError,
     WhispermsWarning,
     check_working_folder,
+    ctrl_c_ends,
     end_stopped,
     stopped_by,
 )
@@ -469,8 +470,6 @@ def _serve(argv) -> int:
             file=sys.stderr,
         )
         return 1
-    from . import load_model
-
     try:
         # before the model loads: a bad value fails at once
         _checked_limit(args.max_concurrent_requests)
@@ -478,14 +477,17 @@ def _serve(argv) -> int:
         if not 0 <= args.port <= MAX_PORT:
             raise OptionsError(f"--port must be from 0 to {MAX_PORT}, got {args.port}")
         _check_address(args.host, args.port)
-        model = load_model(args.model, download_root=args.model_dir)
-        app = create_app(
-            model,
-            batch_size=args.batch_size,
-            beam_size=args.beam_size,
-            max_upload_mb=args.max_upload_mb,
-            max_concurrent_requests=args.max_concurrent_requests,
-        )
+        with ctrl_c_ends("whisperms-server"):
+            from . import load_model
+
+            model = load_model(args.model, download_root=args.model_dir)
+            app = create_app(
+                model,
+                batch_size=args.batch_size,
+                beam_size=args.beam_size,
+                max_upload_mb=args.max_upload_mb,
+                max_concurrent_requests=args.max_concurrent_requests,
+            )
     except WhispermsError as error:
         print(f"whisperms-server: error: {error}", file=sys.stderr)
         return 1
