@@ -608,6 +608,43 @@ def test_permissions_as_another_user(shared_tmp):
     assert list(readonly.iterdir()) == []
 
 
+def _can_mount_read_only():
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(
+    not _can_mount_read_only(), reason="needs unshare to mount a read-only file system"
+)
+def test_output_folder_on_a_read_only_file_system(tmp_path):
+    """An output folder on a file system mounted read-only (a container's, a recovery mount) was
+    "not writable: permission denied", which sends a user to chmod: it names the file system."""
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    # a read-only tmpfs over the folder, in a mount namespace of the CLI's own
+    mounted = [
+        "unshare",
+        "-rm",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o ro none "$0" && exec "$@"',
+        readonly,
+    ]
+    e = "whisperms: error: "
+    assert cli(SHORT, "-o", readonly, prefix=mounted) == (
+        1,
+        [],
+        [e + f"output folder {readonly} is on a read-only file system"],
+    )
+    deeper = readonly / "a" / "b"
+    assert cli(SHORT, "-o", deeper, prefix=mounted) == (
+        1,
+        [],
+        [e + f"cannot create output folder {deeper}: {readonly} is on a read-only file system"],
+    )
+
+
 # --- 7. the output folder: checked before decoding, one line
 # -------------------------------------------------------
 

@@ -24,6 +24,12 @@ def check_output_folder(folder):
         raise OutputError(f"output folder {folder} exists and is not a folder")
     if not os.path.isdir(existing):
         raise OutputError(f"cannot create output folder {folder}: {existing} is not a folder")
+    if _read_only(existing):
+        if existing == path:
+            raise OutputError(f"output folder {folder} is on a read-only file system")
+        raise OutputError(
+            f"cannot create output folder {folder}: {existing} is on a read-only file system"
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
         if existing == path:
             raise OutputError(f"output folder {folder} is not writable: permission denied")
@@ -36,6 +42,15 @@ def check_output_folder(folder):
         raise OutputError(
             f"{where} writable: creating a file there failed ({error.strerror or error})"
         ) from None
+
+
+def _read_only(folder) -> bool:
+    """Whether `folder` is on a file system mounted read-only, where access() says only that
+    writing is refused, as for a folder one lacks the permission for."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def output_paths(output_format, output_dir, audio_path):
