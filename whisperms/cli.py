@@ -179,18 +179,17 @@ def _transcribe_main(argv):
     if not paths:
         return status
 
+    with ctrl_c_ends("whisperms"):
+        from . import load_model
     try:
-        with ctrl_c_ends("whisperms"):
-            from . import load_model
-
-            model = load_model(
-                args.model,
-                device=args.device,
-                dtype=args.dtype,
-                download_root=args.model_dir,
-                attn_implementation=args.attn_implementation,
-                threads=args.threads or None,
-            )
+        model = load_model(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            download_root=args.model_dir,
+            attn_implementation=args.attn_implementation,
+            threads=args.threads or None,
+        )
     except OptionsError as error:
         return _usage(str(error))
     except WhispermsError as error:

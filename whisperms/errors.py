@@ -150,11 +150,13 @@ def end_stopped(prog: str, how: str, at_once: bool = False) -> int:
 
 @contextmanager
 def ctrl_c_ends(prog: str):
-    """While the block runs (MindSpore imports, a model loads: nothing is being written), Ctrl-C
+    """While the block runs (MindSpore imports: nothing is being written, no cleanup is due), Ctrl-C
     ends the process at once with one line and status 130. Raised as a KeyboardInterrupt there, it
-    can come out of MindSpore's C++ as another error, or leave an import half done whose exit hooks
-    crash the interpreter's shutdown. Only Python's own handler is replaced, in the main thread (an
-    application's handler, or SIGINT ignored, stays as it is), and it comes back after the block."""
+    can come out of MindSpore's C++ as another error, or leave the import half done, whose exit
+    hooks crash the interpreter's shutdown. Only Python's own handler is replaced, in the main
+    thread (an application's handler, or SIGINT ignored, stays as it is), and it comes back after
+    the block. Not for loading a model: a conversion's temporary folder is removed on the way
+    out."""
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler

@@ -479,15 +479,14 @@ def _serve(argv) -> int:
         _check_address(args.host, args.port)
         with ctrl_c_ends("whisperms-server"):
             from . import load_model
-
-            model = load_model(args.model, download_root=args.model_dir)
-            app = create_app(
-                model,
-                batch_size=args.batch_size,
-                beam_size=args.beam_size,
-                max_upload_mb=args.max_upload_mb,
-                max_concurrent_requests=args.max_concurrent_requests,
-            )
+        model = load_model(args.model, download_root=args.model_dir)
+        app = create_app(
+            model,
+            batch_size=args.batch_size,
+            beam_size=args.beam_size,
+            max_upload_mb=args.max_upload_mb,
+            max_concurrent_requests=args.max_concurrent_requests,
+        )
     except WhispermsError as error:
         print(f"whisperms-server: error: {error}", file=sys.stderr)
         return 1
