@@ -71,6 +71,36 @@ def server(tiny_en_model):
     s.close()
 
 
+def _health(server):
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health", timeout=30) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_health_says_whether_requests_are_decoded(tiny_en_model):
+    """GET /health, as a load balancer or a Kubernetes probe asks it: 200 while the worker decodes
+    requests (with the model and the requests queued), 503 in OpenAI's error object before it
+    starts and once it has stopped."""
+    server = _Server(tiny_en_model, hold=True)
+    try:
+        status, body = _health(server)
+        assert (status, body["error"]["type"]) == (503, "server_error")
+        assert body["error"]["message"] == "the decoding thread is not running"
+        server.release()
+        assert _health(server) == (200, {"status": "ok", "model": "tiny.en", "queued": 0})
+        assert _transcribe(server.client, CLIPS[0]).text
+        server.worker.stop()
+        assert _health(server)[0] == 503
+    finally:
+        server.close()
+
+
 def _transcribe(client, name, model="whisper-1", **kwargs):
     with open(DATA / name, "rb") as f:
         return client.audio.transcriptions.create(model=model, file=(name, f), **kwargs)

@@ -268,6 +268,14 @@ def create_app(
             "model_not_found",
         )
 
+    @app.get("/health")
+    async def health():
+        # a load balancer's or an orchestrator's probe: the server listens only once the model is
+        # loaded, and a worker that no longer decodes would leave every request waiting
+        if not worker.alive():
+            return _error(503, "the decoding thread is not running", kind="server_error")
+        return {"status": "ok", "model": name, "queued": worker.queued()}
+
     @app.get("/v1/models")
     async def models():
         return {"object": "list", "data": [served]}

@@ -81,6 +81,10 @@ class BatchingWorker:
         self._stopped = True
         self._wake.set()
 
+    def alive(self) -> bool:
+        """Whether the thread is decoding requests (started, not stopped, not ended)."""
+        return self._thread.is_alive() and not self._stopped
+
     def queued(self) -> int:
         """Requests waiting for their result (not those given up)."""
         with self._lock:
