@@ -404,6 +404,9 @@ def test_options_fold_and_parse():
         ("{bad json", "not valid JSON"),
         ("[1]", "not name=value"),
         ("foo=1", "unknown VAD"),
+        # the last one taken, silently, as JSON parsers and dict() do
+        ("threshold=0.5, threshold=0.6", "'threshold' is given twice"),
+        ('{"speech_pad_ms": 30, "speech_pad_ms": 30}', "'speech_pad_ms' is given twice"),
     ):
         with pytest.raises(OptionsError, match=message):
             parse_vad_parameters(text)

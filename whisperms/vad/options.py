@@ -82,19 +82,30 @@ def parse_vad_parameters(text: str) -> VadOptions:
     text = text.strip()
     if text.startswith("{"):
         try:
-            values = json.loads(text)
+            values = json.loads(text, object_pairs_hook=_once_each)
         except ValueError as e:
             raise OptionsError(f"VAD parameters are not valid JSON: {e}") from None
         if not isinstance(values, dict):
             raise OptionsError("VAD parameters must be a JSON object")
         return vad_options(values)
-    values = {}
+    pairs = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = item.partition("=")
         if not sep:
             raise OptionsError(f"VAD parameter '{item}' is not name=value")
-        values[name.strip()] = _number(name.strip(), value.strip())
-    return vad_options(values)
+        pairs.append((name.strip(), _number(name.strip(), value.strip())))
+    return vad_options(_once_each(pairs))
+
+
+def _once_each(pairs) -> dict:
+    """A dict of (name, value) pairs in which no name comes twice: given twice, with the same value
+    or another, it is a typo whose meaning one cannot tell, not a value to take the last of."""
+    values = {}
+    for name, value in pairs:
+        if name in values:
+            raise OptionsError(f"VAD parameter '{name}' is given twice")
+        values[name] = value
+    return values
 
 
 def _number(name, value):
