@@ -410,6 +410,9 @@ def test_options_fold_and_parse():
     ):
         with pytest.raises(OptionsError, match=message):
             parse_vad_parameters(text)
+    with pytest.raises(OptionsError) as twice:
+        parse_vad_parameters('{"threshold": 0.5, "threshold": 0.6}')
+    assert str(twice.value) == "VAD parameter 'threshold' is given twice"  # not "not valid JSON"
     with pytest.raises(OptionsError, match="dict or VadOptions"):
         vad_options(0.5)
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -83,7 +83,8 @@ def parse_vad_parameters(text: str) -> VadOptions:
     if text.startswith("{"):
         try:
             values = json.loads(text, object_pairs_hook=_once_each)
-        except ValueError as e:
+        # not ValueError: _once_each's OptionsError is one, and is no syntax error
+        except json.JSONDecodeError as e:
             raise OptionsError(f"VAD parameters are not valid JSON: {e}") from None
         if not isinstance(values, dict):
             raise OptionsError("VAD parameters must be a JSON object")
