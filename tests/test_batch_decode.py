@@ -105,6 +105,36 @@ def test_without_timestamps_and_a_prefix(tiny_en_model, mels):
     assert all(t < 50257 for r in batched for t in r.tokens)
 
 
+PREFIXES = [None, "And", None, "Well, it was", None, None, "The", None]
+
+
+@pytest.mark.parametrize("beam_size", [None, 5], ids=["greedy", "beam5"])
+def test_repetition_rules_and_hotwords_in_a_batch(tiny_en_model, mels, beam_size):
+    """faster-whisper's repetition_penalty, no_repeat_ngram_size and hotwords, with prompts and
+    prefixes of different lengths (the rules read each row's prefix, which a batch's rows leave
+    out): every row's tokens are its tokens alone, and the options change some rows' text."""
+    rules = dict(repetition_penalty=1.4, no_repeat_ngram_size=2, hotwords="Kennedy")
+    options = [
+        DecodingOptions(language="en", beam_size=beam_size, prompt=p, prefix=f, **rules)
+        for p, f in zip(PROMPTS, PREFIXES)
+    ]
+    alone, batched = _alone_and_batched(tiny_en_model, mels, options)
+    for name, one, many in zip(CLIPS, alone, batched):
+        assert many.tokens == one.tokens, name
+        assert many.avg_logprob == pytest.approx(one.avg_logprob, abs=1e-3)
+    plain = tiny_en_model.decode(
+        mels,
+        [
+            DecodingOptions(language="en", beam_size=beam_size, prompt=p, prefix=f)
+            for p, f in zip(PROMPTS, PREFIXES)
+        ],
+    )
+    assert sum(a.tokens != b.tokens for a, b in zip(batched, plain)) >= 2
+    for result in batched:  # no bigram twice, timestamps included (the rule reads them too)
+        pairs = list(zip(result.tokens, result.tokens[1:]))
+        assert len(pairs) == len(set(pairs)), result.text
+
+
 def test_multilingual_rows_detect_their_own_language(base_model):
     """base, language=None: each window's language is detected alone and decoded with it."""
     rows = [r for r in read_manifest() if float(r["duration_s"]) < 30.0]

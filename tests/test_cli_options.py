@@ -387,6 +387,36 @@ def test_decoding_options_reach_transcribe(tmp_path, tiny_en_ct2_dir, tiny_en_mo
     assert all(s["end"] <= 8.0 for s in written["segments"])
 
 
+def test_faster_whisper_options_reach_transcribe(tmp_path, tiny_en_ct2_dir, tiny_en_model):
+    """faster-whisper's `--repetition_penalty`, `--no_repeat_ngram_size`, `--hotwords` and
+    `--max_new_tokens` (beam 5, the CLI's default): the JSON is the Python API's with the same
+    options; the penalty, the n-gram rule and the hotwords each change JFK's text."""
+    options = dict(
+        repetition_penalty=1.5, no_repeat_ngram_size=2, hotwords="Kennedy", max_new_tokens=40
+    )
+    ok(
+        run(
+            JFK,
+            "--model",
+            tiny_en_ct2_dir,
+            "-o",
+            tmp_path,
+            "-f",
+            "json",
+            "--verbose",
+            "False",
+            *[part for name, value in options.items() for part in (f"--{name}", str(value))],
+        )
+    )
+    written = json.loads((tmp_path / "jfk_inaugural_1961.json").read_text())
+    expected = tiny_en_model.transcribe(str(JFK), beam_size=5, best_of=5, **options).to_dict()
+    assert written == json.loads(json.dumps(expected))
+    plain = tiny_en_model.transcribe(str(JFK), beam_size=5, best_of=5).text
+    for name in ("repetition_penalty", "no_repeat_ngram_size", "hotwords"):
+        one = tiny_en_model.transcribe(str(JFK), beam_size=5, best_of=5, **{name: options[name]})
+        assert one.text != plain, name
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="argparse reads '-1,1499' after --suppress_tokens as an option, not its value "

@@ -136,6 +136,21 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
             ],
         ),
         ([a, "--best_of", "0"], 2, [e + "--best_of must be an integer >= 1 or None, got 0"]),
+        (
+            [a, "--repetition_penalty", "0"],
+            2,
+            [e + "--repetition_penalty must be a finite number > 0, got 0.0"],
+        ),
+        (
+            [a, "--no_repeat_ngram_size", "-2"],
+            2,
+            [e + "--no_repeat_ngram_size must be an integer >= 0, got -2"],
+        ),
+        (
+            [a, "--max_new_tokens", "0"],
+            2,
+            [e + "--max_new_tokens must be an integer >= 1 or None, got 0"],
+        ),
         ([a, "--beam_size", "0"], 2, [e + "--beam_size must be an integer >= 1 or None, got 0"]),
         (
             [a, "--beam_size", "two"],
@@ -260,7 +275,7 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
             [e + "the following arguments are required: dst (see whisperms convert --help)"],
         ),
     ]
-    assert cli_checks(cases, cwd=tmp_path) == 32
+    assert cli_checks(cases, cwd=tmp_path) == 35
     # and the real entry point: the same one line, nothing else
     assert cli(a, "--temperature", "-1") == (
         2,
@@ -320,6 +335,15 @@ def test_api_option_values_are_options_errors(tiny_en_model, short_audio):
         (dict(patience=2.0), "patience requires beam_size to be given"),
         (dict(word_timestamps="yes"), "word_timestamps must be True or False, got 'yes'"),
         (dict(initial_prompt=5), "initial_prompt must be a string, got 5"),
+        (dict(hotwords=["a"]), "hotwords must be a string, got ['a']"),
+        (dict(repetition_penalty=None), "repetition_penalty must be a finite number > 0, got None"),
+        (dict(no_repeat_ngram_size=1.5), "no_repeat_ngram_size must be an integer >= 0, got 1.5"),
+        (dict(max_new_tokens="8"), "max_new_tokens must be an integer >= 1 or None, got '8'"),
+        (
+            dict(hotwords="\udcff"),
+            "hotwords is not valid text: character 1 is a byte that is not UTF-8 (give the text "
+            "in UTF-8)",
+        ),
         (
             dict(initial_prompt="abc\udcff"),
             "initial_prompt is not valid text: character 4 is a byte that is not UTF-8 (give the "

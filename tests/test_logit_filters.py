@@ -1,7 +1,9 @@
 """Each logit rule of whisperms.decoding alone, on hand-built token sequences and logits, against
 openai/whisper's semantics (current master `whisper/decoding.py`: SuppressBlank, SuppressTokens,
 ApplyTimestampRules, GreedyDecoder, DecodingTask._get_suppress_tokens / _get_initial_tokens /
-_verify_options).
+_verify_options), and faster-whisper's repetition rules against CTranslate2's
+(`src/decoding_utils.cc`: RepetitionPenalty, NoRepeatNgram; faster-whisper's `get_prompt` for the
+hotwords).
 
 Logits are float32 (B, V) and filled with FILL everywhere except the ids a test names, so the mass
 of the unnamed ids is negligible and each test's numbers decide the outcome. Every filter test
@@ -20,6 +22,8 @@ from whisperms.decoding_checks import verify_options
 from whisperms.errors import OptionsError
 from whisperms.logit_filters import (
     ApplyTimestampRules,
+    NoRepeatNgram,
+    RepetitionPenalty,
     SuppressBlank,
     SuppressEarlyEnd,
     SuppressTokens,
@@ -797,6 +801,16 @@ def test_initial_tokens_keep_the_prefix_with_the_default_sample_len(tok, make_ta
         (dict(temperature=float("nan")), "temperature must be a finite number >= 0"),
         (dict(temperature="0.2"), "temperature must be a finite number >= 0"),
         (dict(sample_len=0), "sample_len must be at least 1, got 0"),
+        (dict(repetition_penalty=0), "repetition_penalty must be a finite number > 0, got 0"),
+        (dict(repetition_penalty=-1.5), "repetition_penalty must be a finite number > 0"),
+        (dict(repetition_penalty=float("inf")), "repetition_penalty must be a finite number"),
+        (dict(repetition_penalty="1.2"), "repetition_penalty must be a finite number > 0"),
+        (dict(repetition_penalty=None), "repetition_penalty must be a finite number > 0"),
+        (dict(no_repeat_ngram_size=-1), "no_repeat_ngram_size must be an integer >= 0, got -1"),
+        (dict(no_repeat_ngram_size=2.0), "no_repeat_ngram_size must be an integer >= 0"),
+        (dict(no_repeat_ngram_size=True), "no_repeat_ngram_size must be an integer >= 0"),
+        (dict(hotwords=["Kennedy"]), "hotwords must be a string, got"),
+        (dict(hotwords="caf\udce9"), "hotwords is not valid text: character 4"),
     ],
 )
 def test_verify_options_rejects(options, message):
@@ -813,6 +827,7 @@ def test_verify_options_rejects(options, message):
         dict(length_penalty=1.0),
         dict(length_penalty=0.6),
         dict(task="translate"),
+        dict(repetition_penalty=0.9, no_repeat_ngram_size=1, hotwords="Kennedy"),
     ],
 )
 def test_verify_options_accepts(options):
@@ -958,3 +973,143 @@ def test_suppress_early_end_keeps_the_ends_of_the_rows_it_keeps(tok):
     ends = np.array([10, 20, 30, 40])
     kept = SuppressEarlyEnd(tok.eot, tok.timestamp_begin, 1, ends).select(np.array([3, 1]))
     assert kept.ends.tolist() == [40, 20]
+
+
+# ---- RepetitionPenalty, NoRepeatNgram (faster-whisper's repetition_penalty, no_repeat_ngram_size)
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_logits_once():
+    """Each token of a row's text, counted once however often it occurs (a token written three
+    times is penalised as one written once): positive logits divided, negative ones multiplied,
+    zero and -inf kept; tokens before the text (the prompt) and tokens not written are unchanged."""
+    logits = make_logits(
+        20,
+        {3: 2.0, 4: -2.0, 5: 0.0, 6: -np.inf, 7: 4.0, 8: 3.0},
+        {3: 2.0, 4: -2.0, 9: 1.5},
+    )
+    # rows: 2 prompt tokens (8 in the first: not counted), then the text
+    tokens = np.array([[8, 1, 3, 3, 4, 5, 6, 3], [1, 1, 9, 2, 2, 2, 2, 2]], np.int64)
+    before = logits.copy()
+    RepetitionPenalty(1.25, 2).apply(logits, tokens)
+    expected = before.copy()
+    expected[0, [3, 4]] = [2.0 / np.float32(1.25), -2.0 * np.float32(1.25)]
+    expected[1, [9, 2]] = [1.5 / np.float32(1.25), FILL * np.float32(1.25)]
+    np.testing.assert_array_equal(logits, expected)  # 5: 0 stays 0, 6: -inf stays -inf, 7, 8 kept
+    # below 1 it rewards repeats: the same formula
+    logits = make_logits(10, {3: 2.0, 4: -2.0})
+    RepetitionPenalty(0.5, 0).apply(logits, np.array([[3, 4]]))
+    assert logits[0, 3] == 4.0 and logits[0, 4] == -1.0
+
+
+def test_repetition_rules_read_each_rows_prefix_and_keep_it_per_row():
+    """In a batch the rows hold only their sampled tokens: each row's prefix comes as `forced`,
+    padded on the left with -1 (the padding is no token), and select keeps the kept rows' own."""
+    forced = np.array([[-1, 7], [5, 6], [-1, -1]])
+    tokens = np.array([[0, 3], [0, 4], [0, 4]], np.int64)  # a last initial token, then one sampled
+    logits = make_logits(10, {7: 1.0, 3: 1.0}, {5: 1.0, 6: -1.0, 4: 2.0}, {4: 2.0, 9: 1.0})
+    RepetitionPenalty(2.0, 1, forced).apply(logits, tokens)
+    assert logits[0, [7, 3]].tolist() == [0.5, 0.5] and logits[0, 9] == FILL
+    assert logits[1, [5, 6, 4]].tolist() == [0.5, -2.0, 1.0]
+    assert logits[2, 4] == 1.0 and logits[2, 9] == 1.0 and logits[2, 7] == FILL
+    kept = RepetitionPenalty(2.0, 1, forced).select(np.array([2, 0]))
+    assert kept.forced.tolist() == [[-1, -1], [-1, 7]]
+    assert RepetitionPenalty(2.0, 1).select(np.array([1])).forced is None
+    # the n-gram rule: row 0's text is 7 3 (its prefix, then 3), row 1's 5 6 4
+    ngram = NoRepeatNgram(1, 1, forced)
+    logits = make_logits(10, {}, {}, {})
+    ngram.apply(logits, tokens)
+    assert_suppressed(make_logits(10, {})[0], logits[0], mask(10, 7, 3))
+    assert_suppressed(make_logits(10, {})[0], logits[1], mask(10, 5, 6, 4))
+    assert_suppressed(make_logits(10, {})[0], logits[2], mask(10, 4))
+    assert ngram.select(np.array([1])).forced.tolist() == [[5, 6]]
+
+
+@pytest.mark.parametrize(
+    "text, size, banned",
+    [
+        ([1, 2, 3, 1, 2], 3, [3]),  # "1 2" was followed by 3
+        ([1, 2, 1, 2, 1], 2, [2]),  # "1" was followed by 2 (twice)
+        ([1, 2, 1, 3, 1], 2, [2, 3]),  # every token that followed "1"
+        ([1, 2, 3, 4], 2, []),  # "4" never occurred before
+        ([5, 5, 5], 2, [5]),
+        ([1, 2, 3, 2], 1, [1, 2, 3]),  # n = 1: no token twice
+        ([1, 2], 3, []),  # shorter than an n-gram
+        ([], 1, []),
+        ([1, 2, 3, 1, 2, 4, 1, 2], 3, [3, 4]),
+    ],
+)
+def test_no_repeat_ngram_bans_what_followed_the_last_n_minus_1_tokens(text, size, banned):
+    """CTranslate2's NoRepeatNgram: every earlier occurrence of the text's last n - 1 tokens bans
+    the token that followed it; the prompt before the text is not read."""
+    tokens = np.array([[9, 9, *text]], np.int64)  # 9: prompt tokens, never banned
+    logits = make_logits(12, {})
+    before = apply(NoRepeatNgram(size, 2), logits, tokens)
+    assert_suppressed(before[0], logits[0], mask(12, *banned))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_no_repeat_ngram_on_many_rows_equals_ctranslate2s_search_per_row(seed):
+    """Random rows of a small alphabet (many repeats), each row against a transcription of
+    CTranslate2's loop (std::search for the last n - 1 tokens, the token after each match)."""
+    rng = np.random.default_rng(seed)
+    size, rows, length = int(rng.integers(1, 5)), 6, int(rng.integers(0, 14))
+    tokens = rng.integers(0, 4, (rows, length)).astype(np.int64)
+    logits = make_logits(6, *([{}] * rows))
+    NoRepeatNgram(size, 0).apply(logits, tokens)
+    for b, row in enumerate(tokens.tolist()):
+        banned = set()
+        if len(row) >= size:
+            pattern = row[len(row) - size + 1 :]
+            for start in range(len(row) - size + 1):
+                if row[start : start + size - 1] == pattern:
+                    banned.add(row[start + size - 1])
+        assert set(np.flatnonzero(np.isneginf(logits[b])).tolist()) == banned, (row, size)
+
+
+def test_repetition_filters_follow_the_options_and_come_first(tok, make_task):
+    """CTranslate2 penalises before its other rules (the timestamp rule compares penalised
+    logits); the filters read the text from the prefix on (the prefix is text, the prompt not)."""
+    task = make_task(tok, repetition_penalty=1.2, no_repeat_ngram_size=3, prefix="Hello")
+    kinds = [type(f) for f in task.logit_filters]
+    assert kinds == [
+        RepetitionPenalty,
+        NoRepeatNgram,
+        SuppressBlank,
+        SuppressTokens,
+        ApplyTimestampRules,
+    ]
+    begin = len(tok.sot_sequence)  # the prefix's <|0.00|> is where the text starts
+    assert task.logit_filters[0].begin == task.logit_filters[1].begin == begin
+    assert task.logit_filters[2].sample_begin == begin + 1 + len(tok.encode(" Hello"))
+    plain = make_task(tok, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    assert [type(f) for f in plain.logit_filters] == [
+        SuppressBlank,
+        SuppressTokens,
+        ApplyTimestampRules,
+    ]
+
+
+def test_initial_tokens_with_hotwords(tok, make_task):
+    """faster-whisper's get_prompt: <|startofprev|>, the hotwords (their first n_ctx // 2 - 1
+    tokens), the prompt (its last as many), then the start tokens; with a prefix, no hotwords."""
+    hot = tok.encode(" Kennedy inaugural")
+    assert make_task(tok, hotwords="  Kennedy inaugural ").initial_tokens == (
+        tok.sot_prev,
+        *hot,
+        *tok.sot_sequence,
+    )
+    assert make_task(tok, hotwords="Kennedy inaugural", prompt="before").initial_tokens == (
+        tok.sot_prev,
+        *hot,
+        *tok.encode(" before"),
+        *tok.sot_sequence,
+    )
+    assert make_task(tok, hotwords="Kennedy", prefix="Hi").initial_tokens == (
+        *tok.sot_sequence,
+        tok.timestamp_begin,
+        *tok.encode(" Hi"),
+    )
+    assert make_task(tok, hotwords="").initial_tokens == tok.sot_sequence
+    many = " ".join(["word"] * 300)
+    got = make_task(tok, hotwords=many).initial_tokens
+    assert got == (tok.sot_prev, *tok.encode(" " + many)[:223], *tok.sot_sequence)

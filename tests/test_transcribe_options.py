@@ -9,6 +9,7 @@ temperature 0 unless a test is about sampling, so both engines are deterministic
 import numpy as np
 import pytest
 
+from whisperms import OptionsError
 from whisperms.audio import (
     N_FRAMES,
     N_SAMPLES,
@@ -319,3 +320,77 @@ def test_openai_idioms_run(tiny_en_model, jfk):
     assert list(dict(result)) == ["text", "segments", "language"]
     assert dict(result["segments"][0]) == {k: v for k, v in result.to_dict()["segments"][0].items()}
     assert [key for key, _ in result.items()] == list(result.keys())
+
+
+# --- faster-whisper's repetition_penalty, no_repeat_ngram_size, hotwords, max_new_tokens
+# -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rules, beam_size",
+    [
+        (dict(repetition_penalty=1.5), 1),
+        (dict(repetition_penalty=1.5), 5),
+        (dict(no_repeat_ngram_size=2), 1),
+        (dict(no_repeat_ngram_size=2), 5),
+        (dict(repetition_penalty=0.8), 1),  # below 1: a reward
+    ],
+    ids=["penalty-greedy", "penalty-beam5", "ngram-greedy", "ngram-beam5", "reward-greedy"],
+)
+def test_repetition_rules(tiny_en_model, fw, jfk, sonnet, rules, beam_size):
+    """CTranslate2's repetition penalty and n-gram rule, as faster-whisper passes them: the same
+    segments, times and text on JFK and on the sonnet's two windows (the second one prompted),
+    greedy and beam 5, each changing the text somewhere."""
+    changed = False
+    for audio in (jfk, sonnet):
+        got = ours(tiny_en_model, audio, beam_size=beam_size, **rules)
+        assert got == theirs(fw, audio, beam_size=beam_size, **rules)
+        changed |= got != ours(tiny_en_model, audio, beam_size=beam_size)
+    assert changed
+
+
+@pytest.mark.parametrize("beam_size", [1, 5])
+def test_repetition_rules_read_the_prefix(tiny_en_model, fw, jfk, beam_size):
+    """The prefix is part of the text the rules read (CTranslate2 forces it as decoded tokens):
+    with no token allowed twice, none of the prefix's comes again."""
+    prefix, rules = "And so, my fellow", dict(no_repeat_ngram_size=1, repetition_penalty=1.3)
+    got = ours(tiny_en_model, jfk, prefix=prefix, beam_size=beam_size, **rules)
+    assert got == theirs(fw, jfk, prefix=prefix, beam_size=beam_size, **rules)
+    assert got[0][2].startswith(" And so, my fellow") and got[0][2].count(",") == 1
+
+
+def test_hotwords(tiny_en_model, fw, jfk, sonnet):
+    """Hotwords go after <|startofprev|>, before the prompt, in every window without a prefix, as
+    faster-whisper's get_prompt puts them: the same transcripts, alone and with an initial prompt
+    (the sonnet's second window has the first one's text too); a prefix drops them."""
+    hot = "Kennedy inaugural"
+    got = ours(tiny_en_model, jfk, hotwords=hot)
+    assert got == theirs(fw, jfk, hotwords=hot) != ours(tiny_en_model, jfk)
+    got = ours(tiny_en_model, sonnet, hotwords="Shakespeare", initial_prompt="Sonnet.")
+    assert got == theirs(fw, sonnet, hotwords="Shakespeare", initial_prompt="Sonnet.")
+    prefixed = ours(tiny_en_model, jfk, hotwords=hot, prefix="And so")
+    assert prefixed == ours(tiny_en_model, jfk, prefix="And so")
+    assert prefixed == theirs(fw, jfk, hotwords=hot, prefix="And so")
+
+
+def test_max_new_tokens(tiny_en_model, fw, jfk, sonnet):
+    """At most this many tokens sampled in a window, as faster-whisper documents it (openai's
+    sample_len). faster-whisper passes CTranslate2 a max_length of the prompt's length plus it,
+    which CTranslate2 halves: with tiny.en's one-token prompt K tokens come from 2K - 1 there, the
+    same transcript. In the batched mode too."""
+    got = ours(tiny_en_model, jfk, max_new_tokens=8)
+    assert got == theirs(fw, jfk, max_new_tokens=15)
+    assert (
+        len(tiny_en_model.transcribe(jfk, temperature=0.0, max_new_tokens=8).segments[0].tokens)
+        == 8
+    )
+    for kwargs in (dict(), dict(batch_size=2)):
+        result = tiny_en_model.transcribe(sonnet, temperature=0.0, max_new_tokens=6, **kwargs)
+        per_window = {}
+        for segment in result.segments:
+            per_window[segment.seek] = per_window.get(segment.seek, 0) + len(segment.tokens)
+        assert len(per_window) >= 2 and max(per_window.values()) == 6, per_window
+    with pytest.raises(OptionsError, match="^max_new_tokens and sample_len are one option"):
+        tiny_en_model.transcribe(jfk, max_new_tokens=5, sample_len=5)
+    with pytest.raises(OptionsError, match="^max_new_tokens must be an integer >= 1 or None"):
+        tiny_en_model.transcribe(jfk, max_new_tokens=0)

@@ -119,6 +119,9 @@ def _transcribe_options(args):
         length_penalty=args.length_penalty,
         suppress_tokens=args.suppress_tokens,
         fp16=args.fp16,
+        repetition_penalty=args.repetition_penalty,
+        no_repeat_ngram_size=args.no_repeat_ngram_size,
+        hotwords=args.hotwords,
     )
     return transcribe_options(
         temperature=temperatures,
@@ -136,6 +139,7 @@ def _transcribe_options(args):
         vad_filter=args.vad_filter,
         vad_parameters=args.vad_parameters,
         batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
         **decode,
     )
 

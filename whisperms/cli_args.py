@@ -148,6 +148,31 @@ def transcribe_parser():
         help="comma-separated token ids never to emit; -1: most symbols and special tokens",
     )
     p.add_argument(
+        "--repetition_penalty",
+        type=float,
+        default=1.0,
+        help="above 1: penalise the tokens already in a window's text (faster-whisper's)",
+    )
+    p.add_argument(
+        "--no_repeat_ngram_size",
+        type=int,
+        default=0,
+        help="never repeat an n-gram of this many tokens in a window's text; 0: off "
+        "(faster-whisper's)",
+    )
+    p.add_argument(
+        "--max_new_tokens",
+        type=optional(int),
+        default=None,
+        help="tokens sampled per window at most (faster-whisper's; default: half the context)",
+    )
+    p.add_argument(
+        "--hotwords",
+        default=None,
+        help="words or phrases to expect, given to every window before its prompt; not with a "
+        "prefix (faster-whisper's)",
+    )
+    p.add_argument(
         "--initial_prompt", default=None, help="text given as the prompt of the first window"
     )
     p.add_argument(

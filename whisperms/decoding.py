@@ -19,6 +19,8 @@ from .errors import OptionsError
 from .logit_filters import (
     ApplyTimestampRules,
     LogitFilter,
+    NoRepeatNgram,
+    RepetitionPenalty,
     SuppressBlank,
     SuppressEarlyEnd,
     SuppressTokens,
@@ -51,6 +53,14 @@ class DecodingOptions:
     # openai's switch, taken so that its calls run: the precision is load_model's dtype, and a
     # value that disagrees with it is a warning (openai's own on a CPU), not a change
     fp16: Optional[bool] = None
+    # faster-whisper's (CTranslate2's): above 1, a penalty on the logits of the tokens already in
+    # the window's text (logit_filters.RepetitionPenalty)
+    repetition_penalty: float = 1.0
+    # faster-whisper's: no n-gram of this many tokens repeated within a window's text; 0 = off
+    no_repeat_ngram_size: int = 0
+    # faster-whisper's: words the model should expect, put after <|startofprev|> before the prompt,
+    # in every window without a prefix
+    hotwords: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -130,10 +140,17 @@ class DecodingTask:
         return (ts, *prefix), True
 
     def _initial_tokens(self) -> Tuple[int, ...]:
+        """[<|startofprev|>, hotwords, prompt], the start tokens, the prefix. As in faster-whisper,
+        the hotwords keep their first n_text_ctx // 2 - 1 tokens and the prompt its last as many,
+        and a window with a prefix has no hotwords."""
         tokens = list(self.sot_sequence) + list(self.prefix_tokens)
-        if self.options.prompt:
-            prompt = self._encode_text(self.options.prompt)
-            tokens = [self.tokenizer.sot_prev] + prompt[-(self.n_ctx // 2 - 1) :] + tokens
+        half = self.n_ctx // 2 - 1
+        previous = self._encode_text(self.options.prompt)[-half:] if self.options.prompt else []
+        hotwords = []
+        if self.options.hotwords and not self.options.prefix:
+            hotwords = self._encode_text(self.options.hotwords)[:half]
+        if previous or hotwords:
+            tokens = [self.tokenizer.sot_prev] + hotwords + previous + tokens
         return tuple(tokens)
 
     def suppress_tokens(self) -> Tuple[int, ...]:
@@ -154,13 +171,22 @@ class DecodingTask:
         ]
         return tuple(sorted(set(requested)))
 
-    def _logit_filters(self, sample_begin=None, opened=None) -> List[LogitFilter]:
+    def _logit_filters(self, sample_begin=None, opened=None, forced=None) -> List[LogitFilter]:
         """The rules, for token rows whose sampled part starts at `sample_begin` (default: after
         the initial tokens), and whose first segment a prefix `opened` (a bool or one per row;
-        default: this task's)."""
-        sample_begin = self.sample_begin if sample_begin is None else sample_begin
-        opened = self.opened if opened is None else opened
+        default: this task's). Rows that start at their sampled part give each one's prefix as
+        `forced` (logit_filters.row_texts)."""
         filters: List[LogitFilter] = []
+        # where the rows' text starts: the prefix, when the rows hold it
+        text_begin = sample_begin
+        if sample_begin is None:
+            sample_begin = self.sample_begin
+            text_begin = sample_begin - len(self.prefix_tokens)
+        if self.options.repetition_penalty != 1:
+            filters.append(RepetitionPenalty(self.options.repetition_penalty, text_begin, forced))
+        if self.options.no_repeat_ngram_size > 0:
+            filters.append(NoRepeatNgram(self.options.no_repeat_ngram_size, text_begin, forced))
+        opened = self.opened if opened is None else opened
         if self.options.suppress_blank:
             filters.append(SuppressBlank(self.tokenizer, sample_begin))
         if self.options.suppress_tokens:
@@ -333,7 +359,9 @@ class BatchDecodingTask:
             self.group = (first.best_of or 1) if first.temperature > 0 else 1
         # one row of initial token, then the sampled part; the rows a prefix opened, per row
         opened = np.repeat([task.opened for task in tasks], self.group)
-        self.logit_filters = tasks[0]._logit_filters(sample_begin=1, opened=opened)
+        self.logit_filters = tasks[0]._logit_filters(
+            sample_begin=1, opened=opened, forced=_prefixes(tasks, self.group)
+        )
         if speech_ends is not None and not first.without_timestamps:
             precision = CHUNK_LENGTH / self.model.dims.n_audio_ctx
             seconds = np.asarray(speech_ends, np.float64)
@@ -389,6 +417,16 @@ class BatchDecodingTask:
         return self.keys[index], task.make_result(
             task.options.language, tokens, sum_logprob, no_speech
         )
+
+
+def _prefixes(tasks: List[DecodingTask], group: int) -> Optional[np.ndarray]:
+    """Each row's prefix tokens (rows: `group` per task), padded on the left with -1; None when no
+    task has a prefix."""
+    width = max(len(task.prefix_tokens) for task in tasks)
+    if not width:
+        return None
+    rows = [[-1] * (width - len(t.prefix_tokens)) + list(t.prefix_tokens) for t in tasks]
+    return np.repeat(np.array(rows, np.int64), group, axis=0)
 
 
 def _features(model, mel):

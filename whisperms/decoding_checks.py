@@ -28,6 +28,17 @@ def _check_types(options):
             not isinstance(value, numbers.Real) or _is_bool(value) or not math.isfinite(value)
         ):
             raise OptionsError(f"{name} must be a finite number, got {value!r}")
+    penalty = options.repetition_penalty
+    if (
+        not isinstance(penalty, numbers.Real)
+        or _is_bool(penalty)
+        or not math.isfinite(penalty)
+        or penalty <= 0
+    ):
+        raise OptionsError(f"repetition_penalty must be a finite number > 0, got {penalty!r}")
+    size = options.no_repeat_ngram_size
+    if not isinstance(size, numbers.Integral) or _is_bool(size) or size < 0:
+        raise OptionsError(f"no_repeat_ngram_size must be an integer >= 0, got {size!r}")
     if options.max_initial_timestamp is not None and options.max_initial_timestamp < 0:
         raise OptionsError(
             f"max_initial_timestamp must be >= 0 seconds, got {options.max_initial_timestamp}"
@@ -37,10 +48,12 @@ def _check_types(options):
             raise OptionsError(f"{name} must be True or False, got {getattr(options, name)!r}")
     if options.fp16 is not None and not _is_bool(options.fp16):
         raise OptionsError(f"fp16 must be True, False or None, got {options.fp16!r}")
-    for name in ("language", "task"):
+    for name in ("language", "task", "hotwords"):
         value = getattr(options, name)
         if value is not None and not isinstance(value, str):
             raise OptionsError(f"{name} must be a string, got {value!r}")
+    if options.hotwords is not None:
+        check_text("hotwords", options.hotwords)
     token_ids(options.suppress_tokens, "suppress_tokens", allow=(-1,))
     for name in ("prompt", "prefix"):
         if isinstance(getattr(options, name), str):

@@ -1,5 +1,6 @@
 """openai's logit rules as small filters: each sets the logits (B, V) of the tokens a row may not
-take next to -inf, in place, given the tokens so far (B, T)."""
+take next to -inf, in place, given the tokens so far (B, T). Also CTranslate2's repetition rules,
+which faster-whisper exposes (RepetitionPenalty, NoRepeatNgram)."""
 
 import copy
 from dataclasses import dataclass, replace
@@ -19,6 +20,65 @@ class LogitFilter:
         """The filter for a batch of the rows `rows` of this one (a filter with a state per row
         keeps theirs)."""
         return self
+
+
+def row_texts(tokens: np.ndarray, begin: int, forced: Optional[np.ndarray]) -> np.ndarray:
+    """Each row's text as CTranslate2's repetition rules read it (B, L): the forced prefix and the
+    sampled tokens, timestamps included, not the prompt. The rows' text starts at `begin`; `forced`
+    (B, F), when given, is each row's prefix, which its row of tokens leaves out (a batch's rows
+    hold only the sampled part), padded on the left with -1 (rows' prefixes differ in length)."""
+    text = tokens[:, begin:]
+    return text if forced is None else np.concatenate([forced, text], axis=1)
+
+
+@dataclass(frozen=True)
+class RepetitionPenalty(LogitFilter):
+    """faster-whisper's repetition_penalty (CTranslate2's): the logit of each token already in a
+    row's text (row_texts) divided by `penalty` where positive, multiplied by it where negative;
+    once, however often the token occurs."""
+
+    penalty: float
+    begin: int
+    forced: Optional[np.ndarray] = None
+
+    def apply(self, logits, tokens):
+        text = row_texts(tokens, self.begin, self.forced)
+        seen = text >= 0
+        rows = np.broadcast_to(np.arange(len(text))[:, None], text.shape)[seen]
+        ids = text[seen]
+        scores = logits[rows, ids]  # read before any is written: a repeated token counts once
+        penalty = logits.dtype.type(self.penalty)
+        logits[rows, ids] = np.where(scores < 0, scores * penalty, scores / penalty)
+
+    def select(self, rows):
+        return self if self.forced is None else replace(self, forced=self.forced[rows])
+
+
+@dataclass(frozen=True)
+class NoRepeatNgram(LogitFilter):
+    """faster-whisper's no_repeat_ngram_size (CTranslate2's): no row repeats an n-gram of its text
+    (row_texts): wherever its last n - 1 tokens occurred before, the token that followed them is
+    suppressed (n = 1: every token already written)."""
+
+    size: int
+    begin: int
+    forced: Optional[np.ndarray] = None
+
+    def apply(self, logits, tokens):
+        text = row_texts(tokens, self.begin, self.forced)
+        n = self.size
+        if text.shape[1] < n:
+            return
+        windows = np.lib.stride_tricks.sliding_window_view(text, n, axis=1)  # (B, L - n + 1, n)
+        last = text[:, text.shape[1] - n + 1 :]  # the n - 1 tokens an n-gram would start with
+        repeats = (windows[:, :, : n - 1] == last[:, None, :]).all(axis=2)
+        followers = windows[:, :, n - 1]
+        banned = repeats & (followers >= 0)  # not the left padding of a shorter prefix
+        rows = np.broadcast_to(np.arange(len(text))[:, None], banned.shape)[banned]
+        logits[rows, followers[banned]] = -np.inf
+
+    def select(self, rows):
+        return self if self.forced is None else replace(self, forced=self.forced[rows])
 
 
 class SuppressBlank(LogitFilter):

@@ -102,6 +102,14 @@ _NUMBER_OPTIONS = {
     "batch_size": dict(low=1, integer=True),
     "chunk_length": dict(low=0, strict_low=True, high=CHUNK_LENGTH),
 }
+# faster-whisper's numeric options that always hold a number (None is no value for them)
+_SET_NUMBER_OPTIONS = {
+    "repetition_penalty": dict(low=0, strict_low=True),
+    "no_repeat_ngram_size": dict(low=0, integer=True),
+}
+# faster-whisper's name for an option openai calls otherwise: at most this many tokens sampled in
+# a window (openai's DecodingOptions.sample_len)
+_ALIASES = {"max_new_tokens": "sample_len"}
 _FLAG_OPTIONS = (
     "condition_on_previous_text",
     "carry_initial_prompt",
@@ -117,23 +125,33 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
     """Check transcribe()'s keyword options (openai's names) without a model: an OptionsError names
     the first that cannot work. What needs the model (an English-only model's language, alignment
     heads, token ids beyond the vocabulary) is checked by Transcriber."""
-    unknown = sorted(set(kwargs) - _OWN_OPTIONS - _DECODING_OPTIONS)
+    unknown = sorted(set(kwargs) - _OWN_OPTIONS - _DECODING_OPTIONS - set(_ALIASES))
     if unknown:
         raise OptionsError(f"unknown option {unknown[0]!r}")
     checked = dict(kwargs)
+    for alias, name in _ALIASES.items():
+        if alias in checked:
+            value = check_number(alias, checked.pop(alias), optional=True, **_NUMBER_OPTIONS[name])
+            if value is not None:
+                if checked.get(name) is not None:
+                    raise OptionsError(f"{alias} and {name} are one option: give one of them")
+                checked[name] = value
     for name, limits in _NUMBER_OPTIONS.items():
         if name in checked:
             checked[name] = check_number(name, checked[name], optional=True, **limits)
+    for name, limits in _SET_NUMBER_OPTIONS.items():
+        if name in checked:
+            checked[name] = check_number(name, checked[name], **limits)
     for name in _FLAG_OPTIONS:
         if name == "vad_filter" and checked.get(name, False) is None:
             continue  # the mode's default
         if name in checked and not isinstance(checked[name], (bool, np.bool_)):
             raise OptionsError(f"{name} must be True or False, got {checked[name]!r}")
-    for name in _TEXT_OPTIONS + ("initial_prompt",):
+    for name in _TEXT_OPTIONS + ("initial_prompt", "hotwords"):
         if (
             name in checked
             and not isinstance(checked[name], str)
-            and not (name == "initial_prompt" and checked[name] is None)
+            and not (name in ("initial_prompt", "hotwords") and checked[name] is None)
         ):
             raise OptionsError(f"{name} must be a string, got {checked[name]!r}")
         if isinstance(checked.get(name), str):
