@@ -109,6 +109,7 @@ class _Piece:
     seek: int = 0  # mel frame within the piece
     language: Optional[str] = None
     language_probability: float = 1.0
+    all_language_probs: Optional[List[Tuple[str, float]]] = None  # where it was detected
     tokens: List[int] = field(default_factory=list)  # text decoded so far: the prompt within it
     prompt_reset_since: int = 0
     # the text was reset (condition_on_previous_text off, or a hot fallback): the initial prompt
@@ -182,6 +183,8 @@ class BatchedTranscriber:
         )
         if self.language is None and not model.is_multilingual:
             self.language = "en"
+        if options.multilingual:
+            self.language = None  # each piece's detected, as faster-whisper's pipeline does
         self.tokenizer = build_tokenizer(model, self.language, options.decoding.task)
         self.initial_prompt_tokens = self._prompt_tokens(options.initial_prompt)
         # windows of VAD pieces hold speech to their end (EARLY_END_MARGIN)
@@ -352,7 +355,8 @@ class BatchedTranscriber:
         features = self._encode(mels)
         for piece, window in zip(live, features):
             if piece.language is None:
-                piece.language, piece.language_probability = self._detect(window)
+                detected = self._detect(window)
+                piece.language, piece.language_probability, piece.all_language_probs = detected
         results = self._decode(live, features, frames)
         for piece, window, segment_frames, result in zip(live, features, frames, results):
             if is_silence(result, logprob_threshold, no_speech_threshold):
@@ -373,9 +377,9 @@ class BatchedTranscriber:
             start += size
         return windows
 
-    def _detect(self, window) -> Tuple[str, float]:
+    def _detect(self, window) -> Tuple[str, float, List[Tuple[str, float]]]:
         language, probs = detect_language(self.model, None, audio_features=window)
-        return language, probs[language]
+        return language, probs[language], sorted(probs.items(), key=lambda item: -item[1])
 
     def _prompt(self, piece: _Piece) -> List[int]:
         """The initial prompt (until the text is reset), then the piece's text since the last reset.
@@ -521,6 +525,7 @@ class BatchedTranscriber:
             source.duration,
             duration_after_vad=source.duration_after_vad,
             vad_options=self.options.vad_parameters if self.options.vad_applies else None,
+            all_language_probs=first.all_language_probs if first else None,
         )
         return TranscriptionResult(
             text=self.tokenizer.decode([t for s in segments for t in s.tokens]),

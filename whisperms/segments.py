@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 from dataclasses import asdict, dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from tqdm import tqdm
 
@@ -79,6 +79,8 @@ class TranscriptionInfo:
     # seconds of speech transcribed (= duration without the VAD filter)
     duration_after_vad: Optional[float] = None
     vad_options: Optional[VadOptions] = None  # the VAD options used; None without the VAD filter
+    # faster-whisper's: every language's probability, likeliest first, where it was detected
+    all_language_probs: Optional[List[Tuple[str, float]]] = None
 
 
 @dataclass

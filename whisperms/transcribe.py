@@ -193,16 +193,16 @@ class Transcriber:
         self.content_frames = self.mel.shape[-1] - N_FRAMES
         self.duration = self.content_frames * HOP_LENGTH / SAMPLE_RATE  # of what is transcribed
         self.clips = _seek_clips(options.clip_timestamps, self.content_frames)
-        self.language, probability = self._language()
+        language, probability, all_probs = self._language()
         self.info = TranscriptionInfo(
-            self.language,
+            language,
             probability,
             self.duration if duration is None else duration,
             duration_after_vad=self.duration,
             vad_options=vad_options(options.vad_parameters) if options.vad_applies else None,
+            all_language_probs=all_probs,
         )
-        self.tokenizer = build_tokenizer(model, self.language, self.options.task)
-        self.options = replace(self.options, language=self.language)
+        self._use_language(language)
         prompt = options.initial_prompt
         # "" too is a prompt, " " (as openai and faster-whisper take it)
         self.initial_prompt_tokens = (
@@ -211,25 +211,49 @@ class Transcriber:
         self.input_stride = N_FRAMES // model.dims.n_audio_ctx
         self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE
 
+    def _use_language(self, language: str):
+        """Decode (and time words) in `language` from here on."""
+        self.language = language
+        self.tokenizer = build_tokenizer(self.model, language, self.options.task)
+        self.options = replace(self.options, language=language)
+
     def _language(self):
+        """(language, its probability, every language's probability or None): the given language,
+        English on an English-only model, else detected as faster-whisper does: from the first
+        window of the first clip, or from up to language_detection_segments windows in a row, the
+        first whose likeliest language is above language_detection_threshold deciding, else the
+        language most windows found, at its highest probability."""
         if self.options.language is not None:
-            code = language_code(self.options.language)
-            return code, 1.0
+            return language_code(self.options.language), 1.0, None
         if not self.model.is_multilingual:
-            return "en", 1.0
-        start = self.clips[0][0]
-        language, probs = detect_language(
-            self.model, pad_or_trim(self.mel[:, start : start + N_FRAMES], N_FRAMES)
-        )
+            return "en", 1.0, None
+        options, start = self.transcribe_options, self.clips[0][0]
+        end = min(start + options.language_detection_segments * N_FRAMES, self.content_frames + 1)
+        found = {}
+        for seek in range(start, max(end, start + 1), N_FRAMES):
+            window = pad_or_trim(self.mel[:, seek : seek + N_FRAMES], N_FRAMES)
+            language, probs = detect_language(self.model, window)
+            probability = probs[language]
+            if probability > options.language_detection_threshold:
+                break
+            found.setdefault(language, []).append(probability)
+        else:
+            language = max(found, key=lambda code: len(found[code]))
+            probability = max(found[language])
         if self.verbose:
             print(f"Detected language: {LANGUAGES[language].title()}")
-        return language, probs[language]
+        ranked = sorted(probs.items(), key=lambda item: -item[1])
+        return language, probability, ranked
 
     def _decode_window(self, mel_segment, prompt, first: bool):
         """(result, audio features): the window is encoded once for every temperature and for word
         timing. The prefix goes to the audio's first window only, and is part of its text, as in
         faster-whisper (openai puts it in every window and leaves it out of the text)."""
         audio_features = self.model.inference.embed_audio(mel_segment[None])
+        if self.transcribe_options.multilingual:
+            # faster-whisper's multilingual: each window in its own language, given one or not
+            language, _ = detect_language(self.model, None, audio_features=audio_features)
+            self._use_language(language)
         result = None
         for t in self.temperatures:
             options = replace(self.transcribe_options, decoding=self.options).at_temperature(t)
@@ -393,7 +417,7 @@ class Transcriber:
         return TranscriptionResult(
             text=self.tokenizer.decode(all_tokens),
             segments=segments,
-            language=self.language,
+            language=self.info.language,
             info=self.info,
         )
 

@@ -57,6 +57,13 @@ class TranscribeOptions:
     # the batched mode's longest piece of speech in seconds (faster-whisper's pipeline's
     # chunk_length); None: a whole window
     chunk_length: Optional[float] = None
+    # faster-whisper's: a multilingual model detects each window's language (the batched mode each
+    # piece's, always), the given language or not
+    multilingual: bool = False
+    # faster-whisper's: the language is detected from up to this many windows from the start, the
+    # first whose likeliest language is above the threshold deciding (else the one found most often)
+    language_detection_segments: int = 1
+    language_detection_threshold: float = 0.5
     decoding: DecodingOptions = DecodingOptions()
 
     @property
@@ -106,6 +113,8 @@ _NUMBER_OPTIONS = {
 _SET_NUMBER_OPTIONS = {
     "repetition_penalty": dict(low=0, strict_low=True),
     "no_repeat_ngram_size": dict(low=0, integer=True),
+    "language_detection_segments": dict(low=1, integer=True),
+    "language_detection_threshold": {},
 }
 # faster-whisper's name for an option openai calls otherwise: at most this many tokens sampled in
 # a window (openai's DecodingOptions.sample_len)
@@ -117,6 +126,7 @@ _FLAG_OPTIONS = (
     "suppress_blank",
     "without_timestamps",
     "vad_filter",
+    "multilingual",
 )
 _TEXT_OPTIONS = ("prepend_punctuations", "append_punctuations")
 
@@ -193,6 +203,15 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
         raise OptionsError(
             "hallucination_silence_threshold works in the sequential mode only: leave out "
             "batch_size"
+        )
+    detection = ("language_detection_segments", "language_detection_threshold")
+    changed = [n for n in detection if getattr(options, n) != getattr(TranscribeOptions, n)]
+    if options.batched and changed:
+        warnings.warn(
+            f"{changed[0]} has no effect in the batched mode, which detects each piece's language "
+            "from its first window",
+            WhispermsWarning,
+            stacklevel=2,
         )
     if options.chunk_length is not None and not options.batched:
         # faster-whisper's sequential mode reads it as a shorter mel window, which Whisper's
@@ -341,6 +360,13 @@ def check_with_model(model, options: TranscribeOptions) -> TranscribeOptions:
     takes them (an English-only model's language is English: model_language)."""
     decoding = options.decoding
     check_fp16(model, decoding.fp16)
+    if options.multilingual and not model.is_multilingual:
+        warnings.warn(
+            "multilingual has no effect: this model is English-only",
+            WhispermsWarning,
+            stacklevel=3,
+        )
+        options = replace(options, multilingual=False)
     if decoding.language is not None:
         language = model_language(model, decoding.language, decoding.task)
         if language != language_code(decoding.language):
