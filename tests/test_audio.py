@@ -357,8 +357,13 @@ def test_array_dtypes_and_paths_as_a_user_passes_them(tmp_path):
             load_audio(str(path), sr=sr)
 
 
-def test_an_undecodable_file_without_an_extension_is_not_blamed_on_ffmpeg(tmp_path, monkeypatch):
-    path = tmp_path / "notes"
+@pytest.mark.parametrize("name", ["notes", "notes.pdf", "notes.txt"])
+def test_an_undecodable_file_not_named_as_media_is_not_blamed_on_ffmpeg(
+    tmp_path, monkeypatch, name
+):
+    """Without ffmpeg, a file that fails to decode is said to need it only when its name is one of
+    a format ffmpeg decodes (.m4a, .mp4, ...): a text file or a PDF named as such is not audio."""
+    path = tmp_path / name
     path.write_text("not audio\n")
     monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg: libsndfile alone decides
     with pytest.raises(AudioError) as info:
@@ -366,3 +371,8 @@ def test_an_undecodable_file_without_an_extension_is_not_blamed_on_ffmpeg(tmp_pa
     assert str(info.value) == (
         f"could not decode audio file {path}: not a supported audio format, or corrupted"
     )
+    mp4 = tmp_path / "talk.mp4"
+    mp4.write_text("not audio\n")
+    with pytest.raises(AudioError) as info:
+        load_audio(mp4)
+    assert str(info.value) == f"cannot decode {mp4}: .mp4 files need ffmpeg, which is not on PATH"

@@ -907,7 +907,7 @@ def test_a_file_cut_short_gives_the_audio_before_the_cut(tmp_path, tiny_en_ct2_d
     one-line warning, as truncated WAV and MP3 files already gave (it was refused whole: the
     decoder loses sync in the last block); the CLI transcribes it and exits 0."""
     from whisperms.audio import load_audio
-    from whisperms.errors import WhispermsWarning
+    from whisperms.errors import AudioError, WhispermsWarning
 
     cut = tmp_path / "cut.flac"
     cut.write_bytes(JFK.read_bytes()[:-2000])
@@ -935,6 +935,20 @@ def test_a_file_cut_short_gives_the_audio_before_the_cut(tmp_path, tiny_en_ct2_d
         "declares (cut short?); transcribing what was read"
     ]
     assert len(decoded) == 5 * 16000
+    # cut right after its header (and a stray byte): no audio at all, an error (it was an empty
+    # transcript, exit 0, no word)
+    for size in (44, 45):
+        cut_wav.write_bytes(wav.read_bytes()[:size])
+        with pytest.raises(AudioError) as info:
+            load_audio(cut_wav)
+        assert str(info.value) == (
+            f"could not decode audio file {cut_wav}: the file ends with its header, before any "
+            f"of the {len(whole) / 16000:.2f} s of audio it declares (cut short?)"
+        )
+    out = tmp_path / "header_only"
+    status, _, stderr = cli(cut_wav, "--model", tiny_en_ct2_dir, "-o", out, "-f", "txt")
+    assert status == 1 and stderr[-1] == f"whisperms: error: {info.value}"
+    assert not out.exists() or not any(out.iterdir())
     # a header written for a stream of unknown length (0xFFFFFFFF) is no file cut short
     stream = bytearray(wav.read_bytes())
     stream[40:44] = (0xFFFFFFFF).to_bytes(4, "little")

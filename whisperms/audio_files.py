@@ -21,20 +21,14 @@ import soundfile
 
 from .errors import AudioError
 
-# Extensions libsndfile (>= 1.1 with mpg123 and opus) decodes itself; anything else needs ffmpeg.
-_SOUNDFILE_EXTENSIONS = {
-    ".wav",
-    ".wave",
-    ".flac",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".mp3",
-    ".aif",
-    ".aiff",
-    ".au",
-    ".caf",
-    ".w64",
+# Extensions of audio and video formats that ffmpeg decodes and libsndfile does not: a file named so
+# that fails to decode is said to need ffmpeg (a text file or a PDF that fails is not audio).
+_FFMPEG_EXTENSIONS = {
+    f".{name}"
+    for name in (
+        "m4a m4b mp4 m4v mov 3gp 3g2 aac adts alac wma wmv asf webm mkv mka avi flv amr awb ac3 "
+        "eac3 dts ape wv tta mpc spx ra rm mp2 mpa mpg mpeg ts mts m2ts vob"
+    ).split()
 }
 # The longest input a file may decode to: 24 hours at 16 kHz are 5.5 GB of float32, and a file whose
 # samples would make more (a day of audio, or a short file declaring a sample rate of a few Hz) is
@@ -140,7 +134,7 @@ def decode_file(source: AudioSource, sr: int) -> Decoded:
         if shutil.which("ffmpeg"):
             return Decoded(_load_with_ffmpeg(source, sr), sr, None)
         ext = os.path.splitext(source.path)[1].lower() if source.path else ""
-        if ext and ext not in _SOUNDFILE_EXTENSIONS:
+        if ext in _FFMPEG_EXTENSIONS:
             raise AudioError(
                 f"cannot decode {source.name}: {ext} files need ffmpeg, which is not on PATH"
             ) from None
@@ -179,9 +173,11 @@ def _read_mono(source: AudioSource) -> Decoded:
         failure = _read_into(f, samples, _READ_BLOCK_FRAMES)
         if failure is None:
             wav = f.format in ("WAV", "WAVEX") and width is not None
-            if wav and not samples.total:
-                return _unclosed_wav(source, f, samples)
             short = _wav_cut_short(source, samples.total, f.channels * width, rate) if wav else None
+            if wav and not samples.total:
+                if short is not None:  # the header declares audio, and none follows it
+                    raise AudioError(f"could not decode {source.what}: {short}")
+                return _unclosed_wav(source, f, samples)
             return Decoded(samples.array(), rate, short)
         failure = _up_to_damage(source, f, samples)
     if failure is not None and not samples.total:
@@ -296,6 +292,11 @@ def _wav_cut_short(source: AudioSource, frames: int, frame_bytes: int, rate: int
     declared = chunk[1] // frame_bytes
     if declared - frames < rate * _UNCLOSED_MIN_SECONDS:  # a writer's slip of a few samples
         return None
+    if not frames:
+        return (
+            f"the file ends with its header, before any of the {declared / rate:.2f} s of audio "
+            "it declares (cut short?)"
+        )
     return (
         f"the file ends after {frames / rate:.2f} s of the {declared / rate:.2f} s its header "
         "declares (cut short?); transcribing what was read"
