@@ -208,6 +208,11 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
             [e + "--clip_timestamps must be comma-separated seconds, got 'one'"],
         ),
         (
+            [a, "--clip_timestamps", "0,,3"],
+            2,
+            [e + "--clip_timestamps must be comma-separated seconds, got '0,,3'"],
+        ),
+        (
             [a, "--language", "xx"],
             2,
             [
@@ -275,7 +280,7 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
             [e + "the following arguments are required: dst (see whisperms convert --help)"],
         ),
     ]
-    assert cli_checks(cases, cwd=tmp_path) == 35
+    assert cli_checks(cases, cwd=tmp_path) == 36
     # and the real entry point: the same one line, nothing else
     assert cli(a, "--temperature", "-1") == (
         2,

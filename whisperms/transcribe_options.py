@@ -298,8 +298,10 @@ def _clip_seconds(value) -> Tuple[float, ...]:
     """clip_timestamps as seconds: "start,end,..." or a sequence of numbers, each finite and >= 0,
     end >= start."""
     if isinstance(value, str):
+        # blank: the whole file; an empty field ("0,,3") is a typo, as to openai and faster-whisper
+        fields = value.split(",") if value.strip() else []
         try:
-            value = [float(ts) for ts in value.split(",") if ts.strip()]
+            value = [float(ts) for ts in fields]
         except ValueError:
             raise OptionsError(
                 f"clip_timestamps must be comma-separated seconds, got '{value}'"
