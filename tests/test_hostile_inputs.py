@@ -559,7 +559,7 @@ def test_bad_paths_are_named(tmp_path, capfd):
     garbage.write_bytes(b"not audio at all\n" * 50)
     cases = [
         (folder, f"{folder} is a folder, not an audio file"),
-        ("/dev/null", "/dev/null is not a regular file"),
+        ("/dev/null", "/dev/null is not a regular file or a pipe"),
         (tmp_path / "missing.wav", f"audio file not found: {tmp_path / 'missing.wav'}"),
         (
             tmp_path / ("x" * 300),
@@ -591,6 +591,45 @@ def test_bad_paths_are_named(tmp_path, capfd):
         ),
     ]
     assert cli_checks(cli_cases, cwd=tmp_path) == 2
+
+
+def test_a_pipe_given_by_name_is_read_whole(tmp_path, tiny_en_ct2_dir):
+    """The CLI reads a pipe given by name (bash's <(...), a named FIFO) to its end and decodes it
+    as the file, in the sequential and the batched mode, as openai-whisper's ffmpeg reads one (it
+    was refused as "not a regular file"). load_audio, which a bulk job's workers and a server call
+    on paths, refuses a pipe's name, where its open would wait for a writer, and takes it opened."""
+    import threading
+
+    from whisperms import AudioError
+    from whisperms.audio import load_audio
+
+    fifo = tmp_path / "fifo.flac"
+    os.mkfifo(fifo)
+    with pytest.raises(AudioError) as info:
+        load_audio(fifo)
+    assert str(info.value) == (
+        f"{fifo} is a pipe: give it opened (open(path, 'rb')) to read it whole"
+    )
+    writer = threading.Thread(target=lambda: fifo.write_bytes(JFK.read_bytes()))
+    writer.start()
+    with deadline(60), open(fifo, "rb") as pipe:
+        piped = load_audio(pipe)
+    writer.join()
+    np.testing.assert_array_equal(piped, load_audio(JFK))
+    model = ["--model", str(tiny_en_ct2_dir), "-f", "txt", "--verbose", "False"]
+    for mode in ([], ["--batch_size", "2"]):
+        out = tmp_path / f"out{len(mode)}"
+        command = [sys.executable, "-m", "whisperms", "<(cat", f"'{JFK}')", "-o", str(out)]
+        proc = subprocess.run(
+            ["bash", "-c", " ".join([*command, *model, *mode])],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=user_env(),
+        )
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        (written,) = out.iterdir()
+        assert "ask not what your country can do for you" in written.read_text()
 
 
 @pytest.mark.skipif(

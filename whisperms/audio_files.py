@@ -389,9 +389,10 @@ def _skip(f, frames: int):
         frames -= read
 
 
-def check_audio_file(file) -> str:
-    """The path as a str if it names a regular file this process can open; else an AudioError saying
-    why.
+def check_audio_file(file, pipes: bool = False) -> str:
+    """The path as a str if it names a regular file this process can open, or with `pipes` a pipe
+    (a named FIFO, or bash's <(...), which the CLI reads whole; not opened here, as a check's open
+    and close would end its writer); else an AudioError saying why.
 
     The CLI calls this for every input before it loads a model, so a typo costs nothing."""
     path = os.fspath(file)
@@ -408,8 +409,12 @@ def check_audio_file(file) -> str:
         ) from None
     if stat.S_ISDIR(mode):
         raise AudioError(f"{path} is a folder, not an audio file")
-    if not stat.S_ISREG(mode):  # a FIFO would block, a device never end
-        raise AudioError(f"{path} is not a regular file")
+    if stat.S_ISFIFO(mode) and pipes:
+        return path
+    if stat.S_ISFIFO(mode):  # its open waits for a writer: given as a file object, it is read
+        raise AudioError(f"{path} is a pipe: give it opened (open(path, 'rb')) to read it whole")
+    if not stat.S_ISREG(mode):  # a device: /dev/zero would never end
+        raise AudioError(f"{path} is not a regular file or a pipe")
     try:
         with open(path, "rb"):
             pass
@@ -418,6 +423,13 @@ def check_audio_file(file) -> str:
     except OSError as error:
         raise AudioError(f"cannot read audio file {path}: {error.strerror or error}") from None
     return path
+
+
+def is_pipe(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def declared_seconds(file) -> Optional[float]:

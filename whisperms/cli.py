@@ -172,7 +172,7 @@ def _transcribe_main(argv):
     status, paths = 0, []
     for path in args.audio:
         try:
-            paths.append(_check_stdin() if path == STDIN else check_audio_file(path))
+            paths.append(_check_stdin() if path == STDIN else check_audio_file(path, pipes=True))
         except AudioError as error:
             status = _fail(str(error))
     try:
@@ -305,8 +305,13 @@ def _check_stdin() -> str:
 
 
 def _opened(path):
-    """What transcribe takes for an input: "-" is standard input, read to its end."""
-    return sys.stdin.buffer if path == STDIN else path
+    """What transcribe takes for an input: "-" is standard input and a pipe given by name (bash's
+    <(...)) is opened, each read to its end (as openai-whisper's ffmpeg reads them)."""
+    from .audio_files import is_pipe
+
+    if path == STDIN:
+        return sys.stdin.buffer
+    return open(path, "rb") if is_pipe(path) else path
 
 
 def _write(writer, result, path, output_dir, writer_args):
