@@ -3,6 +3,7 @@ called with OpenAI's own client, tiny.en: concurrent requests share one batch an
 gets alone; response formats; clear errors for bad requests; a request's own prompt."""
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -220,6 +221,45 @@ def test_bad_requests_get_openai_errors(server, tmp_path):
     with pytest.raises(openai.BadRequestError) as error:
         _transcribe(server.client, CLIPS[0], temperature="warm")
     assert error.value.body["param"] == "temperature"
+    # as OpenAI: a model is required, and whisper-1 does not stream (the client waits for events)
+    with pytest.raises(openai.BadRequestError) as error:
+        with open(DATA / CLIPS[0], "rb") as f:
+            server.client.audio.transcriptions.create(model="whisper-1", file=f, stream=True)
+    assert error.value.body == {
+        "message": "stream: streaming is not supported; leave stream out",
+        "type": "invalid_request_error",
+        "param": "stream",
+        "code": None,
+    }
+
+    def multipart(**fields):  # (body, content type): text fields, and `file` a file if bytes
+        parts = []
+        for key, value in fields.items():
+            named = f'; filename="{key}.wav"' if isinstance(value, bytes) else ""
+            head = f'--b\r\nContent-Disposition: form-data; name="{key}"{named}\r\n\r\n'
+            parts.append(head.encode() + (value if named else value.encode()) + b"\r\n")
+        return b"".join(parts) + b"--b--\r\n", "multipart/form-data; boundary=b"
+
+    for fields, param, message in (
+        (dict(file=(DATA / CLIPS[0]).read_bytes()), "model", "you must provide a model parameter"),
+        (
+            dict(file=(DATA / CLIPS[0]).read_bytes(), model=" "),
+            "model",
+            "you must provide a model parameter",
+        ),
+        (
+            dict(file="hello", model="whisper-1"),
+            "file",
+            "file: must be an uploaded file, not a text field",
+        ),
+    ):
+        body, kind = multipart(**fields)
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": kind})
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=60)
+        assert answer.value.code == 400
+        error = json.loads(answer.value.read())["error"]
+        assert (error["param"], error["message"]) == (param, message)
     # the server still answers
     assert _transcribe(server.client, CLIPS[2]).text
 
@@ -326,8 +366,9 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(tiny_en_model):
         )
         answer = connection.getresponse()
         assert answer.status == 413
-        assert (
-            "this server takes files of up to 1 MB" in json.loads(answer.read())["error"]["message"]
+        assert re.fullmatch(  # what had come when it passed the limit: the body is over that
+            r"the request body is over \d+\.\d MB; this server takes files of up to 1 MB",
+            json.loads(answer.read())["error"]["message"],
         )
         assert server.worker.queued() == 0
     finally:

@@ -99,10 +99,12 @@ class _BodyLimit:
     def __init__(self, app, limit: int, files_mb: float):
         self.app, self.limit, self.files_mb = app, limit, files_mb
 
-    def _message(self, size: int) -> str:
+    def _message(self, size: int, whole: bool = True) -> str:
+        """`size`: the body's declared length, or (not `whole`) how much of it came before it
+        passed the limit."""
         return (
-            f"the request body is {size / MB:.1f} MB; this server takes files of up to "
-            f"{self.files_mb:g} MB"
+            f"the request body is {'' if whole else 'over '}{size / MB:.1f} MB; this server takes "
+            f"files of up to {self.files_mb:g} MB"
         )
 
     async def __call__(self, scope, receive, send):
@@ -124,7 +126,7 @@ class _BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:  # FastAPI passes an HTTPException on unchanged
-                    raise HTTPException(413, self._message(received))
+                    raise HTTPException(413, self._message(received, whole=False))
             return message
 
         await self.app(scope, counted, send)
@@ -249,7 +251,10 @@ def create_app(
         # a missing or malformed form field: OpenAI's error object, not the framework's
         problem = error.errors()[0]
         field = str(problem["loc"][-1]) if problem.get("loc") else None
-        return _error(400, f"{field}: {problem['msg']}" if field else problem["msg"], field)
+        message = problem["msg"]
+        if field == "file" and "UploadFile" in message:  # pydantic's words for a text field
+            message = "must be an uploaded file, not a text field"
+        return _error(400, f"{field}: {message}" if field else message, field)
 
     @app.exception_handler(HTTPException)
     async def framework_error(request, error):
@@ -298,6 +303,8 @@ def create_app(
         temperature: float,
         granularities: List[str],
     ):
+        if not (model_name or "").strip():  # as OpenAI: the field is required
+            return _error(400, "you must provide a model parameter", "model")
         if model_name not in (name, OPENAI_MODEL):
             return not_served(model_name)
         if response_format not in RESPONSE_FORMATS:
@@ -393,13 +400,16 @@ def create_app(
     async def transcriptions(
         request: Request,
         file: UploadFile = File(...),
-        model: str = Form(OPENAI_MODEL),
+        model: Optional[str] = Form(None),
         language: Optional[str] = Form(None),
         prompt: Optional[str] = Form(None),
         response_format: str = Form("json"),
         temperature: float = Form(0.0),
         timestamp_granularities: List[str] = Form([], alias="timestamp_granularities[]"),
+        stream: bool = Form(False),
     ):
+        if stream:  # OpenAI's whisper-1 does not stream either: a 400, not a JSON body unasked
+            return _error(400, "stream: streaming is not supported; leave stream out", "stream")
         return await handle(
             request,
             "transcribe",
@@ -416,7 +426,7 @@ def create_app(
     async def translations(
         request: Request,
         file: UploadFile = File(...),
-        model: str = Form(OPENAI_MODEL),
+        model: Optional[str] = Form(None),
         prompt: Optional[str] = Form(None),
         response_format: str = Form("json"),
         temperature: float = Form(0.0),
