@@ -161,6 +161,17 @@ def test_threads(tmp_path, tiny_en_ct2_dir, all_formats):
         run(SHORT, "--model", tiny_en_ct2_dir, "-o", out, "--threads", "-1"), 2, "--threads", "-1"
     )
     assert not out.exists()
+    # more than the cores this process may use: those cores, with a warning (MindSpore made a
+    # kernel thread per thread asked for)
+    cores = len(os.sched_getaffinity(0))
+    proc = run(SHORT, "--model", tiny_en_ct2_dir, "-o", out, "-f", "txt", "--threads", "1000")
+    assert proc.returncode == 0, proc.stderr
+    assert f"cores {cores}" in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if "warning" in line] == [
+        f"whisperms: warning: 1000 threads asked for, and this process may use {cores} cores: "
+        f"using {cores}"
+    ]
+    assert (out / "ljspeech_LJ001-0002.txt").read_text() == expected
 
 
 # --- progress bar

@@ -8,6 +8,7 @@ the native `mint` conv1d.
 
 import atexit
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -17,7 +18,7 @@ from mindspore import mint
 
 from . import core_share
 from .attention import EAGER, FLASH, IMPLEMENTATIONS
-from .errors import OptionsError
+from .errors import OptionsError, WhispermsWarning
 
 DEVICES = ("CPU", "Ascend")
 DTYPES = {"float32": ms.float32, "float16": ms.float16}
@@ -104,7 +105,7 @@ def select(device=None, dtype=None, attn_implementation=AUTO, jit=True, threads=
         raise OptionsError(f"unknown dtype '{dtype}': use one of {', '.join(DTYPES)}")
     attn = _attn_implementation(attn_implementation, device)
     _use_device(device)
-    use_threads(threads)
+    threads = use_threads(threads)
     return Runtime(
         device=device,
         dtype=dtype,
@@ -115,19 +116,29 @@ def select(device=None, dtype=None, attn_implementation=AUTO, jit=True, threads=
     )
 
 
-def use_threads(threads):
-    """Run on `threads` CPU cores (None: all of them), like openai's --threads.
+def use_threads(threads) -> Optional[int]:
+    """Run on `threads` CPU cores (None: all of them), like openai's --threads; returns the number
+    used: more than the process may use are that many, with a warning (MindSpore made a kernel
+    thread for each, which then took turns on the cores).
 
     MindSpore's CPU kernels do not keep to `op_tuning.threads_num` (a large MatMul still used every
     core), so on Linux the process and its existing threads are pinned to the first `threads` cores
     it may use; the MindSpore setting is made as well.
     """
     if threads is None:
-        return
+        return None
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise OptionsError(f"threads must be a positive integer, got {threads!r}")
     if hasattr(os, "sched_getaffinity"):
         cores = sorted(os.sched_getaffinity(0))
+        if threads > len(cores):
+            warnings.warn(
+                f"{threads} threads asked for, and this process may use {len(cores)} cores: "
+                f"using {len(cores)}",
+                WhispermsWarning,
+                stacklevel=4,
+            )
+            threads = len(cores)
         if threads < len(cores):
             core_share.disable()  # these cores, not those other processes leave free
             core_share.pin_threads(cores[:threads])
@@ -136,6 +147,7 @@ def use_threads(threads):
     # already set in this process, or an older MindSpore
     except (RuntimeError, ValueError, AttributeError):
         pass
+    return threads
 
 
 def _use_device(device: str):
