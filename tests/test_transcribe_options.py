@@ -394,3 +394,26 @@ def test_max_new_tokens(tiny_en_model, fw, jfk, sonnet):
         tiny_en_model.transcribe(jfk, max_new_tokens=5, sample_len=5)
     with pytest.raises(OptionsError, match="^max_new_tokens must be an integer >= 1 or None"):
         tiny_en_model.transcribe(jfk, max_new_tokens=0)
+
+
+def test_faster_whisper_names_for_openai_options(tiny_en_model, fw, jfk, sonnet, capfd):
+    """faster-whisper's log_prob_threshold is openai's logprob_threshold, its
+    prompt_reset_on_temperature the temperature above which the next window has no prompt
+    (openai's fixed 0.5: below 0 every window's prompt is reset, the sonnet's second window then
+    as with condition_on_previous_text=False, as in faster-whisper), its log_progress the bar."""
+    from whisperms.transcribe_options import transcribe_options
+
+    assert transcribe_options(log_prob_threshold=-0.3).logprob_threshold == -0.3
+    with pytest.raises(OptionsError, match="^log_prob_threshold and logprob_threshold are one"):
+        transcribe_options(log_prob_threshold=-0.3, logprob_threshold=-0.5)
+    with pytest.raises(OptionsError, match="^log_prob_threshold must be a finite number or None"):
+        transcribe_options(log_prob_threshold="low")
+    reset = ours(tiny_en_model, sonnet, prompt_reset_on_temperature=-1.0)
+    assert reset == theirs(fw, sonnet, prompt_reset_on_temperature=-1.0)
+    assert reset == ours(tiny_en_model, sonnet, condition_on_previous_text=False)
+    assert reset != ours(tiny_en_model, sonnet)
+    capfd.readouterr()
+    tiny_en_model.transcribe(jfk, log_progress=True)
+    assert "11.0/11.0 s audio" in capfd.readouterr().err
+    with pytest.raises(OptionsError, match="^log_progress must be True or False, got 'yes'"):
+        tiny_en_model.transcribe(jfk, log_progress="yes")

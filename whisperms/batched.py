@@ -481,7 +481,8 @@ class BatchedTranscriber:
             piece.seek = window_end
         piece.segments.extend(current)
         piece.tokens.extend(t for segment in current for t in segment.tokens)
-        if not self.options.condition_on_previous_text or result.temperature > 0.5:
+        reset = self.options.prompt_reset_on_temperature
+        if not self.options.condition_on_previous_text or result.temperature > reset:
             piece.prompt_reset_since = len(piece.tokens)
             piece.prompt_reset = True
 

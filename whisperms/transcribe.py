@@ -10,6 +10,7 @@ work fails before the first window. With `batch_size`, transcribe() runs the bat
 from dataclasses import dataclass, field, replace
 from typing import Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 from tqdm import tqdm
 
 from .audio import (
@@ -408,7 +409,8 @@ class Transcriber:
             state.n_segments += 1
             state.all_tokens.extend(segment.tokens)
             yield segment
-        if not self.condition_on_previous_text or result.temperature > 0.5:
+        reset = self.transcribe_options.prompt_reset_on_temperature
+        if not self.condition_on_previous_text or result.temperature > reset:
             state.prompt_reset_since = len(state.all_tokens)
 
     def run(self) -> TranscriptionResult:
@@ -429,6 +431,11 @@ def transcribe(model, audio, **kwargs) -> TranscriptionResult:
     docstring) and batch_size with chunk_length (the batched mode: batched.py), checked first
     (transcribe_options)."""
     shown = {name: kwargs.pop(name) for name in ("verbose", "progress") if name in kwargs}
+    if "log_progress" in kwargs:  # faster-whisper's name for the progress bar
+        log_progress = kwargs.pop("log_progress")
+        if not isinstance(log_progress, (bool, np.bool_)):
+            raise OptionsError(f"log_progress must be True or False, got {log_progress!r}")
+        shown.setdefault("progress", bool(log_progress))
     options = transcribe_options(**kwargs)
     if options.batched:
         return BatchedTranscriber(model, options=options, **shown).run(audio)

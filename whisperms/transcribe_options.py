@@ -40,6 +40,9 @@ class TranscribeOptions:
     logprob_threshold: Optional[float] = -1.0
     no_speech_threshold: Optional[float] = 0.6
     condition_on_previous_text: bool = True
+    # faster-whisper's: a window decoded above this temperature starts the next one without a
+    # prompt (openai's fixed 0.5)
+    prompt_reset_on_temperature: float = 0.5
     initial_prompt: Optional[str] = None
     carry_initial_prompt: bool = False
     word_timestamps: bool = False
@@ -115,10 +118,10 @@ _SET_NUMBER_OPTIONS = {
     "no_repeat_ngram_size": dict(low=0, integer=True),
     "language_detection_segments": dict(low=1, integer=True),
     "language_detection_threshold": {},
+    "prompt_reset_on_temperature": {},
 }
-# faster-whisper's name for an option openai calls otherwise: at most this many tokens sampled in
-# a window (openai's DecodingOptions.sample_len)
-_ALIASES = {"max_new_tokens": "sample_len"}
+# faster-whisper's names for options openai calls otherwise
+_ALIASES = {"max_new_tokens": "sample_len", "log_prob_threshold": "logprob_threshold"}
 _FLAG_OPTIONS = (
     "condition_on_previous_text",
     "carry_initial_prompt",
