@@ -657,8 +657,11 @@ def test_a_forced_exit_leaves_no_upload_behind(tiny_en_ct2_dir, tmp_path):
 
 def test_a_warning_is_one_line_naming_the_upload(tiny_en_ct2_dir, tmp_path):
     """A FLAC damaged half way is decoded around the damage with a warning: it reached the log as
-    Python's two lines, naming the upload's temporary copy."""
+    Python's two lines, naming the upload's temporary copy. A body not in the multipart boundary
+    it declares is a 400, without the parser's bare line in the log."""
     import signal
+    import urllib.error
+    import urllib.request
 
     data = bytearray((DATA / "jfk_inaugural_1961.flac").read_bytes())
     data[len(data) // 2 : len(data) // 2 + 5000] = bytes(range(250)) * 20
@@ -673,9 +676,20 @@ def test_a_warning_is_one_line_naming_the_upload(tiny_en_ct2_dir, tmp_path):
         with open(damaged, "rb") as f:
             text = client.audio.transcriptions.create(model="whisper-1", file=f).text
         assert "your country" in text
+        bad = b"--x\r\nContent-Disposition: form-data; name=model\r\n\r\nwhisper-1\r\n--x--\r\n"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/audio/transcriptions",
+            data=bad,
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=60)
+        assert answer.value.code == 400
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-        warned = [line for line in process.stderr.read().splitlines() if "warning" in line]
+        log = process.stderr.read().splitlines()
+        assert not [line for line in log if "boundary" in line], log
+        warned = [line for line in log if "warning" in line]
         assert len(warned) == 1, warned
         assert warned[0].startswith("whisperms-server: warning: damaged.flac: ")
         assert warned[0].endswith(

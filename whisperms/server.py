@@ -20,6 +20,7 @@ at that temperature alone.
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import re
 import shutil
@@ -238,6 +239,9 @@ def create_app(
 
     name = model.name or "whisper"
     app = FastAPI(title="whisperms")
+    # the multipart parser's warning on a malformed body (a bare line on stderr) restates the 400
+    # its client is answered with
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
     app.state.worker = worker
     # uploads on disk until their request ends (path: the name it was uploaded under), in a
     # folder of the server's own; what a forced exit leaves, main() removes with the folder
