@@ -118,3 +118,14 @@ def test_multilingual_in_the_batched_mode_detects_each_piece_given_a_language(ba
     assert detected.info.all_language_probs[0][0] == "de" and given.info.all_language_probs is None
     with pytest.warns(WhispermsWarning, match="^language_detection_segments has no effect in"):
         base_model.transcribe(SPANISH, batch_size=2, language_detection_segments=2)
+
+
+def test_auto_is_detect(base_model):
+    """language="auto" (whisper.cpp's and WhisperX's word, `--language auto`) detects, as None does;
+    openai-whisper refuses it."""
+    from whisperms.transcribe_options import transcribe_options
+
+    french = str(DATA / "picovoice_fr_test_fr.wav")
+    assert transcribe_options(language=" Auto ").decoding.language is None
+    result = base_model.transcribe(french, language="auto", temperature=0.0)
+    assert result.language == "fr" and result.info.language_probability < 1.0

@@ -122,7 +122,9 @@ def transcribe_parser():
     p.add_argument(
         "--task", default="transcribe", choices=TASKS, help="transcribe, or translate into English"
     )
-    p.add_argument("--language", default=None, help="language code or name (default: detect)")
+    p.add_argument(
+        "--language", default=None, help="language code or name; auto: detect (the default)"
+    )
     p.add_argument(
         "--temperature", type=float, default=0, help="sampling temperature of the first attempt"
     )

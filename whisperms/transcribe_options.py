@@ -184,7 +184,10 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
             raise OptionsError(
                 f"language must be a code or name such as 'de' or 'German', got {language!r}"
             )
-        language_code(language)  # an OptionsError for an unknown one
+        if language.strip().lower() == "auto":  # whisper.cpp's and WhisperX's word for detect
+            checked["language"] = None
+        else:
+            language_code(language)  # an OptionsError for an unknown one
     if "suppress_tokens" in checked:
         checked["suppress_tokens"] = _token_ids(
             "suppress_tokens", checked["suppress_tokens"], allow=(-1,)
