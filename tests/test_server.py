@@ -375,6 +375,39 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(tiny_en_model):
         server.close()
 
 
+def test_a_stalled_upload_is_answered_408(tiny_en_model):
+    """A client that stops sending its upload part way (a dead link, or a slow-loris) held its
+    connection and its partial upload for ever: after upload_stall_seconds with nothing more, it
+    is answered 408 in OpenAI's error object and the server goes on answering others."""
+    import json
+    import socket as sockets
+
+    server = _Server(tiny_en_model, upload_stall_seconds=1.0)
+    try:
+        connection = sockets.create_connection(("127.0.0.1", server.port), timeout=30)
+        head = (
+            "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+        )
+        connection.sendall(head.encode())  # and nothing more
+        start = time.monotonic()
+        answer = b""
+        while b"}}" not in answer:
+            chunk = connection.recv(65536)
+            assert chunk, answer
+            answer += chunk
+        waited = time.monotonic() - start
+        connection.close()
+        status, _, body = answer.partition(b"\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 408") and 0.9 < waited < 20, (status, waited)
+        assert json.loads(body)["error"]["message"] == (
+            "the upload stalled: nothing more came for 1 s"
+        )
+        assert _transcribe(server.client, CLIPS[0]).text
+    finally:
+        server.close()
+
+
 def test_a_request_whose_client_has_gone_is_not_decoded(tiny_en_model):
     """A client that sends its file and hangs up before the answer: the request is given up
     within a second (it no longer counts as queued for --max_concurrent_requests), and none of its

@@ -66,6 +66,9 @@ MAX_PROMPT_CHARS = 20000
 # logged for a request so given up (nginx's "client closed request": nothing is sent).
 DISCONNECT_CHECK_SECONDS = 0.5
 CLIENT_GONE = 499
+# An upload from which nothing more has come for this long is answered 408 and its connection
+# closed: a stalled or malicious client held a connection, and its partial upload, for ever.
+UPLOAD_STALL_SECONDS = 60.0
 # A request's body may exceed its file by this much (the form's other fields and the multipart
 # framing) before it is refused unread.
 BODY_SLACK = MB
@@ -95,10 +98,11 @@ def _error(
 class _BodyLimit:
     """ASGI middleware: a request whose body is over `limit` bytes is refused (413, OpenAI's error
     object) as soon as that is known, at once from its Content-Length, or when its streamed body
-    passes the limit, instead of after the framework has spooled all of it to disk."""
+    passes the limit, instead of after the framework has spooled all of it to disk; and one whose
+    body stops coming for `stall` seconds is answered 408."""
 
-    def __init__(self, app, limit: int, files_mb: float):
-        self.app, self.limit, self.files_mb = app, limit, files_mb
+    def __init__(self, app, limit: int, files_mb: float, stall: float):
+        self.app, self.limit, self.files_mb, self.stall = app, limit, files_mb, stall
 
     def _message(self, size: int, whole: bool = True) -> str:
         """`size`: the body's declared length, or (not `whole`) how much of it came before it
@@ -119,11 +123,19 @@ class _BodyLimit:
             # refused before any of the body is read (a client sending Expect: 100-continue
             # never sends it)
             return await _error(413, self._message(int(length)), "file")(scope, receive, send)
-        received = 0
+        received, complete = 0, False
 
         async def counted():
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body: a wait for the client's disconnect, however long
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.stall)
+            except asyncio.TimeoutError:
+                raise HTTPException(
+                    408, f"the upload stalled: nothing more came for {self.stall:g} s"
+                ) from None
+            complete = not message.get("more_body", False)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:  # FastAPI passes an HTTPException on unchanged
@@ -217,12 +229,14 @@ def create_app(
     worker: Optional[BatchingWorker] = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     max_concurrent_requests: Optional[int] = None,
+    upload_stall_seconds: float = UPLOAD_STALL_SECONDS,
     **options,
 ):
     """The FastAPI app serving `model` (a loaded whisperms model); `options` are transcribe's,
     for every request (a request's language, prompt, temperature and timestamp granularities
     override theirs). A file over `max_upload_mb` is refused (413), and so is a request arriving
-    while `max_concurrent_requests` are in flight (429; None: no limit)."""
+    while `max_concurrent_requests` are in flight (429; None: no limit), and an upload from which
+    nothing has come for `upload_stall_seconds` (408)."""
     from fastapi import FastAPI, File, Form, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -248,7 +262,9 @@ def create_app(
     app.state.uploads = uploads = {}
     app.state.upload_folder = folder = UploadFolder()
     body_limit = int(max_upload_mb * MB) + BODY_SLACK
-    app.add_middleware(_BodyLimit, limit=body_limit, files_mb=max_upload_mb)
+    app.add_middleware(
+        _BodyLimit, limit=body_limit, files_mb=max_upload_mb, stall=upload_stall_seconds
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request, error):
