@@ -674,6 +674,15 @@ def test_permissions_as_another_user(shared_tmp):
         [e + f"cannot create output folder {readonly / 'sub'}: permission denied in {readonly}"],
     )
     assert list(readonly.iterdir()) == []
+    # a pipe given by name that this user may not read: the same line, before the model loads
+    # (its open's error had been reported as the output folder's)
+    pipe = tmp_path / "pipe.wav"
+    os.mkfifo(pipe, 0o600)
+    assert cli(pipe, "-o", "/tmp", prefix=NOBODY, cwd=tmp_path) == (
+        1,
+        [],
+        [e + f"cannot read audio file {pipe}: permission denied"],
+    )
 
 
 def _can_mount_read_only():

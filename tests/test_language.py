@@ -123,9 +123,18 @@ def test_multilingual_in_the_batched_mode_detects_each_piece_given_a_language(ba
 def test_auto_is_detect(base_model):
     """language="auto" (whisper.cpp's and WhisperX's word, `--language auto`) detects, as None does;
     openai-whisper refuses it."""
+    from whisperms.batch_inputs import BatchInput
+    from whisperms.batched import BatchedTranscriber
     from whisperms.transcribe_options import transcribe_options
 
     french = str(DATA / "picovoice_fr_test_fr.wav")
     assert transcribe_options(language=" Auto ").decoding.language is None
     result = base_model.transcribe(french, language="auto", temperature=0.0)
     assert result.language == "fr" and result.info.language_probability < 1.0
+    # a batched input's own language (a server request's), and decode()
+    batched = BatchedTranscriber(base_model, batch_size=2, temperature=0.0)
+    assert batched.run(BatchInput(french, language="auto")).language == "fr"
+    assert (
+        base_model.decode(window_mel(DATA / "picovoice_fr_test_fr.wav"), language="auto").language
+        == "fr"
+    )

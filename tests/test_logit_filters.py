@@ -783,6 +783,10 @@ def test_initial_tokens_with_prompt_and_prefix(tok, make_task):
 def test_initial_tokens_keep_the_prefix_with_the_default_sample_len(tok, make_task):
     got = make_task(tok, prefix="Hello world").initial_tokens
     assert got == (*tok.sot_sequence, tok.timestamp_begin, *tok.encode(" Hello world"))
+    # a sample_len (max_new_tokens) above n_ctx // 2 leaves openai's slice no room: the prefix is
+    # kept whole (a negative slice cut it to nothing)
+    got = make_task(tok, prefix="Hello world", sample_len=300).initial_tokens
+    assert got == (*tok.sot_sequence, tok.timestamp_begin, *tok.encode(" Hello world"))
 
 
 # ---- verify_options ----
@@ -1110,6 +1114,11 @@ def test_initial_tokens_with_hotwords(tok, make_task):
         *tok.encode(" Hi"),
     )
     assert make_task(tok, hotwords="").initial_tokens == tok.sot_sequence
+    # hotwords and a previous text that together would fill the context (faster-whisper fails
+    # there): the previous text is cut to leave the two 223 tokens, the hotwords first
+    many = " ".join(["word"] * 300)
+    got = make_task(tok, hotwords=many, prompt=list(range(2000, 2300))).initial_tokens
+    assert got == (tok.sot_prev, *tok.encode(" " + many)[:223], *tok.sot_sequence)
     many = " ".join(["word"] * 300)
     got = make_task(tok, hotwords=many).initial_tokens
     assert got == (tok.sot_prev, *tok.encode(" " + many)[:223], *tok.sot_sequence)

@@ -382,6 +382,12 @@ def test_a_stalled_upload_is_answered_408(tiny_en_model):
     import json
     import socket as sockets
 
+    from whisperms import OptionsError
+    from whisperms.server import create_app
+
+    for wrong in (0, -1.0, float("nan")):
+        with pytest.raises(OptionsError, match="^upload_stall_seconds must be a finite number > 0"):
+            create_app(tiny_en_model, upload_stall_seconds=wrong)
     server = _Server(tiny_en_model, upload_stall_seconds=1.0)
     try:
         connection = sockets.create_connection(("127.0.0.1", server.port), timeout=30)

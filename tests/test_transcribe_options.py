@@ -404,6 +404,9 @@ def test_faster_whisper_names_for_openai_options(tiny_en_model, fw, jfk, sonnet,
     from whisperms.transcribe_options import transcribe_options
 
     assert transcribe_options(log_prob_threshold=-0.3).logprob_threshold == -0.3
+    assert transcribe_options(log_prob_threshold=None).logprob_threshold is None  # rule off
+    with pytest.raises(OptionsError, match="^max_new_tokens and sample_len are one option"):
+        transcribe_options(max_new_tokens=None, sample_len=5)
     with pytest.raises(OptionsError, match="^log_prob_threshold and logprob_threshold are one"):
         transcribe_options(log_prob_threshold=-0.3, logprob_threshold=-0.5)
     with pytest.raises(OptionsError, match="^log_prob_threshold must be a finite number or None"):

@@ -410,6 +410,8 @@ def check_audio_file(file, pipes: bool = False) -> str:
     if stat.S_ISDIR(mode):
         raise AudioError(f"{path} is a folder, not an audio file")
     if stat.S_ISFIFO(mode) and pipes:
+        if not os.access(path, os.R_OK):
+            raise AudioError(f"cannot read audio file {path}: permission denied")
         return path
     if stat.S_ISFIFO(mode):  # its open waits for a writer: given as a file object, it is read
         raise AudioError(f"{path} is a pipe: give it opened (open(path, 'rb')) to read it whole")

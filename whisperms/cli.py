@@ -7,6 +7,7 @@ output folder, a bad checkpoint); other files in a batch still run. Warnings are
 ("whisperms: warning: ...").
 """
 
+import io
 import math
 import os
 import signal
@@ -272,7 +273,14 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
                 ready.append(path)
             except OutputError as error:
                 status = _fail(_about(path, error))
-        for index, result in transcriber.results([_opened(path) for path in ready]):
+        opened = []
+        for path in ready:
+            try:
+                opened.append((path, _opened(path)))
+            except AudioError as error:
+                status = _fail(_about(path, error))
+        ready = [path for path, _ in opened]
+        for index, result in transcriber.results([source for _, source in opened]):
             path = ready[index]
             if isinstance(result, WhispermsError):
                 status = _fail(_about(path, result))
@@ -305,13 +313,22 @@ def _check_stdin() -> str:
 
 
 def _opened(path):
-    """What transcribe takes for an input: "-" is standard input and a pipe given by name (bash's
-    <(...)) is opened, each read to its end (as openai-whisper's ffmpeg reads them)."""
+    """What transcribe takes for an input: "-" is standard input, read to its end when decoded; a
+    pipe given by name (bash's <(...)) is read to its end here, as openai-whisper's ffmpeg reads
+    one; an AudioError if it cannot be."""
     from .audio_files import is_pipe
 
     if path == STDIN:
         return sys.stdin.buffer
-    return open(path, "rb") if is_pipe(path) else path
+    if not is_pipe(path):
+        return path
+    try:
+        with open(path, "rb") as pipe:
+            content = io.BytesIO(pipe.read())
+    except OSError as error:
+        raise AudioError(f"cannot read audio file {path}: {error.strerror or error}") from None
+    content.name = path  # what messages call it
+    return content
 
 
 def _write(writer, result, path, output_dir, writer_args):

@@ -27,7 +27,7 @@ from .logit_filters import (
 )
 from .logprobs import log_softmax
 from .token_selection import BeamSearchDecoder, GreedyDecoder, beam_rows, rank_score
-from .tokenizer import Tokenizer, get_tokenizer, language_code
+from .tokenizer import Tokenizer, detect_requested, get_tokenizer, language_code
 from .window_slots import WindowSlots
 
 
@@ -133,7 +133,8 @@ class DecodingTask:
             return (), False
         prefix = self._encode_text(self.options.prefix)
         max_prefix_len = self.n_ctx // 2 - self.sample_len
-        prefix = prefix[-max_prefix_len:]  # openai's slice: 0 keeps the whole prefix
+        if max_prefix_len > 0:  # openai's slice; a sample_len from n_ctx // 2 up keeps it whole
+            prefix = prefix[-max_prefix_len:]
         ts = self.tokenizer.timestamp_begin
         if self.options.without_timestamps or not prefix or prefix[0] >= ts:
             return tuple(prefix), False
@@ -149,6 +150,10 @@ class DecodingTask:
         hotwords = []
         if self.options.hotwords and not self.options.prefix:
             hotwords = self._encode_text(self.options.hotwords)[:half]
+        if 1 + len(hotwords) + len(previous) + len(tokens) >= self.n_ctx:  # 1: <|startofprev|>
+            # past the context (faster-whisper then fails): the prompt section keeps openai's
+            # budget, the hotwords first
+            previous = previous[len(previous) - max(half - len(hotwords), 0) :]
         if previous or hotwords:
             tokens = [self.tokenizer.sot_prev] + hotwords + previous + tokens
         return tuple(tokens)
@@ -502,7 +507,7 @@ def decode(model, mel, options=None, **kwargs):
     tasks, language_probs = [], []
     for i, row in enumerate(rows):
         language, probs = row.language, None
-        if language is None:
+        if language is None or detect_requested(language):
             if model.is_multilingual:
                 features = audio_features[i : i + 1]
                 language, probs = detect_language(model, None, audio_features=features)

@@ -244,6 +244,9 @@ def create_app(
     from starlette.exceptions import HTTPException
 
     max_upload_mb = _checked_upload_limit(max_upload_mb)
+    upload_stall_seconds = check_number(
+        "upload_stall_seconds", upload_stall_seconds, low=0, strict_low=True
+    )
 
     limit = _checked_limit(max_concurrent_requests)
     worker = worker or BatchingWorker(model, batch_size=batch_size, **options)
@@ -254,8 +257,9 @@ def create_app(
     name = model.name or "whisper"
     app = FastAPI(title="whisperms")
     # the multipart parser's warning on a malformed body (a bare line on stderr) restates the 400
-    # its client is answered with
-    logging.getLogger("python_multipart").setLevel(logging.ERROR)
+    # its client is answered with (its logger's name before python-multipart 0.0.13: multipart)
+    for parser_log in ("python_multipart", "multipart"):
+        logging.getLogger(parser_log).setLevel(logging.ERROR)
     app.state.worker = worker
     # uploads on disk until their request ends (path: the name it was uploaded under), in a
     # folder of the server's own; what a forced exit leaves, main() removes with the folder
@@ -428,7 +432,9 @@ def create_app(
         timestamp_granularities: List[str] = Form([], alias="timestamp_granularities[]"),
         stream: bool = Form(False),
     ):
-        if stream:  # OpenAI's whisper-1 does not stream either: a 400, not a JSON body unasked
+        # OpenAI ignores stream for whisper-1 and answers JSON, which a client waiting for events
+        # cannot read: a 400 that says so instead
+        if stream:
             return _error(400, "stream: streaming is not supported; leave stream out", "stream")
         return await handle(
             request,

@@ -357,6 +357,14 @@ class Tokenizer:
         return words, word_tokens
 
 
+# whisper.cpp's and WhisperX's word for "detect the language" (openai-whisper's None)
+AUTO_LANGUAGE = "auto"
+
+
+def detect_requested(language) -> bool:
+    return isinstance(language, str) and language.strip().lower() == AUTO_LANGUAGE
+
+
 def language_code(language: str) -> str:
     """A language code from a code or a name/alias, any case ("de", "German", "castilian")."""
     key = language.strip().lower()

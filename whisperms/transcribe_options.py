@@ -21,7 +21,7 @@ from .decoding_checks import (
 )
 from .errors import OptionsError, WhispermsWarning
 from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
-from .tokenizer import language_code
+from .tokenizer import detect_requested, language_code
 from .vad.options import VadOptions, vad_options
 
 DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -132,6 +132,7 @@ _FLAG_OPTIONS = (
     "multilingual",
 )
 _TEXT_OPTIONS = ("prepend_punctuations", "append_punctuations")
+_OPTIONAL_TEXT_OPTIONS = ("initial_prompt", "hotwords")  # a string, or None
 
 
 def transcribe_options(**kwargs) -> TranscribeOptions:
@@ -144,11 +145,10 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
     checked = dict(kwargs)
     for alias, name in _ALIASES.items():
         if alias in checked:
-            value = check_number(alias, checked.pop(alias), optional=True, **_NUMBER_OPTIONS[name])
-            if value is not None:
-                if checked.get(name) is not None:
-                    raise OptionsError(f"{alias} and {name} are one option: give one of them")
-                checked[name] = value
+            if name in checked:
+                raise OptionsError(f"{alias} and {name} are one option: give one of them")
+            value = checked.pop(alias)  # None too: log_prob_threshold=None turns the rule off
+            checked[name] = check_number(alias, value, optional=True, **_NUMBER_OPTIONS[name])
     for name, limits in _NUMBER_OPTIONS.items():
         if name in checked:
             checked[name] = check_number(name, checked[name], optional=True, **limits)
@@ -160,11 +160,11 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
             continue  # the mode's default
         if name in checked and not isinstance(checked[name], (bool, np.bool_)):
             raise OptionsError(f"{name} must be True or False, got {checked[name]!r}")
-    for name in _TEXT_OPTIONS + ("initial_prompt", "hotwords"):
+    for name in _TEXT_OPTIONS + _OPTIONAL_TEXT_OPTIONS:
         if (
             name in checked
             and not isinstance(checked[name], str)
-            and not (name in ("initial_prompt", "hotwords") and checked[name] is None)
+            and not (name in _OPTIONAL_TEXT_OPTIONS and checked[name] is None)
         ):
             raise OptionsError(f"{name} must be a string, got {checked[name]!r}")
         if isinstance(checked.get(name), str):
@@ -184,7 +184,7 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
             raise OptionsError(
                 f"language must be a code or name such as 'de' or 'German', got {language!r}"
             )
-        if language.strip().lower() == "auto":  # whisper.cpp's and WhisperX's word for detect
+        if detect_requested(language):
             checked["language"] = None
         else:
             language_code(language)  # an OptionsError for an unknown one
@@ -348,7 +348,7 @@ def model_language(model, language, task: str = "transcribe") -> Optional[str]:
     `model`: English on an English-only model, with a WhispermsWarning if another was asked for,
     as openai's CLI and faster-whisper do; an OptionsError for a language no model (or not this
     one) knows, or a task it cannot do."""
-    if language is None:
+    if language is None or detect_requested(language):
         return None
     code = language_code(language)
     if not model.is_multilingual and code != "en":
