@@ -184,7 +184,8 @@ class BatchedTranscriber:
         if self.language is None and not model.is_multilingual:
             self.language = "en"
         if options.multilingual:
-            self.language = None  # each piece's detected, as faster-whisper's pipeline does
+            # each piece's detected, as faster-whisper's pipeline does (an input's own stays)
+            self.language = None
         self.tokenizer = build_tokenizer(model, self.language, options.decoding.task)
         self.initial_prompt_tokens = self._prompt_tokens(options.initial_prompt)
         # windows of VAD pieces hold speech to their end (EARLY_END_MARGIN)
