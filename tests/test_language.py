@@ -118,7 +118,7 @@ def test_multilingual_in_the_batched_mode_detects_each_piece_given_a_language(ba
         base_model.transcribe(SPANISH, batch_size=2, language_detection_segments=2)
 
 
-def test_auto_is_detect(base_model):
+def test_auto_is_detect(base_model, tiny_en_model):
     """language="auto" (whisper.cpp's and WhisperX's word, `--language auto`) detects, as None does;
     openai-whisper refuses it."""
     from whisperms.batch_inputs import BatchInput
@@ -132,6 +132,10 @@ def test_auto_is_detect(base_model):
     # a batched input's own language (a server request's), and decode()
     batched = BatchedTranscriber(base_model, batch_size=2, temperature=0.0)
     assert batched.run(BatchInput(french, language="auto")).language == "fr"
+    # an English-only model has nothing to detect (a batched input's "auto" made it try)
+    english = BatchedTranscriber(tiny_en_model, batch_size=2, temperature=0.0)
+    jfk = str(DATA / "jfk_inaugural_1961.flac")
+    assert "fellow Americans" in english.run(BatchInput(jfk, language="auto")).text
     assert (
         base_model.decode(window_mel(DATA / "picovoice_fr_test_fr.wav"), language="auto").language
         == "fr"

@@ -348,8 +348,10 @@ def model_language(model, language, task: str = "transcribe") -> Optional[str]:
     `model`: English on an English-only model, with a WhispermsWarning if another was asked for,
     as openai's CLI and faster-whisper do; an OptionsError for a language no model (or not this
     one) knows, or a task it cannot do."""
-    if language is None or detect_requested(language):
+    if language is None:
         return None
+    if detect_requested(language):  # an English-only model has nothing to detect
+        return None if model.is_multilingual else "en"
     code = language_code(language)
     if not model.is_multilingual and code != "en":
         warnings.warn(
