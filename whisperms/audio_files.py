@@ -409,12 +409,14 @@ def check_audio_file(file, pipes: bool = False) -> str:
         ) from None
     if stat.S_ISDIR(mode):
         raise AudioError(f"{path} is a folder, not an audio file")
-    if stat.S_ISFIFO(mode) and pipes:
+    if stat.S_ISFIFO(mode):
+        if not pipes:  # its open waits for a writer: given as a file object, it is read
+            raise AudioError(
+                f"{path} is a pipe: give it opened (open(path, 'rb')) to read it whole"
+            )
         if not os.access(path, os.R_OK):
             raise AudioError(f"cannot read audio file {path}: permission denied")
         return path
-    if stat.S_ISFIFO(mode):  # its open waits for a writer: given as a file object, it is read
-        raise AudioError(f"{path} is a pipe: give it opened (open(path, 'rb')) to read it whole")
     if not stat.S_ISREG(mode):  # a device: /dev/zero would never end
         raise AudioError(f"{path} is not a regular file or a pipe")
     try:

@@ -31,8 +31,18 @@ def row_texts(tokens: np.ndarray, begin: int, forced: Optional[np.ndarray]) -> n
     return text if forced is None else np.concatenate([forced, text], axis=1)
 
 
+class _ReadsRowTexts(LogitFilter):
+    """A filter over each row's text (row_texts), from its `begin` and `forced` fields."""
+
+    def text(self, tokens):
+        return row_texts(tokens, self.begin, self.forced)
+
+    def select(self, rows):
+        return self if self.forced is None else replace(self, forced=self.forced[rows])
+
+
 @dataclass(frozen=True)
-class RepetitionPenalty(LogitFilter):
+class RepetitionPenalty(_ReadsRowTexts):
     """faster-whisper's repetition_penalty (CTranslate2's): the logit of each token already in a
     row's text (row_texts) divided by `penalty` where positive, multiplied by it where negative;
     once, however often the token occurs."""
@@ -42,20 +52,16 @@ class RepetitionPenalty(LogitFilter):
     forced: Optional[np.ndarray] = None
 
     def apply(self, logits, tokens):
-        text = row_texts(tokens, self.begin, self.forced)
-        seen = text >= 0
-        rows = np.broadcast_to(np.arange(len(text))[:, None], text.shape)[seen]
-        ids = text[seen]
+        text = self.text(tokens)
+        rows, places = np.nonzero(text >= 0)  # not the left padding of a shorter prefix
+        ids = text[rows, places]
         scores = logits[rows, ids]  # read before any is written: a repeated token counts once
         penalty = logits.dtype.type(self.penalty)
         logits[rows, ids] = np.where(scores < 0, scores * penalty, scores / penalty)
 
-    def select(self, rows):
-        return self if self.forced is None else replace(self, forced=self.forced[rows])
-
 
 @dataclass(frozen=True)
-class NoRepeatNgram(LogitFilter):
+class NoRepeatNgram(_ReadsRowTexts):
     """faster-whisper's no_repeat_ngram_size (CTranslate2's): no row repeats an n-gram of its text
     (row_texts): wherever its last n - 1 tokens occurred before, the token that followed them is
     suppressed (n = 1: every token already written)."""
@@ -65,7 +71,7 @@ class NoRepeatNgram(LogitFilter):
     forced: Optional[np.ndarray] = None
 
     def apply(self, logits, tokens):
-        text = row_texts(tokens, self.begin, self.forced)
+        text = self.text(tokens)
         n = self.size
         if text.shape[1] < n:
             return
@@ -73,12 +79,9 @@ class NoRepeatNgram(LogitFilter):
         last = text[:, text.shape[1] - n + 1 :]  # the n - 1 tokens an n-gram would start with
         repeats = (windows[:, :, : n - 1] == last[:, None, :]).all(axis=2)
         followers = windows[:, :, n - 1]
-        banned = repeats & (followers >= 0)  # not the left padding of a shorter prefix
-        rows = np.broadcast_to(np.arange(len(text))[:, None], banned.shape)[banned]
-        logits[rows, followers[banned]] = -np.inf
-
-    def select(self, rows):
-        return self if self.forced is None else replace(self, forced=self.forced[rows])
+        # not the left padding of a shorter prefix
+        rows, places = np.nonzero(repeats & (followers >= 0))
+        logits[rows, followers[rows, places]] = -np.inf
 
 
 class SuppressBlank(LogitFilter):
