@@ -20,7 +20,7 @@ import pytest
 from user_env import default_sigint, user_env
 
 from whisperms.batched import BatchedTranscriber
-from whisperms.bulk import find_inputs, ignores_case, refuse_collisions
+from whisperms.bulk_inputs import find_inputs, ignores_case, refuse_collisions
 from whisperms.errors import AudioError, OptionsError
 
 from conftest import DATA
@@ -210,7 +210,9 @@ def test_an_unreadable_folder_is_one_line(tmp_path):
         (corpus / "locked").mkdir(mode=0o700)
         (corpus / "locked" / "b.wav").write_bytes(b"")
         (corpus / "locked").chmod(0)
-        code = "import sys; from whisperms.bulk import find_inputs; find_inputs([sys.argv[1]])"
+        code = (
+            "import sys; from whisperms.bulk_inputs import find_inputs; find_inputs([sys.argv[1]])"
+        )
         nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
         run = subprocess.run(
             [*nobody, sys.executable, "-c", code, str(corpus)],
@@ -253,6 +255,68 @@ def test_symlinked_folders_are_followed(tmp_path):
         "link/y.wav",
         "real/x.wav",
     ]
+
+
+def test_loops_of_links_and_a_bare_at_sign(tmp_path):
+    """A loop of symbolic links in a folder is no folder (its walk stopped with an OSError
+    traceback, the other files untranscribed): kept if named as audio, to fail in a line as a link
+    to nothing does; given by name it is said to be one, not "no such file"; a bare @ names no
+    list (it was "cannot read the list : Is a directory")."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ok.wav").write_bytes(b"")
+    (corpus / "notes").symlink_to("notes")
+    (corpus / "loop.wav").symlink_to("loop.wav")
+    assert [name for _, name in find_inputs([str(corpus)])] == ["loop.wav", "ok.wav"]
+    with pytest.raises(AudioError) as info:
+        find_inputs([str(corpus / "notes")])
+    assert str(info.value) == (
+        f"{corpus / 'notes'} is a symbolic link to nothing (or to a loop of links)"
+    )
+    with pytest.raises(AudioError) as info:
+        find_inputs(["@"])
+    assert str(info.value) == "@ without a list's path (@list.txt: a path per line)"
+
+
+def test_outputs_that_cannot_be_written_fail_before_decoding(tmp_path, tiny_en_ct2_dir):
+    """A folder where a transcript should be (the file counted as done, never transcribed), a
+    file where a transcript's folder should be (os.makedirs' bare "[Errno 17] File exists"), and a
+    name longer than the file system takes with -f all (decoded, four formats written and json
+    not, on every run): each file one error line, found before any decoding (no Ray cluster
+    started, nothing written), exit 1; an empty -o is refused (it wrote into the working folder)."""
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX")
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    (corpus / "sub").mkdir(parents=True)
+    long_name = "x" * (longest - len(".json") + 1) + ".wav"  # its .json is one byte too long
+    for name in ("a.wav", "sub/b.wav", long_name):
+        shutil.copy(DATA / CORPUS["top.wav"], corpus / name)
+    for name in ("a.txt", "a.vtt", "a.srt", "a.tsv", "a.json"):
+        (out / name).mkdir(parents=True)
+    (out / "sub").write_text("")
+    run = _bulk(corpus, "-o", out, "--model", tiny_en_ct2_dir, "-f", "all", timeout=300)
+    assert run.returncode == 1, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert lines[:3] == [
+        f"whisperms-bulk: error: {corpus / 'a.wav'}: cannot write {out / 'a.txt'}: it is a folder",
+        f"whisperms-bulk: error: {corpus / 'sub' / 'b.wav'}: cannot write its transcripts in "
+        f"{out / 'sub'}: {out / 'sub'} is a file",
+        f"whisperms-bulk: error: {corpus / long_name}: cannot write "
+        f"{out / long_name[:-4]}.json: its name is longer than the {longest} bytes the file "
+        "system takes",
+    ]
+    assert lines[3].startswith("whisperms-bulk: 0 transcribed") and lines[3].endswith(
+        "0 done before, 3 failed"
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.json",
+        "a.srt",
+        "a.tsv",
+        "a.txt",
+        "a.vtt",
+        "sub",
+    ]
+    line = _one_error(_bulk(corpus, "-o", "", "--model", tiny_en_ct2_dir, cwd=tmp_path))
+    assert line == "whisperms-bulk: error: the output folder's name is empty"
 
 
 def test_a_file_reached_twice_and_names_linked_to_one_file(tmp_path):
@@ -407,7 +471,7 @@ def test_a_cluster_started_elsewhere_at_its_address(tmp_path, tiny_en_ct2_dir, t
                              "~/.ray/auth_token)")  # fmt: skip
         run = _bulk(*command, env={**env, "RAY_AUTH_MODE": "token"})
         assert run.returncode == 0, run.stderr
-        assert "1 files on 1 workers of 1 CPUs" in run.stderr
+        assert "1 file on 1 worker of 1 CPU" in run.stderr
         result = BatchedTranscriber(tiny_en_model, **CLI_DEFAULTS).run(str(clip))
         expected = "".join(s.text.strip() + "\n" for s in result.segments)
         assert (out / clip.name).with_suffix(".txt").read_text() == expected
@@ -423,7 +487,7 @@ def test_the_default_worker_fits_a_one_cpu_machine(tmp_path, tiny_en_ct2_dir):
     env.pop("RAY_ADDRESS", None)
     run = _bulk(DATA / CORPUS["top.wav"], "-o", tmp_path, "--model", tiny_en_ct2_dir, env=env)
     assert run.returncode == 0, run.stderr
-    assert "1 files on 1 workers of 1 CPUs" in run.stderr
+    assert "1 file on 1 worker of 1 CPU" in run.stderr
     assert (tmp_path / CORPUS["top.wav"]).with_suffix(".txt").read_text().strip()
 
 
@@ -489,7 +553,7 @@ def test_ctrl_c_and_sigterm_are_one_line(tmp_path, tiny_en_ct2_dir, sent, status
     )
     try:
         started = process.stderr.readline()  # the workers are started
-        assert "8 files on 1 workers" in started, started
+        assert "8 files on 1 worker" in started, started
         process.send_signal(sent)
         rest = process.stderr.read()
         assert (process.wait(timeout=120), rest.splitlines()) == (status, [line])
@@ -499,8 +563,9 @@ def test_ctrl_c_and_sigterm_are_one_line(tmp_path, tiny_en_ct2_dir, sent, status
         process.kill()
 
 
-def _ray_workers(ray_dir):
-    """Process ids of the bulk job's Ray workers whose cluster runs under RAY_TMPDIR `ray_dir`."""
+def _ray_processes(ray_dir, name=b""):
+    """Process ids of the Ray processes (command lines holding `name`) of the cluster running
+    under RAY_TMPDIR `ray_dir`."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
@@ -508,9 +573,53 @@ def _ray_workers(ray_dir):
             environment = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if title.startswith(b"ray::_Worker") and f"RAY_TMPDIR={ray_dir}".encode() in environment:
+        if name in title and f"RAY_TMPDIR={ray_dir}".encode() in environment:
             found.append(int(entry.name))
     return found
+
+
+@pytest.mark.parametrize(
+    "sent, status, line",
+    [
+        (signal.SIGINT, 130, "whisperms-bulk: interrupted (the files written so far are kept)"),
+        (signal.SIGTERM, 143, "whisperms-bulk: terminated (the files written so far are kept)"),
+    ],
+)
+def test_ctrl_c_and_sigterm_while_ray_starts(tmp_path, tiny_en_ct2_dir, sent, status, line):
+    """Ctrl-C or SIGTERM while ray.init runs (sent once its raylet is up): one line and exit 128 +
+    the signal, once Ray has started, and no Ray process left behind. SIGTERM there ended the job
+    with status 15 and no word (the handler ray.init sets), and either signal left Ray's agents
+    running on without the job (or crashed ray.shutdown)."""
+    ray_dir = tempfile.mkdtemp(prefix="ws", dir="/tmp")  # Ray's socket paths fit 107 characters
+    command = [sys.executable, "-m", "whisperms.bulk", str(DATA / CORPUS["top.wav"])]
+    command += ["-o", str(tmp_path / "out"), "--model", str(tiny_en_ct2_dir), "--workers", "1"]
+    env = {k: v for k, v in user_env({"RAY_TMPDIR": ray_dir}).items() if k != "RAY_ADDRESS"}
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _ray_processes(ray_dir, b"raylet") and time.monotonic() < deadline:
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.02)
+        process.send_signal(sent)
+        rest = process.stderr.read()
+        assert (process.wait(timeout=120), rest.splitlines()) == (status, [line])
+        deadline = time.monotonic() + 10  # the last ones may take a moment to go
+        while _ray_processes(ray_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _ray_processes(ray_dir) == []
+        assert not (tmp_path / "out").exists()
+    finally:
+        process.kill()
+        for pid in _ray_processes(ray_dir):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def _ray_workers(ray_dir):
+    """Process ids of the bulk job's Ray workers whose cluster runs under RAY_TMPDIR `ray_dir`."""
+    return _ray_processes(ray_dir, b"ray::_Worker")
 
 
 def test_a_worker_that_dies_is_replaced(tmp_path, tiny_en_ct2_dir, tiny_en_model):

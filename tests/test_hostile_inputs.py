@@ -608,7 +608,7 @@ def test_a_pipe_given_by_name_is_read_whole(tmp_path, tiny_en_ct2_dir):
     with pytest.raises(AudioError) as info:
         load_audio(fifo)
     assert str(info.value) == (
-        f"{fifo} is a pipe: give it opened (open(path, 'rb')) to read it whole"
+        f"{fifo} is a named pipe, not a file (load_audio reads one given opened: open(path, 'rb'))"
     )
     writer = threading.Thread(target=lambda: fifo.write_bytes(JFK.read_bytes()))
     writer.start()

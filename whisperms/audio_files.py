@@ -412,7 +412,8 @@ def check_audio_file(file, pipes: bool = False) -> str:
     if stat.S_ISFIFO(mode):
         if not pipes:  # its open waits for a writer: given as a file object, it is read
             raise AudioError(
-                f"{path} is a pipe: give it opened (open(path, 'rb')) to read it whole"
+                f"{path} is a named pipe, not a file (load_audio reads one given opened: "
+                "open(path, 'rb'))"
             )
         if not os.access(path, os.R_OK):
             raise AudioError(f"cannot read audio file {path}: permission denied")

@@ -29,15 +29,22 @@ import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from .bulk_inputs import (
+    AUDIO_EXTENSIONS,
+    find_inputs,
+    ignores_case,
+    is_done,
+    refuse_collisions,
+    unwritable,
+)
 from .bulk_tasks import run_tasks
 from .cli_args import EXIT_USAGE, Parser, optional
 from .errors import (
     STOP_STATUS,
-    AudioError,
     OptionsError,
+    OutputError,
     Terminated,
     WhispermsError,
     WhispermsWarning,
@@ -47,9 +54,6 @@ from .errors import (
 )
 from .output_files import check_output_folder
 
-AUDIO_EXTENSIONS = (
-    ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".wma", ".mkv",
-)  # fmt: skip
 DEFAULT_FILES_PER_TASK = 16
 DEFAULT_BEAM_SIZE = 5
 DEFAULT_BEST_OF = 5
@@ -64,143 +68,6 @@ RAY_ANSWER_TIMEOUT = 10.0
 HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 HTTP2_FRAME_HEADER = 9
 HTTP2_SETTINGS = 4
-
-
-def find_inputs(inputs: Sequence[str]) -> List[Tuple[str, str]]:
-    """(absolute path, output name) of every file the inputs name: a file's output name is its own
-    name, a folder's files keep their path below it, a list's lines are inputs of their own. An
-    input that does not exist, a list that cannot be read as text or names itself (through other
-    lists or not), and a folder that cannot be read are AudioErrors (inputs that cannot be read).
-    A file reached twice (named twice, or in a folder and in a subfolder also given) is kept once,
-    where first reached, under the name it has in the outermost folder given (whatever the order
-    of the inputs); two names linked to one file are two files, each with its output."""
-    kept, where = [], {}
-    for path, name in _find(inputs, ()):
-        # one entry of one real folder, however it was reached
-        entry = (os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-        if entry not in where:
-            where[entry] = len(kept)
-            kept.append((path, name))
-        elif len(Path(name).parts) > len(Path(kept[where[entry]][1]).parts):
-            kept[where[entry]] = (path, name)
-    return kept
-
-
-def _find(inputs: Sequence[str], lists: Tuple[str, ...]) -> List[Tuple[str, str]]:
-    """find_inputs' files in the order reached; `lists`: the lists being read (real paths)."""
-    found: List[Tuple[str, str]] = []
-    for item in inputs:
-        if item.startswith("@"):
-            real = os.path.realpath(item[1:])
-            if real in lists:
-                raise AudioError(f"the list {item[1:]} names itself (through @lists it names)")
-            try:
-                # utf-8-sig: a byte-order mark (Windows Notepad's) is not part of the first path
-                lines = Path(item[1:]).read_text(encoding="utf-8-sig").splitlines()
-            except OSError as error:
-                raise AudioError(f"cannot read the list {item[1:]}: {error.strerror}") from None
-            except UnicodeDecodeError:
-                raise AudioError(
-                    f"cannot read the list {item[1:]}: not UTF-8 text (a list has a path per line)"
-                ) from None
-            for number, line in enumerate(lines, 1):
-                path = line.strip()
-                if not path or path.startswith("#"):  # blank lines and comments name nothing
-                    continue
-                try:
-                    found += _find([path], (*lists, real))
-                except AudioError as error:  # where the list names it (nested lists: each)
-                    raise AudioError(f"{item[1:]}, line {number}: {error}") from None
-        elif os.path.isdir(item):
-            found += [(os.path.abspath(path), name) for path, name in _walk(item)]
-        elif os.path.exists(item):
-            found.append((os.path.abspath(item), os.path.basename(item)))
-        else:
-            raise AudioError(f"no such file or folder: {item}")
-    return found
-
-
-def _walk(root: str) -> List[Tuple[str, str]]:
-    """(path, path below `root`) of the audio files under `root`, sorted by that name. Symlinked
-    folders are followed (Path.rglob skips them, and a corpus assembled from links lost them
-    silently), and each real folder is walked once, so a link to an ancestor cannot loop and a
-    file is transcribed once: the folders reached without a link come first, so a link to one of
-    them is the one skipped."""
-    found: List[Tuple[str, str]] = []
-    visited = set()
-    plain, linked = [(root, "")], []
-    while plain or linked:
-        folder, below = plain.pop() if plain else linked.pop(0)
-        real = os.path.realpath(folder)
-        if real in visited:
-            continue
-        visited.add(real)
-        try:
-            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        except OSError as error:  # its files would be missing from the job without a word
-            reason = error.strerror or str(error)
-            raise AudioError(f"cannot read the folder {folder}: {reason}") from None
-        for entry in entries:
-            name = os.path.join(below, entry.name)
-            if entry.is_dir():  # follows symlinks
-                (linked if entry.is_symlink() else plain).append((entry.path, name))
-            elif os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
-                # a link to nothing, a FIFO: kept, to fail in one line each as the files given
-                # (they were left out without a word)
-                found.append((entry.path, name))
-    return sorted(found, key=lambda item: item[1])
-
-
-def refuse_collisions(files: Sequence[Tuple[str, str]], fold_case: bool = False) -> None:
-    """An OptionsError naming a few of the inputs whose outputs would be the same file (one.wav
-    and one.flac in a folder, B.wav and B.WAV, one.wav in two input folders or lists; with
-    `fold_case`, for an output folder whose file system ignores case, also One.wav and one.wav):
-    one would overwrite the other and a later run would count both as done. Found before any work
-    starts."""
-    by_stem: dict = {}
-    for path, name in files:
-        stem = os.path.normpath(os.path.splitext(name)[0])
-        by_stem.setdefault(stem.casefold() if fold_case else stem, []).append((path, stem))
-    clashes = [entries for entries in by_stem.values() if len(entries) > 1]
-    if not clashes:
-        return
-    shown = "; ".join(
-        f"{' and '.join(path for path, _ in entries)} (output {entries[0][1]}.*)"
-        for entries in clashes[:3]
-    )
-    more = f"; and {len(clashes) - 3} more" if len(clashes) > 3 else ""
-    raise OptionsError(
-        "inputs that would write the same output (rename one, or give them to runs with "
-        f"different --output_dir): {shown}{more}"
-    )
-
-
-def ignores_case(folder: str) -> bool:
-    """Whether the file system of `folder` (or of its nearest existing parent) takes names that
-    differ only in case for the same file (macOS and Windows by default, some network shares):
-    a probe file is made there and looked for under another case. False where nothing can be
-    written: the outputs could not be written either, and that is reported then."""
-    folder = os.path.abspath(folder)
-    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
-        folder = os.path.dirname(folder)
-    try:
-        handle, probe = tempfile.mkstemp(prefix=".whisperms-case-probe-", dir=folder)
-    except OSError:
-        return False
-    try:
-        os.close(handle)
-        head, name = os.path.split(probe)
-        return os.path.exists(os.path.join(head, name.upper()))
-    finally:
-        os.remove(probe)
-
-
-def _outputs(output_dir: str, name: str, output_format: str) -> List[str]:
-    from .writers import WRITERS
-
-    formats = list(WRITERS) if output_format == "all" else [output_format]
-    stem = os.path.splitext(os.path.join(output_dir, name))[0]
-    return [f"{stem}.{extension}" for extension in formats]
 
 
 class _Worker:
@@ -370,6 +237,37 @@ def _start_ray(address: Optional[str]) -> None:
             raise WhispermsError(message) from None
 
 
+@contextlib.contextmanager
+def _stops_held():
+    """Ctrl-C and SIGTERM while Ray starts, noted and acted on once it has: raised in the middle
+    of ray.init they left its processes half started (ray.shutdown then crashed, or its agents
+    ran on without the job), and the SIGTERM handler ray.init puts in place (sys.exit) ended the
+    job without a word."""
+    try:
+        from ray._private import utils as ray_utils  # where ray.init sets its handler
+    except ImportError:
+        ray_utils = None
+    ray_sets = getattr(ray_utils, "set_sigterm_handler", None)
+    noted = []
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(s, lambda signum, frame: noted.append(signum)) for s in stops]
+    if ray_sets is not None:
+        ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    except SystemExit as error:  # Ray's handler, where it was set all the same
+        if error.code != signal.SIGTERM:
+            raise
+        noted.append(signal.SIGTERM)
+    finally:
+        if ray_sets is not None:
+            ray_utils.set_sigterm_handler = ray_sets
+        for stop, handler in zip(stops, previous):
+            signal.signal(stop, handler)
+    if noted:
+        raise KeyboardInterrupt if noted[0] == signal.SIGINT else Terminated
+
+
 def _worker_shape(workers: Optional[int], cpus_per_worker: Optional[int], log) -> Tuple[int, int]:
     """(workers, CPUs each) to start: `workers`, or as many as fit, of `cpus_per_worker` CPUs
     (None: DEFAULT_CPUS_PER_WORKER, or all of the largest machine's when it has fewer). An actor
@@ -430,6 +328,8 @@ def run(
     options.setdefault("batch_size", DEFAULT_BATCH_SIZE)
     transcribe_options(**options)  # refused options fail here, before any worker starts
     resolve(model, model_dir)  # and a model that is not there
+    if not output_dir:  # abspath would make it the working folder
+        raise OutputError("the output folder's name is empty")
     # workers run elsewhere, from other folders: every path absolute
     output_dir = os.path.abspath(output_dir)
     files = find_inputs(inputs)
@@ -437,24 +337,29 @@ def run(
         known = " ".join(AUDIO_EXTENSIONS)
         log(f"whisperms-bulk: warning: no audio files in the inputs (files named {known})")
     refuse_collisions(files, fold_case=ignores_case(output_dir))
-    todo = [
-        (path, name)
-        for path, name in files
-        if not all(os.path.exists(p) for p in _outputs(output_dir, name, output_format))
-    ]
+    todo = [(path, name) for path, name in files if not is_done(output_dir, name, output_format)]
     stats = {"files": len(files), "skipped": len(files) - len(todo), "transcribed": 0}
     stats.update(failed=0, audio_s=0.0, seconds=0.0, failures=[])
+    if todo:
+        # before any worker starts (every output would fail, after its decoding); the workers
+        # make the folder as they write, so a job that writes nothing leaves none behind
+        check_output_folder(output_dir)
+    inputs_real = frozenset(os.path.realpath(path) for path, _ in files)
+    refused = unwritable(todo, output_dir, output_format, inputs_real)
+    for path, error in refused:  # before any decoding, each in one line as a failed file
+        stats["failed"] += 1
+        stats["failures"].append((path, error))
+        log(f"whisperms-bulk: error: {path}: {error}")
+    todo = [file for file in todo if file[0] not in {path for path, _ in refused}]
     if not todo:
         return stats
-    # before any worker starts (every output would fail, after its decoding); the workers make
-    # the folder as they write, so a job that writes nothing leaves none behind
-    check_output_folder(output_dir)
     started = time.perf_counter()
     # before Ray's start: a SIGTERM while it starts ends the job as one later does (and Ray's
     # processes are stopped); Ray puts its own handler there, which is replaced after it
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        _start_ray(address)
+        with _stops_held():
+            _start_ray(address)
         # from here SIGTERM is noted, and the task loop ends the job (see bulk_tasks.run_tasks)
         terminated = []
         signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
@@ -463,8 +368,8 @@ def run(
         workers = min(workers, len(tasks))
         actor = ray.remote(num_cpus=cpus_per_worker)(_Worker)
         log(
-            f"whisperms-bulk: {len(todo)} files on {workers} workers of {cpus_per_worker} CPUs "
-            f"({stats['skipped']} done before)"
+            f"whisperms-bulk: {_count(len(todo), 'file')} on {_count(workers, 'worker')} of "
+            f"{_count(cpus_per_worker, 'CPU')} ({stats['skipped']} done before)"
         )
 
         warned = set()
@@ -492,7 +397,7 @@ def run(
                 workers,
                 tasks,
                 lambda w, task: w.transcribe.remote(task, output_dir, output_format),
-                lambda file: all(map(os.path.exists, _outputs(output_dir, file[1], output_format))),
+                lambda file: is_done(output_dir, file[1], output_format),
                 report,
                 stopped=lambda: bool(terminated),
                 warn=warn,
@@ -508,6 +413,10 @@ def run(
         signal.signal(signal.SIGTERM, previous)
     stats["seconds"] = time.perf_counter() - started
     return stats
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def main(argv=None) -> int:
