@@ -339,10 +339,19 @@ def test_array_dtypes_and_paths_as_a_user_passes_them(tmp_path):
     for dtype in (">i2", ">i4"):  # big-endian PCM is PCM
         native = pcm.astype(dtype.replace(">", "<"))
         np.testing.assert_array_equal(load_audio(native.astype(dtype)), load_audio(native))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no overflow warning from the cast, no "not finite"
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")  # no overflow warning from the cast, no "not finite"
         samples = load_audio(np.array([0.1, 1e300, -1e300, np.finfo(np.float64).max]))
     assert samples.tolist() == pytest.approx([0.1, 1e16, -1e16, 1e16])
+    # far beyond full scale: said, as an int16 recording cast to float and not scaled is
+    assert [str(w.message) for w in said] == [
+        "audio array: samples reach 1e+16, where full scale is 1.0 (int16 PCM not divided by "
+        "32768?); transcribed as given"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # up to LOUD_PEAK, and PCM (scaled), say nothing
+        load_audio(np.float32([0.5, -8.0, 2.0]))
+        load_audio(pcm)
     path = tmp_path / "clip.wav"
     soundfile.write(path, pcm, SAMPLE_RATE)
     np.testing.assert_array_equal(load_audio(bytes(path)), load_audio(str(path)))
@@ -353,7 +362,7 @@ def test_array_dtypes_and_paths_as_a_user_passes_them(tmp_path):
         "an array of samples"
     )
     for sr in (0, None, 16000.0):
-        with pytest.raises(AudioError, match="^sr must be a sample rate of at least 1000 Hz"):
+        with pytest.raises(AudioError, match="^sr must be a whole number of Hz, at least 1000"):
             load_audio(str(path), sr=sr)
 
 

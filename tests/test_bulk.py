@@ -100,7 +100,7 @@ def test_bad_input_is_one_line(tmp_path, tiny_en_ct2_dir):
     assert not (tmp_path / "out").exists()
     # an option that cannot work: status 2, as the whisperms CLI's (it was 1)
     for option, said in [
-        (("--beam_size", 0), "beam_size must be an integer >= 1"),
+        (("--beam_size", 0), "beam_size must be an integer from 1 to 128"),
         (("--output_format", "docx"), "output_format must be one of "),
         (("--files_per_task", 0), "--files_per_task must be at least 1, got 0"),
         # argparse's own, one line as the whisperms CLI's (it printed its usage first)

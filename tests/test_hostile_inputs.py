@@ -135,7 +135,11 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
                 "from 0 to 1.0, more than 1001: give a larger increment"
             ],
         ),
-        ([a, "--best_of", "0"], 2, [e + "--best_of must be an integer >= 1 or None, got 0"]),
+        (
+            [a, "--best_of", "0"],
+            2,
+            [e + "--best_of must be an integer from 1 to 128 or None, got 0"],
+        ),
         (
             [a, "--repetition_penalty", "0"],
             2,
@@ -151,7 +155,11 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
             2,
             [e + "--max_new_tokens must be an integer >= 1 or None, got 0"],
         ),
-        ([a, "--beam_size", "0"], 2, [e + "--beam_size must be an integer >= 1 or None, got 0"]),
+        (
+            [a, "--beam_size", "0"],
+            2,
+            [e + "--beam_size must be an integer from 1 to 128 or None, got 0"],
+        ),
         (
             [a, "--beam_size", "two"],
             2,
@@ -335,8 +343,8 @@ def test_api_option_values_are_options_errors(tiny_en_model, short_audio):
             dict(temperature="0.2"),
             "temperature must be a number >= 0 or a sequence of them, got '0.2'",
         ),
-        (dict(best_of=0), "best_of must be an integer >= 1 or None, got 0"),
-        (dict(beam_size=2.5), "beam_size must be an integer >= 1 or None, got 2.5"),
+        (dict(best_of=0), "best_of must be an integer from 1 to 128 or None, got 0"),
+        (dict(beam_size=2.5), "beam_size must be an integer from 1 to 128 or None, got 2.5"),
         (dict(patience=2.0), "patience requires beam_size to be given"),
         (dict(word_timestamps="yes"), "word_timestamps must be True or False, got 'yes'"),
         (dict(initial_prompt=5), "initial_prompt must be a string, got 5"),
@@ -462,10 +470,20 @@ def test_arrays_are_converted_or_refused(tiny_en_model, short_audio, short_text)
             "or an array of samples",
         ),
         (
-            [[0.1, 0.2], [0.3]],
-            "audio array is not an array of samples: setting an array element with a sequence. "
-            "The requested array has an inhomogeneous shape after 1 dimensions. The detected shape "
-            "was (2,) + inhomogeneous part.",
+            np.array([[0.1, 0.2], [0.3]], dtype=object),
+            "audio array has dtype object: pass float32 or float64 samples (full scale 1.0), or "
+            "int16 or int32 PCM, at 16 kHz",
+        ),
+        # clips in a list were stacked as channels and averaged into one signal of both
+        (
+            [short_audio, short_audio[::-1]],
+            "audio array is a list of 2 clips: pass one clip per call (several files share "
+            "batches through BatchedTranscriber), or channels as one array",
+        ),
+        (
+            ([0.1, 0.2], [0.3]),
+            "audio array is a tuple of 2 clips: pass one clip per call (several files share "
+            "batches through BatchedTranscriber), or channels as one array",
         ),
     ]
     for audio, message in refused:
@@ -513,6 +531,7 @@ def test_non_finite_samples_are_zeroed_with_a_warning(
     huge[100] = 1e30  # finite, but its power spectrum overflows float32
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow warning from NumPy either
+        warnings.filterwarnings("ignore", "audio array: samples reach", WhispermsWarning)
         assert np.isfinite(log_mel_spectrogram(huge)).all()
         assert np.isfinite(log_mel_spectrogram(np.float32([3e38, -3e38] * 8000))).all()
 
@@ -1019,3 +1038,35 @@ def test_a_file_name_that_is_not_utf8(tmp_path, tiny_en_ct2_dir):
     status, _, stderr = cli(audio, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt")
     assert status == 0, stderr
     assert "modern" in (tmp_path / os.fsdecode(b"caf\xe9.txt")).read_text()
+
+
+def test_numbers_of_numpy_are_numbers(tiny_en_model, short_audio, short_text):
+    """NumPy's scalars where numbers are taken (decode's temperature, the VAD's parameters): they
+    were refused with messages such as "must be a finite number >= 0, got 0.5"."""
+    from whisperms import DecodingOptions
+    from whisperms.audio import log_mel_spectrogram, pad_or_trim
+    from whisperms.decoding_checks import verify_options
+    from whisperms.vad import VadOptions
+
+    verify_options(DecodingOptions(temperature=np.float32(0.5)))
+    mel = log_mel_spectrogram(pad_or_trim(short_audio))
+    assert tiny_en_model.decode(mel, temperature=np.float64(0.0)).text == short_text.strip()
+    options = VadOptions(threshold=np.float32(0.25), min_silence_duration_ms=np.int64(500))
+    assert (options.threshold, options.min_silence_duration_ms) == (0.25, 500)
+    assert type(options.threshold) is float and type(options.min_silence_duration_ms) is int
+
+
+def test_word_timing_of_a_text_longer_than_the_context_takes(tiny_en_model, short_audio):
+    """A window whose text leaves no room in the 448-token context for the alignment pass's
+    sequence (here a run-on window: end of text suppressed, max_new_tokens past the context): its
+    words are timed up to what fits, with a warning (it failed deep in MindSpore after the whole
+    decode)."""
+    from whisperms import WhispermsWarning
+
+    options = dict(without_timestamps=True, suppress_tokens=[-1, 50256], temperature=0.0)
+    options.update(compression_ratio_threshold=None, logprob_threshold=None, max_new_tokens=1000)
+    with pytest.warns(WhispermsWarning, match="word timestamps: a window's text of") as said:
+        result = tiny_en_model.transcribe(short_audio, word_timestamps=True, **options)
+    assert "more than the 445 the model can align" in str(said[0].message)
+    words = [w for s in result.segments for w in s.words]
+    assert len(words) > 100 and all(w["end"] >= w["start"] >= 0 for w in words)

@@ -43,6 +43,9 @@ _WINDOW = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
 # Frames processed per FFT batch: bounds temporaries to a 30-s window's worth whatever the input
 # length.
 _FRAMES_PER_BATCH = N_FRAMES
+# A float array peaking above this is far beyond full scale (1.0): int16 PCM cast to float and not
+# scaled, most often, which the model hears as noise; warned of, as arrays are taken as they are.
+LOUD_PEAK = 8.0
 MAX_CHANNELS = 8  # a 2-D array with both axes longer is not audio (a mel spectrogram, say): refused
 _PCM_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 # |sample| above this could overflow the float32 power spectrum (to inf, then NaN where the mel bank
@@ -71,8 +74,9 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
       dtype (int8, uint8, int64, bool, complex, strings, objects) is an AudioError. Shape (N,) is
       mono; a 2-D array is (samples, channels), as soundfile.read returns it, or (channels,
       samples), as librosa and torchaudio do: the shorter axis is taken as the channels (at most
-      MAX_CHANNELS) and averaged, as files are. 0-D and 3-D or more are an AudioError. An empty
-      array is valid: it transcribes to no segments.
+      MAX_CHANNELS) and averaged, as files are. 0-D and 3-D or more are an AudioError, and so is a
+      list or tuple of clips. An empty array is valid: it transcribes to no segments. A float array
+      peaking above LOUD_PEAK is taken as it is, with a WhispermsWarning.
     - non-finite samples (NaN, +-inf) in a file or an array are set to 0 with a WhispermsWarning
       that counts them:
       a few bad samples would otherwise make the whole log-mel NaN (its max is NaN). Neither
@@ -89,7 +93,7 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     if not (content or hasattr(file, "read") or isinstance(file, (str, bytes, os.PathLike))):
         return as_waveform(file)
     if not isinstance(sr, numbers.Integral) or sr < MIN_SAMPLE_RATE:
-        raise AudioError(f"sr must be a sample rate of at least {MIN_SAMPLE_RATE} Hz, got {sr!r}")
+        raise AudioError(f"sr must be a whole number of Hz, at least {MIN_SAMPLE_RATE}, got {sr!r}")
     if content:
         source = content_source(file, "the audio bytes given")
     elif hasattr(file, "read"):  # a file object, as faster-whisper takes one
@@ -148,6 +152,13 @@ def as_waveform(audio, source: str = "audio array") -> np.ndarray:
             f"audio is {what}: pass a path, a file's content (bytes, a binary file object) or an "
             "array of samples"
         )
+    if isinstance(audio, (list, tuple)) and audio and not isinstance(audio[0], numbers.Number):
+        # np.asarray stacks them as channels, averaged into one signal of both clips; openai's
+        # and faster-whisper's transcribe refuse a list
+        raise AudioError(
+            f"{source} is a {type(audio).__name__} of {len(audio)} clips: pass one clip per call "
+            "(several files share batches through BatchedTranscriber), or channels as one array"
+        )
     try:
         array = np.asarray(audio)
     except (TypeError, ValueError) as error:  # ragged nested lists, objects without an array form
@@ -189,7 +200,17 @@ def as_waveform(audio, source: str = "audio array") -> np.ndarray:
             "mono, or "
             "(samples, channels) / (channels, samples)"
         )
-    return _finite(waveform, source)
+    waveform = _finite(waveform, source)
+    if array.dtype.kind == "f" and waveform.size:
+        peak = float(np.abs(waveform).max())
+        if peak > LOUD_PEAK:
+            warnings.warn(
+                f"{source}: samples reach {peak:.4g}, where full scale is 1.0 (int16 PCM not "
+                "divided by 32768?); transcribed as given",
+                WhispermsWarning,
+                stacklevel=3,
+            )
+    return waveform
 
 
 def _as_float32(array: np.ndarray) -> np.ndarray:
@@ -257,7 +278,7 @@ def mel_filters(n_mels: int) -> np.ndarray:
     large share of a cold start. tests/test_audio.py checks it equals librosa's.
     """
     if n_mels not in (80, 128):
-        raise ValueError(f"unsupported n_mels {n_mels}: Whisper models use 80 or 128 mel bins")
+        raise ValueError(f"unsupported n_mels {n_mels!r}: Whisper models use 80 or 128 mel bins")
     fft_freqs = np.fft.rfftfreq(n=N_FFT, d=1.0 / SAMPLE_RATE)
     mel_f = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), n_mels + 2))
     fdiff = np.diff(mel_f)

@@ -13,6 +13,11 @@ import numpy as np
 from .errors import OptionsError, WhispermsWarning
 from .tokenizer import check_task
 
+# The widest beam search and the most samples per window taken: every row holds a cache of the
+# context and a row of logits, so a width far beyond any use (60000) had the kernel kill the
+# process (and maybe a neighbour) instead of an error; openai's and faster-whisper's typical 5.
+MAX_ROWS_PER_WINDOW = 128
+
 
 def _check_types(options):
     """Each field of the kind it must be: decode() takes DecodingOptions as given (transcribe()
@@ -133,7 +138,8 @@ def check_vocabulary(options, n_vocab: int):
 def verify_options(options):
     _check_types(options)
     if (
-        not isinstance(options.temperature, (int, float))
+        not isinstance(options.temperature, numbers.Real)
+        or _is_bool(options.temperature)
         or not np.isfinite(options.temperature)
         or options.temperature < 0
     ):
@@ -149,10 +155,12 @@ def verify_options(options):
     if options.length_penalty is not None and not 0 <= options.length_penalty <= 1:
         raise OptionsError("length_penalty (alpha) should be a value between 0 and 1")
     check_task(options.task)
-    if options.beam_size is not None and options.beam_size < 1:
-        raise OptionsError(f"beam_size must be at least 1, got {options.beam_size}")
-    if options.best_of is not None and options.best_of < 1:
-        raise OptionsError(f"best_of must be at least 1, got {options.best_of}")
+    for name in ("beam_size", "best_of"):
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise OptionsError(f"{name} must be at least 1, got {value}")
+        if value is not None and value > MAX_ROWS_PER_WINDOW:
+            raise OptionsError(f"{name} must be at most {MAX_ROWS_PER_WINDOW}, got {value}")
     if options.patience is not None and not math.isfinite(options.beam_size * options.patience):
         raise OptionsError(
             f"patience {options.patience} is too large: the count of finished candidates it "

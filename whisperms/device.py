@@ -7,6 +7,7 @@ the native `mint` conv1d.
 """
 
 import atexit
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -127,7 +128,10 @@ def use_threads(threads) -> Optional[int]:
     """
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, numbers.Integral):
+        raise OptionsError(f"threads must be a positive integer, got {threads!r}")
+    threads = int(threads)  # NumPy's integers too
+    if threads < 1:
         raise OptionsError(f"threads must be a positive integer, got {threads!r}")
     if hasattr(os, "sched_getaffinity"):
         cores = sorted(os.sched_getaffinity(0))

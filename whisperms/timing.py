@@ -7,12 +7,14 @@ torch is needed.
 """
 
 import itertools
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
 
 from .audio import HOP_LENGTH, SAMPLE_RATE, TOKENS_PER_SECOND
+from .errors import WhispermsWarning
 
 MEDFILT_WIDTH = 7
 SENTENCE_END_MARKS = ".。!！?？"
@@ -85,6 +87,19 @@ def find_alignment(
 ) -> List[WordTiming]:
     if not text_tokens:
         return []
+    # the start of the transcript, <|notimestamps|>, the text and <|endoftext|> run through the
+    # decoder at once: a window's text past the context that leaves (a long prefix, a run-on window
+    # of max_new_tokens) failed deep in MindSpore after the whole decode; its last words go untimed
+    room = model.dims.n_text_ctx - len(tokenizer.sot_sequence) - 2
+    if len(text_tokens) > room:
+        warnings.warn(
+            f"word timestamps: a window's text of {len(text_tokens)} tokens is more than the "
+            f"{room} the model can align; its last {len(text_tokens) - room} tokens have no word "
+            "timings",
+            WhispermsWarning,
+            stacklevel=3,
+        )
+        text_tokens = text_tokens[:room]
     tokens = [*tokenizer.sot_sequence, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]
     logits, scores = model.inference.cross_attention(audio_features, tokens, model.alignment_heads)
     n_sot = len(tokenizer.sot_sequence)

@@ -13,6 +13,7 @@ import numpy as np
 from .audio import CHUNK_LENGTH
 from .decoding import DecodingOptions, build_tokenizer
 from .decoding_checks import (
+    MAX_ROWS_PER_WINDOW,
     check_fp16,
     check_text,
     check_vocabulary,
@@ -103,8 +104,8 @@ _NUMBER_OPTIONS = {
     "logprob_threshold": {},
     "no_speech_threshold": {},  # as openai takes it: above 1 no window is ever skipped
     "hallucination_silence_threshold": dict(low=0),
-    "best_of": dict(low=1, integer=True),
-    "beam_size": dict(low=1, integer=True),
+    "best_of": dict(low=1, high=MAX_ROWS_PER_WINDOW, integer=True),
+    "beam_size": dict(low=1, high=MAX_ROWS_PER_WINDOW, integer=True),
     "sample_len": dict(low=1, integer=True),
     "patience": dict(low=0, strict_low=True),
     "length_penalty": dict(low=0, high=1),

@@ -2,8 +2,11 @@
 
 import json
 import math
+import numbers
 from dataclasses import dataclass, fields, replace
 from typing import Optional
+
+import numpy as np
 
 from ..errors import OptionsError
 
@@ -31,8 +34,15 @@ class VadOptions:
             value = getattr(self, field.name)
             if value is None and field.name == "neg_threshold":
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            if (
+                isinstance(value, (bool, np.bool_))
+                or not isinstance(value, numbers.Real)
+                or math.isnan(value)
+            ):
                 raise OptionsError(f"VAD parameter {field.name} must be a number, got {value!r}")
+            # NumPy's numbers as Python's (the options are written out as JSON)
+            value = int(value) if isinstance(value, numbers.Integral) else float(value)
+            object.__setattr__(self, field.name, value)
             if field.name.endswith("threshold") and not 0.0 <= value <= 1.0:
                 raise OptionsError(
                     f"VAD parameter {field.name} must be between 0 and 1, got {value!r}"
