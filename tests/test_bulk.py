@@ -299,7 +299,7 @@ def test_outputs_that_cannot_be_written_fail_before_decoding(tmp_path, tiny_en_c
     assert lines[:3] == [
         f"whisperms-bulk: error: {corpus / 'a.wav'}: cannot write {out / 'a.txt'}: it is a folder",
         f"whisperms-bulk: error: {corpus / 'sub' / 'b.wav'}: cannot write its transcripts in "
-        f"{out / 'sub'}: {out / 'sub'} is a file",
+        f"{out / 'sub'}: {out / 'sub'} is not a folder",
         f"whisperms-bulk: error: {corpus / long_name}: cannot write "
         f"{out / long_name[:-4]}.json: its name is longer than the {longest} bytes the file "
         "system takes",

@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -379,23 +380,37 @@ def test_a_deleted_current_folder_is_one_line(tmp_path, module, args, prog):
 
 
 def test_out_of_memory_is_one_line(tmp_path, tiny_en_ct2_dir):
-    """A beam far too wide for the machine (here its address space limited to 8 GiB): one line and
-    status 1, not a traceback ending in numpy's MemoryError; nothing written."""
+    """More rows than the machine holds (here its address space limited to 8 GiB: 32 files
+    decoded together, 128 beams each): one line and status 1, not a traceback ending in numpy's
+    MemoryError; nothing written. (A beam far too wide, 40000, is refused as an option now.)"""
     import resource
 
     def limited():
         resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
 
     out = tmp_path / "out"
-    args = [SHORT, "--model", tiny_en_ct2_dir, "--beam_size", "40000", "-o", out]
+    files = []
+    for index in range(32):
+        files.append(tmp_path / f"clip{index}.wav")
+        shutil.copy(SHORT, files[-1])
+    args = [*files, "--model", tiny_en_ct2_dir, "--beam_size", "128", "--batch_size", "32"]
     run = subprocess.run(
-        [sys.executable, "-m", "whisperms", *map(str, args), "--verbose", "False"],
+        [sys.executable, "-m", "whisperms", *map(str, args), "-o", str(out), "--verbose", "False"],
         capture_output=True, text=True, timeout=600, env=user_env(), preexec_fn=limited,
     )  # fmt: skip
     assert run.returncode == 1, run.stderr
     lines = run.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("whisperms: error: out of memory: "), lines
     assert not out.exists() or not any(out.iterdir())
+    run = subprocess.run(
+        [sys.executable, "-m", "whisperms", str(SHORT), "--model", str(tiny_en_ct2_dir)]
+        + ["--beam_size", "40000", "-o", str(out)],
+        capture_output=True, text=True, timeout=600, env=user_env(),
+    )  # fmt: skip
+    assert (run.returncode, run.stderr.splitlines()) == (
+        2,
+        ["whisperms: error: --beam_size must be an integer from 1 to 128 or None, got 40000"],
+    )
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="access() refuses /proc first for other users")

@@ -152,9 +152,22 @@ def as_waveform(audio, source: str = "audio array") -> np.ndarray:
             f"audio is {what}: pass a path, a file's content (bytes, a binary file object) or an "
             "array of samples"
         )
-    if isinstance(audio, (list, tuple)) and audio and not isinstance(audio[0], numbers.Number):
+    if isinstance(audio, dict):  # a datasets row: {"array": ..., "sampling_rate": ...}
+        hint = ": pass its 'array', at 16 kHz" if "array" in audio else ""
+        raise AudioError(f"{source} is a dict{hint}")
+    if (
+        isinstance(audio, tuple)
+        and len(audio) == 2
+        and getattr(audio[0], "ndim", 0) >= 1
+        and isinstance(audio[1], numbers.Number)
+    ):  # what soundfile.read, librosa.load and torchaudio.load return
+        raise AudioError(
+            f"{source} is a (samples, sample rate) pair: pass the samples alone, at 16 kHz"
+        )
+    if isinstance(audio, (list, tuple)) and audio and getattr(audio[0], "ndim", 0) >= 1:
         # np.asarray stacks them as channels, averaged into one signal of both clips; openai's
-        # and faster-whisper's transcribe refuse a list
+        # and faster-whisper's transcribe refuse a list (a list of frames, [[left, right], ...],
+        # is (samples, channels) as before)
         raise AudioError(
             f"{source} is a {type(audio).__name__} of {len(audio)} clips: pass one clip per call "
             "(several files share batches through BatchedTranscriber), or channels as one array"
@@ -202,7 +215,7 @@ def as_waveform(audio, source: str = "audio array") -> np.ndarray:
         )
     waveform = _finite(waveform, source)
     if array.dtype.kind == "f" and waveform.size:
-        peak = float(np.abs(waveform).max())
+        peak = max(float(waveform.max()), -float(waveform.min()))  # no temporary array
         if peak > LOUD_PEAK:
             warnings.warn(
                 f"{source}: samples reach {peak:.4g}, where full scale is 1.0 (int16 PCM not "
@@ -247,6 +260,15 @@ def _finite(audio: np.ndarray, source: str) -> np.ndarray:
 def pad_or_trim(array, length: int = N_SAMPLES, *, axis: int = -1):
     """Zero-pad or cut `axis` to `length`, the fixed window the encoder was trained on (ndarray or
     MindSpore Tensor)."""
+    if (
+        isinstance(length, (bool, np.bool_))
+        or not isinstance(length, numbers.Integral)
+        or length < 0
+    ):
+        raise ValueError(f"pad_or_trim's length must be a whole number >= 0, got {length!r}")
+    ndim = len(array.shape) if hasattr(array, "shape") else np.ndim(array)
+    if not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+        raise ValueError(f"pad_or_trim's axis {axis!r} is not an axis of a {ndim}-D array")
     if not isinstance(array, np.ndarray) and type(array).__module__.startswith("mindspore"):
         n = array.shape[axis]
         from mindspore import ops
@@ -323,7 +345,11 @@ def log_mel_spectrogram(audio, n_mels: int = 80, padding: int = 0) -> np.ndarray
     it; samples beyond +-1e16 (corrupt, not audio) are clipped there, so the features are always
     finite.
     """
-    audio = load_audio(audio)  # a path decoded, an array checked (as_waveform)
+    if isinstance(audio, np.ndarray) and audio.dtype == np.float32 and audio.ndim == 1:
+        # a waveform already (transcribe's, a piece of it): what the features need checked
+        audio = _finite(audio, "audio array")
+    else:
+        audio = load_audio(audio)  # a path decoded, an array checked (as_waveform)
     peak = max(float(audio.max()), -float(audio.min())) if audio.size else 0.0
     if peak > _SAMPLE_LIMIT:
         audio = np.clip(audio, -_SAMPLE_LIMIT, _SAMPLE_LIMIT)

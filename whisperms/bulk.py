@@ -44,7 +44,6 @@ from .cli_args import EXIT_USAGE, Parser, optional
 from .errors import (
     STOP_STATUS,
     OptionsError,
-    OutputError,
     Terminated,
     WhispermsError,
     WhispermsWarning,
@@ -239,18 +238,27 @@ def _start_ray(address: Optional[str]) -> None:
 
 @contextlib.contextmanager
 def _stops_held():
-    """Ctrl-C and SIGTERM while Ray starts, noted and acted on once it has: raised in the middle
-    of ray.init they left its processes half started (ray.shutdown then crashed, or its agents
-    ran on without the job), and the SIGTERM handler ray.init puts in place (sys.exit) ended the
-    job without a word."""
+    """Ctrl-C and SIGTERM while Ray starts, noted and acted on once it has started (or failed to):
+    raised in the middle of ray.init they left its processes half started (ray.shutdown then
+    crashed, or its agents ran on without the job), and the SIGTERM handler ray.init puts in place
+    (sys.exit) ended the job without a word. The same signal a second time acts at once."""
     try:
         from ray._private import utils as ray_utils  # where ray.init sets its handler
     except ImportError:
         ray_utils = None
     ray_sets = getattr(ray_utils, "set_sigterm_handler", None)
     noted = []
+
+    def stop(signum):
+        return KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+    def note(signum, frame):
+        if signum in noted:
+            raise stop(signum)
+        noted.append(signum)
+
     stops = (signal.SIGINT, signal.SIGTERM)
-    previous = [signal.signal(s, lambda signum, frame: noted.append(signum)) for s in stops]
+    previous = [signal.signal(s, note) for s in stops]
     if ray_sets is not None:
         ray_utils.set_sigterm_handler = lambda handler: None
     try:
@@ -259,13 +267,16 @@ def _stops_held():
         if error.code != signal.SIGTERM:
             raise
         noted.append(signal.SIGTERM)
+    except Exception:
+        if not noted:  # a stop asked for comes before Ray's failure to start
+            raise
     finally:
         if ray_sets is not None:
             ray_utils.set_sigterm_handler = ray_sets
-        for stop, handler in zip(stops, previous):
-            signal.signal(stop, handler)
+        for signum, handler in zip(stops, previous):
+            signal.signal(signum, handler)
     if noted:
-        raise KeyboardInterrupt if noted[0] == signal.SIGINT else Terminated
+        raise stop(noted[0])
 
 
 def _worker_shape(workers: Optional[int], cpus_per_worker: Optional[int], log) -> Tuple[int, int]:
@@ -329,7 +340,7 @@ def run(
     transcribe_options(**options)  # refused options fail here, before any worker starts
     resolve(model, model_dir)  # and a model that is not there
     if not output_dir:  # abspath would make it the working folder
-        raise OutputError("the output folder's name is empty")
+        check_output_folder(output_dir)
     # workers run elsewhere, from other folders: every path absolute
     output_dir = os.path.abspath(output_dir)
     files = find_inputs(inputs)
@@ -350,12 +361,13 @@ def run(
         stats["failed"] += 1
         stats["failures"].append((path, error))
         log(f"whisperms-bulk: error: {path}: {error}")
-    todo = [file for file in todo if file[0] not in {path for path, _ in refused}]
+    refused_paths = {path for path, _ in refused}
+    todo = [file for file in todo if file[0] not in refused_paths]
     if not todo:
         return stats
     started = time.perf_counter()
-    # before Ray's start: a SIGTERM while it starts ends the job as one later does (and Ray's
-    # processes are stopped); Ray puts its own handler there, which is replaced after it
+    # SIGTERM ends the job as Ctrl-C does: noted while Ray starts (_stops_held), then by the task
+    # loop (below); this one is put back at the end
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         with _stops_held():

@@ -1,6 +1,7 @@
 """The files a `whisperms-bulk` job transcribes: its inputs (files, folders walked, @lists) found,
-their output names, and the inputs refused before anything runs because their outputs would be
-one file."""
+the inputs refused before anything runs because their outputs would be one file, and each file's
+transcripts: where they go, whether they are all there (is_done), and whether they can be
+written (unwritable)."""
 
 import os
 import tempfile
@@ -177,13 +178,15 @@ def unwritable(
     were there and others not."""
     refused = []
     for path, name in files:
-        folder = os.path.dirname(os.path.join(output_dir, name))
+        folder = os.path.dirname(os.path.join(os.path.abspath(output_dir), name))
         existing = folder
         while not os.path.lexists(existing):
             existing = os.path.dirname(existing)
         try:
             if not os.path.isdir(existing):
-                raise OutputError(f"cannot write its transcripts in {folder}: {existing} is a file")
+                raise OutputError(
+                    f"cannot write its transcripts in {folder}: {existing} is not a folder"
+                )
             check_targets(output_format, folder, path, inputs)
         except OutputError as error:
             refused.append((path, str(error)))

@@ -434,8 +434,16 @@ def _prefixes(tasks: List[DecodingTask], group: int) -> Optional[np.ndarray]:
     return np.repeat(np.array(rows, np.int64), group, axis=0)
 
 
+def _mel_array(mel) -> np.ndarray:
+    try:
+        return np.asarray(mel, np.float32)
+    except (TypeError, ValueError) as error:  # text, ragged lists
+        reason = str(error).splitlines()[0]
+        raise OptionsError(f"mel must be an array of numbers: {reason}") from None
+
+
 def _features(model, mel):
-    mel = np.asarray(mel, np.float32)
+    mel = _mel_array(mel)
     if mel.ndim == 2:
         mel = mel[None]
     if mel.ndim != 3 or len(mel) == 0:
@@ -486,22 +494,24 @@ def decode(model, mel, options=None, **kwargs):
     (B, n_mels, 3000) gives a list, one per window, decoded together. `options` is one
     DecodingOptions for every window, or a list of one per window that differ only in language,
     prompt and prefix."""
-    try:
-        mel = np.asarray(mel, np.float32)
-    except (TypeError, ValueError) as error:  # text, ragged lists
-        reason = str(error).splitlines()[0]
-        raise OptionsError(f"mel must be an array of numbers: {reason}") from None
+    mel = _mel_array(mel)
     single = mel.ndim == 2
     audio_features = _features(model, mel)
     n = audio_features.shape[0]
-    if isinstance(options, (list, tuple)):
-        if len(options) != n:
-            raise OptionsError(f"{len(options)} DecodingOptions given for {n} windows")
-        rows = [replace(o, **kwargs) for o in options]
-    else:
-        rows = [replace(options or DecodingOptions(), **kwargs)] * n
+    given = options if isinstance(options, (list, tuple)) else [options] * n
+    if len(given) != n:
+        raise OptionsError(f"{len(given)} DecodingOptions given for {n} windows")
+    for row in given:
+        if row is not None and not isinstance(row, DecodingOptions):  # replace() failed on it
+            raise OptionsError(
+                "options must be a DecodingOptions or a list of one per window (or the fields "
+                f"as keywords), got {type(row).__name__}"
+            )
+    rows = [replace(row or DecodingOptions(), **kwargs) for row in given]
     for row in rows:
         verify_options(row)  # before the language is read from it
+    # NumPy's numbers as Python's: the results' temperature goes out as JSON
+    rows = [replace(row, temperature=float(row.temperature)) for row in rows]
     for fp16 in {row.fp16 for row in rows}:
         check_fp16(model, fp16)
     tasks, language_probs = [], []

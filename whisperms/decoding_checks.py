@@ -13,9 +13,10 @@ import numpy as np
 from .errors import OptionsError, WhispermsWarning
 from .tokenizer import check_task
 
-# The widest beam search and the most samples per window taken: every row holds a cache of the
-# context and a row of logits, so a width far beyond any use (60000) had the kernel kill the
-# process (and maybe a neighbour) instead of an error; openai's and faster-whisper's typical 5.
+# The widest beam search and the most samples per window taken, a bound of sense (openai's and
+# faster-whisper's defaults are 5): every row holds a cache of the context and a row of logits, and
+# a width far beyond any use ran the machine out of memory (the kernel killing the process, or a
+# neighbour) instead of failing with an error. It does not make every width fit a machine.
 MAX_ROWS_PER_WINDOW = 128
 
 

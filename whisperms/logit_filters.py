@@ -56,8 +56,11 @@ class RepetitionPenalty(_ReadsRowTexts):
         rows, places = np.nonzero(text >= 0)  # not the left padding of a shorter prefix
         ids = text[rows, places]
         scores = logits[rows, ids]  # read before any is written: a repeated token counts once
-        penalty = logits.dtype.type(self.penalty)
-        logits[rows, ids] = np.where(scores < 0, scores * penalty, scores / penalty)
+        # a penalty beyond float32's range is infinite there, without NumPy's overflow warnings
+        # (a logit times it is -inf, over it 0)
+        with np.errstate(over="ignore", invalid="ignore"):  # the branch np.where drops: 0 * inf
+            penalty = logits.dtype.type(self.penalty)
+            logits[rows, ids] = np.where(scores < 0, scores * penalty, scores / penalty)
 
 
 @dataclass(frozen=True)

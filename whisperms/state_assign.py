@@ -27,11 +27,18 @@ def assign_state(model, state: dict):
         if name not in known:
             raise CheckpointError(f"unexpected tensor {name}")
     np_types = {ms.float32: np.float32, ms.float16: np.float16}
+    arrays = []
     for name, param in params:
         array = np.ascontiguousarray(state[name], dtype=np_types.get(param.dtype, np.float32))
         # a view of the file or of the caller's array
         if not (array.flags.owndata and array.flags.writeable):
             array = array.copy()
+        # a sum of finite weights is finite (they are far from float32's range): one pass, no mask;
+        # damaged bytes in a file loaded and transcribed to nothing, without a word
+        if not np.isfinite(np.sum(array, dtype=np.float32)):
+            raise CheckpointError(f"{name} holds NaN or infinite values: the checkpoint is damaged")
+        arrays.append(array)
+    for (name, param), array in zip(params, arrays):
         # from_numpy shares the array's memory; Tensor(array) would copy the whole checkpoint once
         # more
         tensor = ms.Tensor.from_numpy(array)

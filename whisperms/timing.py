@@ -94,12 +94,13 @@ def find_alignment(
     if len(text_tokens) > room:
         warnings.warn(
             f"word timestamps: a window's text of {len(text_tokens)} tokens is more than the "
-            f"{room} the model can align; its last {len(text_tokens) - room} tokens have no word "
-            "timings",
+            f"{room} the model can align; the words past those have no timings",
             WhispermsWarning,
             stacklevel=3,
         )
-        text_tokens = text_tokens[:room]
+        # whole words only: the last one cut may be a piece of a word
+        word_tokens = tokenizer.split_to_word_tokens(text_tokens[:room])[1]
+        text_tokens = [token for word in word_tokens[:-1] for token in word]
     tokens = [*tokenizer.sot_sequence, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]
     logits, scores = model.inference.cross_attention(audio_features, tokens, model.alignment_heads)
     n_sot = len(tokenizer.sot_sequence)

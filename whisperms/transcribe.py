@@ -178,11 +178,11 @@ class Transcriber:
         # with the VAD filter: moves a window's segments back to the original timeline
         self.restore = None
         duration = None  # of the input, when what is transcribed is less (the speech alone)
+        audio = load_audio(audio)  # once: what it warns of is said once
         if options.vad_applies:
             # MindSpore: the model has imported it
             from .vad import collect_speech, restore_speech_timestamps
 
-            audio = load_audio(audio)
             # as content_frames below counts it
             duration = len(audio) // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE
             audio, speech_chunks = collect_speech(audio, options.vad_parameters)

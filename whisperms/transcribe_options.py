@@ -118,7 +118,7 @@ _SET_NUMBER_OPTIONS = {
     "repetition_penalty": dict(low=0, strict_low=True),
     "no_repeat_ngram_size": dict(low=0, integer=True),
     "language_detection_segments": dict(low=1, integer=True),
-    "language_detection_threshold": {},
+    "language_detection_threshold": dict(low=0, high=1),  # a probability
     "prompt_reset_on_temperature": {},
 }
 # faster-whisper's names for options openai calls otherwise
@@ -378,6 +378,13 @@ def check_with_model(model, options: TranscribeOptions) -> TranscribeOptions:
             stacklevel=3,
         )
         options = replace(options, multilingual=False)
+    if decoding.task == "translate" and not model.is_multilingual:
+        warnings.warn(
+            "task 'translate' has no effect: this model is English-only, and the audio is "
+            "transcribed as English",
+            WhispermsWarning,
+            stacklevel=3,
+        )
     if decoding.language is not None:
         language = model_language(model, decoding.language, decoding.task)
         if language != language_code(decoding.language):

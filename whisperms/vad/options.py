@@ -3,7 +3,7 @@
 import json
 import math
 import numbers
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -70,6 +70,11 @@ def vad_options(parameters=None, **kwargs) -> VadOptions:
     if parameters is None:
         parameters = VadOptions()
     elif not isinstance(parameters, VadOptions):
+        if is_dataclass(parameters) and not isinstance(parameters, type):
+            # faster-whisper's VadOptions (the same fields), or another's: taken by its fields;
+            # faster-whisper 1.0's window_size_samples is the model's fixed window here
+            parameters = asdict(parameters)
+            parameters.pop("window_size_samples", None)
         if not hasattr(parameters, "keys"):
             raise OptionsError(
                 f"VAD parameters must be a dict or VadOptions, got {type(parameters).__name__}"
