@@ -300,8 +300,9 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
 
 def test_options_another_makes_useless_are_warnings(tmp_path, tiny_en_ct2_dir):
     """As openai's CLI: --max_line_count without --max_line_width and --max_words_per_line with it
-    are warnings, and hallucination_silence_threshold without word timestamps has no effect (openai
-    and faster-whisper ignore it): one warning line each, the file transcribed, exit 0 (they were
+    are warnings, and hallucination_silence_threshold without word timestamps and vad_parameters
+    without the VAD filter have no effect (openai and faster-whisper ignore them): one warning
+    line each, the file transcribed, exit 0 (they were
     usage errors)."""
     runs = {
         ("--word_timestamps", "True", "--max_line_count", "2"): (
@@ -313,6 +314,11 @@ def test_options_another_makes_useless_are_warnings(tmp_path, tiny_en_ct2_dir):
         ("--hallucination_silence_threshold", "2"): (
             "hallucination_silence_threshold has no effect without word_timestamps=True"
         ),
+        # faster-whisper ignores them without a word
+        (
+            "--vad_parameters",
+            "threshold=0.6",
+        ): "vad_parameters has no effect without vad_filter=True",
     }
     for index, (options, warning) in enumerate(runs.items()):
         out = tmp_path / str(index)
