@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import List, Sequence, Tuple
 
 from .errors import AudioError, OptionsError, OutputError
-from .output_files import check_targets
+from .output_files import check_targets, output_paths
 
 AUDIO_EXTENSIONS = (
     ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".aac", ".webm", ".wma", ".mkv",
@@ -155,11 +155,7 @@ def ignores_case(folder: str) -> bool:
 
 def outputs(output_dir: str, name: str, output_format: str) -> List[str]:
     """The transcripts of the file found under `name`, at its path below `output_dir`."""
-    from .writers import WRITERS
-
-    formats = list(WRITERS) if output_format == "all" else [output_format]
-    stem = os.path.splitext(os.path.join(output_dir, name))[0]
-    return [f"{stem}.{extension}" for extension in formats]
+    return output_paths(output_format, os.path.dirname(os.path.join(output_dir, name)), name)
 
 
 def is_done(output_dir: str, name: str, output_format: str) -> bool:

@@ -128,11 +128,13 @@ def use_threads(threads) -> Optional[int]:
     """
     if threads is None:
         return None
-    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, numbers.Integral):
+    if (
+        isinstance(threads, (bool, np.bool_))
+        or not isinstance(threads, numbers.Integral)
+        or threads < 1
+    ):
         raise OptionsError(f"threads must be a positive integer, got {threads!r}")
     threads = int(threads)  # NumPy's integers too
-    if threads < 1:
-        raise OptionsError(f"threads must be a positive integer, got {threads!r}")
     if hasattr(os, "sched_getaffinity"):
         cores = sorted(os.sched_getaffinity(0))
         if threads > len(cores):

@@ -227,13 +227,13 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
             "chunk_length works in the batched mode only (the longest piece of speech): give "
             "batch_size"
         )
-    if options.vad_parameters is not None and options.vad_filter is not True:
-        if not options.vad_applies:  # faster-whisper ignores them without a word
-            warnings.warn(
-                "vad_parameters has no effect without vad_filter=True",
-                WhispermsWarning,
-                stacklevel=2,
-            )
+    if options.vad_parameters is not None and not (options.vad_filter or options.vad_applies):
+        # faster-whisper ignores them without a word (vad_filter with clip_timestamps: below)
+        warnings.warn(
+            "vad_parameters has no effect without vad_filter=True",
+            WhispermsWarning,
+            stacklevel=2,
+        )
     if options.vad_applies:
         options = replace(options, vad_parameters=_resolved_vad(options))
     if options.vad_filter and not options.vad_applies:
