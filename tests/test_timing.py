@@ -129,3 +129,59 @@ def test_a_window_of_a_few_frames_gives_no_negative_times(tiny_en_model, tmp_pat
     for segment in result.segments:
         assert 0 <= segment.start <= segment.end
         assert all(0 <= w["start"] <= w["end"] for w in segment.words)
+
+
+def test_a_window_of_one_frame_is_timed(tiny_en_model):
+    """Text in a window of one mel frame (10-20 ms: a short input, or the last window of a file, if
+    the model writes text there): the alignment has no time column at all, and its softmax failed
+    with NumPy's "zero-size array" ValueError after the whole decode. openai's path then puts
+    every word at the window's start, as this does. (tiny.en writes no text for the one-frame
+    inputs tried, so a real window's text is timed against one frame of its audio.)"""
+    from whisperms.audio import log_mel_spectrogram, pad_or_trim
+    from whisperms.decoding import build_tokenizer
+    from whisperms.timing import add_word_timestamps
+
+    clip = DATA / "ljspeech_LJ001-0002.wav"
+    segments = tiny_en_model.transcribe(str(clip), temperature=0.0).segments
+    assert [s.text for s in segments] == [" in being comparatively modern."]
+    mel = pad_or_trim(log_mel_spectrogram(str(clip)), 3000)
+    add_word_timestamps(
+        segments=segments,
+        model=tiny_en_model,
+        tokenizer=build_tokenizer(tiny_en_model, "en", "transcribe"),
+        audio_features=tiny_en_model.inference.embed_audio(mel[None]),
+        num_frames=1,
+        last_speech_timestamp=0.0,
+    )
+    words = segments[0].words
+    assert [w["word"] for w in words] == [" in", " being", " comparatively", " modern."]
+    assert all(w["start"] == w["end"] == 0 for w in words)
+
+
+def test_a_window_without_words_seeks_to_its_segment_end_as_faster_whisper(
+    tiny_en_model, tiny_en_ct2_dir
+):
+    """Every text token suppressed, and the timestamps before 1.00 (the latest a window may open
+    with): each window decodes <|1.00|> alone, then the end of text, a segment without words (as
+    music can decode). The next window starts at that segment's end, as openai's and
+    faster-whisper's get_end fall back to it when there are no words: 8 s of audio in 8 windows.
+    whisperms moved on to the window's end instead (one window). faster-whisper drops segments
+    without text, so its windows are counted as it encodes them."""
+    from whisperms.audio import load_audio
+    from whisperms.decoding import build_tokenizer
+
+    audio = load_audio(str(DATA / "jfk_inaugural_1961.flac"))[: 8 * 16000]
+    tokenizer = build_tokenizer(tiny_en_model, "en", "transcribe")
+    begin = tokenizer.timestamp_begin
+    options = dict(word_timestamps=True, temperature=0.0, beam_size=5)
+    options["suppress_tokens"] = list(range(tokenizer.eot)) + list(range(begin, begin + 50))
+    ours = tiny_en_model.transcribe(audio, **options).segments
+    fw = faster_whisper_model(tiny_en_ct2_dir)
+    encoded = []
+    encode = fw.encode
+    fw.encode = lambda features: encoded.append(len(encoded)) or encode(features)
+    theirs, _ = fw.transcribe(audio, language="en", **options)
+    assert list(theirs) == [] and len(encoded) == 8
+    assert [(s.seek, s.start, s.end, s.text) for s in ours] == [
+        (100 * i, float(i), float(i + 1), "") for i in range(8)
+    ]

@@ -111,8 +111,9 @@ def find_alignment(
 
     # heads x tokens x frames
     weights = scores[:, :, : num_frames // 2].astype(np.float64) * qk_scale
-    weights = np.exp(weights - weights.max(-1, keepdims=True))
-    weights /= weights.sum(-1, keepdims=True)
+    if weights.shape[-1]:  # a window of one mel frame has no attention frames: every word at 0
+        weights = np.exp(weights - weights.max(-1, keepdims=True))
+        weights /= weights.sum(-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):  # one token: 0/0, NaN as torch makes it
         weights = (weights - weights.mean(-2, keepdims=True)) / weights.std(-2, keepdims=True)
     weights = median_filter(weights, medfilt_width)
@@ -245,8 +246,13 @@ def _adjust_bounds(segment, words, median_duration, max_duration, last_speech_ti
 
 
 def last_word_end(segments) -> Optional[float]:
+    """The end of the last word, else of the last segment (openai's and faster-whisper's get_end):
+    a window whose text has no words (a lone timestamp, as in music) still moves the seek point
+    and the last speech to where its segments end."""
     ends = [w["end"] for s in segments for w in (s.words or [])]
-    return ends[-1] if ends else None
+    if ends:
+        return ends[-1]
+    return segments[-1].end if segments else None
 
 
 PUNCTUATION = PREPEND_PUNCTUATIONS + APPEND_PUNCTUATIONS
