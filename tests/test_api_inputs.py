@@ -110,3 +110,16 @@ def test_a_checkpoint_with_damaged_weights_is_refused(tmp_path, tiny_en_ct2_dir)
         model_bin.write(b"\xff" * 4096)
     with pytest.raises(CheckpointError, match="holds NaN or infinite values: the checkpoint is"):
         load_model(str(folder))
+
+
+def test_verbose_and_progress_of_the_wrong_kind_are_refused(tiny_en_model, short_audio, capsys):
+    """verbose is openai's three-way switch: a string or number was taken as True (segments printed)
+    where the caller may have meant otherwise; now one line naming it. NumPy's booleans are
+    booleans: np.False_ shows a bar, as False does, not nothing."""
+    from whisperms import OptionsError
+
+    for name, value in (("verbose", "yes"), ("verbose", 1), ("progress", "no")):
+        with pytest.raises(OptionsError, match=f"^{name} must be True, False or None, got"):
+            tiny_en_model.transcribe(short_audio, **{name: value})
+    result = tiny_en_model.transcribe(short_audio, verbose=np.bool_(True))
+    assert result.text in capsys.readouterr().out

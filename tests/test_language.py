@@ -140,3 +140,21 @@ def test_auto_is_detect(base_model, tiny_en_model):
         base_model.decode(window_mel(DATA / "picovoice_fr_test_fr.wav"), language="auto").language
         == "fr"
     )
+
+
+def test_verbose_says_the_language_detected_as_openai(base_model, capsys):
+    """openai's transcribe: "Detecting language ..." with verbose=True, "Detected language: ..."
+    with verbose True or False (the progress bar's mode), nothing with None; whisperms printed the
+    second with True only, and never the first."""
+    audio = str(SPANISH)
+    said = {}
+    for verbose in (None, False, True):
+        base_model.transcribe(audio, verbose=verbose, max_new_tokens=1, temperature=0.0)
+        said[verbose] = [line for line in capsys.readouterr().out.splitlines() if "anguage" in line]
+    assert said[None] == []
+    assert said[False] == ["Detected language: Spanish"]
+    assert said[True] == [
+        "Detecting language using up to the first 30 seconds. Use `--language` to specify the "
+        "language",
+        "Detected language: Spanish",
+    ]

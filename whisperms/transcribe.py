@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .audio import (
+    CHUNK_LENGTH,
     FRAMES_PER_SECOND,
     HOP_LENGTH,
     N_FRAMES,
@@ -35,6 +36,7 @@ from .segments import (
     is_empty,
     is_silence,
     needs_fallback,
+    print_line,
     print_segment,
     window_segments,
 )
@@ -230,6 +232,12 @@ class Transcriber:
             return "en", 1.0, None
         options, start = self.transcribe_options, self.clips[0][0]
         end = min(start + options.language_detection_segments * N_FRAMES, self.content_frames + 1)
+        if self.verbose:
+            seconds = options.language_detection_segments * CHUNK_LENGTH
+            print_line(
+                f"Detecting language using up to the first {seconds} seconds. Use `--language` to "
+                "specify the language"
+            )
         found = {}
         for seek in range(start, max(end, start + 1), N_FRAMES):
             window = pad_or_trim(self.mel[:, seek : seek + N_FRAMES], N_FRAMES)
@@ -241,8 +249,8 @@ class Transcriber:
         else:
             language = max(found, key=lambda code: len(found[code]))
             probability = max(found[language])
-        if self.verbose:
-            print(f"Detected language: {LANGUAGES[language].title()}")
+        if self.verbose is not None:  # openai: with the progress bar too
+            print_line(f"Detected language: {LANGUAGES[language].title()}")
         ranked = sorted(probs.items(), key=lambda item: -item[1])
         return language, probability, ranked
 
@@ -431,6 +439,11 @@ def transcribe(model, audio, **kwargs) -> TranscriptionResult:
     docstring) and batch_size with chunk_length (the batched mode: batched.py), checked first
     (transcribe_options)."""
     shown = {name: kwargs.pop(name) for name in ("verbose", "progress") if name in kwargs}
+    for name, value in shown.items():
+        # openai's verbose is three-way: None (nothing shown), False (a bar), True (the segments)
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise OptionsError(f"{name} must be True, False or None, got {value!r}")
+        shown[name] = None if value is None else bool(value)  # read as `verbose is False`
     if "log_progress" in kwargs:  # faster-whisper's name for the progress bar
         log_progress = kwargs.pop("log_progress")
         if not isinstance(log_progress, (bool, np.bool_)):
