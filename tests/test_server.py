@@ -38,10 +38,10 @@ def _free_port() -> int:
 class _Server:
     """A whisperms server on 127.0.0.1 in a thread; `hold`: its worker waits for `release()`."""
 
-    def __init__(self, model, hold=False, **app_options):
+    def __init__(self, model, hold=False, batch_size=8, **app_options):
         from whisperms.server import BatchingWorker, create_app
 
-        self.worker = BatchingWorker(model, start=not hold)
+        self.worker = BatchingWorker(model, batch_size=batch_size, start=not hold)
         self.app = create_app(model, worker=self.worker, **app_options)
         self.port = _free_port()
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
@@ -562,11 +562,13 @@ def test_upload_limits_and_ports_out_of_range_are_refused(tiny_en_model, capsys)
     from whisperms.errors import OptionsError
     from whisperms.server import create_app, main
 
-    for bad in (0, -1, float("nan"), float("inf")):
+    # 1e303 MB made the body limit infinite: an OverflowError traceback once the model had loaded
+    for bad in (0, -1, float("nan"), float("inf"), 1e303):
         with pytest.raises(OptionsError, match="max_upload_mb must be"):
             create_app(tiny_en_model, max_upload_mb=bad)
     for argv, message in (
         (["--max_upload_mb", "nan"], "max_upload_mb must be"),
+        (["--max_upload_mb", "1e303"], "max_upload_mb must be a finite number above 0 up to"),
         (["--port", "70000"], "--port must be from 0 to 65535, got 70000"),
     ):
         assert main(["--model", "no-such-model", *argv]) == 1
@@ -901,3 +903,89 @@ def test_the_uploads_of_a_killed_server_are_removed_by_the_next_one(tmp_path):
         running.wait()
         killed.stdout.close()
         running.stdout.close()
+
+
+def test_a_long_request_does_not_hold_up_another_kind(tiny_en_model):
+    """A request of another group (word timestamps) sent behind a long plain one is decoded at the
+    plain group's next batch: groups take turns a batch at a time while both have requests. The
+    plain group's turn lasted until every input it had taken was done (an hour of audio held the
+    others for the hour)."""
+    from whisperms.batched import BatchInput
+    from whisperms.server import BatchingWorker
+
+    worker = BatchingWorker(tiny_en_model, batch_size=1, start=False)
+    done = []
+    long_clip = str(DATA / "librivox_shakespeare-sonnet-002.mp3")  # 50 s: two pieces
+    long = worker.submit(BatchInput(long_clip))
+    short = worker.submit(BatchInput(str(DATA / CLIPS[1])), word_timestamps=True)
+    long.add_done_callback(lambda f: done.append("long"))
+    short.add_done_callback(lambda f: done.append("short"))
+    worker.start()
+    try:
+        long_text, short_result = long.result(timeout=600).text, short.result(timeout=600)
+    finally:
+        worker.stop()
+    assert done == ["short", "long"]
+    assert long_text == BatchedTranscriber(tiny_en_model).run(long_clip).text
+    alone = BatchedTranscriber(tiny_en_model, word_timestamps=True).run(str(DATA / CLIPS[1]))
+    assert [w["word"] for s in short_result.segments for w in s.words] == [
+        w["word"] for s in alone.segments for w in s.words
+    ]
+    # a group made for a request's own options is dropped once it has none left
+    assert list(worker._groups) == [worker._default]
+
+
+def test_a_failure_in_a_batch_fails_its_requests_only_as_openai_errors(tiny_en_model):
+    """An exception from inside the batched mode (a bug; here one injected into the first batch)
+    fails the requests that batch's turn took, with OpenAI's error object (500, server_error): it
+    failed every request of the group, queued ones too, as the framework's bare text. A request
+    queued behind it is decoded at the next turn."""
+    from whisperms.server_worker import DEFAULT_REQUEST
+
+    server = _Server(tiny_en_model, hold=True, batch_size=1)  # the turn takes one request
+    group = server.worker._group(DEFAULT_REQUEST)
+    advance, calls = group.transcriber._advance, []
+
+    def fails_first(batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("injected")
+        return advance(batch)
+
+    group.transcriber._advance = fails_first
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(_transcribe, server.client, CLIPS[0])
+            deadline = time.monotonic() + 30
+            while server.worker.queued() < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            second = pool.submit(_transcribe, server.client, CLIPS[1])
+            while server.worker.queued() < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            server.release()
+            with pytest.raises(openai.InternalServerError) as error:
+                first.result(timeout=600)
+            text = second.result(timeout=600).text
+    finally:
+        server.close()
+    body = error.value.body
+    assert body == {
+        "message": "the server failed: RuntimeError: injected",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
+    assert text == BatchedTranscriber(tiny_en_model).run(str(DATA / CLIPS[1])).text.strip()
+
+
+def test_a_translation_says_its_text_is_english(base_model):
+    """OpenAI's verbose_json of a translation gives the language of its text, always English; the
+    server gave the language it was translated from."""
+    from whisperms.server_formats import verbose_json
+
+    result = base_model.transcribe(str(DATA / "picovoice_es_test_es.wav"), task="translate")
+    assert result.language == "es"
+    assert verbose_json(result, "translate", [])["language"] == "english"
+    assert verbose_json(result, "transcribe", [])["language"] == "spanish"

@@ -58,6 +58,16 @@ class InputQueue:
         with self._lock:
             return index in self._cancelled
 
+    def turn_over(self) -> bool:
+        """Whether `results` should hand control back between batches (TURN_OVER): a worker
+        serving other queues has requests waiting there. The inputs it holds stay with it, and
+        iterating on goes on with them."""
+        return False
+
+
+# What `results` gives when its queue's turn is over (InputQueue.turn_over): no input's result
+TURN_OVER = (None, None)
+
 
 class Cancelled(WhispermsError):
     """The result of an input given up (InputQueue.cancel) before it was done."""

@@ -41,7 +41,7 @@ from .audio import (
     pad_or_trim,
 )
 from .batch_feed import BatchFeed
-from .batch_inputs import BatchInput, Cancelled, InputQueue
+from .batch_inputs import TURN_OVER, BatchInput, Cancelled, InputQueue
 from .decoding import BatchDecodingTask, DecodingTask, build_tokenizer, detect_language
 from .errors import OptionsError, WhispermsError
 from .segments import (
@@ -215,7 +215,8 @@ class BatchedTranscriber:
         """(index, result) for every input (a path, samples or a BatchInput), in the order they
         finish; an input that cannot be read, or whose options the model cannot take, gives (index,
         its WhispermsError) and the others go on. From an InputQueue: the inputs put before the
-        queue is found empty with nothing in flight."""
+        queue is found empty with nothing in flight, and TURN_OVER between batches when the queue
+        asks for it (InputQueue.turn_over)."""
         if isinstance(audios, (str, bytes, bytearray, memoryview, PathLike)) or hasattr(
             audios, "read"
         ):  # iterated, one input made an input of each letter, byte or line
@@ -236,6 +237,7 @@ class BatchedTranscriber:
         # behind a long input is decoded at once; inputs to be read (files) only when the pieces
         # run short, which bounds the audio held (batch_feed.py)
         feed = BatchFeed(audios, self._prepare, self.batch_size)
+        turn_over = audios.turn_over if isinstance(audios, InputQueue) else lambda: False
         pending: deque = deque()  # pieces with windows left, in the order they are to be decoded
         with tqdm(total=0, unit="piece", disable=not self.progress) as bar:
             try:
@@ -259,6 +261,8 @@ class BatchedTranscriber:
                     if not pending:
                         if feed.idle():
                             return
+                        if turn_over():  # inputs still being read: the other queues go meanwhile
+                            yield TURN_OVER
                         continue
                     batch = _take_in_turn(pending, self.batch_size)
                     self._advance(batch)
@@ -273,6 +277,9 @@ class BatchedTranscriber:
                         piece.source.remaining -= 1
                         if piece.source.remaining == 0:
                             yield piece.source.index, self._finish(piece.source)
+                    # a worker with other queues waiting takes control back between batches
+                    if turn_over():
+                        yield TURN_OVER
             finally:
                 feed.close()
 
@@ -513,9 +520,9 @@ class BatchedTranscriber:
                 restore_speech_timestamps(segments, source.speech_chunks, end_slack=slack)
             )
         for i, (segment, cleared) in enumerate(zip(segments, empty)):
-            finish_segment(segment, i, cleared, self.options.word_timestamps)
-            if self.verbose:
+            if self.verbose:  # before an empty one is cleared, as the sequential mode and openai
                 print_segment(segment)
+            finish_segment(segment, i, cleared, self.options.word_timestamps)
         # the first piece with a language: a piece whose windows were all silence has none
         detected = [piece for piece in source.pieces if piece.language is not None]
         first = detected[0] if detected else None

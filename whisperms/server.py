@@ -19,7 +19,6 @@ at that temperature alone.
 
 import asyncio
 import contextlib
-import io
 import logging
 import os
 import re
@@ -43,11 +42,11 @@ from .errors import (
     check_working_folder,
     ctrl_c_ends,
     end_stopped,
+    one_line,
     stopped_by,
 )
+from .server_formats import subtitles, verbose_json
 from .server_worker import BatchingWorker
-from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
-from .tokenizer import LANGUAGES
 from .transcribe_options import check_number, model_language
 from .upload_folder import UploadFolder
 
@@ -58,6 +57,7 @@ OPENAI_MODEL = "whisper-1"
 # Larger uploads are refused (413). OpenAI's own limit is 25 MB; a self-hosted server takes longer
 # recordings.
 DEFAULT_MAX_UPLOAD_MB = 200
+MAX_UPLOAD_MB = 1 << 20  # a terabyte: a bound of sense, as a body limit in bytes must be finite
 MB = 1 << 20
 # The longest prompt taken, in characters: Whisper reads only a prompt's last n_text_ctx // 2 - 1
 # (223) tokens, and tokenizing a megabyte of text held up every request for seconds.
@@ -166,7 +166,7 @@ def _checked_limit(limit) -> Optional[int]:
 
 def _checked_upload_limit(megabytes) -> float:
     """max_upload_mb: a finite number of megabytes above 0 (else OptionsError)."""
-    return check_number("max_upload_mb", megabytes, low=0, strict_low=True)
+    return check_number("max_upload_mb", megabytes, low=0, high=MAX_UPLOAD_MB, strict_low=True)
 
 
 def _busy(limit: int):
@@ -179,47 +179,6 @@ def _busy(limit: int):
         kind="requests",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
-
-
-def _subtitles(result, response_format: str) -> str:
-    from .writers import WriteSRT, WriteVTT
-
-    writer = (WriteSRT if response_format == "srt" else WriteVTT)(output_dir=".")
-    out = io.StringIO()
-    writer.write_result(result.to_dict(), file=out)
-    return out.getvalue()
-
-
-def _verbose(result, task: str, granularities: List[str]) -> dict:
-    """OpenAI's verbose_json: the language by name, the duration, and the granularities asked for:
-    segments unless words alone are (as OpenAI's API answers), words if asked for."""
-    words = "word" in granularities
-    body = {
-        "task": task,
-        "language": LANGUAGES.get(result.language, result.language),
-        "duration": result.info.duration,
-        "text": result.text.strip(),  # as the json format's
-    }
-    if "segment" in granularities or not words:
-        body["segments"] = []
-        for s in result.segments:
-            d = s.to_dict()
-            d.pop("words", None)
-            body["segments"].append(d)
-    if words:
-        body["words"] = [
-            {"word": word, "start": w["start"], "end": w["end"]}
-            for s in result.segments
-            for w in (s.words or [])
-            if (word := api_word(w["word"]))
-        ]
-    return body
-
-
-def api_word(word: str) -> str:
-    """A word as OpenAI's API gives it: no space before it and no punctuation around it (' trail,'
-    is 'trail'); Whisper's words carry both. Punctuation alone is no word."""
-    return word.strip().strip(PREPEND_PUNCTUATIONS + APPEND_PUNCTUATIONS).strip()
 
 
 def create_app(
@@ -285,6 +244,13 @@ def create_app(
         # the framework's own refusals (unknown path, wrong method, a malformed multipart body):
         # OpenAI's error object too, not {"detail": ...}
         return _error(error.status_code, str(error.detail), headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def server_error(request, error):
+        # a failure of the server's own (a bug, a full disk; logged with its traceback): OpenAI's
+        # error object, not the framework's bare text
+        message = f"the server failed: {type(error).__name__}: {one_line(str(error))}"
+        return _error(500, message, kind="server_error")
 
     # OpenAI's Model object; created: when this server began serving it (Unix seconds)
     served = {"id": name, "object": "model", "created": int(time.time()), "owned_by": "whisperms"}
@@ -389,10 +355,11 @@ def create_app(
         # a file on disk, as the audio loader reads containers by name (ffmpeg for the rest);
         # the upload is already spooled to disk by the framework past its first megabyte
         shown = file.filename or "the file"  # in messages, for the temporary copy's name
-        with tempfile.NamedTemporaryFile(suffix=suffix, dir=folder.path, delete=False) as tmp:
-            uploads[tmp.name] = shown
-            await run_in_threadpool(shutil.copyfileobj, file.file, tmp, MB)
-        try:
+        tmp = tempfile.NamedTemporaryFile(suffix=suffix, dir=folder.path, delete=False)
+        uploads[tmp.name] = shown
+        try:  # a copy that fails (a full disk) is removed too
+            with tmp:
+                await run_in_threadpool(shutil.copyfileobj, file.file, tmp, MB)
             item = BatchInput(tmp.name, language=language or None, initial_prompt=prompt or None)
             # checked again with no await before the submit: requests that passed the first check
             # together while their uploads were copied cannot all get in
@@ -415,9 +382,9 @@ def create_app(
         if response_format == "text":
             return PlainTextResponse(result.text.strip() + "\n")
         if response_format in ("srt", "vtt"):
-            return PlainTextResponse(_subtitles(result, response_format))
+            return PlainTextResponse(subtitles(result, response_format))
         if response_format == "verbose_json":
-            return JSONResponse(_verbose(result, task, granularities))
+            return JSONResponse(verbose_json(result, task, granularities))
         return {"text": result.text.strip()}
 
     @app.post("/v1/audio/transcriptions")

@@ -1,14 +1,15 @@
 """The server's worker: one thread decodes every request through the batched mode. Requests that
 decode alike (task, temperature, word timestamps) are one group, whose inputs go into an InputQueue
-run through a BatchedTranscriber; groups take turns (_Turn), so that a steady stream of one kind
-does not hold the others back."""
+run through a BatchedTranscriber; groups take turns (_Turn), a batch at a time while others have
+requests waiting, so that neither a steady stream nor one long request of one kind holds the
+others back."""
 
 import concurrent.futures
 import threading
 from dataclasses import dataclass, field
-from typing import Dict, Tuple
+from typing import Dict, Iterator, Optional, Set, Tuple
 
-from .batch_inputs import BatchInput, InputQueue
+from .batch_inputs import TURN_OVER, BatchInput, InputQueue
 from .batched import DEFAULT_BATCH_SIZE, BatchedTranscriber
 
 # What a request without options of its own asks for
@@ -22,6 +23,9 @@ class _Group:
     transcriber: BatchedTranscriber
     inputs: InputQueue = field(default_factory=InputQueue)
     futures: Dict[int, concurrent.futures.Future] = field(default_factory=dict)
+    # the results of the turn under way, handed back between batches for other groups' turns
+    running: Optional[Iterator] = None
+    turn: Optional["_Turn"] = None
 
 
 class _Turn(InputQueue):
@@ -32,7 +36,7 @@ class _Turn(InputQueue):
 
     def __init__(self, queue: InputQueue, quota: int, others_waiting):
         self._queue, self._quota, self._others_waiting = queue, quota, others_waiting
-        self._taken = 0
+        self.taken: Set[int] = set()  # the inputs this turn took
 
     def put(self, audio) -> int:
         return self._queue.put(audio)
@@ -44,11 +48,15 @@ class _Turn(InputQueue):
         return self._queue.cancelled(index)
 
     def take(self):
-        if self._taken >= self._quota and self._others_waiting():
+        if len(self.taken) >= self._quota and self._others_waiting():
             return None
         item = self._queue.take()
-        self._taken += item is not None
+        if item is not None:
+            self.taken.add(item[0])
         return item
+
+    def turn_over(self) -> bool:
+        return self._others_waiting()
 
 
 class BatchingWorker:
@@ -70,6 +78,7 @@ class BatchingWorker:
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="whisperms-batching", daemon=True)
         # the plain requests' group now: options the batched mode refuses fail at once
+        self._default = tuple(sorted(DEFAULT_REQUEST.items()))
         self._group(DEFAULT_REQUEST)
         if start:
             self.start()
@@ -132,28 +141,40 @@ class BatchingWorker:
             with self._lock:
                 groups = list(self._groups.values())
             for group in groups:
-                with self._lock:
-                    quota = max(self.batch_size, len(group.futures))
-                turn = _Turn(group.inputs, quota, lambda g=group: self._others_waiting(g))
-                try:
-                    for index, result in group.transcriber.results(turn):
-                        with self._lock:
-                            future = group.futures.pop(index)
-                        # a request given up (its client gone) is not answered
-                        if future.set_running_or_notify_cancel():
-                            future.set_result(result)
-                except Exception as error:  # a bug: fail the group's waiting requests, go on
-                    with self._lock:
-                        waiting = list(group.futures.values())
-                        group.futures.clear()
-                        while group.inputs.take() is not None:
-                            pass
-                    for future in waiting:
-                        if future.set_running_or_notify_cancel():
-                            future.set_exception(error)
+                self._take_turn(group)
             with self._lock:
+                # a group of its own for every temperature asked for: dropped once idle
+                for key, group in list(self._groups.items()):
+                    if key != self._default and not group.futures and group.running is None:
+                        del self._groups[key]
                 if any(group.futures for group in self._groups.values()):
                     self._wake.set()  # a turn ended with requests left: another round
+
+    def _take_turn(self, group: _Group):
+        """The group's requests decoded until none is left, or for a batch when other groups have
+        requests waiting (the turn then goes on at the next round)."""
+        if group.running is None:
+            with self._lock:
+                quota = max(self.batch_size, len(group.futures))
+            group.turn = _Turn(group.inputs, quota, lambda: self._others_waiting(group))
+            group.running = group.transcriber.results(group.turn)
+        try:
+            for item in group.running:
+                if item is TURN_OVER:
+                    return
+                index, result = item
+                with self._lock:
+                    future = group.futures.pop(index)
+                # a request given up (its client gone) is not answered
+                if future.set_running_or_notify_cancel():
+                    future.set_result(result)
+        except Exception as error:  # a bug: fail the requests this turn took, go on
+            with self._lock:
+                failed = [group.futures.pop(i) for i in group.turn.taken if i in group.futures]
+            for future in failed:
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(error)
+        group.running = group.turn = None
 
     def _others_waiting(self, group: _Group) -> bool:
         with self._lock:
