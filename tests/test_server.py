@@ -989,3 +989,29 @@ def test_a_translation_says_its_text_is_english(base_model):
     assert result.language == "es"
     assert verbose_json(result, "translate", [])["language"] == "english"
     assert verbose_json(result, "transcribe", [])["language"] == "spanish"
+
+
+def test_the_server_writes_through_a_copy_of_stderr():
+    """The audio reader points fd 2 at /dev/null while it decodes, for every thread: the server's
+    own lines (uvicorn's log, warnings about other requests) go through a copy of stderr made at its
+    start, so a long read no longer hides them; what is written to fd 2 itself (the MP3 decoder's
+    notes) stays hidden."""
+    import subprocess
+    import sys
+
+    script = "\n".join(
+        [
+            "import os, sys",
+            "from whisperms.audio_files import _decoder_output_hidden",
+            "from whisperms.server import stderr_copy",
+            "sys.stderr = stderr_copy()",
+            "with _decoder_output_hidden():",
+            "    print('the server says this', file=sys.stderr)",
+            "    os.write(2, b'the decoder says this')",
+        ]
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "the server says this\n"

@@ -514,6 +514,10 @@ def _serve(argv) -> int:
             # uvicorn then raises the signals again, which end the process
             app.state.upload_folder.remove()
 
+    # the server's own lines (uvicorn's log, warnings) through a copy of stderr: the audio reader
+    # points fd 2 at /dev/null while it decodes (audio_files.py), for every thread, and a request's
+    # long read would hide what the others' threads say
+    saved_stderr, sys.stderr = sys.stderr, stderr_copy()
     server = Server(uvicorn.Config(app, host=args.host, port=args.port))
     saved = warnings.showwarning
     warnings.showwarning = _warning_lines(app.state.uploads)
@@ -521,7 +525,19 @@ def _serve(argv) -> int:
         server.run()
     finally:
         warnings.showwarning = saved
+        if sys.stderr is not saved_stderr:
+            sys.stderr.flush()
+            sys.stderr = saved_stderr
     return 0 if server.started else 1
+
+
+def stderr_copy():
+    """A line-buffered text stream on a duplicate of fd 2 (sys.stderr where there is none)."""
+    try:
+        encoding = sys.stderr.encoding
+        return os.fdopen(os.dup(2), "w", buffering=1, encoding=encoding, errors="backslashreplace")
+    except (OSError, AttributeError, ValueError):
+        return sys.stderr
 
 
 def _warning_lines(uploads: Dict[str, str]):
