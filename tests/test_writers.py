@@ -398,3 +398,18 @@ def test_all_stops_at_first_failing_format(tmp_path):
     with pytest.raises(TypeError):
         get_writer("all", str(tmp_path))(result, "clip.wav")
     assert sorted(os.listdir(tmp_path)) == ["clip.srt", "clip.tsv", "clip.txt", "clip.vtt"]
+
+
+def test_a_read_only_transcript_is_refused_before_decoding(tmp_path):
+    """A transcript is written whole and put in place (os.replace), which a read-only file does not
+    stop: a user's write-protected talk.txt was replaced. openai's writers fail on it and keep it;
+    whisperms now refuses it before decoding, in one line (a file no one may write, root too)."""
+    from whisperms.errors import OutputError
+    from whisperms.output_files import check_targets
+
+    (tmp_path / "talk.txt").write_text("kept\n")
+    (tmp_path / "talk.txt").chmod(0o444)
+    check_targets("srt", str(tmp_path), "talk.wav")
+    with pytest.raises(OutputError) as error:
+        check_targets("all", str(tmp_path), "talk.wav")
+    assert str(error.value) == f"cannot write {tmp_path / 'talk.txt'}: it is read-only"

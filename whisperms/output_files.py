@@ -62,13 +62,20 @@ def output_paths(output_format, output_dir, audio_path):
 
 def check_targets(output_format, output_dir, audio_path, inputs=frozenset()):
     """Before decoding a file: none of its transcripts may be a folder (os.replace could not put a
-    file there), have a name longer than the file system takes (some formats were written and
-    others not, after the whole decode), or be one of the run's `inputs` (real_paths: an audio
-    file named talk.txt would be lost to talk.wav's transcript)."""
+    file there) or a read-only file, have a name longer than the file system takes (some formats
+    were written and others not, after the whole decode), or be one of the run's `inputs`
+    (real_paths: an audio file named talk.txt would be lost to talk.wav's transcript)."""
     longest = _longest_name(output_dir)
     for target in output_paths(output_format, output_dir, audio_path):
         if os.path.isdir(target):
             raise OutputError(f"cannot write {target}: it is a folder")
+        # a transcript is written whole and put in place, which a read-only file does not stop:
+        # openai's writers, opening it, fail on it and leave it as it is (one write-protected for
+        # everyone is kept from root too)
+        if os.path.isfile(target) and (
+            not os.access(target, os.W_OK) or not os.stat(target).st_mode & 0o222
+        ):
+            raise OutputError(f"cannot write {target}: it is read-only")
         real = os.path.realpath(target)
         if real in inputs:
             itself = real == os.path.realpath(audio_path)
