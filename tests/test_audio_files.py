@@ -166,3 +166,19 @@ def test_decoding_in_threads_leaves_stderr_where_it_was():
     assert not failures
     after = os.fstat(2)
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+def test_a_url_is_said_to_be_one(tmp_path, monkeypatch):
+    """openai's CLI reads a URL through ffmpeg; whisperms reads files: a URL was "audio file not
+    found", as if mistyped. A file that happens to be named so is still read."""
+    from whisperms.audio_files import check_audio_file
+
+    url = "https://example.com/talk.mp3"
+    with pytest.raises(AudioError) as error:
+        check_audio_file(url)
+    assert str(error.value) == f"{url}: URLs are not read: download the file first"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "https:").mkdir()
+    (tmp_path / "https:" / "example.com").mkdir()
+    (tmp_path / "https:" / "example.com" / "talk.mp3").write_bytes(b"x")
+    assert check_audio_file(url) == url

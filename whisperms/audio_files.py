@@ -7,6 +7,7 @@ and checks them.
 
 import io
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -37,6 +38,8 @@ MAX_AUDIO_HOURS = 24
 # A file declaring a lower sample rate is not audio (its header lies, or it holds other data):
 # refused, as resampling its samples to 16 kHz would make hours of them from a few kilobytes.
 MIN_SAMPLE_RATE = 1000
+# An input named like a URL (scheme://...)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _READ_BLOCK_FRAMES = 1 << 20  # frames per read of a file (load_audio)
 # Frames per read past a point where a block failed to decode: a file damaged or cut short is
 # read up to the damage, as truncated WAV and MP3 files are.
@@ -399,6 +402,8 @@ def check_audio_file(file, pipes: bool = False) -> str:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
+        if _URL.match(path):  # openai's CLI hands it to ffmpeg, which fetches it
+            raise AudioError(f"{path}: URLs are not read: download the file first") from None
         raise AudioError(f"audio file not found: {path}") from None
     except PermissionError:  # a folder on the way that this user may not enter
         raise AudioError(f"cannot read audio file {path}: permission denied") from None
