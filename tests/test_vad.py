@@ -719,3 +719,9 @@ def test_restore_speech_timestamps():
     assert list(restore_speech_timestamps([{"start": 1.0, "end": 3.2}], CHUNKS)) == [
         {"start": 3.0, "end": 10.2}
     ]
+    # chunks that touch (a pause shorter than twice the padding, split between them): no audio was
+    # cut out, the later chunk opens on speech, and the end stays where it is
+    touching = [{"start": 0, "end": SR}, {"start": SR, "end": 2 * SR}]
+    assert list(
+        restore_speech_timestamps([{"start": 0.5, "end": 1.3}], touching, end_slack=0.4)
+    ) == [{"start": 0.5, "end": 1.3}]

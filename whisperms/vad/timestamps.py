@@ -208,9 +208,10 @@ def restore_speech_timestamps(
     "words").
 
     `end_slack` (seconds; 0: faster-whisper's mapping): a segment without words whose end falls at
-    most this far into a later chunk than its start ends with the chunk before: the opening padding
-    of a chunk is silence, and an end just past a chunk's speech was moved a whole pause later (a
-    subtitle shown through minutes of silence)."""
+    most this far into a later chunk than its start ends with the chunk before, when audio was cut
+    out between the two: the opening padding of a chunk after a pause is silence, and an end just
+    past a chunk's speech was moved a whole pause later (a subtitle shown through minutes of
+    silence)."""
     if not speech_chunks:
         yield from segments
         return
@@ -230,7 +231,10 @@ def restore_speech_timestamps(
         else:
             start, end = _get(segment, "start"), _get(segment, "end")
             end_index = ts_map.get_chunk_index(end, is_end=True)
-            if end_slack and end_index > ts_map.get_chunk_index(start):
+            # only past a pause the VAD cut out: chunks that touch split a short pause between
+            # them, and the later one opens on speech
+            cut = speech_chunks[end_index]["start"] > speech_chunks[end_index - 1]["end"]
+            if end_slack and end_index > ts_map.get_chunk_index(start) and cut:
                 opening = ts_map.chunk_end_sample[end_index - 1] / sampling_rate
                 if end - opening <= end_slack:
                     end, end_index = opening, end_index - 1
