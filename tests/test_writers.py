@@ -413,3 +413,22 @@ def test_a_read_only_transcript_is_refused_before_decoding(tmp_path):
     with pytest.raises(OutputError) as error:
         check_targets("all", str(tmp_path), "talk.wav")
     assert str(error.value) == f"cannot write {tmp_path / 'talk.txt'}: it is read-only"
+
+
+def test_a_cleared_segment_has_no_words_as_openai_writes_it(tiny_en_model, tmp_path):
+    """openai clears an empty segment (no duration or no text) to words [] with or without word
+    timestamps, and its JSON says so; whisperms left the key out without them. Every text token
+    suppressed, a window decodes to such a segment."""
+    from whisperms.decoding import build_tokenizer
+    from whisperms.writers import get_writer
+
+    from conftest import DATA
+
+    tokenizer = build_tokenizer(tiny_en_model, "en", "transcribe")
+    clip = str(DATA / "ljspeech_LJ001-0002.wav")
+    text_tokens = list(range(tokenizer.eot))
+    result = tiny_en_model.transcribe(clip, temperature=0.0, suppress_tokens=text_tokens)
+    assert [(s.text, s.words) for s in result.segments] == [("", [])]
+    get_writer("json", str(tmp_path))(result.to_dict(), "clip.wav")
+    written = json.loads((tmp_path / "clip.json").read_text())
+    assert written["segments"][0]["words"] == [] and written["text"] == ""

@@ -522,7 +522,7 @@ class BatchedTranscriber:
         for i, (segment, cleared) in enumerate(zip(segments, empty)):
             if self.verbose:  # before an empty one is cleared, as the sequential mode and openai
                 print_segment(segment)
-            finish_segment(segment, i, cleared, self.options.word_timestamps)
+            finish_segment(segment, i, cleared)
         # the first piece with a language: a piece whose windows were all silence has none
         detected = [piece for piece in source.pieces if piece.language is not None]
         first = detected[0] if detected else None

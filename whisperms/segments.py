@@ -265,12 +265,12 @@ def is_empty(segment: Segment) -> bool:
     return segment.start == segment.end or not segment.text.strip()
 
 
-def finish_segment(segment: Segment, segment_id: int, empty: bool, word_timestamps: bool):
+def finish_segment(segment: Segment, segment_id: int, empty: bool):
     """The segment as returned: numbered, times rounded to the millisecond, and an empty one (no
-    duration or no text) kept but cleared, as openai does."""
+    duration or no text) kept but cleared, as openai does (its words [] with or without word
+    timestamps, as openai's JSON has them)."""
     if empty:
-        segment.text, segment.tokens = "", []
-        segment.words = [] if word_timestamps else None
+        segment.text, segment.tokens, segment.words = "", [], []
     segment.id = segment_id
     segment.start, segment.end = round(segment.start, 3), round(segment.end, 3)
     return segment

@@ -413,7 +413,7 @@ class Transcriber:
         for segment, cleared in zip(current, empty):
             if self.verbose:
                 print_segment(segment)
-            finish_segment(segment, state.n_segments, cleared, self.word_timestamps)
+            finish_segment(segment, state.n_segments, cleared)
             state.n_segments += 1
             state.all_tokens.extend(segment.tokens)
             yield segment
