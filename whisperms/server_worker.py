@@ -78,7 +78,7 @@ class BatchingWorker:
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="whisperms-batching", daemon=True)
         # the plain requests' group now: options the batched mode refuses fail at once
-        self._default = tuple(sorted(DEFAULT_REQUEST.items()))
+        self._default = _key({})
         self._group(DEFAULT_REQUEST)
         if start:
             self.start()
@@ -124,7 +124,7 @@ class BatchingWorker:
         return future
 
     def _group(self, options: dict) -> _Group:
-        key = tuple(sorted({**DEFAULT_REQUEST, **options}.items()))
+        key = _key(options)
         group = self._groups.get(key)
         if group is None:
             settings = {**self.options, **dict(key)}
@@ -179,3 +179,8 @@ class BatchingWorker:
     def _others_waiting(self, group: _Group) -> bool:
         with self._lock:
             return any(g.futures for g in self._groups.values() if g is not group)
+
+
+def _key(options: dict) -> Tuple:
+    """The group of requests asking for `options` (over DEFAULT_REQUEST)."""
+    return tuple(sorted({**DEFAULT_REQUEST, **options}.items()))
