@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import warnings
+from pathlib import Path
 
 from .cli_args import EXIT_USAGE, Parser, show_progress, transcribe_parser
 from .errors import (
@@ -261,6 +262,8 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
         )
     except OptionsError as error:  # what needs the model
         return _usage(str(error))
+    except WhispermsError as error:
+        return _fail(str(error))
     status = 0
     while paths:
         now, paths, clashes = owners.next_round(paths)
@@ -373,14 +376,18 @@ def _convert_main(argv):
 
 def _models_main(argv):
     parser = Parser(prog="whisperms models", description="Known model names and local copies.")
-    parser.parse_args(argv)
-    from .hub import ALIASES, RELEASED_DIMENSIONS, weights_root
+    parser.add_argument(
+        "--model_dir", default=None, help="where named models are looked up (as for transcribing)"
+    )
+    args = parser.parse_args(argv)
+    from .hub import ALIASES, RELEASED_DIMENSIONS, is_checkpoint, weights_root
 
-    root = weights_root()
+    root = Path(args.model_dir).expanduser() if args.model_dir else weights_root()
     for name in RELEASED_DIMENSIONS:
-        local = root / name / "model.safetensors"
-        size = f"{local.stat().st_size / 1e6:.0f} MB at {local.parent}" if local.is_file() else ""
-        print(f"{name:16s} {size or 'not downloaded'}")
+        local = root / name
+        found = is_checkpoint(local)
+        size = sum(f.stat().st_size for f in local.iterdir() if f.is_file()) if found else 0
+        print(f"{name:16s} {f'{size / 1e6:.0f} MB at {local}' if found else 'not downloaded'}")
     for alias, name in ALIASES.items():
         print(f"{alias:16s} -> {name}")
     return 0

@@ -9,18 +9,21 @@ state_layout.py; tensor_files.py reads the files' tensors.
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import re
 import shutil
+import socket
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CheckpointError, OptionsError
 from .model import ModelDimensions
+from .released import model_name
 from .state_layout import CT2_TIED_OUTPUT, HF_TIED_OUTPUT, layout, state_shapes
 from .tensor_files import read_ct2_variables, read_safetensors
 from .tokenizer import check_tokenizer_file
@@ -33,95 +36,8 @@ CT2_WEIGHTS_FILE = "model.bin"
 HF_INDEX_FILE = "model.safetensors.index.json"
 HF_GENERATION_FILE = "generation_config.json"
 SAVE_DTYPES = {"float32": np.float32, "float16": np.float16}
-
-
-# --- The released models
-# --------------------------------------------------------------------------------------------
-# openai's released configurations, once: hub.py names and downloads them, model_name recognises
-# them.
-_TINY = dict(
-    n_audio_state=384,
-    n_audio_head=6,
-    n_audio_layer=4,
-    n_text_state=384,
-    n_text_head=6,
-    n_text_layer=4,
-)
-_BASE = dict(
-    n_audio_state=512,
-    n_audio_head=8,
-    n_audio_layer=6,
-    n_text_state=512,
-    n_text_head=8,
-    n_text_layer=6,
-)
-_SMALL = dict(
-    n_audio_state=768,
-    n_audio_head=12,
-    n_audio_layer=12,
-    n_text_state=768,
-    n_text_head=12,
-    n_text_layer=12,
-)
-_MEDIUM = dict(
-    n_audio_state=1024,
-    n_audio_head=16,
-    n_audio_layer=24,
-    n_text_state=1024,
-    n_text_head=16,
-    n_text_layer=24,
-)
-_LARGE = dict(
-    n_audio_state=1280,
-    n_audio_head=20,
-    n_audio_layer=32,
-    n_text_state=1280,
-    n_text_head=20,
-    n_text_layer=32,
-)
-_EN, _MULTI, _V3 = (
-    dict(n_mels=80, n_vocab=51864),
-    dict(n_mels=80, n_vocab=51865),
-    dict(n_mels=128, n_vocab=51866),
-)
-
-
-def _dims(size, vocab, **override):
-    return ModelDimensions(n_audio_ctx=1500, n_text_ctx=448, **{**size, **vocab, **override})
-
-
-RELEASED_DIMENSIONS = {
-    "tiny.en": _dims(_TINY, _EN),
-    "tiny": _dims(_TINY, _MULTI),
-    "base.en": _dims(_BASE, _EN),
-    "base": _dims(_BASE, _MULTI),
-    "small.en": _dims(_SMALL, _EN),
-    "small": _dims(_SMALL, _MULTI),
-    "medium.en": _dims(_MEDIUM, _EN),
-    "medium": _dims(_MEDIUM, _MULTI),
-    "large-v1": _dims(_LARGE, _MULTI),
-    "large-v2": _dims(_LARGE, _MULTI),
-    "large-v3": _dims(_LARGE, _V3),
-    "large-v3-turbo": _dims(_LARGE, _V3, n_text_layer=4),
-}
-
-
-def model_name(dims: ModelDimensions):
-    """openai's model name for these dims ("tiny.en", "large-v3-turbo", ...), or None if they match
-    no release.
-
-    large-v1 and large-v2 have the same dims: reported as "large-v2". A release's encoder under a
-    shallower decoder is a distilled model ("distil-large-v3"); large-v3-turbo is itself a release,
-    not a distillation base.
-    """
-    released = {name: d for name, d in RELEASED_DIMENSIONS.items() if name != "large-v1"}
-    for name, candidate in released.items():
-        if candidate == dims:
-            return name
-    for name, candidate in released.items():
-        if name != "large-v3-turbo" and replace(candidate, n_text_layer=dims.n_text_layer) == dims:
-            return "distil-" + name
-    return None
+# Multilingual models have this many tokens or more (English-only ones 51864).
+MULTILINGUAL_VOCAB = 51865
 
 
 @dataclass
@@ -221,6 +137,11 @@ def _check_state(state: dict, dims: ModelDimensions, where):
     for name, shape in expected.items():
         if name not in state:
             raise CheckpointError(f"{where}: missing tensor {name}")
+        if state[name].dtype.kind != "f":  # integers cast to float are not weights
+            raise CheckpointError(
+                f"{where}: tensor {name} holds {state[name].dtype} values, not floating point "
+                "weights"
+            )
         if tuple(state[name].shape) != shape:
             raise CheckpointError(
                 f"{where}: tensor {name} has shape {tuple(state[name].shape)}, "
@@ -486,8 +407,10 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
     from safetensors.numpy import save_file
 
     dst = Path(dst)
-    check_tokenizer_file(ckpt.tokenizer_path)  # a file cut short would be copied as it is
+    # a file cut short, or another vocabulary's, would be copied as it is
+    check_tokenizer_file(ckpt.tokenizer_path, ckpt.dims.n_vocab >= MULTILINGUAL_VOCAB)
     real = Path(os.path.realpath(dst))  # a symbolic link's target is what is written
+    _remove_abandoned(real)
     # an empty folder is filled in place: a mount point cannot be replaced by a rename
     empty = real.is_dir() and not any(real.iterdir())
     if real.exists() and not empty:
@@ -504,7 +427,7 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
             )
     try:
         real.parent.mkdir(parents=True, exist_ok=True)
-        tmp = (real if empty else real.parent) / f".{real.name}.partial-{uuid.uuid4().hex[:8]}"
+        tmp = _scratch(real if empty else real.parent, real.name, "partial")
         tmp.mkdir()
     except OSError as e:
         raise CheckpointError(
@@ -588,7 +511,7 @@ def _move_into_place(tmp: Path, dst: Path, overwrite: bool):
                 ) from None
             raise
         return
-    old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+    old = _scratch(dst.parent, dst.name, "old")
     dst.rename(old)
     try:
         tmp.rename(dst)
@@ -596,3 +519,38 @@ def _move_into_place(tmp: Path, dst: Path, overwrite: bool):
         old.rename(dst)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _scratch(folder: Path, name: str, kind: str) -> Path:
+    """A hidden folder name in `folder` for a conversion's temporary copy of `name`, naming the
+    machine and process that writes it (_remove_abandoned)."""
+    return folder / f".{name}.{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _remove_abandoned(real: Path):
+    """Remove the temporary folders of conversions to `real` whose process is gone (killed: an
+    out-of-memory kill while a large model converts), beside it or inside it (an empty folder filled
+    in place): they hold up to a model's size, and one inside an empty destination made it look
+    written. Only this machine's processes can be checked; a folder another machine writes (a shared
+    disk) is left to it."""
+    for folder in (real, real.parent):
+        try:
+            entries = list(folder.glob(f".{glob.escape(real.name)}.*-*-*-*"))
+        except OSError:
+            continue
+        for entry in entries:
+            kind, _, owner = entry.name[len(real.name) + 2 :].partition("-")
+            host, _, pid = owner.rsplit("-", 1)[0].rpartition("-")
+            if kind in ("partial", "old") and host == socket.gethostname() and pid.isdigit():
+                if not _running(int(pid)):
+                    shutil.rmtree(entry, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: running
+        pass
+    return True

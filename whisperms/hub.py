@@ -1,16 +1,12 @@
-"""Model names -> checkpoints: a local `weights/NAME` folder first, else the Hugging Face hub,
-converted once.
-
-The released models' dimensions live in convert.py (RELEASED_DIMENSIONS, imported here): convert
-names a checkpoint by them, and hub.py already depends on convert, so the table sits on the side
-nothing imports back.
-"""
+"""Model names -> checkpoints: a local `ROOT/NAME` folder first, else the Hugging Face hub,
+converted once into `ROOT/NAME`."""
 
 import os
 from pathlib import Path
 
-from .convert import RELEASED_DIMENSIONS, convert, is_whisperms
+from .convert import convert, detect_format, is_whisperms
 from .errors import CheckpointError
+from .released import RELEASED_DIMENSIONS
 
 WEIGHTS_ENV = "WHISPERMS_WEIGHTS"  # overrides where named models are looked up and cached
 
@@ -29,46 +25,93 @@ def available_models():
 
 
 def weights_root() -> Path:
-    """`$WHISPERMS_WEIGHTS`, else the repository's `weights/` folder, else ~/.cache/whisperms."""
+    """`$WHISPERMS_WEIGHTS`, else the repository's `weights/` folder, else `whisperms` in the user's
+    cache folder (`$XDG_CACHE_HOME`, else ~/.cache, as openai's `whisper` folder)."""
     if os.environ.get(WEIGHTS_ENV):
         return Path(os.environ[WEIGHTS_ENV]).expanduser()
     repo_weights = Path(__file__).resolve().parent.parent / "weights"
     if repo_weights.is_dir():
         return repo_weights
-    return Path.home() / ".cache" / "whisperms"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "whisperms"
+
+
+def released_name(name_or_path):
+    """The released model a name or alias means ("large" -> "large-v3"), else None."""
+    name = ALIASES.get(str(name_or_path), str(name_or_path))
+    return name if name in RELEASED_DIMENSIONS else None
+
+
+def is_checkpoint(folder: Path) -> bool:
+    """Whether `folder` holds a checkpoint of a format whisperms reads (whole or not)."""
+    try:
+        detect_format(folder)
+        return True
+    except CheckpointError:
+        return False
 
 
 def resolve(name_or_path, download_root=None) -> Path:
-    """A checkpoint folder for a path or a model name; downloads and converts a named model once."""
+    """A checkpoint folder for a path or a model name; downloads and converts a named model once.
+
+    An existing path is taken as given, unless it is not a checkpoint and the argument is also a
+    model name (a folder of transcripts named "tiny.en" in the current folder): then the name.
+    `ROOT/NAME` (ROOT: `download_root`, else weights_root()) is used when it holds a checkpoint,
+    filled by the download when missing or empty."""
     path = Path(name_or_path).expanduser()
-    if path.exists():
+    name = released_name(name_or_path)
+    if path.exists() and (name is None or is_checkpoint(path)):
         return path
-    name = ALIASES.get(str(name_or_path), str(name_or_path))
-    if name not in RELEASED_DIMENSIONS:
+    if name is None:
+        repo = "/" in str(name_or_path) and not str(name_or_path).startswith(("/", "."))
         raise CheckpointError(
             f"'{name_or_path}' is neither a checkpoint folder nor a model name "
             f"(known: {', '.join(available_models())})"
+            + (
+                "; a Hugging Face repository is not downloaded by its id: download it (e.g. "
+                f"huggingface-cli download {name_or_path} --local-dir DIR) and give DIR"
+                if repo
+                else ""
+            )
         )
     root = Path(download_root).expanduser() if download_root else weights_root()
     local = root / name
-    if local.is_dir():
-        return local
-    return _download(name, local)
+    if local.is_dir() and any(local.iterdir()):
+        return local  # read_checkpoint says what is wrong with a folder that is not a checkpoint
+    return _download(name, local, download_root)
 
 
-def _download(name, dst: Path) -> Path:
+def check_release(name_or_path, folder: Path, dims):
+    """A CheckpointError when a model name found a folder holding another model's weights (a copy
+    put at ROOT/NAME by hand)."""
+    name = released_name(name_or_path)
+    if name is None or Path(name_or_path).expanduser() == folder:
+        return
+    if dims != RELEASED_DIMENSIONS[name]:
+        from .released import model_name
+
+        found = model_name(dims) or "another model"
+        raise CheckpointError(
+            f"{folder}: holds {found}'s weights, not {name}'s: put {name} there, or give the "
+            "folder's path as the model"
+        )
+
+
+def _download(name, dst: Path, download_root=None) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        folder = snapshot_download(HF_REPOS[name], allow_patterns=HUB_FILES)
-    # offline, hub unreachable, or repo missing: all end the same way for the user
+        # with a download_root, the hub's files go there too, as faster-whisper's download_root
+        # (its cache_dir); else to the hub's own cache
+        cache = {"cache_dir": str(dst.parent)} if download_root else {}
+        folder = snapshot_download(HF_REPOS[name], allow_patterns=HUB_FILES, **cache)
+    # offline, hub unreachable, repo missing, disk full: all end the same way for the user
     except Exception as error:
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
             f"model '{name}' is not in {dst.parent} and could not be downloaded from the Hugging "
-            "Face hub "
-            f"({type(error).__name__}); put a whisperms, Hugging Face or CTranslate2 folder at "
-            f"{dst} "
-            f"(or set {WEIGHTS_ENV})"
+            f"Face hub ({type(error).__name__}{': ' + reason if reason else ''}); put a "
+            f"whisperms, Hugging Face or CTranslate2 folder at {dst}"
+            + ("" if download_root else f" (or set {WEIGHTS_ENV})")
         ) from None
     try:
         return convert(folder, dst)

@@ -119,6 +119,12 @@ def read_ct2_variables(path):
     for _ in range(cur.int("I") if version >= 3 else 0):
         alias = cur.string()
         aliases[alias] = cur.string()
+    # CTranslate2 stores equal tensors once and the others' names as aliases, each with the
+    # quantization scale of the tensor it names (Model::load)
+    for alias, target in aliases.items():
+        for suffix in ("", "_scale"):
+            if target + suffix in variables:
+                variables.setdefault(alias + suffix, variables[target + suffix])
     _dequantize(variables, path)
     return variables, aliases, {"binary_version": version, "spec": spec, "spec_revision": revision}
 
@@ -173,11 +179,17 @@ def read_safetensors(path) -> dict:
     start_of_data, tensors = 8 + header_len, {}
     for name, info in header.items():
         try:
-            dtype = _ST_DTYPES[info["dtype"]]
+            kind = info["dtype"]
             shape = tuple(int(x) for x in info["shape"])
             begin, end = (int(x) for x in info["data_offsets"])
         except (KeyError, TypeError, ValueError):
             raise _corrupted(path, f"bad header entry for {name}") from None
+        dtype = _ST_DTYPES.get(kind) if isinstance(kind, str) else None
+        if dtype is None:
+            raise CheckpointError(
+                f"{path}: tensor {name} is stored as {kind!r}, a type whisperms does not read "
+                f"({', '.join(_ST_DTYPES)})"
+            )
         item = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
         if (
             not 0 <= begin <= end <= len(buf) - start_of_data

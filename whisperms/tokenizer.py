@@ -7,6 +7,8 @@ English-only and multilingual vocabularies differ by one id, and files differ in
 """
 
 import json
+import os
+import stat
 import string
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -62,6 +64,8 @@ CHAR_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue"})
 NO_SPEECH_NAMES = ("<|nospeech|>", "<|nocaptions|>")
 # Older English-only HF files (e.g. whisper-tiny.en's) name Hebrew by its withdrawn ISO code.
 LEGACY_LANGUAGE_NAMES = {"he": "iw"}
+# Parsed tokenizer files kept (by path and version): a process rarely loads more than two models.
+TOKENIZER_VERSIONS = 8
 
 
 def _byte_of_char():
@@ -85,12 +89,22 @@ def _byte_translation():
     return {**outside, **{ord(c): chr(b) for c, b in byte_of.items()}}
 
 
-@lru_cache(maxsize=None)
 def _load(path: str) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]:
-    """Parse a tokenizer.json once per path; also build id -> bytes so decode can apply tiktoken's
-    byte rules."""
-    if not Path(path).is_file():
+    """The tokenizer.json at `path` parsed, once per version of the file: a folder converted again
+    in place (another model's tokenizer) is read again by the next load_model."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        info = None
+    if info is None or not stat.S_ISREG(info.st_mode):
         raise CheckpointError(f"tokenizer file not found: {path}")
+    return _parse(path, (info.st_mtime_ns, info.st_size, info.st_ino))
+
+
+@lru_cache(maxsize=TOKENIZER_VERSIONS)
+def _parse(path: str, version) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[bytes], ...]]:
+    """Parse a tokenizer.json (`version` keys the cache); also build id -> bytes so decode can
+    apply tiktoken's byte rules."""
     try:
         text = Path(path).read_text(encoding="utf-8")
         hf = tokenizers.Tokenizer.from_str(text)
@@ -137,9 +151,32 @@ def _with_all_merges(text: str, hf: tokenizers.Tokenizer) -> tokenizers.Tokenize
 _prefetched: Dict[str, InBackground] = {}
 
 
-def check_tokenizer_file(tokenizer_json_path) -> None:
-    """A CheckpointError unless the file parses as a tokenizer (convert checks before it copies)."""
-    _load(str(Path(tokenizer_json_path).resolve()))
+def check_tokenizer_file(tokenizer_json_path, multilingual: Optional[bool] = None) -> None:
+    """A CheckpointError unless the file parses as a tokenizer and, when `multilingual` is given,
+    is the vocabulary of such weights (load_model and convert check before the file is used)."""
+    _checked(str(Path(tokenizer_json_path).resolve()), multilingual)
+
+
+def _checked(path: str, multilingual: Optional[bool]):
+    """`_load(path)`, after its prefetch if one was begun; with `multilingual`, an error for a
+    tokenizer of the other vocabulary."""
+    job = _prefetched.pop(path, None)
+    if job is not None:
+        try:
+            job.get()
+        except WhispermsError:  # raised again, here, by the call below
+            pass
+    hf, id_bytes = _load(path)
+    # the one id where the two vocabularies differ: a tokenizer of the other kind decoded the
+    # model's tokens into other words, with no error
+    expected = MULTILINGUAL_EOT if multilingual else ENGLISH_EOT
+    if multilingual is not None and hf.token_to_id("<|endoftext|>") != expected:
+        kind, other = ("multilingual", "English-only")[:: 1 if multilingual else -1]
+        raise CheckpointError(
+            f"{path}: a tokenizer for {other} models, but the weights are {kind}: copy "
+            "tokenizer.json from the same model's folder or Hugging Face repository"
+        )
+    return hf, id_bytes
 
 
 def prefetch(tokenizer_json_path) -> None:
@@ -402,27 +439,7 @@ def get_tokenizer(
     else:
         language = None
         task = None
-    path = str(Path(tokenizer_json_path).resolve())
-    job = _prefetched.pop(path, None)
-    if job is not None:
-        try:
-            job.get()
-        except WhispermsError:  # raised again, here, by the call below
-            pass
-    hf, id_bytes = _load(path)
-    # the one id where the two vocabularies differ: a tokenizer of the other kind decoded the
-    # model's tokens into other words, with no error
-    expected = MULTILINGUAL_EOT if multilingual else ENGLISH_EOT
-    if hf.token_to_id("<|endoftext|>") != expected:
-        kind, other = ("multilingual", "English-only")[:: 1 if multilingual else -1]
-        raise CheckpointError(
-            f"{path}: a tokenizer for {other} models, but the weights are {kind}: copy "
-            "tokenizer.json from the same model's folder or Hugging Face repository"
-        )
-        raise CheckpointError(
-            f"{path}: the tokenizer of an {other} model, but the weights are {kind}'s: copy "
-            "tokenizer.json from the same model's folder or Hugging Face repository"
-        )
+    hf, id_bytes = _checked(str(Path(tokenizer_json_path).resolve()), multilingual)
     return Tokenizer(
         hf=hf, id_bytes=id_bytes, num_languages=num_languages, language=language, task=task
     )
