@@ -259,3 +259,67 @@ def test_token_ids_as_numpy_arrays(tiny_en_model):
     )
     arrays = {name: np.array(ids) for name, ids in lists.items()}
     assert tiny_en_model.decode(mel, **arrays).tokens == tiny_en_model.decode(mel, **lists).tokens
+
+
+def test_a_window_that_runs_into_the_context_ends_where_ctranslate2s_does(
+    tiny_en_model, ct2_tiny_en
+):
+    """openai stops once a row is longer than the context (its last position is still fed), and
+    CTranslate2 with it: whisperms stopped a token earlier, so a window decoded to the context
+    (end of text suppressed; a long prompt and a long text) lost its last token."""
+    mel = window_mel(DATA / JFK)
+    n_ctx = tiny_en_model.dims.n_text_ctx
+    # a full prompt (n_ctx // 2 - 1 tokens) and the default sample_len: CTranslate2 decodes it
+    # whole (it generates at most n_ctx // 2 tokens)
+    options = dict(prompt=list(range(1000, 1223)), suppress_tokens="-1,50256")
+    task = DecodingTask(tiny_en_model, DecodingOptions(language="en", **options))
+    tokens = tiny_en_model.decode(mel, **options).tokens
+    assert len(task.initial_tokens) + len(tokens) == n_ctx + 1
+    reference = ct2_tiny_en.generate(
+        ctranslate2.StorageView.from_array(mel[None]),
+        [list(task.initial_tokens)],
+        beam_size=1,
+        suppress_blank=True,
+        suppress_tokens=list(task.suppress_tokens()),
+        max_initial_timestamp_index=MAX_INITIAL_TIMESTAMP_INDEX,
+        max_length=n_ctx,  # as faster-whisper asks: its prompt counts towards it
+    )[0]
+    assert tokens == reference.sequences_ids[0]
+    # no prompt and a sample_len past the context: openai's bound alone
+    tokens = tiny_en_model.decode(
+        mel, without_timestamps=True, suppress_tokens="-1,50256", sample_len=1000
+    ).tokens
+    assert 2 + len(tokens) == n_ctx + 1  # <|startoftranscript|><|notimestamps|>
+
+
+def test_beam_size_means_beam_search_at_any_temperature(tiny_en_model):
+    """openai's DecodingTask picks beam search whenever beam_size is given, whatever the
+    temperature (reported, not used): whisperms sampled instead, a different text each call."""
+    mel = window_mel(DATA / JFK)
+    beam = tiny_en_model.decode(mel, beam_size=5)
+    for _ in range(2):
+        warm = tiny_en_model.decode(mel, beam_size=5, temperature=0.7)
+        assert warm.tokens == beam.tokens and warm.temperature == 0.7
+    two = tiny_en_model.decode(np.stack([mel, mel]), beam_size=5, temperature=0.7)
+    assert [r.tokens for r in two] == [beam.tokens] * 2
+
+
+def test_decode_takes_openais_arguments_and_refuses_others_in_one_line(tiny_en_model):
+    """decode(language='fr') on an English-only model was refused (openai's decode and whisperms'
+    transcribe take it, as English); an unknown keyword (faster-whisper's max_new_tokens) was a
+    TypeError traceback; the result had no audio_features, which openai's has."""
+    from whisperms.errors import OptionsError, WhispermsWarning
+
+    mel = window_mel(DATA / JFK)
+    plain = tiny_en_model.decode(mel)
+    with pytest.warns(WhispermsWarning, match="English-only; language 'fr' is ignored"):
+        french = tiny_en_model.decode(mel, language="fr")
+    assert french.tokens == plain.tokens and french.language == "en"
+    for name, hint in (("max_new_tokens", " .openai's name: sample_len"), ("foo", "$")):
+        with pytest.raises(OptionsError, match=f"^unknown decoding option '{name}'{hint}"):
+            tiny_en_model.decode(mel, **{name: 5})
+    features = tiny_en_model.inference.embed_audio(mel[None]).asnumpy()[0]
+    assert plain.audio_features.shape == features.shape == (1500, 384)
+    np.testing.assert_allclose(plain.audio_features.asnumpy(), features, atol=1e-5)
+    rows = tiny_en_model.decode(np.stack([window_mel(DATA / SPANISH), mel]))
+    np.testing.assert_allclose(rows[1].audio_features.asnumpy(), features, atol=1e-5)

@@ -96,6 +96,35 @@ def test_initial_prompt(tiny_en_model, fw, jfk):
     assert empty == theirs(fw, jfk, initial_prompt="") != ours(tiny_en_model, jfk)
 
 
+def test_initial_prompt_as_token_ids(tiny_en_model, fw, jfk):
+    """faster-whisper takes initial_prompt as token ids too, put in as given: refused before.
+    Here the ids of JFK's first words as tiny.en decodes them: the same segments as
+    faster-whisper's, in both modes; ids the model does not have are one line."""
+    from whisperms.batched import BatchedTranscriber
+
+    ids = tiny_en_model.decode(window_mel_of(jfk)).tokens[:12]  # what JFK says, as a prompt
+    prompted = ours(tiny_en_model, jfk, initial_prompt=ids)
+    assert prompted == theirs(fw, jfk, initial_prompt=ids) != ours(tiny_en_model, jfk)
+    batched = BatchedTranscriber(tiny_en_model, temperature=0.0, initial_prompt=tuple(ids))
+    assert (
+        batched.run(jfk).text
+        == tiny_en_model.transcribe(
+            jfk, temperature=0.0, initial_prompt=np.array(ids), batch_size=8
+        ).text
+    )
+    for bad, message in (
+        ([1, True], "initial_prompt must be token ids"),
+        ({"a": 1}, "initial_prompt must be a string or token ids"),
+        ([51864], "token id 51864 is beyond this model's vocabulary"),
+    ):
+        with pytest.raises(OptionsError, match=message):
+            tiny_en_model.transcribe(jfk, initial_prompt=bad)
+
+
+def window_mel_of(audio):
+    return log_mel_spectrogram(pad_or_trim(audio))
+
+
 @pytest.mark.parametrize("beam_size", [1, 5])
 def test_prefix(tiny_en_model, fw, jfk, sonnet, beam_size):
     """A prefix opens the first window's text after <|0.00|> and is part of it, as in

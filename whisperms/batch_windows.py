@@ -38,7 +38,8 @@ class Windows:
         self.no_speech = np.asarray(no_speech)
         self.logits = logits
         self.tokens = np.repeat(np.array([[p[-1]] for p in prompts], np.int64), group, axis=0)
-        # sampled tokens each row may take before its window's context is full
+        # sampled tokens each row may take before its window's context is full (one more ends it,
+        # as openai's rows grow one past the context)
         self.limits = np.repeat([t.n_ctx - len(p) for t, p in zip(task.tasks, prompts)], group)
         self.sum_logprobs = np.zeros(len(self.tokens), np.float64)
         self.filters = list(task.logit_filters)
@@ -96,7 +97,7 @@ class SampledWindows(Windows):
         sums[done] = before[done]
         tokens = np.concatenate([tokens, next_tokens[:, None]], axis=1)
         self.steps += 1
-        done |= (next_tokens == eot) | (tokens.shape[1] - 1 >= self.limits)
+        done |= (next_tokens == eot) | (tokens.shape[1] - 1 > self.limits)
         if self.steps >= task.sample_len:
             done[:] = True
         ended = done.reshape(-1, group).all(axis=1)
@@ -154,7 +155,7 @@ class BeamWindows(Windows):
             grown[rows], sums[rows], offsets[rows] = beam_tokens, beam_sums, parents
             if (
                 completed
-                or grown.shape[1] - 1 >= self.limits[j * size]
+                or grown.shape[1] - 1 > self.limits[j * size]
                 or (self.steps >= task.sample_len)
             ):
                 # a search still going when sample_len runs out ends with its beams as they are

@@ -42,7 +42,13 @@ from .audio import (
 )
 from .batch_feed import BatchFeed
 from .batch_inputs import TURN_OVER, BatchInput, Cancelled, InputQueue
-from .decoding import BatchDecodingTask, DecodingTask, build_tokenizer, detect_language
+from .decoding import (
+    BatchDecodingTask,
+    DecodingTask,
+    build_tokenizer,
+    detect_language,
+    model_language,
+)
 from .errors import OptionsError, WhispermsError
 from .segments import (
     Segment,
@@ -61,7 +67,7 @@ from .tokenizer import language_code
 from .transcribe_options import (
     TranscribeOptions,
     check_with_model,
-    model_language,
+    prompt_tokens,
     transcribe_options,
 )
 
@@ -198,8 +204,8 @@ class BatchedTranscriber:
         # what has been decoded: batches, their windows, the most windows in one
         self.batches = self.windows = self.largest_batch = 0
 
-    def _prompt_tokens(self, prompt: Optional[str]) -> List[int]:
-        return self.tokenizer.encode(" " + prompt.strip()) if prompt is not None else []
+    def _prompt_tokens(self, prompt) -> List[int]:
+        return prompt_tokens(self.tokenizer, prompt)
 
     def run(self, audio) -> TranscriptionResult:
         """One input (a path or 16-kHz samples, as transcribe takes): its result, or its error
@@ -286,13 +292,13 @@ class BatchedTranscriber:
     # ---- an input into pieces ----
 
     def _prepare(self, index: int, audio) -> _Source:
-        language, prompt_tokens = self.language, self.initial_prompt_tokens
+        language, prompt = self.language, self.initial_prompt_tokens
         if isinstance(audio, BatchInput):
             if audio.language is not None:
                 # English on an English-only model; refuses a language the model does not know
                 language = model_language(self.model, audio.language, self.options.decoding.task)
             if audio.initial_prompt is not None:
-                prompt_tokens = self._prompt_tokens(audio.initial_prompt)
+                prompt = self._prompt_tokens(audio.initial_prompt)
             audio = audio.audio
         audio = load_audio(audio)
         # as the sequential mode counts it: whole mel frames
@@ -313,7 +319,7 @@ class BatchedTranscriber:
                 sum(c["end"] - c["start"] for c in chunks) // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE,
                 chunks,
                 language,
-                prompt_tokens,
+                prompt,
             )
         else:
             spans = [
@@ -321,7 +327,7 @@ class BatchedTranscriber:
                 for start, end in _clip_spans(self.options.clip_timestamps, len(audio))
             ]
             transcribed = sum(len(p) for _, p in spans) / SAMPLE_RATE
-            source = _Source(index, duration, transcribed, None, language, prompt_tokens)
+            source = _Source(index, duration, transcribed, None, language, prompt)
         for offset, samples in spans:
             # word timing's "last speech": 0 at the input's start, as the sequential mode begins
             speech = offset if source.pieces else 0.0

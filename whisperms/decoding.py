@@ -6,8 +6,9 @@ the rules run there in NumPy (logit_filters.py; token_selection.py picks the tok
 cheaper than extra device graphs, and each rule stays small and testable.
 """
 
+import warnings
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from .audio import CHUNK_LENGTH, N_FRAMES
 from .batch_windows import BeamWindows, SampledWindows
 from .decoding_checks import check_fp16, check_vocabulary, verify_options
-from .errors import OptionsError
+from .errors import OptionsError, WhispermsWarning
 from .logit_filters import (
     ApplyTimestampRules,
     LogitFilter,
@@ -73,6 +74,9 @@ class DecodingResult:
     temperature: float = np.nan
     compression_ratio: float = np.nan
     language_probs: Optional[Dict[str, float]] = None
+    # openai's: the window's encoder output (n_audio_ctx, n_audio_state), a MindSpore tensor; decode
+    # fills it (transcribe's results do not keep it, as openai's do not)
+    audio_features: Optional[object] = field(default=None, compare=False, repr=False)
 
 
 def compression_ratio(text: str) -> float:
@@ -83,9 +87,30 @@ def compression_ratio(text: str) -> float:
 # ---- the decoding task ----
 
 
+def model_language(model, language, task="transcribe", stacklevel=3):
+    """The language code a decode of `language` (a code or a name; None: detected) uses on `model`:
+    English on an English-only model, with a WhispermsWarning if another was asked for, as openai's
+    CLI and faster-whisper do; an OptionsError for a language no model (or not this one) knows."""
+    if language is None:
+        return None
+    if detect_requested(language):  # an English-only model has nothing to detect
+        return None if model.is_multilingual else "en"
+    code = language_code(language)
+    if not model.is_multilingual and code != "en":
+        warnings.warn(
+            f"this model is English-only; language '{language}' is ignored and the audio is "
+            "transcribed as English",
+            WhispermsWarning,
+            stacklevel=stacklevel,
+        )
+        code = "en"
+    build_tokenizer(model, code, task)  # a language beyond the model's (yue before large-v3)
+    return code
+
+
 def build_tokenizer(model, language=None, task="transcribe") -> Tokenizer:
-    if not model.is_multilingual and language is not None and language_code(language) != "en":
-        raise OptionsError(f"this model is English-only; it cannot decode language '{language}'")
+    """The tokenizer for `model` in `language` and `task`; an English-only model's takes neither
+    (openai's get_tokenizer)."""
     return get_tokenizer(
         model.tokenizer_path,
         multilingual=model.is_multilingual,
@@ -215,7 +240,9 @@ class DecodingTask:
         openai does (sum of logprobs over length, or over the Google NMT penalty when length_penalty
         is set).
         """
-        if self.options.beam_size is not None and self.options.temperature == 0:
+        # openai's choice: beam search whenever beam_size is given (its temperature is reported,
+        # not used); transcribe gives beam_size only to temperature 0
+        if self.options.beam_size is not None:
             candidates = self._beam_search(audio_features)
         else:
             n_samples = (self.options.best_of or 1) if self.options.temperature > 0 else 1
@@ -266,7 +293,8 @@ class DecodingTask:
                 logit_filter.apply(logits, tokens)
             next_tokens = decoder.select(logits, tokens, sum_logprobs)
             tokens = np.concatenate([tokens, next_tokens[:, None]], axis=1)
-            if (next_tokens == tok.eot).all() or tokens.shape[1] >= self.n_ctx:
+            # openai's bound: a row may grow one past the context (its last position is fed)
+            if (next_tokens == tok.eot).all() or tokens.shape[1] > self.n_ctx:
                 break
             logits, cache = inference.step(next_tokens, cache)
         sampled = tokens[0, self.sample_begin :].tolist()
@@ -303,7 +331,7 @@ class DecodingTask:
             for logit_filter in self.logit_filters:
                 logit_filter.apply(logits, tokens)
             tokens, picked, completed = beam.update(tokens, logits, sum_logprobs)
-            if completed or tokens.shape[1] >= self.n_ctx:
+            if completed or tokens.shape[1] > self.n_ctx:
                 break
             parents = ranked[picked]
             ranked = beam_rows(parents, beam.beam_size)
@@ -357,7 +385,7 @@ class BatchDecodingTask:
         self.eot = tasks[0].tokenizer.eot
         self.no_speech = tasks[0].tokenizer.no_speech
         self.sample_len = tasks[0].sample_len
-        self.beam = first.beam_size is not None and first.temperature == 0
+        self.beam = first.beam_size is not None  # at any temperature, as openai (DecodingTask.run)
         if self.beam:
             self.group = first.beam_size
         else:
@@ -507,6 +535,10 @@ def decode(model, mel, options=None, **kwargs):
                 "options must be a DecodingOptions or a list of one per window (or the fields "
                 f"as keywords), got {type(row).__name__}"
             )
+    unknown = sorted(set(kwargs) - {f.name for f in fields(DecodingOptions)})
+    if unknown:  # a TypeError traceback from the dataclass
+        hint = " (openai's name: sample_len)" if unknown[0] == "max_new_tokens" else ""
+        raise OptionsError(f"unknown decoding option {unknown[0]!r}{hint}")
     rows = [replace(row or DecodingOptions(), **kwargs) for row in given]
     for row in rows:
         verify_options(row)  # before the language is read from it
@@ -516,18 +548,21 @@ def decode(model, mel, options=None, **kwargs):
         check_fp16(model, fp16)
     tasks, language_probs = [], []
     for i, row in enumerate(rows):
-        language, probs = row.language, None
-        if language is None or detect_requested(language):
+        language, probs = model_language(model, row.language, row.task, stacklevel=4), None
+        if language is None:
             if model.is_multilingual:
                 features = audio_features[i : i + 1]
                 language, probs = detect_language(model, None, audio_features=features)
             else:
                 language = "en"
-        tasks.append(DecodingTask(model, replace(row, language=language_code(language))))
+        tasks.append(DecodingTask(model, replace(row, language=language)))
         language_probs.append(probs)
     if single:
         task = tasks[0]
         result = task.run(audio_features, task.options.language)
-        return replace(result, language_probs=language_probs[0])
+        return replace(result, language_probs=language_probs[0], audio_features=audio_features[0])
     results = BatchDecodingTask(tasks).run(audio_features)
-    return [replace(r, language_probs=p) for r, p in zip(results, language_probs)]
+    return [
+        replace(r, language_probs=p, audio_features=audio_features[i])
+        for i, (r, p) in enumerate(zip(results, language_probs))
+    ]

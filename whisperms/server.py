@@ -34,6 +34,7 @@ from typing import Dict, List, Optional
 from .batch_inputs import BatchInput
 from .batched import DEFAULT_BATCH_SIZE
 from .cli_args import Parser, optional
+from .decoding import model_language
 from .errors import (
     AudioError,
     OptionsError,
@@ -47,7 +48,7 @@ from .errors import (
 )
 from .server_formats import subtitles, verbose_json
 from .server_worker import BatchingWorker
-from .transcribe_options import check_number, model_language
+from .transcribe_options import check_number
 from .upload_folder import UploadFolder
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")

@@ -52,6 +52,7 @@ from .transcribe_options import (
     TranscribeOptions,
     check_number,
     check_with_model,
+    prompt_tokens,
     transcribe_options,
 )
 from .vad.options import vad_options
@@ -206,11 +207,7 @@ class Transcriber:
             all_language_probs=all_probs,
         )
         self._use_language(language)
-        prompt = options.initial_prompt
-        # "" too is a prompt, " " (as openai and faster-whisper take it)
-        self.initial_prompt_tokens = (
-            self.tokenizer.encode(" " + prompt.strip()) if prompt is not None else []
-        )
+        self.initial_prompt_tokens = prompt_tokens(self.tokenizer, options.initial_prompt)
         self.input_stride = N_FRAMES // model.dims.n_audio_ctx
         self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE
 

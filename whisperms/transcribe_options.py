@@ -6,12 +6,12 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass, fields, replace
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .audio import CHUNK_LENGTH
-from .decoding import DecodingOptions, build_tokenizer
+from .decoding import DecodingOptions, model_language
 from .decoding_checks import (
     MAX_ROWS_PER_WINDOW,
     check_fp16,
@@ -44,7 +44,8 @@ class TranscribeOptions:
     # faster-whisper's: a window decoded above this temperature starts the next one without a
     # prompt (openai's fixed 0.5)
     prompt_reset_on_temperature: float = 0.5
-    initial_prompt: Optional[str] = None
+    # text, or token ids (faster-whisper's: put in as given)
+    initial_prompt: Union[str, Tuple[int, ...], None] = None
     carry_initial_prompt: bool = False
     word_timestamps: bool = False
     prepend_punctuations: str = PREPEND_PUNCTUATIONS
@@ -161,7 +162,14 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
             continue  # the mode's default
         if name in checked and not isinstance(checked[name], (bool, np.bool_)):
             raise OptionsError(f"{name} must be True or False, got {checked[name]!r}")
+    prompt = checked.get("initial_prompt")
+    if prompt is not None and not isinstance(prompt, str):  # faster-whisper's token ids
+        if not isinstance(prompt, (Sequence, np.ndarray)):
+            raise OptionsError(f"initial_prompt must be a string or token ids, got {prompt!r}")
+        checked["initial_prompt"] = token_ids(prompt, "initial_prompt")
     for name in _TEXT_OPTIONS + _OPTIONAL_TEXT_OPTIONS:
+        if name == "initial_prompt" and isinstance(checked.get(name), tuple):
+            continue
         if (
             name in checked
             and not isinstance(checked[name], str)
@@ -351,26 +359,12 @@ def _token_ids(name, value, allow=()):
     return None if value is None else token_ids(value, name, allow)
 
 
-def model_language(model, language, task: str = "transcribe") -> Optional[str]:
-    """The language code a transcription of `language` (a code or a name; None: detected) uses on
-    `model`: English on an English-only model, with a WhispermsWarning if another was asked for,
-    as openai's CLI and faster-whisper do; an OptionsError for a language no model (or not this
-    one) knows, or a task it cannot do."""
-    if language is None:
-        return None
-    if detect_requested(language):  # an English-only model has nothing to detect
-        return None if model.is_multilingual else "en"
-    code = language_code(language)
-    if not model.is_multilingual and code != "en":
-        warnings.warn(
-            f"this model is English-only; language '{language}' is ignored and the audio is "
-            "transcribed as English",
-            WhispermsWarning,
-            stacklevel=3,
-        )
-        code = "en"
-    build_tokenizer(model, code, task)  # a language beyond the model's (yue before large-v3)
-    return code
+def prompt_tokens(tokenizer, prompt) -> List[int]:
+    """initial_prompt's tokens: text encoded after a space ("" too is a prompt, " ", as openai and
+    faster-whisper take it), token ids as given."""
+    if prompt is None:
+        return []
+    return tokenizer.encode(" " + prompt.strip()) if isinstance(prompt, str) else list(prompt)
 
 
 def check_with_model(model, options: TranscribeOptions) -> TranscribeOptions:
@@ -402,4 +396,6 @@ def check_with_model(model, options: TranscribeOptions) -> TranscribeOptions:
             "word_timestamps needs the checkpoint's alignment heads, and this one has none"
         )
     check_vocabulary(decoding, model.dims.n_vocab)
+    if isinstance(options.initial_prompt, tuple):
+        check_vocabulary(DecodingOptions(prompt=options.initial_prompt), model.dims.n_vocab)
     return options
