@@ -75,6 +75,7 @@ def test_a_corpus_on_two_workers(tmp_path, tiny_en_ct2_dir, tiny_en_model):
         assert (out / name).with_suffix(".txt").read_text() == expected, name
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert written == [
+        ".whisperms-bulk-records.jsonl",  # what each output was made from (bulk_records.py)
         "a/one.txt",
         "a/two.txt",
         os.fsdecode(b"b/caf\xe9.txt"),
@@ -86,6 +87,31 @@ def test_a_corpus_on_two_workers(tmp_path, tiny_en_ct2_dir, tiny_en_model):
     assert again.returncode == 1
     assert "0 transcribed" in again.stderr and "5 done before" in again.stderr
     assert len(_errors(again)) == 1
+
+
+def test_a_later_run_redoes_outputs_made_from_another_input(
+    tmp_path, tiny_en_ct2_dir, tiny_en_model
+):
+    """A file counted as done when an output of its name existed: one folder's one.wav run into
+    an -o after another folder's was skipped ("1 done before", exit 0) and never transcribed, as
+    was a file changed since, or a run with another model. Outputs are recorded with what they were
+    made from. Also: a failing file with a line break in its name was a two-line error."""
+    out = tmp_path / "out"
+    for folder, clip in (("a", CORPUS["a/one.wav"]), ("b", CORPUS["b/one.wav"])):
+        (tmp_path / folder).mkdir()
+        shutil.copy(DATA / clip, tmp_path / folder / "one.wav")
+    (tmp_path / "b" / "bad\nname.wav").write_text("not audio")
+    options = ("--model", tiny_en_ct2_dir, "--workers", 1, "--cpus_per_worker", 1)
+    first = _bulk(tmp_path / "a", "-o", out, *options)
+    assert first.returncode == 0 and "1 transcribed" in first.stderr, first.stderr
+    second = _bulk(tmp_path / "b", "-o", out, *options)
+    assert second.returncode == 1, second.stderr
+    assert "1 transcribed" in second.stderr and "0 done before" in second.stderr, second.stderr
+    (error,) = _errors(second)
+    assert error.count("bad\\nname.wav") == 1, error
+    result = BatchedTranscriber(tiny_en_model, **CLI_DEFAULTS).run(str(DATA / CORPUS["b/one.wav"]))
+    expected = "".join(s.text.strip() + "\n" for s in result.segments)
+    assert (out / "one.txt").read_text() == expected
 
 
 def test_bad_input_is_one_line(tmp_path, tiny_en_ct2_dir):

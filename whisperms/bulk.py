@@ -31,14 +31,17 @@ import time
 import warnings
 from typing import List, Optional, Sequence, Tuple
 
+from .audio_files import declared_seconds
 from .bulk_inputs import (
     AUDIO_EXTENSIONS,
     find_inputs,
     ignores_case,
     is_done,
+    outputs,
     refuse_collisions,
     unwritable,
 )
+from .bulk_records import Records, setup_key
 from .bulk_tasks import run_tasks
 from .cli_args import EXIT_USAGE, Parser, optional
 from .errors import (
@@ -48,6 +51,7 @@ from .errors import (
     WhispermsError,
     WhispermsWarning,
     check_working_folder,
+    one_line,
     raise_terminated,
     stopped_by,
 )
@@ -82,6 +86,10 @@ class _Worker:
             warnings.simplefilter("always", WhispermsWarning)
             self.model = load_model(model, download_root=model_dir, threads=threads)
             self.transcriber = BatchedTranscriber(self.model, progress=False, **options)
+
+    def ready(self) -> bool:
+        """Answered once the model is loaded (bulk_tasks gives tasks only to started workers)."""
+        return True
 
     def transcribe(self, files: List[Tuple[str, str]], output_dir: str, output_format: str):
         """([(path, None or the error's one line, seconds of audio)] for the task's files, each
@@ -348,7 +356,13 @@ def run(
         known = " ".join(AUDIO_EXTENSIONS)
         log(f"whisperms-bulk: warning: no audio files in the inputs (files named {known})")
     refuse_collisions(files, fold_case=ignores_case(output_dir))
-    todo = [(path, name) for path, name in files if not is_done(output_dir, name, output_format)]
+    # outputs of another input under the name, a changed input, another model or options: redone
+    records = Records(output_dir, setup_key(str(model), output_format, options))
+    todo = [
+        (path, name)
+        for path, name in files
+        if not is_done(output_dir, name, output_format) or records.stale(name, path)
+    ]
     stats = {"files": len(files), "skipped": len(files) - len(todo), "transcribed": 0}
     stats.update(failed=0, audio_s=0.0, seconds=0.0, failures=[])
     if todo:
@@ -360,9 +374,14 @@ def run(
     for path, error in refused:  # before any decoding, each in one line as a failed file
         stats["failed"] += 1
         stats["failures"].append((path, error))
-        log(f"whisperms-bulk: error: {path}: {error}")
+        log(f"whisperms-bulk: error: {one_line(path)}: {error}")
     refused_paths = {path for path, _ in refused}
     todo = [file for file in todo if file[0] not in refused_paths]
+    for path, name in todo:  # a worker that dies must not find them and count its file written
+        if records.stale(name, path):
+            for output in outputs(output_dir, name, output_format):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(output)
     if not todo:
         return stats
     started = time.perf_counter()
@@ -391,16 +410,23 @@ def run(
                 warned.add(message)
                 log(f"whisperms-bulk: warning: {message}")
 
+        names = dict(todo)
+
         def report(done):
             for path, error, audio_s in done:
                 if error is None:
                     stats["transcribed"] += 1
                     stats["audio_s"] += audio_s
+                    try:
+                        records.add(names[path], path)
+                    except OSError as problem:  # the outputs stand; a later run redoes nothing
+                        warn(f"cannot record what {names[path]} was made from: {problem}")
                 else:
                     stats["failed"] += 1
                     stats["failures"].append((path, error))
                     # the audio loader's own messages name the file already
-                    about = error if path in error else f"{path}: {error}"
+                    shown = one_line(path)  # the error's own mention of it is made one line
+                    about = error if shown in error else f"{shown}: {error}"
                     log(f"whisperms-bulk: error: {about}")
 
         try:
@@ -413,6 +439,7 @@ def run(
                 report,
                 stopped=lambda: bool(terminated),
                 warn=warn,
+                audio_seconds=lambda path: declared_seconds(path) or 0.0,
             )
         except SystemError as error:
             # Ctrl-C or SIGTERM while Ray's C code waits: its handler's exception comes back
