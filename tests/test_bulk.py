@@ -186,6 +186,19 @@ def test_names_differing_in_case_collide_where_the_output_folder_ignores_case(tm
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_list_names_a_path_per_line_whatever_else_the_name_holds(tmp_path, monkeypatch):
+    """A list's lines were split where str.splitlines splits (a form feed, U+2028 inside a name)
+    and stripped (a name's leading space): one such name in a find-made list stopped the job. A
+    line with spaces around a name that has none (typed by hand) still names it."""
+    monkeypatch.chdir(tmp_path)
+    names = [" lead.wav", "ff\x0cx.wav", "ls\u2028sep.wav", "plain.wav"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    listing = "\r\n".join(names[:3]) + "\n  plain.wav \n\n# a comment\n"
+    (tmp_path / "list.txt").write_text(listing, encoding="utf-8")
+    assert find_inputs(["@list.txt"]) == [(str(tmp_path / name), name) for name in names]
+
+
 def test_lists_that_loop_or_are_not_text_and_nested_folders(tmp_path):
     """A list naming itself (or through another list) and one that is not UTF-8 text are one-line
     AudioErrors (a RecursionError and a UnicodeDecodeError traceback before); a byte-order mark
@@ -636,6 +649,66 @@ def test_ctrl_c_and_sigterm_while_ray_starts(tmp_path, tiny_en_ct2_dir, sent, st
             time.sleep(0.1)
         assert _ray_processes(ray_dir) == []
         assert not (tmp_path / "out").exists()
+    finally:
+        process.kill()
+        for pid in _ray_processes(ray_dir):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def test_sigterm_before_ray_starts_is_one_line(tmp_path, tiny_en_ct2_dir):
+    """SIGTERM while the inputs are read (here a list from a pipe no one writes yet, as
+    `@<(find ...)` gives one; a large corpus's scan takes seconds) ended the job without a word,
+    status -15: one line and 143, as later."""
+    fifo = tmp_path / "list"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-m", "whisperms.bulk", f"@{fifo}", "-o", str(tmp_path / "out")]
+    command += ["--model", str(tiny_en_ct2_dir)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=user_env())
+    try:
+        time.sleep(3)  # Python, Ray's import, the model's lookup; then the list's open waits
+        assert process.poll() is None, process.stderr.read()
+        process.send_signal(signal.SIGTERM)
+        rest = process.stderr.read()
+        assert (process.wait(timeout=60), rest.splitlines()) == (
+            143,
+            ["whisperms-bulk: terminated (the files written so far are kept)"],
+        )
+    finally:
+        process.kill()
+
+
+def test_ctrl_c_pressed_again_while_ray_stops(tmp_path, tiny_en_ct2_dir):
+    """Ctrl-C, then Ctrl-C again and again while the job stops (Ray's shutdown takes a second or
+    two, and users press again): it broke off the shutdown, the job ended with status 1 and Ray's
+    agents ran on for a minute. Now the stop under way is the answer: 130, one line, nothing
+    left."""
+    ray_dir = tempfile.mkdtemp(prefix="wa", dir="/tmp")  # Ray's socket paths fit 107 characters
+    inputs = []
+    for index in range(4):
+        inputs.append(tmp_path / f"clip{index}.wav")
+        shutil.copy(DATA / CORPUS["top.wav"], inputs[-1])
+    command = [sys.executable, "-m", "whisperms.bulk", *map(str, inputs), "-o", str(tmp_path)]
+    command += ["--model", str(tiny_en_ct2_dir), "--workers", "1", "--cpus_per_worker", "1"]
+    env = {k: v for k, v in user_env({"RAY_TMPDIR": ray_dir}).items() if k != "RAY_ADDRESS"}
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint
+    )
+    try:
+        started = process.stderr.readline()
+        assert "4 files on 1 worker" in started, started
+        while process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        rest = process.stderr.read()
+        assert (process.wait(), rest.splitlines()) == (
+            130,
+            ["whisperms-bulk: interrupted (the files written so far are kept)"],
+        )
+        deadline = time.monotonic() + 10  # the last ones may take a moment to go
+        while _ray_processes(ray_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _ray_processes(ray_dir) == []
     finally:
         process.kill()
         for pid in _ray_processes(ray_dir):

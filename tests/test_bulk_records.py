@@ -8,7 +8,7 @@ from whisperms.bulk_records import RECORDS_FILE, Records, setup_key
 def test_an_output_is_done_only_for_what_made_it(tmp_path):
     source = tmp_path / "one.wav"
     source.write_bytes(b"0" * 100)
-    setup = setup_key("tiny.en", "txt", {"beam_size": 5})
+    setup = setup_key("tiny.en", {"beam_size": 5, "batch_size": 8})
     records = Records(str(tmp_path), setup)
     assert not records.stale("one", str(source))  # no record: an output found counts as done
     records.add("one", str(source))
@@ -18,10 +18,10 @@ def test_an_output_is_done_only_for_what_made_it(tmp_path):
     other.parent.mkdir()
     other.write_bytes(b"1" * 120)
     assert again.stale("one", str(other))
-    assert Records(str(tmp_path), setup_key("base", "txt", {"beam_size": 5})).stale(
-        "one", str(source)
-    )
-    assert Records(str(tmp_path), setup_key("tiny.en", "txt", {"beam_size": 1})).stale(
+    assert Records(str(tmp_path), setup_key("base", {"beam_size": 5})).stale("one", str(source))
+    assert Records(str(tmp_path), setup_key("tiny.en", {"beam_size": 1})).stale("one", str(source))
+    # the batch size changes no output
+    assert not Records(str(tmp_path), setup_key("tiny.en", {"beam_size": 5})).stale(
         "one", str(source)
     )
     stat = source.stat()  # the same file rewritten: a new modification time

@@ -353,7 +353,7 @@ def test_api_option_values_are_options_errors(tiny_en_model, short_audio):
         (dict(beam_size=2.5), "beam_size must be an integer from 1 to 128 or None, got 2.5"),
         (dict(patience=2.0), "patience requires beam_size to be given"),
         (dict(word_timestamps="yes"), "word_timestamps must be True or False, got 'yes'"),
-        (dict(initial_prompt=5), "initial_prompt must be a string, got 5"),
+        (dict(initial_prompt=5), "initial_prompt must be a string or token ids, got 5"),
         (dict(hotwords=["a"]), "hotwords must be a string, got ['a']"),
         (dict(repetition_penalty=None), "repetition_penalty must be a finite number > 0, got None"),
         (dict(no_repeat_ngram_size=1.5), "no_repeat_ngram_size must be an integer >= 0, got 1.5"),

@@ -357,7 +357,7 @@ def run(
         log(f"whisperms-bulk: warning: no audio files in the inputs (files named {known})")
     refuse_collisions(files, fold_case=ignores_case(output_dir))
     # outputs of another input under the name, a changed input, another model or options: redone
-    records = Records(output_dir, setup_key(str(model), output_format, options))
+    records = Records(output_dir, setup_key(str(model), options))
     todo = [
         (path, name)
         for path, name in files
@@ -448,8 +448,19 @@ def run(
                 raise error.__cause__ from None
             raise
     finally:
-        ray.shutdown()
-        signal.signal(signal.SIGTERM, previous)
+        # Ctrl-C pressed again while Ray stops (it takes a second or two) broke off its shutdown:
+        # its agents ran on, and the job ended with status 1. The stop under way answers it, here
+        # and up to the job's last line (a stop in flight leaves both signals ignored)
+        stopping = stopped_by(sys.exc_info()[1]) is not None
+        held = [signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)]
+        try:
+            ray.shutdown()
+        finally:
+            if not stopping:
+                signal.signal(signal.SIGINT, held[0])
+                signal.signal(signal.SIGTERM, previous)
+            else:  # Ray's shutdown put SIGTERM's default back
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stats["seconds"] = time.perf_counter() - started
     return stats
 
@@ -496,11 +507,20 @@ def main(argv=None) -> int:
     except OptionsError as error:
         print(f"whisperms-bulk: error: {error}", file=sys.stderr)
         return 1
+    # from here a scheduler's SIGTERM is one line, as Ctrl-C (it ended the job without a word
+    # while Ray was imported or the corpus scanned)
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
         import ray  # noqa: F401
     except ImportError:
         print("whisperms-bulk: needs Ray: pip install 'whisperms[bulk]'", file=sys.stderr)
         return 1
+    except BaseException as error:  # Ctrl-C while Ray is imported: its traceback
+        how = stopped_by(error)
+        if how is None:
+            raise
+        print(f"whisperms-bulk: {how} (the files written so far are kept)", file=sys.stderr)
+        return STOP_STATUS[how]
     options = {
         name: getattr(args, name)
         for name in ("batch_size", "beam_size", "best_of", "language")

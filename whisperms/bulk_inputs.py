@@ -48,16 +48,18 @@ def _find(inputs: Sequence[str], lists: Tuple[str, ...]) -> List[Tuple[str, str]
                 raise AudioError(f"the list {item[1:]} names itself (through @lists it names)")
             try:
                 # utf-8-sig: a byte-order mark (Windows Notepad's) is not part of the first path
-                lines = Path(item[1:]).read_text(encoding="utf-8-sig").splitlines()
+                text = Path(item[1:]).read_text(encoding="utf-8-sig")
             except OSError as error:
                 raise AudioError(f"cannot read the list {item[1:]}: {error.strerror}") from None
             except UnicodeDecodeError:
                 raise AudioError(
                     f"cannot read the list {item[1:]}: not UTF-8 text (a list has a path per line)"
                 ) from None
-            for number, line in enumerate(lines, 1):
-                path = line.strip()
-                if not path or path.startswith("#"):  # blank lines and comments name nothing
+            # a path per "\n" line, as tar -T reads them: splitlines() also broke a name at a form
+            # feed or U+2028, and strip() took a leading space that was part of it
+            for number, line in enumerate(text.split("\n"), 1):
+                path = _listed_path(line.removesuffix("\r"))
+                if not path.strip() or path.lstrip().startswith("#"):  # blank lines, comments
                     continue
                 try:
                     found += _find([path], (*lists, real))
@@ -72,6 +74,12 @@ def _find(inputs: Sequence[str], lists: Tuple[str, ...]) -> List[Tuple[str, str]
         else:
             raise AudioError(f"no such file or folder: {item}")
     return found
+
+
+def _listed_path(line: str) -> str:
+    """A list's line as the path it names: as written, or without the spaces around it where only
+    that names something (a list typed by hand)."""
+    return line if os.path.lexists(line) else line.strip()
 
 
 def _walk(root: str) -> List[Tuple[str, str]]:

@@ -17,9 +17,11 @@ from typing import Dict, Optional
 RECORDS_FILE = ".whisperms-bulk-records.jsonl"
 
 
-def setup_key(model: str, output_format: str, options: dict) -> str:
-    """A short fingerprint of what makes the outputs: the model and the decoding options."""
-    text = json.dumps([model, output_format, options], sort_keys=True, default=repr)
+def setup_key(model: str, options: dict) -> str:
+    """A short fingerprint of what makes the outputs' text: the model and the decoding options
+    (not the batch size: each file's output is what it gives alone, in any batch)."""
+    decoding = {name: value for name, value in options.items() if name != "batch_size"}
+    text = json.dumps([model, decoding], sort_keys=True, default=repr)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 

@@ -209,7 +209,9 @@ def read_ctranslate2(folder) -> Checkpoint:
         )
         used.add(e.ct2)
     tied = variables.get(CT2_TIED_OUTPUT)
-    if tied is not None and not np.array_equal(tied, state["decoder.token_embedding.weight"]):
+    if tied is not None and not np.array_equal(
+        tied, state["decoder.token_embedding.weight"], equal_nan=True
+    ):
         raise CheckpointError(
             f"{bin_path}: {CT2_TIED_OUTPUT} differs from the token embedding "
             f"(untied output projections are not supported)"
