@@ -193,7 +193,7 @@ class BatchedTranscriber:
             # each piece's detected, as faster-whisper's pipeline does (an input's own stays)
             self.language = None
         self.tokenizer = build_tokenizer(model, self.language, options.decoding.task)
-        self.initial_prompt_tokens = self._prompt_tokens(options.initial_prompt)
+        self.initial_prompt_tokens = prompt_tokens(self.tokenizer, options.initial_prompt)
         # windows of VAD pieces hold speech to their end (EARLY_END_MARGIN)
         self.early_end = options.vad_applies and not options.decoding.without_timestamps
         # a VAD piece decoded without timestamps is one segment (faster-whisper's): its decode has
@@ -203,9 +203,6 @@ class BatchedTranscriber:
         self.time_precision = self.input_stride * HOP_LENGTH / SAMPLE_RATE
         # what has been decoded: batches, their windows, the most windows in one
         self.batches = self.windows = self.largest_batch = 0
-
-    def _prompt_tokens(self, prompt) -> List[int]:
-        return prompt_tokens(self.tokenizer, prompt)
 
     def run(self, audio) -> TranscriptionResult:
         """One input (a path or 16-kHz samples, as transcribe takes): its result, or its error
@@ -298,7 +295,7 @@ class BatchedTranscriber:
                 # English on an English-only model; refuses a language the model does not know
                 language = model_language(self.model, audio.language, self.options.decoding.task)
             if audio.initial_prompt is not None:
-                prompt = self._prompt_tokens(audio.initial_prompt)
+                prompt = prompt_tokens(self.tokenizer, audio.initial_prompt)
             audio = audio.audio
         audio = load_audio(audio)
         # as the sequential mode counts it: whole mel frames

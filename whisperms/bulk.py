@@ -358,10 +358,11 @@ def run(
     refuse_collisions(files, fold_case=ignores_case(output_dir))
     # outputs of another input under the name, a changed input, another model or options: redone
     records = Records(output_dir, setup_key(str(model), options))
+    stale = {path for path, name in files if records.stale(name, path)}
     todo = [
         (path, name)
         for path, name in files
-        if not is_done(output_dir, name, output_format) or records.stale(name, path)
+        if path in stale or not is_done(output_dir, name, output_format)
     ]
     stats = {"files": len(files), "skipped": len(files) - len(todo), "transcribed": 0}
     stats.update(failed=0, audio_s=0.0, seconds=0.0, failures=[])
@@ -378,7 +379,7 @@ def run(
     refused_paths = {path for path, _ in refused}
     todo = [file for file in todo if file[0] not in refused_paths]
     for path, name in todo:  # a worker that dies must not find them and count its file written
-        if records.stale(name, path):
+        if path in stale:
             for output in outputs(output_dir, name, output_format):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(output)

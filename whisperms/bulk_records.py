@@ -43,10 +43,12 @@ class Records:
         self.by_name: Dict[str, dict] = {}
         try:
             with open(self.path, encoding="utf-8", errors="surrogateescape") as f:
-                lines = f.read().splitlines()
+                text = f.read()
         except OSError:  # none yet
-            lines = []
-        for line in lines:
+            text = ""
+        # a last line cut short by a crash: the next record starts a line of its own
+        self.open_line = bool(text) and not text.endswith("\n")
+        for line in text.splitlines():
             try:
                 record = json.loads(line)
                 self.by_name[record["name"]] = record
@@ -66,13 +68,6 @@ class Records:
         record = {"name": name, "source": source_stamp(path), "setup": self.setup}
         self.by_name[name] = record
         line = json.dumps(record, ensure_ascii=False) + "\n"
-        with open(self.path, "a+", encoding="utf-8", errors="surrogateescape") as f:
-            if f.tell() and not _ends_a_line(self.path):  # a line cut short by a crash
-                line = "\n" + line
-            f.write(line)
-
-
-def _ends_a_line(path: str) -> bool:
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\n"
+        with open(self.path, "a", encoding="utf-8", errors="surrogateescape") as f:
+            f.write("\n" + line if self.open_line else line)
+        self.open_line = False

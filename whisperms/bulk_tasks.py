@@ -102,9 +102,8 @@ def run_tasks(
                 try:
                     done, said = ray.get(ref)
                 except ray.exceptions.RayActorError as error:
+                    # its ready() answered: it started, and died since
                     reason = worker_error(error)
-                    if error.actor_init_failed:
-                        raise WhispermsError(f"a Ray worker could not start: {reason}") from None
                     deaths = _died(deaths, workers, error)
                     left = [file for file in task if not written(file)]
                     report([(p, None, audio_seconds(p)) for p, n in task if (p, n) not in left])

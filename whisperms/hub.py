@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .convert import convert, detect_format, is_whisperms
 from .errors import CheckpointError
-from .released import RELEASED_DIMENSIONS
+from .released import RELEASED_DIMENSIONS, model_name
 
 WEIGHTS_ENV = "WHISPERMS_WEIGHTS"  # overrides where named models are looked up and cached
 
@@ -87,8 +87,6 @@ def check_release(name_or_path, folder: Path, dims):
     if name is None or Path(name_or_path).expanduser() == folder:
         return
     if dims != RELEASED_DIMENSIONS[name]:
-        from .released import model_name
-
         found = model_name(dims) or "another model"
         raise CheckpointError(
             f"{folder}: holds {found}'s weights, not {name}'s: put {name} there, or give the "

@@ -233,8 +233,11 @@ def restore_speech_timestamps(
             end_index = ts_map.get_chunk_index(end, is_end=True)
             # only past a pause the VAD cut out: chunks that touch split a short pause between
             # them, and the later one opens on speech
-            cut = speech_chunks[end_index]["start"] > speech_chunks[end_index - 1]["end"]
-            if end_slack and end_index > ts_map.get_chunk_index(start) and cut:
+            if (
+                end_slack
+                and end_index > ts_map.get_chunk_index(start)
+                and speech_chunks[end_index]["start"] > speech_chunks[end_index - 1]["end"]
+            ):
                 opening = ts_map.chunk_end_sample[end_index - 1] / sampling_rate
                 if end - opening <= end_slack:
                     end, end_index = opening, end_index - 1
