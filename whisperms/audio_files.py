@@ -63,6 +63,12 @@ _UNCLOSED_MIN_SECONDS = 0.01
 # A WAV "data" length from here up is a writer's "length unknown" (a stream written to a pipe:
 # 0xFFFFFFFF, or just under 2 GiB), not a promise that the file was cut short of.
 _WAV_UNKNOWN_LENGTH = 0x7FFF0000
+# Fewer seconds missing from a compressed file than it declares are a decoder's rounding, not
+# damage.
+_DECLARED_SLACK_SECONDS = 0.1
+# Where in an MP3 file, after its ID3v2 tag, a Xing, Info or VBRI header (the stream's length)
+# lies: within the first frame.
+_MP3_FIRST_FRAME_BYTES = 4096
 # A path is at most this long (Linux's PATH_MAX): longer bytes, or bytes holding a NUL, are a file's
 # content.
 PATH_MAX_BYTES = 4096
@@ -129,7 +135,7 @@ def decode_file(source: AudioSource, sr: int) -> Decoded:
     AudioError that says why when it cannot be decoded."""
     try:
         with _decoder_output_hidden():
-            return _read_mono(source)
+            decoded, short = _read_mono(source)
     # soundfile.LibsndfileError; its text can be misleading ("file does not exist")
     except RuntimeError:
         if source.size() == 0:  # a failed download or copy: say so, not "corrupted"
@@ -151,15 +157,26 @@ def decode_file(source: AudioSource, sr: int) -> Decoded:
                 "MP3 need ffmpeg, which is not on PATH)"
             )
         ) from None
+    if short and shutil.which("ffmpeg"):
+        # libsndfile stopped before the declared end (its MP3 decoder gives up where ffmpeg's finds
+        # the next frame): ffmpeg's reading, where it gets further
+        try:
+            samples = _load_with_ffmpeg(source, sr)
+        except AudioError:
+            return decoded
+        if len(samples) / sr > len(decoded.samples) / decoded.rate + _DECLARED_SLACK_SECONDS:
+            return Decoded(samples, sr, None)
+    return decoded
 
 
-def _read_mono(source: AudioSource) -> Decoded:
+def _read_mono(source: AudioSource) -> Tuple[Decoded, bool]:
     """The file's samples read a block at a time: a header may claim any length, so a file of more
     than MAX_AUDIO_HOURS is an AudioError before it fills the memory. Where a stretch fails to
     decode (damage: a FLAC stream loses sync), what follows it is read on where the decoder finds
     its way again, the stretch left silent so that later times stay where they are; a file that
     stops decoding part way (cut short) gives the audio before that. Each comes with a problem that
-    says so; a file that decodes nothing is the decoder's error."""
+    says so; a file that decodes nothing is the decoder's error. Also whether it ended before the
+    length it declares (ffmpeg may read more of it)."""
     with source.sound_file() as f:
         rate, declared = f.samplerate, f.frames
         if rate < MIN_SAMPLE_RATE:
@@ -180,8 +197,10 @@ def _read_mono(source: AudioSource) -> Decoded:
             if wav and not samples.total:
                 if short is not None:  # the header declares audio, and none follows it
                     raise AudioError(f"could not decode {source.what}: {short}")
-                return _unclosed_wav(source, f, samples)
-            return Decoded(samples.array(), rate, short)
+                return _unclosed_wav(source, f, samples), False
+            if not wav and declared <= samples.limit and _length_declared(source, f):
+                short = _short_of_declared(samples.total, declared, rate)
+            return Decoded(samples.array(), rate, short), short is not None
         failure = _up_to_damage(source, f, samples)
     if failure is not None and not samples.total:
         raise failure
@@ -203,7 +222,35 @@ def _read_mono(source: AudioSource) -> Decoded:
             f"{skipped / rate:.1f} s of the audio could not be decoded (the file is damaged); "
             "transcribing them as silence"
         )
-    return Decoded(samples.array(), rate, problem)
+    return Decoded(samples.array(), rate, problem), failure is not None
+
+
+def _length_declared(source: AudioSource, f) -> bool:
+    """Whether libsndfile's length of a file other than WAV is one the file declares (so that
+    decoding less means damage), not its estimate: an MP3's only with a Xing, Info or VBRI header,
+    as without one it is guessed from the file's size (cover art counted as audio)."""
+    if f.format != "MP3":
+        return True
+    with source.open() as raw:
+        head = raw.read(10)
+        start = 0
+        if head[:3] == b"ID3" and len(head) == 10:  # an ID3v2 tag first: its size is synchsafe
+            start = 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:10]))
+            start += 10 if head[5] & 0x10 else 0  # a footer
+        raw.seek(start)
+        first = raw.read(_MP3_FIRST_FRAME_BYTES)
+    return any(tag in first for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _short_of_declared(frames: int, declared: int, rate: int) -> Optional[str]:
+    """The problem of a file that decoded to fewer frames than it declares, or None."""
+    missing = declared - frames
+    if missing < rate * _DECLARED_SLACK_SECONDS:
+        return None
+    return (
+        f"{missing / rate:.1f} s of the {declared / rate:.1f} s the file declares did not decode "
+        f"(the file is damaged or cut short); transcribing the {frames / rate:.1f} s that did"
+    )
 
 
 def _up_to_damage(source: AudioSource, f, samples) -> Optional[RuntimeError]:
@@ -379,6 +426,10 @@ def _read_into(f, samples: _Samples, size: int, frames: Optional[int] = None):
         if not len(block):
             return None
         samples.add(block)
+        if len(block) < wanted:
+            # libsndfile's end of the stream: after a damaged stretch its Ogg reader, asked again,
+            # hands back a copy of audio it has already given
+            return None
         if frames is not None:
             frames -= len(block)
     return None

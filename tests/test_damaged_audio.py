@@ -1,0 +1,115 @@
+"""Compressed files that are damaged or cut short (Ogg Vorbis, MP3): what libsndfile reads of them,
+the warning that says what did not decode, and ffmpeg's reading where it gets further. ffmpeg is
+the binary of the imageio-ffmpeg wheel (a test dependency), put on PATH under its own name."""
+
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from whisperms.audio import SAMPLE_RATE, load_audio
+
+DATA = Path(__file__).parent / "data"
+JFK = DATA / "jfk_inaugural_1961.flac"  # 11.0 s
+
+
+@pytest.fixture
+def ffmpeg_folder(tmp_path):
+    """A folder holding `ffmpeg` (imageio-ffmpeg's binary), to put on PATH."""
+    import imageio_ffmpeg
+
+    folder = tmp_path / "ffmpeg-bin"
+    folder.mkdir()
+    (folder / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+    return folder
+
+
+@pytest.fixture
+def no_ffmpeg(tmp_path, monkeypatch):
+    """PATH without ffmpeg, whatever the machine has."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+def decoded_with_warnings(path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        audio = load_audio(path)
+    return audio, [str(w.message) for w in caught]
+
+
+def damaged(data: bytes, at: float, size: int, seed: int) -> bytes:
+    out = bytearray(data)
+    start = int(len(out) * at)
+    garbage = np.random.default_rng(seed).integers(0, 256, size, np.uint8)
+    out[start : start + size] = garbage.tobytes()
+    return bytes(out)
+
+
+def test_a_damaged_ogg_stream_is_read_once_to_its_end(tmp_path, no_ffmpeg):
+    """4 KiB of garbage 40% into an Ogg Vorbis file: libsndfile reads past the damaged stretch (as
+    ffmpeg does, the stretch left out) and ends with a short read; asked again, it handed back a
+    copy of the last audio it had given, which whisperms took as more of the file: the last second
+    twice, at exactly the declared length, without a word (the transcript said its last words
+    twice). Reading now stops at the short read, and a warning says how much did not decode."""
+    speech, rate = soundfile.read(JFK, dtype="float32")
+    whole = tmp_path / "whole.ogg"
+    soundfile.write(whole, np.concatenate([speech, speech]), rate, format="OGG", subtype="VORBIS")
+    intact, caught = decoded_with_warnings(whole)
+    assert caught == [] and abs(len(intact) / SAMPLE_RATE - 22.0) < 0.01
+    path = tmp_path / "damaged.ogg"
+    path.write_bytes(damaged(whole.read_bytes(), 0.4, 4096, 0))
+    audio, caught = decoded_with_warnings(path)
+    seconds = len(audio) / SAMPLE_RATE
+    assert 20.0 < seconds < 21.9, seconds
+    assert caught == [
+        f"{path}: {22.0 - seconds:.1f} s of the 22.0 s the file declares did not decode (the file "
+        f"is damaged or cut short); transcribing the {seconds:.1f} s that did"
+    ]
+    # the end is the file's end once, not its last second again
+    tail = SAMPLE_RATE // 2
+    assert np.corrcoef(audio[-tail:], intact[-tail:])[0, 1] > 0.99
+
+
+def test_an_mp3_that_stops_short_is_warned_and_ffmpeg_reads_on(
+    tmp_path, monkeypatch, ffmpeg_folder, no_ffmpeg
+):
+    """A VBR MP3 (its length in a Xing header) with 2000 bytes of garbage 40% in: libsndfile's
+    decoder gives up there and ends the stream cleanly, 4.3 s of 11.0 s, which whisperms took
+    without a word (openai's ffmpeg reads 10.9 s of it). Now a warning says what did not decode,
+    and with ffmpeg on PATH its reading is taken, as it gets further. An MP3 cut in half warns the
+    same way; whole MP3 files, with or without a Xing header, do not."""
+    encoded = tmp_path / "whole.mp3"
+    encode = [str(ffmpeg_folder / "ffmpeg"), "-nostdin", "-loglevel", "error", "-i", str(JFK)]
+    encode += ["-ar", "44100", "-ac", "2", "-c:a", "libmp3lame", "-q:a", "4", str(encoded)]
+    subprocess.run(encode, check=True)
+    no_xing = tmp_path / "no_xing.mp3"
+    subprocess.run([*encode[:-1], "-write_xing", "0", str(no_xing)], check=True)
+    for intact in (encoded, no_xing):
+        audio, caught = decoded_with_warnings(intact)
+        assert caught == [] and abs(len(audio) / SAMPLE_RATE - 11.0) < 0.1, intact
+    reference = load_audio(encoded)
+    path = tmp_path / "damaged.mp3"
+    path.write_bytes(damaged(encoded.read_bytes(), 0.4, 2000, 3))
+    audio, caught = decoded_with_warnings(path)
+    seconds = len(audio) / SAMPLE_RATE
+    assert 3.0 < seconds < 6.0, seconds
+    assert caught == [
+        f"{path}: {11.0 - seconds:.1f} s of the 11.0 s the file declares did not decode (the file "
+        f"is damaged or cut short); transcribing the {seconds:.1f} s that did"
+    ]
+    np.testing.assert_array_equal(audio[: 3 * SAMPLE_RATE], reference[: 3 * SAMPLE_RATE])
+    half = tmp_path / "half.mp3"
+    half.write_bytes(encoded.read_bytes()[: encoded.stat().st_size // 2])
+    audio, caught = decoded_with_warnings(half)
+    assert len(caught) == 1 and caught[0].startswith(f"{half}: ")
+    assert caught[0].endswith(" s that did") and 4.0 < len(audio) / SAMPLE_RATE < 7.0
+    monkeypatch.setenv("PATH", str(ffmpeg_folder))
+    audio, caught = decoded_with_warnings(path)
+    assert caught == [] and len(audio) / SAMPLE_RATE > 10.5
+    n = 3 * SAMPLE_RATE
+    assert np.corrcoef(audio[:n], reference[:n])[0, 1] > 0.99
