@@ -182,3 +182,32 @@ def test_a_url_is_said_to_be_one(tmp_path, monkeypatch):
     (tmp_path / "https:" / "example.com").mkdir()
     (tmp_path / "https:" / "example.com" / "talk.mp3").write_bytes(b"x")
     assert check_audio_file(url) == url
+
+
+def test_a_file_is_held_at_16_khz_only(tmp_path):
+    """A 4-minute 96 kHz WAV: all of a file's samples were held at its own rate, then resampled
+    (a 3-hour 48 kHz stereo WAV peaked at 2.75 GB, faster-whisper's decode_audio at 1.09 GB; 24
+    hours at 96 kHz, under the limit, would have needed ~39 GB). Now each block read is resampled
+    at once: the allocations peak at the 16 kHz audio and a few blocks, and the samples are those
+    of resampling the whole file in one call."""
+    import tracemalloc
+
+    import soxr
+
+    rate, seconds = 96000, 240
+    t = np.arange(rate * seconds, dtype=np.float64) / rate
+    signal = (0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 0.5 * t)).astype(np.float32)
+    path = tmp_path / "long96k.wav"
+    soundfile.write(path, signal, rate, subtype="PCM_16")
+    whole = soundfile.read(path, dtype="float32")[0]
+    del t, signal
+    tracemalloc.start()
+    try:
+        audio = load_audio(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(audio) == seconds * 16000
+    np.testing.assert_array_equal(audio, soxr.resample(whole, rate, 16000, quality="HQ"))
+    # the file's samples at 96 kHz are 92 MB of float32; the audio at 16 kHz 15 MB
+    assert peak < 2 * audio.nbytes + 16 * 2**20, peak

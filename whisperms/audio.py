@@ -15,7 +15,6 @@ from functools import lru_cache
 from typing import Tuple
 
 import numpy as np
-import soxr
 
 from .audio_files import (
     MIN_SAMPLE_RATE,
@@ -102,13 +101,12 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
     else:  # bytes: a path as the OS gives it
         path = check_audio_file(os.fsdecode(file) if isinstance(file, bytes) else file)
         source = AudioSource(path, path=path)
-    audio, rate, problem = decode_file(source, sr)
-    if problem:  # told here: the decoder's output is hidden while it reads
-        warnings.warn(f"{source.name}: {problem}", WhispermsWarning, stacklevel=2)
-    audio = _finite(audio, source.name)
-    if rate != sr and len(audio):
-        audio = soxr.resample(audio, rate, sr, quality="HQ")
-    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    decoded = decode_file(source, sr)  # at `sr`, resampled as it was read
+    if decoded.problem:  # told here: the decoder's output is hidden while it reads
+        warnings.warn(f"{source.name}: {decoded.problem}", WhispermsWarning, stacklevel=2)
+    if decoded.not_finite:
+        _warn_not_finite(source.name, decoded.not_finite, decoded.read, stacklevel=3)
+    audio = np.ascontiguousarray(decoded.samples, dtype=np.float32)
     # full scale, as openai's and faster-whisper's decoders deliver it (16-bit PCM): a float file
     # louder than that would otherwise be transcribed as noise
     return np.clip(audio, -1.0, 1.0, out=audio)
@@ -247,14 +245,16 @@ def _finite(audio: np.ndarray, source: str) -> np.ndarray:
     if np.isfinite(total):  # float32 values cannot overflow a float64 sum: exact, and no copy
         return audio
     bad = ~np.isfinite(audio)
-    warnings.warn(
-        f"{source}: {np.count_nonzero(bad)} of {audio.size} samples are not finite (NaN or "
-        "infinity) and "
-        "were set to 0",
-        WhispermsWarning,
-        stacklevel=3,
-    )
+    _warn_not_finite(source, np.count_nonzero(bad), audio.size, stacklevel=4)
     return np.where(bad, np.float32(0), audio).astype(np.float32, copy=False)
+
+
+def _warn_not_finite(source: str, bad: int, total: int, stacklevel: int):
+    warnings.warn(
+        f"{source}: {bad} of {total} samples are not finite (NaN or infinity) and were set to 0",
+        WhispermsWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def pad_or_trim(array, length: int = N_SAMPLES, *, axis: int = -1):

@@ -19,6 +19,7 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 import soundfile
+import soxr
 
 from .errors import AudioError
 
@@ -79,6 +80,10 @@ class Decoded(NamedTuple):
     rate: int
     # what the caller warns of, in a sentence that follows the file's name, or None
     problem: Optional[str]
+    # NaN and infinite samples the file held, set to 0 (before resampling, which would spread them)
+    not_finite: int = 0
+    # samples the file held (at its own rate, channels counted once)
+    read: int = 0
 
 
 class AudioSource:
@@ -135,7 +140,7 @@ def decode_file(source: AudioSource, sr: int) -> Decoded:
     AudioError that says why when it cannot be decoded."""
     try:
         with _decoder_output_hidden():
-            decoded, short = _read_mono(source)
+            decoded, short = _read_mono(source, sr)
     # soundfile.LibsndfileError; its text can be misleading ("file does not exist")
     except RuntimeError:
         if source.size() == 0:  # a failed download or copy: say so, not "corrupted"
@@ -169,7 +174,7 @@ def decode_file(source: AudioSource, sr: int) -> Decoded:
     return decoded
 
 
-def _read_mono(source: AudioSource) -> Tuple[Decoded, bool]:
+def _read_mono(source: AudioSource, sr: int) -> Tuple[Decoded, bool]:
     """The file's samples read a block at a time: a header may claim any length, so a file of more
     than MAX_AUDIO_HOURS is an AudioError before it fills the memory. Where a stretch fails to
     decode (damage: a FLAC stream loses sync), what follows it is read on where the decoder finds
@@ -184,7 +189,7 @@ def _read_mono(source: AudioSource) -> Tuple[Decoded, bool]:
                 f"{source.name} declares a sample rate of {rate} Hz, below the {MIN_SAMPLE_RATE} "
                 "Hz of any audio: not an audio file, or its header is damaged"
             )
-        samples = _Samples(declared, int(MAX_AUDIO_HOURS * 3600 * rate), source.name, rate)
+        samples = _Samples(declared, int(MAX_AUDIO_HOURS * 3600 * rate), source.name, rate, sr)
         # a length the file's size vouches for (uncompressed samples) is refused before hours of
         # reading; a compressed stream's declared length may lie, and is read as far as it goes
         width = _SAMPLE_BYTES.get(f.subtype)
@@ -200,7 +205,7 @@ def _read_mono(source: AudioSource) -> Tuple[Decoded, bool]:
                 return _unclosed_wav(source, f, samples), False
             if not wav and declared <= samples.limit and _length_declared(source, f):
                 short = _short_of_declared(samples.total, declared, rate)
-            return Decoded(samples.array(), rate, short), short is not None
+            return samples.decoded(short), short is not None
         failure = _up_to_damage(source, f, samples)
     if failure is not None and not samples.total:
         raise failure
@@ -222,7 +227,7 @@ def _read_mono(source: AudioSource) -> Tuple[Decoded, bool]:
             f"{skipped / rate:.1f} s of the audio could not be decoded (the file is damaged); "
             "transcribing them as silence"
         )
-    return Decoded(samples.array(), rate, problem), failure is not None
+    return samples.decoded(problem), failure is not None
 
 
 def _length_declared(source: AudioSource, f) -> bool:
@@ -307,10 +312,10 @@ def _unclosed_wav(source: AudioSource, f, samples) -> Decoded:
         # too), and reads past the end what is not there
         frames = (source.size() - offset) // width if offset is not None else 0
         if frames < f.samplerate * _UNCLOSED_MIN_SECONDS:  # an empty WAV, and a few bytes more
-            return Decoded(samples.array(), f.samplerate, None)
+            return samples.decoded(None)
         raw.seek(offset)
         if _starts_a_chunk(raw.read(8), source.size() - offset):  # an empty WAV, then its chunks
-            return Decoded(samples.array(), f.samplerate, None)
+            return samples.decoded(None)
         if frames > samples.limit:
             samples.refuse()
         raw.seek(offset)
@@ -329,7 +334,7 @@ def _unclosed_wav(source: AudioSource, f, samples) -> Decoded:
         f"its header declares no audio, but {samples.total / f.samplerate:.1f} s follow it (a "
         "recording that was not closed?); transcribing them"
     )
-    return Decoded(samples.array(), f.samplerate, problem)
+    return samples.decoded(problem)
 
 
 def _wav_cut_short(source: AudioSource, frames: int, frame_bytes: int, rate: int) -> Optional[str]:
@@ -384,28 +389,54 @@ def _starts_a_chunk(head: bytes, remaining: int) -> bool:
 
 
 class _Samples:
-    """A file's mono samples as they are read, in one buffer of the length its header declares
-    (pages never written are never touched, so a header claiming too much costs no memory), grown
-    if the file holds more."""
+    """A file's samples as they are read: channels averaged, NaN and infinities set to 0, and
+    resampled to `sr` block by block (soxr's stream gives the same samples as resampling the whole
+    at once), so that only the resampled audio is held, in one buffer of the length the header
+    declares (pages never written are never touched, so a header claiming too much costs no
+    memory), grown if the file holds more. `total` counts the file's frames read (where a reader
+    seeks to), `limit` bounds them."""
 
-    def __init__(self, declared: int, limit: int, name: str, rate: int):
-        self.buffer = np.empty(min(max(declared, 0), limit), np.float32)
-        self.total, self.limit, self.name, self.rate = 0, limit, name, rate
+    def __init__(self, declared: int, limit: int, name: str, rate: int, sr: int):
+        self.total, self.limit, self.name, self.rate, self.sr = 0, limit, name, rate, sr
+        self.stream = (
+            None if rate == sr else soxr.ResampleStream(rate, sr, 1, dtype="float32", quality="HQ")
+        )
+        self.buffer = np.empty(self._out(min(max(declared, 0), limit)) + 1, np.float32)
+        self.filled, self.not_finite = 0, 0
+
+    def _out(self, frames: int) -> int:
+        return -(-frames * self.sr // self.rate)
 
     def add(self, block: np.ndarray):
         end = self.total + len(block)
         if end > self.limit:
             self.refuse()
-        if end > len(self.buffer):
-            grown = np.empty(min(max(2 * len(self.buffer), end), self.limit), np.float32)
-            grown[: self.total] = self.buffer[: self.total]
-            self.buffer = grown
         # channels averaged row by row: the same values as averaging the whole array at once
-        self.buffer[self.total : end] = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+        mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+        with np.errstate(invalid="ignore"):  # inf + -inf
+            finite = np.isfinite(mono.sum(dtype=np.float64))
+        if not finite:
+            bad = ~np.isfinite(mono)
+            self.not_finite += int(np.count_nonzero(bad))
+            mono = np.where(bad, np.float32(0), mono).astype(np.float32, copy=False)
         self.total = end
+        self._keep(mono if self.stream is None else self.stream.resample_chunk(mono))
 
-    def array(self) -> np.ndarray:
-        return self.buffer[: self.total]
+    def _keep(self, samples: np.ndarray):
+        end = self.filled + len(samples)
+        if end > len(self.buffer):
+            grown = np.empty(max(2 * len(self.buffer), end), np.float32)
+            grown[: self.filled] = self.buffer[: self.filled]
+            self.buffer = grown
+        self.buffer[self.filled : end] = samples
+        self.filled = end
+
+    def decoded(self, problem: Optional[str]) -> Decoded:
+        """What was read, at `sr` (the resampler's last samples let out)."""
+        if self.stream is not None and self.total:
+            self._keep(self.stream.resample_chunk(np.empty(0, np.float32), last=True))
+            self.stream = None
+        return Decoded(self.buffer[: self.filled], self.sr, problem, self.not_finite, self.total)
 
     def refuse(self):
         raise AudioError(
