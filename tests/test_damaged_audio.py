@@ -113,3 +113,27 @@ def test_an_mp3_that_stops_short_is_warned_and_ffmpeg_reads_on(
     assert caught == [] and len(audio) / SAMPLE_RATE > 10.5
     n = 3 * SAMPLE_RATE
     assert np.corrcoef(audio[:n], reference[:n])[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("kind", [("OGG", "VORBIS", "ogg"), ("MP3", "MPEG_LAYER_III", "mp3")])
+def test_files_joined_end_to_end_are_read_whole(tmp_path, kind):
+    """`cat a.ogg a.ogg`, a chained Ogg file (as internet radio recordings are), and `cat a.mp3
+    a.mp3`, whose first Xing header gives the first file's length: libsndfile reads the first
+    stream only, and whisperms transcribed half the audio without a word (ffmpeg and faster-whisper
+    read both). Each stream is now decoded in turn: the samples of the two files one after the
+    other."""
+    file_format, subtype, extension = kind
+    speech, rate = soundfile.read(JFK, dtype="float32")
+    one = tmp_path / f"one.{extension}"
+    soundfile.write(
+        one, np.concatenate([speech, speech]), rate, format=file_format, subtype=subtype
+    )
+    joined = tmp_path / f"joined.{extension}"
+    joined.write_bytes(one.read_bytes() * 2)
+    single, caught = decoded_with_warnings(one)
+    assert caught == [] and abs(len(single) / SAMPLE_RATE - 22.0) < 0.01
+    audio, caught = decoded_with_warnings(joined)
+    assert caught == []
+    np.testing.assert_array_equal(audio, np.concatenate([single, single]))
+    # as a file's content too
+    np.testing.assert_array_equal(load_audio(joined.read_bytes()), audio)

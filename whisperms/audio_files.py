@@ -10,9 +10,7 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import sys
-import tempfile
 import threading
 from contextlib import contextmanager
 from typing import NamedTuple, Optional, Tuple
@@ -21,17 +19,10 @@ import numpy as np
 import soundfile
 import soxr
 
+from .audio_streams import later_streams, mp3_declares_length
 from .errors import AudioError
+from .ffmpeg_decode import FFMPEG_EXTENSIONS, load_with_ffmpeg
 
-# Extensions of audio and video formats that ffmpeg decodes and libsndfile does not: a file named so
-# that fails to decode is said to need ffmpeg (a text file or a PDF that fails is not audio).
-_FFMPEG_EXTENSIONS = {
-    f".{name}"
-    for name in (
-        "m4a m4b mp4 m4v mov 3gp 3g2 aac adts alac wma wmv asf webm mkv mka avi flv amr awb ac3 "
-        "eac3 dts ape wv tta mpc spx ra rm mp2 mpa mpg mpeg ts mts m2ts vob"
-    ).split()
-}
 # The longest input a file may decode to: 24 hours at 16 kHz are 5.5 GB of float32, and a file whose
 # samples would make more (a day of audio, or a short file declaring a sample rate of a few Hz) is
 # refused in one line instead of exhausting the memory.
@@ -67,9 +58,6 @@ _WAV_UNKNOWN_LENGTH = 0x7FFF0000
 # Fewer seconds missing from a compressed file than it declares are a decoder's rounding, not
 # damage.
 _DECLARED_SLACK_SECONDS = 0.1
-# Where in an MP3 file, after its ID3v2 tag, a Xing, Info or VBRI header (the stream's length)
-# lies: within the first frame.
-_MP3_FIRST_FRAME_BYTES = 4096
 # A path is at most this long (Linux's PATH_MAX): longer bytes, or bytes holding a NUL, are a file's
 # content.
 PATH_MAX_BYTES = 4096
@@ -140,15 +128,17 @@ def decode_file(source: AudioSource, sr: int) -> Decoded:
     AudioError that says why when it cannot be decoded."""
     try:
         with _decoder_output_hidden():
-            decoded, short = _read_mono(source, sr)
+            decoded, short, file_format = _read_mono(source, sr)
+            if not short:
+                decoded = _with_later_streams(source, decoded, file_format, sr)
     # soundfile.LibsndfileError; its text can be misleading ("file does not exist")
     except RuntimeError:
         if source.size() == 0:  # a failed download or copy: say so, not "corrupted"
             raise AudioError(f"could not decode {source.what}: the file is empty") from None
         if shutil.which("ffmpeg"):
-            return Decoded(_load_with_ffmpeg(source, sr), sr, None)
+            return Decoded(load_with_ffmpeg(source, sr), sr, None)
         ext = os.path.splitext(source.path)[1].lower() if source.path else ""
-        if ext in _FFMPEG_EXTENSIONS:
+        if ext in FFMPEG_EXTENSIONS:
             raise AudioError(
                 f"cannot decode {source.name}: {ext} files need ffmpeg, which is not on PATH"
             ) from None
@@ -166,7 +156,7 @@ def decode_file(source: AudioSource, sr: int) -> Decoded:
         # libsndfile stopped before the declared end (its MP3 decoder gives up where ffmpeg's finds
         # the next frame): ffmpeg's reading, where it gets further
         try:
-            samples = _load_with_ffmpeg(source, sr)
+            samples = load_with_ffmpeg(source, sr)
         except AudioError:
             return decoded
         if len(samples) / sr > len(decoded.samples) / decoded.rate + _DECLARED_SLACK_SECONDS:
@@ -174,16 +164,48 @@ def decode_file(source: AudioSource, sr: int) -> Decoded:
     return decoded
 
 
-def _read_mono(source: AudioSource, sr: int) -> Tuple[Decoded, bool]:
+def _with_later_streams(source: AudioSource, first: Decoded, file_format: str, sr: int) -> Decoded:
+    """The file's audio from every stream in it, one after another (`first`: its first stream's,
+    all libsndfile reads of a chained Ogg file or of MP3 files joined end to end)."""
+    with source.open() as raw:
+        starts = later_streams(raw, source.size(), file_format)
+    if not starts:
+        return first
+    parts, problem = [first.samples], first.problem
+    not_finite, read = first.not_finite, first.read
+    with source.open() as raw:
+        for number, (start, end) in enumerate(zip(starts, starts[1:] + [source.size()]), 2):
+            raw.seek(start)
+            link = AudioSource(source.name, data=raw.read(end - start), named=source.named)
+            try:
+                decoded = _read_mono(link, sr)[0]
+            except (RuntimeError, AudioError):
+                problem = problem or (
+                    f"stream {number} of the {len(starts) + 1} joined in it (from byte {start}) "
+                    "could not be decoded; transcribing the others"
+                )
+                continue
+            parts.append(decoded.samples)
+            problem = problem or decoded.problem
+            not_finite, read = not_finite + decoded.not_finite, read + decoded.read
+            if sum(map(len, parts)) > MAX_AUDIO_HOURS * 3600 * sr:
+                raise AudioError(
+                    f"{source.name} holds more than {MAX_AUDIO_HOURS} hours of audio, more than "
+                    "whisperms takes in one input: split it"
+                )
+    return Decoded(np.concatenate(parts), sr, problem, not_finite, read)
+
+
+def _read_mono(source: AudioSource, sr: int) -> Tuple[Decoded, bool, str]:
     """The file's samples read a block at a time: a header may claim any length, so a file of more
     than MAX_AUDIO_HOURS is an AudioError before it fills the memory. Where a stretch fails to
     decode (damage: a FLAC stream loses sync), what follows it is read on where the decoder finds
     its way again, the stretch left silent so that later times stay where they are; a file that
     stops decoding part way (cut short) gives the audio before that. Each comes with a problem that
     says so; a file that decodes nothing is the decoder's error. Also whether it ended before the
-    length it declares (ffmpeg may read more of it)."""
+    length it declares (ffmpeg may read more of it), and libsndfile's name of its format."""
     with source.sound_file() as f:
-        rate, declared = f.samplerate, f.frames
+        rate, declared, file_format = f.samplerate, f.frames, f.format
         if rate < MIN_SAMPLE_RATE:
             raise AudioError(
                 f"{source.name} declares a sample rate of {rate} Hz, below the {MIN_SAMPLE_RATE} "
@@ -202,10 +224,10 @@ def _read_mono(source: AudioSource, sr: int) -> Tuple[Decoded, bool]:
             if wav and not samples.total:
                 if short is not None:  # the header declares audio, and none follows it
                     raise AudioError(f"could not decode {source.what}: {short}")
-                return _unclosed_wav(source, f, samples), False
-            if not wav and declared <= samples.limit and _length_declared(source, f):
+                return _unclosed_wav(source, f, samples), False, file_format
+            if not wav and declared <= samples.limit and _length_declared(source, f.format):
                 short = _short_of_declared(samples.total, declared, rate)
-            return samples.decoded(short), short is not None
+            return samples.decoded(short), short is not None, file_format
         failure = _up_to_damage(source, f, samples)
     if failure is not None and not samples.total:
         raise failure
@@ -227,24 +249,16 @@ def _read_mono(source: AudioSource, sr: int) -> Tuple[Decoded, bool]:
             f"{skipped / rate:.1f} s of the audio could not be decoded (the file is damaged); "
             "transcribing them as silence"
         )
-    return samples.decoded(problem), failure is not None
+    return samples.decoded(problem), failure is not None, file_format
 
 
-def _length_declared(source: AudioSource, f) -> bool:
+def _length_declared(source: AudioSource, file_format: str) -> bool:
     """Whether libsndfile's length of a file other than WAV is one the file declares (so that
-    decoding less means damage), not its estimate: an MP3's only with a Xing, Info or VBRI header,
-    as without one it is guessed from the file's size (cover art counted as audio)."""
-    if f.format != "MP3":
+    decoding less means damage), not its estimate (an MP3 without a Xing, Info or VBRI header)."""
+    if file_format != "MP3":
         return True
     with source.open() as raw:
-        head = raw.read(10)
-        start = 0
-        if head[:3] == b"ID3" and len(head) == 10:  # an ID3v2 tag first: its size is synchsafe
-            start = 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:10]))
-            start += 10 if head[5] & 0x10 else 0  # a footer
-        raw.seek(start)
-        first = raw.read(_MP3_FIRST_FRAME_BYTES)
-    return any(tag in first for tag in (b"Xing", b"Info", b"VBRI"))
+        return mp3_declares_length(raw)
 
 
 def _short_of_declared(frames: int, declared: int, rate: int) -> Optional[str]:
@@ -581,32 +595,3 @@ def _hide_fd2() -> Optional[int]:
     finally:
         os.close(devnull)
     return saved
-
-
-def _load_with_ffmpeg(source: AudioSource, sr: int) -> np.ndarray:
-    """openai's exact ffmpeg invocation: mono 16-bit PCM at `sr` on stdout. A file held in memory
-    is given as a temporary file, not on stdin: ffmpeg cannot seek in a pipe, and an MP4 whose
-    index comes last (as phones record them) needs to."""
-    if source.path is None:
-        suffix = os.path.splitext(source.name)[1] if source.named else ""
-        with tempfile.NamedTemporaryFile(suffix=suffix[:17]) as copy:
-            copy.write(source.data)
-            copy.flush()
-            return _ffmpeg(copy.name, source, sr)
-    return _ffmpeg(source.path, source, sr)
-
-
-def _ffmpeg(path: str, source: AudioSource, sr: int) -> np.ndarray:
-    cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", path, "-f", "s16le", "-ac", "1"]
-    cmd += ["-acodec", "pcm_s16le", "-ar", str(sr), "-"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, check=True).stdout
-    except subprocess.CalledProcessError as e:
-        lines = [
-            line.strip() for line in e.stderr.decode(errors="replace").splitlines() if line.strip()
-        ]
-        reason = lines[-1] if lines else f"ffmpeg exited with status {e.returncode}"
-        if source.path is None:  # the temporary copy's name means nothing to the caller
-            reason = reason.replace(path, source.name)
-        raise AudioError(f"could not decode {source.what}: {reason}") from None
-    return np.frombuffer(out, np.int16).astype(np.float32) / 32768.0
