@@ -283,8 +283,8 @@ def test_no_speech_window_is_skipped(tiny_en_model, fw):
 )
 def test_fallback_when_a_threshold_fails(tiny_en_model, thresholds):
     """Thresholds no text can meet (an average log probability of 0; a gzip ratio of 0.1) make every
-    attempt fail, so the window is decoded at each temperature of the schedule in turn and the last
-    one's result is kept; met thresholds keep the first (greedy) attempt."""
+    attempt fail, so the window is decoded at each temperature of the schedule in turn, and the last
+    temperature is reported; met thresholds keep the first (greedy) attempt."""
     audio = load_audio(str(SHORT))
     schedule = (0.0, 0.3, 0.6)
     failed = tiny_en_model.transcribe(audio, temperature=schedule, **thresholds)
@@ -292,6 +292,25 @@ def test_fallback_when_a_threshold_fails(tiny_en_model, thresholds):
     kept = tiny_en_model.transcribe(audio, temperature=schedule)
     assert {s.temperature for s in kept.segments} == {0.0}
     assert kept.text.strip() == "in being comparatively modern."
+
+
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_when_every_temperature_fails_the_likeliest_attempt_is_kept(
+    tiny_en_model, fw, jfk, batch_size
+):
+    """JFK with a compression ratio no text meets (0.5) and temperatures 0 and 1: whisperms kept
+    the last attempt, openai's rule, a sample at temperature 1 ("So my fellow American Ask not...",
+    a new one each run); faster-whisper keeps the attempt of best average log probability, here the
+    beam search at 0, reporting the last temperature. Now so, in both modes."""
+    options = dict(beam_size=5, compression_ratio_threshold=0.5, temperature=(0.0, 1.0))
+    for _ in range(2):  # a sample kept would differ from run to run
+        result = tiny_en_model.transcribe(jfk, batch_size=batch_size, **options)
+        assert {s.temperature for s in result.segments} == {1.0}
+        if batch_size is None:
+            assert [(s.start, s.end, s.text) for s in result.segments] == theirs(fw, jfk, **options)
+        else:  # the batched mode's piece (VAD) as alone at temperature 0
+            alone = tiny_en_model.transcribe(jfk, batch_size=batch_size, beam_size=5, temperature=0)
+            assert [s.text for s in result.segments] == [s.text for s in alone.segments]
 
 
 def seeded(monkeypatch, seed):

@@ -54,6 +54,7 @@ from .segments import (
     Segment,
     TranscriptionInfo,
     TranscriptionResult,
+    best_attempt,
     finish_segment,
     is_constant,
     is_empty,
@@ -408,6 +409,7 @@ class BatchedTranscriber:
         """One DecodingResult per window: every window at the first temperature, then those that
         need it again together at the next (openai's fallback)."""
         results = [None] * len(pieces)
+        attempts = [[] for _ in pieces]  # of the windows that needed a fallback
         todo = list(range(len(pieces)))
         for temperature in self.options.temperature:
             options = self.options.at_temperature(temperature)
@@ -438,8 +440,12 @@ class BatchedTranscriber:
                 # sequential mode
                 results[i] = replace(result, tokens=list(task.prefix_tokens) + result.tokens)
             todo = [i for i in todo if needs_fallback(results[i], *self.thresholds)]
+            for i in todo:
+                attempts[i].append(results[i])
             if not todo:
                 break
+        for i in todo:  # every temperature failed
+            results[i] = best_attempt(attempts[i], self.thresholds[0])
         return results
 
     def _keep(self, piece: _Piece, window, segment_frames: int, result):

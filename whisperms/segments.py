@@ -6,7 +6,7 @@ timestamp pairs."""
 import os
 import sys
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import List, Optional, Tuple
 
 from tqdm import tqdm
@@ -117,6 +117,21 @@ def needs_fallback(
         and result.avg_logprob < logprob_threshold
     )
     return (too_repetitive or too_unlikely) and not silence
+
+
+def best_attempt(attempts: List[DecodingResult], compression_ratio_threshold) -> DecodingResult:
+    """A window's result when every temperature needed a fallback, as faster-whisper chooses it:
+    the best average log probability among the attempts that were not too repetitive (among all
+    when none was), with the last temperature tried, which prompt_reset_on_temperature reads.
+    openai keeps the last attempt, a sample at the highest temperature: often nonsense where a
+    likelier decode was made."""
+    kept = [
+        a
+        for a in attempts
+        if compression_ratio_threshold is None or a.compression_ratio <= compression_ratio_threshold
+    ]
+    best = max(kept or attempts, key=lambda a: a.avg_logprob)  # the first of equals
+    return replace(best, temperature=attempts[-1].temperature)
 
 
 def split_segments(

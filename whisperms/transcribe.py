@@ -31,6 +31,7 @@ from .segments import (
     Segment,
     TranscriptionInfo,
     TranscriptionResult,
+    best_attempt,
     finish_segment,
     is_constant,
     is_empty,
@@ -260,7 +261,7 @@ class Transcriber:
             # faster-whisper's multilingual: each window in its own language, given one or not
             language, _ = detect_language(self.model, None, audio_features=audio_features)
             self._use_language(language)
-        result = None
+        attempts = []
         for t in self.temperatures:
             options = replace(self.transcribe_options, decoding=self.options).at_temperature(t)
             options = replace(options, prompt=prompt, prefix=options.prefix if first else None)
@@ -268,8 +269,9 @@ class Transcriber:
             result = task.run(audio_features, self.language)
             result = replace(result, tokens=list(task.prefix_tokens) + result.tokens)
             if not needs_fallback(result, *self.thresholds):
-                break
-        return result, audio_features
+                return result, audio_features
+            attempts.append(result)
+        return best_attempt(attempts, self.thresholds[0]), audio_features
 
     def _skip_hallucinations(
         self, current, state, window_seek, segment_frames, single_timestamp_ending
