@@ -77,6 +77,38 @@ def test_a_bad_tokenizer_fails_the_load_not_the_first_decode(tmp_path, converted
     assert not (tmp_path / "out").exists()
 
 
+def large_v3_layout(path, out):
+    """A multilingual tokenizer.json as large-v3's is laid out: <|yue|> after the 99 languages,
+    every later special token one id further on."""
+    data = json.loads(path.read_text())
+    added = data["added_tokens"]
+    yue = next(i for i, token in enumerate(added) if token["content"] == "<|translate|>")
+    for token in added[yue:]:
+        token["id"] += 1
+    added.insert(yue, {**added[yue], "id": added[yue]["id"] - 1, "content": "<|yue|>"})
+    out.write_text(json.dumps(data))
+    return out
+
+
+def test_a_tokenizer_of_another_model_generation_fails_the_load(tmp_path, base_ct2_dir):
+    """large-v3's tokenizer.json (100 languages) beside weights of 99 (or the reverse) passed the
+    check (the end-of-text id is the same) and loaded without a word: every special id was one off,
+    the model fed <|startoflm|> for its task and <|0.00|> for "no timestamps". Now the load and
+    convert fail in one line naming both sizes."""
+    folder = convert(base_ct2_dir, tmp_path / "base")
+    original = folder / "tokenizer.json"
+    v3 = large_v3_layout(original, tmp_path / "v3.json")
+    assert get_tokenizer(v3, multilingual=True, num_languages=100).no_timestamps == 50364
+    shutil.copy(v3, original)
+    with pytest.raises(CheckpointError) as excinfo:
+        load_model(folder)
+    one_line(excinfo, "a vocabulary of 51866 tokens (100 languages), but the weights have 51865")
+    with pytest.raises(CheckpointError) as excinfo:
+        convert(folder, tmp_path / "out")
+    one_line(excinfo, "(100 languages)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_tokenizer_file_replaced_in_place_is_read_again(tmp_path, tiny_en_ct2_dir):
     """The parsed file was kept by path for the process's life: a folder converted again in place
     (another model) kept the old vocabulary, and its load failed in a notebook or server."""

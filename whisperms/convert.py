@@ -410,7 +410,9 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
 
     dst = Path(dst)
     # a file cut short, or another vocabulary's, would be copied as it is
-    check_tokenizer_file(ckpt.tokenizer_path, ckpt.dims.n_vocab >= MULTILINGUAL_VOCAB)
+    check_tokenizer_file(
+        ckpt.tokenizer_path, ckpt.dims.n_vocab >= MULTILINGUAL_VOCAB, ckpt.dims.n_vocab
+    )
     real = Path(os.path.realpath(dst))  # a symbolic link's target is what is written
     _remove_abandoned(real)
     # an empty folder is filled in place: a mount point cannot be replaced by a rename

@@ -74,7 +74,7 @@ def build_model(checkpoint, runtime: devices.Runtime, where=None) -> WhisperMode
     assign_state(model, checkpoint.state, where=where)
     if checkpoint.tokenizer_path:
         # a file that does not parse, or another vocabulary's, fails the load, not the first decode
-        check_tokenizer_file(checkpoint.tokenizer_path, model.is_multilingual)
+        check_tokenizer_file(checkpoint.tokenizer_path, model.is_multilingual, model.dims.n_vocab)
     model.set_train(False)
     return model
 

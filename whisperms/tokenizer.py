@@ -151,15 +151,19 @@ def _with_all_merges(text: str, hf: tokenizers.Tokenizer) -> tokenizers.Tokenize
 _prefetched: Dict[str, InBackground] = {}
 
 
-def check_tokenizer_file(tokenizer_json_path, multilingual: Optional[bool] = None) -> None:
+def check_tokenizer_file(
+    tokenizer_json_path, multilingual: Optional[bool] = None, n_vocab: Optional[int] = None
+) -> None:
     """A CheckpointError unless the file parses as a tokenizer and, when `multilingual` is given,
-    is the vocabulary of such weights (load_model and convert check before the file is used)."""
-    _checked(str(Path(tokenizer_json_path).resolve()), multilingual)
+    is the vocabulary of such weights, and when `n_vocab` is, of weights of that many tokens
+    (load_model and convert check before the file is used)."""
+    _checked(str(Path(tokenizer_json_path).resolve()), multilingual, n_vocab)
 
 
-def _checked(path: str, multilingual: Optional[bool]):
+def _checked(path: str, multilingual: Optional[bool], n_vocab: Optional[int] = None):
     """`_load(path)`, after its prefetch if one was begun; with `multilingual`, an error for a
-    tokenizer of the other vocabulary."""
+    tokenizer of the other vocabulary; with `n_vocab`, for one laid out for another number of
+    languages."""
     job = _prefetched.pop(path, None)
     if job is not None:
         try:
@@ -176,6 +180,20 @@ def _checked(path: str, multilingual: Optional[bool]):
             f"{path}: a tokenizer for {other} models, but the weights are {kind}: copy "
             "tokenizer.json from the same model's folder or Hugging Face repository"
         )
+    no_timestamps = hf.token_to_id("<|notimestamps|>")
+    if n_vocab is not None and no_timestamps is not None:
+        # the timestamps end the vocabulary, after the language tokens: a file of large-v3's 100
+        # languages beside 99 languages' weights (or the reverse) has its special ids one off, and
+        # a v2 model was fed <|startoflm|> for its task and <|0.00|> for "no timestamps"
+        size = no_timestamps + 1 + N_TIMESTAMP_TOKENS
+        if size != n_vocab:
+            languages = sum(hf.token_to_id(f"<|{code}|>") is not None for code in LANGUAGES)
+            raise CheckpointError(
+                f"{path}: a vocabulary of {size} tokens ({languages} languages), but the weights "
+                f"have {n_vocab}: a tokenizer.json of another model (large-v3's has 100 "
+                "languages, earlier ones 99); copy tokenizer.json from the same model's folder or "
+                "Hugging Face repository"
+            )
     return hf, id_bytes
 
 
