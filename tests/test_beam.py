@@ -1,5 +1,5 @@
-"""Beam search: openai's bookkeeping on hand-built logits, then text parity with faster-whisper on
-real clips."""
+"""Beam search: CTranslate2's bookkeeping on hand-built logits, then text parity with faster-whisper
+on real clips."""
 
 import numpy as np
 import pytest
@@ -79,11 +79,39 @@ def test_beam_rows_keep_each_first_continuation_in_its_parents_row(parents, expe
     assert (rows != parents).sum() == len(parents) - len(set(parents))
 
 
-def test_finalize_tops_up_with_unfinished_beams():
+def test_a_search_the_length_limit_ends_takes_every_beam():
+    """Fewer candidates finished than the search waits for: every beam is one (CTranslate2 takes
+    its last step's; openai only as many as make beam_size)."""
     beam = BeamSearchDecoder(beam_size=3, eot=EOT)
     beam.finished = {(5, 1, EOT): -1.0}
     final = beam.finalize(np.array([[5, 2], [5, 3], [5, 4]]), np.array([-3.0, -0.5, -2.0]))
-    assert final == {(5, 1, EOT): -1.0, (5, 3, EOT): -0.5, (5, 4, EOT): -2.0}
+    assert final == {(5, 1, EOT): -1.0, (5, 3, EOT): -0.5, (5, 4, EOT): -2.0, (5, 2, EOT): -3.0}
+    beam.finished.update({(5, 6, EOT): -4.0, (5, 7, EOT): -5.0})  # complete: nothing added
+    assert beam.finalize(np.array([[5, 2], [5, 3], [5, 4]]), np.zeros(3)) == beam.finished
+
+
+def test_an_ended_beams_place_goes_to_the_next_best_that_goes_on():
+    """CTranslate2's rule where openai's differs: of the 2 * beam_size best continuations, an EOT
+    among the first beam_size is finished and replaced by the next best that does not end; an EOT
+    ranked later is not a finished candidate (openai counted every EOT ranked before the
+    beam_size-th continuation that goes on). And a row's continuations are not limited to its
+    beam_size + 1 best: here row 0's third token beats row 1's best."""
+    beam = BeamSearchDecoder(beam_size=2, eot=EOT)
+    tokens = np.array([[5, 1], [5, 2]])
+    sums = np.log(np.array([0.9, 0.1]))
+    logits = logits_for([{3: 0.4, 4: 0.3, 6: 0.2, EOT: 0.1}, {EOT: 0.6, 7: 0.4}])
+    nxt, rows, _ = beam.update(tokens, logits, sums)
+    # ranked: 3 (0.36), 4 (0.27), 6 (0.18), EOT of row 0 (0.09), EOT of row 1 (0.06), 7 (0.04)
+    assert nxt.tolist() == [[5, 1, 3], [5, 1, 4]] and rows == [0, 0]
+    assert beam.finished == {}  # both EOTs ranked past the first two: neither finished
+    beam = BeamSearchDecoder(beam_size=2, eot=EOT)
+    sums = np.log(np.array([0.5, 0.5]))
+    logits = logits_for([{EOT: 0.7, 3: 0.3}, {4: 0.6, EOT: 0.4}])
+    nxt, rows, _ = beam.update(tokens, logits, sums)
+    # ranked: EOT of row 0 (0.35), 4 (0.30), EOT of row 1 (0.20), 3 (0.15): the first EOT is
+    # finished and 3 takes its place; the second EOT, third, is not a candidate
+    assert nxt.tolist() == [[5, 1, 3], [5, 2, 4]] and rows == [0, 1]
+    assert list(beam.finished) == [(5, 1, EOT)]
 
 
 def test_length_penalty_ranking():
@@ -116,6 +144,31 @@ def test_beam_text_matches_faster_whisper(tiny_en_model, tiny_en_ct2_dir, short_
             )
     print(f"same text on {len(short_clips) - len(differing)}/{len(short_clips)} clips")
     assert len(short_clips) == _all and len(differing) <= MAX_DIFFERING, differing
+
+
+@pytest.mark.parametrize(
+    "which, clip",
+    [
+        ("tiny.en", "librivox_shakespeare-sonnet-002.mp3"),
+        # ~70 s: with the slow sweeps
+        pytest.param("base", "librivox_de_simplicissimus-titlepage.mp3", marks=pytest.mark.slow),
+    ],
+)
+def test_long_form_beam_search_matches_faster_whisper(request, which, clip):
+    """Two long clips where openai's beam search, which whisperms ran, chose other texts than
+    CTranslate2's on the same weights and samples ("praise." ending at 30.52 s for "praise," at
+    29.96 s; "eines einfältigen Wunderlichen" for "eines einfältigen, wunderlichen"): with
+    CTranslate2's search, every segment's text and times are faster-whisper's."""
+    from faster_whisper.audio import decode_audio
+
+    model = request.getfixturevalue("tiny_en_model" if which == "tiny.en" else "base_model")
+    fw = faster_whisper_model(request.getfixturevalue(f"{which.replace('.', '_')}_ct2_dir"))
+    audio = decode_audio(str(DATA / clip), sampling_rate=16000)  # the same samples for both
+    ours = model.transcribe(audio, beam_size=5).segments
+    theirs = list(fw.transcribe(audio, beam_size=5, vad_filter=False)[0])
+    assert [s.text for s in ours] == [s.text for s in theirs]
+    for a, b in zip(ours, theirs):
+        assert abs(a.start - b.start) <= 0.021 and abs(a.end - b.end) <= 0.021, (a, b)
 
 
 def test_beam_decode_is_deterministic_and_ends_cleanly(tiny_en_model):
@@ -196,37 +249,42 @@ def test_exp_sums_in_blocks_of_rows_equal_the_whole_array_pass():
 
 
 def _reference_update(beam, tokens, logits, sum_logprobs):
-    """openai's beam bookkeeping written as it is there (a dict of sequences per step), the
-    vectorised update's reference."""
+    """CTranslate2's beam step (BeamSearch::search in its src/decoding.cc) written out with loops,
+    the vectorised update's reference: the 2 * beam_size best continuations of all beams, ranked;
+    the first beam_size go on, except that one ending in EOT is registered as finished and its
+    place taken by the next best that does not end. A sequence several rows hold (every row at the
+    first step, where CTranslate2 expands the first beam only) proposes once."""
     # beam search's arithmetic: exp in float32, summed and the rest in float64
     peak = logits.max(axis=1, keepdims=True)
     total = np.exp(logits - peak).sum(axis=1, keepdims=True, dtype=np.float64)
     logprobs = (logits.astype(np.float64) - peak.astype(np.float64)) - np.log(total)
-    scores, sources = {}, {}
+    proposer = {}  # each sequence in the order of its first row, proposed from its last
     for row in range(tokens.shape[0]):
-        prefix = tuple(tokens[row].tolist())
-        for token in np.argsort(-logprobs[row], kind="stable")[: beam.beam_size + 1].tolist():
-            scores[prefix + (token,)] = sum_logprobs[row] + logprobs[row, token]
-            sources[prefix + (token,)] = row
-    kept, source_rows, newly_finished = [], [], {}
-    for sequence in sorted(scores, key=scores.get, reverse=True):
-        if sequence[-1] == beam.eot:
-            newly_finished[sequence] = scores[sequence]
-        else:
-            sum_logprobs[len(kept)] = scores[sequence]
-            kept.append(sequence)
-            source_rows.append(sources[sequence])
-            if len(kept) == beam.beam_size:
-                break
-    for sequence in sorted(newly_finished, key=newly_finished.get, reverse=True):
-        if len(beam.finished) >= beam.max_candidates:
-            break
-        beam.finished[sequence] = newly_finished[sequence]
+        proposer[tuple(tokens[row].tolist())] = row
+    candidates = []
+    for prefix, row in proposer.items():
+        for token in np.argsort(-logprobs[row], kind="stable")[: 2 * beam.beam_size].tolist():
+            candidates.append((sum_logprobs[row] + logprobs[row, token], prefix + (token,), row))
+    ranked = sorted(candidates, key=lambda c: -c[0])  # stable: ties keep the proposal order
+    kept, source_rows, scores, spare = [], [], [], beam.beam_size
+    for k in range(min(beam.beam_size, len(ranked))):
+        candidate = ranked[k]
+        if candidate[1][-1] == beam.eot:
+            beam.finished[candidate[1]] = candidate[0]
+            while spare < len(ranked) and ranked[spare][1][-1] == beam.eot:
+                spare += 1
+            if spare >= len(ranked):
+                continue
+            candidate, spare = ranked[spare], spare + 1
+        scores.append(candidate[0])
+        kept.append(candidate[1])
+        source_rows.append(candidate[2])
+    sum_logprobs[: len(scores)] = scores
     return np.array(kept, np.int64), source_rows, len(beam.finished) >= beam.max_candidates
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_vectorised_update_equals_openai_bookkeeping(seed):
+def test_vectorised_update_equals_ctranslate2_bookkeeping(seed):
     """Random runs of beam search on a small vocabulary with many ties and frequent EOT: every
     step's next tokens, sources, scores, finished candidates and completion equal the dict-based
     reference."""

@@ -7,7 +7,7 @@ from typing import List
 import numpy as np
 
 from .logprobs import beam_candidates
-from .token_selection import BeamSearchDecoder, GreedyDecoder, beam_rows
+from .token_selection import BeamSearchDecoder, GreedyDecoder, beam_rows, candidates_per_row
 from .window_slots import rows_of
 
 
@@ -114,7 +114,8 @@ class SampledWindows(Windows):
 
 
 class BeamWindows(Windows):
-    """One beam search per window (openai's), all windows' beams in one pass over their logits.
+    """One beam search per window (CTranslate2's), all windows' beams in one pass over their
+    logits.
 
     A beam stays in the cache row of the beam it continues where it is that beam's first
     continuation (`beam_rows`), so a step's reorder copies the cache rows of only the beams that
@@ -139,7 +140,7 @@ class BeamWindows(Windows):
         grown = np.empty((len(tokens), tokens.shape[1] + 1), np.int64)
         offsets = np.empty(len(tokens), np.int64)
         # every row's candidates in one pass over the batch's logits
-        top, top_logprobs = beam_candidates(logits, size + 1)
+        top, top_logprobs = beam_candidates(logits, candidates_per_row(size))
         self.steps += 1
         ended = np.zeros(len(self.beams), bool)
         results = []

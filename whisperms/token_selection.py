@@ -1,4 +1,4 @@
-"""Token selection: greedy or sampled rows (GreedyDecoder), openai's beam search
+"""Token selection: greedy or sampled rows (GreedyDecoder), CTranslate2's beam search
 (BeamSearchDecoder) with the cache row each beam keeps (beam_rows), and the ranking of finished
 candidates (rank_score)."""
 
@@ -60,18 +60,30 @@ def _scaled(logits: np.ndarray, temperature: float) -> np.ndarray:
     return scaled
 
 
-class BeamSearchDecoder:
-    """openai's beam search for one audio: beam_size rows decoded as one batch.
+def candidates_per_row(beam_size: int) -> int:
+    """The continuations a beam search ranks at each step, CTranslate2's 2 * beam_size best of all
+    beams': each row's best that many hold every one of them."""
+    return 2 * beam_size
 
-    Each step proposes the top beam_size + 1 continuations of every row; the best beam_size
-    unfinished sequences continue, and finished ones are kept until round(beam_size * patience) of
-    them exist.
+
+class BeamSearchDecoder:
+    """Beam search for one audio as CTranslate2 (faster-whisper) runs it: beam_size rows decoded
+    as one batch.
+
+    Each step ranks the continuations of every beam by their sum of log probabilities and takes
+    the 2 * beam_size best; the first beam_size are the next beams, except that one ending in EOT
+    is a finished candidate and its place goes to the next best of the others that does not end.
+    The search is complete once round(beam_size * patience) candidates have finished. (openai's
+    takes each beam's beam_size + 1 best tokens and counts as finished every EOT ranked before the
+    beam_size-th unfinished continuation, up to that number: on the same weights it found less
+    likely texts than faster-whisper's, "thy known" for "thine own".)
     """
 
     def __init__(self, beam_size: int, eot: int, patience: Optional[float] = None):
         self.beam_size = beam_size
         self.eot = eot
         self.max_candidates = round(beam_size * (patience or 1.0))
+        self.candidates = candidates_per_row(beam_size)
         self.finished: Dict[Tuple[int, ...], float] = {}
 
     def update(
@@ -82,41 +94,37 @@ class BeamSearchDecoder:
         candidates: Optional[Tuple[np.ndarray, np.ndarray]] = None,
     ):
         """Return (next tokens (beam, T+1), source row of each, completed); sum_logprobs is
-        rewritten in place. `candidates`: each row's `beam_candidates(logits, beam_size + 1)`, when
-        computed for many windows at once (`logits` is then not read).
+        rewritten in place. `candidates`: each row's `beam_candidates(logits, self.candidates)`,
+        when computed for many windows at once (`logits` is then not read).
 
-        openai's candidate bookkeeping (a dict of sequences, sorted by score, stable) done with
-        arrays: rows are ranked by their top beam_size + 1 tokens at once, and rows holding the same
-        sequence (every row at the first step) propose once, from the last such row, as a dict keyed
-        by sequence would keep them.
+        Rows holding the same sequence (every row at the first step, where CTranslate2 expands
+        the first beam only) propose once, from the last such row. A row's best 2 * beam_size
+        tokens hold every continuation of it among the best 2 * beam_size of all.
         """
-        k = self.beam_size + 1
         same = (tokens[:, None, :] == tokens[None, :, :]).all(axis=2)  # rows holding one sequence
         # each distinct sequence once, in the order of its first row, proposed from its last row
-        # (the last row of a sequence wins, as in a dict)
         leaders = np.flatnonzero(same.argmax(axis=1) == np.arange(len(tokens)))
         source = len(tokens) - 1 - same[leaders, ::-1].argmax(axis=1)
         if candidates is None:
-            top, top_logprobs = beam_candidates(logits[source], k)
+            top, top_logprobs = beam_candidates(logits[source], self.candidates)
         else:
             top, top_logprobs = candidates[0][source], candidates[1][source]
         candidate_rows = np.repeat(source, top.shape[1])
         candidate_tokens = top.reshape(-1)
         scores = sum_logprobs[candidate_rows] + top_logprobs.reshape(-1)
         order = np.argsort(-scores, kind="stable")
-        finished = candidate_tokens[order] == self.eot
-        kept = order[~finished][: self.beam_size]
-        cut = (
-            np.flatnonzero(~finished)[self.beam_size - 1]
-            if len(kept) == self.beam_size
-            else len(order)
-        )
-        # finished candidates ranked before the beams filled up
-        for i in order[: cut + 1][finished[: cut + 1]]:
-            if len(self.finished) >= self.max_candidates:
-                break
+        head, rest = order[: self.beam_size], order[self.beam_size :]
+        ending = candidate_tokens[head] == self.eot
+        for i in head[ending]:
             sequence = tuple(tokens[candidate_rows[i]].tolist()) + (self.eot,)
             self.finished[sequence] = float(scores[i])
+        # an ended beam's place goes to the next best continuation that does not end (always one
+        # within the 2 * beam_size best: a row proposes EOT once)
+        spares = rest[candidate_tokens[rest] != self.eot][: int(ending.sum())]
+        kept = head.copy()
+        kept[np.flatnonzero(ending)[: len(spares)]] = spares
+        # (a vocabulary of a few tokens may leave too few: those places stay empty)
+        kept = kept[candidate_tokens[kept] != self.eot]
         sum_logprobs[: len(kept)] = scores[kept]
         next_tokens = np.concatenate(
             [tokens[candidate_rows[kept]], candidate_tokens[kept, None]], axis=1
@@ -127,14 +135,12 @@ class BeamSearchDecoder:
     def finalize(
         self, tokens: np.ndarray, sum_logprobs: np.ndarray
     ) -> Dict[Tuple[int, ...], float]:
-        """Finished candidates, topped up with the best unfinished beams (EOT appended) if fewer
-        than beam_size."""
+        """Finished candidates; for a search the length limit ended before enough finished, every
+        beam too (EOT appended), as CTranslate2 takes its last step's."""
         finished = dict(self.finished)
-        if len(finished) < self.beam_size:
+        if len(finished) < self.max_candidates:
             for row in np.argsort(-sum_logprobs, kind="stable"):
                 finished[tuple(tokens[row].tolist()) + (self.eot,)] = float(sum_logprobs[row])
-                if len(finished) >= self.beam_size:
-                    break
         return finished
 
 
