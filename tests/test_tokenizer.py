@@ -194,6 +194,27 @@ def test_known_encodings(en, ml):
     )
 
 
+def test_timestamps_listed_as_plain_added_tokens_are_text_in_prompts(tmp_path, ml_dir, ml):
+    """Hugging Face's tokenizer.json files (since transformers PR 26054) list <|0.00|>..<|30.00|>
+    as added tokens that are not special; encode_special_tokens leaves those to be matched in text,
+    so a prompt holding "<|0.00|>" became timestamp token 50364 (tiktoken reads it as text). Every
+    <|...|> token is now marked special when the file is read: the prompt encodes as with a file
+    without them."""
+    data = json.loads((ml_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    first = max(t["id"] for t in data["added_tokens"]) + 1
+    template = {k: v for k, v in data["added_tokens"][0].items() if k not in ("id", "content")}
+    data["added_tokens"] += [
+        {**template, "id": first + i, "content": f"<|{i * 0.02:.2f}|>", "special": False}
+        for i in range(1501)
+    ]
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    hub = get_tokenizer(path, multilingual=True)
+    text = " <|0.00|> hi <|1.00|>"
+    assert hub.encode(text) == ml.encode(text) and first not in hub.encode(text)
+    assert hub.timestamp_begin == first == ml.timestamp_begin
+
+
 @pytest.mark.parametrize("text", TEXTS)
 def test_round_trip(en, ml, text):
     for tok in (en, ml):

@@ -8,6 +8,7 @@ English-only and multilingual vocabularies differ by one id, and files differ in
 
 import json
 import os
+import re
 import stat
 import string
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from .lazy import InBackground
 
 # <|endoftext|> in the English-only and in the multilingual vocabularies
 ENGLISH_EOT, MULTILINGUAL_EOT = 50256, 50257
+# how Whisper's control tokens are written: <|endoftext|>, <|en|>, <|0.00|>, ...
+_CONTROL = re.compile(r"<\|[^|<>]+\|>")
 
 LANGUAGES = {
     "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko":
@@ -136,13 +139,22 @@ def _parse(path: str, version) -> Tuple[tokenizers.Tokenizer, Tuple[Optional[byt
 
 def _with_all_merges(text: str, hf: tokenizers.Tokenizer) -> tokenizers.Tokenizer:
     """`hf` (parsed from `text`), or the same file with the merges it lacks restored
-    (bpe_merges.py)."""
+    (bpe_merges.py) and every <|...|> token marked special: Hugging Face's files list the
+    timestamps <|0.00|>..<|30.00|> as added tokens that are not, and encode_special_tokens leaves
+    those to be matched in text, so a prompt holding "<|0.00|>" became a timestamp token (tiktoken
+    reads it as text)."""
     data = json.loads(text)
     model = data.get("model")
     if not isinstance(model, dict) or model.get("type") != "BPE":
         return hf
-    special = {t.get("content") for t in data.get("added_tokens") or [] if isinstance(t, dict)}
-    if not restore_missing_merges(model, special):
+    added = [t for t in data.get("added_tokens") or [] if isinstance(t, dict)]
+    special = {t.get("content") for t in added}
+    changed = restore_missing_merges(model, special)
+    for token in added:
+        content = token.get("content")
+        if isinstance(content, str) and _CONTROL.fullmatch(content) and not token.get("special"):
+            token["special"] = changed = True
+    if not changed:
         return hf
     return tokenizers.Tokenizer.from_str(json.dumps(data))
 
