@@ -432,6 +432,10 @@ def test_options_of_the_batched_mode():
     )
     given = transcribe_options(batch_size=8, vad_parameters={"threshold": 0.6})
     assert given.vad_parameters == VadOptions(threshold=0.6, max_speech_duration_s=30)
+    # a max_speech_duration_s given is chunk_length's (30 s), as in faster-whisper's pipeline: 8 s
+    # cut speech with no pause every 8 s, and 30-s pieces of those broke off mid-sentence
+    given = transcribe_options(batch_size=8, vad_parameters={"max_speech_duration_s": 8})
+    assert given.vad_parameters.max_speech_duration_s == 30
     assert transcribe_options(batch_size=8, vad_filter=False).vad_applies is False
     assert transcribe_options().vad_applies is False
     with pytest.raises(OptionsError, match="batch_size must be an integer >= 1"):

@@ -267,8 +267,8 @@ def _resolved_vad(options: TranscribeOptions) -> VadOptions:
         return VadOptions(
             max_speech_duration_s=longest, min_silence_duration_ms=BATCH_MIN_SILENCE_MS
         )
-    if options.chunk_length is None:
-        longest = min(options.vad_parameters.max_speech_duration_s, CHUNK_LENGTH)
+    # a shorter one cut speech where no pause was, and pieces joined up to a window then broke
+    # off mid-sentence at those cuts (faster-whisper's pipeline drops it too)
     return replace(options.vad_parameters, max_speech_duration_s=longest)
 
 
