@@ -79,6 +79,18 @@ def test_clip_timestamps(tiny_en_model, fw, jfk, clips, first_word):
     )
 
 
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_a_clip_ending_before_it_starts_is_skipped(tiny_en_model, fw, jfk, batch_size):
+    """ "6,2,3.5,8": openai and faster-whisper skip the clip 6-2 and transcribe 3.5-8; whisperms
+    refused the option. Now the same segments as faster-whisper's (the batched mode's: those of
+    3.5-8 alone)."""
+    got = ours(tiny_en_model, jfk, clip_timestamps="6,2,3.5,8", batch_size=batch_size)
+    alone = ours(tiny_en_model, jfk, clip_timestamps="3.5,8", batch_size=batch_size)
+    assert got and got == alone
+    if batch_size is None:
+        assert got == theirs(fw, jfk, clip_timestamps="6,2,3.5,8")
+
+
 # --- initial_prompt, carry_initial_prompt, condition_on_previous_text
 # ----------------------------------------------
 

@@ -111,13 +111,13 @@ def _progress_bar(total_frames: int, enabled: bool) -> tqdm:
 def _seek_clips(clip_seconds: Sequence[float], content_frames: int) -> List[Tuple[int, int]]:
     """(start, end) mel frames of each clip, cut at the end of the audio: a clip beyond the end is
     empty and ends at once, whatever the file's length (one clip_timestamps serves every file of a
-    batch)."""
+    batch), as does one that ends before it starts (openai and faster-whisper skip it)."""
     # past the end is the end (a time too large for frames, 1e308 s, too)
     points = [round(min(ts * FRAMES_PER_SECOND, content_frames)) for ts in clip_seconds] or [0]
     if len(points) % 2 == 1:
         points.append(content_frames)
     return [
-        (min(start, content_frames), min(end, content_frames))
+        (min(start, content_frames), max(min(end, content_frames), min(start, content_frames)))
         for start, end in zip(points[::2], points[1::2])
     ]
 

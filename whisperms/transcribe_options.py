@@ -317,8 +317,8 @@ def _temperatures(value) -> Tuple[float, ...]:
 
 
 def _clip_seconds(value) -> Tuple[float, ...]:
-    """clip_timestamps as seconds: "start,end,..." or a sequence of numbers, each finite and >= 0,
-    end >= start."""
+    """clip_timestamps as seconds: "start,end,..." or a sequence of numbers, each finite and
+    >= 0."""
     if isinstance(value, str):
         # blank: the whole file; an empty field ("0,,3") is a typo, as to openai and faster-whisper
         fields = value.split(",") if value.strip() else []
@@ -349,8 +349,7 @@ def _clip_seconds(value) -> Tuple[float, ...]:
         ):
             raise OptionsError(f"clip_timestamps must be finite seconds >= 0, got {ts!r}")
         seconds.append(float(ts))
-    if any(end < start for start, end in zip(seconds[::2], seconds[1::2])):
-        raise OptionsError("clip_timestamps must be non-negative start,end pairs with end >= start")
+    # a clip ending before it starts is skipped, as openai and faster-whisper skip it
     return tuple(seconds)
 
 
