@@ -385,3 +385,21 @@ def test_an_undecodable_file_not_named_as_media_is_not_blamed_on_ffmpeg(
     with pytest.raises(AudioError) as info:
         load_audio(mp4)
     assert str(info.value) == f"cannot decode {mp4}: .mp4 files need ffmpeg, which is not on PATH"
+
+
+def test_an_array_form_that_fails_is_an_audio_error():
+    """An object whose array conversion raises RuntimeError, as a torch tensor that requires grad
+    does: a traceback, now an AudioError of one line that gives the reason."""
+
+    class RequiresGrad:
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy()"
+            )
+
+    with pytest.raises(AudioError) as info:
+        load_audio(RequiresGrad())
+    assert str(info.value) == (
+        "audio array is not an array of samples: Can't call numpy() on Tensor that requires grad. "
+        "Use tensor.detach().numpy()"
+    )

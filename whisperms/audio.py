@@ -172,7 +172,9 @@ def as_waveform(audio, source: str = "audio array") -> np.ndarray:
         )
     try:
         array = np.asarray(audio)
-    except (TypeError, ValueError) as error:  # ragged nested lists, objects without an array form
+    # ragged nested lists, objects without an array form; a RuntimeError is torch's for a tensor
+    # that requires grad ("Can't call numpy() on Tensor that requires grad")
+    except (TypeError, ValueError, RuntimeError) as error:
         raise AudioError(
             f"{source} is not an array of samples: {str(error).splitlines()[0]}"
         ) from None
