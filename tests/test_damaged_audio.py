@@ -137,3 +137,25 @@ def test_files_joined_end_to_end_are_read_whole(tmp_path, kind):
     np.testing.assert_array_equal(audio, np.concatenate([single, single]))
     # as a file's content too
     np.testing.assert_array_equal(load_audio(joined.read_bytes()), audio)
+
+
+def test_an_mp3_whose_xing_byte_count_falls_short_is_not_read_twice(tmp_path):
+    """A Xing header whose byte count ends part way into its own stream (a tag editor's or a
+    cutter's stale header) at a frame's start looks like a file joined after it; libsndfile reads
+    the whole stream by its frame count, so reading on from there would give the second half twice.
+    The first stream alone decodes shorter than the whole: the file is taken as one."""
+    import struct
+
+    speech, rate = soundfile.read(JFK, dtype="float32")
+    path = tmp_path / "one.mp3"
+    soundfile.write(path, np.concatenate([speech, speech]), rate, format="MP3")
+    data = bytearray(path.read_bytes())
+    middle = data.index(data[:2], len(data) // 2)  # a frame header like the first, half way
+    tag = data.index(b"Xing") if b"Xing" in data[:4096] else data.index(b"Info")
+    flags = struct.unpack(">I", data[tag + 4 : tag + 8])[0]
+    field = tag + 8 + (4 if flags & 1 else 0)
+    assert flags & 2 and struct.unpack(">I", data[field : field + 4])[0] == len(data)
+    data[field : field + 4] = struct.pack(">I", middle)
+    stale = tmp_path / "stale.mp3"
+    stale.write_bytes(bytes(data))
+    np.testing.assert_array_equal(load_audio(stale), load_audio(path))

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from .audio_streams import later_streams, mp3_declares_length
+from .audio_streams import later_streams, length_declared
 from .errors import AudioError
 from .ffmpeg_decode import FFMPEG_EXTENSIONS, load_with_ffmpeg
 
@@ -174,6 +174,15 @@ def _with_later_streams(source: AudioSource, first: Decoded, file_format: str, s
     parts, problem = [first.samples], first.problem
     not_finite, read = first.not_finite, first.read
     with source.open() as raw:
+        # the first stream alone: libsndfile read no more than it (one that reads on through a
+        # chain, or an MP3 whose Xing header gives a byte count short of its own stream, is read
+        # whole already)
+        try:
+            alone = _read_mono(AudioSource(source.name, data=raw.read(starts[0])), sr)[0]
+        except (RuntimeError, AudioError):
+            return first
+        if len(first.samples) > len(alone.samples) + _DECLARED_SLACK_SECONDS * sr:
+            return first
         for number, (start, end) in enumerate(zip(starts, starts[1:] + [source.size()]), 2):
             raw.seek(start)
             link = AudioSource(source.name, data=raw.read(end - start), named=source.named)
@@ -225,7 +234,7 @@ def _read_mono(source: AudioSource, sr: int) -> Tuple[Decoded, bool, str]:
                 if short is not None:  # the header declares audio, and none follows it
                     raise AudioError(f"could not decode {source.what}: {short}")
                 return _unclosed_wav(source, f, samples), False, file_format
-            if not wav and declared <= samples.limit and _length_declared(source, f.format):
+            if not wav and declared <= samples.limit and length_declared(source, f.format):
                 short = _short_of_declared(samples.total, declared, rate)
             return samples.decoded(short), short is not None, file_format
         failure = _up_to_damage(source, f, samples)
@@ -250,15 +259,6 @@ def _read_mono(source: AudioSource, sr: int) -> Tuple[Decoded, bool, str]:
             "transcribing them as silence"
         )
     return samples.decoded(problem), failure is not None, file_format
-
-
-def _length_declared(source: AudioSource, file_format: str) -> bool:
-    """Whether libsndfile's length of a file other than WAV is one the file declares (so that
-    decoding less means damage), not its estimate (an MP3 without a Xing, Info or VBRI header)."""
-    if file_format != "MP3":
-        return True
-    with source.open() as raw:
-        return mp3_declares_length(raw)
 
 
 def _short_of_declared(frames: int, declared: int, rate: int) -> Optional[str]:

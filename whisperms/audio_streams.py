@@ -38,6 +38,16 @@ def id3v2_end(head: bytes) -> int:
     return 10 + size + (10 if head[5] & 0x10 else 0)
 
 
+def length_declared(source, file_format: str) -> bool:
+    """Whether libsndfile's length of a file other than WAV is one the file declares (so that
+    decoding less means damage), not its estimate (an MP3 without a Xing, Info or VBRI header).
+    `source`: an audio_files.AudioSource."""
+    if file_format != "MP3":
+        return True
+    with source.open() as raw:
+        return mp3_declares_length(raw)
+
+
 def mp3_declares_length(raw) -> bool:
     """Whether the MP3 stream at the file's start declares its length (else libsndfile guesses it
     from the file's size, counting cover art as audio)."""
