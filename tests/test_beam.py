@@ -40,6 +40,8 @@ def test_first_step_keeps_best_unfinished_and_collects_finished():
 def test_patience_sets_the_number_of_finished_candidates():
     for patience, expected in [(None, 2), (1.0, 2), (2.0, 4), (0.5, 1), (1.26, 3)]:
         assert BeamSearchDecoder(beam_size=2, eot=EOT, patience=patience).max_candidates == expected
+    # rounded as CTranslate2 rounds (std::round: 2.5 is 3), not as Python's round (2)
+    assert BeamSearchDecoder(beam_size=5, eot=EOT, patience=0.5).max_candidates == 3
 
 
 def test_completed_when_enough_candidates_finish():

@@ -2,6 +2,7 @@
 (BeamSearchDecoder) with the cache row each beam keeps (beam_rows), and the ranking of finished
 candidates (rank_score)."""
 
+import math
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -82,7 +83,8 @@ class BeamSearchDecoder:
     def __init__(self, beam_size: int, eot: int, patience: Optional[float] = None):
         self.beam_size = beam_size
         self.eot = eot
-        self.max_candidates = round(beam_size * (patience or 1.0))
+        # C++'s std::round, as CTranslate2's: halves away from 0 (Python's round: to even)
+        self.max_candidates = math.floor(beam_size * (patience or 1.0) + 0.5)
         self.candidates = candidates_per_row(beam_size)
         self.finished: Dict[Tuple[int, ...], float] = {}
 
