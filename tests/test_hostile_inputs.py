@@ -283,7 +283,7 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
             [e + "the following arguments are required: dst (see whisperms convert --help)"],
         ),
     ]
-    assert cli_checks(cases, cwd=tmp_path) == 36
+    assert cli_checks(cases, cwd=tmp_path) == 35
     # and the real entry point: the same one line, nothing else
     assert cli(a, "--temperature", "-1") == (
         2,
