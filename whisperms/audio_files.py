@@ -169,11 +169,11 @@ def _with_later_streams(source: AudioSource, first: Decoded, file_format: str, s
     all libsndfile reads of a chained Ogg file or of MP3 files joined end to end)."""
     with source.open() as raw:
         starts = later_streams(raw, source.size(), file_format)
-    if not starts:
-        return first
-    parts, problem = [first.samples], first.problem
-    not_finite, read = first.not_finite, first.read
-    with source.open() as raw:
+        if not starts:
+            return first
+        parts, problem = [first.samples], first.problem
+        not_finite, read = first.not_finite, first.read
+        raw.seek(0)
         # the first stream alone: libsndfile read no more than it (one that reads on through a
         # chain, or an MP3 whose Xing header gives a byte count short of its own stream, is read
         # whole already)

@@ -51,10 +51,17 @@ def length_declared(source, file_format: str) -> bool:
 def mp3_declares_length(raw) -> bool:
     """Whether the MP3 stream at the file's start declares its length (else libsndfile guesses it
     from the file's size, counting cover art as audio)."""
-    raw.seek(0)
-    raw.seek(id3v2_end(raw.read(10)))
-    first = raw.read(MP3_FIRST_FRAME_BYTES)
+    first = _first_frame(raw, 0)[1]
     return any(tag in first for tag in (*_LENGTH_TAGS, _VBRI))
+
+
+def _first_frame(raw, position: int):
+    """(where the MP3 stream at `position` starts after its ID3v2 tag, the bytes from there that
+    hold its first frame)."""
+    raw.seek(position)
+    start = position + id3v2_end(raw.read(10))
+    raw.seek(start)
+    return start, raw.read(MP3_FIRST_FRAME_BYTES)
 
 
 def later_streams(raw, size: int, file_format: str) -> List[int]:
@@ -100,11 +107,11 @@ def _mp3_links(raw, size: int) -> List[int]:
     tag of 128 bytes at the very end is not a stream)."""
     starts, position = [], 0
     while len(starts) < MAX_STREAMS:
-        length = _xing_bytes(raw, position)
+        start, first = _first_frame(raw, position)
+        length = _xing_bytes(first)
         if length is None:
             break
-        raw.seek(position)
-        end = position + id3v2_end(raw.read(10)) + length
+        end = start + length
         raw.seek(end)
         head = raw.read(10)
         if size - end <= 128 or not (head[:3] == b"ID3" or _frame_sync(head)):
@@ -114,13 +121,8 @@ def _mp3_links(raw, size: int) -> List[int]:
     return starts
 
 
-def _xing_bytes(raw, position: int) -> Optional[int]:
-    """The byte count of a Xing or Info header in the first frame of the MP3 stream at
-    `position` (after its ID3v2 tag), or None."""
-    raw.seek(position)
-    start = position + id3v2_end(raw.read(10))
-    raw.seek(start)
-    first = raw.read(MP3_FIRST_FRAME_BYTES)
+def _xing_bytes(first: bytes) -> Optional[int]:
+    """The byte count of a Xing or Info header in an MP3 stream's `first` frame, or None."""
     if not _frame_sync(first):
         return None
     for tag in _LENGTH_TAGS:
