@@ -13,6 +13,7 @@ import csv
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -100,6 +101,43 @@ def base_ct2_dir(tmp_path_factory):
 
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.fixture
+def ffmpeg_folder(tmp_path):
+    """A folder holding `ffmpeg` (the imageio-ffmpeg wheel's binary), to put on PATH."""
+    import imageio_ffmpeg
+
+    folder = tmp_path / "ffmpeg-bin"
+    folder.mkdir()
+    (folder / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+    return folder
+
+
+@pytest.fixture
+def no_ffmpeg(tmp_path, monkeypatch):
+    """PATH without the ffmpeg binary, whatever the machine has (PyAV still there). A folder on
+    PATH that holds ffmpeg is replaced by one of links to all else it holds: the compiler that
+    MindSpore's kernel builds call stays on PATH."""
+    folders = []
+    for i, folder in enumerate(os.environ.get("PATH", "").split(os.pathsep)):
+        if folder and os.path.exists(os.path.join(folder, "ffmpeg")):
+            shadow = tmp_path / f"path-{i}-without-ffmpeg"
+            shadow.mkdir()
+            for name in os.listdir(folder):
+                if name != "ffmpeg":
+                    (shadow / name).symlink_to(os.path.join(folder, name))
+            folder = str(shadow)
+        folders.append(folder)
+    monkeypatch.setenv("PATH", os.pathsep.join(folders))
+    assert shutil.which("ffmpeg") is None
+
+
+@pytest.fixture
+def no_ffmpeg_at_all(no_ffmpeg, monkeypatch):
+    """Neither the ffmpeg binary nor PyAV (`import av` fails, as where it is not installed):
+    libsndfile alone decides."""
+    monkeypatch.setitem(sys.modules, "av", None)
 
 
 def readme_claim(pattern):

@@ -1,11 +1,15 @@
 """Compressed files that are damaged or cut short (Ogg Vorbis, MP3): what libsndfile reads of them,
-the warning that says what did not decode, and ffmpeg's reading where it gets further. ffmpeg is
-the binary of the imageio-ffmpeg wheel (a test dependency), put on PATH under its own name."""
+the warning that says what did not decode, and FFmpeg's reading where it gets further: the ffmpeg
+binary of the imageio-ffmpeg wheel (a test dependency) put on PATH under its own name, or PyAV
+(fixtures in conftest.py)."""
 
+import os
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import soundfile
@@ -14,25 +18,6 @@ from whisperms.audio import SAMPLE_RATE, load_audio
 
 DATA = Path(__file__).parent / "data"
 JFK = DATA / "jfk_inaugural_1961.flac"  # 11.0 s
-
-
-@pytest.fixture
-def ffmpeg_folder(tmp_path):
-    """A folder holding `ffmpeg` (imageio-ffmpeg's binary), to put on PATH."""
-    import imageio_ffmpeg
-
-    folder = tmp_path / "ffmpeg-bin"
-    folder.mkdir()
-    (folder / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
-    return folder
-
-
-@pytest.fixture
-def no_ffmpeg(tmp_path, monkeypatch):
-    """PATH without ffmpeg, whatever the machine has."""
-    empty = tmp_path / "empty-bin"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
 
 
 def decoded_with_warnings(path):
@@ -50,7 +35,7 @@ def damaged(data: bytes, at: float, size: int, seed: int) -> bytes:
     return bytes(out)
 
 
-def test_a_damaged_ogg_stream_is_read_once_to_its_end(tmp_path, no_ffmpeg):
+def test_a_damaged_ogg_stream_is_read_once_to_its_end(tmp_path, no_ffmpeg_at_all):
     """4 KiB of garbage 40% into an Ogg Vorbis file: libsndfile reads past the damaged stretch (as
     ffmpeg does, the stretch left out) and ends with a short read; asked again, it handed back a
     copy of the last audio it had given, which whisperms took as more of the file: the last second
@@ -76,13 +61,13 @@ def test_a_damaged_ogg_stream_is_read_once_to_its_end(tmp_path, no_ffmpeg):
 
 
 def test_an_mp3_that_stops_short_is_warned_and_ffmpeg_reads_on(
-    tmp_path, monkeypatch, ffmpeg_folder, no_ffmpeg
+    tmp_path, monkeypatch, ffmpeg_folder, no_ffmpeg_at_all
 ):
     """A VBR MP3 (its length in a Xing header) with 2000 bytes of garbage 40% in: libsndfile's
     decoder gives up there and ends the stream cleanly, 4.3 s of 11.0 s, which whisperms took
     without a word (openai's ffmpeg reads 10.9 s of it). Now a warning says what did not decode,
-    and with ffmpeg on PATH its reading is taken, as it gets further. An MP3 cut in half warns the
-    same way; whole MP3 files, with or without a Xing header, do not."""
+    and FFmpeg's reading is taken, as it gets further (the binary on PATH, or PyAV). An MP3 cut in
+    half warns the same way; whole MP3 files, with or without a Xing header, do not."""
     encoded = tmp_path / "whole.mp3"
     encode = [str(ffmpeg_folder / "ffmpeg"), "-nostdin", "-loglevel", "error", "-i", str(JFK)]
     encode += ["-ar", "44100", "-ac", "2", "-c:a", "libmp3lame", "-q:a", "4", str(encoded)]
@@ -108,11 +93,18 @@ def test_an_mp3_that_stops_short_is_warned_and_ffmpeg_reads_on(
     audio, caught = decoded_with_warnings(half)
     assert len(caught) == 1 and caught[0].startswith(f"{half}: ")
     assert caught[0].endswith(" s that did") and 4.0 < len(audio) / SAMPLE_RATE < 7.0
+    without_ffmpeg = os.environ["PATH"]
     monkeypatch.setenv("PATH", str(ffmpeg_folder))
     audio, caught = decoded_with_warnings(path)
     assert caught == [] and len(audio) / SAMPLE_RATE > 10.5
     n = 3 * SAMPLE_RATE
     assert np.corrcoef(audio[:n], reference[:n])[0, 1] > 0.99
+    # PyAV alone, no binary: FFmpeg's reading in-process, the same samples
+    monkeypatch.setenv("PATH", without_ffmpeg)
+    monkeypatch.setitem(sys.modules, "av", av)
+    by_av, caught = decoded_with_warnings(path)
+    assert caught == []
+    np.testing.assert_array_equal(by_av, audio)
 
 
 @pytest.mark.parametrize("kind", [("OGG", "VORBIS", "ogg"), ("MP3", "MPEG_LAYER_III", "mp3")])

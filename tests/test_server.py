@@ -5,6 +5,7 @@ gets alone; response formats; clear errors for bad requests; a request's own pro
 import contextlib
 import re
 import socket
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -166,6 +167,24 @@ def test_response_formats(server, tiny_en_model):
     for verbose in (both, words_only):
         assert [(w.word, w.start, w.end) for w in verbose.words] == expected_words
     assert words_only.segments is None and plain.words is None
+
+
+def test_browser_and_phone_recordings_are_transcribed(server, tmp_path, ffmpeg_folder, no_ffmpeg):
+    """A browser's MediaRecorder gives WebM/Opus and a phone M4A/AAC: with no ffmpeg installed these
+    were refused as "files need ffmpeg"; PyAV decodes them in the server's process now."""
+    for name, codec in (("recording.webm", "libopus"), ("voice-memo.m4a", "aac")):
+        path = tmp_path / name
+        encode = [str(ffmpeg_folder / "ffmpeg"), "-nostdin", "-loglevel", "error", "-i"]
+        subprocess.run(
+            [*encode, str(DATA / "jfk_inaugural_1961.flac"), "-c:a", codec, str(path)], check=True
+        )
+        with open(path, "rb") as f:
+            text = server.client.audio.transcriptions.create(model="whisper-1", file=(name, f)).text
+        # every word; a lossy copy may lose the last full stop
+        assert text.rstrip(".") == (
+            "And so my fellow Americans ask not what your country can do for you "
+            "ask what you can do for your country"
+        ), name
 
 
 def test_a_request_prompt_is_its_own(server, tiny_en_model):

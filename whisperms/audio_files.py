@@ -1,5 +1,5 @@
 """Audio files to samples: a file named by its path, or a file's bytes held in memory (what a
-file object reads), decoded by libsndfile in-process, else by the ffmpeg binary when it is on PATH.
+file object reads), decoded by libsndfile in-process, else by FFmpeg (ffmpeg_decode.py).
 
 `decode_file` gives mono float32 samples at the file's own rate; `load_audio` (audio.py) resamples
 and checks them.
@@ -8,7 +8,6 @@ and checks them.
 import io
 import os
 import re
-import shutil
 import stat
 import sys
 import threading
@@ -21,7 +20,7 @@ import soxr
 
 from .audio_streams import later_streams, length_declared
 from .errors import AudioError
-from .ffmpeg_decode import FFMPEG_EXTENSIONS, load_with_ffmpeg
+from .ffmpeg_decode import cannot_decode, ffmpeg_loader
 
 # The longest input a file may decode to: 24 hours at 16 kHz are 5.5 GB of float32, and a file whose
 # samples would make more (a day of audio, or a short file declaring a sample rate of a few Hz) is
@@ -135,28 +134,16 @@ def decode_file(source: AudioSource, sr: int) -> Decoded:
     except RuntimeError:
         if source.size() == 0:  # a failed download or copy: say so, not "corrupted"
             raise AudioError(f"could not decode {source.what}: the file is empty") from None
-        if shutil.which("ffmpeg"):
-            return Decoded(load_with_ffmpeg(source, sr), sr, None)
-        ext = os.path.splitext(source.path)[1].lower() if source.path else ""
-        if ext in FFMPEG_EXTENSIONS:
-            raise AudioError(
-                f"cannot decode {source.name}: {ext} files need ffmpeg, which is not on PATH"
-            ) from None
-        raise AudioError(
-            f"could not decode {source.what}: not a supported audio format, or "
-            "corrupted"
-            + (
-                ""
-                if source.path
-                else " (formats other than WAV, FLAC, Ogg, Opus and "
-                "MP3 need ffmpeg, which is not on PATH)"
-            )
-        ) from None
-    if short and shutil.which("ffmpeg"):
-        # libsndfile stopped before the declared end (its MP3 decoder gives up where ffmpeg's finds
-        # the next frame): ffmpeg's reading, where it gets further
+        load = ffmpeg_loader()
+        if load is None:
+            raise cannot_decode(source) from None
+        return Decoded(load(source, sr, MAX_AUDIO_HOURS), sr, None)
+    load = ffmpeg_loader() if short else None
+    if load is not None:
+        # libsndfile stopped before the declared end (its MP3 decoder gives up where FFmpeg's finds
+        # the next frame): FFmpeg's reading, where it gets further
         try:
-            samples = load_with_ffmpeg(source, sr)
+            samples = load(source, sr, MAX_AUDIO_HOURS)
         except AudioError:
             return decoded
         if len(samples) / sr > len(decoded.samples) / decoded.rate + _DECLARED_SLACK_SECONDS:

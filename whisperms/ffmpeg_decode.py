@@ -1,9 +1,15 @@
-"""Decoding through the ffmpeg binary, for what libsndfile does not read (MP4, WebM, ...) or reads
-less of than ffmpeg: openai-whisper's exact invocation. `source` is an audio_files.AudioSource."""
+"""Decoding with FFmpeg, for what libsndfile does not read (MP4/M4A, WebM, ...) or reads less of:
+the ffmpeg binary when it is on PATH (openai-whisper's exact invocation), else FFmpeg's libraries
+through PyAV in-process (faster-whisper's decoder: the same 16-bit mono output at `sr`), so that a
+phone's or a browser's recording needs no ffmpeg installed. `source` is an audio_files.AudioSource.
+"""
 
 import os
+import shutil
 import subprocess
 import tempfile
+from itertools import chain
+from typing import Callable, List, Optional
 
 import numpy as np
 
@@ -18,9 +24,40 @@ FFMPEG_EXTENSIONS = {
         "eac3 dts ape wv tta mpc spx ra rm mp2 mpa mpg mpeg ts mts m2ts vob"
     ).split()
 }
+# Full scale of the 16-bit samples both decoders give, as openai's and faster-whisper's scale them
+_INT16_SCALE = 32768.0
 
 
-def load_with_ffmpeg(source, sr: int) -> np.ndarray:
+def ffmpeg_loader() -> Optional[Callable]:
+    """`load(source, sr, max_hours)` of the FFmpeg at hand: the binary on PATH, else PyAV; None
+    when there is neither."""
+    if shutil.which("ffmpeg"):
+        return load_with_ffmpeg
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return None
+    return load_with_av
+
+
+def cannot_decode(source) -> AudioError:
+    """The error for a file libsndfile failed on, with no FFmpeg to try."""
+    ext = os.path.splitext(source.path)[1].lower() if source.path else ""
+    if ext in FFMPEG_EXTENSIONS:
+        return AudioError(
+            f"cannot decode {source.name}: {ext} files need ffmpeg on PATH or PyAV (pip install av)"
+        )
+    if source.path:
+        return AudioError(
+            f"could not decode {source.what}: not a supported audio format, or corrupted"
+        )
+    return AudioError(
+        f"could not decode {source.what}: not a supported audio format, or corrupted (formats "
+        "other than WAV, FLAC, Ogg, Opus and MP3 need ffmpeg on PATH or PyAV)"
+    )
+
+
+def load_with_ffmpeg(source, sr: int, max_hours: float) -> np.ndarray:
     """openai's exact ffmpeg invocation: mono 16-bit PCM at `sr` on stdout. A file held in memory
     is given as a temporary file, not on stdin: ffmpeg cannot seek in a pipe, and an MP4 whose
     index comes last (as phones record them) needs to."""
@@ -29,8 +66,12 @@ def load_with_ffmpeg(source, sr: int) -> np.ndarray:
         with tempfile.NamedTemporaryFile(suffix=suffix[:17]) as copy:
             copy.write(source.data)
             copy.flush()
-            return _ffmpeg(copy.name, source, sr)
-    return _ffmpeg(source.path, source, sr)
+            samples = _ffmpeg(copy.name, source, sr)
+    else:
+        samples = _ffmpeg(source.path, source, sr)
+    if len(samples) > max_hours * 3600 * sr:
+        raise _too_long(source, max_hours)
+    return samples.astype(np.float32) / _INT16_SCALE
 
 
 def _ffmpeg(path: str, source, sr: int) -> np.ndarray:
@@ -46,4 +87,52 @@ def _ffmpeg(path: str, source, sr: int) -> np.ndarray:
         if source.path is None:  # the temporary copy's name means nothing to the caller
             reason = reason.replace(path, source.name)
         raise AudioError(f"could not decode {source.what}: {reason}") from None
-    return np.frombuffer(out, np.int16).astype(np.float32) / 32768.0
+    return np.frombuffer(out, np.int16)
+
+
+def load_with_av(source, sr: int, max_hours: float) -> np.ndarray:
+    """The first audio stream, mixed to mono and resampled to `sr` 16-bit samples by FFmpeg's
+    resampler, as the binary's `-ac 1 -ar sr` does. The file is opened here and handed over as a
+    file object, never by name: FFmpeg would read a name as a URL (`concat:...`, `http:...`).
+    Packets that fail to decode are skipped, as ffmpeg skips them."""
+    import av
+
+    limit = max_hours * 3600 * sr
+    blocks: List[np.ndarray] = []
+    total = 0
+    try:
+        with source.open() as f, av.open(f, metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioError(f"could not decode {source.what}: it holds no audio stream")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=sr)
+            # the demuxer's last packet is empty: decoding it flushes the decoder, and resampling
+            # None (last) the resampler
+            for packet in chain(container.demux(stream), [None]):
+                try:
+                    frames = [None] if packet is None else packet.decode()
+                except av.error.InvalidDataError:
+                    continue
+                for frame in frames:
+                    for out in resampler.resample(frame):
+                        blocks.append(out.to_ndarray().reshape(-1))
+                        total += len(blocks[-1])
+                if total > limit:
+                    raise _too_long(source, max_hours)
+    except av.error.InvalidDataError:  # no format FFmpeg knows, or nothing it can read
+        raise AudioError(
+            f"could not decode {source.what}: not a supported audio format, or corrupted"
+        ) from None
+    except av.error.FFmpegError as error:
+        reason = error.strerror or type(error).__name__
+        raise AudioError(f"could not decode {source.what}: {reason}") from None
+    if not blocks:
+        return np.zeros(0, np.float32)
+    return np.concatenate(blocks).astype(np.float32) / _INT16_SCALE
+
+
+def _too_long(source, max_hours: float) -> AudioError:
+    return AudioError(
+        f"{source.name} holds more than {max_hours:g} hours of audio, more than whisperms takes "
+        "in one input: split it"
+    )
