@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile
 
 from whisperms.audio import SAMPLE_RATE, load_audio
 from whisperms.audio_files import AudioSource
@@ -109,3 +110,29 @@ def test_what_ffmpeg_does_not_read_is_one_line(tmp_path, monkeypatch, ffmpeg_fol
         ": not a supported audio format, or corrupted (formats other than WAV, FLAC, Ogg, Opus "
         "and MP3 need ffmpeg on PATH or PyAV)"
     )
+
+
+@pytest.mark.parametrize("file_format", ["WAV", "FLAC"])
+def test_surround_is_mixed_as_ffmpeg_mixes_it(
+    tmp_path, monkeypatch, ffmpeg_folder, no_ffmpeg, file_format
+):
+    """A 5.1 file libsndfile reads was averaged, a sixth to each channel: speech in the centre
+    came out at a sixth beside the LFE channel's rumble. FFmpeg mixes it as openai's and
+    faster-whisper's decoders do: the centre 0.29, front left and right 0.21, the rear 0.15, the
+    LFE left out; bit for bit faster-whisper's decode_audio, and the binary's when it is on PATH."""
+    from faster_whisper.audio import decode_audio
+
+    speech = load_audio(JFK)
+    rumble = 0.5 * np.sin(2 * np.pi * 40 * np.arange(len(speech)) / SAMPLE_RATE)
+    channels = np.zeros((len(speech), 6), np.float32)
+    channels[:, 2] = speech  # FC
+    channels[:, 3] = rumble  # LFE
+    channels[:, 4] = channels[:, 5] = 0.1 * speech  # BL, BR
+    path = tmp_path / f"surround.{file_format.lower()}"
+    soundfile.write(path, channels, SAMPLE_RATE, format=file_format, subtype="PCM_16")
+    audio = load_audio(path)
+    np.testing.assert_array_equal(audio, decode_audio(str(path)))
+    expected = (1.0 + 2 * 0.1 * 0.5) / (2 * 0.70711 + 1.0 + 2 * 0.5) * speech
+    assert np.abs(audio - expected).max() < 2e-4
+    monkeypatch.setenv("PATH", str(ffmpeg_folder))
+    np.testing.assert_array_equal(load_audio(path), audio)
