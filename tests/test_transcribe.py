@@ -58,7 +58,8 @@ def check_segments(result, duration):
 
 def test_jfk_transcript(tiny_en_model):
     result = tiny_en_model.transcribe(str(DATA / "jfk_inaugural_1961.flac"))
-    assert result.language == "en" and result.info.duration == pytest.approx(11.0, abs=0.01)
+    # every sample (176000), as faster-whisper reports it
+    assert result.language == "en" and result.info.duration == 11.0
     assert normalize(result.text) == normalize(
         "And so my fellow Americans ask not what your country can do for "
         "you ask what you can do for your country"

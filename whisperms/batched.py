@@ -299,8 +299,7 @@ class BatchedTranscriber:
                 prompt = prompt_tokens(self.tokenizer, audio.initial_prompt)
             audio = audio.audio
         audio = load_audio(audio)
-        # as the sequential mode counts it: whole mel frames
-        duration = len(audio) // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE
+        duration = len(audio) / SAMPLE_RATE  # as faster-whisper reports it: every sample
         if self.options.vad_applies:
             # MindSpore: the model has imported it
             from .vad import collect_chunks, get_speech_timestamps
@@ -313,8 +312,7 @@ class BatchedTranscriber:
             source = _Source(
                 index,
                 duration,
-                # whole mel frames too, as the sequential mode counts the speech it joins
-                sum(c["end"] - c["start"] for c in chunks) // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE,
+                sum(c["end"] - c["start"] for c in chunks) / SAMPLE_RATE,
                 chunks,
                 language,
                 prompt,

@@ -181,14 +181,13 @@ class Transcriber:
         self.options = options.decoding
         # with the VAD filter: moves a window's segments back to the original timeline
         self.restore = None
-        duration = None  # of the input, when what is transcribed is less (the speech alone)
         audio = load_audio(audio)  # once: what it warns of is said once
+        # as faster-whisper reports them: every sample, of the input and of what is transcribed
+        duration = len(audio) / SAMPLE_RATE
         if options.vad_applies:
             # MindSpore: the model has imported it
             from .vad import collect_speech, restore_speech_timestamps
 
-            # as content_frames below counts it
-            duration = len(audio) // HOP_LENGTH * HOP_LENGTH / SAMPLE_RATE
             audio, speech_chunks = collect_speech(audio, options.vad_parameters)
             if speech_chunks:
                 self.restore = lambda segments: list(
@@ -202,8 +201,8 @@ class Transcriber:
         self.info = TranscriptionInfo(
             language,
             probability,
-            self.duration if duration is None else duration,
-            duration_after_vad=self.duration,
+            duration,
+            duration_after_vad=len(audio) / SAMPLE_RATE,
             vad_options=vad_options(options.vad_parameters) if options.vad_applies else None,
             all_language_probs=all_probs,
         )
