@@ -289,7 +289,7 @@ def test_cold_cache_prints_only_whisperms_lines(tmp_path, tiny_en_ct2_dir):
     stderr and the segments on stdout and nothing else; --verbose False prints nothing at all.
     Warnings are not silenced here, so a fallback's warning (graph cache, fusion) fails this test
     too, and so does MindSpore's kernel generator printing on stdout (it did, once per fused kernel,
-    until fusion.py pointed AKG_WHITE_LIST_PATH at its config)."""
+    until fusion.py pointed AKG_WHITE_LIST_PATH at its config). The quiet run has no home folder."""
     cold = {"XDG_CACHE_HOME": str(tmp_path / "cold-cache")}
     proc = run(SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "txt", env=cold)
     assert proc.returncode == 0, proc.stderr
@@ -302,19 +302,34 @@ def test_cold_cache_prints_only_whisperms_lines(tmp_path, tiny_en_ct2_dir):
     assert [line for line in proc.stdout.splitlines() if not SEGMENT_LINE.match(line)] == [], (
         proc.stdout
     )
-    quiet = run(
-        SHORT,
-        "--model",
-        tiny_en_ct2_dir,
-        "-o",
-        tmp_path,
-        "-f",
-        "txt",
-        "--verbose",
-        "False",
-        env={"XDG_CACHE_HOME": str(tmp_path / "cold-cache-2")},
+    # Again where the user has no home folder (HOME unset, no passwd entry: a container's arbitrary
+    # uid, `env -i`), which was a traceback: the caches are off, the kernels generated in a
+    # temporary folder removed at exit.
+    script = tmp_path / "no_home.py"
+    script.write_text(
+        "import pwd, runpy, sys\n"
+        "def unknown(uid):\n"
+        "    raise KeyError(f'getpwuid(): uid not found: {uid}')\n"
+        "pwd.getpwuid = unknown\n"
+        "sys.argv[0] = 'whisperms'\n"
+        "runpy.run_module('whisperms', run_name='__main__', alter_sys=True)\n"
+    )
+    cache_settings = ("HOME", "XDG_CACHE_HOME", "WHISPERMS_GRAPH_CACHE", "MS_COMPILER_CACHE_PATH")
+    env = {k: v for k, v in user_env().items() if k not in cache_settings}
+    (tmp_path / "tmp").mkdir()
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    out = tmp_path / "no-home"
+    args = [SHORT, "--model", tiny_en_ct2_dir, "-o", out, "-f", "txt", "--verbose", "False"]
+    quiet = subprocess.run(
+        [sys.executable, str(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert quiet.returncode == 0 and (quiet.stdout, quiet.stderr) == ("", "")
+    assert (out / f"{SHORT.stem}.txt").read_text().strip()
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_help_gives_every_default():

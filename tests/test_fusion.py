@@ -7,9 +7,10 @@ import sys
 
 import mindspore as ms
 import numpy as np
+import pytest
 from mindspore import Tensor
 
-from whisperms import fusion
+from whisperms import WhispermsWarning, fusion
 from whisperms.model import erf, gelu
 
 
@@ -94,5 +95,11 @@ def test_kernel_cache_falls_back_to_a_temporary_folder(tmp_path, monkeypatch):
     blocked.write_text("not a folder")
     monkeypatch.setattr(fusion, "_cache", None)
     monkeypatch.setenv(fusion.CACHE_ENV, str(blocked / "kernels"))
-    cache = fusion.kernel_cache()
+    with pytest.warns(WhispermsWarning) as caught:
+        cache = fusion.kernel_cache()
+    assert [str(w.message) for w in caught] == [
+        f"{fusion.CACHE_ENV}={blocked / 'kernels'} is not a folder whisperms can use; kernels are "
+        "generated in every process"
+    ]
+    # the process's own, removed as it exits (test_cli's run without a home folder checks that)
     assert cache.is_dir() and os.access(cache, os.W_OK) and "whisperms-kernels-" in cache.name

@@ -2,6 +2,8 @@
 compiled and saved, instead of compiling them, and they compute what the compiled (jit) path
 computes."""
 
+import os
+import time
 import warnings
 
 import mindspore as ms
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 from mindspore import Parameter, Tensor
 
-from whisperms import graph_cache, load_model
+from whisperms import CheckpointError, WhispermsWarning, graph_cache, load_model
 from whisperms.inference import Inference, _Graph
 
 from conftest import DATA
@@ -42,7 +44,66 @@ def test_folder_setting(tmp_path, monkeypatch):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     monkeypatch.setenv(graph_cache.GRAPH_CACHE_ENV, str(blocked / "graphs"))
-    assert graph_cache.graph_folder() is None
+    with pytest.warns(WhispermsWarning) as caught:
+        assert graph_cache.graph_folder() is None
+    assert [str(w.message) for w in caught] == [
+        f"{graph_cache.GRAPH_CACHE_ENV}={blocked / 'graphs'} is not a folder whisperms can use; "
+        "every process compiles its graphs"
+    ]
+    # `~` and a relative path, as systemd's Environment= and docker -e leave them: made absolute
+    # (a relative one was resolved again from the kernel folder compiles run in)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(graph_cache.GRAPH_CACHE_ENV, "~/graphs")
+    assert graph_cache.graph_folder() == tmp_path / "home" / "graphs"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(graph_cache.GRAPH_CACHE_ENV, "relative")
+    assert graph_cache.graph_folder() == tmp_path / "relative"
+    # a relative XDG_CACHE_HOME is ignored, as the XDG spec says
+    monkeypatch.delenv(graph_cache.GRAPH_CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", "cache")
+    assert graph_cache.graph_folder() == (
+        tmp_path / "home" / ".cache" / "whisperms" / "graphs" / f"mindspore-{ms.__version__}"
+    )
+
+
+def test_no_home_folder_means_no_cache(monkeypatch):
+    """HOME unset and the user not in the password database (a container's arbitrary uid, `env
+    -i`): Path.home() raised RuntimeError, a traceback at the first transcription. The caches are
+    off instead, and a named model says where to put it."""
+    import pwd
+
+    from whisperms.hub import WEIGHTS_ENV, weights_root
+    from whisperms.user_dirs import cache_home
+
+    def unknown(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    for name in ("HOME", "XDG_CACHE_HOME", graph_cache.GRAPH_CACHE_ENV, WEIGHTS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert cache_home() is None and graph_cache.graph_folder() is None
+    assert graph_cache.user_cache("kernels") is None
+    if (
+        not weights_root.__globals__["Path"](graph_cache.__file__)
+        .parent.parent.joinpath("weights")
+        .is_dir()
+    ):
+        with pytest.raises(CheckpointError, match="^no folder to keep models in: the home folder"):
+            weights_root()
+
+
+def test_unused_graphs_and_stale_temporary_files_are_pruned(tmp_path):
+    """Every code change and every new shape names new files, and nothing was ever deleted (a day of
+    development left 640 files, 153 MB): graphs not loaded for UNUSED_DAYS go, and the temporary
+    files of processes killed while saving."""
+    now = time.time()
+    ages = {"old.mindir": 31, "recent.mindir": 29, "old.123.tmp": 0.1, "new.456.tmp": 0.01}
+    for name, days in ages.items():
+        path = tmp_path / name
+        path.write_bytes(b"x")
+        os.utime(path, (now - days * 86400, now - days * 86400))
+    graph_cache.prune(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.456.tmp", "recent.mindir"]
 
 
 def _transcribe(model, graph_cache_folder, **options):
@@ -130,6 +191,13 @@ def test_parameters_are_bound_by_name_and_foreign_ones_not_saved(tmp_path):
     assert np.array_equal(loaded(x.shape, x).asnumpy(), [0.0, 3.0, 6.0])
     assert loaded.loaded and np.array_equal(loaded(x.shape, x).asnumpy(), [0.0, 3.0, 6.0])
 
+    # in use: touched when loaded (at most once a day), so prune keeps it
+    (saved,) = tmp_path.glob("scale-*.mindir")
+    month_ago = time.time() - 30 * 86400
+    os.utime(saved, (month_ago, month_ago))
+    assert graph_over(second)(x.shape, x).asnumpy().tolist() == [0.0, 3.0, 6.0]
+    assert time.time() - saved.stat().st_mtime < 60
+
     foreign = Parameter(Tensor(np.full((3,), 2.0, np.float32)), name="foreign")
 
     def scale(x):
@@ -142,3 +210,29 @@ def test_parameters_are_bound_by_name_and_foreign_ones_not_saved(tmp_path):
         result = graph(x.shape, x)
     assert np.array_equal(result.asnumpy(), [0.0, 2.0, 4.0])
     assert list((tmp_path / "f").iterdir()) == []
+
+
+def test_a_save_that_fails_is_said_once_and_not_tried_again(tmp_path):
+    """A full disk or a folder gone read-only: each graph's save failed and warned in turn (19 lines
+    on a full disk); the first failure now says so, naming the folder, and no more are tried. The
+    graphs still compute."""
+    x = Tensor(np.arange(3, dtype=np.float32))
+    weight = Parameter(Tensor(np.full((3,), 2.0, np.float32)), name="w")
+    folder = tmp_path / "graphs"
+    cache = graph_cache.GraphCache(folder, ["test"], {weight.name: weight})
+    folder.rmdir()
+    folder.write_text("the folder is gone: saving fails as on a full disk")
+
+    def double(x):
+        return x * weight
+
+    def triple(x):
+        return x * weight * 1.5
+
+    with pytest.warns(RuntimeWarning) as caught:
+        first = _Graph("double", double, compiled=True, cache=cache)(x.shape, x)
+        second = _Graph("triple", triple, compiled=True, cache=cache)(x.shape, x)
+    assert [str(w.message) for w in caught] == [
+        f"whisperms: graph cache: double: Not a directory: {folder}; no more graphs saved"
+    ]
+    assert first.asnumpy().tolist() == [0.0, 2.0, 4.0] and second.asnumpy().tolist() == [0, 3, 6]

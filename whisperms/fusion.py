@@ -6,13 +6,15 @@ it on CPU. It is switched on only around whisperms' own compiles (internals.grap
 a user's other MindSpore code is left as it was.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from . import internals
-from .graph_cache import user_cache, writable
+from .graph_cache import user_cache, warn_unusable, writable
 from .internals import AKG_PATH_ENV, CACHE_ENV, FLAGS_ENV  # noqa: F401 (the settings fused_compile changes)
 
 # Select stays out of fused kernels: AKG's broadcasting Select (the step's KV-cache write) gave
@@ -29,9 +31,13 @@ def kernel_cache() -> Path:
     global _cache
     if _cache is None:
         preferred = os.environ.get(CACHE_ENV)
-        _cache = (writable(preferred) if preferred else user_cache("kernels")) or Path(
-            tempfile.mkdtemp(prefix="whisperms-kernels-")
-        )
+        _cache = writable(preferred) if preferred else user_cache("kernels")
+        if _cache is None:
+            if preferred:
+                warn_unusable(CACHE_ENV, preferred, "kernels are generated in every process")
+            # this process's own, removed when it exits (one per process would fill the disk)
+            _cache = Path(tempfile.mkdtemp(prefix="whisperms-kernels-"))
+            atexit.register(shutil.rmtree, _cache, ignore_errors=True)
     return _cache
 
 

@@ -6,54 +6,97 @@ only goes through the backend, the costlier part of a compile being the frontend
 same bit for bit.
 """
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
+import time
+import warnings
 from pathlib import Path
 
 import mindspore as ms
 from mindspore import Tensor, nn
 
 from . import internals
+from .errors import WhispermsWarning
+from .user_dirs import cache_home
 
 GRAPH_CACHE_ENV = "WHISPERMS_GRAPH_CACHE"
 OFF = ("0", "off", "false", "no")
+# A graph file not loaded for this long is deleted when a process next saves one (a file is touched
+# when loaded, at most once a day), so graphs of old versions and of shapes no longer used do not
+# pile up; a temporary file this old is a killed process's.
+UNUSED_DAYS = 30
+STALE_TEMPORARY_SECONDS = 3600
+_DAY = 86400
 
 
-def user_cache(kind):
+def user_cache(kind, write=True):
     """~/.cache/whisperms/<kind>/mindspore-<version> (or under $XDG_CACHE_HOME), created; None if
-    not writable."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return writable(root / "whisperms" / kind / f"mindspore-{ms.__version__}")
+    there is no home folder or it is not writable (not readable, with `write` False)."""
+    home = cache_home()
+    if home is None:
+        return None
+    return (writable if write else readable)(
+        home / "whisperms" / kind / f"mindspore-{ms.__version__}"
+    )
 
 
 def writable(folder):
+    """`folder` made absolute (`~` expanded) and created, or None where it cannot be written."""
+    folder = readable(folder)
+    return folder if folder is not None and os.access(folder, os.W_OK) else None
+
+
+def readable(folder):
+    """`folder` made absolute (`~` expanded) and created where it can be, or None where it cannot
+    be listed: graphs saved in a folder now read-only (an image's pre-filled cache) still load."""
+    folder = Path(folder).expanduser().absolute()
     try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError:
-        return None
-    return Path(folder) if os.access(folder, os.W_OK) else None
+        pass
+    return folder if folder.is_dir() and os.access(folder, os.R_OK | os.X_OK) else None
 
 
 def graph_folder():
-    """Where graphs are cached, or None when the cache is off or no folder is writable:
+    """Where graphs are cached, or None when the cache is off or no folder is usable:
     `$WHISPERMS_GRAPH_CACHE` if set (`0` turns the cache off), else
-    ~/.cache/whisperms/graphs/mindspore-<version>."""
+    ~/.cache/whisperms/graphs/mindspore-<version>. A folder set that cannot be used is said once."""
     setting = os.environ.get(GRAPH_CACHE_ENV)
+    if source_fingerprint() is None:
+        return None
     if setting is None:
-        return user_cache("graphs")
+        return user_cache("graphs", write=False)
     if setting.strip().lower() in OFF or not setting.strip():
         return None
-    return writable(setting)
+    folder = readable(setting)
+    if folder is None:
+        warn_unusable(GRAPH_CACHE_ENV, setting, "every process compiles its graphs")
+    return folder
+
+
+@functools.lru_cache(maxsize=None)
+def warn_unusable(variable, value, consequence):
+    warnings.warn(
+        f"{variable}={value} is not a folder whisperms can use; {consequence}",
+        WhispermsWarning,
+        stacklevel=4,
+    )
 
 
 @functools.lru_cache(maxsize=None)
 def source_fingerprint():
-    """A hash of the package's Python sources, read once per process (the code this process runs):
-    any code change names new files."""
+    """A hash of the package's Python sources (their compiled files where only those are
+    installed), read once per process (the code this process runs): any code change names new
+    files. None where neither is found (a frozen application): no cache."""
+    package = Path(__file__).parent
+    paths = sorted(package.glob("*.py")) or sorted(package.glob("*.pyc"))
+    if not paths:
+        return None
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in paths:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -82,6 +125,10 @@ class GraphCache:
         self.salt = [source_fingerprint(), ms.__version__, context]
         # name -> Parameter: what a loaded graph's parameters are bound to
         self.parameters = parameters
+        # False in a read-only folder, and after a save failed (a full disk): one warning, not one
+        # per graph
+        self.saving = os.access(self.folder, os.W_OK)
+        self.pruned = False
 
     def path(self, name, args):
         # Named by everything the graph depends on, so a changed input is a new file, never a stale
@@ -109,6 +156,8 @@ class GraphCache:
                 )
             # shares the model's memory: no copy
             parameter.set_data(Tensor.from_numpy(own.asnumpy()))
+        if self.saving and time.time() - path.stat().st_mtime > _DAY:
+            os.utime(path)  # in use: kept by prune
         return cell
 
     @staticmethod
@@ -121,7 +170,7 @@ class GraphCache:
         """Save the graph jit compiled for fn(*args) since `phases()` returned `before`. Where
         MindSpore's internals do not give the graph, nothing is saved (internals.py warned once)."""
         phases = self.phases()
-        if before is None or phases is None:
+        if before is None or phases is None or not self.saving:
             return
         phases = phases - before
         if len(phases) != 1:
@@ -143,5 +192,27 @@ class GraphCache:
         try:
             temporary.write_bytes(stream)
             os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        except OSError as error:
+            self.saving = False
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            reason = error.strerror or error
+            raise OSError(f"{reason}: {self.folder}; no more graphs saved") from None
+        if not self.pruned:
+            self.pruned = True
+            prune(self.folder)
+
+
+def prune(folder):
+    """Delete the graphs in `folder` not loaded for UNUSED_DAYS, and killed processes' temporary
+    files; another process deleting the same file at once is no error."""
+    now = time.time()
+    for path in Path(folder).iterdir():
+        try:
+            age = now - path.stat().st_mtime
+            if (path.suffix == ".mindir" and age > UNUSED_DAYS * _DAY) or (
+                path.suffix == ".tmp" and age > STALE_TEMPORARY_SECONDS
+            ):
+                path.unlink()
+        except OSError:
+            pass

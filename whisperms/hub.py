@@ -7,6 +7,7 @@ from pathlib import Path
 from .convert import convert, detect_format, is_whisperms
 from .errors import CheckpointError
 from .released import RELEASED_DIMENSIONS, model_name
+from .user_dirs import cache_home
 
 WEIGHTS_ENV = "WHISPERMS_WEIGHTS"  # overrides where named models are looked up and cached
 
@@ -32,7 +33,13 @@ def weights_root() -> Path:
     repo_weights = Path(__file__).resolve().parent.parent / "weights"
     if repo_weights.is_dir():
         return repo_weights
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "whisperms"
+    home = cache_home()
+    if home is None:
+        raise CheckpointError(
+            "no folder to keep models in: the home folder is unknown (HOME is not set); set "
+            f"{WEIGHTS_ENV} or XDG_CACHE_HOME, or give a checkpoint folder as the model"
+        )
+    return home / "whisperms"
 
 
 def released_name(name_or_path):
