@@ -7,9 +7,12 @@ a user's other MindSpore code is left as it was.
 """
 
 import atexit
+import glob
+import json
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,6 +25,8 @@ from .internals import AKG_PATH_ENV, CACHE_ENV, FLAGS_ENV  # noqa: F401 (the set
 FLAGS = "--disable_cluster_ops=Select"
 
 _cache = None
+# A kernel description younger than this may be another process's, being written
+BEING_WRITTEN_SECONDS = 60
 
 
 def kernel_cache() -> Path:
@@ -38,7 +43,30 @@ def kernel_cache() -> Path:
             # this process's own, removed when it exits (one per process would fill the disk)
             _cache = Path(tempfile.mkdtemp(prefix="whisperms-kernels-"))
             atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+        else:
+            # before MindSpore reads them (it warns, waits and fails on each broken one)
+            drop_broken_kernels(_cache, older_than=BEING_WRITTEN_SECONDS)
     return _cache
+
+
+def drop_broken_kernels(folder=None, older_than: float = 0.0) -> int:
+    """Remove the cached kernels whose description (`akg_kernel_meta/*.json`) does not parse, with
+    their other files, so that they are generated again; how many. MindSpore's kernel generator
+    writes it in place: a process killed or a disk full part way leaves it cut short, and every
+    later compile using that kernel failed (the graph then ran unfused, in every process, with a
+    warning). `older_than` seconds: a description another process may be writing now is left."""
+    meta = Path(folder or kernel_cache()) / "akg_kernel_meta"
+    removed, now = 0, time.time()
+    for path in meta.glob("*.json") if meta.is_dir() else ():
+        try:
+            if now - path.stat().st_mtime < older_than:
+                continue
+            json.loads(path.read_bytes())
+        except (OSError, ValueError):  # a bad encoding is a ValueError too
+            for part in meta.glob(f"{glob.escape(path.stem)}.*"):
+                part.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from mindspore import Tensor, mutable
 from . import compute_thread, core_share
 from .attention import EAGER
 from .errors import check_same_process
-from .fusion import fused_compile
+from .fusion import drop_broken_kernels, fused_compile
 from .graph_cache import GraphCache, graph_folder
 from .internals import runner
 from .kv_cache import HostKVCache, KVCache
@@ -115,11 +115,20 @@ class _Graph:
             with fused_compile():
                 return compiled(*args)
         except Exception as error:
-            _warn(f"fused compile failed ({_first_line(error)}); compiling without fusion")
-            self.fuse = False
+            failure = error
+        if drop_broken_kernels():  # a kernel the cache held cut short: generated again
             if compiled is self.compiled:
                 self.compiled = compiled = ms.jit(self.fn)
-            return compiled(*args)
+            try:
+                with fused_compile():
+                    return compiled(*args)
+            except Exception as error:
+                failure = error
+        _warn(f"fused compile failed ({_first_line(failure)}); compiling without fusion")
+        self.fuse = False
+        if compiled is self.compiled:
+            self.compiled = compiled = ms.jit(self.fn)
+        return compiled(*args)
 
 
 def layer_parameters(block):
