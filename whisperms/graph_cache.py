@@ -130,18 +130,33 @@ class GraphCache:
         self.saving = os.access(self.folder, os.W_OK)
         self.pruned = False
 
-    def path(self, name, args):
+    def path(self, name, args, content: bytes):
         # Named by everything the graph depends on, so a changed input is a new file, never a stale
-        # graph. (MindSpore's own compile cache matches graphs by compile order: a process compiling
-        # in another order ran wrong graphs.)
+        # graph (MindSpore's own compile cache matches graphs by compile order: a process compiling
+        # in another order ran wrong graphs), and by a digest of its bytes, checked before loading:
+        # MindSpore loads a damaged file that still parses (other numbers, silently) and logs
+        # errors before it refuses one that does not.
+        return self.folder / f"{self._stem(name, args)}-{_digest(content)}.mindir"
+
+    def _stem(self, name, args):
         key = hashlib.sha256(json.dumps([self.salt, name, signature(args)]).encode()).hexdigest()
-        return self.folder / f"{name}-{key[:32]}.mindir"
+        return f"{name}-{key[:32]}"
 
     def load(self, name, args):
         """The cached graph for fn(*args) as a GraphCell (called with the same args), or None if
         there is none or it does not load (then it is removed, to be saved again)."""
-        path = self.path(name, args)
-        if not path.exists():
+        path = None
+        for found in self.folder.glob(f"{self._stem(name, args)}-*.mindir"):
+            try:
+                ok = found.name == self.path(name, args, found.read_bytes()).name
+            except OSError:
+                continue
+            if ok:
+                path = found
+                break
+            with contextlib.suppress(OSError):  # damaged; a read-only folder keeps it
+                found.unlink(missing_ok=True)
+        if path is None:
             return None
         try:
             cell = nn.GraphCell(ms.load(str(path)))
@@ -179,7 +194,7 @@ class GraphCache:
         parameters = None if stream is None else internals.mindir_parameters(stream)
         if parameters is None:
             return
-        path = self.path(name, args)
+        path = self.path(name, args, stream)
         for parameter_name, has_data in parameters:
             if has_data or parameter_name.split(":", 1)[-1] not in self.parameters:
                 raise ValueError(
@@ -201,6 +216,10 @@ class GraphCache:
         if not self.pruned:
             self.pruned = True
             prune(self.folder)
+
+
+def _digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()[:16]
 
 
 def prune(folder):
