@@ -103,3 +103,22 @@ def test_kernel_cache_falls_back_to_a_temporary_folder(tmp_path, monkeypatch):
     ]
     # the process's own, removed as it exits (test_cli's run without a home folder checks that)
     assert cache.is_dir() and os.access(cache, os.W_OK) and "whisperms-kernels-" in cache.name
+
+
+def test_no_compiler_means_no_fusion_and_one_line(tmp_path, monkeypatch, tiny_en_model):
+    """MindSpore's kernel generator builds kernels with g++, which a slim container image lacks:
+    every fused compile failed there, with a warning each and pages of the generator's tracebacks
+    on stderr. Without g++ on PATH, graphs compile unfused from the start, said in one line."""
+    from whisperms.inference import Inference
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no g++ (nor anything else)
+    fusion.warn_unusable_compiler.cache_clear()
+    with pytest.warns(WhispermsWarning) as caught:
+        assert not Inference(tiny_en_model).fuse
+        assert not Inference(tiny_en_model).fuse
+    assert [str(w.message) for w in caught] == [
+        "g++ is not on PATH: graphs are compiled without graph-kernel fusion (slower; install g++ "
+        "to have it)"
+    ]
+    monkeypatch.undo()
+    assert Inference(tiny_en_model).fuse

@@ -7,16 +7,19 @@ a user's other MindSpore code is left as it was.
 """
 
 import atexit
+import functools
 import glob
 import json
 import os
 import shutil
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 from . import internals
+from .errors import WhispermsWarning
 from .graph_cache import user_cache, warn_unusable, writable
 from .internals import AKG_PATH_ENV, CACHE_ENV, FLAGS_ENV  # noqa: F401 (the settings fused_compile changes)
 
@@ -47,6 +50,26 @@ def kernel_cache() -> Path:
             # before MindSpore reads them (it warns, waits and fails on each broken one)
             drop_broken_kernels(_cache, older_than=BEING_WRITTEN_SECONDS)
     return _cache
+
+
+def compiler_available() -> bool:
+    """Whether MindSpore's kernel generator can build kernels: it calls g++, which a slim container
+    image lacks (every fused compile then failed, printing pages of the generator's tracebacks).
+    Said once when not."""
+    if shutil.which("g++"):
+        return True
+    warn_unusable_compiler()
+    return False
+
+
+@functools.lru_cache(maxsize=None)
+def warn_unusable_compiler():
+    warnings.warn(
+        "g++ is not on PATH: graphs are compiled without graph-kernel fusion (slower; install g++ "
+        "to have it)",
+        WhispermsWarning,
+        stacklevel=4,
+    )
 
 
 def drop_broken_kernels(folder=None, older_than: float = 0.0) -> int:

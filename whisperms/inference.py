@@ -19,7 +19,7 @@ from mindspore import Tensor, mutable
 from . import compute_thread, core_share
 from .attention import EAGER
 from .errors import check_same_process
-from .fusion import drop_broken_kernels, fused_compile
+from .fusion import compiler_available, drop_broken_kernels, fused_compile
 from .graph_cache import GraphCache, graph_folder
 from .internals import runner
 from .kv_cache import HostKVCache, KVCache
@@ -221,7 +221,7 @@ class Inference:
             and runtime.attn_implementation == EAGER
             and runtime.dtype == "float32"
         )
-        self.fuse = (compiled and tested) if fuse is None else fuse
+        self.fuse = (compiled and tested and compiler_available()) if fuse is None else fuse
         # On CPU the self-attention cache lives in host arrays written in place (HostKVCache), read
         # by a step that attends to its own new position apart (TextDecoder.step_apart).
         on_host = runtime.device == "CPU" and runtime.attn_implementation == EAGER
