@@ -5,9 +5,10 @@ Without an Ascend card, the fused kernels' NumPy emulation (tests/emulation.py) 
 them through the kernel tables (attention.KERNELS, device.CONV_KERNELS). NumPy cannot run inside a
 graph, so those runs are PyNative: MS_JIT=0 makes MindSpore's jit-wrapped entry points run their
 Python bodies. PyNative decoding is slow (0.2-1 s per token on this 2-core machine, by load), so the
-greedy-token comparison runs DEFAULT_CLIPS clips of tiny.en by default (this whole file: ~1.5 min idle)
-and every clip under 30 s only with `-m slow` (72 min under load: 34/35 identical for tiny.en and
-for base). Tests marked `ascend` run the real kernels; elsewhere they are skipped with the reason.
+greedy-token comparison runs DEFAULT_CLIPS clips of tiny.en by default (this whole file: ~1.5 min
+idle) and every clip under 30 s only with `-m slow` (72 min under load: 34/35 identical for tiny.en
+and for base). Tests marked `ascend` run the real kernels; elsewhere they are skipped with the
+reason.
 
 Precision: the flash model runs float16 weights and activations (LayerNorm, softmax and logits in
 float32), the reference runs eager float32; the tolerances below are float16 ones, each with the
