@@ -145,13 +145,13 @@ class GraphCache:
     def load(self, name, args):
         """The cached graph for fn(*args) as a GraphCell (called with the same args), or None if
         there is none or it does not load (then it is removed, to be saved again)."""
-        path = None
-        for found in self.folder.glob(f"{self._stem(name, args)}-*.mindir"):
+        path, stem = None, self._stem(name, args)
+        for found in self.folder.glob(f"{stem}-*.mindir"):
             try:
-                ok = found.name == self.path(name, args, found.read_bytes()).name
+                content = found.read_bytes()
             except OSError:
                 continue
-            if ok:
+            if found.name == f"{stem}-{_digest(content)}.mindir":
                 path = found
                 break
             with contextlib.suppress(OSError):  # damaged; a read-only folder keeps it

@@ -111,23 +111,19 @@ class _Graph:
         fusion.py."""
         if not self.fuse:
             return compiled(*args)
-        try:
-            with fused_compile():
-                return compiled(*args)
-        except Exception as error:
-            failure = error
-        if drop_broken_kernels():  # a kernel the cache held cut short: generated again
-            if compiled is self.compiled:
-                self.compiled = compiled = ms.jit(self.fn)
+        for attempt in range(2):
             try:
                 with fused_compile():
                     return compiled(*args)
             except Exception as error:
                 failure = error
+            if compiled is self.compiled:  # a jit that failed to compile is not called again
+                self.compiled = compiled = ms.jit(self.fn)
+            # once more where a kernel the cache held cut short was removed, to be generated again
+            if attempt or not drop_broken_kernels():
+                break
         _warn(f"fused compile failed ({_first_line(failure)}); compiling without fusion")
         self.fuse = False
-        if compiled is self.compiled:
-            self.compiled = compiled = ms.jit(self.fn)
         return compiled(*args)
 
 
