@@ -27,7 +27,7 @@ from whisperms.convert import (
     read_whisperms,
     save_checkpoint,
 )
-from whisperms.errors import CheckpointError, OptionsError
+from whisperms.errors import CheckpointError, OptionsError, WhispermsWarning
 from whisperms.model import ModelDimensions, Whisper
 from whisperms.state_assign import assign_state
 from whisperms.state_layout import state_shapes
@@ -511,13 +511,47 @@ def test_ct2_needs_tokenizer_json(tmp_path, tiny_en_ct2_dir):
     assert_one_line_error(excinfo, "tokenizer.json is needed", "vocabulary.txt")
 
 
-def test_ct2_bad_alignment_heads(tmp_path, tiny_en_ct2_dir):
+def upper_half_heads(dims):
+    """openai's default alignment heads: every head of the upper half of the decoder's layers."""
+    layers, heads = dims.n_text_layer, dims.n_text_head
+    return [[layer, h] for layer in range(layers // 2, layers) for h in range(heads)]
+
+
+@pytest.mark.parametrize("heads", [[[1, 0], [25, 3]], [[1, 0], [3, 6]], [1, 0], "all"])
+def test_ct2_alignment_heads_of_another_model(tmp_path, tiny_en_ct2_dir, heads):
+    """A folder whose alignment heads lie outside its layers or heads (tiny.en: 4 x 6), as a
+    distilled model shipping its teacher's list has: a warning naming the file, and openai's default
+    heads. It was a CheckpointError: the model could not be loaded at all."""
     folder = ct2_folder(tmp_path, tiny_en_ct2_dir)
-    # tiny has 4 layers
-    (folder / "config.json").write_text(json.dumps({"alignment_heads": [[1, 0], [4, 0]]}))
+    (folder / "config.json").write_text(json.dumps({"alignment_heads": heads}))
+    with pytest.warns(WhispermsWarning) as caught:
+        ckpt = read_checkpoint(folder)
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert str(folder / "config.json") in str(caught[0].message)
+    assert "alignment_heads" in str(caught[0].message)
+    assert ckpt.alignment_heads == upper_half_heads(ckpt.dims)
+
+
+def test_huggingface_alignment_heads_of_another_model(tmp_path, tiny):
+    folder = hf_folder(tmp_path / "hf", tiny, heads=((2, 2), (31, 19)))
+    with pytest.warns(WhispermsWarning, match="generation_config.json: alignment_heads"):
+        ckpt = read_checkpoint(folder)
+    assert ckpt.alignment_heads == upper_half_heads(tiny.dims)
+
+
+def test_whisperms_folder_alignment_heads_stay_checked(tmp_path, tiny):
+    """whisperms writes its own folders' heads: a wrong list there is damage, an error."""
+    dst = save_checkpoint(tiny, tmp_path / "ckpt")
+    config = json.loads((dst / "config.json").read_text())
+    config["alignment_heads"] = [[1, 0], [4, 0]]
+    (dst / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError) as excinfo:
-        read_checkpoint(folder)
+        read_checkpoint(dst)
     assert_one_line_error(excinfo, "config.json", "alignment_heads")
+
+
+def test_ct2_config_not_json(tmp_path, tiny_en_ct2_dir):
+    folder = ct2_folder(tmp_path, tiny_en_ct2_dir)
     (folder / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError) as excinfo:
         read_checkpoint(folder)
@@ -685,6 +719,27 @@ def test_save_float16_rounds(tmp_path, tiny):
         np.testing.assert_allclose(got, value, rtol=2**-11, atol=2**-25, err_msg=name)
         changed += int(np.any(got != value))
     assert changed > len(state32) // 2  # the values really went through float16
+
+
+def test_convert_refuses_a_destination_before_reading(tmp_path, tiny_en_ct2_dir):
+    """A destination that may not be written is refused before the source is read (gigabytes for
+    a large model, where memory could run out first): here a source that fails when read."""
+    data = (tiny_en_ct2_dir / "model.bin").read_bytes()
+    source = ct2_folder(tmp_path, tiny_en_ct2_dir, model_bin=data[: len(data) // 2])
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
+    for dst, overwrite, said in (
+        (notes, False, "already exists and is not empty"),
+        (notes, True, "not a whisperms checkpoint folder"),
+        (notes / "keep.txt", False, "is a file"),
+    ):
+        with pytest.raises(CheckpointError) as excinfo:
+            convert(source, dst, overwrite=overwrite)
+        assert_one_line_error(excinfo, str(dst), said)
+    with pytest.raises(OptionsError, match="dtype must be one of"):
+        convert(source, tmp_path / "new", dtype="int8")
+    assert (notes / "keep.txt").read_text() == "mine" and not (tmp_path / "new").exists()
 
 
 def test_save_refuses_to_overwrite(tmp_path, tiny):

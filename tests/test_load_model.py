@@ -10,7 +10,7 @@ import pytest
 from test_convert import hf_folder, hf_real_folder
 from user_env import user_env
 
-from whisperms import AudioError, CheckpointError, OptionsError, load_model
+from whisperms import AudioError, CheckpointError, OptionsError, WhispermsWarning, load_model
 from whisperms.convert import convert, read_ctranslate2
 from whisperms.device import ascend_available
 
@@ -62,6 +62,23 @@ def test_huggingface_folder_gives_the_same_tokens(tmp_path, tiny_en_ct2_dir, jfk
     model = load_model(folder)
     assert model.alignment_heads == [[2, 2], [3, 0]]
     assert model.decode(window_mel(JFK)).tokens == jfk_tokens
+
+
+def test_a_distilled_models_borrowed_alignment_heads(tmp_path, tiny_en_ct2_dir, jfk_tokens):
+    """A folder listing another model's alignment heads (a distilled model with its teacher's
+    generation_config.json; tiny.en has 4 layers): loaded with a warning, transcribed as before, and
+    its word timestamps timed by openai's default heads. It could not be loaded at all."""
+    folder = hf_folder(tmp_path / "hf", read_ctranslate2(tiny_en_ct2_dir), heads=((2, 2), (25, 3)))
+    with pytest.warns(WhispermsWarning, match="alignment_heads"):
+        model = load_model(folder)
+    assert model.alignment_heads == [[layer, h] for layer in (2, 3) for h in range(6)]
+    assert model.decode(window_mel(JFK)).tokens == jfk_tokens
+    segments = model.transcribe(str(JFK), word_timestamps=True).segments
+    words = [w for s in segments for w in s.words]
+    assert "".join(w["word"] for w in words) == "".join(s.text for s in segments)
+    assert [w["word"].strip() for w in words[:3]] == ["And", "so", "my"]
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts) and 0 < words[-1]["end"] <= 11.1
 
 
 def test_huggingface_real_layout_gives_the_same_tokens(

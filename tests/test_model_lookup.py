@@ -205,6 +205,68 @@ def test_an_empty_model_folder_is_filled_and_another_models_is_refused(
     one_line(excinfo, "holds tiny.en's weights, not base.en's")
 
 
+def test_a_float16_download_is_kept_float16(tmp_path, monkeypatch, tiny_en_ct2_dir):
+    """The hub's float16 weights (large-v3's 3.1 GB file) were stored as float32: twice the disk,
+    and about three times the file's size in memory while converting. Stored as they come now, and
+    decoded as the downloaded folder itself decodes; float32 weights stay float32."""
+    import huggingface_hub
+
+    from whisperms.convert import Checkpoint
+
+    ct2 = read_ctranslate2(tiny_en_ct2_dir)  # the test's weights are float16 themselves
+
+    def in_dtype(dtype):
+        state = {name: value.astype(dtype) for name, value in ct2.state.items()}
+        return Checkpoint(ct2.dims, state, ct2.alignment_heads, ct2.tokenizer_path, ct2.name)
+
+    half = in_dtype(np.float16)
+    half_state = half.state
+    hubs = {"openai/whisper-tiny.en": hf_folder(tmp_path / "hub16", half)}
+    # base.en's name for tiny.en's weights in float32: stored, then refused
+    hubs["openai/whisper-base.en"] = hf_folder(tmp_path / "hub32", in_dtype(np.float32))
+    monkeypatch.setattr(
+        huggingface_hub, "snapshot_download", lambda repo, allow_patterns, **kw: str(hubs[repo])
+    )
+    root = tmp_path / "root"
+    model = load_model("tiny.en", download_root=root)
+    stored = load_file(str(root / "tiny.en" / "model.safetensors"))
+    assert {value.dtype for value in stored.values()} == {np.dtype(np.float16)}
+    for name, value in half_state.items():
+        np.testing.assert_array_equal(stored[name], value, err_msg=name)
+    mel = window_mel(JFK)
+    assert model.decode(mel).tokens == load_model(hubs["openai/whisper-tiny.en"]).decode(mel).tokens
+    with pytest.raises(CheckpointError, match="holds tiny.en's weights"):
+        load_model("base.en", download_root=root)
+    stored = load_file(str(root / "base.en" / "model.safetensors"))
+    assert {value.dtype for value in stored.values()} == {np.dtype(np.float32)}
+
+
+def test_a_named_models_folder_a_killed_conversion_left(
+    tmp_path, monkeypatch, tiny_en_ct2_dir, jfk_tokens
+):
+    """ROOT/NAME an empty mount point whose first conversion was killed (the out-of-memory killer):
+    its hidden temporary folder made ROOT/NAME look written, and every later load_model(NAME) said
+    "not a Whisper checkpoint folder" until the user found and removed it. Now it is removed and
+    the model converted."""
+    import huggingface_hub
+
+    hub = hf_folder(tmp_path / "hub", read_ctranslate2(tiny_en_ct2_dir))
+    monkeypatch.setattr(
+        huggingface_hub, "snapshot_download", lambda repo, allow_patterns, **kwargs: str(hub)
+    )
+    mount = tmp_path / "root" / "tiny.en"
+    left = mount / f".tiny.en.partial-{socket.gethostname()}-{dead_pid()}-0123abcd"
+    left.mkdir(parents=True)
+    (left / "model.safetensors").write_bytes(b"\0" * 1000)
+    model = load_model("tiny.en", download_root=tmp_path / "root")
+    assert model.decode(window_mel(JFK)).tokens == jfk_tokens
+    assert sorted(p.name for p in mount.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+
+
 def test_a_folder_named_like_a_model_does_not_hide_the_name(
     tmp_path, monkeypatch, converted, jfk_tokens
 ):

@@ -16,12 +16,13 @@ import re
 import shutil
 import socket
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError, OptionsError
+from .errors import CheckpointError, OptionsError, WhispermsWarning
 from .model import ModelDimensions
 from .released import model_name
 from .state_layout import CT2_TIED_OUTPUT, HF_TIED_OUTPUT, layout, state_shapes
@@ -115,6 +116,9 @@ def read_checkpoint(folder) -> Checkpoint:
 
 def convert(src, dst, dtype="float32", overwrite=False) -> Path:
     """Read any supported checkpoint folder `src` and write it as a whisperms folder `dst`."""
+    # a destination that cannot be written is said before gigabytes are read
+    _check_dtype(dtype)
+    _destination(dst, overwrite)
     return save_checkpoint(read_checkpoint(src), dst, dtype=dtype, overwrite=overwrite)
 
 
@@ -152,7 +156,11 @@ def _check_state(state: dict, dims: ModelDimensions, where):
             raise CheckpointError(f"{where}: unexpected tensor {name}")
 
 
-def _alignment_heads(heads, dims: ModelDimensions, where):
+def _alignment_heads(heads, dims: ModelDimensions, where, strict=True):
+    """The checkpoint's alignment heads, checked against its dimensions. A Hugging Face or
+    CTranslate2 folder's list may be another model's (a distilled model shipping its teacher's
+    generation_config.json): not `strict`, such a list is said in a warning and openai's default
+    used, so the model still transcribes (transformers loads it too)."""
     if heads is None:
         return None
     ok = isinstance(heads, list) and all(
@@ -164,10 +172,18 @@ def _alignment_heads(heads, dims: ModelDimensions, where):
         for h in heads
     )
     if not ok:
-        raise CheckpointError(
-            f"{where}: alignment_heads must be [layer, head] pairs within "
-            f"{dims.n_text_layer} layers x {dims.n_text_head} heads"
+        within = f"{dims.n_text_layer} layers x {dims.n_text_head} heads"
+        if strict:
+            raise CheckpointError(
+                f"{where}: alignment_heads must be [layer, head] pairs within {within}"
+            )
+        warnings.warn(
+            f"{where}: alignment_heads are not [layer, head] pairs within this model's {within} "
+            "(another model's list?): word timestamps use every head of the upper half instead",
+            WhispermsWarning,
+            stacklevel=2,
         )
+        return None
     return [list(h) for h in heads]
 
 
@@ -227,6 +243,7 @@ def read_ctranslate2(folder) -> Checkpoint:
         config.get("alignment_heads") if isinstance(config, dict) else None,
         dims,
         folder / CONFIG_FILE,
+        strict=False,
     )
     source = {"format": "ctranslate2", "path": str(folder.resolve()), **header}
     return Checkpoint(dims, state, heads, _tokenizer(folder), model_name(dims), source)
@@ -325,6 +342,7 @@ def read_huggingface(folder) -> Checkpoint:
         generation.get("alignment_heads") if isinstance(generation, dict) else None,
         dims,
         generation_path,
+        strict=False,
     )
     repo = str(config.get("_name_or_path") or "")
     match = re.search(r"whisper-([\w.-]+)$", repo)
@@ -404,8 +422,7 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
     An existing non-empty `dst` is replaced only with `overwrite=True`, and only if it is a
     whisperms checkpoint.
     """
-    if dtype not in SAVE_DTYPES:
-        raise OptionsError(f"dtype must be one of {', '.join(SAVE_DTYPES)}, not {dtype!r}")
+    _check_dtype(dtype)
     from safetensors.numpy import save_file
 
     dst = Path(dst)
@@ -413,22 +430,7 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
     check_tokenizer_file(
         ckpt.tokenizer_path, ckpt.dims.n_vocab >= MULTILINGUAL_VOCAB, ckpt.dims.n_vocab
     )
-    real = Path(os.path.realpath(dst))  # a symbolic link's target is what is written
-    _remove_abandoned(real)
-    # an empty folder is filled in place: a mount point cannot be replaced by a rename
-    empty = real.is_dir() and not any(real.iterdir())
-    if real.exists() and not empty:
-        if not real.is_dir():  # a folder is written there, with or without --overwrite
-            raise CheckpointError(f"{dst}: is a file, not a folder")
-        if not overwrite:
-            raise CheckpointError(
-                f"{dst}: already exists and is not empty (overwrite=True, --overwrite in the "
-                "CLI, replaces it)"
-            )
-        if not is_whisperms(dst):
-            raise CheckpointError(
-                f"{dst}: refusing to overwrite, it is not a whisperms checkpoint folder"
-            )
+    real, empty = _destination(dst, overwrite)
     try:
         real.parent.mkdir(parents=True, exist_ok=True)
         tmp = _scratch(real if empty else real.parent, real.name, "partial")
@@ -525,13 +527,40 @@ def _move_into_place(tmp: Path, dst: Path, overwrite: bool):
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _check_dtype(dtype):
+    if dtype not in SAVE_DTYPES:
+        raise OptionsError(f"dtype must be one of {', '.join(SAVE_DTYPES)}, not {dtype!r}")
+
+
+def _destination(dst, overwrite: bool):
+    """The folder a checkpoint is written to (a symbolic link's target) and whether it is an empty
+    one, filled in place (a mount point cannot be replaced by a rename); a CheckpointError where
+    it may not be written."""
+    real = Path(os.path.realpath(dst))
+    remove_abandoned(real)
+    empty = real.is_dir() and not any(real.iterdir())
+    if real.exists() and not empty:
+        if not real.is_dir():  # a folder is written there, with or without --overwrite
+            raise CheckpointError(f"{dst}: is a file, not a folder")
+        if not overwrite:
+            raise CheckpointError(
+                f"{dst}: already exists and is not empty (overwrite=True, --overwrite in the "
+                "CLI, replaces it)"
+            )
+        if not is_whisperms(dst):
+            raise CheckpointError(
+                f"{dst}: refusing to overwrite, it is not a whisperms checkpoint folder"
+            )
+    return real, empty
+
+
 def _scratch(folder: Path, name: str, kind: str) -> Path:
     """A hidden folder name in `folder` for a conversion's temporary copy of `name`, naming the
-    machine and process that writes it (_remove_abandoned)."""
+    machine and process that writes it (remove_abandoned)."""
     return folder / f".{name}.{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def _remove_abandoned(real: Path):
+def remove_abandoned(real: Path):
     """Remove the temporary folders of conversions to `real` whose process is gone (killed: an
     out-of-memory kill while a large model converts), beside it or inside it (an empty folder filled
     in place): they hold up to a model's size, and one inside an empty destination made it look

@@ -4,7 +4,15 @@ converted once into `ROOT/NAME`."""
 import os
 from pathlib import Path
 
-from .convert import convert, detect_format, is_whisperms
+import numpy as np
+
+from .convert import (
+    detect_format,
+    is_whisperms,
+    read_checkpoint,
+    remove_abandoned,
+    save_checkpoint,
+)
 from .errors import CheckpointError
 from .released import RELEASED_DIMENSIONS, model_name
 from .user_dirs import cache_home
@@ -82,6 +90,9 @@ def resolve(name_or_path, download_root=None) -> Path:
         )
     root = Path(download_root).expanduser() if download_root else weights_root()
     local = root / name
+    # a conversion into an empty folder (a mount point) that was killed left its temporary folder
+    # there: the folder would look written for good
+    remove_abandoned(Path(os.path.realpath(local)))
     if local.is_dir() and any(local.iterdir()):
         return local  # read_checkpoint says what is wrong with a folder that is not a checkpoint
     return _download(name, local, download_root)
@@ -119,7 +130,11 @@ def _download(name, dst: Path, download_root=None) -> Path:
             + ("" if download_root else f" (or set {WEIGHTS_ENV})")
         ) from None
     try:
-        return convert(folder, dst)
+        ckpt = read_checkpoint(folder)
+        # a float16 file (large-v3's) is kept float16: lossless, and half the memory and disk of
+        # float32 while converting (float32 is made on loading, where the device runs it)
+        half = all(value.dtype == np.float16 for value in ckpt.state.values())
+        return save_checkpoint(ckpt, dst, dtype="float16" if half else "float32")
     except CheckpointError:
         # another process (a worker, a second server) converted the same model meanwhile
         if is_whisperms(dst):
