@@ -220,7 +220,6 @@ def test_a_float16_download_is_kept_float16(tmp_path, monkeypatch, tiny_en_ct2_d
         return Checkpoint(ct2.dims, state, ct2.alignment_heads, ct2.tokenizer_path, ct2.name)
 
     half = in_dtype(np.float16)
-    half_state = half.state
     hubs = {"openai/whisper-tiny.en": hf_folder(tmp_path / "hub16", half)}
     # base.en's name for tiny.en's weights in float32: stored, then refused
     hubs["openai/whisper-base.en"] = hf_folder(tmp_path / "hub32", in_dtype(np.float32))
@@ -231,7 +230,7 @@ def test_a_float16_download_is_kept_float16(tmp_path, monkeypatch, tiny_en_ct2_d
     model = load_model("tiny.en", download_root=root)
     stored = load_file(str(root / "tiny.en" / "model.safetensors"))
     assert {value.dtype for value in stored.values()} == {np.dtype(np.float16)}
-    for name, value in half_state.items():
+    for name, value in half.state.items():
         np.testing.assert_array_equal(stored[name], value, err_msg=name)
     mel = window_mel(JFK)
     assert model.decode(mel).tokens == load_model(hubs["openai/whisper-tiny.en"]).decode(mel).tokens
