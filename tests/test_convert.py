@@ -321,6 +321,10 @@ def hf_real_folder(path, ckpt, ct2_config):
 
 # --- fixtures
 # --------------------------------------------------------------------------------------------------
+# what a whisperms checkpoint folder holds
+CHECKPOINT_FILES = ["config.json", "model.safetensors", "tokenizer.json"]
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_en_ct2_dir):
     return read_ctranslate2(tiny_en_ct2_dir)
@@ -954,15 +958,64 @@ def test_a_damaged_tokenizer_or_head_count_is_one_line(tmp_path, tiny):
 def test_a_conversion_does_not_replace_one_written_meanwhile(tmp_path, tiny):
     """Two conversions into one new folder at once, without overwrite: the one that finishes second
     fails (both succeeded, the second silently replacing the first's), and leaves the first's."""
-    from whisperms.convert import _move_into_place
+    from whisperms.checkpoint_folder import move_into_place
 
     first = save_checkpoint(tiny, tmp_path / "ckpt")
     second = tmp_path / ".ckpt.partial-test"
     second.mkdir()
     (second / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match="already exists and is not empty"):
-        _move_into_place(second, first, overwrite=False)
+        move_into_place(second, first, overwrite=False)
     assert read_whisperms(first).dims == tiny.dims
+
+
+def test_two_conversions_into_one_empty_folder(tmp_path, tiny):
+    """An empty folder (a mount point) that two conversions fill at once: each took the other's
+    temporary folder inside it for contents, so both failed, one at once and the other after its
+    whole conversion. Now the first to finish fills it, and the other fails."""
+    from whisperms.checkpoint_folder import fill_in_place, scratch
+
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    other = scratch(folder, folder.name, "partial")  # this process's own: a running conversion
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"\0" * 1000)
+    assert save_checkpoint(tiny, folder, dtype="float16") == folder
+    assert read_whisperms(folder).name == "tiny.en"
+    assert sorted(os.listdir(folder)) == sorted(CHECKPOINT_FILES + [other.name])
+    (other / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="written meanwhile"):
+        fill_in_place(other, folder, "config.json", replacing=False)
+    assert read_whisperms(folder).name == "tiny.en"
+
+
+@pytest.fixture
+def mount_point(tmp_path):
+    """An empty tmpfs mounted on a folder, as a container's volume is: it cannot be renamed."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a file system needs root")
+    folder = tmp_path / "volume"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(folder)])
+    if mounted.returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield folder
+    subprocess.run(["umount", str(folder)])
+
+
+def test_overwrite_onto_a_mount_point(tmp_path, tiny, mount_point):
+    """--overwrite onto a mount point holding a checkpoint (a container's volume): the earlier
+    checkpoint was renamed aside first, which a mount point refuses, so the conversion failed with
+    "Device or resource busy" after all its work. Now the files are replaced in place, and what
+    else the old folder held is removed, as a rename would have."""
+    save_checkpoint(tiny, mount_point, dtype="float16")
+    (mount_point / "notes.txt").write_text("of the old checkpoint\n")
+    save_checkpoint(replace(tiny, name="renamed"), mount_point, dtype="float16", overwrite=True)
+    assert read_whisperms(mount_point).name == "renamed"
+    assert sorted(os.listdir(mount_point)) == CHECKPOINT_FILES
+    assert os.listdir(tmp_path) == ["volume"]  # nothing left beside it
+    with pytest.raises(CheckpointError, match="already exists and is not empty"):
+        save_checkpoint(tiny, mount_point)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root")

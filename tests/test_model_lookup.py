@@ -240,13 +240,15 @@ def test_a_float16_download_is_kept_float16(tmp_path, monkeypatch, tiny_en_ct2_d
     assert {value.dtype for value in stored.values()} == {np.dtype(np.float32)}
 
 
-def test_a_named_models_folder_a_killed_conversion_left(
-    tmp_path, monkeypatch, tiny_en_ct2_dir, jfk_tokens
+@pytest.mark.parametrize("writer", ["killed", "running"])
+def test_a_named_models_folder_another_conversion_is_in(
+    tmp_path, monkeypatch, tiny_en_ct2_dir, jfk_tokens, writer
 ):
-    """ROOT/NAME an empty mount point whose first conversion was killed (the out-of-memory killer):
-    its hidden temporary folder made ROOT/NAME look written, and every later load_model(NAME) said
-    "not a Whisper checkpoint folder" until the user found and removed it. Now it is removed and
-    the model converted."""
+    """ROOT/NAME an empty mount point holding another conversion's hidden temporary folder: one
+    killed by the out-of-memory killer made ROOT/NAME look written, and every later
+    load_model(NAME) said "not a Whisper checkpoint folder" until the user found and removed it;
+    one still running (another worker loading the same name) did the same. Now a killed one's is
+    removed, a running one's left to it, and the model converted."""
     import huggingface_hub
 
     hub = hf_folder(tmp_path / "hub", read_ctranslate2(tiny_en_ct2_dir))
@@ -254,16 +256,16 @@ def test_a_named_models_folder_a_killed_conversion_left(
         huggingface_hub, "snapshot_download", lambda repo, allow_patterns, **kwargs: str(hub)
     )
     mount = tmp_path / "root" / "tiny.en"
-    left = mount / f".tiny.en.partial-{socket.gethostname()}-{dead_pid()}-0123abcd"
-    left.mkdir(parents=True)
-    (left / "model.safetensors").write_bytes(b"\0" * 1000)
+    pid = dead_pid() if writer == "killed" else os.getpid()
+    other = f".tiny.en.partial-{socket.gethostname()}-{pid}-0123abcd"
+    (mount / other).mkdir(parents=True)
+    (mount / other / "model.safetensors").write_bytes(b"\0" * 1000)
     model = load_model("tiny.en", download_root=tmp_path / "root")
     assert model.decode(window_mel(JFK)).tokens == jfk_tokens
-    assert sorted(p.name for p in mount.iterdir()) == [
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-    ]
+    written = ["config.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in mount.iterdir()) == sorted(
+        written + ([other] if writer == "running" else [])
+    )
 
 
 def test_a_folder_named_like_a_model_does_not_hide_the_name(

@@ -8,20 +8,25 @@ state_layout.py; tensor_files.py reads the files' tensors.
 
 from __future__ import annotations
 
-import errno
-import glob
 import json
 import os
 import re
 import shutil
-import socket
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .checkpoint_folder import (
+    contents,
+    fill_in_place,
+    is_mount_point,
+    move_into_place,
+    remove_abandoned,
+    scratch,
+    user_file_modes,
+)
 from .errors import CheckpointError, OptionsError, WhispermsWarning
 from .model import ModelDimensions
 from .released import model_name
@@ -416,8 +421,9 @@ def read_whisperms(folder) -> Checkpoint:
 
 
 def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> Path:
-    """Write `ckpt` as a whisperms folder `dst`, atomically: built in a temporary sibling, then
-    renamed into place.
+    """Write `ckpt` as a whisperms folder `dst`, built in a temporary folder, then put in place
+    (checkpoint_folder.py): renamed, or, into an empty folder or a mount point, moved in file by
+    file with config.json last.
 
     An existing non-empty `dst` is replaced only with `overwrite=True`, and only if it is a
     whisperms checkpoint.
@@ -430,10 +436,11 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
     check_tokenizer_file(
         ckpt.tokenizer_path, ckpt.dims.n_vocab >= MULTILINGUAL_VOCAB, ckpt.dims.n_vocab
     )
-    real, empty = _destination(dst, overwrite)
+    real, how = _destination(dst, overwrite)
+    in_place = how in ("fill", "refill")
     try:
         real.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _scratch(real if empty else real.parent, real.name, "partial")
+        tmp = scratch(real if in_place else real.parent, real.name, "partial")
         tmp.mkdir()
     except OSError as e:
         raise CheckpointError(
@@ -455,11 +462,11 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
             "source": ckpt.source,
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        _user_file_modes(tmp)
-        if empty:
-            _fill_in_place(tmp, real)
+        user_file_modes(tmp)
+        if in_place:
+            fill_in_place(tmp, real, CONFIG_FILE, replacing=how == "refill")
         else:
-            _move_into_place(tmp, real, overwrite)
+            move_into_place(tmp, real, overwrite)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, CheckpointError):
@@ -476,55 +483,11 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
     return dst
 
 
-def _user_file_modes(folder: Path):
-    """Give every file in `folder` the mode a file the user creates gets (0o666 minus the umask):
-    safetensors creates its file 0o600, which would leave a converted model unreadable to the user's
-    group."""
-    from .writers import _umask
-
-    mode = 0o666 & ~_umask()
-    for path in folder.iterdir():
-        path.chmod(mode)
-
-
 def is_whisperms(folder: Path) -> bool:
     try:
         return detect_format(folder) == "whisperms"
     except CheckpointError:
         return False
-
-
-def _fill_in_place(tmp: Path, dst: Path):
-    """Move the files of `tmp` (a folder inside the empty `dst`) up into `dst`."""
-    if os.listdir(dst) != [tmp.name]:
-        raise CheckpointError(f"{dst}: written meanwhile, by another conversion?")
-    for name in os.listdir(tmp):
-        os.replace(tmp / name, dst / name)
-    tmp.rmdir()
-
-
-def _move_into_place(tmp: Path, dst: Path, overwrite: bool):
-    if not overwrite or not dst.exists():
-        try:
-            # fails on a folder that is not empty: another conversion may have written it since
-            # the check
-            tmp.rename(dst)
-        except OSError as e:
-            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                raise CheckpointError(
-                    f"{dst}: already exists and is not empty (written meanwhile, by another "
-                    "conversion?)"
-                ) from None
-            raise
-        return
-    old = _scratch(dst.parent, dst.name, "old")
-    dst.rename(old)
-    try:
-        tmp.rename(dst)
-    except OSError:
-        old.rename(dst)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_dtype(dtype):
@@ -533,57 +496,25 @@ def _check_dtype(dtype):
 
 
 def _destination(dst, overwrite: bool):
-    """The folder a checkpoint is written to (a symbolic link's target) and whether it is an empty
-    one, filled in place (a mount point cannot be replaced by a rename); a CheckpointError where
-    it may not be written."""
+    """The folder a checkpoint is written to (a symbolic link's target), and how: "new" (renamed
+    into place), "replace" (an earlier checkpoint set aside by a rename), or, where no rename can
+    land, "fill" (an empty folder, filled in place) and "refill" (a mount point holding an earlier
+    checkpoint, replaced file by file). A CheckpointError where it may not be written."""
     real = Path(os.path.realpath(dst))
     remove_abandoned(real)
-    empty = real.is_dir() and not any(real.iterdir())
-    if real.exists() and not empty:
-        if not real.is_dir():  # a folder is written there, with or without --overwrite
-            raise CheckpointError(f"{dst}: is a file, not a folder")
-        if not overwrite:
-            raise CheckpointError(
-                f"{dst}: already exists and is not empty (overwrite=True, --overwrite in the "
-                "CLI, replaces it)"
-            )
-        if not is_whisperms(dst):
-            raise CheckpointError(
-                f"{dst}: refusing to overwrite, it is not a whisperms checkpoint folder"
-            )
-    return real, empty
-
-
-def _scratch(folder: Path, name: str, kind: str) -> Path:
-    """A hidden folder name in `folder` for a conversion's temporary copy of `name`, naming the
-    machine and process that writes it (remove_abandoned)."""
-    return folder / f".{name}.{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def remove_abandoned(real: Path):
-    """Remove the temporary folders of conversions to `real` whose process is gone (killed: an
-    out-of-memory kill while a large model converts), beside it or inside it (an empty folder filled
-    in place): they hold up to a model's size, and one inside an empty destination made it look
-    written. Only this machine's processes can be checked; a folder another machine writes (a shared
-    disk) is left to it."""
-    for folder in (real, real.parent):
-        try:
-            entries = list(folder.glob(f".{glob.escape(real.name)}.*-*-*-*"))
-        except OSError:
-            continue
-        for entry in entries:
-            kind, _, owner = entry.name[len(real.name) + 2 :].partition("-")
-            host, _, pid = owner.rsplit("-", 1)[0].rpartition("-")
-            if kind in ("partial", "old") and host == socket.gethostname() and pid.isdigit():
-                if not _running(int(pid)):
-                    shutil.rmtree(entry, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process: running
-        pass
-    return True
+    if not real.exists():
+        return real, "new"
+    if not real.is_dir():  # a folder is written there, with or without --overwrite
+        raise CheckpointError(f"{dst}: is a file, not a folder")
+    if not contents(real):  # other conversions' temporary folders aside: the first to end fills it
+        return real, "fill"
+    if not overwrite:
+        raise CheckpointError(
+            f"{dst}: already exists and is not empty (overwrite=True, --overwrite in the "
+            "CLI, replaces it)"
+        )
+    if not is_whisperms(dst):
+        raise CheckpointError(
+            f"{dst}: refusing to overwrite, it is not a whisperms checkpoint folder"
+        )
+    return real, "refill" if is_mount_point(real) else "replace"

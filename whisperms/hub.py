@@ -6,13 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .convert import (
-    detect_format,
-    is_whisperms,
-    read_checkpoint,
-    remove_abandoned,
-    save_checkpoint,
-)
+from .checkpoint_folder import contents, remove_abandoned
+from .convert import detect_format, is_whisperms, read_checkpoint, save_checkpoint
 from .errors import CheckpointError
 from .released import RELEASED_DIMENSIONS, model_name
 from .user_dirs import cache_home
@@ -91,9 +86,10 @@ def resolve(name_or_path, download_root=None) -> Path:
     root = Path(download_root).expanduser() if download_root else weights_root()
     local = root / name
     # a conversion into an empty folder (a mount point) that was killed left its temporary folder
-    # there: the folder would look written for good
-    remove_abandoned(Path(os.path.realpath(local)))
-    if local.is_dir() and any(local.iterdir()):
+    # there, and one still running has it there: neither makes the folder written
+    real = Path(os.path.realpath(local))
+    remove_abandoned(real)
+    if real.is_dir() and contents(real):
         return local  # read_checkpoint says what is wrong with a folder that is not a checkpoint
     return _download(name, local, download_root)
 
