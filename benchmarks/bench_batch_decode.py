@@ -177,7 +177,17 @@ def ctranslate2_rows(name, mels, beam, repeats, threads):
 
     model = ctranslate2.models.Whisper(str(model_folder(name)), device="cpu", intra_threads=threads)
     sot = [50257] if name.endswith(".en") else [50258, 50259, 50359]
-    kwargs = {"beam_size": beam, "max_length": 224, "suppress_blank": True, "suppress_tokens": [-1]}
+    # max_length as faster-whisper passes it: CTranslate2 decodes at most half of it (224 new
+    # tokens), whisperms' sample_len; the scores and no-speech probability as faster-whisper asks
+    # for them, as whisperms computes its own every step
+    kwargs = {
+        "beam_size": beam,
+        "max_length": 448,
+        "suppress_blank": True,
+        "suppress_tokens": [-1],
+        "return_scores": True,
+        "return_no_speech_prob": True,
+    }
 
     def run(batch):
         features = ctranslate2.StorageView.from_array(np.ascontiguousarray(batch, np.float32))
@@ -203,7 +213,8 @@ def main():
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     parser.add_argument("--beams", nargs="+", type=int, default=[1, 5])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    # the cores this process may use (as whisperms' load_model takes them), not the machine's
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
 
@@ -221,9 +232,29 @@ def main():
     }
     for name in args.models:
         for beam in args.beams:
-            ours = whisperms_rows(name, mels, beam, args.repeats)
-            peer = ctranslate2_rows(name, mels, beam, args.repeats, args.threads)
-            row = {"model": name, "beam": beam, "whisperms": ours, "ctranslate2": peer}
+            # both engines share this process: each cell starts with the other engine than the last
+            # did, so that neither always runs first
+            runs = [
+                lambda: ("whisperms", whisperms_rows(name, mels, beam, args.repeats)),
+                lambda: (
+                    "ctranslate2",
+                    ctranslate2_rows(name, mels, beam, args.repeats, args.threads),
+                ),
+            ]
+            if len(report["rows"]) % 2:
+                runs.reverse()
+            row = {"model": name, "beam": beam, "first": None}
+            for run in runs:
+                engine, figures = run()
+                row["first"] = row["first"] or engine
+                row[engine] = figures
+            ours, peer = row["whisperms"], row["ctranslate2"]
+            if ours["tokens"] != peer["tokens"]:
+                print(
+                    f"warning: {name} beam {beam}: whisperms decoded {ours['tokens']} tokens, "
+                    f"CTranslate2 {peer['tokens']}: the times are not of the same work",
+                    flush=True,
+                )
             report["rows"].append(row)
             print(
                 f"{name} beam {beam}: whisperms {ours['sequential_s']:.2f} -> "
@@ -242,11 +273,16 @@ def main():
         "- Warm (every graph compiled first), median of the repeats; sequential = decode() of"
         " each window in turn (encoder included), batched = one decode() of all of them;"
         " CTranslate2 = Whisper.generate on the same mels (batch 1 in turn, then batch 8),"
-        " max_length 224, no timestamp rules.",
+        " max_length 448 (at most 224 new tokens, as whisperms), with scores and no-speech"
+        " probabilities as faster-whisper asks; both apply the timestamp rules (no"
+        " <|notimestamps|> in the prompt). Both engines run in this one process, each cell"
+        " starting with the other engine than the cell before; tokens = each engine's, EOT"
+        " included (a difference means different work).",
         "",
         "| model | beam | whisperms seq s | whisperms batch s | speed-up | CT2 seq s |"
-        " CT2 batch s | CT2 speed-up | whisperms batch / CT2 batch | rows identical |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " CT2 batch s | CT2 speed-up | whisperms batch / CT2 batch | rows identical |"
+        " tokens whisperms / CT2 | first |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["rows"]:
         ours, peer = row["whisperms"], row["ctranslate2"]
@@ -261,6 +297,8 @@ def main():
             f"{peer['sequential_s'] / peer['batched_s']:.2f}x",
             f"{ours['batched_s'] / peer['batched_s']:.2f}",
             f"{ours['rows_identical']}/{len(files)}",
+            f"{ours['tokens']} / {peer['tokens']}",
+            row.get("first", "whisperms"),
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += [

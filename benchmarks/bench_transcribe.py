@@ -10,6 +10,7 @@ its own worker process (this script with --worker). What is measured, and how: b
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import platform
@@ -79,7 +80,7 @@ def model_folder(name):
             out.mkdir(parents=True, exist_ok=True)
             for name_ in ("config.json", "tokenizer.json", "vocabulary.txt"):
                 shutil.copy(part1 / name_, out / name_)
-            tmp = out / "model.bin.tmp"
+            tmp = out / f"model.bin.{os.getpid()}.tmp"  # two runs may build it at once
             with open(tmp, "wb") as f:
                 for piece in pieces:
                     with open(piece, "rb") as src:
@@ -131,9 +132,13 @@ def _join_clips(rows, gaps, out):
         pieces.append(audio)
         t += len(audio) / SAMPLE_RATE
     audio = np.concatenate(pieces)
-    if not out.is_file():
+    # written again when its length is not this recipe's (another manifest, a write cut short); through a file
+    # of this process's own, as two runs may write it at once
+    if not out.is_file() or soundfile.info(str(out)).frames != len(audio):
         CACHE.mkdir(parents=True, exist_ok=True)
-        soundfile.write(str(out), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
+        tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.wav")
+        soundfile.write(str(tmp), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
+        tmp.replace(out)
     return round(len(audio) / SAMPLE_RATE, 3), offsets
 
 
@@ -279,11 +284,13 @@ class Stats:
 
     def summary(self, wall):
         s = self.seconds
+        # a prompt of up to 8 tokens runs as steps inside `start`: counted once
         accounted = (
             s.get("audio+mel", 0.0)
             + s.get("encoder", 0.0)
             + s.get("prefill", 0.0)
             + s.get("step", 0.0)
+            - s.get("step_in_prefill", 0.0)
         )
         steps = sorted(self.step_times)
         out = {
@@ -307,7 +314,10 @@ class Stats:
                 - s.get("step", 0.0)
                 + s.get("step_in_prefill", 0.0)
             )
-            out["host_ms_per_step"] = 1000 * loop_host / len(steps) if "decode_loop" in s else None
+            if "slots" in s:  # the batched mode's loop: its token choice and cache bookkeeping
+                loop_host = s["slots"] - s.get("step_in_slots", 0.0)
+            known = "decode_loop" in s or "slots" in s
+            out["host_ms_per_step"] = 1000 * loop_host / len(steps) if known else None
             out["step_ms_mean"] = 1000 * sum(steps) / len(steps)
             out["step_ms_median"] = 1000 * steps[len(steps) // 2]
             out["step_ms_p90"] = 1000 * steps[int(len(steps) * 0.9)]
@@ -355,6 +365,8 @@ def instrument_whisperms(model, holder):
                 holder[0].step_times.append(dt)
                 if "prefill" in inside:
                     holder[0].add("step_in_prefill", dt)
+                if "slots" in inside:
+                    holder[0].add("step_in_slots", dt)
             return out
 
         return shim
@@ -400,7 +412,18 @@ def instrument_whisperms(model, holder):
 
     inference.embed_audio = embed_audio
     inference.start = timed("prefill", inference.start)
+    if hasattr(inference, "empty_start"):
+        # the batched mode's windows whose prompts run as steps: their cross-attention K/V (which
+        # `start` computes in the sequential mode)
+        inference.empty_start = timed("prefill", inference.empty_start)
     inference.step = timed("step", inference.step, per_call=True)
+    try:  # the batched mode's token loop: each step's token choice, cache bookkeeping and step call
+        wslots = importlib.import_module("whisperms.window_slots")
+    except ImportError:
+        wslots = None
+    if wslots is not None and hasattr(wslots, "WindowSlots"):
+        for method in ("join", "step"):
+            setattr(wslots.WindowSlots, method, timed("slots", getattr(wslots.WindowSlots, method)))
     wtranscribe.log_mel_spectrogram = timed("audio+mel", wtranscribe.log_mel_spectrogram)
     try:  # the batched long-form mode's module, where it has one and calls the mel function itself
         wbatched = importlib.import_module("whisperms.batched")
@@ -408,7 +431,21 @@ def instrument_whisperms(model, holder):
         wbatched = None
     if hasattr(wbatched, "log_mel_spectrogram"):
         wbatched.log_mel_spectrogram = timed("audio+mel", wbatched.log_mel_spectrogram)
-    waudio.load_audio = timed("load_audio", waudio.load_audio)  # called inside log_mel_spectrogram
+
+    def audio_timed(fn):
+        """Decoding and resampling the file, counted in audio+mel (once: older snapshots call it
+        inside log_mel_spectrogram)."""
+        inner = timed("audio+mel", fn)
+
+        def shim(*args, **kwargs):
+            return fn(*args, **kwargs) if "audio+mel" in inside else inner(*args, **kwargs)
+
+        return shim
+
+    # the modules that call it bound the name when imported
+    for module in (waudio, wtranscribe, wbatched):
+        if hasattr(module, "load_audio"):
+            module.load_audio = audio_timed(module.load_audio)
     if compile_cache is not None:
         # every jit entry point: the `_Graph` attributes of whisperms.inference.Inference (older snapshots: the
         # plain jit functions _encode, _cross_kv, _prefill, _step)
@@ -422,6 +459,16 @@ def instrument_whisperms(model, holder):
             if is_graph and callable(value):
                 setattr(inference, attr, compile_counter(attr.lstrip("_"), value))
     return compile_cache is not None
+
+
+def _same_cores(threads):
+    """Keep a peer to the cores whisperms runs on with `threads` threads (the first `threads` usable ones, as
+    whisperms.device.use_threads keeps itself), so that its feature extraction and Python code get no core
+    whisperms does not; returns them."""
+    usable = sorted(os.sched_getaffinity(0))
+    if 0 < threads < len(usable):
+        os.sched_setaffinity(0, usable[:threads])
+    return sorted(os.sched_getaffinity(0))
 
 
 def run_worker(spec):
@@ -468,6 +515,9 @@ def run_worker(spec):
         )
         out["threads_applied"] = bool(kwargs)
         model = whisperms.load_model(folder, **kwargs)
+        # the cores it runs on (whisperms keeps to the first `threads` usable ones) and its kernels' thread count
+        out["cores"] = sorted(os.sched_getaffinity(0))
+        out["threads_effective"] = getattr(getattr(model, "runtime", None), "threads", None)
         out["compile_count_method"] = (
             "new input signatures of each whisperms.inference._Graph (a compile, or a "
             "load from the graph cache), else mindspore.graph.api.ms_compile_cache growth "
@@ -507,6 +557,8 @@ def run_worker(spec):
 
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+        out["cores"] = _same_cores(spec["threads"])
+
         out["t_import_s"] = time.perf_counter() - t0
         out["memory_mb_after_import"] = _memory_mb()
         t = time.perf_counter()
@@ -529,8 +581,9 @@ def run_worker(spec):
                     if k in defaults
                 },
                 "note": "condition_on_previous_text is set False by the pipeline whatever is passed, and only "
-                "the first temperature is used (no fallback); VAD = its Silero model with default VadOptions, "
-                "speech merged into chunks of up to 30 s",
+                "the first temperature is used (no fallback); VAD = its Silero model with the options the "
+                "pipeline resolves (vad_options_resolved: its defaults but min_silence_duration_ms 160 and "
+                "max_speech_duration_s = chunk_length), speech merged into chunks of up to 30 s",
             }
         model.model = _TimedCTranslate2(model.model, holder)
         out["t_load_s"] = time.perf_counter() - t
@@ -538,9 +591,13 @@ def run_worker(spec):
 
         def transcribe(path, language):
             if engine == "faster-whisper-batched":
-                segments, _ = pipeline.transcribe(
+                segments, info = pipeline.transcribe(
                     path, language=language, beam_size=beam, batch_size=spec["batch_size"]
                 )
+                if getattr(info, "vad_options", None) is not None:
+                    out["engine_settings"]["vad_options_resolved"] = dataclasses.asdict(
+                        info.vad_options
+                    )
             else:
                 segments, _ = model.transcribe(
                     path,
@@ -571,6 +628,7 @@ def run_worker(spec):
         }
         out["audio_decoder"] = f"ffmpeg ({shutil.which('ffmpeg')}) via whisper.audio.load_audio"
         t = time.perf_counter()
+        out["cores"] = _same_cores(spec["threads"])
         torch.set_num_threads(spec["threads"])
         prepared = Path(spec["openai_npz"])
         dims = json.loads(prepared.with_suffix(".json").read_text())
@@ -925,6 +983,7 @@ def run_all(args):
         "batch_size": args.batch_size,
         "batched_as_faster_whisper": args.batched_as_faster_whisper,
         "omp_wait_policy": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY"),
+        "engine_order": "rotated per repeat" if args.rotate else "as given, every repeat",
         "kernel_cache": args.kernel_cache,
         "graph_cache": args.graph_cache,
         "whisperms_source": {
@@ -1016,7 +1075,10 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
     skip = dict(unavailable)
     for model, folder, clips, beam, openai_npz in cells:
         for rep in range(args.repeats):
-            for engine in engines:
+            # each repeat starts one engine further on, so that no engine always runs first (after the previous
+            # cell's last engine) or last: a machine's drift within a repeat lands on each in turn
+            shift = rep % len(engines) if args.rotate else 0
+            for engine in engines[shift:] + engines[:shift]:
                 key = (engine, beam)
                 if engine in skip or key in skip:
                     continue
@@ -1167,8 +1229,19 @@ def render(reports, stat="auto", notes=()):
     if stat == "auto":
         stat = "min" if max(rep["load_at_start"][0] for rep in reports) >= 1.0 else "median"
     groups = {}  # (model, clip, "beam[, environment]", engine) -> runs; ratios only within one such setting
+    # what sets reports apart when several are rendered together: never pooled into one cell
+    setting = {
+        "threads": lambda rep: f"{rep.get('threads')} threads",
+        "batch size": lambda rep: f"batch size {rep.get('batch_size')}",
+        "whisperms": lambda rep: (
+            f"whisperms {((rep.get('whisperms_source') or {}).get('commit') or 'tree')[:7]}"
+        ),
+        "machine": lambda rep: describe(rep.get("versions", {})),
+    }
+    differing = [f for f in setting.values() if len({f(rep) for rep in reports}) > 1]
     for rep in reports:
         env = f", OMP_WAIT_POLICY={rep['omp_wait_policy']}" if rep.get("omp_wait_policy") else ""
+        env += "".join(f", {f(rep)}" for f in differing)
         if rep.get("kernel_cache") == "fresh":
             env += ", fresh kernel cache"
         if rep.get("graph_cache", "shared") != "shared":
@@ -1307,14 +1380,15 @@ def render(reports, stat="auto", notes=()):
         "",
         "## Where whisperms' time goes (the run with the fastest warm pass; seconds)",
         "",
-        "Timed at run time around the public pieces: audio+mel = `log_mel_spectrogram` incl. `load_audio`; encoder = "
-        "`model.inference.embed_audio`; prefill = `model.inference.start` (cross-attention K/V + "
-        "prompt); steps = `model.inference.step` (one token, incl. the host copy of the logits); host logic = the "
-        "rest (logit filters, token selection, segmenting, tokenizer, temperature-fallback bookkeeping); host "
+        "Timed at run time around the public pieces: audio+mel = `load_audio` (decoding and resampling the file) "
+        "and `log_mel_spectrogram`; encoder = `model.inference.embed_audio`; prefill = `model.inference.start` "
+        "(cross-attention K/V + prompt; the batched mode's `empty_start` too); steps = `model.inference.step` "
+        "(one token, incl. the host copy of the logits); host logic = the rest (the VAD, logit filters, token "
+        "selection, cache bookkeeping, segmenting, tokenizer, temperature-fallback bookkeeping); host "
         "ms/step = the token loops' time outside the prompt and the step calls, per step (logit filters, "
-        "token selection, beam bookkeeping), beside ms/step, the step call (graph and logits copy). A "
+        "token selection, beam and cache bookkeeping), beside ms/step, the step call (graph and logits copy). A "
         "prompt of up to 8 tokens runs through the step graph, so its steps (and, cold, the step graph's "
-        "compile) count in both prefill and steps, and host logic can come out negative on a cold pass. Graph "
+        "compile) count in both prefill and steps, and once in host logic's account. Graph "
         "compiles are the entry points' new input signatures during each pass, each one a compile or a load "
         "from whisperms' graph cache (older snapshots: the growth of MindSpore's jit compile cache).",
         "",
@@ -1381,8 +1455,7 @@ def render(reports, stat="auto", notes=()):
     return "\n".join(lines) + "\n"
 
 
-# encoder and decoding set beside the peer's CTranslate2 calls, each mode beside its own peer (the batched mode's
-# prompts run as steps and its cross-attention K/V, computed in Inference.empty_start, fall outside its decoding)
+# encoder and decoding set beside the peer's CTranslate2 calls, each mode beside its own peer
 STAGE_PEERS = {"whisperms": "faster-whisper-fp32", "whisperms-batched": "faster-whisper-batched"}
 
 
@@ -1400,12 +1473,15 @@ def _beside_peer(groups):
         "its own search and logit rules inside); steps / tokens = whisperms' step calls (beams count once per step; "
         "a prompt of up to 8 tokens runs as steps; in brackets, where counted, the tokens of its segments, timestamp "
         "tokens included) beside the tokens of CTranslate2's best hypotheses, summed (faster-whisper's batched "
-        "pipeline decodes without timestamps by default). Batched modes: whisperms' decoding leaves out its host "
-        "logic (logit rules, beam bookkeeping), which CTranslate2's generate has inside.",
+        "pipeline decodes without timestamps by default). That decoding leaves out whisperms' host work between "
+        "the steps (logit rules, token choice, beam and cache bookkeeping), which CTranslate2's `generate` does "
+        "inside: decoding with its host loop adds it (the sequential mode: the token loops, `_sample` and "
+        "`_beam_search`; the batched mode: its prompts and cross-attention K/V plus `WindowSlots.join` and "
+        "`.step`), like for like with `generate`.",
         "",
         "| model | clip | beam, env | engines | encoder per window | ratio | conv stem share | windows | decoding | "
-        "ratio | steps / tokens | wall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "ratio | decoding with its host loop | ratio | steps / tokens | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = 0
     for (model, clip, beam, engine), rs in sorted(groups.items()):
@@ -1427,12 +1503,18 @@ def _beside_peer(groups):
         dec_a = ma["seconds"].get("prefill", 0) + ma["seconds"].get("step", 0)
         dec_a -= ma["seconds"].get("step_in_prefill", 0)
         dec_b = mb["seconds"].get("generate", 0)
+        seconds = ma["seconds"]
+        if "slots" in seconds:
+            loop_a = seconds.get("prefill", 0) + seconds["slots"]
+        else:
+            loop_a = seconds.get("decode_loop")
         tokens_a = f" ({ma['tokens']})" if ma.get("tokens") else ""
         lines.append(
             f"| {model} | {clip} | {beam} | {engine} / {peer} | {_fmt(enc_a, 3)} / {_fmt(enc_b, 3)} | "
             f"{_fmt(_ratio(enc_a, enc_b))} | {_fmt(100 * stem, 1) + '%' if stem is not None else '-'} | "
             f"{windows_a} / {mb['windows']} | {_fmt(dec_a)} / {_fmt(dec_b)} | "
-            f"{_fmt(_ratio(dec_a, dec_b))} | {ma['calls'].get('step', 0)}{tokens_a} / {mb['tokens']} | "
+            f"{_fmt(_ratio(dec_a, dec_b))} | {_fmt(loop_a)} / {_fmt(dec_b)} | {_fmt(_ratio(loop_a, dec_b))} | "
+            f"{ma['calls'].get('step', 0)}{tokens_a} / {mb['tokens']} | "
             f"{_fmt(a['wall_s'])} / {_fmt(b['wall_s'])} |"
         )
         rows += 1
@@ -1520,13 +1602,16 @@ def _words_lost(groups):
             k: sum(c[k] for c in counts)
             for k in ("words", "hits", "substituted", "deleted", "inserted")
         }
-        lost = [c for c in counts if c["words"] and c["deleted"] >= LOST_FRACTION * c["words"]]
+        # a clip replaced by other text (a hallucination) aligns as substitutions, not deletions
+        lost = [
+            c for c in counts if c["words"] and c["words"] - c["hits"] >= LOST_FRACTION * c["words"]
+        ]
         rows.append(
             f"| {model} | {clip} | {beam} | {engine} | {total['words']} | {total['deleted']} | {total['substituted']} | "
             f"{total['inserted']} | {len(lost)} of {len(counts)}: "
             + (
                 ", ".join(
-                    f"{c['file']} @ {c['start_s']:.1f} s ({c['deleted']}/{c['words']})"
+                    f"{c['file']} @ {c['start_s']:.1f} s ({c['words'] - c['hits']}/{c['words']})"
                     for c in lost
                 )
                 or "none"
@@ -1537,16 +1622,17 @@ def _words_lost(groups):
         return []
     return [
         "",
-        "## Where words are lost (first repetition, warm pass)",
+        "## Where words are lost (the first run that finished, warm pass)",
         "",
         "The transcript aligned (jiwer, after Whisper's English normaliser) to the recipe's clip references laid end "
         "to end; each reference word counted under its clip as deleted (missing from the transcript), substituted "
         "or hit; inserted words under the clip of the word before them. Clips mostly lost = clips with at least "
-        f"{LOST_FRACTION:.0%} of their reference words deleted, with their start in the joined audio. Each clip's "
+        f"{LOST_FRACTION:.0%} of their reference words deleted or substituted, with their start in the joined audio. "
+        "Each clip's "
         "reference is normalised on its own, so totals can differ by a word or two from the WER's alignment.",
         "",
         "| model | clip | beam, env | engine | reference words | deleted | substituted | inserted | "
-        "clips mostly lost (deleted / words) |",
+        "clips mostly lost (deleted or substituted / words) |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
     ]
@@ -1609,6 +1695,12 @@ def main(argv=None):
         "pauses-en = every English dev clip with pauses of 0.4-2.0 s between them (>= 300 s)",
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--rotate",
+        action="store_true",
+        help="start each repeat one engine further on in --engines (default: every repeat in the given order, "
+        "which keeps the batched pairs of pool_pairs.py adjacent)",
+    )
     parser.add_argument(
         "--engines",
         nargs="+",

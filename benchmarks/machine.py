@@ -30,6 +30,9 @@ THREAD_VARIABLES = (
     "OPENBLAS_NUM_THREADS",
     "OPENBLAS_CORETYPE",
     "CT2_USE_EXPERIMENTAL_PACKED_GEMM",
+    # CTranslate2's GEMM library and kernels: MKL on an Intel CPU, oneDNN on others unless set
+    "CT2_USE_MKL",
+    "CT2_FORCE_CPU_ISA",
     "MS_COMPILER_CACHE_PATH",
 )
 
@@ -43,12 +46,14 @@ def _cpuinfo():
 
 def machine_info():
     text = _cpuinfo()
-    model, flags, numbers = None, set(), {}
+    model, flags, numbers, vendor = None, set(), {}, None
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
         if key in ("cpu family", "model") and key not in numbers:
             numbers[key] = value.strip()
+        if key == "vendor_id" and vendor is None:
+            vendor = value.strip()
         if line.startswith("model name") and model is None:
             model = line.split(":", 1)[1].strip()
         elif line.startswith("flags") and not flags:
@@ -57,6 +62,8 @@ def machine_info():
         "cpu_model": model or platform.processor(),
         # family and model tell apart CPUs sold under one name (lscpu's "AMD EPYC")
         "cpu_family_model": "/".join(numbers[k] for k in ("cpu family", "model") if k in numbers),
+        # GenuineIntel or AuthenticAMD: CTranslate2 multiplies with MKL on one, oneDNN on the other
+        "cpu_vendor": vendor,
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")

@@ -5,9 +5,11 @@ BatchedInferencePipeline ran one after the other, each in a fresh process, on th
 pair, one ratio of warm times. On a machine shared with other work a single pair's ratio moves by a
 fifth or more with the neighbours' load, so a run of three or five repeats can land on either side
 of 1.0 while the engines' typical ratio stays put. This pools the pairs of the given runs per cell
-(machine, model, clip, beam size, like-for-like or not): the median ratio with a bootstrap
-confidence interval, the share of pairs at or under 1.0, and in the same repeats the batched mode's
-speed-up over whisperms' sequential mode. Give it runs of the same decoding code; each run's
+(machine, model, clip, beam size, like-for-like or not, and the run's settings where they are not
+those of README's pauses-en command: threads, batch size, OMP_WAIT_POLICY, busy cores, CPU quota,
+caches, prompt carry): the median ratio with a bootstrap confidence interval, the share of pairs
+at or under 1.0, and in the same repeats the batched mode's speed-up over whisperms' sequential
+mode. Give it runs of the same decoding code; each run's
 whisperms commit is listed.
 
     python benchmarks/pool_pairs.py benchmarks/results/A.json benchmarks/results/B.json \\
@@ -47,6 +49,26 @@ def machine_of(report):
     return describe(report.get("versions", {}))
 
 
+# the run settings besides the cell's own that make pairs not comparable, as README's pauses-en
+# command has them
+SETTING_KEYS = {
+    "threads": 2,
+    "batch_size": 8,
+    "omp_wait_policy": "PASSIVE",
+    "busy_cores": 0,
+    "cpu_quota": None,
+    "kernel_cache": "shared",
+    "graph_cache": "shared",
+}
+
+
+def _setting(report):
+    """The run's settings that differ from SETTING_KEYS' values, as text ("" for none)."""
+    condition = report.get("settings", {}).get("condition_on_previous_text", True)
+    found = [f"{k} {report.get(k)}" for k, v in SETTING_KEYS.items() if report.get(k, v) != v]
+    return ", ".join(found + ([] if condition else ["no prompt carry"]))
+
+
 def pairs_of(report):
     """{cell: [(ratio to the peer, speed-up over sequential or None), ...]} of one run."""
     times = defaultdict(dict)
@@ -54,7 +76,14 @@ def pairs_of(report):
     for run in report["runs"]:
         seconds = warm_seconds(run)
         if seconds is not None:
-            cell = (machine_of(report), run["model"], run["clip"], run["beam_size"], like)
+            cell = (
+                machine_of(report),
+                run["model"],
+                run["clip"],
+                run["beam_size"],
+                like,
+                _setting(report),
+            )
             times[(cell, run["repeat"])][run["engine"]] = seconds
     pooled = defaultdict(list)
     for (cell, _), engines in sorted(times.items()):
@@ -93,6 +122,7 @@ def summarize(paths):
                 "whisperms_commit": (source.get("commit") or "?")[:10],
                 "machine": machine_of(report),
                 "like_for_like": bool(report.get("batched_as_faster_whisper")),
+                "setting": _setting(report),
                 # the median 1-minute load average before its workers started
                 "load_before_runs": _median_load(report),
                 "repeats": report.get("repeats"),
@@ -101,7 +131,7 @@ def summarize(paths):
         for cell, pairs in pairs_of(report).items():
             cells[cell].extend(pairs)
     rows = []
-    for (machine, model, clip, beam, like), pairs in sorted(cells.items()):
+    for (machine, model, clip, beam, like, setting), pairs in sorted(cells.items()):
         ratios = [r for r, _ in pairs]
         speed_ups = [s for _, s in pairs if s is not None]
         median, low, high = median_interval(ratios, rng)
@@ -111,6 +141,7 @@ def summarize(paths):
             "clip": clip,
             "beam_size": beam,
             "like_for_like": like,
+            "setting": setting,
             "pairs": len(ratios),
             "ratio_median": median,
             "ratio_interval": [low, high],
@@ -166,9 +197,10 @@ def render(summary):
         )
     lines += [
         "",
-        f"| machine | model | clip | beam | like for like | pairs | ratio median | {level}% "
-        f"interval | range | pairs <= 1.0 | speed-up median | {level}% interval | range |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| machine | model | clip | beam | like for like | other settings | pairs | ratio median "
+        f"| {level}% interval | range | pairs <= 1.0 | speed-up median | {level}% interval "
+        "| range |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary["cells"]:
         speed = "- | - | -"
@@ -183,7 +215,8 @@ def render(summary):
         r_min, r_max = row["ratio_range"]
         lines.append(
             f"| {row['machine']} | {row['model']} | {row['clip']} | {row['beam_size']} | "
-            f"{'yes' if row['like_for_like'] else 'no'} | {row['pairs']} | "
+            f"{'yes' if row['like_for_like'] else 'no'} | {row['setting'] or 'defaults'} | "
+            f"{row['pairs']} | "
             f"**{row['ratio_median']:.2f}** | {low:.2f}-{high:.2f} | {r_min:.2f}-{r_max:.2f} | "
             f"{row['share_at_or_under_1']:.0%} | {speed} |"
         )

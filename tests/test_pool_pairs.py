@@ -76,7 +76,7 @@ def test_pairs_are_the_same_repeat_of_the_same_cell_across_runs(tmp_path):
     # the first run's loads before its nine workers: 1, 1, 1, 2, 2, 3, 3, 1, 1 (median, not mean)
     assert [r["load_before_runs"] for r in summary["runs"]] == [1.0, 1.0]
     table = pool_pairs.render(summary)
-    assert "| base | pauses-en | 1 | no | 3 | **0.95** |" in table
+    assert "| base | pauses-en | 1 | no | defaults | 3 | **0.95** |" in table
 
 
 def test_like_for_like_runs_stay_apart(tmp_path):
@@ -85,3 +85,24 @@ def test_like_for_like_runs_stay_apart(tmp_path):
         [_report(tmp_path / "a.json", runs), _report(tmp_path / "b.json", runs, like=True)]
     )
     assert [(c["like_for_like"], c["pairs"]) for c in summary["cells"]] == [(False, 1), (True, 1)]
+
+
+def test_runs_of_other_settings_are_not_pooled(tmp_path):
+    """Two runs of one cell at batch sizes 8 and 16 (or other threads, or another OMP_WAIT_POLICY)
+    were pooled into one cell, as if the same measurement."""
+    pair = [_run("whisperms-batched", 0, 9.0), _run("faster-whisper-batched", 0, 10.0)]
+    reports = []
+    for i, extra in enumerate([{}, {"batch_size": 16}, {"omp_wait_policy": None}]):
+        path = _report(tmp_path / f"{i}.json", pair)
+        report = json.loads(Path(path).read_text())
+        report.update({"batch_size": 8, "threads": 2, "omp_wait_policy": "PASSIVE", **extra})
+        Path(path).write_text(json.dumps(report))
+        reports.append(path)
+    cells = pool_pairs.summarize(reports)["cells"]
+    assert sorted((c["setting"], c["pairs"]) for c in cells) == [
+        ("", 1),
+        ("batch_size 16", 1),
+        ("omp_wait_policy None", 1),
+    ]
+    text = pool_pairs.render(pool_pairs.summarize(reports[:2]))
+    assert "| defaults |" in text and "| batch_size 16 |" in text
