@@ -8,15 +8,21 @@ whisperms/convert.py, so that the two have to agree rather than share a mistake.
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
 from whisperms.convert import (
+    CONFIG_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
     Checkpoint,
     convert,
     detect_format,
@@ -322,7 +328,7 @@ def hf_real_folder(path, ckpt, ct2_config):
 # --- fixtures
 # --------------------------------------------------------------------------------------------------
 # what a whisperms checkpoint folder holds
-CHECKPOINT_FILES = ["config.json", "model.safetensors", "tokenizer.json"]
+CHECKPOINT_FILES = sorted([CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE])
 
 
 @pytest.fixture(scope="module")
@@ -1003,19 +1009,58 @@ def mount_point(tmp_path):
     subprocess.run(["umount", str(folder)])
 
 
-def test_overwrite_onto_a_mount_point(tmp_path, tiny, mount_point):
-    """--overwrite onto a mount point holding a checkpoint (a container's volume): the earlier
-    checkpoint was renamed aside first, which a mount point refuses, so the conversion failed with
-    "Device or resource busy" after all its work. Now the files are replaced in place, and what
-    else the old folder held is removed, as a rename would have."""
+def test_a_mount_point_is_filled_and_replaced_in_place(tmp_path, tiny, mount_point):
+    """A volume (a container's, a fresh ext4 one with its lost+found): it was not taken for empty,
+    so neither written nor, with --overwrite, replaced ("not a whisperms checkpoint folder"); and
+    --overwrite onto one holding a checkpoint renamed the earlier checkpoint aside first, which a
+    mount point refuses, so the conversion failed with "Device or resource busy" after all its
+    work. Now it is filled, and its checkpoint's files replaced, in place; what else it holds is
+    left alone."""
+    (mount_point / "lost+found").mkdir()
     save_checkpoint(tiny, mount_point, dtype="float16")
-    (mount_point / "notes.txt").write_text("of the old checkpoint\n")
+    (mount_point / "notes.txt").write_text("the user's\n")
     save_checkpoint(replace(tiny, name="renamed"), mount_point, dtype="float16", overwrite=True)
     assert read_whisperms(mount_point).name == "renamed"
-    assert sorted(os.listdir(mount_point)) == CHECKPOINT_FILES
+    assert sorted(os.listdir(mount_point)) == sorted(CHECKPOINT_FILES + ["lost+found", "notes.txt"])
     assert os.listdir(tmp_path) == ["volume"]  # nothing left beside it
     with pytest.raises(CheckpointError, match="already exists and is not empty"):
         save_checkpoint(tiny, mount_point)
+
+
+def test_the_temporary_folders_of_conversions_that_died(tmp_path, tiny):
+    """A conversion's temporary folder is removed once its writer is gone, told by its lock as well
+    as its process id (an id in another container, which shares the host name, is not this
+    machine's process); an earlier checkpoint set aside to be replaced, whose replacement never
+    came, is put back where it was deleted."""
+    from whisperms.checkpoint_folder import _locked, remove_abandoned
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    host, gone = socket.gethostname(), child.pid
+    real = tmp_path / "tiny.en"
+    held = tmp_path / f".tiny.en.partial-{host}-{gone}-0123abcd"
+    held.mkdir()
+    with _locked(held, wait=True):  # written by a live process the id does not find
+        remove_abandoned(real)
+        assert held.exists()
+    remove_abandoned(real)
+    assert not held.exists()
+    aside = save_checkpoint(tiny, tmp_path / f".tiny.en.old-{host}-{gone}-89abcdef", "float16")
+    other = tmp_path / f".tiny.end.partial-{host}-{gone}-89abcdef"  # another folder's
+    other.mkdir()
+    remove_abandoned(real)
+    assert read_whisperms(real).name == "tiny.en" and not aside.exists() and other.exists()
+
+
+def test_scratch_names_are_told_apart():
+    from whisperms.checkpoint_folder import _scratch_owner, scratch
+
+    made = scratch(Path("/x"), "large-v3", "partial").name
+    assert _scratch_owner(made, "large-v3")[0] == "partial"
+    assert _scratch_owner(made, "large") is None
+    assert _scratch_owner(".tiny.en.old-a-b.c-12-77-0123abcd", "tiny.en") == ("old", "a-b.c-12", 77)
+    assert _scratch_owner(".tiny.en.old-a-b.c-12-77-0123abcd", "tiny") is None
+    assert _scratch_owner(".tiny.en.other-h-77-0123abcd", "tiny.en") is None
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root")

@@ -13,12 +13,15 @@ import os
 import re
 import shutil
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .checkpoint_folder import (
+    PARTIAL,
+    claimed,
     contents,
     fill_in_place,
     is_mount_point,
@@ -438,48 +441,52 @@ def save_checkpoint(ckpt: Checkpoint, dst, dtype="float32", overwrite=False) -> 
     )
     real, how = _destination(dst, overwrite)
     in_place = how in ("fill", "refill")
-    try:
-        real.parent.mkdir(parents=True, exist_ok=True)
-        tmp = scratch(real if in_place else real.parent, real.name, "partial")
-        tmp.mkdir()
-    except OSError as e:
-        raise CheckpointError(
-            f"{dst}: cannot create the checkpoint folder: {e.strerror or e}"
-        ) from None
-    try:
-        np_dtype = SAVE_DTYPES[dtype]
-        save_file(
-            {k: np.ascontiguousarray(v, dtype=np_dtype) for k, v in ckpt.state.items()},
-            str(tmp / WEIGHTS_FILE),
-        )
-        shutil.copyfile(ckpt.tokenizer_path, tmp / TOKENIZER_FILE)
-        config = {
-            "format_version": FORMAT_VERSION,
-            "name": ckpt.name,
-            "dims": ckpt.dims.to_dict(),
-            "alignment_heads": ckpt.alignment_heads,
-            "dtype": dtype,
-            "source": ckpt.source,
-        }
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        user_file_modes(tmp)
-        if in_place:
-            fill_in_place(tmp, real, CONFIG_FILE, replacing=how == "refill")
-        else:
-            move_into_place(tmp, real, overwrite)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, CheckpointError):
-            raise
-        if isinstance(e, OSError):
+    # the temporary folder's lock is held until it is in place: a folder whose lock is free was
+    # left by a conversion that died (checkpoint_folder.remove_abandoned)
+    with ExitStack() as held:
+        try:
+            real.parent.mkdir(parents=True, exist_ok=True)
+            tmp = held.enter_context(
+                claimed(scratch(real if in_place else real.parent, real.name, PARTIAL))
+            )
+        except OSError as e:
             raise CheckpointError(
-                f"{dst}: cannot write the checkpoint: {e.strerror or e}"
-                f"{f' ({e.filename})' if e.filename else ''}"
+                f"{dst}: cannot create the checkpoint folder: {e.strerror or e}"
             ) from None
-        if isinstance(e, Exception):  # safetensors' own (a full disk: its SafetensorError)
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise CheckpointError(f"{dst}: cannot write the checkpoint: {reason}") from None
-        raise
+        try:
+            np_dtype = SAVE_DTYPES[dtype]
+            save_file(
+                {k: np.ascontiguousarray(v, dtype=np_dtype) for k, v in ckpt.state.items()},
+                str(tmp / WEIGHTS_FILE),
+            )
+            shutil.copyfile(ckpt.tokenizer_path, tmp / TOKENIZER_FILE)
+            config = {
+                "format_version": FORMAT_VERSION,
+                "name": ckpt.name,
+                "dims": ckpt.dims.to_dict(),
+                "alignment_heads": ckpt.alignment_heads,
+                "dtype": dtype,
+                "source": ckpt.source,
+            }
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            user_file_modes(tmp)
+            if in_place:
+                fill_in_place(tmp, real, CONFIG_FILE, replacing=how == "refill")
+            else:
+                move_into_place(tmp, real, overwrite)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, CheckpointError):
+                raise
+            if isinstance(e, OSError):
+                raise CheckpointError(
+                    f"{dst}: cannot write the checkpoint: {e.strerror or e}"
+                    f"{f' ({e.filename})' if e.filename else ''}"
+                ) from None
+            if isinstance(e, Exception):  # safetensors' own (a full disk: its SafetensorError)
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise CheckpointError(f"{dst}: cannot write the checkpoint: {reason}") from None
+            raise
     return dst
 
 
@@ -506,7 +513,11 @@ def _destination(dst, overwrite: bool):
         return real, "new"
     if not real.is_dir():  # a folder is written there, with or without --overwrite
         raise CheckpointError(f"{dst}: is a file, not a folder")
-    if not contents(real):  # other conversions' temporary folders aside: the first to end fills it
+    try:
+        held = contents(real)
+    except OSError as e:
+        raise CheckpointError(f"{dst}: cannot read the folder: {e.strerror or e}") from None
+    if not held:  # other conversions' temporary folders aside: the first to end fills it
         return real, "fill"
     if not overwrite:
         raise CheckpointError(

@@ -89,7 +89,11 @@ def resolve(name_or_path, download_root=None) -> Path:
     # there, and one still running has it there: neither makes the folder written
     real = Path(os.path.realpath(local))
     remove_abandoned(real)
-    if real.is_dir() and contents(real):
+    try:
+        written = real.is_dir() and bool(contents(real))
+    except OSError:  # unreadable: read_checkpoint says so
+        written = True
+    if written:
         return local  # read_checkpoint says what is wrong with a folder that is not a checkpoint
     return _download(name, local, download_root)
 
