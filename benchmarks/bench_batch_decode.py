@@ -143,10 +143,10 @@ def step_split(model, decodes, repeats):
     return split.summary(repeats)
 
 
-def whisperms_rows(name, mels, beam, repeats):
+def whisperms_rows(name, mels, beam, repeats, threads):
     from whisperms import load_model
 
-    model = load_model(str(model_folder(name)))
+    model = load_model(str(model_folder(name)), threads=threads)
     options = {"language": "en", "beam_size": beam if beam > 1 else None}
     alone = lambda: [model.decode(mel, **options) for mel in mels]  # noqa: E731
     together = lambda: model.decode(mels, **options)  # noqa: E731
@@ -213,8 +213,9 @@ def main():
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     parser.add_argument("--beams", nargs="+", type=int, default=[1, 5])
     parser.add_argument("--repeats", type=int, default=3)
-    # the cores this process may use (as whisperms' load_model takes them), not the machine's
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    # the cores this process may use, not the machine's
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parser.add_argument("--threads", type=int, default=usable)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
 
@@ -235,7 +236,7 @@ def main():
             # both engines share this process: each cell starts with the other engine than the last
             # did, so that neither always runs first
             runs = [
-                lambda: ("whisperms", whisperms_rows(name, mels, beam, args.repeats)),
+                lambda: ("whisperms", whisperms_rows(name, mels, beam, args.repeats, args.threads)),
                 lambda: (
                     "ctranslate2",
                     ctranslate2_rows(name, mels, beam, args.repeats, args.threads),

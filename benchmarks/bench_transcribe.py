@@ -134,7 +134,11 @@ def _join_clips(rows, gaps, out):
     audio = np.concatenate(pieces)
     # written again when its length is not this recipe's (another manifest, a write cut short); through a file
     # of this process's own, as two runs may write it at once
-    if not out.is_file() or soundfile.info(str(out)).frames != len(audio):
+    try:
+        stale = soundfile.info(str(out)).frames != len(audio)
+    except RuntimeError:  # missing, empty or not a sound file
+        stale = True
+    if stale:
         CACHE.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.wav")
         soundfile.write(str(tmp), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
@@ -298,7 +302,7 @@ class Stats:
             "seconds": dict(s),
             "calls": dict(self.calls),
             "host_logic_s": wall - accounted,
-            "decoder_s": s.get("prefill", 0.0) + s.get("step", 0.0),
+            "decoder_s": s.get("prefill", 0.0) + s.get("step", 0.0) - s.get("step_in_prefill", 0.0),
             "compiles": {k: v[0] for k, v in self.compiles.items()},
             "compile_call_s": {k: v[1] for k, v in self.compiles.items()},
             "n_compiles": sum(v[0] for v in self.compiles.values()),
@@ -461,14 +465,25 @@ def instrument_whisperms(model, holder):
     return compile_cache is not None
 
 
+def _usable_cores():
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
 def _same_cores(threads):
     """Keep a peer to the cores whisperms runs on with `threads` threads (the first `threads` usable ones, as
-    whisperms.device.use_threads keeps itself), so that its feature extraction and Python code get no core
-    whisperms does not; returns them."""
-    usable = sorted(os.sched_getaffinity(0))
+    whisperms.device.use_threads keeps itself), every thread of the process (NumPy's OpenBLAS pool is already
+    started), so that its feature extraction and Python code get no core whisperms does not; returns them (None
+    where affinity cannot be set)."""
+    usable = _usable_cores()
+    if usable is None:
+        return None
     if 0 < threads < len(usable):
-        os.sched_setaffinity(0, usable[:threads])
-    return sorted(os.sched_getaffinity(0))
+        for task in os.listdir("/proc/self/task"):
+            try:
+                os.sched_setaffinity(int(task), usable[:threads])
+            except OSError:  # a thread that ended meanwhile
+                pass
+    return _usable_cores()
 
 
 def run_worker(spec):
@@ -516,7 +531,7 @@ def run_worker(spec):
         out["threads_applied"] = bool(kwargs)
         model = whisperms.load_model(folder, **kwargs)
         # the cores it runs on (whisperms keeps to the first `threads` usable ones) and its kernels' thread count
-        out["cores"] = sorted(os.sched_getaffinity(0))
+        out["cores"] = _usable_cores()
         out["threads_effective"] = getattr(getattr(model, "runtime", None), "threads", None)
         out["compile_count_method"] = (
             "new input signatures of each whisperms.inference._Graph (a compile, or a "
@@ -594,7 +609,7 @@ def run_worker(spec):
                 segments, info = pipeline.transcribe(
                     path, language=language, beam_size=beam, batch_size=spec["batch_size"]
                 )
-                if getattr(info, "vad_options", None) is not None:
+                if dataclasses.is_dataclass(getattr(info, "vad_options", None)):
                     out["engine_settings"]["vad_options_resolved"] = dataclasses.asdict(
                         info.vad_options
                     )

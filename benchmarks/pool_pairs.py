@@ -7,10 +7,10 @@ fifth or more with the neighbours' load, so a run of three or five repeats can l
 of 1.0 while the engines' typical ratio stays put. This pools the pairs of the given runs per cell
 (machine, model, clip, beam size, like-for-like or not, and the run's settings where they are not
 those of README's pauses-en command: threads, batch size, OMP_WAIT_POLICY, busy cores, CPU quota,
-caches, prompt carry): the median ratio with a bootstrap confidence interval, the share of pairs
-at or under 1.0, and in the same repeats the batched mode's speed-up over whisperms' sequential
-mode. Give it runs of the same decoding code; each run's
-whisperms commit is listed.
+caches, engine order, prompt carry; a key an older report lacks counts as that command's): the
+median ratio with a bootstrap confidence interval, the share of pairs at or under 1.0, and in the
+same repeats the batched mode's speed-up over whisperms' sequential mode. Give it runs of the same
+decoding code; each run's whisperms commit is listed.
 
     python benchmarks/pool_pairs.py benchmarks/results/A.json benchmarks/results/B.json \\
         --name pooled-batched-genoa
@@ -59,6 +59,7 @@ SETTING_KEYS = {
     "cpu_quota": None,
     "kernel_cache": "shared",
     "graph_cache": "shared",
+    "engine_order": "as given, every repeat",
 }
 
 
