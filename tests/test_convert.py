@@ -1027,6 +1027,25 @@ def test_a_mount_point_is_filled_and_replaced_in_place(tmp_path, tiny, mount_poi
         save_checkpoint(tiny, mount_point)
 
 
+def test_a_replacement_stopped_midway_can_be_overwritten(tmp_path, tiny):
+    """A checkpoint replaced in place and stopped between two moves (Ctrl-C) holds a checkpoint's
+    files but no config.json: --overwrite refused it as "not a whisperms checkpoint folder", for
+    good. A folder of other files is still refused."""
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / WEIGHTS_FILE).write_bytes(b"\0" * 100)
+    with pytest.raises(CheckpointError, match="already exists and is not empty"):
+        save_checkpoint(tiny, half, dtype="float16")
+    save_checkpoint(tiny, half, dtype="float16", overwrite=True)
+    assert read_whisperms(half).name == "tiny.en"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / WEIGHTS_FILE).write_bytes(b"\0" * 100)
+    (other / "notes.txt").write_text("the user's\n")
+    with pytest.raises(CheckpointError, match="not a whisperms checkpoint folder"):
+        save_checkpoint(tiny, other, dtype="float16", overwrite=True)
+
+
 def test_the_temporary_folders_of_conversions_that_died(tmp_path, tiny):
     """A conversion's temporary folder is removed once its writer is gone, told by its lock as well
     as its process id (an id in another container, which shares the host name, is not this

@@ -524,7 +524,9 @@ def _destination(dst, overwrite: bool):
             f"{dst}: already exists and is not empty (overwrite=True, --overwrite in the "
             "CLI, replaces it)"
         )
-    if not is_whisperms(dst):
+    # a folder holding only checkpoint files but no config.json: a replacement stopped midway
+    partial = set(held) <= {WEIGHTS_FILE, TOKENIZER_FILE}
+    if not partial and not is_whisperms(dst):
         raise CheckpointError(
             f"{dst}: refusing to overwrite, it is not a whisperms checkpoint folder"
         )
