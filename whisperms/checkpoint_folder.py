@@ -3,8 +3,9 @@
 A conversion writes into a hidden temporary folder, then renames it onto its name. A folder that
 cannot be renamed onto (an empty folder, and any mount point: a container's volume, an NFS or tmpfs
 mount) is filled in place instead, file by file, the file that marks the folder complete moved last.
-The temporary folders name their machine and process, so that a killed writer's are told from a
-running one's (`remove_abandoned`) and another writer's are not taken for the folder's contents.
+The temporary folders name their machine and process and are locked while written, so that a
+killed writer's are told from a running one's (`remove_abandoned`), and another writer's are not
+taken for the folder's contents.
 """
 
 import errno
