@@ -194,3 +194,34 @@ def test_wide_steps_on_transposed_weights_match_the_narrow_step(tiny_en_model, m
     assert inference._wide is not None
     np.testing.assert_allclose(runs[True], runs[False], rtol=0, atol=1e-4)
     np.testing.assert_array_equal(runs[True].argmax(-1), runs[False].argmax(-1))
+
+
+def test_steps_of_many_rows_project_with_the_transposed_embedding(tiny_en_model, monkeypatch):
+    """Steps of TRANSPOSED_PROJECTION_ROWS rows or more (a batch of windows) project onto the
+    vocabulary with the transposed copy of the embedding, as one-row steps do: the same logits and
+    best tokens as transpose_b on the embedding itself, over 20 steps of 8 windows."""
+    inference = tiny_en_model.inference
+    names = [r["file"] for r in read_manifest() if r["language"] == "en"][:8]
+    features = inference.embed_audio(np.stack([window_mel(DATA / name) for name in names]))
+    prompt = [50257, 50362]  # <|startoftranscript|><|notimestamps|>
+    assert inference_module.TRANSPOSED_PROJECTION_ROWS <= len(names)
+    assert len(names) < inference_module.WIDE_STEP_ROWS
+    runs = {}
+    for transposed in (True, False):
+        if not transposed:
+            monkeypatch.setattr(inference_module, "TRANSPOSED_PROJECTION_ROWS", 10**6)
+        graphs = (inference._step_apart_t, inference._step_apart)
+        before = [sum(graph.calls.values()) for graph in graphs]
+        logits, cache = inference.start_batch(features, [prompt] * 8, [[1]] * 8)
+        tokens = logits[:, 0].argmax(-1)
+        steps = []
+        for _ in range(20):
+            out, cache = inference.step(tokens, cache)
+            steps.append(out)
+            tokens = out.argmax(-1)
+        runs[transposed] = np.stack(steps)
+        calls = [sum(graph.calls.values()) - b for graph, b in zip(graphs, before)]
+        # the prompt's two tokens ran through the same step graph
+        assert calls == ([22, 0] if transposed else [0, 22]), calls
+    np.testing.assert_allclose(runs[True], runs[False], rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(runs[True].argmax(-1), runs[False].argmax(-1))

@@ -40,6 +40,11 @@ TRANSPOSE_BLOCK = 1024
 # product was the faster CPU kernel than the transposed read of the (n_out, n_in) weight, and gave
 # the same bits; for fewer rows, the other way round.
 WIDE_STEP_ROWS = 16
+# Steps of one row, or of at least this many (a batch of windows, their beams), project onto the
+# vocabulary with the transposed copy of the output embedding (Inference.embedding_t): from 7 rows
+# the plain product was the faster CPU kernel on an AVX2 EPYC and no slower elsewhere, with the same
+# bits; for 2 to 6 rows (one window's beams) neither was faster.
+TRANSPOSED_PROJECTION_ROWS = 7
 # Linear layers a step never runs (the cross-attention K/V are made once per window): not copied.
 NOT_IN_STEPS = ("cross_attn.key.", "cross_attn.value.")
 
@@ -286,10 +291,10 @@ class Inference:
 
         names_wide = wide_names(decoder_block)
 
-        def step_apart_wide(tokens, offset, self_k, self_v, cross_k, cross_v, layers):
+        def step_apart_wide(tokens, offset, self_k, self_v, cross_k, cross_v, layers, embedding_t):
             params = tuple(by_name(names_wide, weights) for weights in layers)
             return decoder.step_apart(
-                tokens, offset, self_k, self_v, cross_k, cross_v, layers=params
+                tokens, offset, self_k, self_v, cross_k, cross_v, embedding_t, params
             )
 
         def graph(fn):
@@ -302,8 +307,8 @@ class Inference:
         self._prompt_block = graph(prompt_block)
         self._prompt_logits = graph(prompt_logits)
         self._step = graph(step)
-        # One-row steps on CPU project with a transposed copy of the embedding (TextDecoder.logits);
-        # batches (beams) keep transpose_b, which was faster for several rows.
+        # One-row steps on CPU, and those of TRANSPOSED_PROJECTION_ROWS or more, project with a
+        # transposed copy of the embedding (TextDecoder.logits); a window's beams keep transpose_b.
         self._step_t = graph(step_t)
         self._step_rows = graph(step_rows)
         self._step_apart = graph(step_apart)
@@ -475,15 +480,19 @@ class Inference:
             mutable(cache.cross_v),
         )
         key = (tokens.shape, cache.capacity, cache.cross_k[0].shape[0])
-        one_row = tokens.shape[0] == 1 and self._embedding_t is not None
+        n_rows = tokens.shape[0]
+        one_row = n_rows == 1 and self._embedding_t is not None
         if host:
-            # the graph reads the cache and returns the new position's keys and values
-            if one_row:
-                logits, new_k, new_v = self._step_apart_t(key, *args, self.embedding_t)
-            elif tokens.shape[0] >= WIDE_STEP_ROWS:
+            # the graph reads the cache and returns the new position's keys and values (the host
+            # cache is CPU's, where the transposed embedding exists)
+            if n_rows >= WIDE_STEP_ROWS:
                 if self._wide is None:
                     self._wide = mutable(wide_layers(self.model.decoder.blocks))
-                logits, new_k, new_v = self._step_apart_wide(key, *args, self._wide)
+                logits, new_k, new_v = self._step_apart_wide(
+                    key, *args, self._wide, self.embedding_t
+                )
+            elif one_row or n_rows >= TRANSPOSED_PROJECTION_ROWS:
+                logits, new_k, new_v = self._step_apart_t(key, *args, self.embedding_t)
             else:
                 logits, new_k, new_v = self._step_apart(key, *args)
             return logits.asnumpy(), cache.written(new_k.asnumpy(), new_v.asnumpy())
