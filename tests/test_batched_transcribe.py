@@ -290,6 +290,64 @@ def test_inputs_with_their_own_language_and_prompt_share_a_batch(base_model):
     assert isinstance(results[2], OptionsError) and "klingon" in str(results[2])
 
 
+def test_an_input_no_window_of_which_can_be_decoded_fails_alone(tiny_en_model):
+    """An input's own initial prompt of ids the model does not have, or not ids, or one that with
+    the prefix overflows the context, is that input's OptionsError, found before decoding: raised
+    within the shared batch, it ended results() and every other input's result with it. A prefix
+    no window can take is refused when the transcriber is made (the CLI's one-line usage error;
+    with --batch_size it was a traceback)."""
+    jfk = str(DATA / "jfk_inaugural_1961.flac")
+    n_vocab = tiny_en_model.dims.n_vocab
+    inputs = [
+        jfk,
+        BatchInput(jfk, initial_prompt=[n_vocab + 5]),
+        BatchInput(jfk, initial_prompt=["x"]),
+        jfk,
+    ]
+    results = dict(BatchedTranscriber(tiny_en_model, batch_size=2).results(inputs))
+    assert sorted(results) == [0, 1, 2, 3]
+    for index in (0, 3):
+        assert results[index].text.startswith(" And so my fellow Americans"), results[index].text
+    assert isinstance(results[1], OptionsError) and f"{n_vocab + 5}" in str(results[1])
+    assert isinstance(results[2], OptionsError) and "initial_prompt" in str(results[2])
+    # 230 prefix tokens fit alone; with a prompt's 223 (its cut) they do not
+    prefixed = BatchedTranscriber(tiny_en_model, batch_size=2, prefix=" word" * 230)
+    results = dict(prefixed.results([BatchInput(jfk, initial_prompt=" hello" * 300), jfk]))
+    assert isinstance(results[0], OptionsError), results[0]
+    assert "more than the model's 448-token context" in str(results[0])
+    assert results[1].text.startswith(" word word"), results[1].text
+    with pytest.raises(OptionsError, match="more than the model's 448-token context"):
+        BatchedTranscriber(tiny_en_model, batch_size=2, prefix=" word" * 500)
+
+
+def test_text_wholly_past_its_piece_end_is_cleared(tiny_en_model):
+    """A segment a window wrote in the padding past its VAD piece's end (a closing "Thank you."
+    after the speech) is clamped into the piece with no length left: cleared, as a 0-s segment
+    is, where it kept its text and came out as a 0-s cue; one ending past it keeps its text."""
+    from whisperms.batched import _Piece, _Source
+    from whisperms.segments import Segment
+
+    transcriber = BatchedTranscriber(tiny_en_model, batch_size=2)
+    chunks = [{"start": SAMPLE_RATE, "end": 4 * SAMPLE_RATE}]  # 1-4 s of the input is speech
+    source = _Source(0, 6.0, 3.0, chunks, "en", [])
+    piece = _Piece(source, np.zeros(3 * SAMPLE_RATE, np.float32), 0.0, language="en")
+    source.pieces.append(piece)
+    tokenizer = transcriber.tokenizer
+    for start, end, text in (
+        (0.5, 2.0, " Hello there."),
+        (2.6, 3.4, " And so"),
+        (3.2, 3.8, " Bye"),
+    ):
+        tokens = tokenizer.encode(text)
+        piece.segments.append(Segment(0, 0, start, end, text, tokens, 0.0, -0.2, 1.0, 0.01))
+    result = transcriber._result(source)
+    assert [s.text for s in result.segments] == [" Hello there.", " And so", ""]
+    assert result.text == " Hello there. And so"
+    hello, cut, cleared = result.segments
+    assert (hello.start, hello.end) == (1.5, 3.0) and cut.start == 3.6 and cut.end > 3.99
+    assert cleared.tokens == [] and cleared.start == cleared.end
+
+
 def test_an_input_queue_is_taken_as_inputs_arrive(tiny_en_model):
     """InputQueue: results ends when nothing is queued or in flight, and takes later inputs on the
     next run, with indices in the order they were put."""

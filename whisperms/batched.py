@@ -67,7 +67,9 @@ from .timing import add_word_timestamps, last_word_end
 from .tokenizer import language_code
 from .transcribe_options import (
     TranscribeOptions,
+    check_decodable,
     check_with_model,
+    checked_prompt_tokens,
     prompt_tokens,
     transcribe_options,
 )
@@ -195,6 +197,7 @@ class BatchedTranscriber:
             self.language = None
         self.tokenizer = build_tokenizer(model, self.language, options.decoding.task)
         self.initial_prompt_tokens = prompt_tokens(self.tokenizer, options.initial_prompt)
+        check_decodable(model, options, self.language, self.initial_prompt_tokens)
         # windows of VAD pieces hold speech to their end (EARLY_END_MARGIN)
         self.early_end = options.vad_applies and not options.decoding.without_timestamps
         # a VAD piece decoded without timestamps is one segment (faster-whisper's): its decode has
@@ -296,7 +299,8 @@ class BatchedTranscriber:
                 # English on an English-only model; refuses a language the model does not know
                 language = model_language(self.model, audio.language, self.options.decoding.task)
             if audio.initial_prompt is not None:
-                prompt = prompt_tokens(self.tokenizer, audio.initial_prompt)
+                prompt = checked_prompt_tokens(self.model, self.tokenizer, audio.initial_prompt)
+                check_decodable(self.model, self.options, language, prompt)
             audio = audio.audio
         audio = load_audio(audio)
         duration = len(audio) / SAMPLE_RATE  # as faster-whisper reports it: every sample
@@ -513,13 +517,14 @@ class BatchedTranscriber:
 
     def _result(self, source: _Source) -> TranscriptionResult:
         segments = [segment for piece in source.pieces for segment in piece.segments]
+        for piece in source.pieces if source.speech_chunks else ():
+            for segment in piece.segments:
+                _clamp_to_piece(segment, piece)
+        # after the clamp: text wholly past its piece's end (in the window's padding) is cleared
         empty = [is_empty(segment) for segment in segments]
         if source.speech_chunks:
             from .vad import restore_speech_timestamps
 
-            for piece in source.pieces:
-                for segment in piece.segments:
-                    _clamp_to_piece(segment, piece)
             # an end in a chunk's opening padding ends with the chunk before (faster-whisper's
             # pipeline gives its pieces no segment times to compare)
             slack = self.options.vad_parameters.speech_pad_ms / 1000

@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .audio import CHUNK_LENGTH
-from .decoding import DecodingOptions, model_language
+from .decoding import DecodingOptions, DecodingTask, model_language
 from .decoding_checks import (
     MAX_ROWS_PER_WINDOW,
     check_fp16,
@@ -364,6 +364,26 @@ def prompt_tokens(tokenizer, prompt) -> List[int]:
     if prompt is None:
         return []
     return tokenizer.encode(" " + prompt.strip()) if isinstance(prompt, str) else list(prompt)
+
+
+def checked_prompt_tokens(model, tokenizer, prompt) -> List[int]:
+    """prompt_tokens of an initial_prompt given apart from the options (a BatchInput's), checked as
+    transcribe_options and check_with_model check the options' own: an OptionsError for what is
+    neither text nor this model's token ids."""
+    if prompt is not None and not isinstance(prompt, str):
+        if not isinstance(prompt, (Sequence, np.ndarray)):
+            raise OptionsError(f"initial_prompt must be a string or token ids, got {prompt!r}")
+        prompt = token_ids(prompt, "initial_prompt")
+        check_vocabulary(DecodingOptions(prompt=prompt), model.dims.n_vocab)
+    return prompt_tokens(tokenizer, prompt)
+
+
+def check_decodable(model, options: TranscribeOptions, language, prompt):
+    """An OptionsError for a first window that no decode of `options` could take with this language
+    and prompt (the prompt and the prefix past the context), found before any decoding: the batched
+    mode met it within a shared batch, where it stopped every input's decode."""
+    first = options.at_temperature(options.temperature[0])
+    DecodingTask(model, replace(first, language=language, prompt=list(prompt)))
 
 
 def check_with_model(model, options: TranscribeOptions) -> TranscribeOptions:
