@@ -222,9 +222,9 @@ def test_top_k_rows_over_a_whole_vocabulary():
         if len(v) > 3:
             v[2, [5, 5 + n_blocks, 6 + 2 * n_blocks]] = 100.0  # the top three tie, two in one block
             v[2, n - 1] = 100.0  # and one past the last whole block
+        ranked = np.argsort(-v, axis=1, kind="stable")  # once: the suite's slowest pure test
         for k in (1, 2, 6, 11):
-            expected = np.argsort(-v, axis=1, kind="stable")[:, :k]
-            assert top_k_rows(v, k).tolist() == expected.tolist()
+            assert top_k_rows(v, k).tolist() == ranked[:, :k].tolist()
 
 
 def test_exp_sums_in_blocks_of_rows_equal_the_whole_array_pass():
