@@ -162,11 +162,8 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
             continue  # the mode's default
         if name in checked and not isinstance(checked[name], (bool, np.bool_)):
             raise OptionsError(f"{name} must be True or False, got {checked[name]!r}")
-    prompt = checked.get("initial_prompt")
-    if prompt is not None and not isinstance(prompt, str):  # faster-whisper's token ids
-        if not isinstance(prompt, (Sequence, np.ndarray)):
-            raise OptionsError(f"initial_prompt must be a string or token ids, got {prompt!r}")
-        checked["initial_prompt"] = token_ids(prompt, "initial_prompt")
+    if checked.get("initial_prompt") is not None:
+        checked["initial_prompt"] = _initial_prompt(checked["initial_prompt"])
     for name in _TEXT_OPTIONS + _OPTIONAL_TEXT_OPTIONS:
         if name == "initial_prompt" and isinstance(checked.get(name), tuple):
             continue
@@ -366,14 +363,22 @@ def prompt_tokens(tokenizer, prompt) -> List[int]:
     return tokenizer.encode(" " + prompt.strip()) if isinstance(prompt, str) else list(prompt)
 
 
+def _initial_prompt(prompt):
+    """An initial_prompt as text, or as faster-whisper's token ids (a tuple); an OptionsError for
+    anything else."""
+    if isinstance(prompt, str):
+        return prompt
+    if not isinstance(prompt, (Sequence, np.ndarray)):
+        raise OptionsError(f"initial_prompt must be a string or token ids, got {prompt!r}")
+    return token_ids(prompt, "initial_prompt")
+
+
 def checked_prompt_tokens(model, tokenizer, prompt) -> List[int]:
     """prompt_tokens of an initial_prompt given apart from the options (a BatchInput's), checked as
     transcribe_options and check_with_model check the options' own: an OptionsError for what is
     neither text nor this model's token ids."""
-    if prompt is not None and not isinstance(prompt, str):
-        if not isinstance(prompt, (Sequence, np.ndarray)):
-            raise OptionsError(f"initial_prompt must be a string or token ids, got {prompt!r}")
-        prompt = token_ids(prompt, "initial_prompt")
+    prompt = _initial_prompt(prompt)
+    if isinstance(prompt, tuple):
         check_vocabulary(DecodingOptions(prompt=prompt), model.dims.n_vocab)
     return prompt_tokens(tokenizer, prompt)
 
