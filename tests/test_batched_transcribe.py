@@ -189,7 +189,7 @@ def test_a_finished_input_leaves_nothing_for_the_garbage_collector(tiny_en_model
     """Once an input's result is given, its pieces (each holding the piece's mel) are freed with
     it: a server or bulk worker that runs for days does not hold finished inputs until the
     collector's next full pass."""
-    from whisperms.batched import _Piece, _Source
+    from whisperms.batched_pieces import Piece, Source
 
     clips = [str(DATA / r["file"]) for r in read_manifest() if r["language"] == "en"][:2]
     transcriber = BatchedTranscriber(tiny_en_model, batch_size=2, temperature=0.0)
@@ -197,7 +197,7 @@ def test_a_finished_input_leaves_nothing_for_the_garbage_collector(tiny_en_model
     gc.disable()
     try:
         results = dict(transcriber.results(clips))
-        left = [type(o).__name__ for o in gc.get_objects() if type(o) in (_Piece, _Source)]
+        left = [type(o).__name__ for o in gc.get_objects() if type(o) in (Piece, Source)]
     finally:
         gc.enable()
     assert sorted(results) == [0, 1] and all(r.text.strip() for r in results.values())
@@ -324,13 +324,13 @@ def test_text_wholly_past_its_piece_end_is_cleared(tiny_en_model):
     """A segment a window wrote in the padding past its VAD piece's end (a closing "Thank you."
     after the speech) is clamped into the piece with no length left: cleared, as a 0-s segment
     is, where it kept its text and came out as a 0-s cue; one ending past it keeps its text."""
-    from whisperms.batched import _Piece, _Source
+    from whisperms.batched_pieces import Piece, Source
     from whisperms.segments import Segment
 
     transcriber = BatchedTranscriber(tiny_en_model, batch_size=2)
     chunks = [{"start": SAMPLE_RATE, "end": 4 * SAMPLE_RATE}]  # 1-4 s of the input is speech
-    source = _Source(0, 6.0, 3.0, chunks, "en", [])
-    piece = _Piece(source, np.zeros(3 * SAMPLE_RATE, np.float32), 0.0, language="en")
+    source = Source(0, 6.0, 3.0, chunks, "en", [])
+    piece = Piece(source, np.zeros(3 * SAMPLE_RATE, np.float32), 0.0, language="en")
     source.pieces.append(piece)
     tokenizer = transcriber.tokenizer
     for start, end, text in (
@@ -653,7 +653,7 @@ def test_carry_initial_prompt_keeps_the_initial_prompt(tiny_en_model):
     """carry_initial_prompt=True: a piece's text is cut so that the initial prompt fits in the
     decoder's n_text_ctx // 2 - 1 prompt tokens (the sequential mode's rule); without it the
     text follows the initial prompt whole (the decoder keeps its end)."""
-    from whisperms.batched import _Piece, _Source
+    from whisperms.batched_pieces import Piece, Source
 
     prompt = "Glossary: Gutenberg, Dashwood, Frere, Whittemore."
     fits = tiny_en_model.dims.n_text_ctx // 2 - 1
@@ -662,8 +662,8 @@ def test_carry_initial_prompt_keeps_the_initial_prompt(tiny_en_model):
             tiny_en_model, batch_size=2, initial_prompt=prompt, carry_initial_prompt=carry
         )
         initial = transcriber.initial_prompt_tokens
-        source = _Source(0, 1.0, 1.0, None, "en", initial)
-        piece = _Piece(source, np.zeros(SAMPLE_RATE, np.float32), 0.0, tokens=list(range(300)))
+        source = Source(0, 1.0, 1.0, None, "en", initial)
+        piece = Piece(source, np.zeros(SAMPLE_RATE, np.float32), 0.0, tokens=list(range(300)))
         tokens = transcriber._prompt(piece)
         if carry:
             assert tokens == initial + list(range(300 - (fits - len(initial)), 300))

@@ -22,7 +22,7 @@ inputs taking turns, so that one behind a long input is not kept waiting for all
 """
 
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from os import PathLike
 from typing import Iterable, Iterator, List, Optional, Tuple, Union
 
@@ -42,6 +42,7 @@ from .audio import (
 )
 from .batch_feed import BatchFeed
 from .batch_inputs import TURN_OVER, BatchInput, Cancelled, InputQueue
+from .batched_pieces import Piece, Source, clamp_to_piece, clip_spans, take_in_turn
 from .decoding import (
     BatchDecodingTask,
     DecodingTask,
@@ -51,7 +52,6 @@ from .decoding import (
 )
 from .errors import OptionsError, WhispermsError
 from .segments import (
-    Segment,
     TranscriptionInfo,
     TranscriptionResult,
     best_attempt,
@@ -89,66 +89,6 @@ END_SLIVER = 0.1
 # Windows per encoder call on CPU: one at a time runs as fast per window (slower batched on an AVX2
 # CPU), holds one window's activations instead of eight, and reuses the sequential mode's graph.
 CPU_ENCODER_GROUP = 1
-
-
-@dataclass
-class _Source:
-    """One input: where its pieces are, and what its result needs."""
-
-    index: int  # position in the inputs
-    duration: float  # seconds of the input
-    duration_after_vad: float  # seconds transcribed
-    # the VAD's chunks (samples), through which times are restored; None without the VAD
-    speech_chunks: Optional[List[dict]]
-    language: Optional[str]  # None: detected in each piece
-    prompt_tokens: List[int]  # the initial prompt of every window
-    pieces: List["_Piece"] = field(default_factory=list)
-    remaining: int = 0  # pieces not yet done
-
-
-@dataclass
-class _Piece:
-    """A piece of one input, transcribed window by window: its own seek point, language and text."""
-
-    source: _Source
-    # the piece's audio until its log-mel is made: when it first joins a batch, so that the mels
-    # held at once are those of the pieces being decoded, not of every piece of a long input
-    samples: Optional[np.ndarray]
-    offset: float  # seconds before the piece on its input's transcribed timeline
-    seek: int = 0  # mel frame within the piece
-    language: Optional[str] = None
-    language_probability: float = 1.0
-    all_language_probs: Optional[List[Tuple[str, float]]] = None  # where it was detected
-    tokens: List[int] = field(default_factory=list)  # text decoded so far: the prompt within it
-    prompt_reset_since: int = 0
-    # the text was reset (condition_on_previous_text off, or a hot fallback): the initial prompt
-    # goes too, unless carried, as in the sequential mode (all its tokens were text before that)
-    prompt_reset: bool = False
-    segments: List[Segment] = field(default_factory=list)
-    last_speech_timestamp: float = 0.0
-    # its speech runs to the input's end (a recording cut mid-sentence): no silence after its
-    # last words, so a window that ends early leaves the rest to a next window (sequential mode)
-    ends_input: bool = False
-    mel: Optional[np.ndarray] = None  # log-mel with a window of padding, while being decoded
-    content_frames: int = field(init=False)  # mel frames of the piece's audio
-    end: float = field(init=False)  # seconds where the piece ends on the transcribed timeline
-    # word timing of a piece decoded in one window aligns over its length in whole seconds, as
-    # faster-whisper's pipeline aligns a chunk (aligned to its exact end, its last word ended early)
-    aligned_frames: int = field(init=False)
-
-    def __post_init__(self):
-        self.content_frames = len(self.samples) // HOP_LENGTH
-        whole_seconds = -(-len(self.samples) // SAMPLE_RATE)
-        self.aligned_frames = min(N_FRAMES, whole_seconds * FRAMES_PER_SECOND)
-        self.end = self.offset + len(self.samples) / SAMPLE_RATE
-
-    @property
-    def done(self) -> bool:
-        return self.seek >= self.content_frames
-
-    @property
-    def frame_offset(self) -> int:
-        return round(self.offset * FRAMES_PER_SECOND)
 
 
 class BatchedTranscriber:
@@ -257,7 +197,7 @@ class BatchedTranscriber:
                             yield index, Cancelled()
                     inputs = len({p.source.index for p in pending})
                     for index, source in feed.ready(len(pending), inputs):
-                        if not isinstance(source, _Source):  # an error, or given up
+                        if not isinstance(source, Source):  # an error, or given up
                             yield index, source
                             continue
                         if not source.pieces:
@@ -271,7 +211,7 @@ class BatchedTranscriber:
                         if turn_over():  # inputs still being read: the other queues go meanwhile
                             yield TURN_OVER
                         continue
-                    batch = _take_in_turn(pending, self.batch_size)
+                    batch = take_in_turn(pending, self.batch_size)
                     self._advance(batch)
                     # a piece not yet done goes first into the next batch: its input finishes
                     # sooner
@@ -292,7 +232,7 @@ class BatchedTranscriber:
 
     # ---- an input into pieces ----
 
-    def _prepare(self, index: int, audio) -> _Source:
+    def _prepare(self, index: int, audio) -> Source:
         language, prompt = self.language, self.initial_prompt_tokens
         if isinstance(audio, BatchInput):
             if audio.language is not None:
@@ -313,7 +253,7 @@ class BatchedTranscriber:
             pieces, metadata = collect_chunks(audio, chunks, max_duration=longest)
             # no speech: one empty piece, dropped below
             spans = [(m["offset"], p) for m, p in zip(metadata, pieces)]
-            source = _Source(
+            source = Source(
                 index,
                 duration,
                 sum(c["end"] - c["start"] for c in chunks) / SAMPLE_RATE,
@@ -324,14 +264,14 @@ class BatchedTranscriber:
         else:
             spans = [
                 (start, audio[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)])
-                for start, end in _clip_spans(self.options.clip_timestamps, len(audio))
+                for start, end in clip_spans(self.options.clip_timestamps, len(audio))
             ]
             transcribed = sum(len(p) for _, p in spans) / SAMPLE_RATE
-            source = _Source(index, duration, transcribed, None, language, prompt)
+            source = Source(index, duration, transcribed, None, language, prompt)
         for offset, samples in spans:
             # word timing's "last speech": 0 at the input's start, as the sequential mode begins
             speech = offset if source.pieces else 0.0
-            piece = _Piece(source, samples, offset, language=language, last_speech_timestamp=speech)
+            piece = Piece(source, samples, offset, language=language, last_speech_timestamp=speech)
             if piece.content_frames > 0:
                 source.pieces.append(piece)
         if source.pieces and source.speech_chunks:
@@ -341,7 +281,7 @@ class BatchedTranscriber:
 
     # ---- one batch of windows ----
 
-    def _advance(self, batch: List[_Piece]):
+    def _advance(self, batch: List[Piece]):
         """Decode the next window of every piece of `batch` together; keep their segments and move
         their seek points."""
         _, logprob_threshold, no_speech_threshold = self.thresholds
@@ -395,7 +335,7 @@ class BatchedTranscriber:
         language, probs = detect_language(self.model, None, audio_features=window)
         return language, probs[language], sorted(probs.items(), key=lambda item: -item[1])
 
-    def _prompt(self, piece: _Piece) -> List[int]:
+    def _prompt(self, piece: Piece) -> List[int]:
         """The initial prompt (until the text is reset), then the piece's text since the last reset.
         The decoder keeps the prompt's last n_text_ctx // 2 - 1 tokens: with carry_initial_prompt
         the text is cut to fit first, so that the initial prompt stays (the sequential mode's rule,
@@ -407,7 +347,7 @@ class BatchedTranscriber:
             return text
         return initial + text
 
-    def _decode(self, pieces: List[_Piece], features: list, frames) -> list:
+    def _decode(self, pieces: List[Piece], features: list, frames) -> list:
         """One DecodingResult per window: every window at the first temperature, then those that
         need it again together at the next (openai's fallback)."""
         results = [None] * len(pieces)
@@ -450,7 +390,7 @@ class BatchedTranscriber:
             results[i] = best_attempt(attempts[i], self.thresholds[0])
         return results
 
-    def _keep(self, piece: _Piece, window, segment_frames: int, result):
+    def _keep(self, piece: Piece, window, segment_frames: int, result):
         """A window's segments, on its input's transcribed timeline, added to its piece."""
         tokenizer = build_tokenizer(self.model, piece.language, self.options.decoding.task)
         window_seek = piece.seek
@@ -507,7 +447,7 @@ class BatchedTranscriber:
 
     # ---- an input's result ----
 
-    def _finish(self, source: _Source) -> TranscriptionResult:
+    def _finish(self, source: Source) -> TranscriptionResult:
         """The input's result, its pieces let go: each piece refers back to its input, so a
         long-running caller (the server, a bulk worker) would otherwise keep every finished input's
         pieces and their mels until the garbage collector's next full pass."""
@@ -515,11 +455,11 @@ class BatchedTranscriber:
         source.pieces.clear()
         return result
 
-    def _result(self, source: _Source) -> TranscriptionResult:
+    def _result(self, source: Source) -> TranscriptionResult:
         segments = [segment for piece in source.pieces for segment in piece.segments]
         for piece in source.pieces if source.speech_chunks else ():
             for segment in piece.segments:
-                _clamp_to_piece(segment, piece)
+                clamp_to_piece(segment, piece)
         # after the clamp: text wholly past its piece's end (in the window's padding) is cleared
         empty = [is_empty(segment) for segment in segments]
         if source.speech_chunks:
@@ -554,46 +494,3 @@ class BatchedTranscriber:
             language=language,
             info=info,
         )
-
-
-def _take_in_turn(pending: deque, size: int) -> List[_Piece]:
-    """Up to `size` pieces of `pending` for the next batch, its inputs in turn: the first piece of
-    each input (in the queue's order), then the second of each, ... An input queued behind a long
-    one is in the next batch, not after all the long one's pieces. Each input's pieces keep their
-    order, and a piece still being decoded (queued first) keeps its place."""
-    turns, ranked = {}, []
-    for position, piece in enumerate(pending):
-        turn = turns.get(piece.source.index, 0)
-        turns[piece.source.index] = turn + 1
-        ranked.append((turn, position))
-    chosen = sorted(position for _, position in sorted(ranked)[:size])
-    batch = [pending[position] for position in chosen]
-    taken = set(chosen)
-    kept = [piece for position, piece in enumerate(pending) if position not in taken]
-    pending.clear()
-    pending.extend(kept)
-    return batch
-
-
-def _clamp_to_piece(segment: Segment, piece: _Piece):
-    """The segment's (and its words') times kept within its piece, half a sample inside: the VAD's
-    map finds a time's chunk from its sample, so a time on the piece's edge or past it (the window
-    starts on a whole mel frame, timestamps are 20 ms apart) would be moved through the
-    neighbouring piece's chunk, a whole pause away."""
-    low, high = piece.offset + 0.5 / SAMPLE_RATE, piece.end - 0.5 / SAMPLE_RATE
-    segment.start = min(max(segment.start, low), high)
-    segment.end = min(max(segment.end, low), high)
-    for word in segment.words or []:
-        word["start"] = min(max(word["start"], low), high)
-        word["end"] = min(max(word["end"], low), high)
-
-
-def _clip_spans(clip_seconds, n_samples: int) -> List[Tuple[float, float]]:
-    """(start, end) seconds of each clip to transcribe, cut at the end of the audio; no clips: the
-    whole input."""
-    length = n_samples / SAMPLE_RATE
-    points = list(clip_seconds) or [0.0]
-    if len(points) % 2 == 1:
-        points.append(length)
-    spans = [(min(s, length), min(e, length)) for s, e in zip(points[::2], points[1::2])]
-    return [(s, e) for s, e in spans if e > s]
