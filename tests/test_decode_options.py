@@ -145,15 +145,21 @@ def test_patience_waits_for_more_finished_candidates(tiny_en_model):
     assert patient.tokens != plain.tokens and score(patient) > score(plain)
 
 
-def test_decode_checks_its_options_and_the_model_stays_usable(tiny_en_model):
+def test_decode_checks_its_options_and_the_model_stays_usable(tiny_en_model, monkeypatch):
     """decode() takes DecodingOptions as given: each of these failed deep inside (a TypeError, a
     MindSpore traceback), or decoded wrongly (a negative id picked a token from the vocabulary's
     end); a prompt id beyond the vocabulary made MindSpore's Gather fail and every later call on
-    the model fail with it. Now each is one OptionsError before any graph runs."""
+    the model fail with it. Now each is one OptionsError before any graph runs, the encoder's
+    included."""
     from whisperms import OptionsError
 
     mel = window_mel(DATA / "ljspeech_LJ001-0001.wav")
     before = tiny_en_model.decode(mel).tokens
+    encoded = []
+    embed_audio = tiny_en_model.inference.embed_audio
+    monkeypatch.setattr(
+        tiny_en_model.inference, "embed_audio", lambda m: encoded.append(m) or embed_audio(m)
+    )
     n_vocab = tiny_en_model.dims.n_vocab
     cases = [
         (dict(prompt=[n_vocab]), f"prompt: token id {n_vocab} is beyond this model's vocabulary"),
@@ -183,7 +189,8 @@ def test_decode_checks_its_options_and_the_model_stays_usable(tiny_en_model):
             tiny_en_model.decode([mel, mel], **options)
     with pytest.raises(OptionsError, match="^mel must be an array of numbers"):
         tiny_en_model.decode("hello")
-    assert tiny_en_model.decode(mel).tokens == before
+    assert encoded == []
+    assert tiny_en_model.decode(mel).tokens == before and len(encoded) == 1
 
 
 def test_detect_language_of_a_batch(base_model):

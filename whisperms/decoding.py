@@ -471,6 +471,11 @@ def _mel_array(mel) -> np.ndarray:
 
 
 def _features(model, mel):
+    return model.inference.embed_audio(_checked_mel(model, mel))
+
+
+def _checked_mel(model, mel) -> np.ndarray:
+    """mel as a batch of windows (B, n_mels, N_FRAMES), or an OptionsError saying what it is."""
     mel = _mel_array(mel)
     if mel.ndim == 2:
         mel = mel[None]
@@ -488,7 +493,7 @@ def _features(model, mel):
         raise OptionsError(
             "mel holds NaN or infinite values: compute it from finite audio (log_mel_spectrogram)"
         )
-    return model.inference.embed_audio(mel)
+    return mel
 
 
 def detect_language(model, mel, tokenizer: Optional[Tokenizer] = None, audio_features=None):
@@ -524,8 +529,8 @@ def decode(model, mel, options=None, **kwargs):
     prompt and prefix."""
     mel = _mel_array(mel)
     single = mel.ndim == 2
-    audio_features = _features(model, mel)
-    n = audio_features.shape[0]
+    mel = _checked_mel(model, mel)
+    n = len(mel)
     given = options if isinstance(options, (list, tuple)) else [options] * n
     if len(given) != n:
         raise OptionsError(f"{len(given)} DecodingOptions given for {n} windows")
@@ -546,17 +551,23 @@ def decode(model, mel, options=None, **kwargs):
     rows = [replace(row, temperature=float(row.temperature)) for row in rows]
     for fp16 in {row.fp16 for row in rows}:
         check_fp16(model, fp16)
-    tasks, language_probs = [], []
+    # the tasks check what the options say of the model (token ids, the context's length) before
+    # the encoder runs, except where the language is still to be detected from the audio
+    tasks = []
+    for row in rows:
+        language = model_language(model, row.language, row.task, stacklevel=4)
+        if language is None and not model.is_multilingual:
+            language = "en"
+        tasks.append(
+            None if language is None else DecodingTask(model, replace(row, language=language))
+        )
+    audio_features = model.inference.embed_audio(mel)
+    language_probs = [None] * n
     for i, row in enumerate(rows):
-        language, probs = model_language(model, row.language, row.task, stacklevel=4), None
-        if language is None:
-            if model.is_multilingual:
-                features = audio_features[i : i + 1]
-                language, probs = detect_language(model, None, audio_features=features)
-            else:
-                language = "en"
-        tasks.append(DecodingTask(model, replace(row, language=language)))
-        language_probs.append(probs)
+        if tasks[i] is None:
+            features = audio_features[i : i + 1]
+            language, language_probs[i] = detect_language(model, None, audio_features=features)
+            tasks[i] = DecodingTask(model, replace(row, language=language))
     if single:
         task = tasks[0]
         result = task.run(audio_features, task.options.language)
