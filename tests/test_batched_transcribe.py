@@ -17,6 +17,7 @@ import pytest
 import soundfile
 from user_env import user_env
 
+from whisperms import WhispermsWarning
 from whisperms.audio import SAMPLE_RATE, load_audio
 from whisperms.batched import BatchedTranscriber, BatchInput
 from whisperms.errors import AudioError, OptionsError
@@ -502,6 +503,13 @@ def test_options_of_the_batched_mode():
         transcribe_options(batch_size=0)
     with pytest.raises(OptionsError, match="sequential mode only"):
         transcribe_options(batch_size=2, word_timestamps=True, hallucination_silence_threshold=1.0)
+    # not a warning that it needs word_timestamps, which would not make it work either
+    with pytest.raises(OptionsError, match="sequential mode only"):
+        transcribe_options(batch_size=2, hallucination_silence_threshold=1.0)
+    # it bounds the VAD's pieces: clips and a whole input are pieces of any length
+    for unbounded in (dict(vad_filter=False), dict(clip_timestamps="0,40")):
+        with pytest.warns(WhispermsWarning, match="^chunk_length has no effect without the VAD"):
+            transcribe_options(batch_size=2, chunk_length=10, **unbounded)
     # faster-whisper's pipeline takes clips as dicts of seconds: the same clips
     clips = [{"start": 2, "end": 12}, {"start": 20, "end": 30.5}]
     as_dicts = transcribe_options(batch_size=8, clip_timestamps=clips).clip_timestamps
@@ -618,6 +626,77 @@ def test_times_of_pieces_after_a_long_pause(tiny_en_model, long_pauses, without_
         if name == "three":
             ends = [e for _, e, text in segments if "metal letter" in text]
             assert len(ends) == 1 and ends[0] == pytest.approx(spans[1][1], abs=0.5), segments
+
+
+def test_a_prefix_opens_the_input_not_each_piece(tiny_en_model, long_pauses):
+    """prefix goes into the input's first window alone, as in the sequential mode: the piece after
+    the minute's pause does not start with it again."""
+    audio, _ = long_pauses["late"]
+    result = transcribe(tiny_en_model, audio, batch_size=2, temperature=0.0, prefix="So then")
+    assert len(result.segments) >= 2 and result.segments[0].text.startswith(" So then")
+    assert normalize(result.text).count("so then") == 1, result.text
+
+
+def test_word_times_do_not_depend_on_the_batch(tiny_en_model, long_pauses):
+    """A piece's words are timed alike whether the piece before it was decoded in an earlier batch
+    (batch_size=1) or beside it in the same batch."""
+    audio, _ = long_pauses["three"]
+    words = []
+    for batch_size in (1, 4):
+        result = transcribe(
+            tiny_en_model, audio, batch_size=batch_size, temperature=0.0, word_timestamps=True
+        )
+        words.append([(w["word"], w["start"], w["end"]) for s in result.segments for w in s.words])
+    assert len(words[0]) > 50 and words[0] == words[1]
+
+
+def test_the_language_reported_with_multilingual(base_model, capsys):
+    """multilingual=True detects each piece's language; the result reports a language given (as
+    faster-whisper's pipeline and the sequential mode do), else its first piece's, with openai's
+    "Detected language" line."""
+    spanish = str(DATA / "mls_es_13697_11991_000000.opus")
+    options = dict(batch_size=2, multilingual=True, temperature=0.0, verbose=False)
+    detected = transcribe(base_model, spanish, **options)
+    assert "Detected language: Spanish" in capsys.readouterr().out
+    assert detected.language == detected.info.language == "es"
+    assert detected.info.all_language_probs[0][0] == "es"
+    given = transcribe(base_model, spanish, language="fr", **options)
+    assert "Detected language" not in capsys.readouterr().out
+    assert given.language == given.info.language == "fr"
+    assert (given.info.language_probability, given.info.all_language_probs) == (1.0, None)
+    assert _segments(given) == _segments(detected)
+
+
+def test_clip_timestamps_are_the_pieces(tiny_en_model, pauses):
+    """clip_timestamps with batch_size: each clip a piece, the VAD off, nothing transcribed outside
+    the clips, each clip's speech read, the sequential mode's segments (a last timestamp may fall in
+    the window's padding past the clip's end there too, as in openai's and faster-whisper's)."""
+    path, clips = pauses
+    chosen = [clips[2], clips[5]]
+    spans = [(start - 0.1, end + 0.1) for start, end, _ in chosen]
+    given = ",".join(f"{t:.3f}" for span in spans for t in span)
+    options = dict(clip_timestamps=given, temperature=0.0)
+    result = transcribe(tiny_en_model, str(path), batch_size=2, **options)
+    assert result.info.vad_options is None
+    assert result.info.duration_after_vad == pytest.approx(sum(e - s for s, e in spans), abs=1e-3)
+    for segment in result.segments:
+        assert any(s - 0.02 <= segment.start < segment.end <= e + 0.5 for s, e in spans), segment
+    assert wer(" ".join(text for _, _, text in chosen), result.text) < 0.15, result.text
+    sequential = transcribe(tiny_en_model, str(path), **options)
+    assert [s.text for s in result.segments] == [s.text for s in sequential.segments]
+
+
+def test_translate_in_the_batched_mode(base_model):
+    """task="translate": without the VAD a short input is the sequential mode's one window, the same
+    English segments; with it, the same translation within a few words."""
+    spanish = str(DATA / "mls_es_13697_11991_000000.opus")
+    options = dict(task="translate", language="es", temperature=0.0)
+    sequential = transcribe(base_model, spanish, **options)
+    whole = transcribe(base_model, spanish, batch_size=2, vad_filter=False, **options)
+    assert _segments(whole) == _segments(sequential)
+    spoken = transcribe(base_model, spanish, batch_size=2, temperature=0.0, language="es")
+    assert wer(spoken.text, sequential.text) > 0.5, (spoken.text, sequential.text)
+    assert wer(sequential.text, transcribe(base_model, spanish, batch_size=2, **options).text) < 0.2
 
 
 def test_language_of_an_input_whose_first_piece_is_silence(base_model):

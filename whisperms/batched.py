@@ -60,11 +60,12 @@ from .segments import (
     is_empty,
     is_silence,
     needs_fallback,
+    print_line,
     print_segment,
     window_segments,
 )
 from .timing import add_word_timestamps, last_word_end
-from .tokenizer import language_code
+from .tokenizer import LANGUAGES, language_code
 from .transcribe_options import (
     TranscribeOptions,
     check_decodable,
@@ -132,9 +133,12 @@ class BatchedTranscriber:
         )
         if self.language is None and not model.is_multilingual:
             self.language = "en"
+        # the language an input's result reports when its pieces' are detected: a language given
+        # with multilingual, as faster-whisper's pipeline reports it (None: the first piece's)
+        self.reported_language = None
         if options.multilingual:
             # each piece's detected, as faster-whisper's pipeline does (an input's own stays)
-            self.language = None
+            self.reported_language, self.language = self.language, None
         self.tokenizer = build_tokenizer(model, self.language, options.decoding.task)
         self.initial_prompt_tokens = prompt_tokens(self.tokenizer, options.initial_prompt)
         check_decodable(model, options, self.language, self.initial_prompt_tokens)
@@ -269,7 +273,8 @@ class BatchedTranscriber:
             transcribed = sum(len(p) for _, p in spans) / SAMPLE_RATE
             source = Source(index, duration, transcribed, None, language, prompt)
         for offset, samples in spans:
-            # word timing's "last speech": 0 at the input's start, as the sequential mode begins
+            # word timing's "last speech": 0 at the input's start, as the sequential mode begins;
+            # else the piece's start, unless the piece before gives its own (_keep)
             speech = offset if source.pieces else 0.0
             piece = Piece(source, samples, offset, language=language, last_speech_timestamp=speech)
             if piece.content_frames > 0:
@@ -287,6 +292,7 @@ class BatchedTranscriber:
         _, logprob_threshold, no_speech_threshold = self.thresholds
         live, mels, frames = [], [], []
         for piece in batch:
+            piece.windows += 1
             if piece.mel is None:
                 # over the whole piece, as the sequential mode's over the whole input: the floor
                 # of the log-mel is set by the piece's loudest frame
@@ -362,8 +368,9 @@ class BatchedTranscriber:
                         options,
                         language=pieces[i].language,
                         prompt=self._prompt(pieces[i]),
-                        # a piece's first window (faster-whisper's pipeline ignores a prefix)
-                        prefix=options.prefix if pieces[i].seek == 0 else None,
+                        # the input's first window, as the sequential mode's (faster-whisper's
+                        # pipeline ignores a prefix)
+                        prefix=options.prefix if pieces[i].opens_input else None,
                     ),
                 )
                 for i in todo
@@ -409,11 +416,14 @@ class BatchedTranscriber:
         if self.options.word_timestamps:
             pieces = piece.source.pieces
             if window_seek == 0 and piece is not pieces[0]:
-                # the previous piece's last word, as the sequential mode carries it from window
-                # to window and faster-whisper's pipeline from chunk to chunk (the pause before a
-                # piece's first word limits its length)
+                # the pause before a piece's first word limits its length: the piece before read
+                # in one window gives its last word's end, as faster-whisper's pipeline carries it
+                # from chunk to chunk; read in more, its rest may not be decoded yet (that depends
+                # on the batches), and this piece's start stands, where the speech before it ends
+                # on the VAD's timeline (a clip's: nothing before it is read)
                 earlier = pieces[next(i for i, p in enumerate(pieces) if p is piece) - 1]
-                piece.last_speech_timestamp = earlier.last_speech_timestamp
+                if earlier.done and earlier.windows == 1:
+                    piece.last_speech_timestamp = earlier.last_speech_timestamp
             whole = self.options.vad_applies and segment_frames == piece.content_frames
             add_word_timestamps(
                 segments=current,
@@ -471,22 +481,21 @@ class BatchedTranscriber:
             segments = list(
                 restore_speech_timestamps(segments, source.speech_chunks, end_slack=slack)
             )
+        language, probability, ranked = self._language(source)
+        if self.verbose is not None and ranked is not None:
+            # openai's line, once per input: its first piece's language
+            print_line(f"Detected language: {LANGUAGES[language].title()}")
         for i, (segment, cleared) in enumerate(zip(segments, empty)):
             if self.verbose:  # before an empty one is cleared, as the sequential mode and openai
                 print_segment(segment)
             finish_segment(segment, i, cleared)
-        # the first piece with a language: a piece whose windows were all silence has none
-        detected = [piece for piece in source.pieces if piece.language is not None]
-        first = detected[0] if detected else None
-        language = first.language if first else (source.language or "en")
-        probability = first.language_probability if first else 1.0
         info = TranscriptionInfo(
             language,
             probability,
             source.duration,
             duration_after_vad=source.duration_after_vad,
             vad_options=self.options.vad_parameters if self.options.vad_applies else None,
-            all_language_probs=first.all_language_probs if first else None,
+            all_language_probs=ranked,
         )
         return TranscriptionResult(
             text=self.tokenizer.decode([t for s in segments for t in s.tokens]),
@@ -494,3 +503,13 @@ class BatchedTranscriber:
             language=language,
             info=info,
         )
+
+    def _language(self, source: Source) -> Tuple[str, float, Optional[List[Tuple[str, float]]]]:
+        """The language an input's result reports, its probability and (where it was detected)
+        every language's: the one given, else its first piece's with a language (a piece whose
+        windows were all silence has none), else English."""
+        given = source.language or self.reported_language
+        first = next((p for p in source.pieces if p.language is not None), None)
+        if given is not None or first is None:
+            return given or "en", 1.0, None
+        return first.language, first.language_probability, first.all_language_probs

@@ -45,6 +45,7 @@ class Piece:
     # goes too, unless carried, as in the sequential mode (all its tokens were text before that)
     prompt_reset: bool = False
     segments: List[Segment] = field(default_factory=list)
+    windows: int = 0  # windows of it taken into batches so far
     last_speech_timestamp: float = 0.0
     # its speech runs to the input's end (a recording cut mid-sentence): no silence after its
     # last words, so a window that ends early leaves the rest to a next window (sequential mode)
@@ -65,6 +66,11 @@ class Piece:
     @property
     def done(self) -> bool:
         return self.seek >= self.content_frames
+
+    @property
+    def opens_input(self) -> bool:
+        """Its next window is its input's first (where a prefix goes)."""
+        return self.seek == 0 and self is self.source.pieces[0]
 
     @property
     def frame_offset(self) -> int:

@@ -203,6 +203,12 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
             checked[name] = _token_ids(name, checked[name])
     own = {name: checked.pop(name) for name in list(checked) if name in _OWN_OPTIONS}
     options = TranscribeOptions(**own, decoding=DecodingOptions(**checked))
+    if options.batched and options.hallucination_silence_threshold is not None:
+        # first: the warning below would send the caller to word_timestamps, which does not help
+        raise OptionsError(
+            "hallucination_silence_threshold works in the sequential mode only: leave out "
+            "batch_size"
+        )
     if options.hallucination_silence_threshold is not None and not options.word_timestamps:
         # openai's transcribe and faster-whisper skip silences by the words' times only
         warnings.warn(
@@ -211,11 +217,6 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
             stacklevel=2,
         )
         options = replace(options, hallucination_silence_threshold=None)
-    if options.batched and options.hallucination_silence_threshold is not None:
-        raise OptionsError(
-            "hallucination_silence_threshold works in the sequential mode only: leave out "
-            "batch_size"
-        )
     detection = ("language_detection_segments", "language_detection_threshold")
     changed = [n for n in detection if getattr(options, n) != getattr(TranscribeOptions, n)]
     if options.batched and changed:
@@ -231,6 +232,14 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
         raise OptionsError(
             "chunk_length works in the batched mode only (the longest piece of speech): give "
             "batch_size"
+        )
+    if options.chunk_length is not None and options.batched and not options.vad_applies:
+        # it bounds the VAD's pieces; clips and the whole input are pieces of any length
+        warnings.warn(
+            "chunk_length has no effect without the VAD filter (vad_filter=True and no "
+            "clip_timestamps)",
+            WhispermsWarning,
+            stacklevel=2,
         )
     if options.vad_parameters is not None and not (options.vad_filter or options.vad_applies):
         # faster-whisper ignores them without a word (vad_filter with clip_timestamps: below)
