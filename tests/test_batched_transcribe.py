@@ -566,6 +566,24 @@ def test_cli_batch_size_prints_each_files_segments_under_its_name(tiny_en_ct2_di
         assert blocks[str(path)] == written, path
 
 
+def test_cli_batch_size_says_each_files_detected_language_under_its_name(base_ct2_dir, tmp_path):
+    """openai's "Detected language" line, for several files under each one's name."""
+    files = [DATA / "mls_es_13697_11991_000000.opus", DATA / "picovoice_fr_test_fr.wav"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "whisperms", *map(str, files), "--model", str(base_ct2_dir)]
+        + ["--batch_size", "2", "--temperature", "0", "-f", "txt", "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=user_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for path, name in zip(files, ("Spanish", "French")):
+        assert lines[lines.index(f"{path}:") + 1] == f"Detected language: {name}", lines
+    assert sum(line.startswith("Detected language") for line in lines) == 2
+
+
 def _trimmed(name: str) -> np.ndarray:
     """A dev clip without its quiet ends, so that clips joined are speech without a pause."""
     audio = load_audio(str(DATA / name))
@@ -655,7 +673,7 @@ def test_the_language_reported_with_multilingual(base_model, capsys):
     faster-whisper's pipeline and the sequential mode do), else its first piece's, with openai's
     "Detected language" line."""
     spanish = str(DATA / "mls_es_13697_11991_000000.opus")
-    options = dict(batch_size=2, multilingual=True, temperature=0.0, verbose=False)
+    options = dict(batch_size=2, multilingual=True, temperature=0.0, verbose=True)
     detected = transcribe(base_model, spanish, **options)
     assert "Detected language: Spanish" in capsys.readouterr().out
     assert detected.language == detected.info.language == "es"

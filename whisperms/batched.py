@@ -482,8 +482,9 @@ class BatchedTranscriber:
                 restore_speech_timestamps(segments, source.speech_chunks, end_slack=slack)
             )
         language, probability, ranked = self._language(source)
-        if self.verbose is not None and ranked is not None:
-            # openai's line, once per input: its first piece's language
+        if self.verbose and ranked is not None:
+            # openai's line, above the input's segments: its first piece's language (with a bar
+            # alone it would stand unnamed between the inputs' results)
             print_line(f"Detected language: {LANGUAGES[language].title()}")
         for i, (segment, cleared) in enumerate(zip(segments, empty)):
             if self.verbose:  # before an empty one is cleared, as the sequential mode and openai

@@ -250,6 +250,7 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
     (it is transcribed only if that one failed). Returns the exit status."""
     from .batched import BatchedTranscriber
     from .segments import print_line, print_segment
+    from .tokenizer import LANGUAGES
 
     # several files finish in any order: each one's segments under its name
     named = args.verbose and len(paths) > 1
@@ -290,6 +291,8 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
                 continue
             if named:
                 print_line(f"{path}:")
+                if result.info.all_language_probs is not None:  # detected, as openai's line says
+                    print_line(f"Detected language: {LANGUAGES[result.language].title()}")
                 for segment in result.segments:
                     print_segment(segment)
             try:
