@@ -26,7 +26,6 @@ from dataclasses import replace
 from os import PathLike
 from typing import Iterable, Iterator, List, Optional, Tuple, Union
 
-import numpy as np
 from tqdm import tqdm
 
 from . import sigint
@@ -48,6 +47,7 @@ from .decoding import (
     DecodingTask,
     build_tokenizer,
     detect_language,
+    encode_windows,
     model_language,
 )
 from .errors import OptionsError, WhispermsError
@@ -87,9 +87,6 @@ EARLY_END_MARGIN = 1.0
 # word fits there, and a window of a few frames of audio makes the model write text at every
 # temperature of the fallback, all of which falls past the piece's end and is dropped.
 END_SLIVER = 0.1
-# Windows per encoder call on CPU: one at a time runs as fast per window (slower batched on an AVX2
-# CPU), holds one window's activations instead of eight, and reuses the sequential mode's graph.
-CPU_ENCODER_GROUP = 1
 
 
 class BatchedTranscriber:
@@ -312,7 +309,7 @@ class BatchedTranscriber:
         self.batches += 1
         self.windows += len(live)
         self.largest_batch = max(self.largest_batch, len(live))
-        features = self._encode(mels)
+        features = encode_windows(self.model, mels)
         for piece, window in zip(live, features):
             if piece.language is None:
                 detected = self._detect(window)
@@ -323,19 +320,6 @@ class BatchedTranscriber:
                 piece.seek += segment_frames
                 continue
             self._keep(piece, window, segment_frames, result)
-
-    def _encode(self, mels: List[np.ndarray]) -> list:
-        """Each window's audio features (1, n_audio_ctx, D), the windows encoded in groups whose
-        sizes are powers of two, so that few encoder shapes are ever compiled (on CPU, of
-        CPU_ENCODER_GROUP)."""
-        largest = CPU_ENCODER_GROUP if self.model.runtime.device == "CPU" else len(mels)
-        windows, start = [], 0
-        while start < len(mels):
-            size = 1 << (min(len(mels) - start, largest).bit_length() - 1)
-            group = self.model.inference.embed_audio(np.stack(mels[start : start + size]))
-            windows.extend(group[i : i + 1] for i in range(size))
-            start += size
-        return windows
 
     def _detect(self, window) -> Tuple[str, float, List[Tuple[str, float]]]:
         language, probs = detect_language(self.model, None, audio_features=window)

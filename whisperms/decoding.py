@@ -13,9 +13,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .audio import CHUNK_LENGTH, N_FRAMES
+from .audio import CHUNK_LENGTH
 from .batch_windows import BeamWindows, SampledWindows
-from .decoding_checks import check_fp16, check_vocabulary, verify_options
+from .decoding_checks import check_fp16, check_vocabulary, checked_mel, mel_array, verify_options
 from .errors import OptionsError, WhispermsWarning
 from .logit_filters import (
     ApplyTimestampRules,
@@ -30,6 +30,10 @@ from .logprobs import log_softmax
 from .token_selection import BeamSearchDecoder, GreedyDecoder, beam_rows, rank_score
 from .tokenizer import Tokenizer, detect_requested, get_tokenizer, language_code
 from .window_slots import WindowSlots
+
+# Windows per encoder call on CPU: one at a time runs as fast per window (slower batched on an AVX2
+# CPU), holds one window's activations instead of a batch's, and reuses the sequential mode's graph
+CPU_ENCODER_GROUP = 1
 
 
 @dataclass(frozen=True)
@@ -462,38 +466,22 @@ def _prefixes(tasks: List[DecodingTask], group: int) -> Optional[np.ndarray]:
     return np.repeat(np.array(rows, np.int64), group, axis=0)
 
 
-def _mel_array(mel) -> np.ndarray:
-    try:
-        return np.asarray(mel, np.float32)
-    except (TypeError, ValueError) as error:  # text, ragged lists
-        reason = str(error).splitlines()[0]
-        raise OptionsError(f"mel must be an array of numbers: {reason}") from None
-
-
 def _features(model, mel):
-    return model.inference.embed_audio(_checked_mel(model, mel))
+    return model.inference.embed_audio(checked_mel(model, mel))
 
 
-def _checked_mel(model, mel) -> np.ndarray:
-    """mel as a batch of windows (B, n_mels, N_FRAMES), or an OptionsError saying what it is."""
-    mel = _mel_array(mel)
-    if mel.ndim == 2:
-        mel = mel[None]
-    if mel.ndim != 3 or len(mel) == 0:
-        raise OptionsError(
-            f"mel must be (n_mels, {N_FRAMES}) or a batch (B, n_mels, {N_FRAMES}), got shape "
-            f"{tuple(mel.shape)}"
-        )
-    if mel.shape[-2:] != (model.dims.n_mels, N_FRAMES):
-        raise OptionsError(
-            f"mel must be (n_mels={model.dims.n_mels}, {N_FRAMES}) for one window, got "
-            f"{tuple(mel.shape[-2:])}: use pad_or_trim on the audio or the mel first"
-        )
-    if not np.isfinite(mel).all():
-        raise OptionsError(
-            "mel holds NaN or infinite values: compute it from finite audio (log_mel_spectrogram)"
-        )
-    return mel
+def encode_windows(model, mels) -> list:
+    """Each window's audio features (1, n_audio_ctx, D) from mels (a batch or a list of windows),
+    encoded in groups whose sizes are powers of two, so that few encoder shapes are ever compiled;
+    on CPU, of CPU_ENCODER_GROUP."""
+    largest = CPU_ENCODER_GROUP if model.runtime.device == "CPU" else len(mels)
+    windows, start = [], 0
+    while start < len(mels):
+        size = 1 << (min(len(mels) - start, largest).bit_length() - 1)
+        group = model.inference.embed_audio(np.stack(mels[start : start + size]))
+        windows.extend(group[i : i + 1] for i in range(size))
+        start += size
+    return windows
 
 
 def detect_language(model, mel, tokenizer: Optional[Tokenizer] = None, audio_features=None):
@@ -527,9 +515,9 @@ def decode(model, mel, options=None, **kwargs):
     (B, n_mels, 3000) gives a list, one per window, decoded together. `options` is one
     DecodingOptions for every window, or a list of one per window that differ only in language,
     prompt and prefix."""
-    mel = _mel_array(mel)
+    mel = mel_array(mel)
     single = mel.ndim == 2
-    mel = _checked_mel(model, mel)
+    mel = checked_mel(model, mel)
     n = len(mel)
     given = options if isinstance(options, (list, tuple)) else [options] * n
     if len(given) != n:
@@ -561,19 +549,18 @@ def decode(model, mel, options=None, **kwargs):
         tasks.append(
             None if language is None else DecodingTask(model, replace(row, language=language))
         )
-    audio_features = model.inference.embed_audio(mel)
+    windows = encode_windows(model, mel)
     language_probs = [None] * n
     for i, row in enumerate(rows):
         if tasks[i] is None:
-            features = audio_features[i : i + 1]
-            language, language_probs[i] = detect_language(model, None, audio_features=features)
+            language, language_probs[i] = detect_language(model, None, audio_features=windows[i])
             tasks[i] = DecodingTask(model, replace(row, language=language))
     if single:
         task = tasks[0]
-        result = task.run(audio_features, task.options.language)
-        return replace(result, language_probs=language_probs[0], audio_features=audio_features[0])
-    results = BatchDecodingTask(tasks).run(audio_features)
+        result = task.run(windows[0], task.options.language)
+        return replace(result, language_probs=language_probs[0], audio_features=windows[0][0])
+    results = BatchDecodingTask(tasks).run(windows)
     return [
-        replace(r, language_probs=p, audio_features=audio_features[i])
-        for i, (r, p) in enumerate(zip(results, language_probs))
+        replace(r, language_probs=p, audio_features=window[0])
+        for r, p, window in zip(results, language_probs, windows)
     ]

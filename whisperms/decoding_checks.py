@@ -10,6 +10,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from .audio import N_FRAMES
 from .errors import OptionsError, WhispermsWarning
 from .tokenizer import check_task
 
@@ -177,3 +178,34 @@ def verify_options(options):
         if isinstance(getattr(options, n), np.ndarray)
     }
     return replace(options, **lists) if lists else options
+
+
+def mel_array(mel) -> np.ndarray:
+    """mel as a float32 array, or an OptionsError (text, ragged lists)."""
+    try:
+        return np.asarray(mel, np.float32)
+    except (TypeError, ValueError) as error:  # text, ragged lists
+        reason = str(error).splitlines()[0]
+        raise OptionsError(f"mel must be an array of numbers: {reason}") from None
+
+
+def checked_mel(model, mel) -> np.ndarray:
+    """mel as a batch of windows (B, n_mels, N_FRAMES), or an OptionsError saying what it is."""
+    mel = mel_array(mel)
+    if mel.ndim == 2:
+        mel = mel[None]
+    if mel.ndim != 3 or len(mel) == 0:
+        raise OptionsError(
+            f"mel must be (n_mels, {N_FRAMES}) or a batch (B, n_mels, {N_FRAMES}), got shape "
+            f"{tuple(mel.shape)}"
+        )
+    if mel.shape[-2:] != (model.dims.n_mels, N_FRAMES):
+        raise OptionsError(
+            f"mel must be (n_mels={model.dims.n_mels}, {N_FRAMES}) for one window, got "
+            f"{tuple(mel.shape[-2:])}: use pad_or_trim on the audio or the mel first"
+        )
+    if not np.isfinite(mel).all():
+        raise OptionsError(
+            "mel holds NaN or infinite values: compute it from finite audio (log_mel_spectrogram)"
+        )
+    return mel
