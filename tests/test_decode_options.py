@@ -193,6 +193,27 @@ def test_decode_checks_its_options_and_the_model_stays_usable(tiny_en_model, mon
     assert tiny_en_model.decode(mel).tokens == before and len(encoded) == 1
 
 
+def test_decode_checks_rows_to_be_detected_before_the_encoder(base_model, monkeypatch):
+    """On a multilingual model given no language, and for rows that may not share a batch, the
+    options are refused before the encoder runs too."""
+    from whisperms import DecodingOptions, OptionsError
+
+    mel = window_mel(DATA / "picovoice_fr_test_fr.wav")
+    encoded = []
+    embed_audio = base_model.inference.embed_audio
+    monkeypatch.setattr(
+        base_model.inference, "embed_audio", lambda m: encoded.append(m) or embed_audio(m)
+    )
+    n_vocab = base_model.dims.n_vocab
+    with pytest.raises(OptionsError, match=f"^prompt: token id {n_vocab} is beyond"):
+        base_model.decode(mel, prompt=[n_vocab])
+    with pytest.raises(OptionsError, match="^the prompt and prefix make 454 tokens"):
+        base_model.decode(np.stack([mel, mel]), prefix=[262] * 450)
+    with pytest.raises(OptionsError, match="may differ only in language, prompt and prefix"):
+        base_model.decode(np.stack([mel, mel]), [DecodingOptions(), DecodingOptions(beam_size=2)])
+    assert encoded == []
+
+
 def test_detect_language_of_a_batch(base_model):
     """openai's detect_language takes (B, n_mels, 3000) and answers per window (it failed inside
     MindSpore, and left the step graph unfused for the model's life)."""

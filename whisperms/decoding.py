@@ -374,14 +374,8 @@ class BatchDecodingTask:
         speech_ends: Optional[Sequence[float]] = None,
         keys: Optional[Sequence] = None,
     ):
+        _check_alike(tasks)
         first = tasks[0].options
-        for task in tasks[1:]:
-            other = replace(task.options, **{name: getattr(first, name) for name in ROW_OPTIONS})
-            if other != first:
-                raise OptionsError(
-                    "the windows of one batch may differ only in language, prompt and prefix: "
-                    "decode the others in a separate batch"
-                )
         self.tasks = tasks
         self.keys = list(range(len(tasks))) if keys is None else list(keys)
         self.options = first
@@ -456,6 +450,18 @@ class BatchDecodingTask:
         )
 
 
+def _check_alike(tasks: List[DecodingTask]):
+    """The windows of one batch decode alike but for ROW_OPTIONS, else an OptionsError."""
+    first = tasks[0].options
+    for task in tasks[1:]:
+        other = replace(task.options, **{name: getattr(first, name) for name in ROW_OPTIONS})
+        if other != first:
+            raise OptionsError(
+                "the windows of one batch may differ only in language, prompt and prefix: "
+                "decode the others in a separate batch"
+            )
+
+
 def _prefixes(tasks: List[DecodingTask], group: int) -> Optional[np.ndarray]:
     """Each row's prefix tokens (rows: `group` per task), padded on the left with -1; None when no
     task has a prefix."""
@@ -464,10 +470,6 @@ def _prefixes(tasks: List[DecodingTask], group: int) -> Optional[np.ndarray]:
         return None
     rows = [[-1] * (width - len(t.prefix_tokens)) + list(t.prefix_tokens) for t in tasks]
     return np.repeat(np.array(rows, np.int64), group, axis=0)
-
-
-def _features(model, mel):
-    return model.inference.embed_audio(checked_mel(model, mel))
 
 
 def encode_windows(model, mels) -> list:
@@ -493,13 +495,12 @@ def detect_language(model, mel, tokenizer: Optional[Tokenizer] = None, audio_fea
         )
     tokenizer = tokenizer or build_tokenizer(model)
     if audio_features is None:
-        audio_features = _features(model, mel)
-        if np.ndim(mel) == 3:
-            found = [
-                detect_language(model, None, tokenizer, audio_features[i : i + 1])
-                for i in range(audio_features.shape[0])
-            ]
+        mel = mel_array(mel)
+        windows = encode_windows(model, checked_mel(model, mel))
+        if mel.ndim == 3:
+            found = [detect_language(model, None, tokenizer, window) for window in windows]
             return [code for code, _ in found], [probs for _, probs in found]
+        audio_features = windows[0]
     logits, _ = model.inference.start(audio_features, [[tokenizer.sot]], [0])
     logits = logits[0, 0].astype(np.float64)
     ids = np.array(tokenizer.all_language_tokens)
@@ -540,19 +541,20 @@ def decode(model, mel, options=None, **kwargs):
     for fp16 in {row.fp16 for row in rows}:
         check_fp16(model, fp16)
     # the tasks check what the options say of the model (token ids, the context's length) before
-    # the encoder runs, except where the language is still to be detected from the audio
+    # the encoder runs; a row whose language is to be detected is checked as English (the start
+    # of the text is as long in every language) and made again once the audio has told it
     tasks = []
     for row in rows:
         language = model_language(model, row.language, row.task, stacklevel=4)
         if language is None and not model.is_multilingual:
             language = "en"
-        tasks.append(
-            None if language is None else DecodingTask(model, replace(row, language=language))
-        )
+        tasks.append(DecodingTask(model, replace(row, language=language)))
+    if not single:
+        _check_alike(tasks)
     windows = encode_windows(model, mel)
     language_probs = [None] * n
     for i, row in enumerate(rows):
-        if tasks[i] is None:
+        if tasks[i].options.language is None:
             language, language_probs[i] = detect_language(model, None, audio_features=windows[i])
             tasks[i] = DecodingTask(model, replace(row, language=language))
     if single:

@@ -1,5 +1,6 @@
 """Checks of DecodingOptions: each field of its kind and in its range, the combinations that
-cannot work, and token ids against a model's vocabulary; each an OptionsError that says which.
+cannot work, and token ids against a model's vocabulary; and of a mel given to decode: its shape
+and values. Each an OptionsError that says which.
 """
 
 import math
