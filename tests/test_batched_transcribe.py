@@ -653,19 +653,47 @@ def test_a_prefix_opens_the_input_not_each_piece(tiny_en_model, long_pauses):
     result = transcribe(tiny_en_model, audio, batch_size=2, temperature=0.0, prefix="So then")
     assert len(result.segments) >= 2 and result.segments[0].text.startswith(" So then")
     assert normalize(result.text).count("so then") == 1, result.text
+    # nor a clip that starts after 0 s (the sequential mode's first window starts at the clip)
+    options = dict(temperature=0.0, prefix="So then", clip_timestamps="88,98")
+    for batch_size in (None, 2):
+        clipped = transcribe(tiny_en_model, audio, batch_size=batch_size, **options)
+        assert "fellow americans" in normalize(clipped.text), clipped.text
+        assert "so then" not in normalize(clipped.text), (batch_size, clipped.text)
 
 
-def test_word_times_do_not_depend_on_the_batch(tiny_en_model, long_pauses):
+def test_word_times_do_not_depend_on_the_batch(tiny_en_model, pauses):
     """A piece's words are timed alike whether the piece before it was decoded in an earlier batch
-    (batch_size=1) or beside it in the same batch."""
-    audio, _ = long_pauses["three"]
+    (batch_size=1) or beside it in the same batch; here the first piece takes two windows."""
+    path, _ = pauses
     words = []
     for batch_size in (1, 4):
         result = transcribe(
-            tiny_en_model, audio, batch_size=batch_size, temperature=0.0, word_timestamps=True
+            tiny_en_model, str(path), batch_size=batch_size, temperature=0.0, word_timestamps=True
         )
         words.append([(w["word"], w["start"], w["end"]) for s in result.segments for w in s.words])
     assert len(words[0]) > 50 and words[0] == words[1]
+
+
+def test_the_speech_before_a_piece():
+    """Word timing's last speech for a piece's first window: 0 for the input's first piece; the
+    last word's end of a piece before read in one window (faster-whisper's pipeline carries it);
+    else the piece's own start, whatever the batches have decoded of the piece before."""
+    from whisperms.batched_pieces import Piece, Source
+
+    source = Source(0, 60.0, 60.0, None, "en", [])
+    first, second, third = (
+        Piece(source, np.zeros(20 * SAMPLE_RATE, np.float32), t) for t in (0.0, 20.0, 40.0)
+    )
+    source.pieces.extend([first, second, third])
+    assert first.speech_before() == 0.0
+    first.windows, first.seek, first.last_speech_timestamp = 1, first.content_frames, 19.2
+    assert second.speech_before() == 19.2
+    first.windows = 2  # its rest read in a second window
+    assert second.speech_before() == 20.0
+    second.windows, second.seek, second.last_speech_timestamp = 1, 500, 25.0  # not done
+    assert third.speech_before() == 40.0
+    second.seek, second.last_speech_timestamp = second.content_frames, None  # all silence
+    assert third.speech_before() == 40.0
 
 
 def test_the_language_reported_with_multilingual(base_model, capsys):
@@ -683,6 +711,10 @@ def test_the_language_reported_with_multilingual(base_model, capsys):
     assert given.language == given.info.language == "fr"
     assert (given.info.language_probability, given.info.all_language_probs) == (1.0, None)
     assert _segments(given) == _segments(detected)
+    # an input's own "auto" (a server request's) replaces the language given: its pieces' reported
+    transcriber = BatchedTranscriber(base_model, batch_size=2, multilingual=True, language="fr")
+    auto = transcriber.run(BatchInput(spanish, language="auto"))
+    assert auto.language == "es" and auto.info.all_language_probs[0][0] == "es"
 
 
 def test_clip_timestamps_are_the_pieces(tiny_en_model, pauses):

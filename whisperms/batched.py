@@ -93,8 +93,10 @@ class BatchedTranscriber:
     """The batched mode over any number of inputs: `run(audio)` for one, `results(audios)` for a
     stream of them ((index, result or WhispermsError) pairs, each as soon as it is done).
 
-    `verbose` as openai's: True prints each input's segments when it is done, False shows a bar
-    over pieces of speech; `progress` overrides the bar alone.
+    `verbose` as openai's: True prints each input's segments when it is done (below openai's
+    "Detected language" line where it was detected), False shows a bar over pieces of speech (no
+    language line: it would stand unnamed between the inputs' results); `progress` overrides the
+    bar alone.
     """
 
     def __init__(
@@ -131,7 +133,8 @@ class BatchedTranscriber:
         if self.language is None and not model.is_multilingual:
             self.language = "en"
         # the language an input's result reports when its pieces' are detected: a language given
-        # with multilingual, as faster-whisper's pipeline reports it (None: the first piece's)
+        # with multilingual, as faster-whisper's pipeline reports it (None: the first piece's; an
+        # input's own language replaces it, Source.reported_language)
         self.reported_language = None
         if options.multilingual:
             # each piece's detected, as faster-whisper's pipeline does (an input's own stays)
@@ -235,10 +238,12 @@ class BatchedTranscriber:
 
     def _prepare(self, index: int, audio) -> Source:
         language, prompt = self.language, self.initial_prompt_tokens
+        reported = self.reported_language
         if isinstance(audio, BatchInput):
             if audio.language is not None:
                 # English on an English-only model; refuses a language the model does not know
                 language = model_language(self.model, audio.language, self.options.decoding.task)
+                reported = language  # the input's own, or None ("auto"): its pieces' detected
             if audio.initial_prompt is not None:
                 prompt = checked_prompt_tokens(self.model, self.tokenizer, audio.initial_prompt)
                 check_decodable(self.model, self.options, language, prompt)
@@ -269,11 +274,9 @@ class BatchedTranscriber:
             ]
             transcribed = sum(len(p) for _, p in spans) / SAMPLE_RATE
             source = Source(index, duration, transcribed, None, language, prompt)
+        source.reported_language = reported
         for offset, samples in spans:
-            # word timing's "last speech": 0 at the input's start, as the sequential mode begins;
-            # else the piece's start, unless the piece before gives its own (_keep)
-            speech = offset if source.pieces else 0.0
-            piece = Piece(source, samples, offset, language=language, last_speech_timestamp=speech)
+            piece = Piece(source, samples, offset, language=language)
             if piece.content_frames > 0:
                 source.pieces.append(piece)
         if source.pieces and source.speech_chunks:
@@ -398,16 +401,8 @@ class BatchedTranscriber:
         )
         piece.seek += advance
         if self.options.word_timestamps:
-            pieces = piece.source.pieces
-            if window_seek == 0 and piece is not pieces[0]:
-                # the pause before a piece's first word limits its length: the piece before read
-                # in one window gives its last word's end, as faster-whisper's pipeline carries it
-                # from chunk to chunk; read in more, its rest may not be decoded yet (that depends
-                # on the batches), and this piece's start stands, where the speech before it ends
-                # on the VAD's timeline (a clip's: nothing before it is read)
-                earlier = pieces[next(i for i, p in enumerate(pieces) if p is piece) - 1]
-                if earlier.done and earlier.windows == 1:
-                    piece.last_speech_timestamp = earlier.last_speech_timestamp
+            if piece.last_speech_timestamp is None:  # its first window timed
+                piece.last_speech_timestamp = piece.speech_before()
             whole = self.options.vad_applies and segment_frames == piece.content_frames
             add_word_timestamps(
                 segments=current,
@@ -492,8 +487,8 @@ class BatchedTranscriber:
     def _language(self, source: Source) -> Tuple[str, float, Optional[List[Tuple[str, float]]]]:
         """The language an input's result reports, its probability and (where it was detected)
         every language's: the one given, else its first piece's with a language (a piece whose
-        windows were all silence has none), else English."""
-        given = source.language or self.reported_language
+        windows were all skipped as digital silence has none), else English."""
+        given = source.language or source.reported_language
         first = next((p for p in source.pieces if p.language is not None), None)
         if given is not None or first is None:
             return given or "en", 1.0, None

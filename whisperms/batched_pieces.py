@@ -24,6 +24,9 @@ class Source:
     prompt_tokens: List[int]  # the initial prompt of every window
     pieces: List["Piece"] = field(default_factory=list)
     remaining: int = 0  # pieces not yet done
+    # what its result reports as its language where the pieces' are detected; None: the first
+    # piece's (BatchedTranscriber._language)
+    reported_language: Optional[str] = None
 
 
 @dataclass
@@ -45,8 +48,11 @@ class Piece:
     # goes too, unless carried, as in the sequential mode (all its tokens were text before that)
     prompt_reset: bool = False
     segments: List[Segment] = field(default_factory=list)
-    windows: int = 0  # windows of it taken into batches so far
-    last_speech_timestamp: float = 0.0
+    # windows of it taken into batches so far, those skipped as constant (digital silence) too
+    windows: int = 0
+    # the end of its last word timed (word timing's "last speech"); None until its first window
+    # with text is timed (speech_before)
+    last_speech_timestamp: Optional[float] = None
     # its speech runs to the input's end (a recording cut mid-sentence): no silence after its
     # last words, so a window that ends early leaves the rest to a next window (sequential mode)
     ends_input: bool = False
@@ -69,8 +75,26 @@ class Piece:
 
     @property
     def opens_input(self) -> bool:
-        """Its next window is its input's first (where a prefix goes)."""
-        return self.seek == 0 and self is self.source.pieces[0]
+        """Its next window is its input's first (where a prefix goes, as in the sequential mode):
+        not a clip's that starts after 0 s."""
+        return self.seek == 0 and self.offset == 0
+
+    def speech_before(self) -> float:
+        """Word timing's "last speech" for the piece's first window timed (the pause before its
+        first word limits that word's length): 0 at the input's start, as the sequential mode
+        begins; the piece before read in one window gives its last word's end, as faster-whisper's
+        pipeline carries it from chunk to chunk; read in more, its rest may not be decoded yet
+        (that depends on the batches), and this piece's start stands, where the speech before it
+        ends on the VAD's timeline (a clip's: nothing before it is read). An input's pieces take
+        their first windows in order (take_in_turn), so the piece before has taken its first."""
+        pieces = self.source.pieces
+        index = next(i for i, piece in enumerate(pieces) if piece is self)
+        if index == 0:
+            return 0.0
+        earlier = pieces[index - 1]
+        if earlier.done and earlier.windows == 1 and earlier.last_speech_timestamp is not None:
+            return earlier.last_speech_timestamp
+        return self.offset
 
     @property
     def frame_offset(self) -> int:
