@@ -60,12 +60,12 @@ from .segments import (
     is_empty,
     is_silence,
     needs_fallback,
-    print_line,
+    print_language,
     print_segment,
     window_segments,
 )
 from .timing import add_word_timestamps, last_word_end
-from .tokenizer import LANGUAGES, language_code
+from .tokenizer import language_code
 from .transcribe_options import (
     TranscribeOptions,
     check_decodable,
@@ -464,7 +464,7 @@ class BatchedTranscriber:
         if self.verbose and ranked is not None:
             # openai's line, above the input's segments: its first piece's language (with a bar
             # alone it would stand unnamed between the inputs' results)
-            print_line(f"Detected language: {LANGUAGES[language].title()}")
+            print_language(language)
         for i, (segment, cleared) in enumerate(zip(segments, empty)):
             if self.verbose:  # before an empty one is cleared, as the sequential mode and openai
                 print_segment(segment)

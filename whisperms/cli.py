@@ -249,8 +249,7 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
     window is done. Inputs written under one name go in turns: one waits for the one before it
     (it is transcribed only if that one failed). Returns the exit status."""
     from .batched import BatchedTranscriber
-    from .segments import print_line, print_segment
-    from .tokenizer import LANGUAGES
+    from .segments import print_language, print_line, print_segment
 
     # several files finish in any order: each one's segments under its name
     named = args.verbose and len(paths) > 1
@@ -292,7 +291,7 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
             if named:
                 print_line(f"{path}:")
                 if result.info.all_language_probs is not None:  # detected, as openai's line says
-                    print_line(f"Detected language: {LANGUAGES[result.language].title()}")
+                    print_language(result.language)
                 for segment in result.segments:
                     print_segment(segment)
             try:

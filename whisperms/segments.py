@@ -14,6 +14,7 @@ from tqdm import tqdm
 from .audio import HOP_LENGTH, SAMPLE_RATE
 from .decoding import DecodingResult
 from .errors import WhispermsWarning
+from .tokenizer import LANGUAGES
 from .vad.options import VadOptions
 from .writers import format_timestamp
 
@@ -235,6 +236,11 @@ def print_segment(segment: Segment):
     """openai's verbose line (print_line)."""
     start, end = format_timestamp(segment.start), format_timestamp(segment.end)
     print_line(f"[{start} --> {end}] {segment.text}")
+
+
+def print_language(language: str):
+    """openai's line for a detected language ("Detected language: English")."""
+    print_line(f"Detected language: {LANGUAGES[language].title()}")
 
 
 def print_line(line: str):

@@ -37,6 +37,7 @@ from .segments import (
     is_empty,
     is_silence,
     needs_fallback,
+    print_language,
     print_line,
     print_segment,
     window_segments,
@@ -47,7 +48,7 @@ from .timing import (
     last_word_end,
     next_words_segment,
 )
-from .tokenizer import LANGUAGES, language_code
+from .tokenizer import language_code
 from .transcribe_options import (
     DEFAULT_TEMPERATURES,
     TranscribeOptions,
@@ -247,7 +248,7 @@ class Transcriber:
             language = max(found, key=lambda code: len(found[code]))
             probability = max(found[language])
         if self.verbose is not None:  # openai: with the progress bar too
-            print_line(f"Detected language: {LANGUAGES[language].title()}")
+            print_language(language)
         ranked = sorted(probs.items(), key=lambda item: -item[1])
         return language, probability, ranked
 
