@@ -336,13 +336,19 @@ def test_decode_takes_openais_arguments_and_refuses_others_in_one_line(tiny_en_m
     """decode(language='fr') on an English-only model was refused (openai's decode and whisperms'
     transcribe take it, as English); an unknown keyword (faster-whisper's max_new_tokens) was a
     TypeError traceback; the result had no audio_features, which openai's has."""
+    from whisperms import decode
     from whisperms.errors import OptionsError, WhispermsWarning
 
     mel = window_mel(DATA / JFK)
     plain = tiny_en_model.decode(mel)
-    with pytest.warns(WhispermsWarning, match="English-only; language 'fr' is ignored"):
+    with pytest.warns(WhispermsWarning, match="English-only; language 'fr' is ignored") as said:
         french = tiny_en_model.decode(mel, language="fr")
     assert french.tokens == plain.tokens and french.language == "en"
+    with pytest.warns(WhispermsWarning, match="English-only") as direct:
+        decode(tiny_en_model, mel, language="fr")
+    # told at the caller's line through either entry point (a fixed stacklevel named whisperms'
+    # loading.py for one and this file's caller for the other)
+    assert [w.filename for w in said] == [w.filename for w in direct] == [__file__]
     for name, hint in (("max_new_tokens", " .openai's name: sample_len"), ("foo", "$")):
         with pytest.raises(OptionsError, match=f"^unknown decoding option '{name}'{hint}"):
             tiny_en_model.decode(mel, **{name: 5})

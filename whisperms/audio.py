@@ -10,7 +10,6 @@ docstring.
 import io
 import numbers
 import os
-import warnings
 from functools import lru_cache
 from typing import Tuple
 
@@ -24,7 +23,7 @@ from .audio_files import (
     decode_file,
     is_content,
 )
-from .errors import AudioError, WhispermsWarning
+from .errors import AudioError, warn
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -103,9 +102,9 @@ def load_audio(file, sr: int = SAMPLE_RATE) -> np.ndarray:
         source = AudioSource(path, path=path)
     decoded = decode_file(source, sr)  # at `sr`, resampled as it was read
     if decoded.problem:  # told here: the decoder's output is hidden while it reads
-        warnings.warn(f"{source.name}: {decoded.problem}", WhispermsWarning, stacklevel=2)
+        warn(f"{source.name}: {decoded.problem}")
     if decoded.not_finite:
-        _warn_not_finite(source.name, decoded.not_finite, decoded.read, stacklevel=3)
+        _warn_not_finite(source.name, decoded.not_finite, decoded.read)
     audio = np.ascontiguousarray(decoded.samples, dtype=np.float32)
     # full scale, as openai's and faster-whisper's decoders deliver it (16-bit PCM): a float file
     # louder than that would otherwise be transcribed as noise
@@ -217,11 +216,9 @@ def as_waveform(audio, source: str = "audio array") -> np.ndarray:
     if array.dtype.kind == "f" and waveform.size:
         peak = max(float(waveform.max()), -float(waveform.min()))  # no temporary array
         if peak > LOUD_PEAK:
-            warnings.warn(
+            warn(
                 f"{source}: samples reach {peak:.4g}, where full scale is 1.0 (int16 PCM not "
-                "divided by 32768?); transcribed as given",
-                WhispermsWarning,
-                stacklevel=3,
+                "divided by 32768?); transcribed as given"
             )
     return waveform
 
@@ -247,16 +244,12 @@ def _finite(audio: np.ndarray, source: str) -> np.ndarray:
     if np.isfinite(total):  # float32 values cannot overflow a float64 sum: exact, and no copy
         return audio
     bad = ~np.isfinite(audio)
-    _warn_not_finite(source, np.count_nonzero(bad), audio.size, stacklevel=4)
+    _warn_not_finite(source, np.count_nonzero(bad), audio.size)
     return np.where(bad, np.float32(0), audio).astype(np.float32, copy=False)
 
 
-def _warn_not_finite(source: str, bad: int, total: int, stacklevel: int):
-    warnings.warn(
-        f"{source}: {bad} of {total} samples are not finite (NaN or infinity) and were set to 0",
-        WhispermsWarning,
-        stacklevel=stacklevel,
-    )
+def _warn_not_finite(source: str, bad: int, total: int):
+    warn(f"{source}: {bad} of {total} samples are not finite (NaN or infinity) and were set to 0")
 
 
 def pad_or_trim(array, length: int = N_SAMPLES, *, axis: int = -1):

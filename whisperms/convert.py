@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from .checkpoint_folder import (
     scratch,
     user_file_modes,
 )
-from .errors import CheckpointError, OptionsError, WhispermsWarning
+from .errors import CheckpointError, OptionsError, warn
 from .model import ModelDimensions
 from .released import model_name
 from .state_layout import CT2_TIED_OUTPUT, HF_TIED_OUTPUT, layout, state_shapes
@@ -185,11 +184,9 @@ def _alignment_heads(heads, dims: ModelDimensions, where, strict=True):
             raise CheckpointError(
                 f"{where}: alignment_heads must be [layer, head] pairs within {within}"
             )
-        warnings.warn(
+        warn(
             f"{where}: alignment_heads are not [layer, head] pairs within this model's {within} "
-            "(another model's list?): word timestamps use every head of the upper half instead",
-            WhispermsWarning,
-            stacklevel=2,
+            "(another model's list?): word timestamps use every head of the upper half instead"
         )
         return None
     return [list(h) for h in heads]

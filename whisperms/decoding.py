@@ -6,7 +6,6 @@ the rules run there in NumPy (logit_filters.py; token_selection.py picks the tok
 cheaper than extra device graphs, and each rule stays small and testable.
 """
 
-import warnings
 import zlib
 from dataclasses import dataclass, field, fields, replace
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -16,7 +15,7 @@ import numpy as np
 from .audio import CHUNK_LENGTH
 from .batch_windows import BeamWindows, SampledWindows
 from .decoding_checks import check_fp16, check_vocabulary, checked_mel, mel_array, verify_options
-from .errors import OptionsError, WhispermsWarning
+from .errors import OptionsError, warn
 from .logit_filters import (
     ApplyTimestampRules,
     LogitFilter,
@@ -91,7 +90,7 @@ def compression_ratio(text: str) -> float:
 # ---- the decoding task ----
 
 
-def model_language(model, language, task="transcribe", stacklevel=3):
+def model_language(model, language, task="transcribe"):
     """The language code a decode of `language` (a code or a name; None: detected) uses on `model`:
     English on an English-only model, with a WhispermsWarning if another was asked for, as openai's
     CLI and faster-whisper do; an OptionsError for a language no model (or not this one) knows."""
@@ -101,11 +100,9 @@ def model_language(model, language, task="transcribe", stacklevel=3):
         return None if model.is_multilingual else "en"
     code = language_code(language)
     if not model.is_multilingual and code != "en":
-        warnings.warn(
+        warn(
             f"this model is English-only; language '{language}' is ignored and the audio is "
-            "transcribed as English",
-            WhispermsWarning,
-            stacklevel=stacklevel,
+            "transcribed as English"
         )
         code = "en"
     build_tokenizer(model, code, task)  # a language beyond the model's (yue before large-v3)
@@ -545,7 +542,7 @@ def decode(model, mel, options=None, **kwargs):
     # of the text is as long in every language) and made again once the audio has told it
     tasks = []
     for row in rows:
-        language = model_language(model, row.language, row.task, stacklevel=4)
+        language = model_language(model, row.language, row.task)
         if language is None and not model.is_multilingual:
             language = "en"
         tasks.append(DecodingTask(model, replace(row, language=language)))

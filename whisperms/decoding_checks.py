@@ -5,14 +5,13 @@ and values. Each an OptionsError that says which.
 
 import math
 import numbers
-import warnings
 from dataclasses import replace
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from .audio import N_FRAMES
-from .errors import OptionsError, WhispermsWarning
+from .errors import OptionsError, warn
 from .tokenizer import check_task
 
 # The widest beam search and the most samples per window taken, a bound of sense (openai's and
@@ -86,11 +85,9 @@ def check_text(name: str, text: str):
 def check_fp16(model, fp16: Optional[bool]):
     """A warning when openai's fp16 asks for a precision other than the model's."""
     if fp16 is not None and fp16 != (model.runtime.dtype == "float16"):
-        warnings.warn(
+        warn(
             f"fp16={fp16} has no effect: this model runs in {model.runtime.dtype} (load_model's "
-            "dtype, the CLI's --dtype, chooses)",
-            WhispermsWarning,
-            stacklevel=3,
+            "dtype, the CLI's --dtype, chooses)"
         )
 
 

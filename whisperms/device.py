@@ -9,7 +9,6 @@ the native `mint` conv1d.
 import atexit
 import numbers
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -19,7 +18,7 @@ from mindspore import mint
 
 from . import core_share
 from .attention import EAGER, FLASH, IMPLEMENTATIONS
-from .errors import OptionsError, WhispermsWarning
+from .errors import OptionsError, warn
 
 DEVICES = ("CPU", "Ascend")
 DTYPES = {"float32": ms.float32, "float16": ms.float16}
@@ -138,11 +137,9 @@ def use_threads(threads) -> Optional[int]:
     if hasattr(os, "sched_getaffinity"):
         cores = sorted(os.sched_getaffinity(0))
         if threads > len(cores):
-            warnings.warn(
+            warn(
                 f"{threads} threads asked for, and this process may use {len(cores)} cores: "
-                f"using {len(cores)}",
-                WhispermsWarning,
-                stacklevel=4,
+                f"using {len(cores)}"
             )
             threads = len(cores)
         if threads < len(cores):

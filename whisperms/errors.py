@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
 from typing import Optional
 
@@ -50,6 +51,24 @@ class OutputError(WhispermsError):
 class WhispermsWarning(_OneLine, UserWarning):
     """Something whisperms repaired and went on with (e.g. non-finite audio samples); the CLI prints
     it as one line."""
+
+
+# whisperms' own files: a warning is told at the first line outside them (see warn)
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category=WhispermsWarning):
+    """warnings.warn, told at the line of the application's that called into whisperms, however many
+    of whisperms' frames lie between (a fixed stacklevel is right for one path only: the same check
+    is reached through whisperms.decode, model.decode and transcribe). Where every frame is
+    whisperms' (its command, its threads), at the outermost one."""
+    level, frame = 2, sys._getframe(1)
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        _PACKAGE
+    ):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def check_working_folder():

@@ -14,12 +14,11 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 from . import internals
-from .errors import WhispermsWarning
+from .errors import warn
 from .graph_cache import user_cache, warn_unusable, writable
 from .internals import AKG_PATH_ENV, CACHE_ENV, FLAGS_ENV  # noqa: F401 (the settings fused_compile changes)
 
@@ -64,11 +63,9 @@ def compiler_available() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def warn_unusable_compiler():
-    warnings.warn(
+    warn(
         "g++ is not on PATH: graphs are compiled without graph-kernel fusion (slower; install g++ "
-        "to have it)",
-        WhispermsWarning,
-        stacklevel=4,
+        "to have it)"
     )
 
 

@@ -12,14 +12,13 @@ import hashlib
 import json
 import os
 import time
-import warnings
 from pathlib import Path
 
 import mindspore as ms
 from mindspore import Tensor, nn
 
 from . import internals
-from .errors import WhispermsWarning
+from .errors import warn
 from .user_dirs import cache_home
 
 GRAPH_CACHE_ENV = "WHISPERMS_GRAPH_CACHE"
@@ -79,11 +78,7 @@ def graph_folder():
 
 @functools.lru_cache(maxsize=None)
 def warn_unusable(variable, value, consequence):
-    warnings.warn(
-        f"{variable}={value} is not a folder whisperms can use; {consequence}",
-        WhispermsWarning,
-        stacklevel=4,
-    )
+    warn(f"{variable}={value} is not a folder whisperms can use; {consequence}")
 
 
 @functools.lru_cache(maxsize=None)

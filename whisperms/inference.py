@@ -9,7 +9,6 @@ the step is one unrolled graph. Compiles are fused on CPU (fusion.py) and kept o
 """
 
 import os
-import warnings
 from collections import Counter
 
 import mindspore as ms
@@ -18,7 +17,7 @@ from mindspore import Tensor, mutable
 
 from . import compute_thread, core_share
 from .attention import EAGER
-from .errors import check_same_process
+from .errors import check_same_process, warn
 from .fusion import compiler_available, drop_broken_kernels, fused_compile
 from .graph_cache import GraphCache, graph_folder
 from .internals import runner
@@ -195,7 +194,7 @@ def _joined(audio_features):
 
 
 def _warn(message):
-    warnings.warn(f"whisperms: {message}", RuntimeWarning, stacklevel=4)
+    warn(f"whisperms: {message}", RuntimeWarning)
 
 
 class Inference:

@@ -8,11 +8,12 @@ exception from here. tests/test_internals.py checks each one against the install
 
 import logging
 import os
-import warnings
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import mindspore as ms
+
+from .errors import warn
 
 # MindSpore's environment variables for graph-kernel fusion (see graph_kernel_fusion).
 FLAGS_ENV = "MS_DEV_GRAPH_KERNEL_FLAGS"
@@ -39,12 +40,11 @@ def _fall_back(name, error, fallback):
     if name not in _warned:
         _warned.add(name)
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        warnings.warn(
+        warn(
             f"whisperms: {name} is not usable in MindSpore {ms.__version__} ({reason}); falling "
             "back to "
             f"{fallback}",
             RuntimeWarning,
-            stacklevel=4,
         )
 
 

@@ -5,7 +5,6 @@ timestamp pairs."""
 
 import os
 import sys
-import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import List, Optional, Tuple
 
@@ -13,7 +12,7 @@ from tqdm import tqdm
 
 from .audio import HOP_LENGTH, SAMPLE_RATE
 from .decoding import DecodingResult
-from .errors import WhispermsWarning
+from .errors import warn
 from .tokenizer import LANGUAGES
 from .vad.options import VadOptions
 from .writers import format_timestamp
@@ -268,11 +267,7 @@ def _give_up_stdout(error: Exception):
     """Standard output on /dev/null from now on (what is buffered, and what Python flushes at exit,
     would fail again), after one warning."""
     reason = getattr(error, "strerror", None) or error
-    warnings.warn(
-        f"cannot print segments to standard output ({reason}); printing stopped",
-        WhispermsWarning,
-        stacklevel=3,
-    )
+    warn(f"cannot print segments to standard output ({reason}); printing stopped")
     sink = open(os.devnull, "w")
     try:
         os.dup2(sink.fileno(), sys.stdout.fileno())

@@ -7,14 +7,13 @@ torch is needed.
 """
 
 import itertools
-import warnings
 from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
 
 from .audio import HOP_LENGTH, SAMPLE_RATE, TOKENS_PER_SECOND
-from .errors import WhispermsWarning
+from .errors import warn
 
 MEDFILT_WIDTH = 7
 SENTENCE_END_MARKS = ".。!！?？"
@@ -92,11 +91,9 @@ def find_alignment(
     # of max_new_tokens) failed deep in MindSpore after the whole decode; its last words go untimed
     room = model.dims.n_text_ctx - len(tokenizer.sot_sequence) - 2
     if len(text_tokens) > room:
-        warnings.warn(
+        warn(
             f"word timestamps: a window's text of {len(text_tokens)} tokens is more than the "
-            f"{room} the model can align; the words past those have no timings",
-            WhispermsWarning,
-            stacklevel=3,
+            f"{room} the model can align; the words past those have no timings"
         )
         # whole words only: the last one cut may be a piece of a word
         word_tokens = tokenizer.split_to_word_tokens(text_tokens[:room])[1]

@@ -4,7 +4,6 @@ first that cannot work; `check_with_model` checks what needs the model."""
 
 import math
 import numbers
-import warnings
 from dataclasses import dataclass, fields, replace
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -20,7 +19,7 @@ from .decoding_checks import (
     token_ids,
     verify_options,
 )
-from .errors import OptionsError, WhispermsWarning
+from .errors import OptionsError, warn
 from .timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS
 from .tokenizer import detect_requested, language_code
 from .vad.options import VadOptions, vad_options
@@ -211,20 +210,14 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
         )
     if options.hallucination_silence_threshold is not None and not options.word_timestamps:
         # openai's transcribe and faster-whisper skip silences by the words' times only
-        warnings.warn(
-            "hallucination_silence_threshold has no effect without word_timestamps=True",
-            WhispermsWarning,
-            stacklevel=2,
-        )
+        warn("hallucination_silence_threshold has no effect without word_timestamps=True")
         options = replace(options, hallucination_silence_threshold=None)
     detection = ("language_detection_segments", "language_detection_threshold")
     changed = [n for n in detection if getattr(options, n) != getattr(TranscribeOptions, n)]
     if options.batched and changed:
-        warnings.warn(
+        warn(
             f"{changed[0]} has no effect in the batched mode, which detects each piece's language "
-            "from its first window",
-            WhispermsWarning,
-            stacklevel=2,
+            "from its first window"
         )
     if options.chunk_length is not None and not options.batched:
         # faster-whisper's sequential mode reads it as a shorter mel window, which Whisper's
@@ -235,27 +228,17 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
         )
     if options.chunk_length is not None and options.batched and not options.vad_applies:
         # it bounds the VAD's pieces; clips and the whole input are pieces of any length
-        warnings.warn(
+        warn(
             "chunk_length has no effect without the VAD filter (vad_filter=True and no "
-            "clip_timestamps)",
-            WhispermsWarning,
-            stacklevel=2,
+            "clip_timestamps)"
         )
     if options.vad_parameters is not None and not (options.vad_filter or options.vad_applies):
         # faster-whisper ignores them without a word (vad_filter with clip_timestamps: below)
-        warnings.warn(
-            "vad_parameters has no effect without vad_filter=True",
-            WhispermsWarning,
-            stacklevel=2,
-        )
+        warn("vad_parameters has no effect without vad_filter=True")
     if options.vad_applies:
         options = replace(options, vad_parameters=_resolved_vad(options))
     if options.vad_filter and not options.vad_applies:
-        warnings.warn(
-            "vad_filter is ignored when clip_timestamps is given (as in faster-whisper)",
-            WhispermsWarning,
-            stacklevel=2,
-        )
+        warn("vad_filter is ignored when clip_timestamps is given (as in faster-whisper)")
     for temperature in options.temperature:
         # decoding's own rules, for every attempt
         verify_options(options.at_temperature(temperature))
@@ -406,18 +389,12 @@ def check_with_model(model, options: TranscribeOptions) -> TranscribeOptions:
     decoding = options.decoding
     check_fp16(model, decoding.fp16)
     if options.multilingual and not model.is_multilingual:
-        warnings.warn(
-            "multilingual has no effect: this model is English-only",
-            WhispermsWarning,
-            stacklevel=3,
-        )
+        warn("multilingual has no effect: this model is English-only")
         options = replace(options, multilingual=False)
     if decoding.task == "translate" and not model.is_multilingual:
-        warnings.warn(
+        warn(
             "task 'translate' has no effect: this model is English-only, and the audio is "
-            "transcribed as English",
-            WhispermsWarning,
-            stacklevel=3,
+            "transcribed as English"
         )
     if decoding.language is not None:
         language = model_language(model, decoding.language, decoding.task)
