@@ -19,6 +19,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from .errors import CheckpointError
+from .writers import new_file_mode
 
 try:
     import fcntl
@@ -197,8 +198,6 @@ def user_file_modes(folder: Path):
     """Give every file in `folder` the mode a file the user creates gets (0o666 minus the umask):
     safetensors creates its file 0o600, which would leave a converted model unreadable to the user's
     group."""
-    from .writers import _umask
-
-    mode = 0o666 & ~_umask()
+    mode = new_file_mode()
     for path in folder.iterdir():
         path.chmod(mode)

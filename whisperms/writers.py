@@ -64,13 +64,18 @@ def _umask() -> int:
     return mask
 
 
+def new_file_mode() -> int:
+    """The mode a file the user creates gets: 0o666 minus the umask."""
+    return 0o666 & ~_umask()
+
+
 def _file_mode(path: str) -> int:
-    """The mode `open(path, "w")` would leave: the existing file's, else 0o666 minus the umask.
-    Needed because temporary files are created 0o600."""
+    """The mode `open(path, "w")` would leave: the existing file's, else new_file_mode(). Needed
+    because temporary files are created 0o600."""
     try:
         return os.stat(path).st_mode & 0o7777
     except OSError:
-        return 0o666 & ~_umask()
+        return new_file_mode()
 
 
 class ResultWriter:
