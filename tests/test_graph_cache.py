@@ -244,3 +244,32 @@ def test_a_save_that_fails_is_said_once_and_not_tried_again(tmp_path):
         f"whisperms: graph cache: double: Not a directory: {folder}; no more graphs saved"
     ]
     assert first.asnumpy().tolist() == [0.0, 2.0, 4.0] and second.asnumpy().tolist() == [0, 3, 6]
+
+
+def test_a_graph_run_out_of_memory_is_a_memory_error_not_a_fallback(tmp_path):
+    """A graph MindSpore cannot allocate the memory of (here 256 GiB at once): a
+    RuntimeMemoryError (a MemoryError, which the CLI says in one line), fused or through the graph
+    cache, at the first call and later ones. MindSpore's RuntimeError was taken for a failed fused
+    compile (a warning, the graph compiled again unfused), then for a graph cache that does not
+    work: near its memory limit, a CLI process could then not start a thread and aborted, or hung
+    at exit."""
+    from whisperms.errors import RuntimeMemoryError
+
+    large, small = Tensor(np.ones((4, 4), np.float32)), Tensor(np.ones((1, 1), np.float32))
+
+    def tiled(x):  # (4, 4) -> (2**18, 2**18); (1, 1) stays
+        return ms.ops.softmax(ms.ops.tile(x, (x.shape[0] ** 8, x.shape[0] ** 8)), -1)
+
+    for fuse, cache in ((True, None), (False, graph_cache.GraphCache(tmp_path, ["test"], {}))):
+        graph = _Graph("tiled", tiled, compiled=True, fuse=fuse, cache=cache, on_graph_thread=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # no fallback taken
+            warnings.simplefilter("error", WhispermsWarning)
+            # a jit call that ran out of memory failed every later call with another RuntimeError
+            for x in (large, large, small, large):
+                if x is small:
+                    assert graph(x.shape, x).asnumpy().tolist() == [[1.0]]
+                    continue
+                with pytest.raises(RuntimeMemoryError, match=r"^MindSpore could not allocate"):
+                    graph(x.shape, x)
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == ["tiled"]  # the one that ran

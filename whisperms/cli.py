@@ -20,11 +20,14 @@ from .errors import (
     AudioError,
     OptionsError,
     OutputError,
+    RuntimeMemoryError,
     WhispermsError,
     WhispermsWarning,
     check_working_folder,
     ctrl_c_ends,
     end_stopped,
+    exit_now,
+    memory_error,
     one_line,
     raise_terminated,
     stopped_by,
@@ -433,11 +436,17 @@ def main(argv=None):
         return _transcribe_main(argv)
     except MemoryError as error:  # a huge beam_size or best_of, say: what is written stays
         first = str(error).splitlines()[0] if str(error) else "a memory allocation failed"
-        return _fail(f"out of memory: {first}")
+        status = _fail(f"out of memory: {first}")
+        if isinstance(error, RuntimeMemoryError):
+            exit_now(status)  # MindSpore's exit hooks wait for ever after its runtime's failure
+        return status
     except BrokenPipeError:  # `whisperms models | head -1`: a reader that has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except BaseException as error:  # also what a library's cleanup raised in Ctrl-C's place
+        memory = memory_error(error)
+        if memory is not None:  # MindSpore's runtime failed an allocation
+            exit_now(_fail(f"out of memory: {memory}"))
         how = stopped_by(error)
         if how is None:
             raise

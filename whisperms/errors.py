@@ -2,6 +2,7 @@
 non-zero."""
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -144,6 +145,35 @@ def stopped_by(error: BaseException) -> Optional[str]:
     return None
 
 
+# How MindSpore's runtime says an allocation failed: a RuntimeError with this section title (its
+# first line is blank), or the C++ library's std::bad_alloc passed on as a RuntimeError.
+_MEMORY_FAILURES = ("Memory not enough", "std::bad_alloc")
+
+
+class RuntimeMemoryError(MemoryError):
+    """MindSpore's runtime could not allocate what a graph run needs (numpy's arrays fail as
+    MemoryError; MindSpore raises a RuntimeError, translated to this)."""
+
+
+def memory_error(error: BaseException) -> Optional[RuntimeMemoryError]:
+    """A RuntimeMemoryError saying what MindSpore could not allocate, for a RuntimeError of
+    MindSpore's that says an allocation failed; else None."""
+    if not isinstance(error, RuntimeError):
+        return None
+    text = str(error)
+    if not any(failure in text for failure in _MEMORY_FAILURES):
+        return None
+    size = re.search(r"alloc size: (\d+)B", text)
+    asked = f" ({int(size.group(1)) / 2**20:.0f} MiB at once)" if size else ""
+    return RuntimeMemoryError(f"MindSpore could not allocate the memory a graph run needs{asked}")
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says memory ran out (numpy's MemoryError, or MindSpore's failure of an
+    allocation): never a reason to fall back to another way of doing the same work."""
+    return isinstance(error, MemoryError) or memory_error(error) is not None
+
+
 # Statuses as a shell reports a command a signal ended; "terminated" is also Ctrl-C during a
 # MindSpore graph run, which MindSpore turns into SIGTERM.
 STOP_STATUS = {"interrupted": 128 + signal.SIGINT, "terminated": 128 + signal.SIGTERM}
@@ -159,6 +189,13 @@ def end_stopped(prog: str, how: str, at_once: bool = False) -> int:
     # a failed import takes "mindspore" itself out of sys.modules, not what it had loaded
     if not at_once and not any(name.partition(".")[0] == "mindspore" for name in list(sys.modules)):
         return status
+    exit_now(status)
+
+
+def exit_now(status: int):
+    """End the process with `status` at once, its standard streams flushed: past the interpreter's
+    shutdown and the exit hooks of MindSpore's C++ (after an import cut short, or its runtime
+    failing an allocation, those crash or wait for ever)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -17,7 +17,7 @@ from mindspore import Tensor, mutable
 
 from . import compute_thread, core_share
 from .attention import EAGER
-from .errors import check_same_process, warn
+from .errors import check_same_process, memory_error, out_of_memory, warn
 from .fusion import compiler_available, drop_broken_kernels, fused_compile
 from .graph_cache import GraphCache, graph_folder
 from .internals import runner
@@ -68,9 +68,28 @@ class _Graph:
 
     def __call__(self, key, *args):
         check_same_process(self.pid)
-        return compute_thread.run_graph(
-            self._call, key, *args, on_graph_thread=self.on_graph_thread
-        )
+        try:
+            return compute_thread.run_graph(
+                self._run, key, *args, on_graph_thread=self.on_graph_thread
+            )
+        except RuntimeError as error:
+            memory = memory_error(error)
+            if memory is None:
+                raise
+            raise memory from None  # the caller's one line, as numpy's MemoryError gives it
+
+    def _run(self, key, *args):
+        try:
+            return self._call(key, *args)
+        except Exception as error:
+            if out_of_memory(error):
+                # a jit call that ran out of memory fails every later call of it (with another
+                # error): the next call of this graph compiles it again
+                if self.compiled is not None:
+                    self.compiled = ms.jit(self.fn)
+                self.calls.clear()
+                self.loaded.clear()
+            raise
 
     def _call(self, key, *args):
         if self.compiled is None:
@@ -107,6 +126,8 @@ class _Graph:
         try:
             return action()
         except Exception as error:
+            if out_of_memory(error):  # the graph's run, not the cache, failed
+                raise
             _warn(f"graph cache: {self.name}: {_first_line(error)}")
             return None
 
@@ -120,6 +141,8 @@ class _Graph:
                 with fused_compile():
                     return compiled(*args)
             except Exception as error:
+                if out_of_memory(error):  # compiled, and ran out of memory
+                    raise
                 failure = error
             if compiled is self.compiled:  # a jit that failed to compile is not called again
                 self.compiled = compiled = ms.jit(self.fn)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mindspore as ms
 
-from .errors import warn
+from .errors import memory_error, out_of_memory, warn
 
 # MindSpore's environment variables for graph-kernel fusion (see graph_kernel_fusion).
 FLAGS_ENV = "MS_DEV_GRAPH_KERNEL_FLAGS"
@@ -36,6 +36,10 @@ def _internal(name, probe, fallback):
 
 
 def _fall_back(name, error, fallback):
+    """`name` not used from now on, with a warning; unless `error` is memory running out, raised
+    instead (a graph run's, come out of the call that compiled it)."""
+    if out_of_memory(error):
+        raise memory_error(error) or error
     _probed[name] = None
     if name not in _warned:
         _warned.add(name)
