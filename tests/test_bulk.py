@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -446,15 +447,19 @@ def test_an_address_where_no_ray_cluster_answers_is_one_line(tmp_path, tiny_en_c
             f"localhost:{web}": "what answers there is not a Ray cluster",
             "no-such-host.invalid:6379": "",
         }
-        for address, reason in cases.items():
-            run = _bulk(clip, "-o", tmp_path / "out", *model, "--address", address, timeout=60)
-            line = _one_error(run)
-            assert f"cannot reach the Ray cluster at {address}: {reason}" in line
         # RAY_ADDRESS stands for --address auto, as in Ray
         closed = f"127.0.0.1:{_closed_port()}"
         env = user_env({"RAY_ADDRESS": closed})
-        run = _bulk(clip, "-o", tmp_path / "out", *model, "--address", "auto", env=env, timeout=60)
-        assert f"cannot reach the Ray cluster at {closed}: connection refused" in _one_error(run)
+        # the runs at once (each waits on the network, the silent port 10 s)
+        with ThreadPoolExecutor(len(cases) + 1) as pool:
+            args = (clip, "-o", tmp_path / "out", *model, "--address")
+            runs = {address: pool.submit(_bulk, *args, address, timeout=60) for address in cases}
+            auto = pool.submit(_bulk, *args, "auto", env=env, timeout=60)
+        for address, reason in cases.items():
+            line = _one_error(runs[address].result())
+            assert f"cannot reach the Ray cluster at {address}: {reason}" in line
+        line = _one_error(auto.result())
+        assert f"cannot reach the Ray cluster at {closed}: connection refused" in line
     assert not (tmp_path / "out").exists()  # no folder made for a job that did not start
 
 
