@@ -247,7 +247,7 @@ def test_a_save_that_fails_is_said_once_and_not_tried_again(tmp_path):
 
 
 def test_a_graph_run_out_of_memory_is_a_memory_error_not_a_fallback(tmp_path):
-    """A graph MindSpore cannot allocate the memory of (here 256 GiB at once): a
+    """A graph MindSpore cannot allocate the memory of (here 1 PiB at once, beyond any machine): a
     RuntimeMemoryError (a MemoryError, which the CLI says in one line), fused or through the graph
     cache, at the first call and later ones. MindSpore's RuntimeError was taken for a failed fused
     compile (a warning, the graph compiled again unfused), then for a graph cache that does not
@@ -257,8 +257,8 @@ def test_a_graph_run_out_of_memory_is_a_memory_error_not_a_fallback(tmp_path):
 
     large, small = Tensor(np.ones((4, 4), np.float32)), Tensor(np.ones((1, 1), np.float32))
 
-    def tiled(x):  # (4, 4) -> (2**18, 2**18); (1, 1) stays
-        return ms.ops.softmax(ms.ops.tile(x, (x.shape[0] ** 8, x.shape[0] ** 8)), -1)
+    def tiled(x):  # (4, 4) -> (2**26, 2**26); (1, 1) stays
+        return ms.ops.softmax(ms.ops.tile(x, (x.shape[0] ** 12, x.shape[0] ** 12)), -1)
 
     for fuse, cache in ((True, None), (False, graph_cache.GraphCache(tmp_path, ["test"], {}))):
         graph = _Graph("tiled", tiled, compiled=True, fuse=fuse, cache=cache, on_graph_thread=True)

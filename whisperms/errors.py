@@ -54,19 +54,23 @@ class WhispermsWarning(_OneLine, UserWarning):
     it as one line."""
 
 
-# whisperms' own files: a warning is told at the first line outside them (see warn)
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# whisperms' own modules: a warning is told at the first frame outside them (see warn)
+_PACKAGE = __name__.partition(".")[0]
+
+
+def _ours(frame) -> bool:
+    name = frame.f_globals.get("__name__") or ""
+    return name == _PACKAGE or name.startswith(_PACKAGE + ".")
 
 
 def warn(message: str, category=WhispermsWarning):
     """warnings.warn, told at the line of the application's that called into whisperms, however many
     of whisperms' frames lie between (a fixed stacklevel is right for one path only: the same check
-    is reached through whisperms.decode, model.decode and transcribe). Where every frame is
-    whisperms' (its command, its threads), at the outermost one."""
+    is reached through whisperms.decode, model.decode and transcribe); where every frame is
+    whisperms', at the outermost one. Frames are told by their module's name, not their file's path
+    (a relative one would need the current folder, which may be gone)."""
     level, frame = 2, sys._getframe(1)
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
-        _PACKAGE
-    ):
+    while frame.f_back is not None and _ours(frame):
         frame = frame.f_back
         level += 1
     warnings.warn(message, category, stacklevel=level)

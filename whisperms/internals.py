@@ -2,8 +2,9 @@
 variables, and the working-directory change around compiles.
 
 Each internal is probed once per process. When it is missing or behaves differently (another
-MindSpore release), its public-API fallback is used after one RuntimeWarning; the user never gets an
-exception from here. tests/test_internals.py checks each one against the installed MindSpore.
+MindSpore release), its public-API fallback is used after one RuntimeWarning; the user gets no
+exception from here but memory running out (errors.out_of_memory), which no fallback mends.
+tests/test_internals.py checks each one against the installed MindSpore.
 """
 
 import logging
@@ -37,7 +38,7 @@ def _internal(name, probe, fallback):
 
 def _fall_back(name, error, fallback):
     """`name` not used from now on, with a warning; unless `error` is memory running out, raised
-    instead (a graph run's, come out of the call that compiled it)."""
+    instead (as a RuntimeMemoryError where it is MindSpore's)."""
     if out_of_memory(error):
         raise memory_error(error) or error
     _probed[name] = None
