@@ -273,3 +273,11 @@ def test_a_graph_run_out_of_memory_is_a_memory_error_not_a_fallback(tmp_path):
                 with pytest.raises(RuntimeMemoryError, match=r"^MindSpore could not allocate"):
                     graph(x.shape, x)
     assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == ["tiled"]  # the one that ran
+    # graphs run without a _Graph (the VAD's) likewise; and the batched mode, which keeps an
+    # input's failure to that input, ends with it (a CLI went on, then hung at exit)
+    from whisperms.batch_feed import outcome
+    from whisperms.compute_thread import run_graph
+
+    bare = ms.jit(tiled)
+    with pytest.raises(RuntimeMemoryError, match=r"^MindSpore could not allocate"):
+        outcome(lambda index, audio: run_graph(bare, audio), 0, large)

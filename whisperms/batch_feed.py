@@ -21,7 +21,7 @@ import numpy as np
 from .audio import SAMPLE_RATE
 from .audio_files import declared_seconds as file_seconds
 from .batch_inputs import BatchInput, Cancelled, InputQueue
-from .errors import WhispermsError
+from .errors import RuntimeMemoryError, WhispermsError
 
 # An arriving input declaring at most this much audio is read in the batches' thread (a few tenths
 # of a second at most); a longer one on a thread of its own.
@@ -37,11 +37,14 @@ GATHER_SECONDS = 1.0
 
 def outcome(prepare: Callable, index: int, audio):
     """prepare(index, audio), or the WhispermsError it raised (one no check foresaw, wrapped as
-    one): an input's failure is its own."""
+    one): an input's failure is its own; but MindSpore's runtime failing an allocation (its VAD's
+    graphs) is the process's, raised."""
     try:
         return prepare(index, audio)
     except WhispermsError as error:
         return error
+    except RuntimeMemoryError:
+        raise
     except Exception as error:
         return WhispermsError(f"cannot transcribe it: {type(error).__name__}: {error}")
 

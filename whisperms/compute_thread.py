@@ -24,7 +24,7 @@ import sys
 import threading
 
 from . import core_share, sigint
-from .errors import ForkedProcess
+from .errors import ForkedProcess, memory_error
 
 # Added to the caller's nice value for the graph-calling thread (nice values stop at 19).
 NICE_INCREMENT = 10
@@ -80,10 +80,17 @@ class _Call:
 def run_graph(fn, *args, on_graph_thread=True):
     """A MindSpore graph `fn(*args)`, on the graph thread (run) or, without `on_graph_thread`, on
     the calling one: ForkedProcess in a process forked after its parent ran one (check_not_forked),
-    and SIGINT's handler as the caller had it afterwards (a graph run sets MindSpore's: sigint)."""
+    RuntimeMemoryError where MindSpore could not allocate its memory, and SIGINT's handler as the
+    caller had it afterwards (a graph run sets MindSpore's: sigint)."""
     check_not_forked()
-    with sigint.kept():
-        return run(fn, *args) if on_graph_thread else fn(*args)
+    try:
+        with sigint.kept():
+            return run(fn, *args) if on_graph_thread else fn(*args)
+    except RuntimeError as error:
+        memory = memory_error(error)
+        if memory is None:
+            raise
+        raise memory from None  # the caller's one line, as numpy's MemoryError gives it
 
 
 def check_not_forked():

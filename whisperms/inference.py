@@ -17,7 +17,7 @@ from mindspore import Tensor, mutable
 
 from . import compute_thread, core_share
 from .attention import EAGER
-from .errors import check_same_process, memory_error, out_of_memory, warn
+from .errors import check_same_process, out_of_memory, warn
 from .fusion import compiler_available, drop_broken_kernels, fused_compile
 from .graph_cache import GraphCache, graph_folder
 from .internals import runner
@@ -68,15 +68,7 @@ class _Graph:
 
     def __call__(self, key, *args):
         check_same_process(self.pid)
-        try:
-            return compute_thread.run_graph(
-                self._run, key, *args, on_graph_thread=self.on_graph_thread
-            )
-        except RuntimeError as error:
-            memory = memory_error(error)
-            if memory is None:
-                raise
-            raise memory from None  # the caller's one line, as numpy's MemoryError gives it
+        return compute_thread.run_graph(self._run, key, *args, on_graph_thread=self.on_graph_thread)
 
     def _run(self, key, *args):
         try:
