@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mindspore as ms
 
-from .errors import memory_error, out_of_memory, warn
+from .errors import out_of_memory, warn
 
 # MindSpore's environment variables for graph-kernel fusion (see graph_kernel_fusion).
 FLAGS_ENV = "MS_DEV_GRAPH_KERNEL_FLAGS"
@@ -38,9 +38,9 @@ def _internal(name, probe, fallback):
 
 def _fall_back(name, error, fallback):
     """`name` not used from now on, with a warning; unless `error` is memory running out, raised
-    instead (as a RuntimeMemoryError where it is MindSpore's)."""
+    instead (compute_thread.run_graph says MindSpore's as a RuntimeMemoryError)."""
     if out_of_memory(error):
-        raise memory_error(error) or error
+        raise error
     _probed[name] = None
     if name not in _warned:
         _warned.add(name)
