@@ -193,6 +193,32 @@ def test_unfused_recurrence_matches(synthetic):
     assert np.abs(unfused(audio) - reference_probabilities(audio)).max() < TOLERANCE
 
 
+def test_a_graph_that_ran_out_of_memory_runs_again(model):
+    """A VAD graph whose run MindSpore could not allocate (here 1 PiB at once, beyond any machine)
+    is a RuntimeMemoryError, and later calls run: MindSpore fails every later call of a jit that
+    ran out of memory at the same shapes ("Invalid output number for flatten stub output nodes"),
+    and a server loads its VAD once."""
+    import mindspore as ms
+    from mindspore import Tensor
+
+    from whisperms.errors import RuntimeMemoryError
+    from whisperms.vad.runner import Compiled
+
+    def tiled(x):  # (4, 4) -> (2**26, 2**26); (1, 1) stays
+        return ms.ops.softmax(ms.ops.tile(x, (x.shape[0] ** 12, x.shape[0] ** 12)), -1)
+
+    large, small = Tensor(np.ones((4, 4), np.float32)), Tensor(np.ones((1, 1), np.float32))
+    graph = Compiled(tiled, on_graph_thread=True)
+    for x in (large, large, small, large, large):
+        if x is small:
+            assert graph(x).asnumpy().tolist() == [[1.0]]
+            continue
+        with pytest.raises(RuntimeMemoryError, match=r"^MindSpore could not allocate"):
+            graph(x)
+    # the model's graphs are these
+    assert all(isinstance(g, Compiled) for g in (model._whole, model._encode, model._decode))
+
+
 def test_speech_probabilities_and_edge_lengths(model):
     assert np.array_equal(
         speech_probabilities(np.zeros(1000, np.float32)), model(np.zeros(1000, np.float32))

@@ -13,7 +13,7 @@ import numpy as np
 from mindspore import Tensor
 
 from .. import compute_thread
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RuntimeMemoryError
 from ..state_assign import assign_state
 from .model import CONTEXT_SAMPLES, HIDDEN, INPUT_SAMPLES, WINDOW_SAMPLES, SileroVAD
 from .weights import DEFAULT_WEIGHTS, read_weights
@@ -72,6 +72,25 @@ def silero_windows(audio: np.ndarray) -> np.ndarray:
     return windows_at(audio, 0, n_windows(len(audio)))
 
 
+class Compiled:
+    """`fn` compiled by `mindspore.jit`, each call through compute_thread.run_graph; compiled again
+    after a run that ran out of memory (a RuntimeMemoryError), as MindSpore fails every later call
+    of that jit at the same shapes with another error: a server's VAD, loaded once per process,
+    would refuse every later request."""
+
+    def __init__(self, fn, on_graph_thread: bool):
+        self.fn = fn
+        self.on_graph_thread = on_graph_thread
+        self.jit = ms.jit(fn)
+
+    def __call__(self, *args):
+        try:
+            return compute_thread.run_graph(self.jit, *args, on_graph_thread=self.on_graph_thread)
+        except RuntimeMemoryError:
+            self.jit = ms.jit(self.fn)
+            raise
+
+
 class SileroVADModel:
     """Silero VAD v6 with its weights (default: the file shipped with whisperms), compiled for the
     current MindSpore device. `model(audio)` gives one speech probability per WINDOW_SAMPLES
@@ -114,15 +133,14 @@ class SileroVADModel:
         def decode(features, h, c):
             return net.decoder(features, h, c)
 
+        # on CPU from the graph thread, as the Whisper graphs (compute_thread.py)
+        on_graph_thread = ms.get_context("device_target") == "CPU"
         self._whole, self._encode, self._decode = (
-            ms.jit(fn) if jit else fn for fn in (whole, encode, decode)
+            Compiled(fn, on_graph_thread)
+            if jit
+            else partial(compute_thread.run_graph, fn, on_graph_thread=on_graph_thread)
+            for fn in (whole, encode, decode)
         )
-        if ms.get_context("device_target") == "CPU":
-            # from the graph thread, as the Whisper graphs (compute_thread.py)
-            graphs = (self._whole, self._encode, self._decode)
-            self._whole, self._encode, self._decode = (
-                partial(compute_thread.run_graph, fn) for fn in graphs
-            )
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         """(n_windows(len(audio)),) float32 speech probabilities of 16-kHz mono `audio`, the state
