@@ -191,6 +191,27 @@ def test_json_round_trip_keeps_non_ascii(tmp_path):
     assert json.loads(raw) == RESULT
 
 
+def test_a_cleared_first_segment_before_segments_without_words():
+    """An empty segment is cleared to words [] with or without word timestamps (as openai clears
+    it); where it came first and word timestamps were off, the subtitle writers took the word path
+    from it and failed on the next segment (KeyError: a CLI traceback, a server's 500). Each segment
+    is a cue, as when the empty one is not first."""
+    cleared = {**_segment(0, 0.0, 0.0, ""), "tokens": [], "words": []}
+    result = {
+        "text": " Hello world.",
+        "segments": [cleared, _segment(1, 0.0, 2.5, " Hello world.")],
+    }
+    assert render(WriteSRT, result) == (
+        "1\n00:00:00,000 --> 00:00:00,000\n\n\n2\n00:00:00,000 --> 00:00:02,500\nHello world.\n\n"
+    )
+    assert render(WriteVTT, result) == (
+        "WEBVTT\n\n00:00.000 --> 00:00.000\n\n\n00:00.000 --> 00:02.500\nHello world.\n\n"
+    )
+    # with word timestamps every segment has words: the word path, as before
+    worded = {**result, "segments": [cleared, _segment(1, 0.0, 2.5, " Hi.", [(" Hi.", 0.2, 0.9)])]}
+    assert render(WriteSRT, worded) == "1\n00:00:00,200 --> 00:00:00,900\nHi.\n\n"
+
+
 def test_word_options_ignored_without_words():
     """Line options only act on word timings; segment-level results keep one cue per segment."""
     wrapped = render(WriteVTT, RESULT, max_line_width=5, max_line_count=1, highlight_words=True)

@@ -215,7 +215,10 @@ class SubtitlesWriter(ResultWriter):
         max_words_per_line = max_words_per_line or UNLIMITED
 
         segments = result["segments"]
-        if not (len(segments) > 0 and "words" in segments[0]):
+        # Word timings where every segment has them. openai looks at the first segment only, but
+        # an empty segment is cleared to words [] with or without word timestamps: a cleared first
+        # segment before others without words failed (KeyError) there.
+        if not (segments and all("words" in segment for segment in segments)):
             for segment in segments:
                 text = segment["text"].strip().replace("-->", "->")
                 yield (
