@@ -136,6 +136,11 @@ def test_language_by_name_or_code(ml_dir, en_dir):
             50359,
         )
     assert get_tokenizer(path, multilingual=True, language="Castilian").language == "es"
+    # ISO 639-1's Javanese, which Whisper spells jw (OpenAI's API asks for ISO 639-1 codes)
+    for code in ("jv", "JV", "jw", "Javanese"):
+        javanese = get_tokenizer(path, multilingual=True, language=code)
+        assert javanese.language == "jw"
+        assert javanese.sot_sequence[1] == javanese._special("<|jw|>")
     # English-only models take no language/task tokens, whatever was asked (openai's behaviour).
     assert get_tokenizer(
         en_dir / "tokenizer.json", multilingual=False, language="de"

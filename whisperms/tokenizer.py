@@ -56,6 +56,8 @@ TO_LANGUAGE_CODE = {
     "pushto": "ps", "panjabi": "pa", "moldavian": "ro", "moldovan": "ro", "sinhalese": "si",
     "castilian": "es", "mandarin": "zh",
 }  # fmt: skip
+# codes Whisper spells otherwise: ISO 639-1's for Javanese is jv, Whisper's token <|jw|>
+CODE_ALIASES = {"jv": "jw"}
 
 TASKS = ("transcribe", "translate")
 TIME_PRECISION = 0.02  # seconds per timestamp token (one encoder frame)
@@ -435,6 +437,7 @@ def detect_requested(language) -> bool:
 def language_code(language: str) -> str:
     """A language code from a code or a name/alias, any case ("de", "German", "castilian")."""
     key = language.strip().lower()
+    key = CODE_ALIASES.get(key, key)
     if key in LANGUAGES:
         return key
     if key in TO_LANGUAGE_CODE:
