@@ -158,6 +158,12 @@ def test_response_formats(server, tiny_en_model):
         (w["word"].strip(" ,.!?"), w["start"], w["end"]) for s in result.segments for w in s.words
     ]
     assert len(expected_words) >= 5 and any(w["word"][-1] in ",." for w in result.segments[0].words)
+    # OpenAI's usage of a model billed by audio duration
+    json_answer = _transcribe(server.client, name, response_format="json")
+    assert json_answer.text == text
+    for answer in (json_answer, both, words_only, plain):
+        assert answer.usage.type == "duration"
+        assert answer.usage.seconds == pytest.approx(result.info.duration)
     for verbose in (both, words_only, plain):
         assert verbose.language == "english" and verbose.text == text  # stripped, as json's
         assert verbose.duration == pytest.approx(result.info.duration)
@@ -958,7 +964,8 @@ def test_a_failure_in_a_batch_fails_its_requests_only_as_openai_errors(tiny_en_m
     """An exception from inside the batched mode (a bug; here one injected into the first batch)
     fails the requests that batch's turn took, with OpenAI's error object (500, server_error): it
     failed every request of the group, queued ones too, as the framework's bare text. A request
-    queued behind it is decoded at the next turn."""
+    queued behind it is decoded at the next turn. OpenAI's client, which retries a 500 twice, is
+    told not to (x-should-retry: false): the same request fails the same way, after its decode."""
     from whisperms.server_worker import DEFAULT_REQUEST
 
     server = _Server(tiny_en_model, hold=True, batch_size=1)  # the turn takes one request
@@ -974,7 +981,8 @@ def test_a_failure_in_a_batch_fails_its_requests_only_as_openai_errors(tiny_en_m
     group.transcriber._advance = fails_first
     try:
         with ThreadPoolExecutor(2) as pool:
-            first = pool.submit(_transcribe, server.client, CLIPS[0])
+            retrying = server.client.with_options(max_retries=2)  # the client's default
+            first = pool.submit(_transcribe, retrying, CLIPS[0])
             deadline = time.monotonic() + 30
             while server.worker.queued() < 1:
                 assert time.monotonic() < deadline
@@ -989,6 +997,8 @@ def test_a_failure_in_a_batch_fails_its_requests_only_as_openai_errors(tiny_en_m
             text = second.result(timeout=600).text
     finally:
         server.close()
+    assert error.value.response.headers["x-should-retry"] == "false"
+    assert len(calls) == 2  # the first request once (a retry would have been decoded), the second
     body = error.value.body
     assert body == {
         "message": "the server failed: RuntimeError: injected",

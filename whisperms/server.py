@@ -46,7 +46,7 @@ from .errors import (
     one_line,
     stopped_by,
 )
-from .server_formats import subtitles, verbose_json
+from .server_formats import subtitles, usage, verbose_json
 from .server_worker import BatchingWorker
 from .transcribe_options import check_number
 from .upload_folder import UploadFolder
@@ -251,7 +251,11 @@ def create_app(
         # a failure of the server's own (a bug, a full disk; logged with its traceback): OpenAI's
         # error object, not the framework's bare text
         message = f"the server failed: {type(error).__name__}: {one_line(str(error))}"
-        return _error(500, message, kind="server_error")
+        # OpenAI's client retries a 500 twice unless told not to: the same request fails the same
+        # way, each time after its decode; memory may be free on a later try
+        retry = isinstance(error, MemoryError)
+        headers = None if retry else {"x-should-retry": "false"}
+        return _error(500, message, kind="server_error", headers=headers)
 
     # OpenAI's Model object; created: when this server began serving it (Unix seconds)
     served = {"id": name, "object": "model", "created": int(time.time()), "owned_by": "whisperms"}
@@ -386,7 +390,7 @@ def create_app(
             return PlainTextResponse(subtitles(result, response_format))
         if response_format == "verbose_json":
             return JSONResponse(verbose_json(result, task, granularities))
-        return {"text": result.text.strip()}
+        return {"text": result.text.strip(), "usage": usage(result)}
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(

@@ -25,6 +25,7 @@ def verbose_json(result, task: str, granularities: List[str]) -> dict:
         "language": _language(result, task),
         "duration": result.info.duration,
         "text": result.text.strip(),  # as the json format's
+        "usage": usage(result),
     }
     if "segment" in granularities or not words:
         body["segments"] = []
@@ -40,6 +41,11 @@ def verbose_json(result, task: str, granularities: List[str]) -> dict:
             if (word := api_word(w["word"]))
         ]
     return body
+
+
+def usage(result) -> dict:
+    """OpenAI's usage of a model billed by audio duration: the input's seconds."""
+    return {"type": "duration", "seconds": result.info.duration}
 
 
 def _language(result, task: str) -> str:
