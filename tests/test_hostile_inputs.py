@@ -294,17 +294,19 @@ def test_cli_option_values_and_combinations_are_usage_errors(tmp_path):
 
 
 def test_options_another_makes_useless_are_warnings(tmp_path, tiny_en_ct2_dir):
-    """As openai's CLI: --max_line_count without --max_line_width and --max_words_per_line with it
-    are warnings, and hallucination_silence_threshold without word timestamps and vad_parameters
-    without the VAD filter have no effect (openai and faster-whisper ignore them): one warning
-    line each, the file transcribed, exit 0 (they were
+    """As openai's CLI: --max_line_count without --max_line_width is a warning, and so is
+    --max_words_per_line with --max_line_width and --max_line_count (openai warns of it with the
+    width alone, where its writers still cut cues every N words); hallucination_silence_threshold
+    without word timestamps and vad_parameters without the VAD filter have no effect (openai and
+    faster-whisper ignore them): one warning line each, the file transcribed, exit 0 (they were
     usage errors)."""
     runs = {
         ("--word_timestamps", "True", "--max_line_count", "2"): (
             "--max_line_count has no effect without --max_line_width"
         ),
-        ("--word_timestamps", "True", "--max_line_width", "20", "--max_words_per_line", "3"): (
-            "--max_words_per_line has no effect with --max_line_width"
+        ("--word_timestamps", "True", "--max_line_width", "20", "--max_line_count", "2")
+        + ("--max_words_per_line", "3"): (
+            "--max_words_per_line has no effect with --max_line_width and --max_line_count"
         ),
         ("--hallucination_silence_threshold", "2"): (
             "hallucination_silence_threshold has no effect without word_timestamps=True"

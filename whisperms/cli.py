@@ -91,11 +91,17 @@ def _writer_args(args):
         for name in WORD_OPTIONS:
             if writer_args[name]:
                 raise OptionsError(f"--{name} requires --word_timestamps True")
-    # warnings, as openai's CLI gives them
+    # warnings, as openai's CLI gives them; but openai warns of --max_words_per_line with
+    # --max_line_width alone, where its writers (and ours) still cut cues every N words: only
+    # --max_line_count beside them reflows the words without it
     if writer_args["max_line_count"] and not writer_args["max_line_width"]:
         warnings.warn("--max_line_count has no effect without --max_line_width", WhispermsWarning)
-    if writer_args["max_words_per_line"] and writer_args["max_line_width"]:
-        warnings.warn("--max_words_per_line has no effect with --max_line_width", WhispermsWarning)
+    lines = writer_args["max_line_width"] and writer_args["max_line_count"]
+    if writer_args["max_words_per_line"] and lines:
+        warnings.warn(
+            "--max_words_per_line has no effect with --max_line_width and --max_line_count",
+            WhispermsWarning,
+        )
     return writer_args
 
 

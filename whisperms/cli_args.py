@@ -249,7 +249,8 @@ def transcribe_parser():
         "--max_words_per_line",
         type=optional(int),
         default=None,
-        help="with word timestamps and no --max_line_width: words per subtitle line",
+        help="with word timestamps: words per subtitle, unless --max_line_width and "
+        "--max_line_count are given",
     )
     p.add_argument(
         "--clip_timestamps",
