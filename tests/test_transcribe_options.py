@@ -9,7 +9,7 @@ temperature 0 unless a test is about sampling, so both engines are deterministic
 import numpy as np
 import pytest
 
-from whisperms import OptionsError
+from whisperms import OptionsError, WhispermsWarning
 from whisperms.audio import (
     N_FRAMES,
     N_SAMPLES,
@@ -262,6 +262,11 @@ def test_translate(base_model, base_ct2_dir):
     text = "".join(t for _, _, t in translated)
     assert text.isascii() and " the " in text.lower()
     assert ours(base_model, audio, language="fr") != translated
+    # openai's warning for word timestamps on a translation (one line before decoding)
+    with pytest.warns(
+        WhispermsWarning, match="^word timestamps on translations may not be reliable"
+    ):
+        base_model.transcribe(audio[:SAMPLE_RATE], task="translate", word_timestamps=True)
 
 
 # --- the no-speech window skip
@@ -361,7 +366,6 @@ def test_openai_idioms_run(tiny_en_model, jfk):
     import warnings
 
     import whisperms
-    from whisperms import WhispermsWarning
 
     mel = whisperms.log_mel_spectrogram(whisperms.pad_or_trim(whisperms.load_audio(jfk)))
     with warnings.catch_warnings():

@@ -405,6 +405,9 @@ def check_with_model(model, options: TranscribeOptions) -> TranscribeOptions:
         raise OptionsError(
             "word_timestamps needs the checkpoint's alignment heads, and this one has none"
         )
+    if options.word_timestamps and decoding.task == "translate" and model.is_multilingual:
+        # openai's warning: the alignment heads follow the speech, not an English text of it
+        warn("word timestamps on translations may not be reliable")
     check_vocabulary(decoding, model.dims.n_vocab)
     if isinstance(options.initial_prompt, tuple):
         check_vocabulary(DecodingOptions(prompt=options.initial_prompt), model.dims.n_vocab)
