@@ -247,7 +247,7 @@ def test_a_save_that_fails_is_said_once_and_not_tried_again(tmp_path):
 
 
 def test_a_graph_run_out_of_memory_is_a_memory_error_not_a_fallback(tmp_path):
-    """A graph MindSpore cannot allocate the memory of (here 1 PiB at once, beyond any machine): a
+    """A graph MindSpore cannot allocate the memory of (here 16 PiB at once, beyond any machine): a
     RuntimeMemoryError (a MemoryError, which the CLI says in one line), fused or through the graph
     cache, at the first call and later ones. MindSpore's RuntimeError was taken for a failed fused
     compile (a warning, the graph compiled again unfused), then for a graph cache that does not

@@ -9,6 +9,7 @@ and context handling) fed the padded audio exactly as its get_speech_timestamps 
 import dataclasses
 import json
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +195,7 @@ def test_unfused_recurrence_matches(synthetic):
 
 
 def test_a_graph_that_ran_out_of_memory_runs_again(model):
-    """A VAD graph whose run MindSpore could not allocate (here 1 PiB at once, beyond any machine)
+    """A VAD graph whose run MindSpore could not allocate (here 16 PiB at once, beyond any machine)
     is a RuntimeMemoryError, and later calls run: MindSpore fails every later call of a jit that
     ran out of memory at the same shapes ("Invalid output number for flatten stub output nodes"),
     and a server loads its VAD once."""
@@ -215,6 +216,29 @@ def test_a_graph_that_ran_out_of_memory_runs_again(model):
             continue
         with pytest.raises(RuntimeMemoryError, match=r"^MindSpore could not allocate"):
             graph(x)
+    # two requests' calls queued at once (a server's inputs are made ready on several threads):
+    # the one behind the failure runs the new jit, not the failed one (another error)
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from whisperms import compute_thread
+
+    held = threading.Event()
+    with ThreadPoolExecutor(3) as pool:
+        busy = pool.submit(compute_thread.run, held.wait, 60)  # the graph thread, held
+        while not compute_thread._calls.empty():  # it has taken the holding call
+            time.sleep(0.01)
+        calls = [pool.submit(graph, large) for _ in range(2)]
+        deadline = time.monotonic() + 30
+        while compute_thread._calls.qsize() < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        held.set()
+        assert busy.result(timeout=60)
+        for call in calls:
+            with pytest.raises(RuntimeMemoryError, match=r"^MindSpore could not allocate"):
+                call.result(timeout=60)
+    assert graph(small).asnumpy().tolist() == [[1.0]]
     # the model's graphs are these
     assert all(isinstance(g, Compiled) for g in (model._whole, model._encode, model._decode))
 

@@ -1,8 +1,8 @@
 """Speech probabilities of a whole file: windows cut as faster-whisper cuts them, run through
 compiled graphs.
 
-Both graphs have static shapes, so a process compiles each once (their layout: the comment on
-WINDOWS_PER_CALL).
+Both graphs have static shapes, so a process compiles each once, again only after a run that ran out
+of memory (Compiled; their layout: the comment on WINDOWS_PER_CALL).
 """
 
 import threading
@@ -13,7 +13,7 @@ import numpy as np
 from mindspore import Tensor
 
 from .. import compute_thread
-from ..errors import CheckpointError, RuntimeMemoryError
+from ..errors import CheckpointError, memory_error
 from ..state_assign import assign_state
 from .model import CONTEXT_SAMPLES, HIDDEN, INPUT_SAMPLES, WINDOW_SAMPLES, SileroVAD
 from .weights import DEFAULT_WEIGHTS, read_weights
@@ -74,9 +74,10 @@ def silero_windows(audio: np.ndarray) -> np.ndarray:
 
 class Compiled:
     """`fn` compiled by `mindspore.jit`, each call through compute_thread.run_graph; compiled again
-    after a run that ran out of memory (a RuntimeMemoryError), as MindSpore fails every later call
-    of that jit at the same shapes with another error: a server's VAD, loaded once per process,
-    would refuse every later request."""
+    after a run that ran out of memory, as MindSpore fails every later call of that jit at the same
+    shapes with another error: a server's VAD, loaded once per process, would refuse every later
+    request. The new jit is made where the failed call ran (on CPU the graph thread, before it takes
+    the next call: another thread's call queued meanwhile runs the new one)."""
 
     def __init__(self, fn, on_graph_thread: bool):
         self.fn = fn
@@ -84,10 +85,17 @@ class Compiled:
         self.jit = ms.jit(fn)
 
     def __call__(self, *args):
+        return compute_thread.run_graph(self._run, *args, on_graph_thread=self.on_graph_thread)
+
+    def _run(self, *args):
+        compiled = self.jit
         try:
-            return compute_thread.run_graph(self.jit, *args, on_graph_thread=self.on_graph_thread)
-        except RuntimeMemoryError:
-            self.jit = ms.jit(self.fn)
+            return compiled(*args)
+        except RuntimeError as error:
+            # MindSpore's own error here (run_graph says it as a RuntimeMemoryError); a concurrent
+            # failure of the same jit (devices whose calls run on the callers' threads) makes one
+            if memory_error(error) is not None and self.jit is compiled:
+                self.jit = ms.jit(self.fn)
             raise
 
 
