@@ -290,10 +290,13 @@ def test_bad_requests_get_openai_errors(server, tmp_path):
 
 
 def test_translation_on_an_english_model_is_its_transcription(server):
-    """As openai's: an English-only model has no task token, so translating is transcribing."""
+    """As openai's: an English-only model has no task token, so translating is transcribing; and
+    as OpenAI's answers, a translation has no usage."""
     with open(DATA / CLIPS[3], "rb") as f:
         translated = server.client.audio.translations.create(model="whisper-1", file=(CLIPS[3], f))
-    assert translated.text == _transcribe(server.client, CLIPS[3]).text
+    transcribed = _transcribe(server.client, CLIPS[3])
+    assert translated.text == transcribed.text
+    assert transcribed.usage.seconds > 0 and getattr(translated, "usage", None) is None
 
 
 def test_the_command_fails_in_one_line(tmp_path):
@@ -1018,6 +1021,7 @@ def test_a_translation_says_its_text_is_english(base_model):
     assert result.language == "es"
     assert verbose_json(result, "translate", [])["language"] == "english"
     assert verbose_json(result, "transcribe", [])["language"] == "spanish"
+    assert "usage" not in verbose_json(result, "translate", [])  # as OpenAI's TranslationVerbose
 
 
 def test_the_server_writes_through_a_copy_of_stderr():

@@ -44,6 +44,7 @@ from .errors import (
     ctrl_c_ends,
     end_stopped,
     one_line,
+    out_of_memory,
     stopped_by,
 )
 from .server_formats import subtitles, usage, verbose_json
@@ -253,7 +254,7 @@ def create_app(
         message = f"the server failed: {type(error).__name__}: {one_line(str(error))}"
         # OpenAI's client retries a 500 twice unless told not to: the same request fails the same
         # way, each time after its decode; memory may be free on a later try
-        retry = isinstance(error, MemoryError)
+        retry = out_of_memory(error)
         headers = None if retry else {"x-should-retry": "false"}
         return _error(500, message, kind="server_error", headers=headers)
 
@@ -390,7 +391,10 @@ def create_app(
             return PlainTextResponse(subtitles(result, response_format))
         if response_format == "verbose_json":
             return JSONResponse(verbose_json(result, task, granularities))
-        return {"text": result.text.strip(), "usage": usage(result)}
+        body = {"text": result.text.strip()}
+        if task == "transcribe":  # OpenAI's translations say no usage
+            body["usage"] = usage(result)
+        return body
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(

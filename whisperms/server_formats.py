@@ -25,8 +25,9 @@ def verbose_json(result, task: str, granularities: List[str]) -> dict:
         "language": _language(result, task),
         "duration": result.info.duration,
         "text": result.text.strip(),  # as the json format's
-        "usage": usage(result),
     }
+    if task == "transcribe":  # OpenAI's translations say no usage
+        body["usage"] = usage(result)
     if "segment" in granularities or not words:
         body["segments"] = []
         for s in result.segments:
