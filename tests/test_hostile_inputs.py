@@ -323,6 +323,12 @@ def test_options_another_makes_useless_are_warnings(tmp_path, tiny_en_ct2_dir):
         assert status == 0, stderr
         assert [line for line in stderr if "warning" in line] == [f"whisperms: warning: {warning}"]
         assert "modern" in (out / "ljspeech_LJ001-0002.srt").read_text()
+    # --max_words_per_line beside --max_line_width alone still cuts cues: no warning (openai's)
+    words = ("--word_timestamps", "True", "--max_line_width", "20", "--max_words_per_line", "2")
+    status, _, stderr = cli(SHORT, "--model", tiny_en_ct2_dir, "-o", tmp_path, "-f", "srt", *words)
+    assert status == 0 and not [line for line in stderr if "warning" in line], stderr
+    cues = (tmp_path / "ljspeech_LJ001-0002.srt").read_text().strip().split("\n\n")
+    assert len(cues) > 1 and all(len(cue.split("\n", 2)[2].split()) <= 2 for cue in cues)
 
 
 # --- 2. options never checked (API): OptionsError with one line, before any decoding

@@ -210,6 +210,9 @@ def test_a_cleared_first_segment_before_segments_without_words():
     # with word timestamps every segment has words: the word path, as before
     worded = {**result, "segments": [cleared, _segment(1, 0.0, 2.5, " Hi.", [(" Hi.", 0.2, 0.9)])]}
     assert render(WriteSRT, worded) == "1\n00:00:00,200 --> 00:00:00,900\nHi.\n\n"
+    # words None, as a faster-whisper segment has them without word timestamps: no words
+    nones = {**result, "segments": [{**_segment(1, 0.0, 2.5, " Hello world."), "words": None}]}
+    assert render(WriteSRT, nones) == "1\n00:00:00,000 --> 00:00:02,500\nHello world.\n\n"
 
 
 def test_word_options_ignored_without_words():

@@ -435,7 +435,8 @@ def detect_requested(language) -> bool:
 
 
 def language_code(language: str) -> str:
-    """A language code from a code or a name/alias, any case ("de", "German", "castilian")."""
+    """A language code from a code or a name/alias, any case ("de", "German", "castilian"; "jv",
+    ISO 639-1's Javanese, is Whisper's "jw")."""
     key = language.strip().lower()
     key = CODE_ALIASES.get(key, key)
     if key in LANGUAGES:

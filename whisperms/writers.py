@@ -2,9 +2,11 @@
 `whisper/utils.py`.
 
 Input is openai's result dict: {"text", "language", "segments": [{"start", "end", "text", ...,
-optional "words": [{"word", "start", "end", "probability"}]}]}. One deliberate difference from
+optional "words": [{"word", "start", "end", "probability"}]}]}. Two deliberate differences from
 openai: a file is written whole or not at all (temporary file in the same folder, then
-`os.replace`), so a crash never leaves a truncated transcript or destroys the previous one.
+`os.replace`), so a crash never leaves a truncated transcript or destroys the previous one; and
+subtitles are cut from word timings only where every segment has them (openai reads the first
+segment's, and failed where only that one had any).
 """
 
 import json
@@ -188,7 +190,7 @@ def _underline(word: str) -> str:
 
 
 class SubtitlesWriter(ResultWriter):
-    """Cues from word timings when the first segment has them, else one cue per segment."""
+    """Cues from word timings when every segment has them, else one cue per segment."""
 
     always_include_hours: bool
     decimal_marker: str
@@ -217,8 +219,9 @@ class SubtitlesWriter(ResultWriter):
         segments = result["segments"]
         # Word timings where every segment has them. openai looks at the first segment only, but
         # an empty segment is cleared to words [] with or without word timestamps: a cleared first
-        # segment before others without words failed (KeyError) there.
-        if not (segments and all("words" in segment for segment in segments)):
+        # segment before others without words failed (KeyError) there, as did words None (a
+        # faster-whisper segment's, without word timestamps).
+        if not (segments and all(segment.get("words") is not None for segment in segments)):
             for segment in segments:
                 text = segment["text"].strip().replace("-->", "->")
                 yield (
