@@ -514,6 +514,7 @@ def run_worker(spec):
             from whisperms.graph_cache import graph_folder
 
             graphs = graph_folder()
+            graphs_before = {path.name for path in graphs.glob("*.mindir")} if graphs else set()
             out["graph_cache"] = {
                 "folder": str(graphs) if graphs else None,
                 "graphs_at_start": len(list(graphs.glob("*.mindir"))) if graphs else 0,
@@ -672,7 +673,7 @@ def run_worker(spec):
     out["memory_mb"] = {"after_import_and_load": _memory_mb()}
     passes = []
     try:
-        for name in ("cold", "warm"):
+        for name in spec.get("passes") or ("cold", "warm"):
             holder[0] = Stats()
             texts, per_clip = [], []
             t = time.perf_counter()
@@ -699,6 +700,12 @@ def run_worker(spec):
         out["status"] = "not available"
         out["reason"] = str(e)
     out["passes"] = passes
+    if out.get("graph_cache", {}).get("folder"):
+        # saved = files new since the start: the first save of a process also deletes graphs unused
+        # for a month (graph_cache.prune), so the count of files can fall while graphs are saved
+        names = {path.name for path in Path(out["graph_cache"]["folder"]).glob("*.mindir")}
+        out["graph_cache"]["graphs_at_end"] = len(names)
+        out["graph_cache"]["graphs_saved"] = len(names - graphs_before)
     out["ru_maxrss_mb"] = _maxrss_mb()
     out["worker_wall_s"] = time.perf_counter() - t0
     return out
@@ -1001,6 +1008,7 @@ def run_all(args):
         "engine_order": "rotated per repeat" if args.rotate else "as given, every repeat",
         "kernel_cache": args.kernel_cache,
         "graph_cache": args.graph_cache,
+        "prime": args.prime and args.graph_cache == "shared" and args.kernel_cache == "shared",
         "whisperms_source": {
             "rev": args.whisperms_src,
             "commit": src_commit,
@@ -1089,6 +1097,8 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
 
     skip = dict(unavailable)
     for model, folder, clips, beam, openai_npz in cells:
+        if args.prime and args.graph_cache == "shared" and args.kernel_cache == "shared":
+            _prime(args, engines, skip, env, report, model, folder, clips, beam)
         for rep in range(args.repeats):
             # each repeat starts one engine further on, so that no engine always runs first (after the previous
             # cell's last engine) or last: a machine's drift within a repeat lands on each in turn
@@ -1155,6 +1165,56 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
     }
     report["load_at_end"] = os.getloadavg()
     json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+
+
+def _prime(args, engines, skip, env, report, model, folder, clips, beam):
+    """Each whisperms engine once on the cell's audio, its cold pass only, not counted: the graphs
+    it compiles (new shapes, or a snapshot whose sources changed) are in the shared cache before
+    the measured runs, which then load them as a user's second and later runs do. A process that
+    compiled its graphs runs its later calls through mindspore.jit, slower than through the loaded
+    graphs, so a first measured run compiling them was a first-ever run among runs of the cache's
+    steady state."""
+    for engine in engines:
+        if not engine.startswith("whisperms") or engine in skip or (engine, beam) in skip:
+            continue
+        spec = {
+            "engine": engine,
+            "folder": folder,
+            "beam_size": beam,
+            "threads": args.threads,
+            "batch_size": args.batch_size,
+            "condition": args.condition,
+            "batched_as_faster_whisper": args.batched_as_faster_whisper,
+            "files": clips["files"],
+            "languages": clips["languages"],
+            "openai_npz": None,
+            "passes": ("cold",),
+        }
+        try:
+            result = spawn(spec, args.timeout, dict(env), sys.executable)
+        except subprocess.TimeoutExpired:
+            result = {"status": "timeout"}
+        if result.get("status") == "not available":  # the measured runs would fail alike
+            skip[(engine, beam)] = result.get("reason", "not available")
+        graphs = result.get("graph_cache", {})
+        report.setdefault("priming", []).append(
+            {
+                "model": model,
+                "engine": engine,
+                "clip": clips["name"],
+                "beam_size": beam,
+                "status": result.get("status"),
+                "graphs_at_start": graphs.get("graphs_at_start"),
+                "graphs_at_end": graphs.get("graphs_at_end"),
+                "graphs_saved": graphs.get("graphs_saved"),
+                "worker_wall_s": result.get("worker_wall_s"),
+            }
+        )
+        print(
+            f"primed {model} {engine} beam{beam} {clips['name']}: {result.get('status')}, "
+            f"{graphs.get('graphs_saved')} graphs saved",
+            flush=True,
+        )
 
 
 def words_by_clip(recipe_clips, hypothesis):
@@ -1312,6 +1372,7 @@ def render(reports, stat="auto", notes=()):
         "by later processes, likewise: rows saying 'graph cache fresh' start every process with an empty one "
         "(a first-ever run: each graph compiled by jit, then saved), 'graph cache off' compile with mindspore.jit "
         "(no cache, as before the cache existed). Snapshots older than the cache ignore the setting.",
+        *_priming_notes(reports),
         *[
             f"- Batched engines in the run of {rep['date_utc']} (the settings above are the sequential engines'): "
             f"{rep['settings']['batched engines']}."
@@ -1472,6 +1533,37 @@ def render(reports, stat="auto", notes=()):
 
 # encoder and decoding set beside the peer's CTranslate2 calls, each mode beside its own peer
 STAGE_PEERS = {"whisperms": "faster-whisper-fp32", "whisperms-batched": "faster-whisper-batched"}
+
+
+def _priming_notes(reports):
+    """What the priming runs compiled, and the measured runs that compiled graphs all the same."""
+    lines = []
+    for rep in reports:
+        primed = rep.get("priming")
+        if not primed:
+            continue
+        compiled = sum(_saved(p) for p in primed)
+        lines.append(
+            f"- Graph cache primed in the run of {rep['date_utc']}: before each cell's repeats, each "
+            "whisperms engine transcribed the cell's audio once (a cold pass, not counted), so that the "
+            f"measured runs load their graphs as a user's later runs do; those {len(primed)} runs "
+            f"saved {compiled} graphs they compiled."
+        )
+        late = [
+            f"{r['model']} {r['engine']} beam {r['beam_size']} repeat {r['repeat']}"
+            for r in rep["runs"]
+            if _saved(r.get("graph_cache", {}))
+        ]
+        if late:
+            lines.append(f"- Measured runs that compiled graphs all the same: {'; '.join(late)}.")
+    return lines
+
+
+def _saved(graphs: dict) -> int:
+    """Graphs a worker saved; files gained, in JSON written before it counted new names."""
+    if graphs.get("graphs_saved") is not None:
+        return graphs["graphs_saved"]
+    return max((graphs.get("graphs_at_end") or 0) - (graphs.get("graphs_at_start") or 0), 0)
 
 
 def _beside_peer(groups):
@@ -1764,6 +1856,15 @@ def main(argv=None):
         help="whisperms' cache of compiled graphs: shared = the user's (~/.cache/whisperms/graphs, or "
         "$WHISPERMS_GRAPH_CACHE), filled by earlier runs; fresh = an empty folder for every "
         "whisperms process (a first-ever run); off = no cache, graphs compiled by mindspore.jit",
+    )
+    parser.add_argument(
+        "--no-prime",
+        dest="prime",
+        action="store_false",
+        help="do not run each whisperms engine once (cold pass only, not counted) before a cell's "
+        "repeats; by default it does, with --graph-cache and --kernel-cache shared, so that the "
+        "measured runs load the graphs a new snapshot or shape needs instead of the first "
+        "compiling them",
     )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     parser.add_argument(
