@@ -461,6 +461,8 @@ def test_chunk_length_is_the_longest_piece_as_in_faster_whisper(tiny_en_model, p
         transcribe_options(batch_size=8, chunk_length=31)
     with pytest.raises(OptionsError, match="chunk_length works in the batched mode only"):
         transcribe_options(chunk_length=10)
+    # faster-whisper's sequential mode takes its default, 30 s, Whisper's window: so does ours
+    assert transcribe_options(chunk_length=30).chunk_length == 30
 
 
 def test_results_of_one_path_is_one_line(tiny_en_model):

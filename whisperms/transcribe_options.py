@@ -219,9 +219,9 @@ def transcribe_options(**kwargs) -> TranscribeOptions:
             f"{changed[0]} has no effect in the batched mode, which detects each piece's language "
             "from its first window"
         )
-    if options.chunk_length is not None and not options.batched:
+    if options.chunk_length not in (None, CHUNK_LENGTH) and not options.batched:
         # faster-whisper's sequential mode reads it as a shorter mel window, which Whisper's
-        # encoder does not take
+        # encoder does not take (its own 30 s is the window every mode uses: nothing to refuse)
         raise OptionsError(
             "chunk_length works in the batched mode only (the longest piece of speech): give "
             "batch_size"
