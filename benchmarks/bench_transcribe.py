@@ -1107,18 +1107,7 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
                 key = (engine, beam)
                 if engine in skip or key in skip:
                     continue
-                spec = {
-                    "engine": engine,
-                    "folder": folder,
-                    "beam_size": beam,
-                    "threads": args.threads,
-                    "batch_size": args.batch_size,
-                    "condition": args.condition,
-                    "batched_as_faster_whisper": args.batched_as_faster_whisper,
-                    "files": clips["files"],
-                    "languages": clips["languages"],
-                    "openai_npz": str(openai_npz) if openai_npz else None,
-                }
+                spec = _spec(args, engine, folder, clips, beam, openai_npz)
                 fresh = engine.startswith("whisperms") and args.kernel_cache == "fresh"
                 fresh_graphs = engine.startswith("whisperms") and args.graph_cache == "fresh"
                 with (
@@ -1167,6 +1156,22 @@ def _measure(args, cells, engines, unavailable, env, report, runs, json_path):
     json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
 
 
+def _spec(args, engine, folder, clips, beam, openai_npz=None) -> dict:
+    """What a worker process runs: one engine on a cell's audio with the run's settings."""
+    return {
+        "engine": engine,
+        "folder": folder,
+        "beam_size": beam,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "condition": args.condition,
+        "batched_as_faster_whisper": args.batched_as_faster_whisper,
+        "files": clips["files"],
+        "languages": clips["languages"],
+        "openai_npz": str(openai_npz) if openai_npz else None,
+    }
+
+
 def _prime(args, engines, skip, env, report, model, folder, clips, beam):
     """Each whisperms engine once on the cell's audio, its cold pass only, not counted: the graphs
     it compiles (new shapes, or a snapshot whose sources changed) are in the shared cache before
@@ -1177,19 +1182,7 @@ def _prime(args, engines, skip, env, report, model, folder, clips, beam):
     for engine in engines:
         if not engine.startswith("whisperms") or engine in skip or (engine, beam) in skip:
             continue
-        spec = {
-            "engine": engine,
-            "folder": folder,
-            "beam_size": beam,
-            "threads": args.threads,
-            "batch_size": args.batch_size,
-            "condition": args.condition,
-            "batched_as_faster_whisper": args.batched_as_faster_whisper,
-            "files": clips["files"],
-            "languages": clips["languages"],
-            "openai_npz": None,
-            "passes": ("cold",),
-        }
+        spec = {**_spec(args, engine, folder, clips, beam), "passes": ("cold",)}
         try:
             result = spawn(spec, args.timeout, dict(env), sys.executable)
         except subprocess.TimeoutExpired:

@@ -47,7 +47,7 @@ from .errors import (
     out_of_memory,
     stopped_by,
 )
-from .server_formats import subtitles, usage, verbose_json
+from .server_formats import json_answer, subtitles, verbose_json
 from .server_worker import BatchingWorker
 from .transcribe_options import check_number
 from .upload_folder import UploadFolder
@@ -391,10 +391,7 @@ def create_app(
             return PlainTextResponse(subtitles(result, response_format))
         if response_format == "verbose_json":
             return JSONResponse(verbose_json(result, task, granularities))
-        body = {"text": result.text.strip()}
-        if task == "transcribe":  # OpenAI's translations say no usage
-            body["usage"] = usage(result)
-        return body
+        return json_answer(result, task)
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(

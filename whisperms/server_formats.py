@@ -24,10 +24,8 @@ def verbose_json(result, task: str, granularities: List[str]) -> dict:
         "task": task,
         "language": _language(result, task),
         "duration": result.info.duration,
-        "text": result.text.strip(),  # as the json format's
+        **json_answer(result, task),
     }
-    if task == "transcribe":  # OpenAI's translations say no usage
-        body["usage"] = usage(result)
     if "segment" in granularities or not words:
         body["segments"] = []
         for s in result.segments:
@@ -44,9 +42,13 @@ def verbose_json(result, task: str, granularities: List[str]) -> dict:
     return body
 
 
-def usage(result) -> dict:
-    """OpenAI's usage of a model billed by audio duration: the input's seconds."""
-    return {"type": "duration", "seconds": result.info.duration}
+def json_answer(result, task: str) -> dict:
+    """OpenAI's json answer: the text, stripped, and for a transcription the usage of a model
+    billed by audio duration, the input's seconds (OpenAI's translations say no usage)."""
+    body = {"text": result.text.strip()}
+    if task == "transcribe":
+        body["usage"] = {"type": "duration", "seconds": result.info.duration}
+    return body
 
 
 def _language(result, task: str) -> str:
