@@ -448,6 +448,45 @@ def test_out_of_memory_is_one_line(tmp_path, tiny_en_ct2_dir):
     )
 
 
+# The CLI with a bug put into the txt writer: the transcript of the JFK clip is half written, then
+# a KeyError, as the srt writer once raised on an empty first segment.
+_FAULTY_WRITER = """
+import sys
+from whisperms import writers
+from whisperms.cli import main
+
+write_result = writers.WriteTXT.write_result
+
+def faulty(self, result, file, options=None, **kwargs):
+    if "your country" in result["text"]:
+        file.write("half a transcript")
+        raise KeyError("words")
+    return write_result(self, result, file, options, **kwargs)
+
+writers.WriteTXT.write_result = faulty
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("mode", [[], ["--batch_size", "2"]], ids=["sequential", "batched"])
+def test_a_failure_no_check_foresaw_is_that_files_one_line(tmp_path, tiny_en_ct2_dir, mode):
+    """A bug met on one file: one line naming the file and the error, status 1, nothing of that
+    file written, and the next file still transcribed and written (as openai-whisper's CLI skips
+    such a file, and as the batched mode kept an input's unforeseen failure to that input); it was a
+    traceback that ended the run."""
+    out = tmp_path / "out"
+    args = [JFK, SHORT, "--model", tiny_en_ct2_dir, "-o", out, "-f", "txt", "--verbose", "False"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _FAULTY_WRITER, *map(str, args + mode)],
+        capture_output=True, text=True, timeout=600, env=user_env(),
+    )  # fmt: skip
+    assert (proc.returncode, proc.stderr.splitlines()) == (
+        1,
+        [f"whisperms: error: {JFK}: cannot transcribe it: KeyError: 'words'"],
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["ljspeech_LJ001-0002.txt"]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="access() refuses /proc first for other users")
 def test_an_output_folder_that_takes_no_files_is_refused_before_decoding(tmp_path):
     """/proc passes os.access as root and takes no file: it was found after the decode."""

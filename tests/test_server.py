@@ -1012,6 +1012,43 @@ def test_a_failure_in_a_batch_fails_its_requests_only_as_openai_errors(tiny_en_m
     assert text == BatchedTranscriber(tiny_en_model).run(str(DATA / CLIPS[1])).text.strip()
 
 
+def test_a_failure_reading_an_upload_is_the_servers_500_not_the_clients_400(tiny_en_model):
+    """An exception no check foresaw while an upload is read and cut into pieces (a bug, or numpy
+    running out of memory on a long upload; here injected into the first two uploads' reading)
+    fails that request alone, with OpenAI's 500 server_error: it was a 400 invalid_request_error,
+    which blames the client's file, and which OpenAI's client never retries. Memory running out
+    leaves the retry to the client; a bug tells it not to."""
+    from whisperms.server_worker import DEFAULT_REQUEST
+
+    server = _Server(tiny_en_model, hold=True)
+    group = server.worker._group(DEFAULT_REQUEST)
+    prepare = group.transcriber._prepare
+    failures = [KeyError("injected"), MemoryError("Unable to allocate 5.15 GiB")]
+
+    def fails_first(index, audio):
+        if failures:
+            raise failures.pop(0)
+        return prepare(index, audio)
+
+    group.transcriber._prepare = fails_first
+    server.release()
+    answers = []
+    try:
+        for _ in range(2):
+            with pytest.raises(openai.InternalServerError) as error:
+                _transcribe(server.client, CLIPS[0])
+            retry = error.value.response.headers.get("x-should-retry")
+            answers.append((error.value.body["type"], error.value.body["message"], retry))
+        text = _transcribe(server.client, CLIPS[1]).text
+    finally:
+        server.close()
+    assert answers == [
+        ("server_error", "the server failed: KeyError: 'injected'", "false"),
+        ("server_error", "the server failed: MemoryError: Unable to allocate 5.15 GiB", None),
+    ]
+    assert text == BatchedTranscriber(tiny_en_model).run(str(DATA / CLIPS[1])).text.strip()
+
+
 def test_a_translation_says_its_text_is_english(base_model):
     """OpenAI's verbose_json of a translation gives the language of its text, always English; the
     server gave the language it was translated from."""

@@ -29,8 +29,10 @@ from .errors import (
     exit_now,
     memory_error,
     one_line,
+    out_of_memory,
     raise_terminated,
     stopped_by,
+    unforeseen,
 )
 from .output_files import (
     OutputOwners,
@@ -250,6 +252,8 @@ def _transcribe_main(argv):
         except OSError as error:  # writing: the folder checked above can still change, or fill up
             _raise_if_stopped(error)
             status = _fail(_unwritable(path, args.output_dir, error))
+        except Exception as error:
+            status = _unforeseen(path, error)
     return status
 
 
@@ -309,6 +313,8 @@ def _transcribe_batched(model, paths, options, args, writer, writer_args, owners
             except OSError as error:
                 _raise_if_stopped(error)
                 status = _fail(_unwritable(path, args.output_dir, error))
+            except Exception as error:
+                status = _unforeseen(path, error)
     return status
 
 
@@ -355,6 +361,17 @@ def _raise_if_stopped(error):
     says so."""
     if stopped_by(error) is not None:
         raise error
+
+
+def _unforeseen(path, error):
+    """A failure of one file that no check foresaw (a bug): its one line, and the run goes on with
+    the next file, as in the batched mode (batch_feed.outcome) and as openai-whisper's CLI skips
+    such a file; a signal or memory running out still ends the run (main says which). Returns the
+    exit status."""
+    _raise_if_stopped(error)
+    if out_of_memory(error):
+        raise error
+    return _fail(_about(path, unforeseen(error)))
 
 
 def _about(path, error):

@@ -178,6 +178,23 @@ def out_of_memory(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or memory_error(error) is not None
 
 
+class UnforeseenError(WhispermsError):
+    """One input's failure that no check foresaw (a bug of ours or a library's, numpy's memory
+    running out): not the input's fault, as a server answers it. `cause`: the exception."""
+
+    cause: Optional[BaseException] = None
+
+
+def unforeseen(error: Exception) -> UnforeseenError:
+    """A failure no check foresaw as one input's error: its type and first line, so that a run over
+    many inputs says it and goes on with the next, as openai-whisper's CLI skips such a file."""
+    text = str(error).strip().splitlines()
+    detail = f": {text[0]}" if text else ""
+    failure = UnforeseenError(f"cannot transcribe it: {type(error).__name__}{detail}")
+    failure.cause = error
+    return failure
+
+
 # Statuses as a shell reports a command a signal ended; "terminated" is also Ctrl-C during a
 # MindSpore graph run, which MindSpore turns into SIGTERM.
 STOP_STATUS = {"interrupted": 128 + signal.SIGINT, "terminated": 128 + signal.SIGTERM}

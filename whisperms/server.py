@@ -38,6 +38,7 @@ from .decoding import model_language
 from .errors import (
     AudioError,
     OptionsError,
+    UnforeseenError,
     WhispermsError,
     WhispermsWarning,
     check_working_folder,
@@ -95,6 +96,17 @@ def _error(
 
     body = {"message": message, "type": kind, "param": param, "code": code}
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _server_failure(error: BaseException):
+    """A failure of the server's own (a bug, a full disk, memory): OpenAI's error object, not the
+    framework's bare text, status 500."""
+    message = f"the server failed: {type(error).__name__}: {one_line(str(error))}"
+    # OpenAI's client retries a 500 twice unless told not to: the same request fails the same
+    # way, each time after its decode; memory may be free on a later try
+    retry = out_of_memory(error)
+    headers = None if retry else {"x-should-retry": "false"}
+    return _error(500, message, kind="server_error", headers=headers)
 
 
 class _BodyLimit:
@@ -249,14 +261,8 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def server_error(request, error):
-        # a failure of the server's own (a bug, a full disk; logged with its traceback): OpenAI's
-        # error object, not the framework's bare text
-        message = f"the server failed: {type(error).__name__}: {one_line(str(error))}"
-        # OpenAI's client retries a 500 twice unless told not to: the same request fails the same
-        # way, each time after its decode; memory may be free on a later try
-        retry = out_of_memory(error)
-        headers = None if retry else {"x-should-retry": "false"}
-        return _error(500, message, kind="server_error", headers=headers)
+        # a failure of the server's own (a bug, a full disk; logged with its traceback)
+        return _server_failure(error)
 
     # OpenAI's Model object; created: when this server began serving it (Unix seconds)
     served = {"id": name, "object": "model", "created": int(time.time()), "owned_by": "whisperms"}
@@ -382,6 +388,9 @@ def create_app(
             with contextlib.suppress(FileNotFoundError):  # a forced exit's shutdown removed it
                 os.unlink(tmp.name)
             uploads.pop(tmp.name, None)
+        if isinstance(result, UnforeseenError):  # reading or cutting the upload failed: ours
+            logging.getLogger(__name__).error("%s", shown, exc_info=result.cause)
+            return _server_failure(result.cause)
         if isinstance(result, WhispermsError):
             message = str(result).replace(tmp.name, shown)
             return _error(400, message, "file" if isinstance(result, AudioError) else None)
