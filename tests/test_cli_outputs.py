@@ -163,6 +163,27 @@ def test_a_closed_standard_output_stops_printing_not_the_transcription(tmp_path,
         assert (out / (OTHER.stem + ".txt")).stat().st_size > 100
 
 
+def test_a_closed_console_stops_printing_not_the_transcription(tmp_path, tiny_en_ct2_dir):
+    """`whisperms ... 2>&1 | head -1`: stdout and stderr are one pipe, closed after a line. The
+    warning that printing stopped could not be written either, and its error ended the run: no
+    transcript, and status 0 (main took the broken pipe for `whisperms models | head`). Both
+    transcripts are written now, and the status is 0."""
+    for extra in ([], ["--batch_size", "2"]):
+        out = tmp_path / f"out{len(extra)}"
+        proc = subprocess.Popen(
+            command(SHORT, OTHER, "--model", tiny_en_ct2_dir, "-o", out, "-f", "txt", *extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=user_env(),
+        )
+        proc.stdout.readline()
+        proc.stdout.close()
+        assert proc.wait(timeout=600) == 0
+        assert (out / (SHORT.stem + ".txt")).read_text() == "in being comparatively modern.\n"
+        assert (out / (OTHER.stem + ".txt")).stat().st_size > 100
+
+
 def test_a_standard_output_that_cannot_encode_the_text(tmp_path, base_ct2_dir):
     """An ASCII console and a French transcript: the accents are escaped on the console, the file
     keeps them (before: a UnicodeEncodeError traceback, and the next files never ran)."""

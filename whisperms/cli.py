@@ -213,11 +213,9 @@ def _transcribe_main(argv):
         return _fail(str(error))
     if args.verbose:
         rt = model.runtime
-        print(
+        _to_stderr(
             f"whisperms: {model.name or args.model} on {rt.device}, {rt.dtype}, attention "
-            f"{rt.attn_implementation}, "
-            f"conv {rt.conv}, cores {rt.threads or 'all'}",
-            file=sys.stderr,
+            f"{rt.attn_implementation}, conv {rt.conv}, cores {rt.threads or 'all'}"
         )
     from .transcribe import Transcriber
     from .writers import get_writer
@@ -422,13 +420,30 @@ def _models_main(argv):
 
 
 def _usage(message):
-    print(f"whisperms: error: {one_line(message)}", file=sys.stderr)
+    _to_stderr(f"whisperms: error: {one_line(message)}")
     return EXIT_USAGE
 
 
 def _fail(message):
-    print(f"whisperms: error: {one_line(message)}", file=sys.stderr)
+    _to_stderr(f"whisperms: error: {one_line(message)}")
     return EXIT_RUNTIME
+
+
+def _to_stderr(line: str):
+    """A line on stderr. Once stderr cannot be written (its reader gone: `whisperms *.wav 2>&1 |
+    head -1`), it goes to /dev/null and the work goes on: losing the console must not lose the
+    transcripts, as losing stdout does not (segments.print_line); the exit status still says what
+    failed."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # ValueError: a closed file
+        sink = open(os.devnull, "w")
+        try:
+            os.dup2(sink.fileno(), sys.stderr.fileno())
+        except (AttributeError, OSError, ValueError):  # no descriptor of its own
+            sys.stderr = sink
+        else:
+            sink.close()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -437,7 +452,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     ours = issubclass(category, WhispermsWarning) or text.startswith("whisperms: ")
     text = text.removeprefix("whisperms: ")
     tag = "" if ours else f" ({category.__name__})"
-    print(f"whisperms: warning: {text}{tag}", file=sys.stderr)
+    _to_stderr(f"whisperms: warning: {text}{tag}")
 
 
 def main(argv=None):
