@@ -70,6 +70,27 @@ def test_an_m4a_is_transcribed_without_ffmpeg(tmp_path, ffmpeg_folder, no_ffmpeg
     assert text.rstrip(".") == JFK_TEXT[:-1]
 
 
+def test_a_name_with_colons_is_a_file_to_the_ffmpeg_binary(
+    tmp_path, monkeypatch, ffmpeg_folder, no_ffmpeg
+):
+    """ffmpeg reads a name's start up to a colon as a protocol: a recording named by `date
+    -Iseconds`, given relative, was "Protocol not found" with the binary on PATH (PyAV, without
+    it, decoded the file). A failure names the file as it was given."""
+    monkeypatch.chdir(tmp_path)
+    name = "rec-2024-05-01T10:30:00.m4a"
+    encode(ffmpeg_folder, ["-i", str(JFK)], tmp_path / name, RECORDINGS[0][1])
+    (tmp_path / "bad:take.m4a").write_text("not audio\n")
+    monkeypatch.setenv("PATH", str(ffmpeg_folder))
+    reference = load_audio(JFK)
+    audio = load_audio(name)
+    assert len(audio) == len(reference)
+    assert np.corrcoef(audio, reference)[0, 1] > 0.99
+    with pytest.raises(AudioError) as info:
+        load_audio("bad:take.m4a")
+    assert str(info.value).startswith("could not decode audio file bad:take.m4a: ")
+    assert str(tmp_path) not in str(info.value)
+
+
 def test_what_ffmpeg_does_not_read_is_one_line(tmp_path, monkeypatch, ffmpeg_folder, no_ffmpeg):
     """Text named as audio or video, a video without sound, and an input over the length limit,
     through PyAV; without PyAV either, a file named as a format FFmpeg reads says what it needs."""

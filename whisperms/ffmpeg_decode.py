@@ -75,17 +75,22 @@ def load_with_ffmpeg(source, sr: int, max_hours: float) -> np.ndarray:
 
 
 def _ffmpeg(path: str, source, sr: int) -> np.ndarray:
-    cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", path, "-f", "s16le", "-ac", "1"]
+    # Given absolute: ffmpeg reads a name's start up to a colon as a protocol
+    # ("rec-2024-05-01T10:30:00.m4a" is protocol "rec-2024-05-01T10", "pipe:0.m4a" its standard
+    # input); a name starting with "/" is always a file.
+    given = os.path.abspath(path)
+    cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", given, "-f", "s16le", "-ac", "1"]
     cmd += ["-acodec", "pcm_s16le", "-ar", str(sr), "-"]
     try:
-        out = subprocess.run(cmd, capture_output=True, check=True).stdout
+        run = subprocess.run(cmd, capture_output=True, check=True, stdin=subprocess.DEVNULL)
+        out = run.stdout
     except subprocess.CalledProcessError as e:
         lines = [
             line.strip() for line in e.stderr.decode(errors="replace").splitlines() if line.strip()
         ]
         reason = lines[-1] if lines else f"ffmpeg exited with status {e.returncode}"
-        if source.path is None:  # the temporary copy's name means nothing to the caller
-            reason = reason.replace(path, source.name)
+        # the name as the caller gave it; a temporary copy's name means nothing to the caller
+        reason = reason.replace(given, source.name if source.path is None else path)
         raise AudioError(f"could not decode {source.what}: {reason}") from None
     return np.frombuffer(out, np.int16)
 
