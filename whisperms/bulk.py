@@ -355,10 +355,12 @@ def run(
     if not files:  # a mistyped folder, or audio of a kind not looked for: say so, not "0 done"
         known = " ".join(AUDIO_EXTENSIONS)
         log(f"whisperms-bulk: warning: no audio files in the inputs (files named {known})")
-    refuse_collisions(files, fold_case=ignores_case(output_dir))
+    fold_case = ignores_case(output_dir)
+    refuse_collisions(files, fold_case=fold_case)
     # outputs of another input under the name, a changed input, another model or options: redone
-    records = Records(output_dir, setup_key(str(model), options))
-    stale = {path for path, name in files if records.stale(name, path)}
+    records = Records(output_dir, setup_key(str(model), options), fold_case)
+    formats = list(WRITERS) if output_format == "all" else [output_format]
+    stale = {path for path, name in files if records.stale(name, path, formats)}
     todo = [
         (path, name)
         for path, name in files
@@ -419,7 +421,7 @@ def run(
                     stats["transcribed"] += 1
                     stats["audio_s"] += audio_s
                     try:
-                        records.add(names[path], path)
+                        records.add(names[path], path, formats)
                     except OSError as problem:  # the outputs stand; a later run redoes nothing
                         warn(f"cannot record what {names[path]} was made from: {problem}")
                 else:

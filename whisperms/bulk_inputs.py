@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
+from .bulk_records import output_name
 from .errors import AudioError, OptionsError, OutputError
 from .output_files import check_targets, output_paths
 
@@ -125,8 +126,8 @@ def refuse_collisions(files: Sequence[Tuple[str, str]], fold_case: bool = False)
     starts."""
     by_stem: dict = {}
     for path, name in files:
-        stem = os.path.normpath(os.path.splitext(name)[0])
-        by_stem.setdefault(stem.casefold() if fold_case else stem, []).append((path, stem))
+        stem = output_name(name)
+        by_stem.setdefault(output_name(name, fold_case), []).append((path, stem))
     clashes = [entries for entries in by_stem.values() if len(entries) > 1]
     if not clashes:
         return
