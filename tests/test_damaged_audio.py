@@ -131,6 +131,31 @@ def test_files_joined_end_to_end_are_read_whole(tmp_path, kind):
     np.testing.assert_array_equal(load_audio(joined.read_bytes()), audio)
 
 
+@pytest.mark.parametrize("kind", [("OGG", "VORBIS", "ogg"), ("MP3", "MPEG_LAYER_III", "mp3")])
+def test_a_length_the_file_size_does_not_vouch_for_is_unknown(tmp_path, kind):
+    """Forty files joined end to end declare the first one's 22 s: a server read such an upload
+    (internet radio's chained Ogg, hours of it) in the batches' thread as a short one, holding every
+    other request's batch while it read. Its length counts as unknown now (read on a thread of its
+    own); one file, and uncompressed audio, keep theirs."""
+    from whisperms.audio_files import declared_seconds
+    from whisperms.batch_feed import declared_seconds as inline_seconds
+
+    file_format, subtype, extension = kind
+    speech, rate = soundfile.read(JFK, dtype="float32")
+    one = tmp_path / f"one.{extension}"
+    soundfile.write(
+        one, np.concatenate([speech, speech]), rate, format=file_format, subtype=subtype
+    )
+    joined = tmp_path / f"joined.{extension}"
+    joined.write_bytes(one.read_bytes() * 40)
+    wav = tmp_path / "one.wav"
+    soundfile.write(wav, np.concatenate([speech, speech]), rate)
+    for path in (one, wav):
+        assert abs(inline_seconds(str(path)) - 22.0) < 0.1
+    assert abs(declared_seconds(str(joined)) - 22.0) < 0.1  # what the header says
+    assert inline_seconds(str(joined)) is None
+
+
 def test_an_mp3_whose_xing_byte_count_falls_short_is_not_read_twice(tmp_path):
     """A Xing header whose byte count ends part way into its own stream (a tag editor's or a
     cutter's stale header) at a frame's start looks like a file joined after it; libsndfile reads

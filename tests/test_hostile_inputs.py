@@ -991,6 +991,35 @@ def test_headers_that_lie_about_the_length(
     assert isinstance(results[2], AudioError) or len(results[2].segments) <= 1
 
 
+def test_a_lying_header_is_read_on_a_machine_of_little_memory(tmp_path, short_audio):
+    """The lying FLAC (1 s of audio declaring 2**36 - 1 frames: 24 hours' buffer, 5.5 GB) where a
+    process may not map that much (here an address space of 3 GiB, as a small VM or strict
+    overcommit refuses it): it was numpy's MemoryError, which ended a CLI run as "out of memory";
+    now its second of audio, read into a buffer that grows as it is filled."""
+    import resource
+
+    liar = tmp_path / "liar.flac"
+    _lying_flac(liar, short_audio[:16000])
+    script = (
+        "import sys\nfrom whisperms.audio import load_audio\n"
+        "from whisperms.errors import AudioError\ntry:\n    print(len(load_audio(sys.argv[1])))\n"
+        "except AudioError as error:\n    print(str(error))\n"
+    )
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(liar)],
+        capture_output=True, text=True, timeout=120, env=user_env(), preexec_fn=limited,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    out = run.stdout.strip()
+    # as without the limit (test_headers_that_lie_about_the_length): the second, or libsndfile
+    # stopping at the missing frames
+    assert (out.isdigit() and int(out) <= 16000) or out.startswith("could not decode"), out
+
+
 def test_a_file_cut_short_gives_the_audio_before_the_cut(tmp_path, tiny_en_ct2_dir):
     """A FLAC missing its last 2000 bytes (a download cut short): the audio before the cut, with a
     one-line warning, as truncated WAV and MP3 files already gave (it was refused whole: the

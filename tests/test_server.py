@@ -1072,10 +1072,10 @@ def test_the_server_writes_through_a_copy_of_stderr():
     script = "\n".join(
         [
             "import os, sys",
-            "from whisperms.audio_files import _decoder_output_hidden",
+            "from whisperms.decoder_output import decoder_output_hidden",
             "from whisperms.server import stderr_copy",
             "sys.stderr = stderr_copy()",
-            "with _decoder_output_hidden():",
+            "with decoder_output_hidden():",
             "    print('the server says this', file=sys.stderr)",
             "    os.write(2, b'the decoder says this')",
         ]

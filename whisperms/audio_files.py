@@ -9,9 +9,6 @@ import io
 import os
 import re
 import stat
-import sys
-import threading
-from contextlib import contextmanager
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -19,12 +16,12 @@ import soundfile
 import soxr
 
 from .audio_streams import later_streams, length_declared
+from .decoder_output import decoder_output_hidden
 from .errors import AudioError
 from .ffmpeg_decode import cannot_decode, ffmpeg_loader
 
-# The longest input a file may decode to: 24 hours at 16 kHz are 5.5 GB of float32, and a file whose
-# samples would make more (a day of audio, or a short file declaring a sample rate of a few Hz) is
-# refused in one line instead of exhausting the memory.
+# The longest input a file may decode to (5.5 GB of float32 at 16 kHz): a file whose samples would
+# make more (a day of audio, or a short file declaring a rate of a few Hz) is refused in one line.
 MAX_AUDIO_HOURS = 24
 # A file declaring a lower sample rate is not audio (its header lies, or it holds other data):
 # refused, as resampling its samples to 16 kHz would make hours of them from a few kilobytes.
@@ -35,8 +32,13 @@ _READ_BLOCK_FRAMES = 1 << 20  # frames per read of a file (load_audio)
 # Frames per read past a point where a block failed to decode: a file damaged or cut short is
 # read up to the damage, as truncated WAV and MP3 files are.
 _SALVAGE_FRAMES = 1 << 12
-# Bytes per sample of the uncompressed encodings, whose declared length the file's size can vouch
-# for.
+# Bytes per second of a compressed stream up to which a file's size vouches for its declared
+# length (128 kbit/s: speech codecs stay below; a file above is taken as of unknown length).
+VOUCHED_RATE = 16000
+# Where a header declares more audio than the memory takes at once: the buffer a file is read into
+# at first, grown as its samples come.
+_FIRST_BUFFER_SECONDS = 600
+# Bytes per sample of the uncompressed encodings, whose declared length the file's size vouches for.
 _SAMPLE_BYTES = {
     "PCM_S8": 1,
     "PCM_U8": 1,
@@ -126,7 +128,7 @@ def decode_file(source: AudioSource, sr: int) -> Decoded:
     """Mono float32 samples of the file, at its own rate (or `sr`, when ffmpeg decodes it); an
     AudioError that says why when it cannot be decoded."""
     try:
-        with _decoder_output_hidden():
+        with decoder_output_hidden():
             load = ffmpeg_loader() if _surround(source) else None
             if load is not None:
                 # FFmpeg's mix, as openai's and faster-whisper's: the centre weighted above the
@@ -413,7 +415,13 @@ class _Samples:
         self.stream = (
             None if rate == sr else soxr.ResampleStream(rate, sr, 1, dtype="float32", quality="HQ")
         )
-        self.buffer = np.empty(self._out(min(max(declared, 0), limit)) + 1, np.float32)
+        frames = min(max(declared, 0), limit)
+        try:
+            self.buffer = np.empty(self._out(frames) + 1, np.float32)
+        except MemoryError:  # more than the machine commits at once (the header may lie): grown
+            self.buffer = np.empty(
+                self._out(min(frames, _FIRST_BUFFER_SECONDS * rate)) + 1, np.float32
+            )
         self.filled, self.not_finite = 0, 0
 
     def _out(self, frames: int) -> int:
@@ -536,60 +544,18 @@ def is_pipe(path: str) -> bool:
         return False
 
 
-def declared_seconds(file) -> Optional[float]:
+def declared_seconds(file, vouched: bool = False) -> Optional[float]:
     """The seconds of audio a file's header declares, read without decoding it (libsndfile's
-    formats), or None: another format, or a file check_audio_file refuses (a FIFO is never
-    opened; its reading says why). The MP3 decoder's notes on a damaged file stay hidden, as when
-    it is read."""
+    formats), or None: another format, or a file check_audio_file refuses (a FIFO is never opened).
+    `vouched`: None also for a file of more bytes than that length takes (uncompressed, or at
+    VOUCHED_RATE): joined files and chained Ogg declare their first stream's length."""
     try:
         path = check_audio_file(file)
-        with _decoder_output_hidden():
-            return soundfile.info(os.fsencode(path)).duration
+        with decoder_output_hidden():
+            info = soundfile.info(os.fsencode(path))
+        width = _SAMPLE_BYTES.get(info.subtype, VOUCHED_RATE / info.samplerate / info.channels)
+        if vouched and os.path.getsize(path) > info.frames * info.channels * width * 1.1 + 2**16:
+            return None
+        return info.duration
     except Exception:
         return None
-
-
-# File descriptor 2 is the process's: threads decoding at once share one redirection, made by the
-# first to start and undone by the last to finish (each undoing its own put back the other's
-# /dev/null for good).
-_hidden_lock = threading.Lock()
-_hidden_count = 0
-_hidden_saved = None  # the real fd 2, duplicated, while hidden
-
-
-@contextmanager
-def _decoder_output_hidden():
-    """File descriptor 2 on /dev/null while libsndfile decodes: its MP3 decoder (mpg123) writes
-    notes such as "Note: Trying to resync..." straight to the process's stderr on damaged input, and
-    they are not ours to show (a file that fails is reported by AudioError). Anything another thread
-    writes to fd 2 meanwhile is lost too."""
-    global _hidden_count, _hidden_saved
-    with _hidden_lock:
-        if _hidden_count == 0:
-            _hidden_saved = _hide_fd2()
-        _hidden_count += 1
-    try:
-        yield
-    finally:
-        with _hidden_lock:
-            _hidden_count -= 1
-            if _hidden_count == 0 and _hidden_saved is not None:
-                os.dup2(_hidden_saved, 2)
-                os.close(_hidden_saved)
-                _hidden_saved = None
-
-
-def _hide_fd2() -> Optional[int]:
-    """fd 2 pointed at /dev/null; a duplicate of what it was, or None where there is nothing to
-    hide (no fd 2, as in a daemon; sys.stderr closed or None)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        return None
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-    finally:
-        os.close(devnull)
-    return saved

@@ -58,7 +58,7 @@ def declared_seconds(audio) -> Optional[float]:
     if isinstance(audio, np.ndarray):
         return max(audio.shape, default=0) / SAMPLE_RATE
     if isinstance(audio, (str, os.PathLike)):
-        return file_seconds(audio)
+        return file_seconds(audio, vouched=True)
     return None
 
 
