@@ -1014,27 +1014,31 @@ def test_a_failure_in_a_batch_fails_its_requests_only_as_openai_errors(tiny_en_m
 
 def test_a_failure_reading_an_upload_is_the_servers_500_not_the_clients_400(tiny_en_model):
     """An exception no check foresaw while an upload is read and cut into pieces (a bug, or numpy
-    running out of memory on a long upload; here injected into the first two uploads' reading)
+    running out of memory on a long upload; here injected into the first three uploads' reading)
     fails that request alone, with OpenAI's 500 server_error: it was a 400 invalid_request_error,
     which blames the client's file, and which OpenAI's client never retries. Memory running out
-    leaves the retry to the client; a bug tells it not to."""
+    leaves the retry to the client; a bug tells it not to. The message names the upload as the
+    client did, never the server's temporary copy."""
     from whisperms.server_worker import DEFAULT_REQUEST
 
     server = _Server(tiny_en_model, hold=True)
     group = server.worker._group(DEFAULT_REQUEST)
     prepare = group.transcriber._prepare
-    failures = [KeyError("injected"), MemoryError("Unable to allocate 5.15 GiB")]
+    failures = [KeyError("injected"), MemoryError("Unable to allocate 5.15 GiB"), "the upload's"]
 
     def fails_first(index, audio):
         if failures:
-            raise failures.pop(0)
+            failure = failures.pop(0)
+            if isinstance(failure, str):  # naming the server's temporary copy of the upload
+                raise OSError(24, "Too many open files", getattr(audio, "audio", audio))
+            raise failure
         return prepare(index, audio)
 
     group.transcriber._prepare = fails_first
     server.release()
     answers = []
     try:
-        for _ in range(2):
+        for _ in range(3):
             with pytest.raises(openai.InternalServerError) as error:
                 _transcribe(server.client, CLIPS[0])
             retry = error.value.response.headers.get("x-should-retry")
@@ -1045,6 +1049,11 @@ def test_a_failure_reading_an_upload_is_the_servers_500_not_the_clients_400(tiny
     assert answers == [
         ("server_error", "the server failed: KeyError: 'injected'", "false"),
         ("server_error", "the server failed: MemoryError: Unable to allocate 5.15 GiB", None),
+        (
+            "server_error",
+            f"the server failed: OSError: [Errno 24] Too many open files: '{CLIPS[0]}'",
+            "false",
+        ),
     ]
     assert text == BatchedTranscriber(tiny_en_model).run(str(DATA / CLIPS[1])).text.strip()
 

@@ -98,10 +98,11 @@ def _error(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
-def _server_failure(error: BaseException):
+def _server_failure(error: BaseException, detail: Optional[str] = None):
     """A failure of the server's own (a bug, a full disk, memory): OpenAI's error object, not the
-    framework's bare text, status 500."""
-    message = f"the server failed: {type(error).__name__}: {one_line(str(error))}"
+    framework's bare text, status 500. `detail`: what the message says of it (its type and text)."""
+    detail = detail or f"{type(error).__name__}: {one_line(str(error))}"
+    message = f"the server failed: {detail}"
     # OpenAI's client retries a 500 twice unless told not to: the same request fails the same
     # way, each time after its decode; memory may be free on a later try
     retry = out_of_memory(error)
@@ -390,7 +391,9 @@ def create_app(
             uploads.pop(tmp.name, None)
         if isinstance(result, UnforeseenError):  # reading or cutting the upload failed: ours
             logging.getLogger(__name__).error("%s", shown, exc_info=result.cause)
-            return _server_failure(result.cause)
+            # its message's first line, naming the upload as the client did
+            detail = str(result).removeprefix("cannot transcribe it: ").replace(tmp.name, shown)
+            return _server_failure(result.cause, detail)
         if isinstance(result, WhispermsError):
             message = str(result).replace(tmp.name, shown)
             return _error(400, message, "file" if isinstance(result, AudioError) else None)
