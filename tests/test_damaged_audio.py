@@ -13,6 +13,7 @@ import av
 import numpy as np
 import pytest
 import soundfile
+import soxr
 
 from whisperms.audio import SAMPLE_RATE, load_audio
 
@@ -136,7 +137,7 @@ def test_a_length_the_file_size_does_not_vouch_for_is_unknown(tmp_path, kind):
     """Forty files joined end to end declare the first one's 22 s: a server read such an upload
     (internet radio's chained Ogg, hours of it) in the batches' thread as a short one, holding every
     other request's batch while it read. Its length counts as unknown now (read on a thread of its
-    own); one file, and uncompressed audio, keep theirs."""
+    own); one file, uncompressed audio and an MP3 at its top bit rate keep theirs."""
     from whisperms.audio_files import declared_seconds
     from whisperms.batch_feed import declared_seconds as inline_seconds
 
@@ -150,7 +151,14 @@ def test_a_length_the_file_size_does_not_vouch_for_is_unknown(tmp_path, kind):
     joined.write_bytes(one.read_bytes() * 40)
     wav = tmp_path / "one.wav"
     soundfile.write(wav, np.concatenate([speech, speech]), rate)
-    for path in (one, wav):
+    music = tmp_path / "music.mp3"  # 48 kHz stereo at 320 kbit/s, MP3's top rate
+    resampled = soxr.resample(np.concatenate([speech, speech]), rate, 48000)
+    stereo = resampled if resampled.ndim == 2 else np.column_stack([resampled, resampled])
+    soundfile.write(
+        music, stereo, 48000, format="MP3", compression_level=0.0, bitrate_mode="CONSTANT"
+    )
+    assert os.path.getsize(music) > 22 * 39000
+    for path in (one, wav, music):
         assert abs(inline_seconds(str(path)) - 22.0) < 0.1
     assert abs(declared_seconds(str(joined)) - 22.0) < 0.1  # what the header says
     assert inline_seconds(str(joined)) is None

@@ -33,8 +33,9 @@ _READ_BLOCK_FRAMES = 1 << 20  # frames per read of a file (load_audio)
 # read up to the damage, as truncated WAV and MP3 files are.
 _SALVAGE_FRAMES = 1 << 12
 # Bytes per second of a compressed stream up to which a file's size vouches for its declared
-# length (128 kbit/s: speech codecs stay below; a file above is taken as of unknown length).
-VOUCHED_RATE = 16000
+# length (MP3's top 320 kbit/s; a file above is taken as of unknown length), and bytes besides
+# (tags, cover art).
+VOUCHED_RATE, VOUCHED_EXTRA = 40000, 2**18
 # Where a header declares more audio than the memory takes at once: the buffer a file is read into
 # at first, grown as its samples come.
 _FIRST_BUFFER_SECONDS = 600
@@ -554,7 +555,7 @@ def declared_seconds(file, vouched: bool = False) -> Optional[float]:
         with decoder_output_hidden():
             info = soundfile.info(os.fsencode(path))
         width = _SAMPLE_BYTES.get(info.subtype, VOUCHED_RATE / info.samplerate / info.channels)
-        if vouched and os.path.getsize(path) > info.frames * info.channels * width * 1.1 + 2**16:
+        if vouched and os.path.getsize(path) > info.frames * info.channels * width + VOUCHED_EXTRA:
             return None
         return info.duration
     except Exception:
