@@ -85,6 +85,11 @@ def test_a_name_with_colons_is_a_file_to_the_ffmpeg_binary(
     audio = load_audio(name)
     assert len(audio) == len(reference)
     assert np.corrcoef(audio, reference)[0, 1] > 0.99
+    # link/../take.m4a is real/take.m4a, not the ./take.m4a its text would normalise to
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    (tmp_path / name).rename(tmp_path / "real" / "take.m4a")
+    np.testing.assert_array_equal(load_audio("link/../take.m4a"), audio)
     with pytest.raises(AudioError) as info:
         load_audio("bad:take.m4a")
     assert str(info.value).startswith("could not decode audio file bad:take.m4a: ")

@@ -77,8 +77,8 @@ def load_with_ffmpeg(source, sr: int, max_hours: float) -> np.ndarray:
 def _ffmpeg(path: str, source, sr: int) -> np.ndarray:
     # Given absolute: ffmpeg reads a name's start up to a colon as a protocol
     # ("rec-2024-05-01T10:30:00.m4a" is protocol "rec-2024-05-01T10", "pipe:0.m4a" its standard
-    # input); a name starting with "/" is always a file.
-    given = os.path.abspath(path)
+    # input); a name starting with "/" is always a file. Not normalised: "link/../x" is not "x".
+    given = os.path.join(os.getcwd(), path)
     cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", given, "-f", "s16le", "-ac", "1"]
     cmd += ["-acodec", "pcm_s16le", "-ar", str(sr), "-"]
     try:
