@@ -182,6 +182,16 @@ def test_a_closed_console_stops_printing_not_the_transcription(tmp_path, tiny_en
         assert proc.wait(timeout=600) == 0
         assert (out / (SHORT.stem + ".txt")).read_text() == "in being comparatively modern.\n"
         assert (out / (OTHER.stem + ".txt")).stat().st_size > 100
+    # a stderr that cannot take a line (a full disk): the lines are lost, not the transcripts (the
+    # runtime line's error ended the run, status 1)
+    out = tmp_path / "full"
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            command(SHORT, "--model", tiny_en_ct2_dir, "-o", out, "-f", "txt"),
+            stdout=subprocess.DEVNULL, stderr=full, env=user_env(), timeout=600,
+        )  # fmt: skip
+    assert proc.returncode == 0
+    assert (out / (SHORT.stem + ".txt")).read_text() == "in being comparatively modern.\n"
 
 
 def test_a_standard_output_that_cannot_encode_the_text(tmp_path, base_ct2_dir):

@@ -21,7 +21,7 @@ import numpy as np
 from .audio import SAMPLE_RATE
 from .audio_files import declared_seconds as file_seconds
 from .batch_inputs import BatchInput, Cancelled, InputQueue
-from .errors import RuntimeMemoryError, WhispermsError, unforeseen
+from .errors import RuntimeMemoryError, WhispermsError, stopped_by, unforeseen
 
 # An arriving input declaring at most this much audio is read in the batches' thread (a few tenths
 # of a second at most); a longer one on a thread of its own.
@@ -46,6 +46,8 @@ def outcome(prepare: Callable, index: int, audio):
     except RuntimeMemoryError:
         raise
     except Exception as error:
+        if stopped_by(error) is not None:  # Ctrl-C or SIGTERM, in a library's error
+            raise
         return unforeseen(error)
 
 

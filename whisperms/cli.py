@@ -363,9 +363,9 @@ def _raise_if_stopped(error):
 
 def _unforeseen(path, error):
     """A failure of one file that no check foresaw (a bug): its one line, and the run goes on with
-    the next file, as in the batched mode (batch_feed.outcome) and as openai-whisper's CLI skips
-    such a file; a signal or memory running out still ends the run (main says which). Returns the
-    exit status."""
+    the next file, as openai-whisper's CLI skips such a file (the batched mode's reading does the
+    same: batch_feed.outcome); a signal or memory running out still ends the run (main says which).
+    Returns the exit status."""
     _raise_if_stopped(error)
     if out_of_memory(error):
         raise error
@@ -436,14 +436,22 @@ def _to_stderr(line: str):
     failed."""
     try:
         print(line, file=sys.stderr, flush=True)
-    except (OSError, ValueError):  # ValueError: a closed file
-        sink = open(os.devnull, "w")
-        try:
-            os.dup2(sink.fileno(), sys.stderr.fileno())
-        except (AttributeError, OSError, ValueError):  # no descriptor of its own
-            sys.stderr = sink
-        else:
-            sink.close()
+    except (BrokenPipeError, ValueError):  # its reader gone, or a closed file
+        _stderr_gone()
+    except OSError:  # a full disk or non-blocking pipe: this line is lost, not the next ones
+        pass
+
+
+def _stderr_gone():
+    """fd 2 (or sys.stderr) on /dev/null from now on: what is buffered, and what Python flushes
+    at exit, would fail again."""
+    sink = open(os.devnull, "w")
+    try:
+        os.dup2(sink.fileno(), sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor of its own
+        sys.stderr = sink
+    else:
+        sink.close()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
