@@ -91,3 +91,5 @@ def test_a_record_covers_the_formats_written_with_it(tmp_path):
     renamed = tmp_path / "b.wav"
     source.rename(renamed)
     assert not Records(str(tmp_path), base).stale("b.wav", str(renamed), ["json", "tsv"])
+    Records(str(tmp_path), base).add("b.wav", str(renamed), TXT)  # the same input and setup
+    assert not Records(str(tmp_path), base).stale("b.wav", str(renamed), ["json", "tsv"])

@@ -86,8 +86,12 @@ class Records:
         formats, before = set(formats), self.by_name.get(key)
         record = {"name": name, "source": source, "setup": self.setup}
         if before is not None and all(before.get(k) == v for k, v in record.items()):
-            formats |= set(before.get("formats") or ())
-        record["formats"] = sorted(formats)
+            if before.get("formats") is None:  # an earlier version's: it covers every format
+                formats = None
+            else:
+                formats |= set(before["formats"])
+        if formats is not None:
+            record["formats"] = sorted(formats)
         self.by_name[key] = record
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with open(self.path, "a", encoding="utf-8", errors="surrogateescape") as f:
