@@ -281,3 +281,22 @@ def test_a_graph_run_out_of_memory_is_a_memory_error_not_a_fallback(tmp_path):
     bare = ms.jit(tiled)
     with pytest.raises(RuntimeMemoryError, match=r"^MindSpore could not allocate"):
         outcome(lambda index, audio: run_graph(bare, audio), 0, large)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\n#umsg#Memory not enough:#umsg#Device(id:0) memory isn't enough and alloc failed",
+        "std::bad_alloc",
+        "Device(id:0) memory isn't enough and alloc failed in output actor, kernel name: Add",
+        "Allocate memory failed, maybe device memory(device id:0) isn't enough. Allocate size: 64",
+    ],
+)
+def test_mindspores_allocation_failures_are_memory_errors(text):
+    """Each way MindSpore's library words a failed allocation (texts from its C++ runtime) is a
+    RuntimeMemoryError, which ends a CLI run in one line; the last two were taken for a bug of one
+    file's, and the run went on with a runtime whose allocation had failed."""
+    from whisperms.errors import RuntimeMemoryError, memory_error
+
+    assert isinstance(memory_error(RuntimeError(text)), RuntimeMemoryError)
+    assert memory_error(RuntimeError("The pointer[x] is null.")) is None

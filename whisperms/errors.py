@@ -150,8 +150,14 @@ def stopped_by(error: BaseException) -> Optional[str]:
 
 
 # How MindSpore's runtime says an allocation failed: a RuntimeError with this section title (its
-# first line is blank), or the C++ library's std::bad_alloc passed on as a RuntimeError.
-_MEMORY_FAILURES = ("Memory not enough", "std::bad_alloc")
+# first line is blank), the C++ library's std::bad_alloc passed on as a RuntimeError, or the
+# untitled texts of its output actor and its copies between devices.
+_MEMORY_FAILURES = (
+    "Memory not enough",
+    "std::bad_alloc",
+    "memory isn't enough and alloc failed",
+    "Allocate memory failed",
+)
 
 
 class RuntimeMemoryError(MemoryError):
