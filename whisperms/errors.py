@@ -189,15 +189,16 @@ class UnforeseenError(WhispermsError):
     running out): not the input's fault, as a server answers it. `cause`: the exception."""
 
     cause: Optional[BaseException] = None
+    detail = ""  # the cause's type and first line
 
 
 def unforeseen(error: Exception) -> UnforeseenError:
     """A failure no check foresaw as one input's error: its type and first line, so that a run over
     many inputs says it and goes on with the next, as openai-whisper's CLI skips such a file."""
     text = str(error).strip().splitlines()
-    detail = f": {text[0]}" if text else ""
-    failure = UnforeseenError(f"cannot transcribe it: {type(error).__name__}{detail}")
-    failure.cause = error
+    detail = type(error).__name__ + (f": {text[0]}" if text else "")
+    failure = UnforeseenError(f"cannot transcribe it: {detail}")
+    failure.cause, failure.detail = error, detail
     return failure
 
 

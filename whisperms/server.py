@@ -392,8 +392,7 @@ def create_app(
         if isinstance(result, UnforeseenError):  # reading or cutting the upload failed: ours
             logging.getLogger(__name__).error("%s", shown, exc_info=result.cause)
             # its message's first line, naming the upload as the client did
-            detail = str(result).removeprefix("cannot transcribe it: ").replace(tmp.name, shown)
-            return _server_failure(result.cause, detail)
+            return _server_failure(result.cause, result.detail.replace(tmp.name, shown))
         if isinstance(result, WhispermsError):
             message = str(result).replace(tmp.name, shown)
             return _error(400, message, "file" if isinstance(result, AudioError) else None)
